@@ -1,0 +1,330 @@
+//! Shared helpers for the end-to-end tests: start a real wsbox server on
+//! 127.0.0.1 in-process, connect independent clients, capture logs.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wsbox::config::{Config, ModuleSource, RouteConfig, RouteLimits, RuntimeConfig};
+
+/// The chaos test guest (tests/guests/chaos), built by this crate's build script.
+pub const CHAOS_WASM: &str = env!("WSBOX_CHAOS_WASM");
+
+/// How long any single wait in a test may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A running server; stopped when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestServer {
+    /// Starts a server for `config` on an ephemeral loopback port.
+    pub async fn start(mut config: Config) -> TestServer {
+        init_logging();
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = wsbox::server::Server::bind(&config)
+            .await
+            .expect("server binds");
+        let addr = server.local_addr().expect("local addr");
+        let task = tokio::spawn(server.run());
+        TestServer { addr, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Connects a tokio-tungstenite client to `path`.
+    pub async fn connect(&self, path: &str) -> Client {
+        let (ws, _resp) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(self.url(path)))
+            .await
+            .expect("connect in time")
+            .expect("handshake succeeds");
+        ws
+    }
+}
+
+/// A small runtime for tests: many test servers live in one process.
+pub fn test_runtime() -> RuntimeConfig {
+    RuntimeConfig {
+        max_instances: 64,
+        max_memory_per_instance: 64 << 20,
+        epoch_tick: Duration::from_millis(5),
+    }
+}
+
+/// A config with one route serving the chaos guest at `pattern`.
+pub fn chaos_config(pattern: &str, limits: RouteLimits) -> Config {
+    Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        runtime: test_runtime(),
+        routes: vec![RouteConfig {
+            pattern: pattern.to_string(),
+            module: ModuleSource::File(PathBuf::from(CHAOS_WASM)),
+            limits,
+        }],
+    }
+}
+
+/// Limits suited to tests: small memory, a short CPU deadline.
+pub fn test_limits() -> RouteLimits {
+    RouteLimits {
+        memory_limit: 32 << 20,
+        cpu_time_per_event: Duration::from_millis(300),
+        ..RouteLimits::default()
+    }
+}
+
+/// The bundled demo, as `wsbox serve` runs it with no config.
+pub fn demo_config() -> Config {
+    let mut config = Config::bundled_demo();
+    config.runtime = test_runtime();
+    config
+}
+
+/// The next data or close message, skipping pings and pongs; panics after [`WAIT`].
+pub async fn next_message(ws: &mut Client) -> WsMessage {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("stream not ended")
+            .expect("no protocol error");
+        match msg {
+            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Sends a text message and returns the text reply.
+pub async fn ask(ws: &mut Client, text: &str) -> String {
+    ws.send(WsMessage::text(text)).await.expect("send");
+    match next_message(ws).await {
+        WsMessage::Text(t) => t.to_string(),
+        other => panic!("expected a text reply to {text:?}, got {other:?}"),
+    }
+}
+
+/// Waits for the server's close frame and returns its code and reason.
+pub async fn expect_close(ws: &mut Client) -> (u16, String) {
+    loop {
+        match next_message(ws).await {
+            WsMessage::Close(Some(frame)) => return (frame.code.into(), frame.reason.to_string()),
+            WsMessage::Close(None) => return (1005, String::new()),
+            other => {
+                let _ = other; // data sent before the close is fine
+            }
+        }
+    }
+}
+
+/// Opens a raw TCP connection and completes a handshake by hand, for tests
+/// that must send frames no well-behaved client would send.
+pub async fn raw_handshake(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.expect("tcp connect");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(req.as_bytes()).await.expect("write handshake");
+    let head = read_http_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "expected 101, got {head}");
+    stream
+}
+
+/// Sends a raw HTTP request and returns the response head and body.
+pub async fn raw_request(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("tcp connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    // A complete response with Content-Length is enough.
+                    if response_complete(&out) {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn response_complete(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let Some(head_end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let head = text[..head_end].to_ascii_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    match len {
+        Some(len) => bytes.len() >= head_end + 4 + len,
+        None => head.starts_with("http/1.1 101"),
+    }
+}
+
+async fn read_http_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    tokio::time::timeout(WAIT, async {
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = stream.read(&mut byte).await.expect("read head");
+            assert!(n == 1, "connection closed during handshake");
+            head.push(byte[0]);
+        }
+    })
+    .await
+    .expect("handshake response in time");
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Encodes a client frame (masked unless `mask` is None).
+pub fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(mask_bit | n as u8),
+        n if n <= 0xffff => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    match mask {
+        Some(key) => {
+            out.extend_from_slice(&key);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        }
+        None => out.extend_from_slice(payload),
+    }
+    out
+}
+
+/// Reads one server frame (unmasked) from a raw stream: (opcode, payload).
+pub async fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    tokio::time::timeout(WAIT, async {
+        let mut head = [0u8; 2];
+        stream.read_exact(&mut head).await.expect("frame head");
+        assert_eq!(head[1] & 0x80, 0, "server frames are unmasked");
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                stream.read_exact(&mut b).await.expect("len16");
+                u16::from_be_bytes(b) as usize
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                stream.read_exact(&mut b).await.expect("len64");
+                u64::from_be_bytes(b) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).await.expect("payload");
+        (head[0] & 0x0f, payload)
+    })
+    .await
+    .expect("a frame in time")
+}
+
+/// Reads frames until a close frame; returns its code (1005 if empty).
+pub async fn read_close_code(stream: &mut TcpStream) -> u16 {
+    loop {
+        let (opcode, payload) = read_frame(stream).await;
+        if opcode == 0x8 {
+            return if payload.len() >= 2 {
+                u16::from_be_bytes([payload[0], payload[1]])
+            } else {
+                1005
+            };
+        }
+    }
+}
+
+// ---- log capture: handler logs are how tests observe on_close ----
+
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(buf);
+        }
+        LOG_WRITTEN.notify_waiters();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+static LOGS: OnceLock<SharedBuf> = OnceLock::new();
+static LOG_WRITTEN: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Captures this process's logs (all tests of one binary share them).
+pub fn init_logging() {
+    LOGS.get_or_init(|| {
+        let buf = SharedBuf::default();
+        let writer = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("wsbox=debug,wsbox::guest=trace")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init();
+        buf
+    });
+}
+
+/// Everything logged so far.
+pub fn logs() -> String {
+    LOGS.get()
+        .and_then(|b| b.0.lock().ok().map(|v| String::from_utf8_lossy(&v).into_owned()))
+        .unwrap_or_default()
+}
+
+/// Waits until the logs contain `needle`; panics after [`WAIT`].
+pub async fn wait_for_log(needle: &str) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        // Register before looking, so a write in between is not missed.
+        let written = LOG_WRITTEN.notified();
+        if let Some(line) = logs().lines().find(|l| l.contains(needle)) {
+            return line.to_string();
+        }
+        if tokio::time::timeout_at(deadline, written).await.is_err() {
+            panic!("log line containing {needle:?} never appeared");
+        }
+    }
+}

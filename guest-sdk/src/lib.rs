@@ -1,0 +1,229 @@
+//! Write **wsbox** WebSocket handlers in Rust.
+//!
+//! wsbox is a WebSocket server whose handlers are WebAssembly components.
+//! The host speaks the protocol (framing, compression, origin checks,
+//! keepalive, size limits, TLS); a handler decides upgrades and reacts to
+//! each connection's events. This crate turns a Rust type implementing
+//! [`WebSocketHandler`] into such a component with one macro,
+//! [`export_handler!`].
+//!
+//! # One instance per connection
+//!
+//! The host makes a fresh instance of the component for every connection,
+//! and the SDK creates one value of your handler type (with [`Default`]) in
+//! that instance. So `self` *is* the per-connection state, exactly like a
+//! Tornado `WebSocketHandler` object, and it lives as long as its
+//! connection. Globals are per connection too: instances share nothing, so
+//! a handler cannot reach other connections (no in-process broadcast).
+//!
+//! A handler that panics traps. The host then closes that connection with
+//! 1011 (internal error); other connections go on. The same happens when a
+//! call runs past the host's CPU deadline.
+//!
+//! # Example
+//!
+//! A room handler: it refuses clients without a nickname, greets with the
+//! room captured by the route (say `^/rooms/(?P<room>[a-z]+)$`), echoes
+//! text messages prefixed with the nickname and binary messages as they
+//! are, and logs when the connection ends.
+//!
+//! ```no_run
+//! use wsbox_guest::{
+//!     CloseInfo, ConnectionInfo, Message, Reject, UpgradeRequest, WebSocketHandler, log,
+//!     write_message,
+//! };
+//!
+//! /// Per-connection state: one value per connection.
+//! #[derive(Default)]
+//! struct Room {
+//!     nick: String,
+//!     messages: u64,
+//! }
+//!
+//! impl WebSocketHandler for Room {
+//!     fn prepare(&mut self, request: &UpgradeRequest) -> Result<(), Reject> {
+//!         match request.query_param("nick") {
+//!             Some(nick) if !nick.is_empty() => {
+//!                 self.nick = nick.to_owned();
+//!                 Ok(())
+//!             }
+//!             _ => Err(Reject::new(400, "?nick= is required")),
+//!         }
+//!     }
+//!
+//!     fn open(&mut self, conn: &ConnectionInfo) {
+//!         let room = conn.request.path_kwarg("room").unwrap_or("lobby");
+//!         // Writing only fails once the connection is closing; nothing to do then.
+//!         let _ = write_message(format!("welcome to {room}, {}", self.nick));
+//!     }
+//!
+//!     fn on_message(&mut self, message: Message) {
+//!         self.messages += 1;
+//!         let _ = match message {
+//!             Message::Text(text) => write_message(format!("{}: {text}", self.nick)),
+//!             Message::Binary(bytes) => write_message(bytes),
+//!         };
+//!     }
+//!
+//!     fn on_close(&mut self, info: &CloseInfo) {
+//!         log::info(format!(
+//!             "{} left after {} messages (code {:?}, reason {:?}, {})",
+//!             self.nick, self.messages, info.code, info.reason, info.cause
+//!         ));
+//!     }
+//! }
+//!
+//! wsbox_guest::export_handler!(Room);
+//! # fn main() {}
+//! ```
+//!
+//! # Building
+//!
+//! A handler crate is a `cdylib` built for `wasm32-wasip2`, which makes the
+//! compiler emit a component directly:
+//!
+//! ```toml
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! wsbox-guest = "0.1"
+//! ```
+//!
+//! ```text
+//! rustup target add wasm32-wasip2
+//! cargo build --release --target wasm32-wasip2
+//! # -> target/wasm32-wasip2/release/<crate_name>.wasm, ready for the host
+//! ```
+//!
+//! # From Tornado
+//!
+//! | Tornado `WebSocketHandler`          | wsbox-guest                                              |
+//! |-------------------------------------|----------------------------------------------------------|
+//! | handler object per connection       | handler value per connection (component instance)        |
+//! | `initialize()`                      | [`Default`]                                              |
+//! | `prepare()` / `raise HTTPError`     | [`WebSocketHandler::prepare`] returning [`Reject`]       |
+//! | `check_origin(origin)`              | [`WebSocketHandler::check_origin`]                       |
+//! | `select_subprotocol(subprotocols)`  | [`WebSocketHandler::select_subprotocol`]                 |
+//! | `set_default_headers()`             | [`WebSocketHandler::upgrade_headers`]                    |
+//! | `open(*args, **kwargs)`             | [`WebSocketHandler::open`], [`UpgradeRequest::path_args`] / [`path_kwargs`](UpgradeRequest::path_kwargs) |
+//! | `on_message(message)`               | [`WebSocketHandler::on_message`] with [`Message`]        |
+//! | `on_ping(data)` / `on_pong(data)`   | [`WebSocketHandler::on_ping`] / [`on_pong`](WebSocketHandler::on_pong) |
+//! | `on_close()`                        | [`WebSocketHandler::on_close`] with [`CloseInfo`]        |
+//! | `self.request`                      | [`request()`], `conn.request` in `open`                  |
+//! | `write_message(msg, binary=...)`    | [`write_message`] (`&str`/`String` text, bytes binary)   |
+//! | `write_message(dict)`               | [`write_json`]                                           |
+//! | `ping(data)`                        | [`ping`]                                                 |
+//! | `close(code, reason)`               | [`close`]                                                |
+//! | `close_code` / `close_reason`       | [`close_code()`] / [`close_reason()`], or [`CloseInfo`]  |
+//! | `selected_subprotocol`              | [`selected_subprotocol()`]                               |
+//! | `set_nodelay(value)`                | [`set_nodelay`]                                          |
+//! | `WebSocketClosedError`              | [`Closed`]                                               |
+//! | `logging`                           | [`log`] (and `println!`, which the host logs too)        |
+//!
+//! Host calls are free functions about the instance's own connection. Their
+//! error types all implement [`std::error::Error`], so a helper returning
+//! `Result<(), Box<dyn std::error::Error>>` can use `?` on any of them.
+
+#![warn(missing_docs)]
+
+mod conn;
+mod handler;
+pub mod log;
+mod runtime;
+mod types;
+
+pub use conn::{
+    CloseError, Closed, JsonError, PingError, close, close_code, close_info, close_reason,
+    connection_info, ping, request, selected_subprotocol, set_nodelay, write_json, write_message,
+};
+pub use handler::WebSocketHandler;
+pub use types::{
+    CloseCause, CloseInfo, ConnectionInfo, Message, OutMessage, Reject, UpgradeRequest,
+};
+
+use __private::bindings;
+
+/// Support for [`export_handler!`]; not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::runtime::Slot;
+
+    /// The bindings generated from `wit/websocket.wit`.
+    #[allow(missing_docs)]
+    pub mod bindings {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "websocket-handler",
+            pub_export_macro: true,
+            default_bindings_module: "wsbox_guest::__private::bindings",
+            ownership: Borrowing { duplicate_if_necessary: true },
+        });
+    }
+
+    pub use bindings::exports::wsbox::websocket::handler::Guest;
+    pub use bindings::wsbox::websocket::types as wit;
+}
+
+/// Exports a [`WebSocketHandler`] type as the component's handler.
+///
+/// Use it once, in the crate that builds the component (a `cdylib`):
+///
+/// ```no_run
+/// #[derive(Default)]
+/// struct Echo;
+///
+/// impl wsbox_guest::WebSocketHandler for Echo {
+///     fn on_message(&mut self, message: wsbox_guest::Message) {
+///         let _ = wsbox_guest::write_message(message);
+///     }
+/// }
+///
+/// wsbox_guest::export_handler!(Echo);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! export_handler {
+    ($handler:ty) => {
+        const _: () = {
+            ::std::thread_local! {
+                static WSBOX_HANDLER: $crate::__private::Slot<$handler> =
+                    const { $crate::__private::Slot::new() };
+            }
+
+            struct WsboxExport;
+
+            impl $crate::__private::Guest for WsboxExport {
+                fn upgrade(
+                    request: $crate::__private::wit::UpgradeRequest,
+                ) -> $crate::__private::wit::UpgradeDecision {
+                    WSBOX_HANDLER.with(|slot| slot.upgrade(request))
+                }
+
+                fn on_open(info: $crate::__private::wit::ConnectionInfo) {
+                    WSBOX_HANDLER.with(|slot| slot.on_open(info))
+                }
+
+                fn on_message(message: $crate::__private::wit::MessageResult) {
+                    WSBOX_HANDLER.with(|slot| slot.on_message(message))
+                }
+
+                fn on_ping(data: ::std::vec::Vec<u8>) {
+                    WSBOX_HANDLER.with(|slot| slot.on_ping(data))
+                }
+
+                fn on_pong(data: ::std::vec::Vec<u8>) {
+                    WSBOX_HANDLER.with(|slot| slot.on_pong(data))
+                }
+
+                fn on_close(info: $crate::__private::wit::CloseInfo) {
+                    WSBOX_HANDLER.with(|slot| slot.on_close(info))
+                }
+            }
+
+            $crate::__private::bindings::export!(
+                WsboxExport with_types_in $crate::__private::bindings
+            );
+        };
+    };
+}

@@ -1,0 +1,17 @@
+//! wsbox: a WebSocket server whose handlers are WebAssembly components.
+//!
+//! The host runs the protocol (the sans-IO engine in [`wsbox_protocol`]);
+//! each connection's events go to its own instance of a handler component
+//! that implements the `wsbox:websocket` WIT world (see `wit/`).
+//!
+//! - [`config`]: the TOML configuration and its defaults.
+//! - [`runtime`]: wasmtime engine, modules, per-connection instances and
+//!   their sandbox limits.
+//! - [`server`]: the listener, the opening handshake and the connection task.
+
+pub mod bundled;
+pub mod config;
+pub mod runtime;
+pub mod server;
+
+pub use wsbox_protocol as protocol;

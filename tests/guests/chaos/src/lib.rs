@@ -1,0 +1,276 @@
+//! A handler for end-to-end tests: it echoes every message, and misbehaves
+//! on command. Text messages starting with `!` are commands:
+//!
+//! | command                           | effect (replies are text)                                     |
+//! |-----------------------------------|---------------------------------------------------------------|
+//! | `!trap`                           | panics (the instance traps)                                   |
+//! | `!loop`                           | spins forever                                                 |
+//! | `!close [<code>\|none [<reason>]]`| `close(code, reason)`; on error replies `close-error:<name>`  |
+//! | `!close-then-write`               | `close(4000, "bye")`, then writes and closes again, logging   |
+//! | `!write-after-close-result`       | `close(4001, "x")`, then writes; logs `write after close: ..` |
+//! | `!ping <payload>`                 | pings; replies `ping-error:<name>` on error only              |
+//! | `!bigping`                        | pings 126 bytes; replies `ping-error:<name>` or `ping-ok`     |
+//! | `!events`                         | replies the events seen: `open,ping:<data>,pong:<data>`       |
+//! | `!info`                           | replies the connection as a JSON object                       |
+//! | `!nodelay on\|off`                | `set_nodelay`; replies `nodelay:on\|off`                      |
+//! | `!alloc <MiB>`                    | allocates and keeps that many MiB; replies `alloc:<total>`    |
+//! | `!print <text>`                   | prints to stdout; replies `printed`                           |
+//! | `!log <level> <text>`             | logs at that level; replies `logged`                          |
+//! | `!json`                           | replies `{"hello":"world","n":42}`                            |
+//!
+//! The upgrade obeys the query string: `reject=<status>`,
+//! `subprotocol=<name>`, `origin=allow|deny` (only consulted when the client
+//! sends an `Origin` header) and `header=<name>:<value>` (repeatable).
+
+use serde::{Serialize, Serializer};
+use wsbox_guest::log::{self, Level};
+use wsbox_guest::{
+    CloseInfo, ConnectionInfo, Message, Reject, UpgradeRequest, WebSocketHandler, close,
+    connection_info, ping, set_nodelay, write_json, write_message,
+};
+
+const MIB: usize = 1 << 20;
+
+#[derive(Default)]
+struct Chaos {
+    events: Vec<String>,
+    held: Vec<Vec<u8>>,
+}
+
+/// The first value of query parameter `name` of this connection's request.
+fn query(name: &str) -> Option<&'static str> {
+    wsbox_guest::request()?.query_param(name)
+}
+
+fn reply(text: impl Into<String>) {
+    if write_message(text.into()).is_err() {
+        log::debug("reply dropped: the connection is closed");
+    }
+}
+
+impl WebSocketHandler for Chaos {
+    fn prepare(&mut self, _request: &UpgradeRequest) -> Result<(), Reject> {
+        match query("reject") {
+            Some(status) => Err(
+                Reject::new(status.parse().unwrap_or(400), "rejected by chaos")
+                    .header("www-authenticate", "Bearer realm=\"chaos\""),
+            ),
+            None => Ok(()),
+        }
+    }
+
+    fn check_origin(&mut self, _origin: &str, host_verdict: bool) -> bool {
+        match query("origin") {
+            Some("allow") => true,
+            Some("deny") => false,
+            _ => host_verdict,
+        }
+    }
+
+    fn select_subprotocol(&mut self, _offered: &[String]) -> Option<String> {
+        query("subprotocol").map(str::to_owned)
+    }
+
+    fn upgrade_headers(&mut self, request: &UpgradeRequest) -> Vec<(String, String)> {
+        request
+            .query_pairs()
+            .filter(|(name, _)| *name == "header")
+            .filter_map(|(_, header)| header.split_once(':'))
+            .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+            .collect()
+    }
+
+    fn open(&mut self, _conn: &ConnectionInfo) {
+        self.events.push("open".to_owned());
+    }
+
+    fn on_message(&mut self, message: Message) {
+        match message {
+            Message::Text(text) if text.starts_with('!') => self.command(&text),
+            message => {
+                let _ = write_message(message);
+            }
+        }
+    }
+
+    fn on_ping(&mut self, data: &[u8]) {
+        self.events
+            .push(format!("ping:{}", String::from_utf8_lossy(data)));
+    }
+
+    fn on_pong(&mut self, data: &[u8]) {
+        self.events
+            .push(format!("pong:{}", String::from_utf8_lossy(data)));
+    }
+
+    fn on_close(&mut self, info: &CloseInfo) {
+        let code = info.code.map_or("none".to_owned(), |code| code.to_string());
+        log::info(format!(
+            "chaos closed: code={code} reason={} cause={}",
+            info.reason, info.cause
+        ));
+    }
+}
+
+impl Chaos {
+    fn command(&mut self, text: &str) {
+        let (command, arg) = match text.split_once(' ') {
+            Some((command, arg)) => (command, Some(arg)),
+            None => (text, None),
+        };
+        match (command, arg) {
+            ("!trap", _) => panic!("chaos: trap requested"),
+            ("!loop", _) => {
+                let mut spins = 0u64;
+                loop {
+                    spins = std::hint::black_box(spins.wrapping_add(1));
+                }
+            }
+            ("!close", None) => close_or_reply(None, None),
+            ("!close", Some(arg)) => {
+                let (code, reason) = match arg.split_once(' ') {
+                    Some((code, reason)) => (code, Some(reason)),
+                    None => (arg, None),
+                };
+                match code {
+                    "none" => close_or_reply(None, reason),
+                    code => match code.parse() {
+                        Ok(code) => close_or_reply(Some(code), reason),
+                        Err(_) => reply("close-error:invalid-code"),
+                    },
+                }
+            }
+            ("!close-then-write", _) => {
+                if let Err(e) = close(Some(4000), Some("bye")) {
+                    log::error(format!("close-then-write: close failed: {e}"));
+                }
+                match write_message("x") {
+                    Ok(()) => log::info("close-then-write: write after close: write-ok"),
+                    Err(_) => log::info("close-then-write: write after close: write-error:closed"),
+                }
+                match close(None, None) {
+                    Ok(()) => log::info("close-then-write: second close: ok"),
+                    Err(e) => log::error(format!("close-then-write: second close failed: {e}")),
+                }
+            }
+            ("!write-after-close-result", _) => {
+                if let Err(e) = close(Some(4001), Some("x")) {
+                    log::error(format!("write-after-close-result: close failed: {e}"));
+                }
+                let result = match write_message("after") {
+                    Ok(()) => "write-ok",
+                    Err(_) => "write-error:closed",
+                };
+                log::warn(format!("write after close: {result}"));
+            }
+            ("!ping", arg) => {
+                if let Err(e) = ping(arg.unwrap_or("")) {
+                    reply(format!("ping-error:{}", e.name()));
+                }
+            }
+            ("!bigping", _) => match ping([b'p'; 126]) {
+                Ok(()) => reply("ping-ok"),
+                Err(e) => reply(format!("ping-error:{}", e.name())),
+            },
+            ("!events", _) => reply(self.events.join(",")),
+            ("!info", _) => match connection_info() {
+                Some(conn) => {
+                    if let Err(e) = write_json(&Info::new(conn)) {
+                        log::warn(format!("!info: {e}"));
+                    }
+                }
+                None => reply("info-error:not-open"),
+            },
+            ("!nodelay", Some(on @ ("on" | "off"))) => {
+                set_nodelay(on == "on");
+                reply(format!("nodelay:{on}"));
+            }
+            ("!alloc", Some(mib)) => match mib.parse::<usize>() {
+                Ok(mib) => {
+                    // Filled with a non-zero byte so that every page is touched.
+                    self.held.extend((0..mib).map(|_| vec![0xa5; MIB]));
+                    reply(format!("alloc:{}", self.held.len()));
+                }
+                Err(_) => reply("alloc-error:bad-size"),
+            },
+            ("!print", arg) => {
+                println!("{}", arg.unwrap_or(""));
+                reply("printed");
+            }
+            ("!log", Some(arg)) => {
+                let (level, text) = arg.split_once(' ').unwrap_or((arg, ""));
+                let level = match level {
+                    "trace" => Level::Trace,
+                    "debug" => Level::Debug,
+                    "info" => Level::Info,
+                    "warn" => Level::Warn,
+                    "error" => Level::Error,
+                    _ => return reply("log-error:unknown-level"),
+                };
+                log::log(level, text);
+                reply("logged");
+            }
+            ("!json", _) => {
+                if let Err(e) = write_json(&Hello {
+                    hello: "world",
+                    n: 42,
+                }) {
+                    log::warn(format!("!json: {e}"));
+                }
+            }
+            (command, _) => reply(format!("unknown-command:{command}")),
+        }
+    }
+}
+
+fn close_or_reply(code: Option<u16>, reason: Option<&str>) {
+    if let Err(e) = close(code, reason) {
+        reply(format!("close-error:{}", e.name()));
+    }
+}
+
+#[derive(Serialize)]
+struct Hello {
+    hello: &'static str,
+    n: u32,
+}
+
+/// The `!info` reply. Field order is the JSON key order.
+#[derive(Serialize)]
+struct Info<'a> {
+    path: &'a str,
+    query: &'a str,
+    args: &'a [String],
+    kwargs: Kwargs<'a>,
+    subprotocol: Option<&'a str>,
+    origin: Option<&'a str>,
+    remote_addr: &'a str,
+    connection_id: u64,
+}
+
+impl<'a> Info<'a> {
+    fn new(conn: &'a ConnectionInfo) -> Self {
+        let request = &conn.request;
+        Self {
+            path: &request.path,
+            query: &request.query,
+            args: &request.path_args,
+            kwargs: Kwargs(&request.path_kwargs),
+            subprotocol: conn.subprotocol.as_deref(),
+            origin: request.origin.as_deref(),
+            remote_addr: &request.remote_addr,
+            connection_id: request.connection_id,
+        }
+    }
+}
+
+/// Named captures as a JSON object, in the order received.
+struct Kwargs<'a>(&'a [(String, String)]);
+
+impl Serialize for Kwargs<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(name, value)| (name, value)))
+    }
+}
+
+wsbox_guest::export_handler!(Chaos);

@@ -1,0 +1,113 @@
+//! The handler trait.
+
+use crate::types::{CloseInfo, ConnectionInfo, Message, Reject, UpgradeRequest};
+
+/// A WebSocket handler: the Rust counterpart of Tornado's
+/// `tornado.websocket.WebSocketHandler`.
+///
+/// The host runs one instance of the component per connection, and the SDK
+/// creates one value of the handler type (with [`Default`]) per instance, so
+/// `self` is per-connection state, like a Tornado handler object. Every
+/// method has a default; implement the ones you need and export the type
+/// with [`export_handler!`](crate::export_handler).
+///
+/// Event order for one connection:
+///
+/// 1. the upgrade phase, before the `101 Switching Protocols` response:
+///    [`prepare`](Self::prepare), [`check_origin`](Self::check_origin) (only
+///    when the client sent an `Origin` header),
+///    [`select_subprotocol`](Self::select_subprotocol),
+///    [`upgrade_headers`](Self::upgrade_headers). Only logging works here:
+///    the connection is not open yet;
+/// 2. [`open`](Self::open), once the connection is established;
+/// 3. any number of [`on_message`](Self::on_message),
+///    [`on_ping`](Self::on_ping) and [`on_pong`](Self::on_pong);
+/// 4. [`on_close`](Self::on_close), exactly once.
+///
+/// A host may skip the upgrade phase; the handler is then created just
+/// before `open`.
+///
+/// A handler that panics traps: the host closes its connection with 1011
+/// (internal error) and other connections go on. The same happens when a
+/// call runs past the host's CPU deadline.
+pub trait WebSocketHandler: Default + 'static {
+    /// Called first in the upgrade phase (Tornado's `prepare`). Return
+    /// `Err(Reject)` to refuse the connection with an HTTP error; the
+    /// remaining upgrade methods are then not called.
+    ///
+    /// The default accepts.
+    fn prepare(&mut self, request: &UpgradeRequest) -> Result<(), Reject> {
+        let _ = request;
+        Ok(())
+    }
+
+    /// Decides whether the request's `Origin` is acceptable (Tornado's
+    /// `check_origin`). `host_verdict` is the host's own answer, from the
+    /// route's origin policy (by default: same host as the `Host` header).
+    ///
+    /// Only called when the client sent an `Origin` header, like in Tornado;
+    /// a route that pins its origin policy (`origin_policy = "enforce"`)
+    /// ignores an answer that would allow what the host refuses.
+    ///
+    /// The default keeps the host's verdict.
+    fn check_origin(&mut self, origin: &str, host_verdict: bool) -> bool {
+        let _ = origin;
+        host_verdict
+    }
+
+    /// Picks a subprotocol among those the client offered in
+    /// `Sec-WebSocket-Protocol`, in its order of preference (Tornado's
+    /// `select_subprotocol`). Called even when the client offered none.
+    /// Returning one the client did not offer is a handler error: the host
+    /// logs it and answers without a subprotocol.
+    ///
+    /// The default selects none.
+    fn select_subprotocol(&mut self, offered: &[String]) -> Option<String> {
+        let _ = offered;
+        None
+    }
+
+    /// Extra `(name, value)` headers for the `101` response (Tornado's
+    /// `set_default_headers`). `upgrade`, `connection` and `sec-websocket-*`
+    /// belong to the host and cannot be set.
+    ///
+    /// The default adds none.
+    fn upgrade_headers(&mut self, request: &UpgradeRequest) -> Vec<(String, String)> {
+        let _ = request;
+        Vec::new()
+    }
+
+    /// The connection is open (Tornado's `open(*args, **kwargs)`: the route's
+    /// captures are in `conn.request.path_args` and `conn.request.path_kwargs`).
+    /// The handler may write from here on.
+    fn open(&mut self, conn: &ConnectionInfo) {
+        let _ = conn;
+    }
+
+    /// A complete message arrived (Tornado's `on_message`).
+    ///
+    /// The default ignores it.
+    fn on_message(&mut self, message: Message) {
+        let _ = message;
+    }
+
+    /// A ping arrived (Tornado's `on_ping`). The host has already queued the
+    /// pong.
+    fn on_ping(&mut self, data: &[u8]) {
+        let _ = data;
+    }
+
+    /// A pong arrived, in answer to a [`ping`](crate::ping) or unsolicited
+    /// (Tornado's `on_pong`).
+    fn on_pong(&mut self, data: &[u8]) {
+        let _ = data;
+    }
+
+    /// The connection is closed (Tornado's `on_close`). Called exactly once
+    /// for an opened connection; writes from here fail with
+    /// [`Closed`](crate::Closed). [`close_code`](crate::close_code) and
+    /// [`close_reason`](crate::close_reason) are set from here on.
+    fn on_close(&mut self, info: &CloseInfo) {
+        let _ = info;
+    }
+}

@@ -1,0 +1,8 @@
+include!("guest_build.rs");
+
+fn main() {
+    rerun_if_guest_sources_change();
+    // The bundled demo that `wsbox serve` runs with no config.
+    let echo = build_guest("wsbox-example-echo");
+    println!("cargo:rustc-env=WSBOX_BUNDLED_ECHO_WASM={}", echo.display());
+}

@@ -1,0 +1,761 @@
+//! The sans-IO connection: feed it received bytes, take events and bytes to write.
+
+use std::collections::VecDeque;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::close;
+use crate::frame::{self, FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
+use crate::utf8::Utf8Validator;
+
+/// Which side of the connection we are. Decides who masks (RFC 6455 §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Expects masked frames, sends unmasked ones.
+    Server,
+    /// Expects unmasked frames, masks every frame it sends with a fresh random key.
+    Client,
+}
+
+/// Default for [`Config::max_message_size`]: 10 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 * 1024 * 1024;
+
+/// Connection settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub role: Role,
+    /// Largest message (sum of fragment payloads) accepted; larger → close 1009.
+    /// Checked against frame headers, before any payload is buffered.
+    /// Default 10 MiB; `usize::MAX` = unlimited.
+    pub max_message_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new(Role::Server)
+    }
+}
+
+impl Config {
+    /// Defaults for `role`.
+    pub fn new(role: Role) -> Self {
+        Self {
+            role,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+/// A complete data message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message, already validated as UTF-8.
+    Text(String),
+    Binary(Bytes),
+}
+
+impl Message {
+    /// Payload length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Message::Text(text) => text.len(),
+            Message::Binary(data) => data.len(),
+        }
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The payload as bytes, whatever the type.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Message::Text(text) => text.as_bytes(),
+            Message::Binary(data) => data,
+        }
+    }
+}
+
+/// The status code and reason of a close frame that carried a payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseFrame {
+    pub code: u16,
+    pub reason: String,
+}
+
+/// What [`Connection::next_event`] reports.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    Message(Message),
+    /// The peer pinged; the engine has already queued the matching pong.
+    Ping(Bytes),
+    Pong(Bytes),
+    /// The peer's close frame arrived (`None` = empty close payload, i.e. 1005 "no status").
+    /// If we had not sent a close yet, the engine has queued the echo close frame (same
+    /// code, no reason; empty if the peer's was empty). The connection is now Closed: the
+    /// transport should be flushed and shut down (the server closes TCP first, RFC 6455 §7.1.1).
+    Closed(Option<CloseFrame>),
+    /// The peer broke the protocol. The engine has already queued a close frame with
+    /// [`ProtocolError::close_code`] (unless we had sent one already) and ignores all
+    /// further input. The host should flush output and close the transport (optionally
+    /// waiting briefly for the peer's close).
+    ProtocolError(ProtocolError),
+}
+
+/// Ways the peer can break RFC 6455. Each maps to the close code we fail with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("frame from client is not masked")]
+    UnmaskedFrame,
+    #[error("frame from server is masked")]
+    MaskedFrame,
+    #[error("reserved bits set without a negotiated extension")]
+    ReservedBits,
+    #[error("reserved opcode {0:#x}")]
+    ReservedOpcode(u8),
+    #[error("control frame payload over 125 bytes")]
+    ControlFrameTooLong,
+    #[error("fragmented control frame")]
+    FragmentedControlFrame,
+    #[error("continuation frame without a message in progress")]
+    UnexpectedContinuation,
+    #[error("new data message while a fragmented message is in progress")]
+    ExpectedContinuation,
+    #[error("invalid UTF-8 in text message")]
+    InvalidUtf8,
+    #[error("invalid close code {0}")]
+    InvalidCloseCode(u16),
+    #[error("close frame payload of 1 byte")]
+    InvalidClosePayload,
+    #[error("close reason is not valid UTF-8")]
+    InvalidCloseReason,
+    #[error("message of {size} bytes exceeds the limit of {max} bytes")]
+    MessageTooBig { size: u64, max: usize },
+    #[error("frame length has the most significant bit set")]
+    FrameLengthInvalid,
+}
+
+impl ProtocolError {
+    /// The close code to fail the connection with (RFC 6455 §7.4.1).
+    pub fn close_code(&self) -> u16 {
+        match self {
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => {
+                close::INVALID_PAYLOAD
+            }
+            ProtocolError::MessageTooBig { .. } => close::MESSAGE_TOO_BIG,
+            _ => close::PROTOCOL_ERROR,
+        }
+    }
+}
+
+/// Lifecycle of the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Open,
+    /// We sent a close frame and wait for the peer's. Until it comes, the peer's data
+    /// frames, pings and pongs are ignored (and pings are not answered).
+    Closing,
+    /// Close handshake finished, protocol error, or EOF. Nothing more is sent or received.
+    Closed,
+}
+
+/// Why a `send_*` call queued nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("connection is closing or closed")]
+    Closed,
+    #[error("control frame payload over 125 bytes")]
+    PayloadTooLong,
+}
+
+/// Why [`Connection::close`] refused its arguments (nothing was sent).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CloseError {
+    #[error("close code {0} may not be sent")]
+    InvalidCode(u16),
+    #[error("close reason of {0} bytes is over the 123 byte limit")]
+    ReasonTooLong(usize),
+    #[error("a close reason needs a close code")]
+    ReasonWithoutCode,
+}
+
+/// Binary payloads at least this long are handed out without copying (split off the
+/// input buffer). Smaller ones are copied so a long-lived small message does not pin
+/// a large receive buffer, and so the buffer stays unshared and reusable.
+const ZERO_COPY_MIN: usize = 4096;
+
+/// Buffers that grew beyond this are released once empty, so an idle connection does
+/// not keep the memory of its largest message.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+/// Negotiated extensions. None is implemented yet; permessage-deflate (RFC 7692) will
+/// set `per_message_deflate`, which allows RSV1 on the first frame of a data message
+/// (see `begin_frame`) and makes `finish_text`/`finish_binary` inflate such messages.
+#[derive(Debug, Default, Clone)]
+struct Extensions {
+    per_message_deflate: bool,
+}
+
+/// The frame whose payload is being received. Its received payload bytes sit at the
+/// front of `Connection::input`, already unmasked (unless the frame is discarded).
+#[derive(Debug, Clone, Copy)]
+struct IncomingFrame {
+    opcode: OpCode,
+    fin: bool,
+    /// RSV1 on the first frame of a message: compressed by permessage-deflate.
+    compressed: bool,
+    mask: Option<[u8; 4]>,
+    len: usize,
+    /// Payload bytes already handled: unmasked and UTF-8 checked, or, when discarding,
+    /// dropped from the input.
+    done: usize,
+    /// A data frame that arrived after we sent close: its payload is dropped on arrival.
+    discard: bool,
+    /// Part of a text message whose bytes are checked as they arrive.
+    check_utf8: bool,
+}
+
+/// A fragmented data message being assembled.
+#[derive(Debug)]
+struct IncomingMessage {
+    text: bool,
+    compressed: bool,
+    /// Sum of the declared lengths of its frames so far (for the size limit).
+    size: usize,
+    data: Vec<u8>,
+}
+
+/// A sans-IO RFC 6455 endpoint. See the crate docs for the calling pattern.
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    max_message_size: usize,
+    state: State,
+    extensions: Extensions,
+    /// Received bytes not consumed yet.
+    input: BytesMut,
+    frame: Option<IncomingFrame>,
+    message: Option<IncomingMessage>,
+    utf8: Utf8Validator,
+    events: VecDeque<Event>,
+    output: BytesMut,
+    /// Largest lengths `input`/`output` reached since they were last reallocated; a
+    /// buffer's capacity cannot be read back once it was advanced.
+    input_peak: usize,
+    output_peak: usize,
+    close_sent: Option<CloseFrame>,
+    close_received: Option<CloseFrame>,
+    /// The close handshake completed (both close frames exchanged).
+    clean_close: bool,
+}
+
+impl Connection {
+    /// A connection in state Open, right after a successful opening handshake.
+    pub fn new(config: Config) -> Self {
+        Self {
+            role: config.role,
+            max_message_size: config.max_message_size,
+            state: State::Open,
+            extensions: Extensions::default(),
+            input: BytesMut::new(),
+            frame: None,
+            message: None,
+            utf8: Utf8Validator::default(),
+            events: VecDeque::new(),
+            output: BytesMut::new(),
+            input_peak: 0,
+            output_peak: 0,
+            close_sent: None,
+            close_received: None,
+            clean_close: false,
+        }
+    }
+
+    /// Our side of the connection.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Where the connection is in its lifecycle.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Feed bytes read from the transport. Never panics; errors become
+    /// [`Event::ProtocolError`]. Ignored once the connection is Closed.
+    pub fn receive(&mut self, data: &[u8]) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.input.extend_from_slice(data);
+        self.input_peak = self.input_peak.max(self.input.len());
+        if let Err(error) = self.process_input() {
+            self.fail(error);
+        }
+        if self.input.is_empty() && self.input_peak > KEEP_CAPACITY {
+            self.input = BytesMut::new();
+            self.input_peak = 0;
+        }
+    }
+
+    /// The transport reached EOF. If the connection was not Closed yet this marks it
+    /// Closed (abnormal closure, 1006) without an event. Returns whether the close
+    /// handshake had completed, i.e. whether the closure was clean.
+    pub fn receive_eof(&mut self) -> bool {
+        if self.state != State::Closed {
+            self.state = State::Closed;
+            self.clean_close = false;
+            self.drop_input();
+        }
+        self.clean_close
+    }
+
+    /// Next parsed event, if any.
+    pub fn next_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Send a complete message as a single frame.
+    pub fn send_message(&mut self, message: &Message) -> Result<(), SendError> {
+        match message {
+            Message::Text(text) => self.send_text(text),
+            Message::Binary(data) => self.send_binary(data),
+        }
+    }
+
+    /// Send a text message as a single frame.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.send_data(OpCode::Text, text.as_bytes())
+    }
+
+    /// Send a binary message as a single frame.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.send_data(OpCode::Binary, data)
+    }
+
+    /// Send a ping; its payload must be at most 125 bytes.
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Ping, payload)
+    }
+
+    /// An unsolicited pong (a heartbeat); pings are answered automatically.
+    pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Pong, payload)
+    }
+
+    /// Queue a frame that was encoded beforehand with [`frame::encode_frame`], e.g. once
+    /// for many subscribers. The caller vouches that `encoded` is exactly one complete,
+    /// valid, non-close frame, masked according to our role (servers: unmasked).
+    pub fn send_encoded(&mut self, encoded: &[u8]) -> Result<(), SendError> {
+        self.check_open()?;
+        self.output.extend_from_slice(encoded);
+        self.output_peak = self.output_peak.max(self.output.len());
+        Ok(())
+    }
+
+    /// Start the closing handshake (state → Closing). Validates per RFC 6455 §7.4:
+    /// sendable codes are 1000-1003, 1007-1014 and 3000-4999, the reason is at most
+    /// 123 bytes and needs a code. When already Closing/Closed: `Ok(())`, sends nothing.
+    pub fn close(&mut self, code: Option<u16>, reason: &str) -> Result<(), CloseError> {
+        if self.state != State::Open {
+            return Ok(());
+        }
+        close::validate_outgoing(code, reason)?;
+        let frame = code.map(|code| CloseFrame {
+            code,
+            reason: reason.to_owned(),
+        });
+        self.write_close(frame.as_ref());
+        self.close_sent = frame;
+        self.state = State::Closing;
+        // Data from the peer is ignored from now on: drop a partly assembled message and
+        // discard the rest of a data frame in progress instead of buffering it.
+        self.message = None;
+        self.utf8.reset();
+        if let Some(f) = &mut self.frame
+            && f.opcode.is_data()
+            && !f.discard
+        {
+            self.input.advance(f.done.min(self.input.len()));
+            f.discard = true;
+        }
+        Ok(())
+    }
+
+    /// Bytes waiting to be written to the transport.
+    pub fn pending_output(&self) -> &[u8] {
+        &self.output
+    }
+
+    /// Mark the first `n` bytes of [`Self::pending_output`] as written.
+    pub fn consume_output(&mut self, n: usize) {
+        let n = n.min(self.output.len());
+        self.output.advance(n);
+        if self.output.is_empty() {
+            self.release_large_output();
+        }
+    }
+
+    /// Take all pending output at once, without copying (for writers that want owned
+    /// buffers).
+    pub fn take_output(&mut self) -> Bytes {
+        let taken = self.output.split().freeze();
+        self.release_large_output();
+        taken
+    }
+
+    fn release_large_output(&mut self) {
+        if self.output_peak > KEEP_CAPACITY {
+            self.output = BytesMut::new();
+            self.output_peak = 0;
+        }
+    }
+
+    /// Whether [`Self::pending_output`] is non-empty.
+    pub fn has_pending_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// The close frame we sent, if any (`None` also when ours had no status code).
+    pub fn close_sent(&self) -> Option<&CloseFrame> {
+        self.close_sent.as_ref()
+    }
+
+    /// The close frame we received, if any (`None` also when the peer's had no status code).
+    pub fn close_received(&self) -> Option<&CloseFrame> {
+        self.close_received.as_ref()
+    }
+
+    // ----- receiving -----
+
+    /// Parse as many frames from `input` as possible, emitting events.
+    fn process_input(&mut self) -> Result<(), ProtocolError> {
+        loop {
+            if self.state == State::Closed {
+                self.drop_input();
+                return Ok(());
+            }
+            let mut f = match self.frame.take() {
+                Some(f) => f,
+                None => {
+                    let Some((header, header_len)) = frame::parse_header(&self.input)? else {
+                        return Ok(());
+                    };
+                    let f = self.begin_frame(&header)?;
+                    self.input.advance(header_len);
+                    f
+                }
+            };
+            if f.discard {
+                let n = (f.len - f.done).min(self.input.len());
+                self.input.advance(n);
+                f.done += n;
+            } else {
+                let available = f.len.min(self.input.len());
+                if available > f.done {
+                    let chunk = &mut self.input[f.done..available];
+                    if let Some(key) = f.mask {
+                        frame::apply_mask(chunk, key, f.done);
+                    }
+                    // Fail fast on invalid UTF-8 in a message that is not complete yet.
+                    // The chunk that completes the message is checked with the whole
+                    // message when it is converted to a String, so it is skipped here.
+                    if f.check_utf8 && !(f.fin && available == f.len) {
+                        self.utf8
+                            .feed(chunk)
+                            .map_err(|_| ProtocolError::InvalidUtf8)?;
+                    }
+                    f.done = available;
+                }
+            }
+            if f.done < f.len {
+                self.frame = Some(f);
+                return Ok(());
+            }
+            self.end_frame(f)?;
+        }
+    }
+
+    /// Apply the per-frame rules to a new header and set up its reception.
+    fn begin_frame(&mut self, h: &FrameHeader) -> Result<IncomingFrame, ProtocolError> {
+        let opcode = OpCode::from_u8(h.opcode).ok_or(ProtocolError::ReservedOpcode(h.opcode))?;
+        // RSV1 means "compressed" under permessage-deflate, and only on the first frame
+        // of a data message. RSV2/RSV3 have no extension defining them.
+        let rsv1_allowed =
+            self.extensions.per_message_deflate && matches!(opcode, OpCode::Text | OpCode::Binary);
+        if h.rsv2 || h.rsv3 || (h.rsv1 && !rsv1_allowed) {
+            return Err(ProtocolError::ReservedBits);
+        }
+        match (self.role, h.mask) {
+            (Role::Server, None) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, Some(_)) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        let mut f = IncomingFrame {
+            opcode,
+            fin: h.fin,
+            compressed: h.rsv1,
+            mask: h.mask,
+            len: 0,
+            done: 0,
+            discard: false,
+            check_utf8: false,
+        };
+        if opcode.is_control() {
+            if !h.fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            if h.payload_len > MAX_CONTROL_PAYLOAD as u64 {
+                return Err(ProtocolError::ControlFrameTooLong);
+            }
+            f.len = h.payload_len as usize;
+            return Ok(f);
+        }
+        if self.state != State::Open {
+            // We sent close: data frames are skipped without further checks.
+            f.len = usize::try_from(h.payload_len).map_err(|_| self.too_big(h.payload_len))?;
+            f.discard = true;
+            return Ok(f);
+        }
+        match opcode {
+            OpCode::Continuation => {
+                let size_before = match &self.message {
+                    Some(message) => message.size,
+                    None => return Err(ProtocolError::UnexpectedContinuation),
+                };
+                let size = self.checked_size(size_before, h.payload_len)?;
+                if let Some(message) = &mut self.message {
+                    message.size = size;
+                    f.check_utf8 = message.text && !message.compressed;
+                }
+                f.len = size - size_before;
+            }
+            _ => {
+                if self.message.is_some() {
+                    return Err(ProtocolError::ExpectedContinuation);
+                }
+                f.len = self.checked_size(0, h.payload_len)?;
+                let text = opcode == OpCode::Text;
+                // Compressed text is validated after inflating, not on the wire bytes.
+                f.check_utf8 = text && !f.compressed;
+                self.utf8.reset();
+                if !h.fin {
+                    self.message = Some(IncomingMessage {
+                        text,
+                        compressed: f.compressed,
+                        size: f.len,
+                        data: Vec::new(),
+                    });
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    /// The message size after adding a frame of `len` bytes, if within the limit.
+    fn checked_size(&self, before: usize, len: u64) -> Result<usize, ProtocolError> {
+        let total = (before as u64).saturating_add(len);
+        let max = u64::try_from(self.max_message_size).unwrap_or(u64::MAX);
+        if total > max {
+            return Err(self.too_big(total));
+        }
+        usize::try_from(total).map_err(|_| self.too_big(total))
+    }
+
+    fn too_big(&self, size: u64) -> ProtocolError {
+        ProtocolError::MessageTooBig {
+            size,
+            max: self.max_message_size,
+        }
+    }
+
+    /// The whole payload of `f` is at the front of `input` (unless discarded).
+    fn end_frame(&mut self, f: IncomingFrame) -> Result<(), ProtocolError> {
+        if f.discard {
+            return Ok(());
+        }
+        match f.opcode {
+            OpCode::Close => {
+                let frame = close::parse_close_payload(&self.input[..f.len])?;
+                self.input.advance(f.len);
+                self.on_close_received(frame);
+            }
+            OpCode::Ping | OpCode::Pong => {
+                let payload = Bytes::copy_from_slice(&self.input[..f.len]);
+                self.input.advance(f.len);
+                // After we sent close nothing may follow it, so pings go unanswered;
+                // pongs are dropped alike to keep the two symmetric.
+                if self.state == State::Open {
+                    if f.opcode == OpCode::Ping {
+                        self.write_frame(OpCode::Pong, &payload);
+                        self.events.push_back(Event::Ping(payload));
+                    } else {
+                        self.events.push_back(Event::Pong(payload));
+                    }
+                }
+            }
+            OpCode::Text | OpCode::Binary if f.fin => {
+                // Unfragmented: build the message straight from the input buffer.
+                let message = if f.opcode == OpCode::Text {
+                    let data = self.input[..f.len].to_vec();
+                    self.input.advance(f.len);
+                    self.finish_text(f.compressed, data)?
+                } else {
+                    let data = if f.len < ZERO_COPY_MIN {
+                        let data = Bytes::copy_from_slice(&self.input[..f.len]);
+                        self.input.advance(f.len);
+                        data
+                    } else {
+                        self.input.split_to(f.len).freeze()
+                    };
+                    self.finish_binary(f.compressed, data)?
+                };
+                self.events.push_back(Event::Message(message));
+            }
+            _ => {
+                let Some(message) = &mut self.message else {
+                    // begin_frame guarantees a message for continuation frames.
+                    return Err(ProtocolError::UnexpectedContinuation);
+                };
+                message.data.extend_from_slice(&self.input[..f.len]);
+                self.input.advance(f.len);
+                if f.fin
+                    && let Some(message) = self.message.take()
+                {
+                    let message = if message.text {
+                        self.finish_text(message.compressed, message.data)?
+                    } else {
+                        self.finish_binary(message.compressed, Bytes::from(message.data))?
+                    };
+                    self.events.push_back(Event::Message(message));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // permessage-deflate hook: `finish_text` and `finish_binary` are where compressed
+    // payloads will be inflated (enforcing `max_message_size` on the inflated size),
+    // before the UTF-8 check. Until an extension is negotiated `begin_frame` rejects
+    // RSV1, so `compressed` is always false here.
+
+    fn finish_text(&mut self, compressed: bool, data: Vec<u8>) -> Result<Message, ProtocolError> {
+        self.utf8.reset();
+        if compressed {
+            return Err(ProtocolError::ReservedBits);
+        }
+        // Parts of the message may have been checked incrementally already, but the
+        // last chunk was not (see process_input), and this check is what makes the
+        // String sound without unsafe code.
+        match String::from_utf8(data) {
+            Ok(text) => Ok(Message::Text(text)),
+            Err(_) => Err(ProtocolError::InvalidUtf8),
+        }
+    }
+
+    fn finish_binary(&mut self, compressed: bool, data: Bytes) -> Result<Message, ProtocolError> {
+        if compressed {
+            return Err(ProtocolError::ReservedBits);
+        }
+        Ok(Message::Binary(data))
+    }
+
+    fn on_close_received(&mut self, frame: Option<CloseFrame>) {
+        if self.state == State::Open {
+            // Echo the status code (RFC 6455 §5.5.1); the reason is not repeated.
+            let echo = frame.as_ref().map(|f| CloseFrame {
+                code: f.code,
+                reason: String::new(),
+            });
+            self.write_close(echo.as_ref());
+            self.close_sent = echo;
+        }
+        self.close_received.clone_from(&frame);
+        self.state = State::Closed;
+        self.clean_close = true;
+        self.message = None;
+        self.events.push_back(Event::Closed(frame));
+    }
+
+    /// Fail the connection (RFC 6455 §7.1.7): send a close with the error's code unless
+    /// we already sent one, report the error, and ignore everything after it.
+    fn fail(&mut self, error: ProtocolError) {
+        if self.state == State::Open {
+            let frame = CloseFrame {
+                code: error.close_code(),
+                reason: short_reason(&error),
+            };
+            self.write_close(Some(&frame));
+            self.close_sent = Some(frame);
+        }
+        self.state = State::Closed;
+        self.clean_close = false;
+        self.drop_input();
+        self.events.push_back(Event::ProtocolError(error));
+    }
+
+    fn drop_input(&mut self) {
+        self.input = BytesMut::new();
+        self.input_peak = 0;
+        self.frame = None;
+        self.message = None;
+        self.utf8.reset();
+    }
+
+    // ----- sending -----
+
+    fn check_open(&self) -> Result<(), SendError> {
+        match self.state {
+            State::Open => Ok(()),
+            State::Closing | State::Closed => Err(SendError::Closed),
+        }
+    }
+
+    fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        self.check_open()?;
+        self.write_frame(opcode, payload);
+        Ok(())
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        self.check_open()?;
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::PayloadTooLong);
+        }
+        self.write_frame(opcode, payload);
+        Ok(())
+    }
+
+    fn write_close(&mut self, frame: Option<&CloseFrame>) {
+        let mut payload = BytesMut::new();
+        close::encode_close_payload(&mut payload, frame);
+        self.write_frame(OpCode::Close, &payload);
+    }
+
+    fn write_frame(&mut self, opcode: OpCode, payload: &[u8]) {
+        // Clients mask every frame with a fresh key from a CSPRNG (RFC 6455 §5.3).
+        let mask = match self.role {
+            Role::Server => None,
+            Role::Client => Some(rand::random::<[u8; 4]>()),
+        };
+        frame::encode_frame(&mut self.output, true, false, opcode, payload, mask);
+        self.output_peak = self.output_peak.max(self.output.len());
+    }
+}
+
+/// The error's message, cut to fit a close frame.
+fn short_reason(error: &ProtocolError) -> String {
+    let mut reason = error.to_string();
+    if reason.len() > close::MAX_REASON_LEN {
+        let mut end = close::MAX_REASON_LEN;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,5 @@
+//! Components compiled into the `wsbox` binary.
+
+/// The echo example (`examples/echo`), built for wasm32-wasip2 by the build
+/// script: what `wsbox serve` runs when given no config.
+pub const ECHO_WASM: &[u8] = include_bytes!(env!("WSBOX_BUNDLED_ECHO_WASM"));

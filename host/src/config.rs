@@ -1,0 +1,558 @@
+//! The server's TOML configuration: parsing, defaults and validation.
+//!
+//! Every error names the file, the line and the key at fault, so that an
+//! operator can fix a config without reading the source.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The default `max_message_size`, Tornado's `websocket_max_message_size`.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 10 * 1024 * 1024;
+/// The default cap on one instance's linear memory.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
+/// The default size of a pool slot: the most memory any instance can be given.
+pub const DEFAULT_MAX_MEMORY_PER_INSTANCE: u64 = 128 * 1024 * 1024;
+/// The default CPU time a handler may spend in one event before it is stopped.
+pub const DEFAULT_CPU_TIME_PER_EVENT: Duration = Duration::from_millis(500);
+/// The default number of live handler instances (one per connection).
+pub const DEFAULT_MAX_INSTANCES: u32 = 10_000;
+/// The default listen address of the bundled demo and of configs without one.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// A validated server configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The address the server listens on.
+    pub listen: SocketAddr,
+    /// Engine-wide settings shared by every route.
+    pub runtime: RuntimeConfig,
+    /// The routes, tried in order; the first whose pattern matches the path wins.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Engine-wide settings (the wasm instance pool).
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// How many handler instances (connections) may be alive at once.
+    pub max_instances: u32,
+    /// The most linear memory any instance may be given; each route's
+    /// `memory_limit` must fit in it.
+    pub max_memory_per_instance: u64,
+    /// How often the engine's epoch advances: the granularity of CPU deadlines.
+    pub epoch_tick: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_instances: DEFAULT_MAX_INSTANCES,
+            max_memory_per_instance: DEFAULT_MAX_MEMORY_PER_INSTANCE,
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+}
+
+/// Where a route's handler component comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ModuleSource {
+    /// A `.wasm` component file.
+    File(PathBuf),
+    /// A component compiled into the `wsbox` binary (the bundled demo).
+    Bundled {
+        name: &'static str,
+        bytes: &'static [u8],
+    },
+}
+
+impl ModuleSource {
+    /// A short name for logs: the file stem, or the bundled module's name.
+    pub fn name(&self) -> String {
+        match self {
+            ModuleSource::File(path) => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.display().to_string()),
+            ModuleSource::Bundled { name, .. } => (*name).to_string(),
+        }
+    }
+}
+
+/// One route: a path pattern and the handler that serves it.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// The path regex as written; it must match the whole path (Tornado
+    /// anchors its patterns the same way).
+    pub pattern: String,
+    /// The handler component.
+    pub module: ModuleSource,
+    /// Limits for this route's connections.
+    pub limits: RouteLimits,
+}
+
+/// Per-route limits: the protocol's and the sandbox's.
+#[derive(Debug, Clone)]
+pub struct RouteLimits {
+    /// The largest message accepted from a peer; larger ones are refused
+    /// with close code 1009 while reading.
+    pub max_message_size: u64,
+    /// The most linear memory one handler instance may grow to.
+    pub memory_limit: u64,
+    /// The CPU time one handler call (one event) may use before the
+    /// connection is closed with 1011.
+    pub cpu_time_per_event: Duration,
+}
+
+impl Default for RouteLimits {
+    fn default() -> Self {
+        RouteLimits {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            cpu_time_per_event: DEFAULT_CPU_TIME_PER_EVENT,
+        }
+    }
+}
+
+/// A config error, located in its file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}:{line}: `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// The built-in default: the bundled echo demo on `127.0.0.1:8080`.
+    ///
+    /// The route `/echo` is a plain echo; `/echo/<room>` also greets with
+    /// its capture, to show route captures reaching the handler.
+    pub fn bundled_demo() -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            runtime: RuntimeConfig::default(),
+            routes: vec![RouteConfig {
+                pattern: r"/echo(?:/(?P<room>[^/]+))?".to_string(),
+                module: ModuleSource::Bundled {
+                    name: "echo",
+                    bytes: crate::bundled::ECHO_WASM,
+                },
+                limits: RouteLimits::default(),
+            }],
+        }
+    }
+
+    /// Reads and validates a config file. Relative module paths are taken
+    /// from the config file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is used in errors and to
+    /// resolve relative module paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let located = Locator { text, path };
+
+        let listen = match &raw.listen {
+            None => Config::bundled_demo().listen,
+            Some(s) => s.get_ref().parse().map_err(|e| {
+                located.error(
+                    s.span().start,
+                    "listen",
+                    format!("`{}` is not an address like 127.0.0.1:8080: {e}", s.get_ref()),
+                )
+            })?,
+        };
+
+        let mut runtime = RuntimeConfig::default();
+        if let Some(rt) = &raw.runtime {
+            if let Some(n) = &rt.max_instances {
+                if *n.get_ref() == 0 {
+                    return Err(located.error(
+                        n.span().start,
+                        "runtime.max_instances",
+                        "must be at least 1",
+                    ));
+                }
+                runtime.max_instances = *n.get_ref();
+            }
+            if let Some(size) = &rt.max_memory_per_instance {
+                runtime.max_memory_per_instance =
+                    located.size(size, "runtime.max_memory_per_instance")?;
+            }
+            if let Some(tick) = &rt.epoch_tick {
+                runtime.epoch_tick = located.duration(tick, "runtime.epoch_tick")?;
+                if runtime.epoch_tick.is_zero() {
+                    return Err(located.error(
+                        tick.span().start,
+                        "runtime.epoch_tick",
+                        "must be greater than zero",
+                    ));
+                }
+            }
+        }
+
+        if raw.route.is_empty() {
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: "no routes: add at least one [[route]] with `path` and `module`"
+                    .to_string(),
+            });
+        }
+        let mut routes = Vec::with_capacity(raw.route.len());
+        for (i, r) in raw.route.iter().enumerate() {
+            let key = |k: &str| format!("route[{i}].{k}");
+            let pattern = r.path.get_ref().clone();
+            if let Err(e) = regex::Regex::new(&crate::server::routes::anchor(&pattern)) {
+                return Err(located.error(
+                    r.path.span().start,
+                    &key("path"),
+                    format!("invalid regular expression: {e}"),
+                ));
+            }
+            let module_path = base.join(r.module.get_ref());
+            if !module_path.is_file() {
+                return Err(located.error(
+                    r.module.span().start,
+                    &key("module"),
+                    format!("no such file: {}", module_path.display()),
+                ));
+            }
+            let mut limits = RouteLimits::default();
+            if let Some(s) = &r.max_message_size {
+                limits.max_message_size = located.size(s, &key("max_message_size"))?;
+                if limits.max_message_size == 0 {
+                    return Err(located.error(
+                        s.span().start,
+                        &key("max_message_size"),
+                        "must be greater than zero",
+                    ));
+                }
+            }
+            if let Some(s) = &r.memory_limit {
+                limits.memory_limit = located.size(s, &key("memory_limit"))?;
+                if limits.memory_limit > runtime.max_memory_per_instance {
+                    return Err(located.error(
+                        s.span().start,
+                        &key("memory_limit"),
+                        format!(
+                            "{} bytes is more than runtime.max_memory_per_instance ({} bytes)",
+                            limits.memory_limit, runtime.max_memory_per_instance
+                        ),
+                    ));
+                }
+            } else {
+                limits.memory_limit = limits.memory_limit.min(runtime.max_memory_per_instance);
+            }
+            if let Some(d) = &r.cpu_time_per_event {
+                limits.cpu_time_per_event = located.duration(d, &key("cpu_time_per_event"))?;
+                if limits.cpu_time_per_event.is_zero() {
+                    return Err(located.error(
+                        d.span().start,
+                        &key("cpu_time_per_event"),
+                        "must be greater than zero",
+                    ));
+                }
+            }
+            routes.push(RouteConfig {
+                pattern,
+                module: ModuleSource::File(module_path),
+                limits,
+            });
+        }
+        Ok(Config {
+            listen,
+            runtime,
+            routes,
+        })
+    }
+}
+
+/// Turns byte offsets into `file:line` errors.
+struct Locator<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Locator<'_> {
+    fn error(&self, offset: usize, key: &str, message: impl Into<String>) -> ConfigError {
+        let line = self
+            .text
+            .get(..offset)
+            .map(|before| before.matches('\n').count() + 1)
+            .unwrap_or(1);
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line,
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn size(&self, value: &Spanned<SizeValue>, key: &str) -> Result<u64, ConfigError> {
+        parse_size(value.get_ref()).map_err(|m| self.error(value.span().start, key, m))
+    }
+
+    fn duration(&self, value: &Spanned<DurationValue>, key: &str) -> Result<Duration, ConfigError> {
+        parse_duration(value.get_ref()).map_err(|m| self.error(value.span().start, key, m))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<Spanned<String>>,
+    runtime: Option<RawRuntime>,
+    #[serde(default)]
+    route: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    max_instances: Option<Spanned<u32>>,
+    max_memory_per_instance: Option<Spanned<SizeValue>>,
+    epoch_tick: Option<Spanned<DurationValue>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    path: Spanned<String>,
+    module: Spanned<String>,
+    max_message_size: Option<Spanned<SizeValue>>,
+    memory_limit: Option<Spanned<SizeValue>>,
+    cpu_time_per_event: Option<Spanned<DurationValue>>,
+}
+
+/// A size: a number of bytes, or a string with a unit (`"10MiB"`, `"512 KiB"`, `"1GB"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(i64),
+    Text(String),
+}
+
+/// A duration: a number of seconds (Tornado's style, e.g. `0.5`), or a
+/// string with a unit (`"500ms"`, `"10s"`, `"2m"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DurationValue {
+    Seconds(f64),
+    Text(String),
+}
+
+/// Parses a size with an optional unit (`"10MiB"`, `"512 KiB"`, `"1GB"`, `"4096"`).
+pub fn parse_size_text(text: &str) -> Result<u64, String> {
+    parse_size(&SizeValue::Text(text.to_string()))
+}
+
+fn parse_size(value: &SizeValue) -> Result<u64, String> {
+    match value {
+        SizeValue::Bytes(n) => {
+            u64::try_from(*n).map_err(|_| format!("{n} is not a size: it must not be negative"))
+        }
+        SizeValue::Text(s) => {
+            let t = s.trim();
+            let split = t
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(t.len());
+            let (num, unit) = t.split_at(split);
+            let num: f64 = num
+                .parse()
+                .map_err(|_| format!("`{s}` is not a size like \"10MiB\" or 1048576"))?;
+            let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "k" | "kb" => 1000,
+                "kib" => 1 << 10,
+                "m" | "mb" => 1_000_000,
+                "mib" => 1 << 20,
+                "g" | "gb" => 1_000_000_000,
+                "gib" => 1 << 30,
+                other => {
+                    return Err(format!(
+                        "unknown size unit `{other}` in `{s}` (use B, KiB, MiB, GiB, KB, MB or GB)"
+                    ));
+                }
+            };
+            let bytes = num * mult as f64;
+            if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+                return Err(format!("`{s}` is out of range"));
+            }
+            Ok(bytes as u64)
+        }
+    }
+}
+
+fn parse_duration(value: &DurationValue) -> Result<Duration, String> {
+    let (num, unit, original) = match value {
+        DurationValue::Seconds(n) => (*n, "s".to_string(), n.to_string()),
+        DurationValue::Text(s) => {
+            let t = s.trim();
+            let split = t
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(t.len());
+            let (num, unit) = t.split_at(split);
+            let num: f64 = num
+                .parse()
+                .map_err(|_| format!("`{s}` is not a duration like \"500ms\", \"10s\" or 2.5"))?;
+            (num, unit.trim().to_ascii_lowercase(), s.clone())
+        }
+    };
+    let secs = match unit.as_str() {
+        "ms" => num / 1000.0,
+        "" | "s" => num,
+        "m" | "min" => num * 60.0,
+        "h" => num * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` in `{original}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{original}` is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_in(dir: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, &dir.join("wsbox.toml"))
+    }
+
+    fn temp_dir_with_module() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "wsbox-config-test-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("echo.wasm"), b"not really wasm").unwrap();
+        dir
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        N.fetch_add(1, Ordering::Relaxed)
+    }
+
+    #[test]
+    fn full_config_parses_with_units() {
+        let dir = temp_dir_with_module();
+        let cfg = parse_in(
+            &dir,
+            r#"
+listen = "127.0.0.1:9000"
+[runtime]
+max_instances = 500
+max_memory_per_instance = "256MiB"
+epoch_tick = "5ms"
+
+[[route]]
+path = "/chat/(?P<room>\\w+)"
+module = "echo.wasm"
+max_message_size = "32MiB"
+memory_limit = 100000000
+cpu_time_per_event = 0.25
+"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.listen.port(), 9000);
+        assert_eq!(cfg.runtime.max_instances, 500);
+        assert_eq!(cfg.runtime.max_memory_per_instance, 256 << 20);
+        assert_eq!(cfg.runtime.epoch_tick, Duration::from_millis(5));
+        let r = &cfg.routes[0];
+        assert_eq!(r.limits.max_message_size, 32 << 20);
+        assert_eq!(r.limits.memory_limit, 100_000_000);
+        assert_eq!(r.limits.cpu_time_per_event, Duration::from_millis(250));
+        assert_eq!(r.module, ModuleSource::File(dir.join("echo.wasm")));
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let dir = temp_dir_with_module();
+        let cfg = parse_in(&dir, "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n").unwrap();
+        assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(cfg.routes[0].limits.max_message_size, 10 * 1024 * 1024);
+    }
+
+    fn err(text: &str) -> String {
+        let dir = temp_dir_with_module();
+        parse_in(&dir, text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = err("[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmax_message_size = \"10 parsecs\"\n");
+        assert!(e.contains("wsbox.toml:4:"), "{e}");
+        assert!(e.contains("route[0].max_message_size"), "{e}");
+        assert!(e.contains("unknown size unit"), "{e}");
+
+        let e = err("[[route]]\npath = \"/e(\"\nmodule = \"echo.wasm\"\n");
+        assert!(e.contains(":2:") && e.contains("route[0].path") && e.contains("regular expression"), "{e}");
+
+        let e = err("[[route]]\npath = \"/e\"\nmodule = \"missing.wasm\"\n");
+        assert!(e.contains(":3:") && e.contains("no such file"), "{e}");
+
+        let e = err("listen = \"nowhere\"\n[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n");
+        assert!(e.contains(":1:") && e.contains("`listen`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_and_syntax_errors_are_reported_with_lines() {
+        let e = err("[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmax_mesage_size = 5\n");
+        assert!(e.contains("line 4") && e.contains("max_mesage_size"), "{e}");
+        let e = err("[[route]\n");
+        assert!(e.contains("line 1"), "{e}");
+        let e = err("listen = \"127.0.0.1:1\"\n");
+        assert!(e.contains("no routes"), "{e}");
+    }
+
+    #[test]
+    fn memory_limit_must_fit_the_pool() {
+        let e = err("[runtime]\nmax_memory_per_instance = \"16MiB\"\n[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmemory_limit = \"32MiB\"\n");
+        assert!(e.contains(":6:") && e.contains("max_memory_per_instance"), "{e}");
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size(&SizeValue::Text("1.5KiB".into())), Ok(1536));
+        assert_eq!(parse_size(&SizeValue::Text("2 MB".into())), Ok(2_000_000));
+        assert!(parse_size(&SizeValue::Bytes(-1)).is_err());
+        assert!(parse_size(&SizeValue::Text("MiB".into())).is_err());
+        assert_eq!(
+            parse_duration(&DurationValue::Text("250ms".into())),
+            Ok(Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_duration(&DurationValue::Seconds(2.0)),
+            Ok(Duration::from_secs(2))
+        );
+        assert!(parse_duration(&DurationValue::Seconds(-1.0)).is_err());
+        assert!(parse_duration(&DurationValue::Text("5 fortnights".into())).is_err());
+    }
+}

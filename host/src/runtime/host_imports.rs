@@ -1,0 +1,103 @@
+//! The host functions a handler imports (`wsbox:websocket/connection`).
+//! Each acts on the instance's own connection only.
+
+use wsbox_protocol::{CloseError as EngineCloseError, SendError, State};
+
+use super::bindings::wsbox::websocket::{connection, types};
+use super::bindings::{CloseError, LogLevel, Message, PingError, WriteError};
+use super::instance::{ConnState, HostState};
+
+impl types::Host for HostState {}
+
+impl ConnState {
+    /// The engine, if the connection is open and the handler may still write.
+    fn writable_engine(&mut self) -> Option<&mut wsbox_protocol::Connection> {
+        if self.output_overflow {
+            return None;
+        }
+        self.engine.as_mut().filter(|e| e.state() == State::Open)
+    }
+
+    /// After a write: enforce the cap on queued output.
+    fn check_output(&mut self) {
+        let pending = self.engine.as_ref().map_or(0, |e| e.pending_output().len());
+        if pending > self.max_pending_output {
+            tracing::warn!(
+                conn = self.id,
+                pending,
+                limit = self.max_pending_output,
+                "handler queued more output than allowed; dropping the connection"
+            );
+            self.output_overflow = true;
+        }
+    }
+}
+
+impl connection::Host for HostState {
+    fn write_message(&mut self, message: Message) -> Result<(), WriteError> {
+        let engine = self.conn.writable_engine().ok_or(WriteError::Closed)?;
+        let sent = match &message {
+            Message::Text(text) => engine.send_text(text),
+            Message::Binary(data) => engine.send_binary(data),
+        };
+        sent.map_err(|_: SendError| WriteError::Closed)?;
+        self.conn.check_output();
+        Ok(())
+    }
+
+    fn ping(&mut self, data: Vec<u8>) -> Result<(), PingError> {
+        if data.len() > 125 {
+            return Err(PingError::PayloadTooLong);
+        }
+        let engine = self.conn.writable_engine().ok_or(PingError::Closed)?;
+        engine.send_ping(&data).map_err(|e| match e {
+            SendError::PayloadTooLong => PingError::PayloadTooLong,
+            SendError::Closed => PingError::Closed,
+        })
+    }
+
+    fn close(&mut self, code: Option<u16>, reason: Option<String>) -> Result<(), CloseError> {
+        let reason = reason.unwrap_or_default();
+        // Validate even when there is nothing left to close, so a bad
+        // argument is always reported the same way.
+        if let Some(c) = code {
+            if !wsbox_protocol::close::is_sendable_code(c) {
+                return Err(CloseError::InvalidCode);
+            }
+        } else if !reason.is_empty() {
+            return Err(CloseError::ReasonWithoutCode);
+        }
+        if reason.len() > 123 {
+            return Err(CloseError::ReasonTooLong);
+        }
+        let Some(engine) = self.conn.engine.as_mut() else {
+            // Not open yet (called from `upgrade`): nothing to close.
+            return Ok(());
+        };
+        if engine.state() != State::Open {
+            return Ok(());
+        }
+        engine.close(code, &reason).map_err(|e| match e {
+            EngineCloseError::InvalidCode(_) => CloseError::InvalidCode,
+            EngineCloseError::ReasonTooLong(_) => CloseError::ReasonTooLong,
+            EngineCloseError::ReasonWithoutCode => CloseError::ReasonWithoutCode,
+        })?;
+        self.conn.handler_closed = true;
+        Ok(())
+    }
+
+    fn set_nodelay(&mut self, enabled: bool) {
+        self.conn.nodelay = Some(enabled);
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) {
+        let id = self.conn.id;
+        match level {
+            LogLevel::Trace => tracing::trace!(target: "wsbox::guest", conn = id, "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "wsbox::guest", conn = id, "{message}"),
+            LogLevel::Info => tracing::info!(target: "wsbox::guest", conn = id, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "wsbox::guest", conn = id, "{message}"),
+            LogLevel::Error => tracing::error!(target: "wsbox::guest", conn = id, "{message}"),
+        }
+    }
+}

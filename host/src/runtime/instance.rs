@@ -1,0 +1,281 @@
+//! One handler instance: the `Store` of one connection and the calls into it.
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wsbox_protocol::Connection;
+
+use super::bindings::{
+    CloseInfo, ConnectionInfo, Message, UpgradeDecision, UpgradeRequest, WebsocketHandler,
+};
+use super::guest_log::{GuestLog, GuestStream};
+use super::limits::InstanceLimits;
+use super::HandlerModule;
+
+/// Why a call into a handler failed. After any of these the instance is dead.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The handler trapped: a panic, an out-of-bounds access, `unreachable`,
+    /// or a memory limit hit.
+    #[error("handler trapped: {0}")]
+    Trap(String),
+    /// The handler ran past its CPU time for one event.
+    #[error("handler exceeded its CPU time of {0:?} for one event")]
+    Deadline(std::time::Duration),
+    /// An earlier call failed, so the instance can no longer be entered.
+    #[error("handler instance is dead after an earlier failure")]
+    Dead,
+    /// The instance could not be created (pool exhausted, start trap).
+    #[error("could not instantiate handler: {0}")]
+    Instantiate(String),
+}
+
+/// The host side of one instance: what the host imports act on.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    store_limits: StoreLimits,
+    /// Epoch ticks left in the current call.
+    ticks_left: u64,
+    /// The connection this instance serves.
+    pub(crate) conn: ConnState,
+}
+
+/// Connection state the host imports read and change.
+pub(crate) struct ConnState {
+    pub id: u64,
+    /// The protocol engine; `None` until the connection is open, so that
+    /// writes from `upgrade` fail with `closed`.
+    pub engine: Option<Connection>,
+    /// A `set-nodelay` request the connection task has not applied yet.
+    pub nodelay: Option<bool>,
+    /// The handler called `close`.
+    pub handler_closed: bool,
+    /// The handler queued more than `max_pending_output`; the connection
+    /// must be dropped.
+    pub output_overflow: bool,
+    pub max_pending_output: usize,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A live handler instance bound to one connection.
+pub struct HandlerInstance {
+    store: Store<HostState>,
+    bindings: WebsocketHandler,
+    ticks_per_event: u64,
+    limits: InstanceLimits,
+    dead: bool,
+}
+
+impl HandlerModule {
+    /// Creates the instance for a new connection. No WASI capability is
+    /// granted: no files, no sockets, no environment; stdout and stderr go
+    /// to the log.
+    pub async fn instantiate(
+        &self,
+        limits: &InstanceLimits,
+        connection_id: u64,
+    ) -> Result<HandlerInstance, CallError> {
+        let wasi = WasiCtx::builder()
+            .stdout(GuestLog {
+                connection_id,
+                stream: GuestStream::Stdout,
+            })
+            .stderr(GuestLog {
+                connection_id,
+                stream: GuestStream::Stderr,
+            })
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let ticks_per_event = limits.ticks_per_event(self.epoch_tick);
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            store_limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_limit)
+                .instances(super::MAX_CORE_INSTANCES_PER_COMPONENT as usize)
+                .tables(super::MAX_TABLES_PER_COMPONENT as usize)
+                .memories(super::MAX_MEMORIES_PER_COMPONENT as usize)
+                .trap_on_grow_failure(true)
+                .build(),
+            ticks_left: ticks_per_event,
+            conn: ConnState {
+                id: connection_id,
+                engine: None,
+                nodelay: None,
+                handler_closed: false,
+                output_overflow: false,
+                max_pending_output: limits.max_pending_output,
+            },
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.store_limits);
+        // Each tick the guest yields to tokio, so a busy guest shares its
+        // worker; when its ticks for this event are spent it is stopped.
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            if state.ticks_left <= 1 {
+                state.ticks_left = 0;
+                return Err(Trap::Interrupt.into());
+            }
+            state.ticks_left -= 1;
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store.set_epoch_deadline(1);
+        let bindings = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        Ok(HandlerInstance {
+            store,
+            bindings,
+            ticks_per_event,
+            limits: limits.clone(),
+            dead: false,
+        })
+    }
+}
+
+impl HandlerInstance {
+    /// Host state of this instance.
+    pub fn state(&self) -> &HostState {
+        self.store.data()
+    }
+
+    /// Whether an earlier call failed, so no further calls will be made.
+    pub fn is_dead(&self) -> bool {
+        self.dead
+    }
+
+    /// The connection's protocol engine, once the connection is open.
+    pub fn engine(&self) -> Option<&Connection> {
+        self.store.data().conn.engine.as_ref()
+    }
+
+    /// The connection's protocol engine, once the connection is open.
+    pub fn engine_mut(&mut self) -> Option<&mut Connection> {
+        self.store.data_mut().conn.engine.as_mut()
+    }
+
+    /// Hands the protocol engine to the instance: from now on the handler's
+    /// writes go to it.
+    pub fn attach_engine(&mut self, engine: Connection) {
+        self.store.data_mut().conn.engine = Some(engine);
+    }
+
+    /// Takes the engine back (to keep the socket going without the instance).
+    pub fn detach_engine(&mut self) -> Option<Connection> {
+        self.store.data_mut().conn.engine.take()
+    }
+
+    /// A pending `set-nodelay` request, taken.
+    pub fn take_nodelay_request(&mut self) -> Option<bool> {
+        self.store.data_mut().conn.nodelay.take()
+    }
+
+    /// Whether the handler asked to close the connection.
+    pub fn handler_closed(&self) -> bool {
+        self.store.data().conn.handler_closed
+    }
+
+    /// Whether the handler queued more output than it may.
+    pub fn output_overflowed(&self) -> bool {
+        self.store.data().conn.output_overflow
+    }
+
+    /// Calls the handler's `upgrade` export.
+    pub async fn upgrade(&mut self, request: &UpgradeRequest) -> Result<UpgradeDecision, CallError> {
+        self.begin_call()?;
+        let r = self
+            .bindings
+            .wsbox_websocket_handler()
+            .call_upgrade(&mut self.store, request)
+            .await;
+        self.end_call(r)
+    }
+
+    /// Calls `on-open`.
+    pub async fn on_open(&mut self, info: &ConnectionInfo) -> Result<(), CallError> {
+        self.begin_call()?;
+        let r = self
+            .bindings
+            .wsbox_websocket_handler()
+            .call_on_open(&mut self.store, info)
+            .await;
+        self.end_call(r)
+    }
+
+    /// Calls `on-message`.
+    pub async fn on_message(&mut self, message: &Message) -> Result<(), CallError> {
+        self.begin_call()?;
+        let r = self
+            .bindings
+            .wsbox_websocket_handler()
+            .call_on_message(&mut self.store, message)
+            .await;
+        self.end_call(r)
+    }
+
+    /// Calls `on-ping`.
+    pub async fn on_ping(&mut self, data: &[u8]) -> Result<(), CallError> {
+        self.begin_call()?;
+        let r = self
+            .bindings
+            .wsbox_websocket_handler()
+            .call_on_ping(&mut self.store, data)
+            .await;
+        self.end_call(r)
+    }
+
+    /// Calls `on-pong`.
+    pub async fn on_pong(&mut self, data: &[u8]) -> Result<(), CallError> {
+        self.begin_call()?;
+        let r = self
+            .bindings
+            .wsbox_websocket_handler()
+            .call_on_pong(&mut self.store, data)
+            .await;
+        self.end_call(r)
+    }
+
+    /// Calls `on-close`.
+    pub async fn on_close(&mut self, info: &CloseInfo) -> Result<(), CallError> {
+        self.begin_call()?;
+        let r = self
+            .bindings
+            .wsbox_websocket_handler()
+            .call_on_close(&mut self.store, info)
+            .await;
+        self.end_call(r)
+    }
+
+    fn begin_call(&mut self) -> Result<(), CallError> {
+        if self.dead {
+            return Err(CallError::Dead);
+        }
+        self.store.data_mut().ticks_left = self.ticks_per_event;
+        self.store.set_epoch_deadline(1);
+        Ok(())
+    }
+
+    fn end_call<T>(&mut self, result: wasmtime::Result<T>) -> Result<T, CallError> {
+        result.map_err(|e| {
+            self.dead = true;
+            match e.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => CallError::Deadline(self.limits.cpu_time_per_event),
+                _ => CallError::Trap(format!("{e:#}")),
+            }
+        })
+    }
+}

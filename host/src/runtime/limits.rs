@@ -1,0 +1,60 @@
+//! Sandbox limits of one handler instance: memory, CPU time per event and
+//! how much output it may queue.
+
+use std::time::Duration;
+
+use crate::config::RouteLimits;
+
+/// The limits one handler instance runs under.
+#[derive(Debug, Clone)]
+pub struct InstanceLimits {
+    /// The most linear memory the instance may grow to, in bytes.
+    pub memory_limit: usize,
+    /// The CPU time one call into the instance may take.
+    pub cpu_time_per_event: Duration,
+    /// The most bytes of frames the handler may have queued for its socket
+    /// before its writes fail: a handler writing in a loop must not exhaust
+    /// the host's memory.
+    pub max_pending_output: usize,
+}
+
+impl InstanceLimits {
+    /// The limits for a connection on a route with these settings.
+    pub fn for_route(limits: &RouteLimits) -> InstanceLimits {
+        let max_message = usize::try_from(limits.max_message_size).unwrap_or(usize::MAX);
+        InstanceLimits {
+            memory_limit: usize::try_from(limits.memory_limit).unwrap_or(usize::MAX),
+            cpu_time_per_event: limits.cpu_time_per_event,
+            // Room for an echo of the largest message the route accepts,
+            // plus headroom for small messages around it.
+            max_pending_output: max_message.saturating_mul(2).saturating_add(1 << 20),
+        }
+    }
+
+    /// The epoch ticks one event may use at the given tick length (at least 1).
+    pub fn ticks_per_event(&self, tick: Duration) -> u64 {
+        let tick = tick.as_nanos().max(1);
+        let ticks = self.cpu_time_per_event.as_nanos().div_ceil(tick);
+        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_round_up_and_are_at_least_one() {
+        let mut l = InstanceLimits::for_route(&RouteLimits::default());
+        l.cpu_time_per_event = Duration::from_millis(25);
+        assert_eq!(l.ticks_per_event(Duration::from_millis(10)), 3);
+        l.cpu_time_per_event = Duration::from_micros(1);
+        assert_eq!(l.ticks_per_event(Duration::from_millis(10)), 1);
+    }
+
+    #[test]
+    fn pending_output_allows_an_echo_of_the_largest_message() {
+        let l = InstanceLimits::for_route(&RouteLimits::default());
+        assert!(l.max_pending_output > 2 * 10 * 1024 * 1024);
+    }
+}

@@ -1,0 +1,202 @@
+//! The wasm runtime: one wasmtime [`Engine`] for the process, each handler
+//! module compiled once, and one instance with its own [`Store`] per
+//! connection, taken from a pooling allocator.
+
+mod bindings;
+mod guest_log;
+mod host_imports;
+mod instance;
+pub mod limits;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use bindings::{
+    Accept, CloseCause, CloseInfo, ConnectionInfo, Header, Message, NamedCapture, OriginDecision,
+    Reject, UpgradeDecision, UpgradeRequest,
+};
+pub use instance::{CallError, HandlerInstance, HostState};
+pub use limits::InstanceLimits;
+
+use crate::config::{ModuleSource, RuntimeConfig};
+use bindings::WebsocketHandlerPre;
+
+/// Per-component maxima the pool is sized for. A Rust `wasm32-wasip2`
+/// component uses 1 memory, 2 tables and a handful of core instances; these
+/// leave room for components from other toolchains.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
+const MAX_TABLES_PER_COMPONENT: u32 = 8;
+/// Pool slots per live instance: most components need fewer of each.
+const CORE_INSTANCE_SLOTS_PER_INSTANCE: u32 = 8;
+const TABLE_SLOTS_PER_INSTANCE: u32 = 3;
+
+/// The process-wide wasm engine and linker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    epoch_tick: Duration,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Creates the engine with a pooling allocator sized from `config`.
+    pub fn new(config: &RuntimeConfig) -> Result<Runtime> {
+        let n = config.max_instances;
+        let max_memory = usize::try_from(config.max_memory_per_instance)
+            .context("runtime.max_memory_per_instance does not fit this platform")?;
+
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(CORE_INSTANCE_SLOTS_PER_INSTANCE))
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(n.saturating_mul(MAX_MEMORIES_PER_COMPONENT))
+            .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+            .max_memories_per_module(1)
+            .total_tables(n.saturating_mul(TABLE_SLOTS_PER_INSTANCE))
+            .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
+            .max_tables_per_module(MAX_TABLES_PER_COMPONENT)
+            .table_elements(20_000)
+            // Every live Store keeps its fiber stack once it has made an
+            // async call, so there must be one stack per live instance.
+            .total_stacks(n)
+            .max_memory_size(max_memory);
+
+        let mut cfg = EngineConfig::new();
+        cfg.epoch_interruption(true)
+            .wasm_component_model(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            // A slot as large as the biggest memory an instance may have:
+            // the default 4 GiB per slot makes large pools impossible.
+            .memory_reservation(config.max_memory_per_instance)
+            .memory_guard_size(64 * 1024)
+            .memory_reservation_for_growth(0);
+        let engine = Engine::new(&cfg).map_err(anyhow::Error::from).context("creating the wasm engine")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        bindings::WebsocketHandler::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(anyhow::Error::from)
+        .context("linking the wsbox host interface")?;
+
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
+        Ok(Runtime {
+            engine,
+            linker,
+            epoch_tick: config.epoch_tick,
+            _ticker: ticker,
+        })
+    }
+
+    /// Compiles a handler component and checks that it fits the
+    /// `websocket-handler` world and the pool's per-component limits.
+    pub fn load_module(&self, source: &ModuleSource) -> Result<Arc<HandlerModule>> {
+        let name = source.name();
+        let component = match source {
+            ModuleSource::File(path) => Component::from_file(&self.engine, path)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("compiling handler component {}", path.display()))?,
+            ModuleSource::Bundled { bytes, .. } => Component::from_binary(&self.engine, bytes)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("compiling bundled handler `{name}`"))?,
+        };
+        if let Some(needs) = component.resources_required() {
+            if needs.num_memories > MAX_MEMORIES_PER_COMPONENT {
+                bail!(
+                    "module `{name}` has {} memories; wsbox allows {MAX_MEMORIES_PER_COMPONENT}",
+                    needs.num_memories
+                );
+            }
+            if needs.num_tables > MAX_TABLES_PER_COMPONENT {
+                bail!(
+                    "module `{name}` has {} tables; wsbox allows {MAX_TABLES_PER_COMPONENT}",
+                    needs.num_tables
+                );
+            }
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "module `{name}` is not a wsbox handler: it must export \
+                     wsbox:websocket/handler@0.1.0 and import only wsbox:websocket and WASI 0.2"
+                )
+            })?;
+        let pre = WebsocketHandlerPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("module `{name}` does not fit the websocket-handler world"))?;
+        Ok(Arc::new(HandlerModule {
+            name,
+            pre,
+            epoch_tick: self.epoch_tick,
+        }))
+    }
+
+    /// The underlying wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// A compiled handler module, ready to be instantiated once per connection.
+pub struct HandlerModule {
+    name: String,
+    pre: WebsocketHandlerPre<HostState>,
+    epoch_tick: Duration,
+}
+
+impl HandlerModule {
+    /// The module's name, for logs.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Advances the engine's epoch every tick on a thread of its own; this is
+/// what lets a running guest notice its deadline.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine, tick: Duration) -> Result<EpochTicker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("wsbox-epoch".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .context("starting the epoch thread")?;
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! One task per connection: drives the sans-IO engine over the socket and
+//! calls the handler instance for each event.
+
+use std::cell::RefCell;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use wsbox_protocol::{Config as EngineConfig, Connection, Event, Role, State};
+
+use crate::runtime::{CallError, CloseCause, CloseInfo, ConnectionInfo, HandlerInstance, Message};
+
+/// How long to wait for the peer's close frame after we sent ours.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to drain the socket after our side is finished, so that the
+/// peer reads our close frame before the socket is reset.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Stop reading while this much output is queued: a peer that sends
+/// without reading gets backpressure instead of growing our buffers.
+const OUTPUT_HIGH_WATER: usize = 1 << 20;
+/// Size of the per-thread read buffer shared by all connections on a thread.
+const READ_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    // Idle connections hold no read buffer of their own: bytes go straight
+    // from this scratch buffer into the engine.
+    static READ_SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
+}
+
+/// A socket the connection runs over.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Sets `TCP_NODELAY` on the underlying TCP socket.
+    fn set_nodelay(&self, enabled: bool) -> io::Result<()>;
+}
+
+impl Transport for TcpStream {
+    fn set_nodelay(&self, enabled: bool) -> io::Result<()> {
+        TcpStream::set_nodelay(self, enabled)
+    }
+}
+
+/// What the connection task needs besides the socket and the instance.
+pub struct ConnectionSetup {
+    pub info: ConnectionInfo,
+    pub max_message_size: usize,
+}
+
+/// The outcome of one wait on the socket.
+enum Io {
+    Read,
+    Wrote(usize),
+    Eof,
+    Failed(io::Error),
+    TimedOut,
+}
+
+/// Serves one upgraded connection until it is closed.
+pub async fn run<S: Transport>(
+    mut stream: S,
+    leftover: Bytes,
+    mut instance: HandlerInstance,
+    setup: ConnectionSetup,
+) {
+    let mut engine = Connection::new(EngineConfig {
+        role: Role::Server,
+        max_message_size: setup.max_message_size,
+    });
+    engine.receive(&leftover);
+    instance.attach_engine(engine);
+    tracing::debug!("connection open");
+
+    let mut close_info: Option<CloseInfo> = None;
+    if let Err(e) = instance.on_open(&setup.info).await {
+        handler_failed(&mut instance, &e);
+    }
+
+    let mut eof = false;
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    loop {
+        if let Some(enabled) = instance.take_nodelay_request() {
+            if let Err(e) = stream.set_nodelay(enabled) {
+                tracing::debug!(error = %e, "set_nodelay failed");
+            }
+        }
+        if instance.output_overflowed() {
+            // The handler wrote more than it may; its queued output is
+            // dropped with the connection rather than kept in memory.
+            close_info.get_or_insert(CloseInfo {
+                code: Some(1011),
+                reason: "handler output limit exceeded".into(),
+                cause: CloseCause::HandlerClosed,
+            });
+            break;
+        }
+
+        // Dispatch every complete event to the handler.
+        while let Some(event) = instance.engine_mut().and_then(Connection::next_event) {
+            if let Some(info) = dispatch(&mut instance, event).await {
+                close_info.get_or_insert(info);
+            }
+        }
+
+        let Some(engine) = instance.engine() else {
+            break;
+        };
+        let state = engine.state();
+        let pending = engine.pending_output().len();
+        if state == State::Closed && pending == 0 {
+            break;
+        }
+        if eof {
+            // Nothing more can arrive; flush what we can and stop.
+            if pending == 0 {
+                break;
+            }
+        }
+        if state == State::Closing && timer.is_none() {
+            timer = Some(Box::pin(tokio::time::sleep(CLOSE_TIMEOUT)));
+        }
+
+        let reading = !eof && state != State::Closed && pending < OUTPUT_HIGH_WATER;
+        let io = poll_fn(|cx| {
+            let Some(engine) = instance.engine_mut() else {
+                return Poll::Ready(Io::Eof);
+            };
+            let out = engine.pending_output();
+            if !out.is_empty() {
+                match Pin::new(&mut stream).poll_write(cx, out) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Io::Eof),
+                    Poll::Ready(Ok(n)) => return Poll::Ready(Io::Wrote(n)),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Io::Failed(e)),
+                    Poll::Pending => {}
+                }
+            }
+            if reading {
+                let read = READ_SCRATCH.with_borrow_mut(|scratch| {
+                    let mut buf = ReadBuf::new(scratch);
+                    match Pin::new(&mut stream).poll_read(cx, &mut buf) {
+                        Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(Io::Eof),
+                        Poll::Ready(Ok(())) => {
+                            engine.receive(buf.filled());
+                            Poll::Ready(Io::Read)
+                        }
+                        Poll::Ready(Err(e)) => Poll::Ready(Io::Failed(e)),
+                        Poll::Pending => Poll::Pending,
+                    }
+                });
+                if read.is_ready() {
+                    return read;
+                }
+            }
+            if let Some(t) = timer.as_mut() {
+                if t.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Io::TimedOut);
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+
+        match io {
+            Io::Read => {}
+            Io::Wrote(n) => {
+                if let Some(engine) = instance.engine_mut() {
+                    engine.consume_output(n);
+                }
+            }
+            Io::Eof => {
+                eof = true;
+                let clean = instance.engine_mut().is_some_and(Connection::receive_eof);
+                if !clean {
+                    close_info.get_or_insert(CloseInfo {
+                        code: None,
+                        reason: String::new(),
+                        cause: CloseCause::ConnectionLost,
+                    });
+                }
+                // Whatever is still queued cannot be delivered reliably.
+                break;
+            }
+            Io::Failed(e) => {
+                tracing::debug!(error = %e, "socket error");
+                close_info.get_or_insert(CloseInfo {
+                    code: None,
+                    reason: String::new(),
+                    cause: CloseCause::ConnectionLost,
+                });
+                break;
+            }
+            Io::TimedOut => {
+                tracing::debug!("peer did not answer our close frame in time");
+                close_info.get_or_insert(CloseInfo {
+                    code: instance
+                        .engine()
+                        .and_then(|e| e.close_sent())
+                        .map(|f| f.code),
+                    reason: String::new(),
+                    cause: if instance.handler_closed() {
+                        CloseCause::HandlerClosed
+                    } else {
+                        CloseCause::ConnectionLost
+                    },
+                });
+                break;
+            }
+        }
+    }
+
+    if !eof {
+        linger(&mut stream).await;
+    }
+
+    let info = close_info.unwrap_or(CloseInfo {
+        code: None,
+        reason: String::new(),
+        cause: CloseCause::ConnectionLost,
+    });
+    tracing::debug!(code = ?info.code, reason = %info.reason, cause = ?info.cause, "connection closed");
+    if !instance.is_dead() {
+        if let Err(e) = instance.on_close(&info).await {
+            tracing::warn!(error = %e, "handler failed in on_close");
+        }
+    }
+}
+
+/// Sends FIN and reads until the peer closes too (or a short timeout), so
+/// our last frames are not lost to a reset.
+async fn linger<S: Transport>(stream: &mut S) {
+    let drain = async {
+        let _ = stream.shutdown().await;
+        let mut buf = [0u8; 1024];
+        loop {
+            match tokio::io::AsyncReadExt::read(stream, &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIMEOUT, drain).await;
+}
+
+/// Hands one engine event to the handler. Returns how the connection ended
+/// if this event ended it.
+async fn dispatch(instance: &mut HandlerInstance, event: Event) -> Option<CloseInfo> {
+    let result = match event {
+        Event::Message(message) => {
+            if instance.is_dead() {
+                return None;
+            }
+            let message = match message {
+                wsbox_protocol::Message::Text(text) => Message::Text(text),
+                wsbox_protocol::Message::Binary(data) => Message::Binary(Vec::from(data)),
+            };
+            instance.on_message(&message).await
+        }
+        Event::Ping(data) => {
+            if instance.is_dead() {
+                return None;
+            }
+            instance.on_ping(&data).await
+        }
+        Event::Pong(data) => {
+            if instance.is_dead() {
+                return None;
+            }
+            instance.on_pong(&data).await
+        }
+        Event::Closed(frame) => {
+            let cause = if instance.handler_closed() {
+                CloseCause::HandlerClosed
+            } else {
+                CloseCause::PeerClosed
+            };
+            return Some(match frame {
+                Some(f) => CloseInfo {
+                    code: Some(f.code),
+                    reason: f.reason,
+                    cause,
+                },
+                None => CloseInfo {
+                    code: None,
+                    reason: String::new(),
+                    cause,
+                },
+            });
+        }
+        Event::ProtocolError(e) => {
+            let code = e.close_code();
+            tracing::debug!(error = %e, code, "peer broke the protocol");
+            return Some(CloseInfo {
+                code: Some(code),
+                reason: e.to_string(),
+                cause: if code == 1009 {
+                    CloseCause::MessageTooBig
+                } else {
+                    CloseCause::ProtocolError
+                },
+            });
+        }
+    };
+    if let Err(e) = result {
+        handler_failed(instance, &e);
+    }
+    None
+}
+
+/// A call failed: the instance is dead; close with 1011 (internal error).
+fn handler_failed(instance: &mut HandlerInstance, error: &CallError) {
+    tracing::warn!(error = %error, "handler failed; closing the connection with 1011");
+    if let Some(engine) = instance.engine_mut() {
+        if engine.state() == State::Open {
+            let _ = engine.close(Some(1011), "handler error");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The HTTP/1.1 listener: accepts TCP connections, answers the opening
+//! handshake with the handler's decision, then hands each upgraded socket to
+//! its own connection task.
+
+pub mod connection;
+pub mod origin;
+pub mod routes;
+mod upgrade;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::config::Config;
+use crate::runtime::Runtime;
+use routes::{Route, RouteTable};
+
+/// How long a client may take to send its request headers (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most bytes of request head a client may send.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Everything a request needs, shared by all connections.
+pub struct Shared {
+    pub runtime: Runtime,
+    pub routes: RouteTable,
+    next_connection_id: AtomicU64,
+}
+
+impl Shared {
+    fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// A server bound to its address, with every module compiled.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Compiles the config's modules and binds its listen address.
+    pub async fn bind(config: &Config) -> Result<Server> {
+        let runtime = Runtime::new(&config.runtime)?;
+        let mut compiled = std::collections::HashMap::new();
+        let mut routes = Vec::new();
+        for route in &config.routes {
+            let module = match compiled.get(&route.module) {
+                Some(m) => Arc::clone(m),
+                None => {
+                    let m = runtime.load_module(&route.module)?;
+                    compiled.insert(route.module.clone(), Arc::clone(&m));
+                    m
+                }
+            };
+            routes.push(Route::new(route.clone(), module)?);
+        }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        Ok(Server {
+            listener,
+            shared: Arc::new(Shared {
+                runtime,
+                routes: RouteTable::new(routes),
+                next_connection_id: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// The routes being served, as `(pattern, module name)`.
+    pub fn describe(&self) -> Vec<(String, String)> {
+        self.shared
+            .routes
+            .routes()
+            .iter()
+            .map(|r| (r.pattern.clone(), r.module.name().to_string()))
+            .collect()
+    }
+
+    /// Serves until the task is dropped.
+    pub async fn run(self) -> Result<()> {
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning; the
+                    // connections already open carry on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let shared = Arc::clone(&self.shared);
+            tokio::spawn(serve_http(shared, stream, peer));
+        }
+    }
+}
+
+async fn serve_http(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let service = service_fn(move |req| {
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, Infallible>(upgrade::handle(shared, req, peer).await) }
+    });
+    let result = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+    }
+}

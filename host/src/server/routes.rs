@@ -1,0 +1,109 @@
+//! The route table: path regexes whose captures reach the handler, as in
+//! Tornado's URL specs.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use regex::Regex;
+
+use crate::config::RouteConfig;
+use crate::runtime::{HandlerModule, InstanceLimits};
+
+/// Anchors a route pattern so it must match the whole path, as Tornado does.
+pub fn anchor(pattern: &str) -> String {
+    format!("^(?:{pattern})$")
+}
+
+/// One route, ready to serve.
+pub struct Route {
+    /// The pattern as configured.
+    pub pattern: String,
+    regex: Regex,
+    /// The compiled handler module.
+    pub module: Arc<HandlerModule>,
+    /// The route's settings as configured.
+    pub config: RouteConfig,
+    /// The sandbox limits of each connection's instance.
+    pub instance_limits: InstanceLimits,
+}
+
+impl Route {
+    /// Builds a route for a module already compiled.
+    pub fn new(config: RouteConfig, module: Arc<HandlerModule>) -> Result<Route> {
+        let regex = Regex::new(&anchor(&config.pattern))
+            .with_context(|| format!("route pattern `{}`", config.pattern))?;
+        Ok(Route {
+            pattern: config.pattern.clone(),
+            regex,
+            module,
+            instance_limits: InstanceLimits::for_route(&config.limits),
+            config,
+        })
+    }
+}
+
+/// A route that matched a path, with its captures.
+pub struct RouteMatch<'a> {
+    pub route: &'a Route,
+    /// Unnamed groups in order (Tornado's `path_args`); a group that did
+    /// not take part in the match is an empty string.
+    pub positional: Vec<String>,
+    /// Named groups that took part in the match (Tornado's `path_kwargs`).
+    pub named: Vec<(String, String)>,
+}
+
+/// The routes, in the order they are tried.
+#[derive(Default)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    pub fn new(routes: Vec<Route>) -> RouteTable {
+        RouteTable { routes }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The first route whose pattern matches the whole path.
+    pub fn find(&self, path: &str) -> Option<RouteMatch<'_>> {
+        self.routes.iter().find_map(|route| {
+            let caps = route.regex.captures(path)?;
+            let mut positional = Vec::new();
+            let mut named = Vec::new();
+            for (i, name) in route.regex.capture_names().enumerate().skip(1) {
+                let value = caps.get(i).map(|m| m.as_str().to_string());
+                match name {
+                    Some(name) => {
+                        if let Some(v) = value {
+                            named.push((name.to_string(), v));
+                        }
+                    }
+                    None => positional.push(value.unwrap_or_default()),
+                }
+            }
+            Some(RouteMatch {
+                route,
+                positional,
+                named,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anchoring_requires_a_whole_match() {
+        let re = Regex::new(&anchor("/echo")).unwrap();
+        assert!(re.is_match("/echo"));
+        assert!(!re.is_match("/echo/extra"));
+        assert!(!re.is_match("/x/echo"));
+        let re = Regex::new(&anchor("/a|/b")).unwrap();
+        assert!(re.is_match("/a") && re.is_match("/b") && !re.is_match("/a/b"));
+    }
+}

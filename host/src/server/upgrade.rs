@@ -1,0 +1,262 @@
+//! The opening handshake: validate the request, ask the handler, answer 101
+//! or an HTTP error, and start the connection task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tracing::Instrument;
+use wsbox_protocol::handshake;
+
+use super::Shared;
+use super::connection::{self, ConnectionSetup};
+use super::origin::same_origin;
+use crate::runtime::{
+    ConnectionInfo, Header, NamedCapture, OriginDecision, UpgradeDecision, UpgradeRequest,
+};
+
+type Body = Full<Bytes>;
+
+/// Headers the host owns in a 101 response; a handler may not set them.
+fn is_host_managed(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "upgrade" | "connection" | "content-length" | "transfer-encoding"
+    ) || name.starts_with("sec-websocket-")
+}
+
+fn text_response(status: StatusCode, body: impl Into<String>) -> Response<Body> {
+    let mut body = body.into();
+    body.push('\n');
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// Adds handler-supplied headers, skipping (and logging) invalid or
+/// host-managed ones.
+fn add_handler_headers(resp: &mut Response<Body>, headers: &[Header], connection_id: u64) {
+    for h in headers {
+        if is_host_managed(&h.name) {
+            tracing::error!(
+                conn = connection_id,
+                header = %h.name,
+                "handler tried to set a host-managed header; ignored"
+            );
+            continue;
+        }
+        match (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_str(&h.value),
+        ) {
+            (Ok(name), Ok(value)) => {
+                resp.headers_mut().append(name, value);
+            }
+            _ => tracing::error!(
+                conn = connection_id,
+                header = %h.name,
+                "handler returned an invalid header; ignored"
+            ),
+        }
+    }
+}
+
+/// Answers one HTTP request.
+pub(super) async fn handle(
+    shared: Arc<Shared>,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let Some(matched) = shared.routes.find(&path) else {
+        return text_response(StatusCode::NOT_FOUND, format!("no route for {path}"));
+    };
+
+    let info = match handshake::validate_request(req.method(), req.version(), req.headers()) {
+        Ok(info) => info,
+        Err(e) => {
+            let mut resp = text_response(
+                e.status(),
+                format!("{path} is a WebSocket endpoint: {e}"),
+            );
+            for (name, value) in e.extra_headers() {
+                resp.headers_mut()
+                    .insert(name, HeaderValue::from_static(value));
+            }
+            return resp;
+        }
+    };
+
+    let route = matched.route;
+    let connection_id = shared.next_connection_id();
+    let span = tracing::info_span!(
+        "conn",
+        id = connection_id,
+        route = %route.pattern,
+        module = %route.module.name(),
+    );
+
+    let host_verdict = same_origin(info.origin.as_deref(), info.host.as_deref());
+    let request = UpgradeRequest {
+        connection_id,
+        path: path.clone(),
+        query: req.uri().query().unwrap_or("").to_string(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(name, value)| Header {
+                name: name.as_str().to_string(),
+                value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            })
+            .collect(),
+        positional_captures: matched.positional,
+        named_captures: matched
+            .named
+            .into_iter()
+            .map(|(name, value)| NamedCapture { name, value })
+            .collect(),
+        remote_addr: peer.to_string(),
+        subprotocols: info.subprotocols.clone(),
+        origin: info.origin.clone(),
+        origin_allowed: host_verdict,
+    };
+
+    let mut instance = match route
+        .module
+        .instantiate(&route.instance_limits, connection_id)
+        .instrument(span.clone())
+        .await
+    {
+        Ok(instance) => instance,
+        Err(e) => {
+            tracing::warn!(parent: &span, error = %e, "cannot create a handler instance");
+            let mut resp = text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the handler for this route is unavailable; try again later",
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
+        }
+    };
+
+    let decision = match instance.upgrade(&request).instrument(span.clone()).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(parent: &span, error = %e, "handler failed during upgrade");
+            return text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the handler failed while deciding the upgrade",
+            );
+        }
+    };
+
+    let accept = match decision {
+        UpgradeDecision::Reject(reject) => {
+            let status = match StatusCode::from_u16(reject.status) {
+                Ok(s) if (400..600).contains(&reject.status) => s,
+                _ => {
+                    tracing::error!(
+                        parent: &span,
+                        status = reject.status,
+                        "handler rejected with a status outside 400-599; answering 500"
+                    );
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            };
+            tracing::debug!(parent: &span, %status, reason = %reject.reason, "handler rejected upgrade");
+            let mut resp = text_response(status, reject.reason);
+            add_handler_headers(&mut resp, &reject.headers, connection_id);
+            return resp;
+        }
+        UpgradeDecision::Accept(accept) => accept,
+    };
+
+    let origin_ok = match accept.origin {
+        OriginDecision::HostVerdict => host_verdict,
+        OriginDecision::Allow => true,
+        OriginDecision::Deny => false,
+    };
+    if !origin_ok {
+        tracing::info!(parent: &span, origin = ?info.origin, "cross-origin upgrade refused");
+        return text_response(
+            StatusCode::FORBIDDEN,
+            "Cross origin websockets not allowed",
+        );
+    }
+
+    let subprotocol = match accept.subprotocol {
+        Some(p) if info.subprotocols.iter().any(|offered| offered == &p) => Some(p),
+        Some(p) => {
+            tracing::error!(
+                parent: &span,
+                selected = %p,
+                offered = ?info.subprotocols,
+                "handler selected a subprotocol the client did not offer; answering without one"
+            );
+            None
+        }
+        None => None,
+    };
+
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    add_handler_headers(&mut resp, &accept.headers, connection_id);
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    match HeaderValue::from_str(&info.accept) {
+        Ok(v) => {
+            h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+        }
+        Err(_) => {
+            return text_response(StatusCode::BAD_REQUEST, "invalid Sec-WebSocket-Key");
+        }
+    }
+    if let Some(p) = &subprotocol {
+        if let Ok(v) = HeaderValue::from_str(p) {
+            h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+        }
+    }
+
+    let setup = ConnectionSetup {
+        info: ConnectionInfo {
+            request,
+            subprotocol,
+            extensions: String::new(),
+        },
+        max_message_size: usize::try_from(route.config.limits.max_message_size)
+            .unwrap_or(usize::MAX),
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(
+        async move {
+            let upgraded = match on_upgrade.await {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::debug!(error = %e, "upgrade did not complete");
+                    return;
+                }
+            };
+            match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => {
+                    connection::run(parts.io.into_inner(), parts.read_buf, instance, setup).await
+                }
+                Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
+            }
+        }
+        .instrument(span),
+    );
+    resp
+}

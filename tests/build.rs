@@ -1,0 +1,7 @@
+include!("../host/guest_build.rs");
+
+fn main() {
+    rerun_if_guest_sources_change();
+    let chaos = build_guest("wsbox-test-guest-chaos");
+    println!("cargo:rustc-env=WSBOX_CHAOS_WASM={}", chaos.display());
+}
