@@ -3,8 +3,8 @@
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use wsbox_tests::*;
 
 #[tokio::test]
@@ -13,8 +13,13 @@ async fn text_and_binary_echo_on_the_bundled_demo() {
     let mut ws = server.connect("/echo").await;
     ws.send(Message::text("hello")).await.unwrap();
     assert_eq!(next_message(&mut ws).await, Message::text("hello"));
-    ws.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
-    assert_eq!(next_message(&mut ws).await, Message::binary(vec![0u8, 1, 2, 255]));
+    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_message(&mut ws).await,
+        Message::binary(vec![0u8, 1, 2, 255])
+    );
     ws.send(Message::text("")).await.unwrap();
     assert_eq!(next_message(&mut ws).await, Message::text(""));
 }
@@ -23,7 +28,9 @@ async fn text_and_binary_echo_on_the_bundled_demo() {
 async fn one_mebibyte_messages_round_trip() {
     let server = TestServer::start(demo_config()).await;
     let mut ws = server.connect("/echo").await;
-    let text: String = (0..1 << 20).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let text: String = (0..1 << 20)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
     ws.send(Message::text(text.clone())).await.unwrap();
     assert_eq!(next_message(&mut ws).await, Message::text(text));
     let bin: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
@@ -50,7 +57,9 @@ async fn a_message_in_100_fragments_with_pings_between() {
         let frame = Frame::message(bytes, opcode, i == 99);
         ws.send(Message::Frame(frame)).await.unwrap();
         if i % 10 == 5 {
-            ws.send(Message::Ping(format!("p{i}").into_bytes().into())).await.unwrap();
+            ws.send(Message::Ping(format!("p{i}").into_bytes().into()))
+                .await
+                .unwrap();
         }
     }
     assert_eq!(next_message(&mut ws).await, Message::text(expected));
@@ -78,7 +87,9 @@ async fn route_captures_arrive_in_open() {
 async fn ping_gets_a_pong_with_the_same_payload_and_on_ping_sees_it() {
     let server = TestServer::start(chaos_config("/chaos", test_limits())).await;
     let mut ws = server.connect("/chaos").await;
-    ws.send(Message::Ping(b"hello".to_vec().into())).await.unwrap();
+    ws.send(Message::Ping(b"hello".to_vec().into()))
+        .await
+        .unwrap();
     let pong = loop {
         match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut ws))
             .await
@@ -116,7 +127,10 @@ async fn handler_ping_reaches_the_client_and_its_pong_reaches_on_pong() {
     ws.flush().await.unwrap();
     let events = ask(&mut ws, "!events").await;
     assert!(events.contains("pong:abc"), "{events}");
-    assert_eq!(ask(&mut ws, "!bigping").await, "ping-error:payload-too-long");
+    assert_eq!(
+        ask(&mut ws, "!bigping").await,
+        "ping-error:payload-too-long"
+    );
 }
 
 #[tokio::test]
@@ -138,7 +152,9 @@ async fn client_close_code_and_reason_reach_the_handler_and_are_echoed() {
 async fn handler_close_code_and_reason_reach_the_client() {
     let server = TestServer::start(chaos_config("/chaos", test_limits())).await;
     let mut ws = server.connect("/chaos").await;
-    ws.send(Message::text("!close 4000 handler says bye")).await.unwrap();
+    ws.send(Message::text("!close 4000 handler says bye"))
+        .await
+        .unwrap();
     let (code, reason) = expect_close(&mut ws).await;
     assert_eq!((code, reason.as_str()), (4000, "handler says bye"));
     // tungstenite replies to the close; the handler then sees its own code.
@@ -153,8 +169,14 @@ async fn handler_close_code_and_reason_reach_the_client() {
 async fn handler_output_rules_give_errors_not_broken_frames() {
     let server = TestServer::start(chaos_config("/chaos", test_limits())).await;
     let mut ws = server.connect("/chaos").await;
-    assert_eq!(ask(&mut ws, "!close 999 nope").await, "close-error:invalid-code");
-    assert_eq!(ask(&mut ws, "!close 1005 reserved").await, "close-error:invalid-code");
+    assert_eq!(
+        ask(&mut ws, "!close 999 nope").await,
+        "close-error:invalid-code"
+    );
+    assert_eq!(
+        ask(&mut ws, "!close 1005 reserved").await,
+        "close-error:invalid-code"
+    );
     let long = "x".repeat(124);
     assert_eq!(
         ask(&mut ws, &format!("!close 4000 {long}")).await,
@@ -171,6 +193,9 @@ async fn json_and_print_reach_their_destinations() {
     let server = TestServer::start(chaos_config("/chaos", test_limits())).await;
     let mut ws = server.connect("/chaos").await;
     assert_eq!(ask(&mut ws, "!json").await, r#"{"hello":"world","n":42}"#);
-    assert_eq!(ask(&mut ws, "!print guest stdout line 8c1f").await, "printed");
+    assert_eq!(
+        ask(&mut ws, "!print guest stdout line 8c1f").await,
+        "printed"
+    );
     wait_for_log("guest stdout line 8c1f").await;
 }

@@ -19,7 +19,11 @@ async fn version_8_gets_426_with_the_supported_version() {
     )
     .await;
     assert!(resp.starts_with("HTTP/1.1 426"), "{resp}");
-    assert!(resp.to_ascii_lowercase().contains("sec-websocket-version: 13"), "{resp}");
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains("sec-websocket-version: 13"),
+        "{resp}"
+    );
 }
 
 #[tokio::test]
@@ -41,11 +45,18 @@ async fn cross_origin_browser_handshake_gets_403_same_origin_is_accepted() {
     let v13 = "Sec-WebSocket-Version: 13\r\n";
     let resp = raw_request(
         server.addr,
-        &upgrade_request("/chaos", &host, &format!("{v13}Origin: http://evil.example\r\n")),
+        &upgrade_request(
+            "/chaos",
+            &host,
+            &format!("{v13}Origin: http://evil.example\r\n"),
+        ),
     )
     .await;
     assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
-    assert!(resp.contains("Cross origin websockets not allowed"), "{resp}");
+    assert!(
+        resp.contains("Cross origin websockets not allowed"),
+        "{resp}"
+    );
 
     let resp = raw_request(
         server.addr,
@@ -71,7 +82,11 @@ async fn cross_origin_browser_handshake_gets_403_same_origin_is_accepted() {
     assert!(resp.starts_with("HTTP/1.1 101"), "{resp}");
     let resp = raw_request(
         server.addr,
-        &upgrade_request("/chaos?origin=deny", &host, &format!("{v13}Origin: http://{host}\r\n")),
+        &upgrade_request(
+            "/chaos?origin=deny",
+            &host,
+            &format!("{v13}Origin: http://{host}\r\n"),
+        ),
     )
     .await;
     assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
@@ -100,9 +115,17 @@ async fn handler_can_reject_select_a_subprotocol_and_add_headers() {
     let server = TestServer::start(chaos_config("/chaos", test_limits())).await;
     let host = server.addr.to_string();
     let v13 = "Sec-WebSocket-Version: 13\r\n";
-    let resp = raw_request(server.addr, &upgrade_request("/chaos?reject=401", &host, v13)).await;
+    let resp = raw_request(
+        server.addr,
+        &upgrade_request("/chaos?reject=401", &host, v13),
+    )
+    .await;
     assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
-    assert!(resp.to_ascii_lowercase().contains("www-authenticate: bearer"), "{resp}");
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains("www-authenticate: bearer"),
+        "{resp}"
+    );
     assert!(resp.contains("rejected by chaos"), "{resp}");
 
     let resp = raw_request(
@@ -118,7 +141,10 @@ async fn handler_can_reject_select_a_subprotocol_and_add_headers() {
     assert!(resp.starts_with("HTTP/1.1 101"), "{resp}");
     assert!(lower.contains("sec-websocket-protocol: b\r\n"), "{resp}");
     assert!(lower.contains("x-extra: yes"), "{resp}");
-    assert!(lower.contains("upgrade: websocket") && !lower.contains("nope"), "{resp}");
+    assert!(
+        lower.contains("upgrade: websocket") && !lower.contains("nope"),
+        "{resp}"
+    );
 
     // Selecting a subprotocol the client did not offer: no subprotocol.
     let resp = raw_request(
@@ -131,5 +157,8 @@ async fn handler_can_reject_select_a_subprotocol_and_add_headers() {
     )
     .await;
     assert!(resp.starts_with("HTTP/1.1 101"), "{resp}");
-    assert!(!resp.to_ascii_lowercase().contains("sec-websocket-protocol"), "{resp}");
+    assert!(
+        !resp.to_ascii_lowercase().contains("sec-websocket-protocol"),
+        "{resp}"
+    );
 }

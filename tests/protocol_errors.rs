@@ -17,7 +17,10 @@ async fn oversized_message_gets_1009() {
     let server = TestServer::start(chaos_config("/chaos", limits)).await;
     let mut ws = server.connect("/chaos").await;
     ws.send(Message::binary(vec![7u8; 1024])).await.unwrap();
-    assert_eq!(next_message(&mut ws).await, Message::binary(vec![7u8; 1024]));
+    assert_eq!(
+        next_message(&mut ws).await,
+        Message::binary(vec![7u8; 1024])
+    );
     // One byte over the limit; tungstenite may see the close before or
     // after its write completes.
     let _ = ws.send(Message::binary(vec![7u8; 1025])).await;
@@ -33,8 +36,12 @@ async fn oversized_fragmented_message_gets_1009_before_it_is_complete() {
     };
     let server = TestServer::start(chaos_config("/chaos", limits)).await;
     let mut raw = raw_handshake(server.addr, "/chaos").await;
-    raw.write_all(&client_frame(false, 0x2, &[1u8; 600], KEY)).await.unwrap();
-    raw.write_all(&client_frame(false, 0x0, &[1u8; 600], KEY)).await.unwrap();
+    raw.write_all(&client_frame(false, 0x2, &[1u8; 600], KEY))
+        .await
+        .unwrap();
+    raw.write_all(&client_frame(false, 0x0, &[1u8; 600], KEY))
+        .await
+        .unwrap();
     // No final fragment: the limit must be enforced while reading.
     assert_eq!(read_close_code(&mut raw).await, 1009);
 }
@@ -43,7 +50,9 @@ async fn oversized_fragmented_message_gets_1009_before_it_is_complete() {
 async fn invalid_utf8_text_gets_1007() {
     let server = TestServer::start(chaos_config("/chaos", test_limits())).await;
     let mut raw = raw_handshake(server.addr, "/chaos").await;
-    raw.write_all(&client_frame(true, 0x1, b"ok \xff\xfe", KEY)).await.unwrap();
+    raw.write_all(&client_frame(true, 0x1, b"ok \xff\xfe", KEY))
+        .await
+        .unwrap();
     assert_eq!(read_close_code(&mut raw).await, 1007);
 }
 
@@ -52,7 +61,9 @@ async fn invalid_utf8_in_a_first_fragment_fails_fast() {
     let server = TestServer::start(chaos_config("/chaos", test_limits())).await;
     let mut raw = raw_handshake(server.addr, "/chaos").await;
     // The message is not finished, yet the invalid byte must be refused now.
-    raw.write_all(&client_frame(false, 0x1, b"abc\xc0\xaf", KEY)).await.unwrap();
+    raw.write_all(&client_frame(false, 0x1, b"abc\xc0\xaf", KEY))
+        .await
+        .unwrap();
     assert_eq!(read_close_code(&mut raw).await, 1007);
 }
 
@@ -60,7 +71,9 @@ async fn invalid_utf8_in_a_first_fragment_fails_fast() {
 async fn unmasked_client_frame_gets_1002() {
     let server = TestServer::start(chaos_config("/chaos", test_limits())).await;
     let mut raw = raw_handshake(server.addr, "/chaos").await;
-    raw.write_all(&client_frame(true, 0x1, b"unmasked", None)).await.unwrap();
+    raw.write_all(&client_frame(true, 0x1, b"unmasked", None))
+        .await
+        .unwrap();
     assert_eq!(read_close_code(&mut raw).await, 1002);
 }
 
@@ -75,9 +88,18 @@ async fn malformed_frames_get_1002() {
             f
         }),
         ("fragmented ping", client_frame(false, 0x9, b"", KEY)),
-        ("continuation without start", client_frame(true, 0x0, b"x", KEY)),
-        ("close with 1-byte payload", client_frame(true, 0x8, b"\x03", KEY)),
-        ("close with code 1005", client_frame(true, 0x8, b"\x03\xed", KEY)),
+        (
+            "continuation without start",
+            client_frame(true, 0x0, b"x", KEY),
+        ),
+        (
+            "close with 1-byte payload",
+            client_frame(true, 0x8, b"\x03", KEY),
+        ),
+        (
+            "close with code 1005",
+            client_frame(true, 0x8, b"\x03\xed", KEY),
+        ),
     ];
     for (name, frame) in cases {
         let mut raw = raw_handshake(server.addr, "/chaos").await;

@@ -54,10 +54,11 @@ impl TestServer {
 
     /// Connects a tokio-tungstenite client to `path`.
     pub async fn connect(&self, path: &str) -> Client {
-        let (ws, _resp) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(self.url(path)))
-            .await
-            .expect("connect in time")
-            .expect("handshake succeeds");
+        let (ws, _resp) =
+            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(self.url(path)))
+                .await
+                .expect("connect in time")
+                .expect("handshake succeeds");
         ws
     }
 }
@@ -124,17 +125,19 @@ pub async fn ask(ws: &mut Client, text: &str) -> String {
     }
 }
 
-/// Waits for the server's close frame and returns its code and reason.
+/// Waits for the server's close frame and returns its code and reason, then
+/// drives the client until the connection ends, so that the client's reply
+/// to the close reaches the server.
 pub async fn expect_close(ws: &mut Client) -> (u16, String) {
-    loop {
+    let result = loop {
         match next_message(ws).await {
-            WsMessage::Close(Some(frame)) => return (frame.code.into(), frame.reason.to_string()),
-            WsMessage::Close(None) => return (1005, String::new()),
-            other => {
-                let _ = other; // data sent before the close is fine
-            }
+            WsMessage::Close(Some(frame)) => break (frame.code.into(), frame.reason.to_string()),
+            WsMessage::Close(None) => break (1005, String::new()),
+            _ => {} // data sent before the close is fine
         }
-    }
+    };
+    let _ = tokio::time::timeout(WAIT, async { while ws.next().await.is_some() {} }).await;
+    result
 }
 
 /// Opens a raw TCP connection and completes a handshake by hand, for tests
@@ -145,7 +148,10 @@ pub async fn raw_handshake(addr: SocketAddr, path: &str) -> TcpStream {
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
-    stream.write_all(req.as_bytes()).await.expect("write handshake");
+    stream
+        .write_all(req.as_bytes())
+        .await
+        .expect("write handshake");
     let head = read_http_head(&mut stream).await;
     assert!(head.starts_with("HTTP/1.1 101"), "expected 101, got {head}");
     stream
@@ -310,7 +316,11 @@ pub fn init_logging() {
 /// Everything logged so far.
 pub fn logs() -> String {
     LOGS.get()
-        .and_then(|b| b.0.lock().ok().map(|v| String::from_utf8_lossy(&v).into_owned()))
+        .and_then(|b| {
+            b.0.lock()
+                .ok()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+        })
         .unwrap_or_default()
 }
 

@@ -181,7 +181,10 @@ impl Config {
                 located.error(
                     s.span().start,
                     "listen",
-                    format!("`{}` is not an address like 127.0.0.1:8080: {e}", s.get_ref()),
+                    format!(
+                        "`{}` is not an address like 127.0.0.1:8080: {e}",
+                        s.get_ref()
+                    ),
                 )
             })?,
         };
@@ -507,13 +510,18 @@ cpu_time_per_event = 0.25
 
     #[test]
     fn errors_name_file_line_and_key() {
-        let e = err("[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmax_message_size = \"10 parsecs\"\n");
+        let e = err(
+            "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmax_message_size = \"10 parsecs\"\n",
+        );
         assert!(e.contains("wsbox.toml:4:"), "{e}");
         assert!(e.contains("route[0].max_message_size"), "{e}");
         assert!(e.contains("unknown size unit"), "{e}");
 
         let e = err("[[route]]\npath = \"/e(\"\nmodule = \"echo.wasm\"\n");
-        assert!(e.contains(":2:") && e.contains("route[0].path") && e.contains("regular expression"), "{e}");
+        assert!(
+            e.contains(":2:") && e.contains("route[0].path") && e.contains("regular expression"),
+            "{e}"
+        );
 
         let e = err("[[route]]\npath = \"/e\"\nmodule = \"missing.wasm\"\n");
         assert!(e.contains(":3:") && e.contains("no such file"), "{e}");
@@ -534,8 +542,13 @@ cpu_time_per_event = 0.25
 
     #[test]
     fn memory_limit_must_fit_the_pool() {
-        let e = err("[runtime]\nmax_memory_per_instance = \"16MiB\"\n[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmemory_limit = \"32MiB\"\n");
-        assert!(e.contains(":6:") && e.contains("max_memory_per_instance"), "{e}");
+        let e = err(
+            "[runtime]\nmax_memory_per_instance = \"16MiB\"\n[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmemory_limit = \"32MiB\"\n",
+        );
+        assert!(
+            e.contains(":6:") && e.contains("max_memory_per_instance"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -290,6 +290,14 @@ impl Connection {
         }
         self.input.extend_from_slice(data);
         self.input_peak = self.input_peak.max(self.input.len());
+        self.parse();
+    }
+
+    /// Parses input up to the next event. Parsing stops at each event so that
+    /// the host reacts to it (say, queues an echo) before a later frame is
+    /// judged: a protocol error then closes *after* the replies to the valid
+    /// messages before it, as a peer expects.
+    fn parse(&mut self) {
         if let Err(error) = self.process_input() {
             self.fail(error);
         }
@@ -313,6 +321,9 @@ impl Connection {
 
     /// Next parsed event, if any.
     pub fn next_event(&mut self) -> Option<Event> {
+        if self.events.is_empty() && self.state != State::Closed && !self.input.is_empty() {
+            self.parse();
+        }
         self.events.pop_front()
     }
 
@@ -434,6 +445,9 @@ impl Connection {
         loop {
             if self.state == State::Closed {
                 self.drop_input();
+                return Ok(());
+            }
+            if !self.events.is_empty() {
                 return Ok(());
             }
             let mut f = match self.frame.take() {
@@ -663,11 +677,9 @@ impl Connection {
 
     fn on_close_received(&mut self, frame: Option<CloseFrame>) {
         if self.state == State::Open {
-            // Echo the status code (RFC 6455 §5.5.1); the reason is not repeated.
-            let echo = frame.as_ref().map(|f| CloseFrame {
-                code: f.code,
-                reason: String::new(),
-            });
+            // Echo the peer's close frame, code and reason, as Python's
+            // `websockets` and tungstenite do (RFC 6455 §5.5.1 asks for the code).
+            let echo = frame.clone();
             self.write_close(echo.as_ref());
             self.close_sent = echo;
         }

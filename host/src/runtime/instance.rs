@@ -5,12 +5,12 @@ use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wsbox_protocol::Connection;
 
+use super::HandlerModule;
 use super::bindings::{
     CloseInfo, ConnectionInfo, Message, UpgradeDecision, UpgradeRequest, WebsocketHandler,
 };
 use super::guest_log::{GuestLog, GuestStream};
 use super::limits::InstanceLimits;
-use super::HandlerModule;
 
 /// Why a call into a handler failed. After any of these the instance is dead.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +129,13 @@ impl HandlerModule {
                 return Err(Trap::Interrupt.into());
             }
             state.ticks_left -= 1;
-            Ok(UpdateDeadline::Yield(1))
+            // tokio's `yield_now` lets the I/O driver run before this task
+            // resumes; a plain self-wake would let a looping guest starve
+            // socket readiness for up to 61 scheduler ticks.
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
         });
         store.set_epoch_deadline(1);
         let bindings = self
@@ -195,7 +201,10 @@ impl HandlerInstance {
     }
 
     /// Calls the handler's `upgrade` export.
-    pub async fn upgrade(&mut self, request: &UpgradeRequest) -> Result<UpgradeDecision, CallError> {
+    pub async fn upgrade(
+        &mut self,
+        request: &UpgradeRequest,
+    ) -> Result<UpgradeDecision, CallError> {
         self.begin_call()?;
         let r = self
             .bindings

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
 
 pub use bindings::{
     Accept, CloseCause, CloseInfo, ConnectionInfo, Header, Message, NamedCapture, OriginDecision,
@@ -77,16 +79,18 @@ impl Runtime {
             .memory_reservation(config.max_memory_per_instance)
             .memory_guard_size(64 * 1024)
             .memory_reservation_for_growth(0);
-        let engine = Engine::new(&cfg).map_err(anyhow::Error::from).context("creating the wasm engine")?;
+        let engine = Engine::new(&cfg)
+            .map_err(anyhow::Error::from)
+            .context("creating the wasm engine")?;
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
-        bindings::WebsocketHandler::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
-            &mut linker,
-            |state| state,
-        )
+        bindings::WebsocketHandler::add_to_linker::<
+            HostState,
+            wasmtime::component::HasSelf<HostState>,
+        >(&mut linker, |state| state)
         .map_err(anyhow::Error::from)
         .context("linking the wsbox host interface")?;
 

@@ -82,10 +82,10 @@ pub async fn run<S: Transport>(
     let mut eof = false;
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
-        if let Some(enabled) = instance.take_nodelay_request() {
-            if let Err(e) = stream.set_nodelay(enabled) {
-                tracing::debug!(error = %e, "set_nodelay failed");
-            }
+        if let Some(enabled) = instance.take_nodelay_request()
+            && let Err(e) = stream.set_nodelay(enabled)
+        {
+            tracing::debug!(error = %e, "set_nodelay failed");
         }
         if instance.output_overflowed() {
             // The handler wrote more than it may; its queued output is
@@ -154,10 +154,10 @@ pub async fn run<S: Transport>(
                     return read;
                 }
             }
-            if let Some(t) = timer.as_mut() {
-                if t.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Io::TimedOut);
-                }
+            if let Some(t) = timer.as_mut()
+                && t.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Io::TimedOut);
             }
             Poll::Pending
         })
@@ -194,12 +194,10 @@ pub async fn run<S: Transport>(
             }
             Io::TimedOut => {
                 tracing::debug!("peer did not answer our close frame in time");
+                let sent = instance.engine().and_then(|e| e.close_sent());
                 close_info.get_or_insert(CloseInfo {
-                    code: instance
-                        .engine()
-                        .and_then(|e| e.close_sent())
-                        .map(|f| f.code),
-                    reason: String::new(),
+                    code: sent.map(|f| f.code),
+                    reason: sent.map(|f| f.reason.clone()).unwrap_or_default(),
                     cause: if instance.handler_closed() {
                         CloseCause::HandlerClosed
                     } else {
@@ -221,10 +219,10 @@ pub async fn run<S: Transport>(
         cause: CloseCause::ConnectionLost,
     });
     tracing::debug!(code = ?info.code, reason = %info.reason, cause = ?info.cause, "connection closed");
-    if !instance.is_dead() {
-        if let Err(e) = instance.on_close(&info).await {
-            tracing::warn!(error = %e, "handler failed in on_close");
-        }
+    if !instance.is_dead()
+        && let Err(e) = instance.on_close(&info).await
+    {
+        tracing::warn!(error = %e, "handler failed in on_close");
     }
 }
 
@@ -312,9 +310,9 @@ async fn dispatch(instance: &mut HandlerInstance, event: Event) -> Option<CloseI
 /// A call failed: the instance is dead; close with 1011 (internal error).
 fn handler_failed(instance: &mut HandlerInstance, error: &CallError) {
     tracing::warn!(error = %error, "handler failed; closing the connection with 1011");
-    if let Some(engine) = instance.engine_mut() {
-        if engine.state() == State::Open {
-            let _ = engine.close(Some(1011), "handler error");
-        }
+    if let Some(engine) = instance.engine_mut()
+        && engine.state() == State::Open
+    {
+        let _ = engine.close(Some(1011), "handler error");
     }
 }

@@ -44,16 +44,31 @@ mod tests {
     #[test]
     fn same_host_and_port_match_case_insensitively() {
         assert!(same_origin(Some("http://example.com"), Some("example.com")));
-        assert!(same_origin(Some("https://Example.COM:8443"), Some("example.com:8443")));
-        assert!(same_origin(Some("http://127.0.0.1:8080"), Some("127.0.0.1:8080")));
+        assert!(same_origin(
+            Some("https://Example.COM:8443"),
+            Some("example.com:8443")
+        ));
+        assert!(same_origin(
+            Some("http://127.0.0.1:8080"),
+            Some("127.0.0.1:8080")
+        ));
     }
 
     #[test]
     fn other_hosts_ports_and_forgeries_are_refused() {
         assert!(!same_origin(Some("http://evil.net"), Some("example.com")));
-        assert!(!same_origin(Some("http://example.com:81"), Some("example.com:80")));
-        assert!(!same_origin(Some("http://example.com.evil.net"), Some("example.com")));
-        assert!(!same_origin(Some("http://example.com@evil.net"), Some("example.com")));
+        assert!(!same_origin(
+            Some("http://example.com:81"),
+            Some("example.com:80")
+        ));
+        assert!(!same_origin(
+            Some("http://example.com.evil.net"),
+            Some("example.com")
+        ));
+        assert!(!same_origin(
+            Some("http://example.com@evil.net"),
+            Some("example.com")
+        ));
         assert!(!same_origin(Some("null"), Some("example.com")));
         assert!(!same_origin(Some("http://example.com"), None));
         assert!(!same_origin(Some("example.com"), Some("example.com")));

@@ -86,10 +86,8 @@ pub(super) async fn handle(
     let info = match handshake::validate_request(req.method(), req.version(), req.headers()) {
         Ok(info) => info,
         Err(e) => {
-            let mut resp = text_response(
-                e.status(),
-                format!("{path} is a WebSocket endpoint: {e}"),
-            );
+            let mut resp =
+                text_response(e.status(), format!("{path} is a WebSocket endpoint: {e}"));
             for (name, value) in e.extra_headers() {
                 resp.headers_mut()
                     .insert(name, HeaderValue::from_static(value));
@@ -190,10 +188,7 @@ pub(super) async fn handle(
     };
     if !origin_ok {
         tracing::info!(parent: &span, origin = ?info.origin, "cross-origin upgrade refused");
-        return text_response(
-            StatusCode::FORBIDDEN,
-            "Cross origin websockets not allowed",
-        );
+        return text_response(StatusCode::FORBIDDEN, "Cross origin websockets not allowed");
     }
 
     let subprotocol = match accept.subprotocol {
@@ -224,10 +219,10 @@ pub(super) async fn handle(
             return text_response(StatusCode::BAD_REQUEST, "invalid Sec-WebSocket-Key");
         }
     }
-    if let Some(p) = &subprotocol {
-        if let Ok(v) = HeaderValue::from_str(p) {
-            h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
-        }
+    if let Some(p) = &subprotocol
+        && let Ok(v) = HeaderValue::from_str(p)
+    {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
     }
 
     let setup = ConnectionSetup {

@@ -448,7 +448,7 @@ fn client_server_round_trip() {
         events(&mut c),
         [Event::Closed(Some(CloseFrame {
             code: 1000,
-            reason: String::new()
+            reason: "done".into()
         }))]
     );
     assert_eq!(c.state(), State::Closed);
@@ -536,7 +536,7 @@ fn whole_stream_events() {
         [
             (true, 10, b"ping-1".to_vec()),
             (true, 10, b"".to_vec()),
-            (true, 8, close_payload(1000, "")),
+            (true, 8, close_payload(1000, "bye")),
         ]
     );
 }
@@ -770,12 +770,12 @@ fn peer_closes_first() {
     assert_eq!(conn.close_sent().map(|c| c.code), Some(1001));
     assert_eq!(
         conn.pending_output(),
-        b"\x88\x02\x03\xe9",
-        "echo: same code"
+        b"\x88\x0c\x03\xe9going away",
+        "echo: same code and reason"
     );
     assert_eq!(conn.send_text("late"), Err(SendError::Closed));
     assert_eq!(conn.close(Some(1000), ""), Ok(()));
-    conn.consume_output(4);
+    conn.consume_output(14);
     assert!(!conn.has_pending_output());
     assert!(conn.receive_eof(), "clean close");
 }
@@ -1036,4 +1036,22 @@ fn large_buffers_are_released_when_drained() {
     }
     assert_eq!(conn.output.capacity(), 0);
     assert_eq!((conn.input_peak, conn.output_peak), (0, 0));
+}
+
+#[test]
+fn replies_to_valid_messages_go_out_before_the_error_close() {
+    // A valid message and a bad frame in one read: the host's reply to the
+    // first must precede the close for the second (Autobahn 3.2, 4.1.3, ...).
+    let mut conn = server();
+    let mut input = masked(true, 1, b"first");
+    input.extend_from_slice(&masked(true, 3, b""));
+    conn.receive(&input);
+    let Some(Event::Message(Message::Text(text))) = conn.next_event() else {
+        panic!("the valid message comes first");
+    };
+    conn.send_text(&text).unwrap();
+    assert!(matches!(conn.next_event(), Some(Event::ProtocolError(_))));
+    let out = frames(&conn.take_output());
+    assert_eq!(out[0], (true, 1, b"first".to_vec()));
+    assert_eq!(out[1].1, 8, "then the close");
 }
