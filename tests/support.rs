@@ -27,6 +27,7 @@ pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub struct TestServer {
     pub addr: SocketAddr,
     task: JoinHandle<anyhow::Result<()>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Drop for TestServer {
@@ -44,8 +45,32 @@ impl TestServer {
             .await
             .expect("server binds");
         let addr = server.local_addr().expect("local addr");
-        let task = tokio::spawn(server.run());
-        TestServer { addr, task }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let drain = config.server.drain_time;
+        let task = tokio::spawn(server.run_until(
+            async {
+                let _ = rx.await;
+            },
+            drain,
+        ));
+        TestServer {
+            addr,
+            task,
+            shutdown: Some(tx),
+        }
+    }
+
+    /// Starts a graceful shutdown and waits for the server to finish it.
+    pub async fn shut_down(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let task = &mut self.task;
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("shutdown within the wait")
+            .expect("server task")
+            .expect("server result");
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -76,11 +101,14 @@ pub fn test_runtime() -> RuntimeConfig {
 pub fn chaos_config(pattern: &str, limits: RouteLimits) -> Config {
     Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        server: Default::default(),
         runtime: test_runtime(),
         routes: vec![RouteConfig {
             pattern: pattern.to_string(),
             module: ModuleSource::File(PathBuf::from(CHAOS_WASM)),
             limits,
+            origin: Default::default(),
+            keepalive: Default::default(),
         }],
     }
 }

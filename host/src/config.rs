@@ -28,10 +28,34 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub struct Config {
     /// The address the server listens on.
     pub listen: SocketAddr,
+    /// HTTP-level settings of the listener.
+    pub server: ServerConfig,
     /// Engine-wide settings shared by every route.
     pub runtime: RuntimeConfig,
     /// The routes, tried in order; the first whose pattern matches the path wins.
     pub routes: Vec<RouteConfig>,
+}
+
+/// HTTP-level settings of the listener.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// How long a client may take to send its request head; a client that
+    /// connects and sends nothing, or trickles headers (slowloris), is dropped.
+    pub handshake_timeout: Duration,
+    /// The most bytes of request head accepted; more gets 431.
+    pub max_header_bytes: usize,
+    /// On shutdown, how long connections get to finish their close handshake.
+    pub drain_time: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            handshake_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            drain_time: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Engine-wide settings (the wasm instance pool).
@@ -91,6 +115,37 @@ pub struct RouteConfig {
     pub module: ModuleSource,
     /// Limits for this route's connections.
     pub limits: RouteLimits,
+    /// Which browser origins may connect.
+    pub origin: OriginConfig,
+    /// Keepalive pings.
+    pub keepalive: Keepalive,
+}
+
+/// A route's origin policy (Tornado's `check_origin`).
+#[derive(Debug, Clone, Default)]
+pub struct OriginConfig {
+    /// Origins allowed besides the same origin: exact (`https://app.example.com`),
+    /// wildcard subdomains (`https://*.example.com`), or `*` for any.
+    pub allowed: Vec<String>,
+    /// When true the host's verdict is final: the handler cannot override it.
+    pub enforce: bool,
+}
+
+/// Keepalive pings (Tornado's `websocket_ping_interval` and `websocket_ping_timeout`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Send a ping this often; `None` sends none.
+    pub ping_interval: Option<Duration>,
+    /// Close the connection (1011) when a ping is not answered within this
+    /// time. Defaults to the interval and may not exceed it.
+    pub ping_timeout: Option<Duration>,
+}
+
+impl Keepalive {
+    /// The timeout in force: the configured one, or the interval.
+    pub fn effective_timeout(&self) -> Option<Duration> {
+        self.ping_timeout.or(self.ping_interval)
+    }
 }
 
 /// Per-route limits: the protocol's and the sandbox's.
@@ -143,6 +198,7 @@ impl Config {
     pub fn bundled_demo() -> Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            server: ServerConfig::default(),
             runtime: RuntimeConfig::default(),
             routes: vec![RouteConfig {
                 pattern: r"/echo(?:/(?P<room>[^/]+))?".to_string(),
@@ -151,6 +207,8 @@ impl Config {
                     bytes: crate::bundled::ECHO_WASM,
                 },
                 limits: RouteLimits::default(),
+                origin: OriginConfig::default(),
+                keepalive: Keepalive::default(),
             }],
         }
     }
@@ -188,6 +246,35 @@ impl Config {
                 )
             })?,
         };
+
+        let mut server = ServerConfig::default();
+        if let Some(sv) = &raw.server {
+            if let Some(d) = &sv.handshake_timeout {
+                server.handshake_timeout = located.duration(d, "server.handshake_timeout")?;
+                if server.handshake_timeout.is_zero() {
+                    return Err(located.error(
+                        d.span().start,
+                        "server.handshake_timeout",
+                        "must be greater than zero",
+                    ));
+                }
+            }
+            if let Some(size) = &sv.max_header_bytes {
+                let n = located.size(size, "server.max_header_bytes")?;
+                // hyper needs room for at least a minimal request.
+                if n < 8192 {
+                    return Err(located.error(
+                        size.span().start,
+                        "server.max_header_bytes",
+                        "must be at least 8KiB",
+                    ));
+                }
+                server.max_header_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+            }
+            if let Some(d) = &sv.drain_time {
+                server.drain_time = located.duration(d, "server.drain_time")?;
+            }
+        }
 
         let mut runtime = RuntimeConfig::default();
         if let Some(rt) = &raw.runtime {
@@ -279,14 +366,74 @@ impl Config {
                     ));
                 }
             }
+            let mut origin = OriginConfig::default();
+            if let Some(list) = &r.allowed_origins {
+                for o in list.get_ref() {
+                    if let Err(m) = crate::server::origin::OriginPattern::parse(o) {
+                        return Err(located.error(list.span().start, &key("allowed_origins"), m));
+                    }
+                    origin.allowed.push(o.clone());
+                }
+            }
+            if let Some(policy) = &r.origin_policy {
+                origin.enforce = match policy.get_ref().as_str() {
+                    "enforce" => true,
+                    "handler" => false,
+                    other => {
+                        return Err(located.error(
+                            policy.span().start,
+                            &key("origin_policy"),
+                            format!("`{other}` is not a policy: use \"handler\" (the default: the handler may override the host's verdict) or \"enforce\""),
+                        ));
+                    }
+                };
+            }
+            let mut keepalive = Keepalive::default();
+            if let Some(d) = &r.ping_interval {
+                let v = located.duration(d, &key("ping_interval"))?;
+                // 0 disables pings, as in Tornado.
+                keepalive.ping_interval = (!v.is_zero()).then_some(v);
+            }
+            if let Some(d) = &r.ping_timeout {
+                let v = located.duration(d, &key("ping_timeout"))?;
+                if v.is_zero() {
+                    return Err(located.error(
+                        d.span().start,
+                        &key("ping_timeout"),
+                        "must be greater than zero (leave it out to use ping_interval)",
+                    ));
+                }
+                match keepalive.ping_interval {
+                    None => {
+                        return Err(located.error(
+                            d.span().start,
+                            &key("ping_timeout"),
+                            "needs ping_interval: without pings there is nothing to time out",
+                        ));
+                    }
+                    Some(interval) if v > interval => {
+                        return Err(located.error(
+                            d.span().start,
+                            &key("ping_timeout"),
+                            format!(
+                                "{v:?} is longer than ping_interval ({interval:?}); like Tornado 6.5, the timeout may not exceed the interval"
+                            ),
+                        ));
+                    }
+                    Some(_) => keepalive.ping_timeout = Some(v),
+                }
+            }
             routes.push(RouteConfig {
                 pattern,
                 module: ModuleSource::File(module_path),
                 limits,
+                origin,
+                keepalive,
             });
         }
         Ok(Config {
             listen,
+            server,
             runtime,
             routes,
         })
@@ -327,9 +474,18 @@ impl Locator<'_> {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<Spanned<String>>,
+    server: Option<RawServer>,
     runtime: Option<RawRuntime>,
     #[serde(default)]
     route: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    handshake_timeout: Option<Spanned<DurationValue>>,
+    max_header_bytes: Option<Spanned<SizeValue>>,
+    drain_time: Option<Spanned<DurationValue>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -348,6 +504,10 @@ struct RawRoute {
     max_message_size: Option<Spanned<SizeValue>>,
     memory_limit: Option<Spanned<SizeValue>>,
     cpu_time_per_event: Option<Spanned<DurationValue>>,
+    allowed_origins: Option<Spanned<Vec<String>>>,
+    origin_policy: Option<Spanned<String>>,
+    ping_interval: Option<Spanned<DurationValue>>,
+    ping_timeout: Option<Spanned<DurationValue>>,
 }
 
 /// A size: a number of bytes, or a string with a unit (`"10MiB"`, `"512 KiB"`, `"1GB"`).
@@ -470,6 +630,10 @@ mod tests {
             &dir,
             r#"
 listen = "127.0.0.1:9000"
+[server]
+handshake_timeout = "3s"
+max_header_bytes = "16KiB"
+drain_time = 2
 [runtime]
 max_instances = 500
 max_memory_per_instance = "256MiB"
@@ -485,6 +649,9 @@ cpu_time_per_event = 0.25
         )
         .unwrap();
         assert_eq!(cfg.listen.port(), 9000);
+        assert_eq!(cfg.server.handshake_timeout, Duration::from_secs(3));
+        assert_eq!(cfg.server.max_header_bytes, 16 * 1024);
+        assert_eq!(cfg.server.drain_time, Duration::from_secs(2));
         assert_eq!(cfg.runtime.max_instances, 500);
         assert_eq!(cfg.runtime.max_memory_per_instance, 256 << 20);
         assert_eq!(cfg.runtime.epoch_tick, Duration::from_millis(5));
@@ -538,6 +705,50 @@ cpu_time_per_event = 0.25
         assert!(e.contains("line 1"), "{e}");
         let e = err("listen = \"127.0.0.1:1\"\n");
         assert!(e.contains("no routes"), "{e}");
+    }
+
+    #[test]
+    fn origin_and_keepalive_settings() {
+        let dir = temp_dir_with_module();
+        let cfg = parse_in(
+            &dir,
+            "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nallowed_origins = [\"https://*.example.com\", \"http://localhost:3000\"]\norigin_policy = \"enforce\"\nping_interval = \"20s\"\nping_timeout = 5\n",
+        )
+        .unwrap();
+        let r = &cfg.routes[0];
+        assert_eq!(r.origin.allowed.len(), 2);
+        assert!(r.origin.enforce);
+        assert_eq!(r.keepalive.ping_interval, Some(Duration::from_secs(20)));
+        assert_eq!(
+            r.keepalive.effective_timeout(),
+            Some(Duration::from_secs(5))
+        );
+
+        let cfg = parse_in(
+            &dir,
+            "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nping_interval = 3\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.routes[0].keepalive.effective_timeout(),
+            Some(Duration::from_secs(3))
+        );
+    }
+
+    #[test]
+    fn keepalive_and_origin_errors() {
+        let base = "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n";
+        let e = err(&format!("{base}ping_interval = 5\nping_timeout = 10\n"));
+        assert!(
+            e.contains(":5:") && e.contains("may not exceed the interval"),
+            "{e}"
+        );
+        let e = err(&format!("{base}ping_timeout = 10\n"));
+        assert!(e.contains("needs ping_interval"), "{e}");
+        let e = err(&format!("{base}origin_policy = \"lax\"\n"));
+        assert!(e.contains(":4:") && e.contains("origin_policy"), "{e}");
+        let e = err(&format!("{base}allowed_origins = [\"example.com\"]\n"));
+        assert!(e.contains(":4:") && e.contains("allowed_origins"), "{e}");
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! - [`runtime`]: wasmtime engine, modules, per-connection instances and
 //!   their sandbox limits.
 //! - [`server`]: the listener, the opening handshake and the connection task.
+//! - [`bench`]: `wsbox bench`, the WebSocket load generator.
 
+pub mod bench;
 pub mod bundled;
 pub mod config;
 pub mod runtime;

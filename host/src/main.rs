@@ -22,6 +22,8 @@ enum Command {
     /// Serve WebSocket routes (the default). Without --config, serves the
     /// bundled echo demo at ws://127.0.0.1:8080/echo.
     Serve(ServeArgs),
+    /// Load-test a WebSocket server (scenarios: echo, connect, idle).
+    Bench(wsbox::bench::BenchArgs),
 }
 
 #[derive(clap::Args, Default)]
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(args),
+        Command::Bench(args) => wsbox::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,6 +62,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received");
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -92,6 +117,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if args.config.is_none() {
             println!("try: ws://{addr}/echo (echo) or ws://{addr}/echo/lobby (greets with its route capture)");
         }
-        server.run().await
+        server
+            .run_until(shutdown_signal(), config.server.drain_time)
+            .await
     })
 }

@@ -5,6 +5,8 @@ use std::collections::VecDeque;
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close;
+use crate::deflate::Negotiated;
+use crate::deflate::codec::{InflateError, PerMessageDeflate};
 use crate::frame::{self, FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
 use crate::utf8::Utf8Validator;
 
@@ -134,16 +136,22 @@ pub enum ProtocolError {
     MessageTooBig { size: u64, max: usize },
     #[error("frame length has the most significant bit set")]
     FrameLengthInvalid,
+    #[error("decompressed message exceeds the limit of {max} bytes")]
+    InflatedTooBig { max: usize },
+    #[error("compressed message is not valid deflate data")]
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
     /// The close code to fail the connection with (RFC 6455 §7.4.1).
     pub fn close_code(&self) -> u16 {
         match self {
-            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => {
-                close::INVALID_PAYLOAD
+            ProtocolError::InvalidUtf8
+            | ProtocolError::InvalidCloseReason
+            | ProtocolError::InvalidCompressedData => close::INVALID_PAYLOAD,
+            ProtocolError::MessageTooBig { .. } | ProtocolError::InflatedTooBig { .. } => {
+                close::MESSAGE_TOO_BIG
             }
-            ProtocolError::MessageTooBig { .. } => close::MESSAGE_TOO_BIG,
             _ => close::PROTOCOL_ERROR,
         }
     }
@@ -189,14 +197,6 @@ const ZERO_COPY_MIN: usize = 4096;
 /// not keep the memory of its largest message.
 const KEEP_CAPACITY: usize = 64 * 1024;
 
-/// Negotiated extensions. None is implemented yet; permessage-deflate (RFC 7692) will
-/// set `per_message_deflate`, which allows RSV1 on the first frame of a data message
-/// (see `begin_frame`) and makes `finish_text`/`finish_binary` inflate such messages.
-#[derive(Debug, Default, Clone)]
-struct Extensions {
-    per_message_deflate: bool,
-}
-
 /// The frame whose payload is being received. Its received payload bytes sit at the
 /// front of `Connection::input`, already unmasked (unless the frame is discarded).
 #[derive(Debug, Clone, Copy)]
@@ -220,8 +220,9 @@ struct IncomingFrame {
 #[derive(Debug)]
 struct IncomingMessage {
     text: bool,
+    /// Compressed: `data` holds the payload inflated so far, frame by frame.
     compressed: bool,
-    /// Sum of the declared lengths of its frames so far (for the size limit).
+    /// Sum of the declared (wire) lengths of its frames so far, for the size limit.
     size: usize,
     data: Vec<u8>,
 }
@@ -232,7 +233,8 @@ pub struct Connection {
     role: Role,
     max_message_size: usize,
     state: State,
-    extensions: Extensions,
+    /// permessage-deflate, when negotiated. Boxed: most connections have none.
+    deflate: Option<Box<PerMessageDeflate>>,
     /// Received bytes not consumed yet.
     input: BytesMut,
     frame: Option<IncomingFrame>,
@@ -253,11 +255,17 @@ pub struct Connection {
 impl Connection {
     /// A connection in state Open, right after a successful opening handshake.
     pub fn new(config: Config) -> Self {
+        Self::with_deflate(config, None)
+    }
+
+    /// Like [`Self::new`], with permessage-deflate if the handshake negotiated it
+    /// (see [`crate::deflate::negotiate_server`] and [`crate::deflate::negotiate_client`]).
+    pub fn with_deflate(config: Config, deflate: Option<Negotiated>) -> Self {
         Self {
             role: config.role,
             max_message_size: config.max_message_size,
             state: State::Open,
-            extensions: Extensions::default(),
+            deflate: deflate.map(|n| Box::new(PerMessageDeflate::new(config.role, &n))),
             input: BytesMut::new(),
             frame: None,
             message: None,
@@ -333,6 +341,33 @@ impl Connection {
             Message::Text(text) => self.send_text(text),
             Message::Binary(data) => self.send_binary(data),
         }
+    }
+
+    /// Send a message split into frames of at most `fragment_size` payload bytes (at
+    /// least 1). With permessage-deflate the compressed payload is what is split.
+    pub fn send_fragmented(
+        &mut self,
+        message: &Message,
+        fragment_size: usize,
+    ) -> Result<(), SendError> {
+        self.check_open()?;
+        let opcode = match message {
+            Message::Text(_) => OpCode::Text,
+            Message::Binary(_) => OpCode::Binary,
+        };
+        self.write_message(opcode, message.as_bytes(), fragment_size.max(1));
+        Ok(())
+    }
+
+    /// Whether permessage-deflate is in use.
+    pub fn is_deflate_enabled(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// Approximate bytes of zlib state this connection holds right now (0 without
+    /// permessage-deflate, or between messages when neither side keeps its context).
+    pub fn deflate_memory_estimate(&self) -> usize {
+        self.deflate.as_ref().map_or(0, |d| d.memory_estimate())
     }
 
     /// Send a text message as a single frame.
@@ -497,7 +532,7 @@ impl Connection {
         // RSV1 means "compressed" under permessage-deflate, and only on the first frame
         // of a data message. RSV2/RSV3 have no extension defining them.
         let rsv1_allowed =
-            self.extensions.per_message_deflate && matches!(opcode, OpCode::Text | OpCode::Binary);
+            self.deflate.is_some() && matches!(opcode, OpCode::Text | OpCode::Binary);
         if h.rsv2 || h.rsv3 || (h.rsv1 && !rsv1_allowed) {
             return Err(ProtocolError::ReservedBits);
         }
@@ -538,7 +573,8 @@ impl Connection {
                     Some(message) => message.size,
                     None => return Err(ProtocolError::UnexpectedContinuation),
                 };
-                let size = self.checked_size(size_before, h.payload_len)?;
+                let compressed = self.message.as_ref().is_some_and(|m| m.compressed);
+                let size = self.checked_size(size_before, h.payload_len, compressed)?;
                 if let Some(message) = &mut self.message {
                     message.size = size;
                     f.check_utf8 = message.text && !message.compressed;
@@ -549,7 +585,7 @@ impl Connection {
                 if self.message.is_some() {
                     return Err(ProtocolError::ExpectedContinuation);
                 }
-                f.len = self.checked_size(0, h.payload_len)?;
+                f.len = self.checked_size(0, h.payload_len, f.compressed)?;
                 let text = opcode == OpCode::Text;
                 // Compressed text is validated after inflating, not on the wire bytes.
                 f.check_utf8 = text && !f.compressed;
@@ -568,9 +604,20 @@ impl Connection {
     }
 
     /// The message size after adding a frame of `len` bytes, if within the limit.
-    fn checked_size(&self, before: usize, len: u64) -> Result<usize, ProtocolError> {
+    /// Compressed data may be slightly larger than what it inflates to (incompressible
+    /// data in stored blocks), so it gets zlib's `deflateBound` margin; its inflated
+    /// size is checked against the limit itself while inflating.
+    fn checked_size(
+        &self,
+        before: usize,
+        len: u64,
+        compressed: bool,
+    ) -> Result<usize, ProtocolError> {
         let total = (before as u64).saturating_add(len);
-        let max = u64::try_from(self.max_message_size).unwrap_or(u64::MAX);
+        let mut max = u64::try_from(self.max_message_size).unwrap_or(u64::MAX);
+        if compressed {
+            max = max.saturating_add((max >> 12) + (max >> 14) + 64);
+        }
         if total > max {
             return Err(self.too_big(total));
         }
@@ -609,12 +656,22 @@ impl Connection {
                     }
                 }
             }
+            OpCode::Text | OpCode::Binary if f.fin && f.compressed => {
+                let mut data = Vec::new();
+                self.inflate_frame(f.len, &mut data, true)?;
+                let message = if f.opcode == OpCode::Text {
+                    self.finish_text(data)?
+                } else {
+                    Message::Binary(Bytes::from(data))
+                };
+                self.events.push_back(Event::Message(message));
+            }
             OpCode::Text | OpCode::Binary if f.fin => {
                 // Unfragmented: build the message straight from the input buffer.
                 let message = if f.opcode == OpCode::Text {
                     let data = self.input[..f.len].to_vec();
                     self.input.advance(f.len);
-                    self.finish_text(f.compressed, data)?
+                    self.finish_text(data)?
                 } else {
                     let data = if f.len < ZERO_COPY_MIN {
                         let data = Bytes::copy_from_slice(&self.input[..f.len]);
@@ -623,42 +680,72 @@ impl Connection {
                     } else {
                         self.input.split_to(f.len).freeze()
                     };
-                    self.finish_binary(f.compressed, data)?
+                    Message::Binary(data)
                 };
                 self.events.push_back(Event::Message(message));
             }
             _ => {
-                let Some(message) = &mut self.message else {
-                    // begin_frame guarantees a message for continuation frames.
+                // begin_frame guarantees a message for continuation frames.
+                let Some(mut message) = self.message.take() else {
                     return Err(ProtocolError::UnexpectedContinuation);
                 };
-                message.data.extend_from_slice(&self.input[..f.len]);
-                self.input.advance(f.len);
-                if f.fin
-                    && let Some(message) = self.message.take()
-                {
-                    let message = if message.text {
-                        self.finish_text(message.compressed, message.data)?
-                    } else {
-                        self.finish_binary(message.compressed, Bytes::from(message.data))?
-                    };
-                    self.events.push_back(Event::Message(message));
+                if message.compressed {
+                    let before = message.data.len();
+                    self.inflate_frame(f.len, &mut message.data, f.fin)?;
+                    // Fail fast on invalid UTF-8, as for uncompressed text; the whole
+                    // message is checked again by finish_text.
+                    if message.text && !f.fin {
+                        self.utf8
+                            .feed(message.data.get(before..).unwrap_or_default())
+                            .map_err(|_| ProtocolError::InvalidUtf8)?;
+                    }
+                } else {
+                    message.data.extend_from_slice(&self.input[..f.len]);
+                    self.input.advance(f.len);
                 }
+                if !f.fin {
+                    self.message = Some(message);
+                    return Ok(());
+                }
+                let message = if message.text {
+                    self.finish_text(message.data)?
+                } else {
+                    Message::Binary(Bytes::from(message.data))
+                };
+                self.events.push_back(Event::Message(message));
             }
         }
         Ok(())
     }
 
-    // permessage-deflate hook: `finish_text` and `finish_binary` are where compressed
-    // payloads will be inflated (enforcing `max_message_size` on the inflated size),
-    // before the UTF-8 check. Until an extension is negotiated `begin_frame` rejects
-    // RSV1, so `compressed` is always false here.
-
-    fn finish_text(&mut self, compressed: bool, data: Vec<u8>) -> Result<Message, ProtocolError> {
-        self.utf8.reset();
-        if compressed {
+    /// Inflate the `len` payload bytes at the front of `input` into `out` (and the
+    /// message's stripped tail if `last`). The inflated size counts against
+    /// `max_message_size` as it grows, so a small bomb never allocates past the limit.
+    fn inflate_frame(
+        &mut self,
+        len: usize,
+        out: &mut Vec<u8>,
+        last: bool,
+    ) -> Result<(), ProtocolError> {
+        let max = self.max_message_size;
+        // begin_frame allows RSV1 only with permessage-deflate.
+        let Some(deflate) = self.deflate.as_mut() else {
             return Err(ProtocolError::ReservedBits);
+        };
+        let decompressor = &mut deflate.decompressor;
+        let mut result = decompressor.inflate(&self.input[..len], out, max);
+        if result.is_ok() && last {
+            result = decompressor.finish(out, max);
         }
+        self.input.advance(len);
+        result.map_err(|e| match e {
+            InflateError::TooBig => ProtocolError::InflatedTooBig { max },
+            InflateError::Corrupt => ProtocolError::InvalidCompressedData,
+        })
+    }
+
+    fn finish_text(&mut self, data: Vec<u8>) -> Result<Message, ProtocolError> {
+        self.utf8.reset();
         // Parts of the message may have been checked incrementally already, but the
         // last chunk was not (see process_input), and this check is what makes the
         // String sound without unsafe code.
@@ -666,13 +753,6 @@ impl Connection {
             Ok(text) => Ok(Message::Text(text)),
             Err(_) => Err(ProtocolError::InvalidUtf8),
         }
-    }
-
-    fn finish_binary(&mut self, compressed: bool, data: Bytes) -> Result<Message, ProtocolError> {
-        if compressed {
-            return Err(ProtocolError::ReservedBits);
-        }
-        Ok(Message::Binary(data))
     }
 
     fn on_close_received(&mut self, frame: Option<CloseFrame>) {
@@ -726,8 +806,39 @@ impl Connection {
 
     fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
         self.check_open()?;
-        self.write_frame(opcode, payload);
+        self.write_message(opcode, payload, usize::MAX);
         Ok(())
+    }
+
+    /// Write a data message in frames of at most `fragment_size` payload bytes,
+    /// compressed if permessage-deflate is on and the message is not too small.
+    fn write_message(&mut self, opcode: OpCode, payload: &[u8], fragment_size: usize) {
+        let compressed = match self.deflate.as_mut() {
+            Some(deflate) if payload.len() >= deflate.min_compress_size => {
+                deflate.compressor.compress(payload)
+            }
+            _ => None,
+        };
+        let (rsv1, body) = match &compressed {
+            Some(data) => (true, data.as_slice()),
+            None => (false, payload),
+        };
+        let mut chunks = body.chunks(fragment_size).peekable();
+        if chunks.peek().is_none() {
+            self.write_frame_parts(true, rsv1, opcode, &[]);
+            return;
+        }
+        let mut first = true;
+        while let Some(chunk) = chunks.next() {
+            let fin = chunks.peek().is_none();
+            let (rsv1, opcode) = if first {
+                (rsv1, opcode)
+            } else {
+                (false, OpCode::Continuation)
+            };
+            self.write_frame_parts(fin, rsv1, opcode, chunk);
+            first = false;
+        }
     }
 
     fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
@@ -746,12 +857,16 @@ impl Connection {
     }
 
     fn write_frame(&mut self, opcode: OpCode, payload: &[u8]) {
+        self.write_frame_parts(true, false, opcode, payload);
+    }
+
+    fn write_frame_parts(&mut self, fin: bool, rsv1: bool, opcode: OpCode, payload: &[u8]) {
         // Clients mask every frame with a fresh key from a CSPRNG (RFC 6455 §5.3).
         let mask = match self.role {
             Role::Server => None,
             Role::Client => Some(rand::random::<[u8; 4]>()),
         };
-        frame::encode_frame(&mut self.output, true, false, opcode, payload, mask);
+        frame::encode_frame(&mut self.output, fin, rsv1, opcode, payload, mask);
         self.output_peak = self.output_peak.max(self.output.len());
     }
 }

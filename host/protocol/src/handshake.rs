@@ -33,7 +33,7 @@ pub struct RequestInfo {
     /// Offered subprotocols, in the client's order of preference.
     pub subprotocols: Vec<String>,
     /// Raw extension offers as sent (e.g. `permessage-deflate; client_max_window_bits`),
-    /// split at top-level commas.
+    /// split at top-level commas. [`crate::deflate::negotiate_server`] picks from them.
     pub extensions: Vec<String>,
     pub origin: Option<String>,
     pub host: Option<String>,
@@ -44,7 +44,8 @@ pub struct RequestInfo {
 pub struct ResponseInfo {
     /// The subprotocol the server selected; always one we offered.
     pub subprotocol: Option<String>,
-    /// Raw accepted extensions. The caller must reject ones it did not offer.
+    /// Raw accepted extensions. The caller must reject ones it did not offer;
+    /// [`crate::deflate::negotiate_client_response`] does that for permessage-deflate.
     pub extensions: Vec<String>,
 }
 

@@ -21,8 +21,11 @@
 //!
 //! The opening handshake lives in [`handshake`]; once it succeeded, the host creates a
 //! [`Connection`] and feeds it the bytes that follow the HTTP response/request.
+//! permessage-deflate (RFC 7692) is negotiated with [`deflate`] and enabled with
+//! [`Connection::with_deflate`].
 
 pub mod close;
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 

@@ -8,11 +8,15 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use wsbox_protocol::{Config as EngineConfig, Connection, Event, Role, State};
 
+use crate::config::Keepalive;
 use crate::runtime::{CallError, CloseCause, CloseInfo, ConnectionInfo, HandlerInstance, Message};
 
 /// How long to wait for the peer's close frame after we sent ours.
@@ -20,6 +24,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to drain the socket after our side is finished, so that the
 /// peer reads our close frame before the socket is reset.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the last queued frames may take to go out once we are done.
+const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// Stop reading while this much output is queued: a peer that sends
 /// without reading gets backpressure instead of growing our buffers.
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
@@ -48,6 +54,9 @@ impl Transport for TcpStream {
 pub struct ConnectionSetup {
     pub info: ConnectionInfo,
     pub max_message_size: usize,
+    pub keepalive: Keepalive,
+    /// Cancelled when the server shuts down: the connection then closes with 1001.
+    pub shutdown: CancellationToken,
 }
 
 /// The outcome of one wait on the socket.
@@ -56,7 +65,10 @@ enum Io {
     Wrote(usize),
     Eof,
     Failed(io::Error),
-    TimedOut,
+    /// The server is shutting down.
+    Shutdown,
+    /// A deadline in [`Timers`] is due.
+    Timer,
 }
 
 /// Serves one upgraded connection until it is closed.
@@ -79,8 +91,11 @@ pub async fn run<S: Transport>(
         handler_failed(&mut instance, &e);
     }
 
+    let mut timers = Timers::new(setup.keepalive);
+    let mut shutdown = Box::pin(setup.shutdown.cancelled_owned());
+    let mut shutting_down = false;
+    let mut sleep = Box::pin(tokio::time::sleep_until(Instant::now()));
     let mut eof = false;
-    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         if let Some(enabled) = instance.take_nodelay_request()
             && let Err(e) = stream.set_nodelay(enabled)
@@ -100,6 +115,9 @@ pub async fn run<S: Transport>(
 
         // Dispatch every complete event to the handler.
         while let Some(event) = instance.engine_mut().and_then(Connection::next_event) {
+            if matches!(event, Event::Pong(_)) {
+                timers.pong_deadline = None;
+            }
             if let Some(info) = dispatch(&mut instance, event).await {
                 close_info.get_or_insert(info);
             }
@@ -110,20 +128,23 @@ pub async fn run<S: Transport>(
         };
         let state = engine.state();
         let pending = engine.pending_output().len();
-        if state == State::Closed && pending == 0 {
+        if (state == State::Closed || eof) && pending == 0 {
             break;
         }
-        if eof {
-            // Nothing more can arrive; flush what we can and stop.
-            if pending == 0 {
-                break;
-            }
+        if state == State::Closing && timers.close_deadline.is_none() {
+            timers.close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
         }
-        if state == State::Closing && timer.is_none() {
-            timer = Some(Box::pin(tokio::time::sleep(CLOSE_TIMEOUT)));
+        if state != State::Open {
+            timers.next_ping = None;
+            timers.pong_deadline = None;
+        }
+        let wake_at = timers.next_wake();
+        if let Some(at) = wake_at {
+            sleep.as_mut().reset(at);
         }
 
         let reading = !eof && state != State::Closed && pending < OUTPUT_HIGH_WATER;
+        let watch_shutdown = !shutting_down;
         let io = poll_fn(|cx| {
             let Some(engine) = instance.engine_mut() else {
                 return Poll::Ready(Io::Eof);
@@ -154,10 +175,11 @@ pub async fn run<S: Transport>(
                     return read;
                 }
             }
-            if let Some(t) = timer.as_mut()
-                && t.as_mut().poll(cx).is_ready()
-            {
-                return Poll::Ready(Io::TimedOut);
+            if watch_shutdown && shutdown.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Io::Shutdown);
+            }
+            if wake_at.is_some() && sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Io::Timer);
             }
             Poll::Pending
         })
@@ -192,25 +214,60 @@ pub async fn run<S: Transport>(
                 });
                 break;
             }
-            Io::TimedOut => {
-                tracing::debug!("peer did not answer our close frame in time");
-                let sent = instance.engine().and_then(|e| e.close_sent());
-                close_info.get_or_insert(CloseInfo {
-                    code: sent.map(|f| f.code),
-                    reason: sent.map(|f| f.reason.clone()).unwrap_or_default(),
-                    cause: if instance.handler_closed() {
-                        CloseCause::HandlerClosed
-                    } else {
-                        CloseCause::ConnectionLost
-                    },
-                });
-                break;
+            Io::Shutdown => {
+                shutting_down = true;
+                if let Some(engine) = instance.engine_mut()
+                    && engine.state() == State::Open
+                {
+                    let _ = engine.close(Some(1001), "server shutting down");
+                    close_info.get_or_insert(CloseInfo {
+                        code: Some(1001),
+                        reason: "server shutting down".into(),
+                        cause: CloseCause::GoingAway,
+                    });
+                }
+            }
+            Io::Timer => {
+                let now = Instant::now();
+                if timers.close_deadline.is_some_and(|t| t <= now) {
+                    tracing::debug!("peer did not answer our close frame in time");
+                    let sent = instance.engine().and_then(|e| e.close_sent());
+                    close_info.get_or_insert(CloseInfo {
+                        code: sent.map(|f| f.code),
+                        reason: sent.map(|f| f.reason.clone()).unwrap_or_default(),
+                        cause: if instance.handler_closed() {
+                            CloseCause::HandlerClosed
+                        } else {
+                            CloseCause::ConnectionLost
+                        },
+                    });
+                    break;
+                }
+                if timers.pong_deadline.is_some_and(|t| t <= now) {
+                    tracing::info!("keepalive ping not answered in time; closing with 1011");
+                    if let Some(engine) = instance.engine_mut() {
+                        let _ = engine.close(Some(1011), "keepalive ping timeout");
+                    }
+                    close_info.get_or_insert(CloseInfo {
+                        code: Some(1011),
+                        reason: "keepalive ping timeout".into(),
+                        cause: CloseCause::PingTimeout,
+                    });
+                    // The peer is unresponsive: don't wait for its close.
+                    break;
+                }
+                if timers.next_ping.is_some_and(|t| t <= now) {
+                    if let Some(engine) = instance.engine_mut() {
+                        let _ = engine.send_ping(b"");
+                    }
+                    timers.ping_sent(now);
+                }
             }
         }
     }
 
     if !eof {
-        linger(&mut stream).await;
+        finish(&mut stream, &mut instance).await;
     }
 
     let info = close_info.unwrap_or(CloseInfo {
@@ -224,6 +281,66 @@ pub async fn run<S: Transport>(
     {
         tracing::warn!(error = %e, "handler failed in on_close");
     }
+}
+
+/// Deadlines of one connection: keepalive pings and the closing handshake.
+struct Timers {
+    interval: Option<Duration>,
+    timeout: Duration,
+    /// When to send the next keepalive ping.
+    next_ping: Option<Instant>,
+    /// When an unanswered ping times out.
+    pong_deadline: Option<Instant>,
+    /// When to give up waiting for the peer's close frame.
+    close_deadline: Option<Instant>,
+}
+
+impl Timers {
+    fn new(keepalive: Keepalive) -> Timers {
+        let interval = keepalive.ping_interval;
+        Timers {
+            interval,
+            timeout: keepalive.effective_timeout().unwrap_or(Duration::MAX),
+            next_ping: interval.map(|i| Instant::now() + i),
+            pong_deadline: None,
+            close_deadline: None,
+        }
+    }
+
+    fn ping_sent(&mut self, now: Instant) {
+        // Like Tornado, one ping in flight at a time; an earlier deadline
+        // still pending is kept.
+        if self.pong_deadline.is_none() {
+            self.pong_deadline = now.checked_add(self.timeout);
+        }
+        self.next_ping = self.interval.and_then(|i| now.checked_add(i));
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        [self.next_ping, self.pong_deadline, self.close_deadline]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+/// Writes what is still queued (our close frame, typically) within a short
+/// time, then lingers so the peer reads it before the socket goes away.
+async fn finish<S: Transport>(stream: &mut S, instance: &mut HandlerInstance) {
+    let flush = async {
+        while let Some(engine) = instance.engine_mut() {
+            let out = engine.pending_output();
+            if out.is_empty() {
+                break;
+            }
+            match stream.write(out).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => engine.consume_output(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, flush).await;
+    linger(stream).await;
 }
 
 /// Sends FIN and reads until the peer closes too (or a short timeout), so

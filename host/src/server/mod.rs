@@ -18,21 +18,23 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
 use crate::runtime::Runtime;
 use routes::{Route, RouteTable};
-
-/// How long a client may take to send its request headers (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// The most bytes of request head a client may send.
-const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Everything a request needs, shared by all connections.
 pub struct Shared {
     pub runtime: Runtime,
     pub routes: RouteTable,
     next_connection_id: AtomicU64,
+    /// Cancelled on shutdown: every connection then closes with 1001.
+    shutdown: CancellationToken,
+    /// The upgraded connections' tasks, awaited on shutdown.
+    connections: TaskTracker,
+    settings: ServerConfig,
 }
 
 impl Shared {
@@ -73,6 +75,9 @@ impl Server {
                 runtime,
                 routes: RouteTable::new(routes),
                 next_connection_id: AtomicU64::new(1),
+                shutdown: CancellationToken::new(),
+                connections: TaskTracker::new(),
+                settings: config.server.clone(),
             }),
         })
     }
@@ -94,8 +99,25 @@ impl Server {
 
     /// Serves until the task is dropped.
     pub async fn run(self) -> Result<()> {
+        let drain = self.shared.settings.drain_time;
+        self.run_until(std::future::pending(), drain).await
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully: stops
+    /// accepting, closes every connection with 1001 (going away) so that
+    /// handlers see `on_close`, and waits up to `drain` for them to finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+        drain: Duration,
+    ) -> Result<()> {
+        let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            let (stream, peer) = match self.listener.accept().await {
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                () = &mut shutdown => break,
+            };
+            let (stream, peer) = match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
                     // Typically EMFILE: back off instead of spinning; the
@@ -108,18 +130,35 @@ impl Server {
             let shared = Arc::clone(&self.shared);
             tokio::spawn(serve_http(shared, stream, peer));
         }
+        drop(self.listener);
+        let open = self.shared.connections.len();
+        tracing::info!(open, "shutting down: closing connections with 1001");
+        self.shared.shutdown.cancel();
+        self.shared.connections.close();
+        if tokio::time::timeout(drain, self.shared.connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.shared.connections.len(),
+                "drain time over; dropping the remaining connections"
+            );
+        }
+        Ok(())
     }
 }
 
 async fn serve_http(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let settings = shared.settings.clone();
     let service = service_fn(move |req| {
         let shared = Arc::clone(&shared);
         async move { Ok::<_, Infallible>(upgrade::handle(shared, req, peer).await) }
     });
     let result = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES)
+        .header_read_timeout(settings.handshake_timeout)
+        .max_buf_size(settings.max_header_bytes)
+        .max_header_size(settings.max_header_bytes)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades()
         .await;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use regex::Regex;
 
+use super::origin::OriginPolicy;
 use crate::config::RouteConfig;
 use crate::runtime::{HandlerModule, InstanceLimits};
 
@@ -25,6 +26,8 @@ pub struct Route {
     pub config: RouteConfig,
     /// The sandbox limits of each connection's instance.
     pub instance_limits: InstanceLimits,
+    /// Which origins the host allows.
+    pub origin: OriginPolicy,
 }
 
 impl Route {
@@ -32,11 +35,15 @@ impl Route {
     pub fn new(config: RouteConfig, module: Arc<HandlerModule>) -> Result<Route> {
         let regex = Regex::new(&anchor(&config.pattern))
             .with_context(|| format!("route pattern `{}`", config.pattern))?;
+        let origin = OriginPolicy::new(&config.origin)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("route `{}` allowed_origins", config.pattern))?;
         Ok(Route {
             pattern: config.pattern.clone(),
             regex,
             module,
             instance_limits: InstanceLimits::for_route(&config.limits),
+            origin,
             config,
         })
     }

@@ -16,7 +16,6 @@ use wsbox_protocol::handshake;
 
 use super::Shared;
 use super::connection::{self, ConnectionSetup};
-use super::origin::same_origin;
 use crate::runtime::{
     ConnectionInfo, Header, NamedCapture, OriginDecision, UpgradeDecision, UpgradeRequest,
 };
@@ -42,6 +41,11 @@ fn text_response(status: StatusCode, body: impl Into<String>) -> Response<Body> 
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
+}
+
+/// Tornado's answer to a refused origin.
+fn forbidden_origin() -> Response<Body> {
+    text_response(StatusCode::FORBIDDEN, "Cross origin websockets not allowed")
 }
 
 /// Adds handler-supplied headers, skipping (and logging) invalid or
@@ -105,7 +109,14 @@ pub(super) async fn handle(
         module = %route.module.name(),
     );
 
-    let host_verdict = same_origin(info.origin.as_deref(), info.host.as_deref());
+    let host_verdict = route
+        .origin
+        .allows(info.origin.as_deref(), info.host.as_deref());
+    if route.origin.enforce && !host_verdict {
+        // The policy is pinned: no need to ask (or even create) the handler.
+        tracing::info!(parent: &span, origin = ?info.origin, "cross-origin upgrade refused");
+        return forbidden_origin();
+    }
     let request = UpgradeRequest {
         connection_id,
         path: path.clone(),
@@ -182,13 +193,14 @@ pub(super) async fn handle(
     };
 
     let origin_ok = match accept.origin {
+        _ if route.origin.enforce => host_verdict,
         OriginDecision::HostVerdict => host_verdict,
         OriginDecision::Allow => true,
         OriginDecision::Deny => false,
     };
     if !origin_ok {
         tracing::info!(parent: &span, origin = ?info.origin, "cross-origin upgrade refused");
-        return text_response(StatusCode::FORBIDDEN, "Cross origin websockets not allowed");
+        return forbidden_origin();
     }
 
     let subprotocol = match accept.subprotocol {
@@ -233,9 +245,11 @@ pub(super) async fn handle(
         },
         max_message_size: usize::try_from(route.config.limits.max_message_size)
             .unwrap_or(usize::MAX),
+        keepalive: route.config.keepalive,
+        shutdown: shared.shutdown.clone(),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(
+    shared.connections.spawn(
         async move {
             let upgraded = match on_upgrade.await {
                 Ok(u) => u,

@@ -1055,3 +1055,5 @@ fn replies_to_valid_messages_go_out_before_the_error_close() {
     assert_eq!(out[0], (true, 1, b"first".to_vec()));
     assert_eq!(out[1].1, 8, "then the close");
 }
+
+mod deflate;

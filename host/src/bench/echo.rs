@@ -1,0 +1,234 @@
+//! The `echo` scenario: N connections, each keeping K messages in flight.
+//!
+//! Each connection is one task running one state machine over its
+//! WebSocket (no split halves, no channels): it reads every echo that is
+//! ready, checks it against the message it answers (same type, length and
+//! bytes, including the sequence number, so reordering is caught too),
+//! refills the window of K messages and flushes them with one write. The
+//! latency of a message is from just before it was queued to the moment its
+//! echo was read.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use futures_util::{Sink, Stream};
+use serde_json::json;
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::EchoArgs;
+use super::client::{self, ErrorKind, Target, Ws};
+use super::payload::{Kind, Payload};
+use super::report::{Progress, Report, Shared, drive_phases};
+
+/// How long connections may take, once the run is over, to receive the
+/// echoes still in flight; those missing then count as `unanswered`.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long opening all connections may take.
+const OPEN_DEADLINE: Duration = Duration::from_secs(60);
+/// Latency samples a connection collects before adding them to the shared
+/// histogram (one lock per batch).
+const SAMPLE_BATCH: usize = 256;
+
+pub async fn run(target: Target, args: EchoArgs) -> anyhow::Result<Report> {
+    let kind = if args.compress {
+        Kind::Json
+    } else if args.binary {
+        Kind::Binary
+    } else {
+        Kind::Text
+    };
+    let payload = Arc::new(Payload::new(kind, args.size));
+    let shared = Arc::new(Shared::new(args.messages));
+    let window = args.in_flight as usize;
+    let n = args.connections as usize;
+    // Big enough read/write buffers for a whole window per syscall.
+    let config = client::ws_config(window.saturating_mul(args.size + 14));
+
+    let progress = Progress::new("echo", args.common.quiet);
+    let started = Instant::now();
+    let conns = client::open_many(&target, config, n, 256, None, &shared, OPEN_DEADLINE, |k| {
+        progress.line(&format!("opening: {k}/{n}"))
+    })
+    .await;
+    let open_s = started.elapsed().as_secs_f64();
+    let connected = conns.len();
+
+    let mut tasks = JoinSet::new();
+    if connected > 0 {
+        for ws in conns {
+            tasks.spawn(connection(
+                ws,
+                Arc::clone(&payload),
+                Arc::clone(&shared),
+                window,
+            ));
+        }
+        drive_phases(
+            &shared,
+            "echo",
+            args.warmup,
+            args.duration,
+            args.common.quiet,
+        )
+        .await;
+    }
+    // Each connection drains and closes within its own time limits; this
+    // outer bound only guards against a stuck task.
+    let all_done = async { while tasks.join_next().await.is_some() {} };
+    let bound = DRAIN_TIMEOUT + client::CLOSE_TIMEOUT + Duration::from_secs(2);
+    if tokio::time::timeout(bound, all_done).await.is_err() {
+        tasks.abort_all();
+    }
+
+    let mut report = Report::new("echo", args.common.label.as_deref(), &shared);
+    report.no_connection = connected == 0;
+    let rate = report.fields["events_per_s"].clone();
+    report.set("messages_per_s", rate);
+    report.set("url", json!(target.url));
+    report.set("connections", json!(n));
+    report.set("connected", json!(connected));
+    report.set("open_s", json!(super::report::round3(open_s)));
+    report.set("in_flight", json!(window));
+    report.set("size", json!(args.size));
+    report.set(
+        "payload",
+        json!(match kind {
+            Kind::Text => "text",
+            Kind::Binary => "binary",
+            Kind::Json => "json-text",
+        }),
+    );
+    report.set("compress", json!(args.compress));
+    report.set("warmup_s", json!(args.warmup.as_secs_f64()));
+    report.text.push(format!(
+        "echo {}: {connected}/{n} connections x {window} in flight, {} B {} messages",
+        target.url,
+        args.size,
+        if payload.is_text() { "text" } else { "binary" },
+    ));
+    let f = |k: &str| report.fields[k].as_f64().unwrap_or(0.0);
+    report.text.push(format!(
+        "  measured        {:.2} s, {} messages (after {:.1} s warm-up)",
+        f("measured_s"),
+        report.fields["events"],
+        args.warmup.as_secs_f64()
+    ));
+    report.text.push(format!(
+        "  throughput      {:.0} messages/s, {:.2} MB/s of payload each way",
+        f("messages_per_s"),
+        f("mb_per_s")
+    ));
+    Ok(report)
+}
+
+/// Runs one connection until the run stops and its window has drained,
+/// then closes it.
+async fn connection(mut ws: Ws, payload: Arc<Payload>, shared: Arc<Shared>, window: usize) {
+    let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(window);
+    let mut samples: Vec<u64> = Vec::with_capacity(SAMPLE_BATCH);
+    let mut stop_signal = shared.stop_signal();
+    let result = {
+        let load = pump(&mut ws, &payload, &shared, window, &mut sent_at, &mut samples);
+        let drain_expired = async {
+            let _ = stop_signal.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        };
+        tokio::select! {
+            r = load => r,
+            () = drain_expired => Err(ErrorKind::Unanswered),
+        }
+    };
+    shared.record_latencies(&mut samples);
+    match result {
+        Ok(()) => {
+            if let Err(kind) = client::close(ws).await {
+                shared.error(kind);
+            }
+        }
+        Err(ErrorKind::Unanswered) => {
+            shared.errors_add(ErrorKind::Unanswered, sent_at.len() as u64);
+        }
+        // The connection is unusable; dropping it closes the socket.
+        Err(kind) => shared.error(kind),
+    }
+}
+
+/// The load loop of one connection: returns `Ok` once the run stopped and
+/// every message sent was answered.
+fn pump<'a>(
+    ws: &'a mut Ws,
+    payload: &'a Payload,
+    shared: &'a Shared,
+    window: usize,
+    sent_at: &'a mut VecDeque<Instant>,
+    samples: &'a mut Vec<u64>,
+) -> impl Future<Output = Result<(), ErrorKind>> + 'a {
+    let mut next_seq = 0u64;
+    let mut expect = 0u64;
+    let mut unflushed = false;
+    poll_fn(move |cx| {
+        // Everything that has arrived.
+        loop {
+            match Pin::new(&mut *ws).poll_next(cx) {
+                Poll::Ready(Some(Ok(msg))) => {
+                    let (text, data): (bool, &[u8]) = match &msg {
+                        Message::Text(t) => (true, t.as_bytes()),
+                        Message::Binary(b) => (false, b),
+                        Message::Close(_) => return Poll::Ready(Err(ErrorKind::Closed)),
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+                    };
+                    let Some(sent) = sent_at.pop_front() else {
+                        // A message nobody asked for.
+                        return Poll::Ready(Err(ErrorKind::Mismatch));
+                    };
+                    if !payload.matches(expect, text, data) {
+                        return Poll::Ready(Err(ErrorKind::Mismatch));
+                    }
+                    expect += 1;
+                    if shared.event(data.len()) {
+                        samples.push(sent.elapsed().as_nanos() as u64);
+                        if samples.len() >= SAMPLE_BATCH {
+                            shared.record_latencies(samples);
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Err(ErrorKind::of_ws_error(&e)));
+                }
+                Poll::Ready(None) => return Poll::Ready(Err(ErrorKind::Closed)),
+                Poll::Pending => break,
+            }
+        }
+        // Refill the window.
+        let stopping = shared.stopping();
+        while !stopping && sent_at.len() < window {
+            match Pin::new(&mut *ws).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(ErrorKind::of_ws_error(&e))),
+                Poll::Pending => break,
+            }
+            sent_at.push_back(Instant::now());
+            if let Err(e) = Pin::new(&mut *ws).start_send(payload.message(next_seq)) {
+                return Poll::Ready(Err(ErrorKind::of_ws_error(&e)));
+            }
+            next_seq += 1;
+            unflushed = true;
+        }
+        if unflushed {
+            match Pin::new(&mut *ws).poll_flush(cx) {
+                Poll::Ready(Ok(())) => unflushed = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(ErrorKind::of_ws_error(&e))),
+                Poll::Pending => {}
+            }
+        }
+        if stopping && sent_at.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        Poll::Pending
+    })
+}

@@ -1,0 +1,258 @@
+//! `wsbox bench`: a WebSocket load generator in the spirit of `wrk`.
+//!
+//! Scenarios:
+//!
+//! - [`echo`]: N connections, each keeping K messages in flight; every echo
+//!   is checked against what was sent (a sequence number is written into
+//!   each payload, so a reordered, duplicated or corrupted echo is an error);
+//! - [`connect`]: connection churn: open, one round trip, close, as fast as
+//!   the server allows;
+//! - [`idle`]: open N connections and hold them, reporting the server's
+//!   resident memory per connection when given its PID.
+//!
+//! Every run is bounded in time: a warm-up (excluded from the results), then
+//! the measured window (`--duration`, or fewer with `--messages`), then a
+//! bounded drain and close. The client is tokio-tungstenite, an independent
+//! implementation of the protocol, so wsbox is not measured against itself.
+//!
+//! The report gives messages/s, MB/s, latency percentiles (HdrHistogram),
+//! connections/s and errors by kind; `--json` makes the last line printed a
+//! single JSON object for scripts (see `bench/run.sh`).
+
+mod client;
+mod connect;
+mod echo;
+mod idle;
+mod payload;
+mod report;
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+
+pub use report::Report;
+
+/// Longest run the command accepts: every load loop must stay bounded.
+const MAX_DURATION: Duration = Duration::from_secs(3600);
+
+/// Arguments of `wsbox bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// The load scenarios.
+#[derive(Subcommand, Debug)]
+pub enum Scenario {
+    /// N connections, each keeping K messages in flight; echoes are verified.
+    Echo(EchoArgs),
+    /// Connection churn: open, one round trip, close, repeat, on N workers.
+    Connect(ConnectArgs),
+    /// Open N connections and hold them; with --pid, report the server's RSS
+    /// per connection (from /proc/PID/status).
+    Idle(IdleArgs),
+}
+
+/// Options every scenario has.
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// The WebSocket URL (ws:// only), e.g. ws://127.0.0.1:8080/echo.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/echo")]
+    pub url: String,
+    /// Print the results as one JSON object on the last line.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads of the client (1 = a single-threaded runtime, the
+    /// cheapest when the client is pinned to one core).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
+    /// No live progress line on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Label copied into the JSON output (e.g. the peer's name).
+    #[arg(long)]
+    pub label: Option<String>,
+}
+
+/// `wsbox bench echo`.
+#[derive(Args, Debug, Clone)]
+pub struct EchoArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Connections, all open at once.
+    #[arg(long, short = 'c', default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub connections: u32,
+    /// Messages in flight per connection (sent, echo not yet received).
+    #[arg(long, short = 'k', default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub in_flight: u32,
+    /// Payload size of each message (bytes, or with a unit: 4KiB, 64KiB).
+    #[arg(long, short = 's', default_value = "20", value_parser = parse_size)]
+    pub size: usize,
+    /// Measured duration (e.g. 10s, 500ms, 1m); the run stops earlier when
+    /// --messages is reached.
+    #[arg(long, short = 'd', default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Stop after this many measured messages (echoes received).
+    #[arg(long)]
+    pub messages: Option<u64>,
+    /// Warm-up before the measurement starts; its messages are not counted.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Send binary messages (default: text).
+    #[arg(long)]
+    pub binary: bool,
+    /// Negotiate permessage-deflate and send a compressible JSON-like payload.
+    #[arg(long)]
+    pub compress: bool,
+}
+
+/// `wsbox bench connect`.
+#[derive(Args, Debug, Clone)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Concurrent workers, each opening connections one after another.
+    #[arg(long, short = 'c', default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connections: u32,
+    /// Payload size of the one message each connection echoes.
+    #[arg(long, short = 's', default_value = "20", value_parser = parse_size)]
+    pub size: usize,
+    /// Measured duration.
+    #[arg(long, short = 'd', default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Stop after this many measured connections.
+    #[arg(long)]
+    pub messages: Option<u64>,
+    /// Warm-up before the measurement starts.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Send a binary message (default: text).
+    #[arg(long)]
+    pub binary: bool,
+}
+
+/// `wsbox bench idle`.
+#[derive(Args, Debug, Clone)]
+pub struct IdleArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Connections to open and hold.
+    #[arg(long, short = 'c', default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub connections: u32,
+    /// How long to hold them once all are open.
+    #[arg(long, short = 'd', default_value = "5s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// The server's PID: its VmRSS is read before and after opening.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Connection attempts in progress at once while opening.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub open_concurrency: u32,
+    /// Wait this long after opening before reading the RSS (lets the server
+    /// finish its bookkeeping).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub settle: Duration,
+    /// Payload size of the one round trip each connection makes once open
+    /// (0: none).
+    #[arg(long, short = 's', default_value = "20", value_parser = parse_size)]
+    pub size: usize,
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let n = crate::config::parse_size_text(s)?;
+    match usize::try_from(n) {
+        Ok(n) if n <= 64 << 20 => Ok(n),
+        _ => Err(format!("`{s}`: at most 64MiB")),
+    }
+}
+
+/// Parses `500ms`, `10s`, `2m`, or plain seconds (`2.5`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 500ms, 10s or 2.5"))?;
+    let secs = match unit.trim() {
+        "" | "s" => num,
+        "ms" => num / 1000.0,
+        "m" | "min" => num * 60.0,
+        other => return Err(format!("unknown duration unit `{other}` (use ms, s or m)")),
+    };
+    if !secs.is_finite() || secs < 0.0 || secs > MAX_DURATION.as_secs_f64() {
+        return Err(format!("`{s}`: durations go from 0 to 1h"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Runs `wsbox bench` to completion and prints its report.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let common = match &args.scenario {
+        Scenario::Echo(a) => &a.common,
+        Scenario::Connect(a) => &a.common,
+        Scenario::Idle(a) => &a.common,
+    };
+    let target = client::Target::parse(&common.url)?;
+    let rt = if common.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(common.threads))
+            .enable_all()
+            .build()
+    }
+    .context("starting the tokio runtime")?;
+    let json = common.json;
+    let report = rt.block_on(async {
+        match args.scenario {
+            Scenario::Echo(a) => {
+                if a.compress {
+                    bail!(
+                        "--compress is not supported yet: the client (tokio-tungstenite 0.30) \
+                         has no permessage-deflate, and wsbox's own engine has no client-side \
+                         deflate yet"
+                    );
+                }
+                echo::run(target, a).await
+            }
+            Scenario::Connect(a) => connect::run(target, a).await,
+            Scenario::Idle(a) => idle::run(target, a).await,
+        }
+    })?;
+    report.print(json);
+    if report.fatal() {
+        bail!("no connection could be used; see errors above");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("2h").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("9999m").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_size("20"), Ok(20));
+        assert!(parse_size("1GiB").is_err());
+    }
+}
