@@ -23,6 +23,10 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Any byte stream a WebSocket client runs over (plain TCP, TLS).
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Stream for T {}
+
 /// A running server; stopped when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -102,6 +106,7 @@ pub fn chaos_config(pattern: &str, limits: RouteLimits) -> Config {
     Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         server: Default::default(),
+        tls: None,
         runtime: test_runtime(),
         routes: vec![RouteConfig {
             pattern: pattern.to_string(),
@@ -130,7 +135,7 @@ pub fn demo_config() -> Config {
 }
 
 /// The next data or close message, skipping pings and pongs; panics after [`WAIT`].
-pub async fn next_message(ws: &mut Client) -> WsMessage {
+pub async fn next_message<S: Stream>(ws: &mut WebSocketStream<S>) -> WsMessage {
     loop {
         let msg = tokio::time::timeout(WAIT, ws.next())
             .await
@@ -145,7 +150,7 @@ pub async fn next_message(ws: &mut Client) -> WsMessage {
 }
 
 /// Sends a text message and returns the text reply.
-pub async fn ask(ws: &mut Client, text: &str) -> String {
+pub async fn ask<S: Stream>(ws: &mut WebSocketStream<S>, text: &str) -> String {
     ws.send(WsMessage::text(text)).await.expect("send");
     match next_message(ws).await {
         WsMessage::Text(t) => t.to_string(),
@@ -156,7 +161,7 @@ pub async fn ask(ws: &mut Client, text: &str) -> String {
 /// Waits for the server's close frame and returns its code and reason, then
 /// drives the client until the connection ends, so that the client's reply
 /// to the close reaches the server.
-pub async fn expect_close(ws: &mut Client) -> (u16, String) {
+pub async fn expect_close<S: Stream>(ws: &mut WebSocketStream<S>) -> (u16, String) {
     let result = loop {
         match next_message(ws).await {
             WsMessage::Close(Some(frame)) => break (frame.code.into(), frame.reason.to_string()),

@@ -1,15 +1,19 @@
 //! Costs of the per-connection instance model, on the bundled echo handler:
-//! instantiate from the pool, a whole connection lifecycle, and one message
-//! round trip into wasm and back.
+//! instantiate from the pool, a whole connection lifecycle (instantiate +
+//! upgrade + open + close + drop), and one message round trip into wasm and
+//! back (`on-message` → the guest's `write-message` → the engine's output).
 //!
-//! Run: `cargo bench -p wsbox --bench instance`
+//! Run: `cargo bench -p wsbox --bench instance` (criterion; add
+//! `-- --warm-up-time 1 --measurement-time 2` for a quick pass).
 
 use std::time::{Duration, Instant};
 
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use wsbox::config::{ModuleSource, RouteLimits, RuntimeConfig};
 use wsbox::protocol::{Config as EngineConfig, Connection, Role};
 use wsbox::runtime::{
-    CloseCause, CloseInfo, ConnectionInfo, InstanceLimits, Message, Runtime, UpgradeRequest,
+    CloseCause, CloseInfo, ConnectionInfo, HandlerModule, InstanceLimits, Message, Runtime,
+    UpgradeRequest,
 };
 
 fn request(id: u64) -> UpgradeRequest {
@@ -27,83 +31,135 @@ fn request(id: u64) -> UpgradeRequest {
     }
 }
 
-fn report(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p) as usize];
-    println!(
-        "{name:<44} n={:<6} median {:>8.2} µs   p99 {:>8.2} µs",
-        samples.len(),
-        pct(0.5).as_secs_f64() * 1e6,
-        pct(0.99).as_secs_f64() * 1e6
-    );
+struct Setup {
+    rt: tokio::runtime::Runtime,
+    // Kept alive for the module's sake.
+    _runtime: Runtime,
+    module: std::sync::Arc<HandlerModule>,
+    limits: InstanceLimits,
 }
 
-fn main() -> anyhow::Result<()> {
+fn setup() -> Setup {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    rt.block_on(async {
+        .build()
+        .expect("tokio runtime");
+    let (runtime, module) = rt.block_on(async {
         let runtime = Runtime::new(&RuntimeConfig {
             max_instances: 1000,
             ..RuntimeConfig::default()
-        })?;
-        let module = runtime.load_module(&ModuleSource::Bundled {
-            name: "echo",
-            bytes: wsbox::bundled::ECHO_WASM,
-        })?;
-        let limits = InstanceLimits::for_route(&RouteLimits::default());
-        const N: usize = 3000;
-
-        // Warm the pool's slots first.
+        })
+        .expect("wasm runtime");
+        let module = runtime
+            .load_module(&ModuleSource::Bundled {
+                name: "echo",
+                bytes: wsbox::bundled::ECHO_WASM,
+            })
+            .expect("bundled echo module");
+        (runtime, module)
+    });
+    let limits = InstanceLimits::for_route(&RouteLimits::default());
+    // Warm the pool's slots first.
+    rt.block_on(async {
         for i in 0..200 {
-            drop(module.instantiate(&limits, i).await?);
+            drop(module.instantiate(&limits, i).await.expect("instantiate"));
         }
-
-        let mut samples = Vec::with_capacity(N);
-        for i in 0..N as u64 {
-            let t = Instant::now();
-            let inst = module.instantiate(&limits, i).await?;
-            samples.push(t.elapsed());
-            drop(inst);
-        }
-        report("instantiate (pooled, Store + WASI ctx)", samples);
-
-        let mut samples = Vec::with_capacity(N);
-        for i in 0..N as u64 {
-            let t = Instant::now();
-            let mut inst = module.instantiate(&limits, i).await?;
-            inst.upgrade(&request(i)).await?;
-            inst.attach_engine(Connection::new(EngineConfig::new(Role::Server)));
-            inst.on_open(&ConnectionInfo {
-                request: request(i),
-                subprotocol: None,
-                extensions: String::new(),
-            })
-            .await?;
-            inst.on_close(&CloseInfo {
-                code: Some(1000),
-                reason: String::new(),
-                cause: CloseCause::PeerClosed,
-            })
-            .await?;
-            drop(inst);
-            samples.push(t.elapsed());
-        }
-        report("instantiate + upgrade + open + close + drop", samples);
-
-        let mut inst = module.instantiate(&limits, 0).await?;
-        inst.attach_engine(Connection::new(EngineConfig::new(Role::Server)));
-        let msg = Message::Text("x".repeat(32));
-        let mut samples = Vec::with_capacity(N * 10);
-        for _ in 0..N * 10 {
-            let t = Instant::now();
-            inst.on_message(&msg).await?;
-            let engine = inst.engine_mut().expect("engine attached");
-            let n = engine.pending_output().len();
-            engine.consume_output(n);
-            samples.push(t.elapsed());
-        }
-        report("on-message 32 B -> write-message (echo)", samples);
-        anyhow::Ok(())
-    })
+    });
+    Setup {
+        rt,
+        _runtime: runtime,
+        module,
+        limits,
+    }
 }
+
+fn lifecycle(c: &mut Criterion) {
+    let s = setup();
+    let mut g = c.benchmark_group("instance");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("instantiate", |b| {
+        b.iter_custom(|iters| {
+            s.rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for i in 0..iters {
+                    let t = Instant::now();
+                    let inst = s
+                        .module
+                        .instantiate(&s.limits, i)
+                        .await
+                        .expect("instantiate");
+                    total += t.elapsed();
+                    // Dropping returns the slot to the pool; timed below.
+                    drop(inst);
+                }
+                total
+            })
+        })
+    });
+    g.bench_function("instantiate_upgrade_open_close_drop", |b| {
+        b.iter_custom(|iters| {
+            s.rt.block_on(async {
+                let t = Instant::now();
+                for i in 0..iters {
+                    let mut inst = s
+                        .module
+                        .instantiate(&s.limits, i)
+                        .await
+                        .expect("instantiate");
+                    inst.upgrade(&request(i)).await.expect("upgrade");
+                    inst.attach_engine(Connection::new(EngineConfig::new(Role::Server)));
+                    inst.on_open(&ConnectionInfo {
+                        request: request(i),
+                        subprotocol: None,
+                        extensions: String::new(),
+                    })
+                    .await
+                    .expect("open");
+                    inst.on_close(&CloseInfo {
+                        code: Some(1000),
+                        reason: String::new(),
+                        cause: CloseCause::PeerClosed,
+                    })
+                    .await
+                    .expect("close");
+                    drop(inst);
+                }
+                t.elapsed()
+            })
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("instance/on_message_echo");
+    let mut inst =
+        s.rt.block_on(s.module.instantiate(&s.limits, 0))
+            .expect("instantiate");
+    inst.attach_engine(Connection::new(EngineConfig::new(Role::Server)));
+    for size in [20usize, 4096, 65536] {
+        g.throughput(Throughput::Bytes(size as u64));
+        for (name, msg) in [
+            ("text", Message::Text("x".repeat(size))),
+            ("binary", Message::Binary(vec![7u8; size])),
+        ] {
+            g.bench_function(BenchmarkId::new(name, size), |b| {
+                b.iter_custom(|iters| {
+                    s.rt.block_on(async {
+                        let t = Instant::now();
+                        for _ in 0..iters {
+                            inst.on_message(&msg).await.expect("on_message");
+                            let engine = inst.engine_mut().expect("engine attached");
+                            let n = engine.pending_output().len();
+                            assert!(n >= size, "the echo was written");
+                            engine.consume_output(n);
+                        }
+                        t.elapsed()
+                    })
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, lifecycle);
+criterion_main!(benches);

@@ -30,10 +30,19 @@ pub struct Config {
     pub listen: SocketAddr,
     /// HTTP-level settings of the listener.
     pub server: ServerConfig,
+    /// TLS: when set, the listener speaks `wss://` only.
+    pub tls: Option<TlsConfig>,
     /// Engine-wide settings shared by every route.
     pub runtime: RuntimeConfig,
     /// The routes, tried in order; the first whose pattern matches the path wins.
     pub routes: Vec<RouteConfig>,
+}
+
+/// The listener's certificate and key (PEM files).
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// HTTP-level settings of the listener.
@@ -199,6 +208,7 @@ impl Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             server: ServerConfig::default(),
+            tls: None,
             runtime: RuntimeConfig::default(),
             routes: vec![RouteConfig {
                 pattern: r"/echo(?:/(?P<room>[^/]+))?".to_string(),
@@ -275,6 +285,29 @@ impl Config {
                 server.drain_time = located.duration(d, "server.drain_time")?;
             }
         }
+
+        let existing_file = |value: &Spanned<String>, key: &str| {
+            let path = base.join(value.get_ref());
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(located.error(
+                    value.span().start,
+                    key,
+                    format!(
+                        "no such file: {} (`wsbox cert --dev` writes a self-signed pair)",
+                        path.display()
+                    ),
+                ))
+            }
+        };
+        let tls = match &raw.tls {
+            None => None,
+            Some(t) => Some(TlsConfig {
+                cert: existing_file(&t.cert, "tls.cert")?,
+                key: existing_file(&t.key, "tls.key")?,
+            }),
+        };
 
         let mut runtime = RuntimeConfig::default();
         if let Some(rt) = &raw.runtime {
@@ -434,6 +467,7 @@ impl Config {
         Ok(Config {
             listen,
             server,
+            tls,
             runtime,
             routes,
         })
@@ -475,9 +509,17 @@ impl Locator<'_> {
 struct RawConfig {
     listen: Option<Spanned<String>>,
     server: Option<RawServer>,
+    tls: Option<RawTls>,
     runtime: Option<RawRuntime>,
     #[serde(default)]
     route: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Spanned<String>,
+    key: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

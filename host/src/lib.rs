@@ -15,5 +15,6 @@ pub mod bundled;
 pub mod config;
 pub mod runtime;
 pub mod server;
+pub mod tls;
 
 pub use wsbox_protocol as protocol;

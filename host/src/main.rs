@@ -22,8 +22,21 @@ enum Command {
     /// Serve WebSocket routes (the default). Without --config, serves the
     /// bundled echo demo at ws://127.0.0.1:8080/echo.
     Serve(ServeArgs),
+    /// Write a self-signed certificate and key for 127.0.0.1/localhost, to
+    /// try `wss://` locally.
+    Cert(CertArgs),
     /// Load-test a WebSocket server (scenarios: echo, connect, idle).
     Bench(wsbox::bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct CertArgs {
+    /// Write a development certificate (self-signed; for local use only).
+    #[arg(long, required = true)]
+    dev: bool,
+    /// Where to write wsbox-dev-cert.pem and wsbox-dev-key.pem.
+    #[arg(long, default_value = ".")]
+    out_dir: PathBuf,
 }
 
 #[derive(clap::Args, Default)]
@@ -53,6 +66,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(args),
+        Command::Cert(args) => cert(args),
         Command::Bench(args) => wsbox::bench::run(args),
     };
     match result {
@@ -62,6 +76,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn cert(args: CertArgs) -> anyhow::Result<()> {
+    let _ = args.dev; // required flag: only development certificates exist
+    let dev = wsbox::tls::write_dev_certificate(&args.out_dir)?;
+    println!("wrote {} and {}", dev.cert.display(), dev.key.display());
+    println!("serve wss:// with, in your config:");
+    println!(
+        "  [tls]\n  cert = \"{}\"\n  key = \"{}\"",
+        dev.cert.display(),
+        dev.key.display()
+    );
+    println!(
+        "clients must trust {} as a CA, e.g. `wsbox connect --ca {} wss://127.0.0.1:8080/echo`",
+        dev.cert.display(),
+        dev.cert.display()
+    );
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -106,16 +138,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     rt.block_on(async {
         let server = Server::bind(&config).await?;
         let addr = server.local_addr()?;
+        let scheme = if server.is_tls() { "wss" } else { "ws" };
         let source = match &args.config {
             Some(path) => format!("config {}", path.display()),
             None => "the bundled demo (no --config given)".to_string(),
         };
-        println!("wsbox listening on {addr}, serving {source}:");
+        println!("wsbox listening on {scheme}://{addr}, serving {source}:");
         for (pattern, module) in server.describe() {
             println!("  route {pattern}  ->  module `{module}`");
         }
         if args.config.is_none() {
-            println!("try: ws://{addr}/echo (echo) or ws://{addr}/echo/lobby (greets with its route capture)");
+            println!("try: {scheme}://{addr}/echo (echo) or {scheme}://{addr}/echo/lobby (greets with its route capture)");
         }
         server
             .run_until(shutdown_signal(), config.server.drain_time)

@@ -258,7 +258,9 @@ pub async fn open_many(
         let next = tokio::time::timeout_at(end.into(), tasks.join_next()).await;
         match next {
             Ok(Some(Ok(Ok(ws)))) => {
-                shared.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared
+                    .opened
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 opened.push(ws);
             }
             Ok(Some(Ok(Err(kind)))) => shared.error(kind),

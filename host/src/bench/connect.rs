@@ -18,7 +18,11 @@ use super::report::{Report, Shared, drive_phases};
 const FAILURE_BACKOFF: Duration = Duration::from_millis(5);
 
 pub async fn run(target: Target, args: ConnectArgs) -> anyhow::Result<Report> {
-    let kind = if args.binary { Kind::Binary } else { Kind::Text };
+    let kind = if args.binary {
+        Kind::Binary
+    } else {
+        Kind::Text
+    };
     let payload = Arc::new(Payload::new(kind, args.size));
     let shared = Arc::new(Shared::new(args.messages));
     let config = client::ws_config(args.size);
@@ -36,15 +40,16 @@ pub async fn run(target: Target, args: ConnectArgs) -> anyhow::Result<Report> {
             let mut seq = u64::from(worker) << 40;
             while !shared.stopping() {
                 let t0 = Instant::now();
+                let this_seq = seq;
+                seq += 1;
                 let cycle = async {
                     let mut ws = client::open(&target, config).await?;
                     shared
                         .opened
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    client::round_trip(&mut ws, &payload, seq).await?;
+                    client::round_trip(&mut ws, &payload, this_seq).await?;
                     client::close(ws).await
                 };
-                seq += 1;
                 match cycle.await {
                     Ok(()) => {
                         if shared.event(payload.size()) {

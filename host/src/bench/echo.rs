@@ -133,7 +133,14 @@ async fn connection(mut ws: Ws, payload: Arc<Payload>, shared: Arc<Shared>, wind
     let mut samples: Vec<u64> = Vec::with_capacity(SAMPLE_BATCH);
     let mut stop_signal = shared.stop_signal();
     let result = {
-        let load = pump(&mut ws, &payload, &shared, window, &mut sent_at, &mut samples);
+        let load = pump(
+            &mut ws,
+            &payload,
+            &shared,
+            window,
+            &mut sent_at,
+            &mut samples,
+        );
         let drain_expired = async {
             let _ = stop_signal.wait_for(|stopped| *stopped).await;
             tokio::time::sleep(DRAIN_TIMEOUT).await;

@@ -32,7 +32,12 @@ impl Memory {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let field = |name: &str| -> Option<u64> {
             let line = status.lines().find(|l| l.starts_with(name))?;
-            line[name.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+            line[name.len()..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()
         };
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
             .map(|m| m.lines().count() as u64)
@@ -108,7 +113,13 @@ pub async fn run(target: Target, args: IdleArgs) -> anyhow::Result<Report> {
     let mut report = Report::new("idle", args.common.label.as_deref(), &shared);
     report.no_connection = held == 0;
     // The generic throughput fields mean nothing here.
-    for k in ["measured_s", "events", "events_per_s", "mb_per_s", "latency_us"] {
+    for k in [
+        "measured_s",
+        "events",
+        "events_per_s",
+        "mb_per_s",
+        "latency_us",
+    ] {
         report.fields.remove(k);
     }
     report.set("url", json!(target.url));

@@ -133,7 +133,14 @@ fn hex16(n: u64) -> [u8; SEQ_DIGITS] {
 /// value's digits start.
 fn json_like(size: usize, rng: &mut Rng) -> (Vec<u8>, usize) {
     const HEAD: &str = r#"{"seq":""#;
-    const NAMES: [&str; 6] = ["widget", "gadget", "doohickey", "sprocket", "gizmo", "thingamajig"];
+    const NAMES: [&str; 6] = [
+        "widget",
+        "gadget",
+        "doohickey",
+        "sprocket",
+        "gizmo",
+        "thingamajig",
+    ];
     const TAGS: [&str; 5] = ["blue", "large", "sale", "new", "fragile"];
     let mut s = String::with_capacity(size + 256);
     s.push_str(HEAD);

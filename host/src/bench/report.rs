@@ -216,7 +216,8 @@ pub async fn drive_phases(
         }
         if now.duration_since(last_report) >= Duration::from_secs(1) {
             let events = shared.all_events.load(Ordering::Relaxed);
-            let rate = (events - last_events) as f64 / now.duration_since(last_report).as_secs_f64();
+            let rate =
+                (events - last_events) as f64 / now.duration_since(last_report).as_secs_f64();
             progress.line(&format!(
                 "{:>5.1}s {:<7} {:>10.0}/s  p50 {}  errors {}",
                 now.duration_since(start).as_secs_f64(),
@@ -298,7 +299,11 @@ impl Report {
         }
         fields.insert("measured_s".into(), json!(round3(secs)));
         fields.insert("events".into(), json!(events));
-        let rate = if secs > 0.0 { events as f64 / secs } else { 0.0 };
+        let rate = if secs > 0.0 {
+            events as f64 / secs
+        } else {
+            0.0
+        };
         fields.insert("events_per_s".into(), json!(rate.round()));
         fields.insert(
             "mb_per_s".into(),
@@ -347,7 +352,11 @@ impl Report {
                 lat.get("samples").and_then(Value::as_u64).unwrap_or(0)
             );
         }
-        let errors = self.fields.get("errors").and_then(Value::as_u64).unwrap_or(0);
+        let errors = self
+            .fields
+            .get("errors")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         let by_kind = match self.fields.get("errors_by_kind") {
             Some(Value::Object(m)) if !m.is_empty() => {
                 let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}: {v}")).collect();

@@ -50,6 +50,12 @@ impl Transport for TcpStream {
     }
 }
 
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
+    fn set_nodelay(&self, enabled: bool) -> io::Result<()> {
+        self.get_ref().0.set_nodelay(enabled)
+    }
+}
+
 /// What the connection task needs besides the socket and the instance.
 pub struct ConnectionSetup {
     pub info: ConnectionInfo,

@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -35,6 +35,7 @@ pub struct Shared {
     /// The upgraded connections' tasks, awaited on shutdown.
     connections: TaskTracker,
     settings: ServerConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Shared {
@@ -66,6 +67,10 @@ impl Server {
             };
             routes.push(Route::new(route.clone(), module)?);
         }
+        let tls = match &config.tls {
+            Some(t) => Some(crate::tls::acceptor(&t.cert, &t.key)?),
+            None => None,
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -78,8 +83,14 @@ impl Server {
                 shutdown: CancellationToken::new(),
                 connections: TaskTracker::new(),
                 settings: config.server.clone(),
+                tls,
             }),
         })
+    }
+
+    /// Whether the listener speaks TLS (`wss://`).
+    pub fn is_tls(&self) -> bool {
+        self.shared.tls.is_some()
     }
 
     /// The address actually bound (useful with port 0).
@@ -128,7 +139,24 @@ impl Server {
                 }
             };
             let shared = Arc::clone(&self.shared);
-            tokio::spawn(serve_http(shared, stream, peer));
+            match shared.tls.clone() {
+                None => {
+                    tokio::spawn(serve_http(shared, stream, peer));
+                }
+                Some(acceptor) => {
+                    tokio::spawn(async move {
+                        // The TLS handshake shares the HTTP head's deadline.
+                        let timeout = shared.settings.handshake_timeout;
+                        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => serve_http(shared, tls, peer).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    });
+                }
+            }
         }
         drop(self.listener);
         let open = self.shared.connections.len();
@@ -148,7 +176,11 @@ impl Server {
     }
 }
 
-async fn serve_http(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+async fn serve_http<S: connection::Transport + 'static>(
+    shared: Arc<Shared>,
+    stream: S,
+    peer: SocketAddr,
+) {
     let settings = shared.settings.clone();
     let service = service_fn(move |req| {
         let shared = Arc::clone(&shared);

@@ -11,6 +11,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
 use wsbox_protocol::handshake;
 
@@ -258,11 +259,20 @@ pub(super) async fn handle(
                     return;
                 }
             };
-            match upgraded.downcast::<TokioIo<TcpStream>>() {
+            // Take the socket back from hyper: the connection task drives
+            // it directly, with any bytes hyper read past the request head.
+            let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => {
+                    connection::run(parts.io.into_inner(), parts.read_buf, instance, setup).await;
+                    return;
+                }
+                Err(u) => u,
+            };
+            match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
                 Ok(parts) => {
                     connection::run(parts.io.into_inner(), parts.read_buf, instance, setup).await
                 }
-                Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
+                Err(_) => tracing::error!("upgraded connection is of an unknown stream type"),
             }
         }
         .instrument(span),
