@@ -114,6 +114,7 @@ pub fn chaos_config(pattern: &str, limits: RouteLimits) -> Config {
             limits,
             origin: Default::default(),
             keepalive: Default::default(),
+            compression: None,
         }],
     }
 }
@@ -132,6 +133,33 @@ pub fn demo_config() -> Config {
     let mut config = Config::bundled_demo();
     config.runtime = test_runtime();
     config
+}
+
+/// The Python with the test peers (`tests/peers/setup.sh` installs them):
+/// `WSBOX_PYTHON`, else `tests/peers/.venv/bin/python`.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("WSBOX_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/peers/.venv/bin/python"
+            ))
+        });
+    assert!(
+        path.exists(),
+        "no Python with the test peers at {}: run `bash tests/peers/setup.sh` (.ci/run does) \
+         or set WSBOX_PYTHON",
+        path.display()
+    );
+    path
+}
+
+/// Turns permessage-deflate on for every route, with the defaults.
+pub fn enable_compression(config: &mut Config) {
+    for route in &mut config.routes {
+        route.compression = Some(Default::default());
+    }
 }
 
 /// The next data or close message, skipping pings and pongs; panics after [`WAIT`].

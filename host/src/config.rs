@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
+pub use wsbox_protocol::deflate::DeflateConfig;
 
 /// The default `max_message_size`, Tornado's `websocket_max_message_size`.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 10 * 1024 * 1024;
@@ -128,6 +129,9 @@ pub struct RouteConfig {
     pub origin: OriginConfig,
     /// Keepalive pings.
     pub keepalive: Keepalive,
+    /// permessage-deflate (Tornado's `get_compression_options()`): `None`
+    /// means off, Tornado's default.
+    pub compression: Option<DeflateConfig>,
 }
 
 /// A route's origin policy (Tornado's `check_origin`).
@@ -219,6 +223,8 @@ impl Config {
                 limits: RouteLimits::default(),
                 origin: OriginConfig::default(),
                 keepalive: Keepalive::default(),
+                // The demo shows off compression: browsers always offer it.
+                compression: Some(DeflateConfig::default()),
             }],
         }
     }
@@ -456,12 +462,17 @@ impl Config {
                     Some(_) => keepalive.ping_timeout = Some(v),
                 }
             }
+            let compression = match &r.compression {
+                None => None,
+                Some(c) => Some(located.compression(c, &key("compression"))?),
+            };
             routes.push(RouteConfig {
                 pattern,
                 module: ModuleSource::File(module_path),
                 limits,
                 origin,
                 keepalive,
+                compression,
             });
         }
         Ok(Config {
@@ -497,6 +508,45 @@ impl Locator<'_> {
 
     fn size(&self, value: &Spanned<SizeValue>, key: &str) -> Result<u64, ConfigError> {
         parse_size(value.get_ref()).map_err(|m| self.error(value.span().start, key, m))
+    }
+
+    fn compression(&self, raw: &RawCompression, key: &str) -> Result<DeflateConfig, ConfigError> {
+        let mut c = DeflateConfig::default();
+        let in_range = |v: &Spanned<i64>, name: &str, lo: i64, hi: i64| {
+            let n = *v.get_ref();
+            if (lo..=hi).contains(&n) {
+                Ok(n)
+            } else {
+                Err(self.error(
+                    v.span().start,
+                    &format!("{key}.{name}"),
+                    format!("{n} is out of range: use {lo} to {hi}"),
+                ))
+            }
+        };
+        if let Some(v) = &raw.compression_level {
+            c.compression_level = in_range(v, "compression_level", 0, 9)? as u32;
+        }
+        if let Some(v) = &raw.mem_level {
+            c.mem_level = in_range(v, "mem_level", 1, 9)? as u8;
+        }
+        if let Some(v) = &raw.server_max_window_bits {
+            c.server_max_window_bits = in_range(v, "server_max_window_bits", 8, 15)? as u8;
+        }
+        if let Some(v) = &raw.client_max_window_bits {
+            c.client_max_window_bits = in_range(v, "client_max_window_bits", 8, 15)? as u8;
+        }
+        if let Some(v) = raw.server_no_context_takeover {
+            c.server_no_context_takeover = v;
+        }
+        if let Some(v) = raw.client_no_context_takeover {
+            c.client_no_context_takeover = v;
+        }
+        if let Some(v) = &raw.min_size {
+            c.min_compress_size =
+                usize::try_from(self.size(v, &format!("{key}.min_size"))?).unwrap_or(usize::MAX);
+        }
+        Ok(c)
     }
 
     fn duration(&self, value: &Spanned<DurationValue>, key: &str) -> Result<Duration, ConfigError> {
@@ -550,6 +600,20 @@ struct RawRoute {
     origin_policy: Option<Spanned<String>>,
     ping_interval: Option<Spanned<DurationValue>>,
     ping_timeout: Option<Spanned<DurationValue>>,
+    compression: Option<RawCompression>,
+}
+
+/// `[route.compression]`: present (even empty) turns permessage-deflate on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompression {
+    compression_level: Option<Spanned<i64>>,
+    mem_level: Option<Spanned<i64>>,
+    server_max_window_bits: Option<Spanned<i64>>,
+    client_max_window_bits: Option<Spanned<i64>>,
+    server_no_context_takeover: Option<bool>,
+    client_no_context_takeover: Option<bool>,
+    min_size: Option<Spanned<SizeValue>>,
 }
 
 /// A size: a number of bytes, or a string with a unit (`"10MiB"`, `"512 KiB"`, `"1GB"`).
@@ -774,6 +838,35 @@ cpu_time_per_event = 0.25
         assert_eq!(
             cfg.routes[0].keepalive.effective_timeout(),
             Some(Duration::from_secs(3))
+        );
+    }
+
+    #[test]
+    fn compression_absent_is_off_empty_is_on_and_values_are_checked() {
+        let dir = temp_dir_with_module();
+        let base = "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n";
+        let cfg = parse_in(&dir, base).unwrap();
+        assert!(cfg.routes[0].compression.is_none());
+        let cfg = parse_in(&dir, &format!("{base}[route.compression]\n")).unwrap();
+        assert_eq!(cfg.routes[0].compression, Some(DeflateConfig::default()));
+        let cfg = parse_in(
+            &dir,
+            &format!("{base}[route.compression]\ncompression_level = 1\nmem_level = 4\nclient_max_window_bits = 10\nserver_no_context_takeover = true\nmin_size = \"1KiB\"\n"),
+        )
+        .unwrap();
+        let c = cfg.routes[0].compression.clone().unwrap();
+        assert_eq!(
+            (c.compression_level, c.mem_level, c.client_max_window_bits),
+            (1, 4, 10)
+        );
+        assert!(c.server_no_context_takeover && !c.client_no_context_takeover);
+        assert_eq!(c.min_compress_size, 1024);
+        let e = err(&format!(
+            "{base}[route.compression]\nserver_max_window_bits = 16\n"
+        ));
+        assert!(
+            e.contains(":5:") && e.contains("route[0].compression.server_max_window_bits"),
+            "{e}"
         );
     }
 

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use wsbox_protocol::deflate::Negotiated;
 use wsbox_protocol::{Config as EngineConfig, Connection, Event, Role, State};
 
 use crate::config::Keepalive;
@@ -61,6 +62,8 @@ pub struct ConnectionSetup {
     pub info: ConnectionInfo,
     pub max_message_size: usize,
     pub keepalive: Keepalive,
+    /// permessage-deflate, when negotiated.
+    pub deflate: Option<Negotiated>,
     /// Cancelled when the server shuts down: the connection then closes with 1001.
     pub shutdown: CancellationToken,
 }
@@ -84,13 +87,16 @@ pub async fn run<S: Transport>(
     mut instance: HandlerInstance,
     setup: ConnectionSetup,
 ) {
-    let mut engine = Connection::new(EngineConfig {
-        role: Role::Server,
-        max_message_size: setup.max_message_size,
-    });
+    let mut engine = Connection::with_deflate(
+        EngineConfig {
+            role: Role::Server,
+            max_message_size: setup.max_message_size,
+        },
+        setup.deflate,
+    );
     engine.receive(&leftover);
     instance.attach_engine(engine);
-    tracing::debug!("connection open");
+    tracing::debug!(extensions = %setup.info.extensions, "connection open");
 
     let mut close_info: Option<CloseInfo> = None;
     if let Err(e) = instance.on_open(&setup.info).await {

@@ -232,6 +232,26 @@ pub(super) async fn handle(
             return text_response(StatusCode::BAD_REQUEST, "invalid Sec-WebSocket-Key");
         }
     }
+    let deflate = route
+        .config
+        .compression
+        .as_ref()
+        .and_then(|c| wsbox_protocol::deflate::negotiate_server(&info.extensions, c));
+    let mut extensions = String::new();
+    if let Some((_, answer)) = &deflate {
+        match HeaderValue::from_str(answer) {
+            Ok(v) => {
+                h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
+                extensions.clone_from(answer);
+            }
+            Err(_) => {
+                return text_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "extension negotiation failed",
+                );
+            }
+        }
+    }
     if let Some(p) = &subprotocol
         && let Ok(v) = HeaderValue::from_str(p)
     {
@@ -242,8 +262,9 @@ pub(super) async fn handle(
         info: ConnectionInfo {
             request,
             subprotocol,
-            extensions: String::new(),
+            extensions,
         },
+        deflate: deflate.map(|(negotiated, _)| negotiated),
         max_message_size: usize::try_from(route.config.limits.max_message_size)
             .unwrap_or(usize::MAX),
         keepalive: route.config.keepalive,

@@ -1,0 +1,165 @@
+//! A real browser: headless Chromium (Debian's `chromium`) loads a page from
+//! 127.0.0.1, opens a WebSocket to the bundled echo demo and round-trips
+//! text and binary messages; the page reports back over HTTP.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use wsbox::config::OriginConfig;
+use wsbox_tests::*;
+
+const PAGE: &str = r#"<!doctype html>
+<html><body><pre id="log">running</pre><script>
+const report = (result) => fetch('/result?data=' + encodeURIComponent(JSON.stringify(result)));
+const params = new URLSearchParams(location.search);
+const ws = new WebSocket(params.get('ws'));
+ws.binaryType = 'arraybuffer';
+const sizes = [10, 10 * 1024, 1024 * 1024];
+const payloads = [];
+for (const n of sizes) {
+  payloads.push(('{"n": ' + n + ', "msg": "hello wsbox"} ').repeat(Math.ceil(n / 20)).slice(0, n));
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 7) % 251;
+  payloads.push(b.buffer);
+}
+const same = (a, b) => {
+  if (typeof a === 'string') return a === b;
+  if (!(b instanceof ArrayBuffer) || a.byteLength !== b.byteLength) return false;
+  const x = new Uint8Array(a), y = new Uint8Array(b);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+};
+let i = 0;
+ws.onopen = () => ws.send(payloads[0]);
+ws.onmessage = (ev) => {
+  if (!same(payloads[i], ev.data)) { report({ok: false, error: 'mismatch at ' + i, extensions: ws.extensions}); ws.close(); return; }
+  i += 1;
+  if (i < payloads.length) { ws.send(payloads[i]); return; }
+  report({ok: true, round_trips: i, extensions: ws.extensions});
+  ws.close(1000, 'done');
+};
+ws.onerror = () => report({ok: false, error: 'websocket error', extensions: ws.extensions});
+</script></body></html>"#;
+
+/// Serves the page and receives the page's report.
+async fn page_server() -> (u16, mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&req).into_owned();
+                let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let (status, body) = if let Some(q) = target.strip_prefix("/result?data=") {
+                    let _ = tx.send(percent_decode(q)).await;
+                    ("204 No Content", String::new())
+                } else if target == "/" || target.starts_with("/?") {
+                    ("200 OK", PAGE.to_string())
+                } else {
+                    ("404 Not Found", String::new())
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    (port, rx)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn chromium() -> String {
+    let path = std::env::var("WSBOX_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "headless Chromium not found at {path}: install Debian's `chromium` package \
+         (apt-get install chromium; .ci/run does) or set WSBOX_CHROMIUM"
+    );
+    path
+}
+
+#[tokio::test]
+async fn headless_chromium_round_trips_with_permessage_deflate() {
+    let browser = chromium();
+    let (page_port, mut results) = page_server().await;
+    let mut config = demo_config();
+    // The page comes from another port: a cross origin the route allows.
+    config.routes[0].origin = OriginConfig {
+        allowed: vec![format!("http://127.0.0.1:{page_port}")],
+        enforce: true,
+    };
+    enable_compression(&mut config);
+    let server = TestServer::start(config).await;
+
+    let profile = std::env::temp_dir().join(format!("wsbox-chromium-{}", std::process::id()));
+    let url = format!(
+        "http://127.0.0.1:{page_port}/?ws=ws://127.0.0.1:{}/echo",
+        server.addr.port()
+    );
+    let mut child = tokio::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--remote-debugging-port=0")
+        .arg(&url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start chromium");
+    let report = tokio::time::timeout(Duration::from_secs(90), results.recv())
+        .await
+        .expect("the page reported within 90 s")
+        .expect("report");
+    let _ = child.kill().await;
+    assert!(report.contains(r#""ok":true"#), "{report}");
+    assert!(report.contains(r#""round_trips":6"#), "{report}");
+    assert!(
+        report.contains("permessage-deflate"),
+        "compression not negotiated: {report}"
+    );
+}
