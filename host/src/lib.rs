@@ -9,9 +9,11 @@
 //!   their sandbox limits.
 //! - [`server`]: the listener, the opening handshake and the connection task.
 //! - [`bench`]: `wsbox bench`, the WebSocket load generator.
+//! - [`client`]: a WebSocket client (`wsbox connect`), Tornado's `websocket_connect`.
 
 pub mod bench;
 pub mod bundled;
+pub mod client;
 pub mod config;
 pub mod runtime;
 pub mod server;

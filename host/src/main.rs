@@ -27,6 +27,9 @@ enum Command {
     Cert(CertArgs),
     /// Load-test a WebSocket server (scenarios: echo, connect, idle).
     Bench(wsbox::bench::BenchArgs),
+    /// Connect to a WebSocket server: stdin lines go out as text messages,
+    /// messages received are printed (like websocat).
+    Connect(wsbox::client::cli::ConnectArgs),
 }
 
 #[derive(clap::Args)]
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Cert(args) => cert(args),
         Command::Bench(args) => wsbox::bench::run(args),
+        Command::Connect(args) => wsbox::client::cli::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

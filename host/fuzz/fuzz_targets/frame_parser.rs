@@ -42,11 +42,11 @@ fuzz_target!(|data: &[u8]| {
         let chunk = r.take(1 + (schedule % 300) as usize);
         conn.receive(chunk);
         drain(&mut conn, max, &mut finished);
-        if flags & 4 != 0 && schedule % 7 == 0 {
+        if flags & 4 != 0 && schedule.is_multiple_of(7) {
             let _ = conn.send_message(&Message::Text("interleaved".into()));
             let _ = conn.send_ping(b"p");
         }
-        if flags & 8 != 0 && schedule % 31 == 0 {
+        if flags & 8 != 0 && schedule.is_multiple_of(31) {
             let _ = conn.close(Some(1000), "bye");
         }
         // The host writes output as it goes.

@@ -66,18 +66,18 @@ fuzz_target!(|data: &[u8]| {
     );
     assert!(client.client_no_context_takeover || !agreed.client_no_context_takeover);
 
-    if let Ok(info) = handshake::validate_request(&Method::GET, Version::HTTP_11, &headers) {
-        if let Some((agreed, answer)) = negotiate_server(&info.extensions, &server_config) {
-            // Any answer we give is a valid header and acceptable to a client that
-            // offered plain permessage-deflate with client_max_window_bits.
-            assert!(handshake::response_headers(&info.accept, None, Some(&answer)).is_ok());
-            let client = negotiate_client(&answer, &DeflateConfig::default())
-                .unwrap_or_else(|e| panic!("{answer:?}: {e}"));
-            assert_eq!(agreed.server_max_window_bits, client.server_max_window_bits);
-            assert_eq!(agreed.client_max_window_bits, client.client_max_window_bits);
-            assert!((8..=15).contains(&agreed.server_max_window_bits));
-            assert!((8..=15).contains(&agreed.client_max_window_bits));
-        }
+    if let Ok(info) = handshake::validate_request(&Method::GET, Version::HTTP_11, &headers)
+        && let Some((agreed, answer)) = negotiate_server(&info.extensions, &server_config)
+    {
+        // Any answer we give is a valid header and acceptable to a client that
+        // offered plain permessage-deflate with client_max_window_bits.
+        assert!(handshake::response_headers(&info.accept, None, Some(&answer)).is_ok());
+        let client = negotiate_client(&answer, &DeflateConfig::default())
+            .unwrap_or_else(|e| panic!("{answer:?}: {e}"));
+        assert_eq!(agreed.server_max_window_bits, client.server_max_window_bits);
+        assert_eq!(agreed.client_max_window_bits, client.client_max_window_bits);
+        assert!((8..=15).contains(&agreed.server_max_window_bits));
+        assert!((8..=15).contains(&agreed.client_max_window_bits));
     }
     let extensions = handshake::parse_extension_list(&headers, "sec-websocket-extensions");
     let _ = negotiate_server(&extensions, &server_config);

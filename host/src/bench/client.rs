@@ -222,20 +222,23 @@ pub async fn close(mut ws: Ws) -> Result<(), ErrorKind> {
     }
 }
 
-/// Opens `n` connections, at most `concurrency` attempts at once, giving up
-/// on those not open within `deadline`. With a `probe` payload, each new
-/// connection first makes one round trip. Failures are counted in `shared`;
-/// `on_progress` is called about every 100 ms with the number opened.
-pub async fn open_many(
-    target: &Target,
-    config: WebSocketConfig,
+/// Opens `n` connections with `open(i)`, at most `concurrency` attempts at
+/// once, giving up on those not open within `deadline`. Failures are
+/// counted in `shared`; `on_progress` is called about every 100 ms with the
+/// number opened.
+pub async fn open_many<T, F, Fut>(
     n: usize,
     concurrency: usize,
-    probe: Option<Arc<Payload>>,
     shared: &Shared,
     deadline: Duration,
+    open: F,
     mut on_progress: impl FnMut(usize),
-) -> Vec<Ws> {
+) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = Result<T, ErrorKind>> + Send + 'static,
+{
     let end = Instant::now() + deadline;
     let mut opened = Vec::with_capacity(n);
     let mut tasks = JoinSet::new();
@@ -243,16 +246,7 @@ pub async fn open_many(
     let mut last_progress = Instant::now();
     loop {
         while started < n && tasks.len() < concurrency && Instant::now() < end {
-            let target = target.clone();
-            let probe = probe.clone();
-            let seq = started as u64;
-            tasks.spawn(async move {
-                let mut ws = open(&target, config).await?;
-                if let Some(p) = probe {
-                    round_trip(&mut ws, &p, seq).await?;
-                }
-                Ok::<Ws, ErrorKind>(ws)
-            });
+            tasks.spawn(open(started as u64));
             started += 1;
         }
         let next = tokio::time::timeout_at(end.into(), tasks.join_next()).await;
@@ -281,6 +275,21 @@ pub async fn open_many(
         }
     }
     opened
+}
+
+/// Opens one tokio-tungstenite connection; with a `probe` payload, it first
+/// makes one round trip (message `seq`).
+pub async fn open_probed(
+    target: Arc<Target>,
+    config: WebSocketConfig,
+    probe: Option<Arc<Payload>>,
+    seq: u64,
+) -> Result<Ws, ErrorKind> {
+    let mut ws = open(&target, config).await?;
+    if let Some(p) = probe {
+        round_trip(&mut ws, &p, seq).await?;
+    }
+    Ok(ws)
 }
 
 /// Closes every connection (closing handshakes, `concurrency` at once);

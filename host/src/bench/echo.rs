@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::EchoArgs;
 use super::client::{self, ErrorKind, Target, Ws};
+use super::engine_client::{self, EngineWs};
 use super::payload::{Kind, Payload};
 use super::report::{Progress, Report, Shared, drive_phases};
 
@@ -30,6 +31,8 @@ use super::report::{Progress, Report, Shared, drive_phases};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long opening all connections may take.
 const OPEN_DEADLINE: Duration = Duration::from_secs(60);
+/// Connection attempts in progress at once while opening.
+const OPEN_CONCURRENCY: usize = 256;
 /// Latency samples a connection collects before adding them to the shared
 /// histogram (one lock per batch).
 const SAMPLE_BATCH: usize = 256;
@@ -50,24 +53,49 @@ pub async fn run(target: Target, args: EchoArgs) -> anyhow::Result<Report> {
     let config = client::ws_config(window.saturating_mul(args.size + 14));
 
     let progress = Progress::new("echo", args.common.quiet);
+    let on_progress = |k: usize| progress.line(&format!("opening: {k}/{n}"));
     let started = Instant::now();
-    let conns = client::open_many(&target, config, n, 256, None, &shared, OPEN_DEADLINE, |k| {
-        progress.line(&format!("opening: {k}/{n}"))
-    })
-    .await;
-    let open_s = started.elapsed().as_secs_f64();
-    let connected = conns.len();
-
     let mut tasks = JoinSet::new();
-    if connected > 0 {
+    let target = Arc::new(target);
+    let connected = if args.compress {
+        // tokio-tungstenite has no permessage-deflate: wsbox's own engine.
+        let conns = client::open_many(
+            n,
+            OPEN_CONCURRENCY,
+            &shared,
+            OPEN_DEADLINE,
+            |_| {
+                let target = Arc::clone(&target);
+                async move { engine_client::open(&target).await }
+            },
+            on_progress,
+        )
+        .await;
+        let connected = conns.len();
         for ws in conns {
-            tasks.spawn(connection(
-                ws,
-                Arc::clone(&payload),
-                Arc::clone(&shared),
-                window,
-            ));
+            let (payload, shared) = (Arc::clone(&payload), Arc::clone(&shared));
+            tasks.spawn(engine_connection(ws, payload, shared, window));
         }
+        connected
+    } else {
+        let conns = client::open_many(
+            n,
+            OPEN_CONCURRENCY,
+            &shared,
+            OPEN_DEADLINE,
+            |seq| client::open_probed(Arc::clone(&target), config, None, seq),
+            on_progress,
+        )
+        .await;
+        let connected = conns.len();
+        for ws in conns {
+            let (payload, shared) = (Arc::clone(&payload), Arc::clone(&shared));
+            tasks.spawn(connection(ws, payload, shared, window));
+        }
+        connected
+    };
+    let open_s = started.elapsed().as_secs_f64();
+    if connected > 0 {
         drive_phases(
             &shared,
             "echo",
@@ -161,6 +189,48 @@ async fn connection(mut ws: Ws, payload: Arc<Payload>, shared: Arc<Shared>, wind
             shared.errors_add(ErrorKind::Unanswered, sent_at.len() as u64);
         }
         // The connection is unusable; dropping it closes the socket.
+        Err(kind) => shared.error(kind),
+    }
+}
+
+/// [`connection`] for the `--compress` path (wsbox's engine as the client).
+async fn engine_connection(
+    mut ws: EngineWs,
+    payload: Arc<Payload>,
+    shared: Arc<Shared>,
+    window: usize,
+) {
+    let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(window);
+    let mut samples: Vec<u64> = Vec::with_capacity(SAMPLE_BATCH);
+    let mut stop_signal = shared.stop_signal();
+    let result = {
+        let load = engine_client::pump(
+            &mut ws,
+            &payload,
+            &shared,
+            window,
+            &mut sent_at,
+            &mut samples,
+        );
+        let drain_expired = async {
+            let _ = stop_signal.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        };
+        tokio::select! {
+            r = load => r,
+            () = drain_expired => Err(ErrorKind::Unanswered),
+        }
+    };
+    shared.record_latencies(&mut samples);
+    match result {
+        Ok(()) => {
+            if let Err(kind) = engine_client::close(ws).await {
+                shared.error(kind);
+            }
+        }
+        Err(ErrorKind::Unanswered) => {
+            shared.errors_add(ErrorKind::Unanswered, sent_at.len() as u64);
+        }
         Err(kind) => shared.error(kind),
     }
 }

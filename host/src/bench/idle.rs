@@ -70,14 +70,13 @@ pub async fn run(target: Target, args: IdleArgs) -> anyhow::Result<Report> {
 
     let before = read_memory(args.pid);
     let started = Instant::now();
+    let target = Arc::new(target);
     let conns = client::open_many(
-        &target,
-        config,
         n,
         args.open_concurrency as usize,
-        probe,
         &shared,
         OPEN_DEADLINE,
+        |seq| client::open_probed(Arc::clone(&target), config, probe.clone(), seq),
         |k| progress.line(&format!("opening: {k}/{n}")),
     )
     .await;

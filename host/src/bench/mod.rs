@@ -22,6 +22,7 @@
 mod client;
 mod connect;
 mod echo;
+mod engine_client;
 mod idle;
 mod payload;
 mod report;
@@ -103,8 +104,11 @@ pub struct EchoArgs {
     /// Send binary messages (default: text).
     #[arg(long)]
     pub binary: bool,
-    /// Negotiate permessage-deflate and send a compressible JSON-like payload.
-    #[arg(long)]
+    /// Negotiate permessage-deflate and send a compressible JSON-like text
+    /// payload. The client is then wsbox's own protocol engine (client
+    /// role; tokio-tungstenite has no deflate); a server that declines
+    /// compression fails the handshake.
+    #[arg(long, conflicts_with = "binary")]
     pub compress: bool,
 }
 
@@ -212,16 +216,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let json = common.json;
     let report = rt.block_on(async {
         match args.scenario {
-            Scenario::Echo(a) => {
-                if a.compress {
-                    bail!(
-                        "--compress is not supported yet: the client (tokio-tungstenite 0.30) \
-                         has no permessage-deflate, and wsbox's own engine has no client-side \
-                         deflate yet"
-                    );
-                }
-                echo::run(target, a).await
-            }
+            Scenario::Echo(a) => echo::run(target, a).await,
             Scenario::Connect(a) => connect::run(target, a).await,
             Scenario::Idle(a) => idle::run(target, a).await,
         }

@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""Writes BENCHMARKS.md from a bench/run.sh results directory.
+
+Usage: python3 bench/report.py RESULTS_DIR OUT.md
+
+Reads RESULTS_DIR/<scenario>/<peer>.<round>.json (the last line of each
+`wsbox bench --json` run), RESULTS_DIR/meta.json and timing.json, and the
+criterion estimates under RESULTS_DIR/criterion. For each scenario and peer
+it reports the median over the rounds, the spread (min-max, and as +-% of
+the median), and the ratio of the median to native tokio-tungstenite's.
+bench/ANALYSIS.md (hand-written: profiles, proposals) is appended verbatim.
+"""
+
+import glob
+import json
+import os
+import statistics
+import sys
+
+PEERS = ["wsbox", "native", "tornado", "websockets", "node"]
+PEER_NAMES = {
+    "wsbox": "wsbox (Rust echo guest, wasm)",
+    "native": "native tokio-tungstenite",
+    "tornado": "Tornado",
+    "websockets": "Python websockets",
+    "node": "Node ws",
+}
+SCENARIOS = [
+    ("echo_20b", "Echo, 20 B text, 100 connections x 16 in flight", "messages_per_s", "messages/s"),
+    ("echo_4k", "Echo, 4 KiB text, 100 connections x 16 in flight", "messages_per_s", "messages/s"),
+    ("echo_64k", "Echo, 64 KiB text, 100 connections x 16 in flight", "messages_per_s", "messages/s"),
+    ("echo_compress", "Echo with permessage-deflate, 1 KiB JSON-like text, 100 x 16", "messages_per_s", "messages/s"),
+    ("connect", "Connection churn: open, one 20 B round trip, close; 16 workers", "connections_per_s", "connections/s"),
+    ("idle", "Idle connections: server RSS per connection", "rss_per_connection_kib", "KiB/connection"),
+]
+
+
+def load_runs(results, scenario):
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(results, scenario, "*.json"))):
+        peer, _round, _ext = os.path.basename(path).rsplit(".", 2)
+        try:
+            with open(path) as f:
+                data = json.loads(f.read().strip() or "{}")
+        except (OSError, ValueError):
+            data = {"failed": True}
+        runs.setdefault(peer, []).append(data)
+    return runs
+
+
+def fmt_num(x, digits=0):
+    if x is None:
+        return "-"
+    if digits == 0:
+        return f"{x:,.0f}"
+    return f"{x:,.{digits}f}"
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def spread(values, med):
+    values = [v for v in values if v is not None]
+    if not values or not med:
+        return "-"
+    lo, hi = min(values), max(values)
+    pct = max(hi - med, med - lo) / med * 100
+    return f"{fmt_num(lo, 1 if hi < 100 else 0)}-{fmt_num(hi, 1 if hi < 100 else 0)} (+-{pct:.0f}%)"
+
+
+def lat(run, key):
+    l = run.get("latency_us")
+    return l.get(key) if isinstance(l, dict) else None
+
+
+def scenario_table(results, scenario, metric, unit):
+    runs = load_runs(results, scenario)
+    if not runs:
+        return None, {}
+    medians = {}
+    rows = []
+    notes = []
+    for peer in PEERS:
+        pr = runs.get(peer)
+        if not pr:
+            continue
+        good = [r for r in pr if not r.get("skipped") and not r.get("failed") and r.get(metric) is not None]
+        skipped = [r.get("skipped") for r in pr if r.get("skipped")]
+        failed = sum(1 for r in pr if r.get("failed"))
+        if not good:
+            why = skipped[0] if skipped else f"{failed} failed run(s)"
+            rows.append([PEER_NAMES[peer], "n/a", "", "", "", "", "", "", why])
+            continue
+        vals = [r[metric] for r in good]
+        med = median(vals)
+        medians[peer] = med
+        errors = sum(r.get("errors", 0) for r in good)
+        kinds = {}
+        for r in good:
+            for k, v in (r.get("errors_by_kind") or {}).items():
+                kinds[k] = kinds.get(k, 0) + v
+        err_text = str(errors) + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + ")" if kinds else "")
+        if failed:
+            err_text += f"; {failed} run(s) failed"
+        if scenario == "idle":
+            held = median([r.get("held") for r in good])
+            rows.append([
+                PEER_NAMES[peer],
+                fmt_num(med, 1),
+                spread(vals, med),
+                None,
+                fmt_num(median([r.get("anon_per_connection_kib") for r in good]), 1),
+                fmt_num(median([r.get("maps_per_connection") for r in good]), 2),
+                f"{fmt_num(held)} / {fmt_num(median([r.get('connections_per_s') for r in good]))}",
+                fmt_num(median([(r.get("memory_after") or {}).get("rss_kib") for r in good]) and
+                        median([(r.get("memory_after") or {}).get("rss_kib") for r in good]) / 1024, 1),
+                err_text,
+            ])
+        else:
+            rows.append([
+                PEER_NAMES[peer],
+                fmt_num(med),
+                spread(vals, med),
+                None,
+                fmt_num(median([r.get("mb_per_s") for r in good]), 2) if scenario.startswith("echo") else fmt_num(median([r.get("events") for r in good])),
+                fmt_num(median([lat(r, "p50") for r in good]), 0),
+                " / ".join(fmt_num(median([lat(r, k) for r in good]), 0) for k in ("p90", "p99", "p99_9")),
+                fmt_num(median([lat(r, "max") for r in good]), 0),
+                err_text,
+            ])
+    base = medians.get("native")
+    for row in rows:
+        if row[3] is None:
+            peer = next(p for p in PEERS if PEER_NAMES[p] == row[0])
+            if base and medians.get(peer) is not None:
+                row[3] = f"{medians[peer] / base:.2f}x"
+            else:
+                row[3] = "-"
+    if scenario == "idle":
+        header = ["peer", f"median {unit}", "spread (min-max)", "ratio to native",
+                  "anon KiB/conn", "maps/conn", "held / opened per s", "server RSS after (MiB)", "errors (all rounds)"]
+    else:
+        second = "MB/s (payload, each way)" if scenario.startswith("echo") else "connections in window"
+        header = ["peer", f"median {unit}", "spread (min-max)", "ratio to native", second,
+                  "p50 us", "p90 / p99 / p99.9 us", "max us", "errors (all rounds)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    cmd_path = os.path.join(results, scenario, "command.txt")
+    if os.path.exists(cmd_path):
+        with open(cmd_path) as f:
+            cmd = f.read().strip()
+        notes.append(f"Command (last peer shown; `--url`/`--label`/`--pid` vary): `{cmd}`")
+    return "\n".join(lines + [""] + notes), medians
+
+
+def criterion_results(results):
+    rows = []
+    for est in sorted(glob.glob(os.path.join(results, "criterion", "**", "new", "estimates.json"), recursive=True)):
+        d = os.path.dirname(os.path.dirname(est))
+        try:
+            with open(est) as f:
+                e = json.load(f)
+            with open(os.path.join(os.path.dirname(est), "benchmark.json")) as f:
+                b = json.load(f)
+        except (OSError, ValueError):
+            continue
+        ns = e.get("median", e.get("mean", {})).get("point_estimate")
+        if ns is None:
+            continue
+        tp = b.get("throughput") or {}
+        name = b.get("full_id") or os.path.relpath(d, os.path.join(results, "criterion"))
+        rate = ""
+        if "Bytes" in tp:
+            rate = f"{tp['Bytes'] / ns:.2f} GB/s"
+        elif "BytesDecimal" in tp:
+            rate = f"{tp['BytesDecimal'] / ns:.2f} GB/s"
+        elif "Elements" in tp:
+            rate = f"{tp['Elements'] / ns * 1e3:,.2f} M/s"
+        rows.append((name, ns, rate, tp))
+    return rows
+
+
+def fmt_time(ns):
+    if ns >= 1e6:
+        return f"{ns / 1e6:.2f} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.2f} us"
+    return f"{ns:.1f} ns"
+
+
+def main():
+    results, out = sys.argv[1], sys.argv[2]
+    meta = {}
+    timing = {}
+    for name, target in (("meta.json", meta), ("timing.json", timing)):
+        try:
+            with open(os.path.join(results, name)) as f:
+                target.update(json.load(f))
+        except (OSError, ValueError):
+            pass
+    md = []
+    md.append("# wsbox benchmarks")
+    md.append("")
+    md.append("Generated by `bench/run.sh` (raw results: `bench/results/`, not committed); "
+              "the tables are written by `bench/report.py`, the analysis at the end is "
+              "`bench/ANALYSIS.md`. Re-run with `bash bench/run.sh` (about 12 minutes "
+              "after the release build).")
+    md.append("")
+    md.append("## Machine and method")
+    md.append("")
+    md.append(f"- **Date** {meta.get('date', '?')}, commit `{meta.get('commit', '?')}`"
+              + (" (with uncommitted changes)" if meta.get("dirty") else ""))
+    md.append(f"- **CPU** {meta.get('cpu', '?')}, {meta.get('nproc', '?')} cores; "
+              f"{meta.get('mem_gib', '?')} GiB RAM; Linux {meta.get('kernel', '?')}; "
+              f"vm.max_map_count {meta.get('max_map_count', '?')}; open files {meta.get('nofile', '?')}")
+    md.append(f"- **Load** average {meta.get('loadavg_start', '?')} at the start, "
+              f"{timing.get('loadavg_end', '?')} at the end. **This is a shared, busy 2-core "
+              "virtual machine**: other sessions were compiling Rust on it while these numbers "
+              "were taken, so absolute numbers are noisy and pessimistic; ratios between peers "
+              "measured in the same interleaved rounds are the meaningful part.")
+    md.append(f"- **Software** {meta.get('rustc', '?')}; {meta.get('python', '?')} with Tornado "
+              f"{meta.get('tornado', '?')} and websockets {meta.get('websockets', '?')}; Node "
+              f"{meta.get('node', '?')} with ws {meta.get('ws', '?')}.")
+    md.append(f"- **Pinning** {meta.get('pinning', '?')} (`taskset`): each server gets one core, "
+              "the load generator (`wsbox bench`, tokio-tungstenite client, single-threaded) the other.")
+    md.append(f"- **Rounds** {meta.get('rounds', '?')} interleaved rounds (every peer once per scenario "
+              "per round, a fresh server process each run); medians over rounds; spread = min-max "
+              f"and the largest deviation from the median. Each echo/connect run: {meta.get('warmup', '?')} "
+              f"warm-up (excluded), then {meta.get('duration', '?')} measured. Idle: "
+              f"{meta.get('idle_connections', '?')} connections, each after one 20 B round trip; "
+              "RSS read from /proc/PID/status before opening and 1 s after the last one opened.")
+    if timing:
+        md.append(f"- **Run time** matrix {timing.get('matrix_s', '?')} s, whole script "
+                  f"{timing.get('total_s', '?')} s (build excluded when already built).")
+    md.append("- Latency = from just before a message is queued to when its echo is read, so with "
+              "16 in flight it includes queueing behind the other 15; MB/s counts payload bytes "
+              "echoed (one direction). Every echo is verified byte for byte (with a sequence "
+              "number), any difference is an error.")
+    skipped_path = os.path.join(results, "skipped.txt")
+    if os.path.exists(skipped_path):
+        with open(skipped_path) as f:
+            sk = [l.strip() for l in f if l.strip()]
+        if sk:
+            md.append("- Skipped peers: " + "; ".join(sk))
+    md.append("")
+
+    all_medians = {}
+    for scenario, title, metric, unit in SCENARIOS:
+        table, medians = scenario_table(results, scenario, metric, unit)
+        if table is None:
+            continue
+        all_medians[scenario] = medians
+        md.append(f"## {title}")
+        md.append("")
+        md.append(table)
+        md.append("")
+
+    micro = criterion_results(results)
+    by_name = {name: ns for name, ns, _, _ in micro}
+
+    md.append("## Targets: where wsbox stands")
+    md.append("")
+    md.append("| target | goal | measured | met? |")
+    md.append("|---|---|---|---|")
+
+    def ratio(scn, a, b):
+        m = all_medians.get(scn, {})
+        if m.get(a) and m.get(b):
+            return m[a] / m[b]
+        return None
+
+    for scn in ("echo_20b", "echo_4k", "echo_64k"):
+        r = ratio(scn, "wsbox", "native")
+        if r is not None:
+            md.append(f"| {scn}: wsbox / native messages/s | >= 1.0x | {r:.2f}x | {'yes' if r >= 1.0 else 'no'} |")
+        r = ratio(scn, "wsbox", "tornado")
+        if r is not None:
+            md.append(f"| {scn}: wsbox / Tornado messages/s | >= 20x | {r:.1f}x | {'yes' if r >= 20 else 'no'} |")
+    idle = all_medians.get("idle", {}).get("wsbox")
+    if idle is not None:
+        md.append(f"| idle: RSS per connection incl. instance | <= 48 KiB | {idle:.1f} KiB | {'yes' if idle <= 48 else 'no'} |")
+    conn = all_medians.get("connect", {}).get("wsbox")
+    if conn is not None:
+        md.append(f"| connect churn, server on one core | >= 20,000/s | {conn:,.0f}/s | {'yes' if conn >= 20000 else 'no'} |")
+    for size in ("65536", "1048576", "4096"):
+        m, c = by_name.get(f"mask/apply_mask/{size}"), by_name.get(f"mask/memcpy/{size}")
+        if m and c:
+            pct = c / m * 100
+            md.append(f"| unmasking speed vs memcpy ({int(size) // 1024} KiB) | >= 50% | {pct:.0f}% | {'yes' if pct >= 50 else 'no'} |")
+    md.append("")
+
+    if micro:
+        md.append("## Micro-benchmarks (criterion)")
+        md.append("")
+        md.append("`cargo bench -p wsbox --bench protocol --bench instance` (run.sh uses "
+                  "`--warm-up-time 0.5 --measurement-time 1.5`, pinned to CPU 1). Median time "
+                  "per iteration; throughput is per iteration's bytes (or elements).")
+        md.append("")
+        md.append("| benchmark | median time | throughput |")
+        md.append("|---|---|---|")
+        for name, ns, rate, _ in micro:
+            md.append(f"| `{name}` | {fmt_time(ns)} | {rate} |")
+        md.append("")
+        md.append("What they measure: `frame/*` the header codec alone; `mask/*` XOR unmasking "
+                  "(`wsbox_protocol::frame::apply_mask`) against a plain `memcpy` of the same "
+                  "buffer; `utf8/*` std's validator (which the engine's incremental validator "
+                  "calls); `engine/receive` a batch of 16 masked frames through "
+                  "`Connection::receive` + `next_event` (parse + unmask + UTF-8 + message); "
+                  "`engine/send` one server frame queued and taken; `instance/*` the "
+                  "bundled echo guest: pooled instantiation, a whole connection lifecycle, and "
+                  "one `on-message` into wasm whose `write-message` comes back into the engine.")
+        md.append("")
+
+    analysis = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ANALYSIS.md")
+    if os.path.exists(analysis):
+        with open(analysis) as f:
+            md.append(f.read().rstrip())
+        md.append("")
+    with open(out, "w") as f:
+        f.write("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

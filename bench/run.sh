@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# The wsbox benchmark matrix: installs the peers' dependencies, builds the
+# release binaries, runs every scenario against every peer in interleaved
+# rounds (A B C ... A B C ...), then writes BENCHMARKS.md (bench/report.py).
+#
+# Each server runs pinned to CPU 0 and the load generator (`wsbox bench`)
+# to CPU 1 (taskset), so the server has exactly one core. Everything binds
+# to 127.0.0.1; every load run is bounded in time by `wsbox bench` itself.
+#
+# Usage: bench/run.sh [options]
+#   --rounds N        rounds of the whole matrix (default 3; medians over them)
+#   --duration D      measured time per echo/connect run (default 3s)
+#   --warmup D        warm-up per run, excluded from results (default 1s)
+#   --idle N          connections of the idle scenario (default 10000)
+#   --peers "..."     subset of: wsbox native tornado websockets node
+#   --scenarios "..." subset of: echo_20b echo_4k echo_64k echo_compress connect idle
+#   --no-micro        skip the criterion micro-benchmarks
+#   --no-install      do not (re)install the Python/Node peers' dependencies
+#   --no-build        use the existing release binaries
+#   --out FILE        report to write (default BENCHMARKS.md at the repo root)
+#
+# Results (raw JSON per run, server logs) go to bench/results/<timestamp>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+bench="$root/bench"
+
+rounds=3
+duration=3s
+warmup=1s
+idle_n=10000
+peers="wsbox native tornado websockets node"
+scenarios="echo_20b echo_4k echo_64k echo_compress connect idle"
+micro=1
+install=1
+build=1
+out="$root/BENCHMARKS.md"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rounds) rounds=$2; shift 2 ;;
+        --duration) duration=$2; shift 2 ;;
+        --warmup) warmup=$2; shift 2 ;;
+        --idle) idle_n=$2; shift 2 ;;
+        --peers) peers=$2; shift 2 ;;
+        --scenarios) scenarios=$2; shift 2 ;;
+        --no-micro) micro=0; shift ;;
+        --no-install) install=0; shift ;;
+        --no-build) build=0; shift ;;
+        --out) out=$2; shift 2 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+
+target="${CARGO_TARGET_DIR:-$root/target}"
+wsbox="$target/release/wsbox"
+native="$target/release/native-echo"
+results="$bench/results/$(date -u +%Y%m%d-%H%M%S)"
+mkdir -p "$results/logs"
+log() { printf '[run.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$results/run.log" >&2; }
+started=$(date +%s)
+
+# The idle scenario holds 10,000 sockets in each process.
+ulimit -n "$(ulimit -Hn)" || true
+log "open files limit: $(ulimit -n)"
+
+if [ "$(nproc)" -ge 2 ]; then
+    server_cpu=(taskset -c 0)
+    client_cpu=(taskset -c 1)
+else
+    log "fewer than 2 CPUs: running without pinning"
+    server_cpu=()
+    client_cpu=()
+fi
+
+# ---------------------------------------------------------------- install
+skipped=()
+have_peer() { case " $peers " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+drop_peer() {
+    peers=$(echo " $peers " | sed "s/ $1 / /; s/^ *//; s/ *$//")
+    skipped+=("$1: $2")
+    log "skipping peer $1: $2"
+}
+if [ "$install" = 1 ]; then
+    if have_peer tornado || have_peer websockets; then
+        if [ ! -x "$bench/.venv/bin/python" ]; then
+            python3 -m venv "$bench/.venv" || true
+        fi
+        if ! "$bench/.venv/bin/pip" install -q -r "$bench/peers/requirements.txt" >>"$results/run.log" 2>&1; then
+            drop_peer tornado "pip install failed"
+            drop_peer websockets "pip install failed"
+        fi
+    fi
+    if have_peer node; then
+        if ! (cd "$bench/peers/node" && npm ci --no-audit --no-fund >>"$results/run.log" 2>&1); then
+            drop_peer node "npm ci failed"
+        fi
+    fi
+fi
+py="$bench/.venv/bin/python"
+
+# ---------------------------------------------------------------- build
+if [ "$build" = 1 ]; then
+    log "building release binaries (the first build compiles wasmtime: minutes)"
+    cargo build --release -p wsbox -p wsbox-bench-native-echo 2>&1 | tail -n 3
+fi
+[ -x "$wsbox" ] || { echo "run.sh: $wsbox missing (build failed?)" >&2; exit 1; }
+if have_peer native && [ ! -x "$native" ]; then drop_peer native "binary missing"; fi
+
+# ---------------------------------------------------------------- meta
+{
+    echo "{"
+    echo "  \"date\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\","
+    echo "  \"commit\": \"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\","
+    echo "  \"dirty\": $( [ -n "$(git status --porcelain 2>/dev/null | grep -v '^??' || true)" ] && echo true || echo false),"
+    echo "  \"cpu\": \"$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1)\","
+    echo "  \"nproc\": $(nproc),"
+    echo "  \"mem_gib\": $(awk '/MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo),"
+    echo "  \"kernel\": \"$(uname -r)\","
+    echo "  \"rustc\": \"$(rustc --version 2>/dev/null)\","
+    echo "  \"python\": \"$("$py" --version 2>/dev/null || true)\","
+    echo "  \"tornado\": \"$("$py" -c 'import tornado; print(tornado.version)' 2>/dev/null || true)\","
+    echo "  \"websockets\": \"$("$py" -c 'import websockets; print(websockets.__version__)' 2>/dev/null || true)\","
+    echo "  \"node\": \"$(node --version 2>/dev/null || true)\","
+    echo "  \"ws\": \"$(node -p "require('$bench/peers/node/node_modules/ws/package.json').version" 2>/dev/null || true)\","
+    echo "  \"max_map_count\": $(cat /proc/sys/vm/max_map_count),"
+    echo "  \"nofile\": $(ulimit -n),"
+    echo "  \"loadavg_start\": \"$(cut -d' ' -f1-3 /proc/loadavg)\","
+    echo "  \"rounds\": $rounds, \"duration\": \"$duration\", \"warmup\": \"$warmup\", \"idle_connections\": $idle_n,"
+    echo "  \"pinning\": \"$([ ${#server_cpu[@]} -gt 0 ] && echo 'server CPU 0, client CPU 1' || echo none)\""
+    echo "}"
+} >"$results/meta.json"
+printf '%s\n' "${skipped[@]:-}" >"$results/skipped.txt"
+
+# ---------------------------------------------------------------- servers
+port=9100
+server_pid=
+start_server() { # peer compress
+    local peer=$1 compress=$2 flag=
+    port=$((port + 1))
+    [ "$compress" = 1 ] && flag=--compress
+    local slog="$results/logs/server-$peer-$port.log"
+    case $peer in
+        wsbox)
+            # No compression option exists in wsbox yet (see BENCHMARKS.md).
+            "${server_cpu[@]}" "$wsbox" serve --listen "127.0.0.1:$port" >"$slog" 2>&1 & ;;
+        native) "${server_cpu[@]}" "$native" $flag "$port" >"$slog" 2>&1 & ;;
+        tornado) "${server_cpu[@]}" "$py" "$bench/peers/tornado_echo.py" --port "$port" $flag >"$slog" 2>&1 & ;;
+        websockets) "${server_cpu[@]}" "$py" "$bench/peers/websockets_echo.py" --port "$port" $flag >"$slog" 2>&1 & ;;
+        node) "${server_cpu[@]}" node "$bench/peers/node/echo.js" --port "$port" $flag >"$slog" 2>&1 & ;;
+    esac
+    server_pid=$!
+    # Ready when it says it listens (every peer prints that line).
+    for _ in $(seq 1 300); do
+        if grep -q "listening" "$slog" 2>/dev/null; then return 0; fi
+        if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    log "server $peer did not start; see $slog"
+    stop_server
+    return 1
+}
+stop_server() {
+    if [ -n "$server_pid" ]; then
+        kill "$server_pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+        server_pid=
+    fi
+}
+trap stop_server EXIT
+
+supports_compress() { # peer: can the pair (wsbox bench client, peer) run permessage-deflate?
+    case $1 in native|wsbox) return 1 ;; esac
+    # The load generator itself must support --compress.
+    "$wsbox" bench echo --url ws://127.0.0.1:1/ --compress --duration 0s --warmup 0s -c 1 -q \
+        2>&1 | grep -q "not supported" && return 1
+    return 0
+}
+
+run_one() { # scenario peer round
+    local scenario=$1 peer=$2 round=$3 compress=0
+    local dir="$results/$scenario"
+    mkdir -p "$dir"
+    local args=()
+    case $scenario in
+        echo_20b) args=(echo -c 100 -k 16 -s 20 -d "$duration" --warmup "$warmup") ;;
+        echo_4k) args=(echo -c 100 -k 16 -s 4KiB -d "$duration" --warmup "$warmup") ;;
+        echo_64k) args=(echo -c 100 -k 16 -s 64KiB -d "$duration" --warmup "$warmup") ;;
+        echo_compress) args=(echo -c 100 -k 16 -s 1KiB --compress -d "$duration" --warmup "$warmup"); compress=1 ;;
+        connect) args=(connect -c 16 -s 20 -d "$duration" --warmup "$warmup") ;;
+        idle) args=(idle -c "$idle_n" -d 2s --settle 1s --open-concurrency 128) ;;
+    esac
+    if [ "$compress" = 1 ] && ! supports_compress "$peer"; then
+        echo "{\"scenario\":\"$scenario\",\"label\":\"$peer\",\"skipped\":\"no permessage-deflate on this pair\"}" >"$dir/$peer.$round.json"
+        return 0
+    fi
+    start_server "$peer" "$compress" || {
+        echo "{\"scenario\":\"$scenario\",\"label\":\"$peer\",\"skipped\":\"server did not start\"}" >"$dir/$peer.$round.json"
+        return 0
+    }
+    [ "$scenario" = idle ] && args+=(--pid "$server_pid")
+    local cmd=("$wsbox" bench "${args[@]}" --url "ws://127.0.0.1:$port/echo" --json --label "$peer")
+    echo "${cmd[*]}" | sed "s|$target/release/||" >"$dir/command.txt"
+    local outf="$dir/$peer.$round.out"
+    if "${client_cpu[@]}" "${cmd[@]}" >"$outf" 2>"$dir/$peer.$round.err"; then
+        tail -n 1 "$outf" >"$dir/$peer.$round.json"
+    else
+        log "  $scenario/$peer round $round: load generator failed ($(tail -n 1 "$dir/$peer.$round.err"))"
+        echo "{\"scenario\":\"$scenario\",\"label\":\"$peer\",\"failed\":true}" >"$dir/$peer.$round.json"
+    fi
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        log "  $scenario/$peer round $round: the server died"
+        echo "$peer died in $scenario round $round" >>"$results/server-deaths.txt"
+    fi
+    stop_server
+    local summary
+    summary=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d.get("messages_per_s") or d.get("connections_per_s") or d.get("rss_per_connection_kib"), "errors", d.get("errors"))' "$dir/$peer.$round.json" 2>/dev/null || echo "?")
+    log "  $scenario/$peer round $round: $summary"
+}
+
+matrix_start=$(date +%s)
+for round in $(seq 1 "$rounds"); do
+    log "round $round/$rounds"
+    for scenario in $scenarios; do
+        for peer in $peers; do
+            run_one "$scenario" "$peer" "$round"
+        done
+    done
+done
+matrix_s=$(( $(date +%s) - matrix_start ))
+log "matrix done in ${matrix_s}s"
+
+# ---------------------------------------------------------------- micro
+if [ "$micro" = 1 ]; then
+    log "criterion micro-benchmarks (pinned to CPU 1)"
+    CRITERION_HOME="$results/criterion" "${client_cpu[@]}" cargo bench -p wsbox --bench protocol --bench instance -- \
+        --warm-up-time 0.5 --measurement-time 1.5 --noplot >"$results/micro.log" 2>&1 ||
+        log "micro-benchmarks failed; see $results/micro.log"
+fi
+
+echo "{\"matrix_s\": $matrix_s, \"total_s\": $(( $(date +%s) - started )), \"loadavg_end\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >"$results/timing.json"
+python3 "$bench/report.py" "$results" "$out"
+log "wrote $out (raw results in $results)"

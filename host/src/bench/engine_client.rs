@@ -1,0 +1,300 @@
+//! The `--compress` path of `wsbox bench echo`: a client driven by wsbox's
+//! own sans-IO engine ([`wsbox_protocol::Connection`], client role) over a
+//! plain `TcpStream`, because tokio-tungstenite has no permessage-deflate.
+//!
+//! The opening handshake is done here (the request from
+//! [`handshake::client_request_headers`] with a deflate offer, the answer
+//! checked by [`handshake::validate_response`] and
+//! [`deflate::negotiate_client_response`]). A server that declines
+//! compression is counted as a `handshake` error: a compression benchmark
+//! must not silently measure uncompressed traffic.
+//!
+//! The load loop mirrors the tokio-tungstenite one in [`super::echo`]: read
+//! everything available, verify each echo, refill the window, write.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Instant;
+
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use wsbox_protocol::deflate::{self, DeflateConfig};
+use wsbox_protocol::{Config, Connection, Event, Message, Role, State, handshake};
+
+use super::client::{CLOSE_TIMEOUT, CONNECT_TIMEOUT, ErrorKind, Target};
+use super::payload::Payload;
+use super::report::Shared;
+
+/// Largest response head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+/// Size of a read.
+const READ_CHUNK: usize = 64 * 1024;
+/// Latency samples batched before they go to the shared histogram.
+const SAMPLE_BATCH: usize = 256;
+
+/// An open client connection: the socket and its engine.
+pub struct EngineWs {
+    tcp: TcpStream,
+    engine: Connection,
+    buf: Vec<u8>,
+}
+
+/// The client's permessage-deflate settings: the library defaults (context
+/// takeover both ways, 15-bit windows), as browsers use them.
+fn deflate_config() -> DeflateConfig {
+    DeflateConfig {
+        // Compress every message, whatever its size.
+        min_compress_size: 0,
+        ..DeflateConfig::default()
+    }
+}
+
+/// TCP connect and opening handshake offering permessage-deflate.
+pub async fn open(target: &Target) -> Result<EngineWs, ErrorKind> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, open_inner(target)).await {
+        Ok(r) => r,
+        Err(_) => Err(ErrorKind::ConnectTimeout),
+    }
+}
+
+async fn open_inner(target: &Target) -> Result<EngineWs, ErrorKind> {
+    let mut tcp = TcpStream::connect(&target.authority)
+        .await
+        .map_err(|_| ErrorKind::Connect)?;
+    let _ = tcp.set_nodelay(true);
+    let config = deflate_config();
+    let key = handshake::generate_key();
+    let offer = deflate::client_offer(&config);
+    let headers = handshake::client_request_headers(&target.authority, &key, &[], Some(&offer))
+        .map_err(|_| ErrorKind::Handshake)?;
+    let path = target
+        .url
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.find('/').map(|i| &rest[i..]))
+        .unwrap_or("/");
+    let mut request = format!("GET {path} HTTP/1.1\r\n").into_bytes();
+    for (name, value) in &headers {
+        request.extend_from_slice(name.as_str().as_bytes());
+        request.extend_from_slice(b": ");
+        request.extend_from_slice(value.as_bytes());
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    tcp.write_all(&request)
+        .await
+        .map_err(|_| ErrorKind::Connect)?;
+
+    // Read the response head.
+    let mut buf = Vec::with_capacity(1024);
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(ErrorKind::Handshake);
+        }
+        let mut chunk = [0u8; 2048];
+        let n = tcp
+            .read(&mut chunk)
+            .await
+            .map_err(|_| ErrorKind::Connect)?;
+        if n == 0 {
+            return Err(ErrorKind::Handshake);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let (status, response_headers) = parse_head(&buf[..head_end]).ok_or(ErrorKind::Handshake)?;
+    let info = handshake::validate_response(status, &response_headers, &key, &[])
+        .map_err(|_| ErrorKind::Handshake)?;
+    let negotiated = deflate::negotiate_client_response(&info.extensions, &config)
+        .map_err(|_| ErrorKind::Handshake)?
+        .ok_or(ErrorKind::Handshake)?;
+    let mut engine = Connection::with_deflate(
+        Config {
+            max_message_size: 64 << 20,
+            ..Config::new(Role::Client)
+        },
+        Some(negotiated),
+    );
+    engine.receive(&buf[head_end..]);
+    Ok(EngineWs {
+        tcp,
+        engine,
+        buf: vec![0; READ_CHUNK],
+    })
+}
+
+/// Parses `HTTP/1.1 101 ...` and its headers.
+fn parse_head(head: &[u8]) -> Option<(StatusCode, HeaderMap)> {
+    let text = std::str::from_utf8(head).ok()?;
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next()?;
+    let mut parts = status_line.splitn(3, ' ');
+    if !parts.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    let status = StatusCode::from_bytes(parts.next()?.as_bytes()).ok()?;
+    let mut headers = HeaderMap::new();
+    for line in lines.filter(|l| !l.is_empty()) {
+        let (name, value) = line.split_once(':')?;
+        headers.append(
+            HeaderName::from_bytes(name.trim().as_bytes()).ok()?,
+            HeaderValue::from_str(value.trim()).ok()?,
+        );
+    }
+    Some((status, headers))
+}
+
+impl EngineWs {
+    /// Queues message `seq` of `payload`.
+    fn send(&mut self, payload: &Payload, seq: u64) -> Result<(), ErrorKind> {
+        let bytes = payload.bytes(seq);
+        let sent = match (payload.is_text(), std::str::from_utf8(&bytes)) {
+            (true, Ok(text)) => self.engine.send_text(text),
+            _ => self.engine.send_binary(&bytes),
+        };
+        sent.map_err(|_| ErrorKind::Closed)
+    }
+}
+
+/// Runs one connection of the echo scenario until the run stops and its
+/// window has drained.
+pub async fn pump(
+    ws: &mut EngineWs,
+    payload: &Payload,
+    shared: &Shared,
+    window: usize,
+    sent_at: &mut VecDeque<Instant>,
+    samples: &mut Vec<u64>,
+) -> Result<(), ErrorKind> {
+    let mut next_seq = 0u64;
+    let mut expect = 0u64;
+    let result = poll_fn(|cx| {
+        loop {
+            // Events from what was read.
+            while let Some(event) = ws.engine.next_event() {
+                match event {
+                    Event::Message(m) => {
+                        let (text, data) = match &m {
+                            Message::Text(t) => (true, t.as_bytes()),
+                            Message::Binary(b) => (false, &b[..]),
+                        };
+                        let Some(sent) = sent_at.pop_front() else {
+                            return Poll::Ready(Err(ErrorKind::Mismatch));
+                        };
+                        if !payload.matches(expect, text, data) {
+                            return Poll::Ready(Err(ErrorKind::Mismatch));
+                        }
+                        expect += 1;
+                        if shared.event(data.len()) {
+                            samples.push(sent.elapsed().as_nanos() as u64);
+                            if samples.len() >= SAMPLE_BATCH {
+                                shared.record_latencies(samples);
+                            }
+                        }
+                    }
+                    Event::Ping(_) | Event::Pong(_) => {}
+                    Event::Closed(_) => return Poll::Ready(Err(ErrorKind::Closed)),
+                    Event::ProtocolError(_) => return Poll::Ready(Err(ErrorKind::Io)),
+                }
+            }
+            // Refill the window.
+            let stopping = shared.stopping();
+            while !stopping && sent_at.len() < window {
+                sent_at.push_back(Instant::now());
+                if let Err(kind) = ws.send(payload, next_seq) {
+                    return Poll::Ready(Err(kind));
+                }
+                next_seq += 1;
+            }
+            if stopping && sent_at.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            // Write what is queued.
+            let mut wrote = false;
+            while ws.engine.has_pending_output() {
+                match Pin::new(&mut ws.tcp).poll_write(cx, ws.engine.pending_output()) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(ErrorKind::Closed)),
+                    Poll::Ready(Ok(n)) => {
+                        ws.engine.consume_output(n);
+                        wrote = true;
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(Err(ErrorKind::Io)),
+                    Poll::Pending => break,
+                }
+            }
+            // Read what has arrived.
+            let mut read_buf = ReadBuf::new(&mut ws.buf);
+            match Pin::new(&mut ws.tcp).poll_read(cx, &mut read_buf) {
+                Poll::Ready(Ok(())) if read_buf.filled().is_empty() => {
+                    return Poll::Ready(Err(ErrorKind::Closed));
+                }
+                Poll::Ready(Ok(())) => {
+                    let n = read_buf.filled().len();
+                    ws.engine.receive(&ws.buf[..n]);
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(ErrorKind::Io)),
+                Poll::Pending if wrote => {}
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await
+}
+
+/// The closing handshake, bounded by [`CLOSE_TIMEOUT`].
+pub async fn close(mut ws: EngineWs) -> Result<(), ErrorKind> {
+    let handshake = async {
+        ws.engine
+            .close(Some(1000), "")
+            .map_err(|_| ErrorKind::Closed)?;
+        loop {
+            let out = ws.engine.pending_output().len();
+            if out > 0 {
+                ws.tcp
+                    .write_all(ws.engine.pending_output())
+                    .await
+                    .map_err(|_| ErrorKind::Io)?;
+                ws.engine.consume_output(out);
+            }
+            while let Some(event) = ws.engine.next_event() {
+                if let Event::Closed(_) = event {
+                    return Ok(());
+                }
+            }
+            if ws.engine.state() == State::Closed {
+                return Ok(());
+            }
+            let n = ws.tcp.read(&mut ws.buf).await.map_err(|_| ErrorKind::Io)?;
+            if n == 0 {
+                return Ok(());
+            }
+            ws.engine.receive(&ws.buf[..n]);
+        }
+    };
+    match tokio::time::timeout(CLOSE_TIMEOUT, handshake).await {
+        Ok(r) => r,
+        Err(_) => Err(ErrorKind::CloseTimeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_heads() {
+        let (status, headers) = parse_head(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(headers["upgrade"], "websocket");
+        assert!(parse_head(b"garbage\r\n\r\n").is_none());
+        assert!(parse_head(b"HTTP/1.1 abc\r\n\r\n").is_none());
+        assert!(parse_head(b"HTTP/1.1 101 x\r\nno colon\r\n\r\n").is_none());
+    }
+}
