@@ -172,7 +172,7 @@ pub async fn pump(
 ) -> Result<(), ErrorKind> {
     let mut next_seq = 0u64;
     let mut expect = 0u64;
-    let result = poll_fn(|cx| {
+    poll_fn(|cx| {
         loop {
             // Events from what was read.
             while let Some(event) = ws.engine.next_event() {

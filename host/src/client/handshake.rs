@@ -481,7 +481,7 @@ mod tests {
         assert_eq!(t.resource, "/");
 
         let t = parse_url("ws://[::1]:9000/a%20b").unwrap();
-        assert_eq!(t.host, Host::Ipv6(std::net::Ipv6Addr::LOCALHOST));
+        assert_eq!(t.host, Host::<String>::Ipv6(std::net::Ipv6Addr::LOCALHOST));
         assert_eq!(t.host_header, "[::1]:9000");
         assert_eq!(t.resource, "/a%20b");
 
