@@ -139,7 +139,7 @@ def scenario_table(results, scenario, metric, unit):
             else:
                 row[3] = "-"
     if scenario == "idle":
-        header = ["peer", f"median {unit}", "spread (min-max)", "ratio to native",
+        header = ["peer", f"median {unit}", "spread (min-max)", "ratio to native (lower is better)",
                   "anon KiB/conn", "maps/conn", "held / opened per s", "server RSS after (MiB)", "errors (all rounds)"]
     else:
         second = "MB/s (payload, each way)" if scenario.startswith("echo") else "connections in window"

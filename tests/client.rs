@@ -25,6 +25,9 @@ use wsbox_tests::*;
 
 // ---- Python peers ----
 
+const INSTALL_HINT: &str = "the Python test peers need `bash tests/peers/setup.sh` \
+     (a venv in tests/peers/.venv), or WSBOX_PYTHON set to a python with `websockets` and `tornado`";
+
 /// The python that runs the peers: $WSBOX_PYTHON, else tests/peers/.venv.
 fn python() -> PathBuf {
     if let Some(python) = std::env::var_os("WSBOX_PYTHON") {
@@ -33,8 +36,7 @@ fn python() -> PathBuf {
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/.venv/bin/python");
     assert!(
         venv.exists(),
-        "the Python test peers are not installed: run `bash tests/peers/setup.sh` \
-         (creates {}), or set WSBOX_PYTHON to a python with `websockets` and `tornado`",
+        "{} does not exist: {INSTALL_HINT}",
         venv.display()
     );
     venv
@@ -64,12 +66,21 @@ impl Peer {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", path.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "starting {} with {}: {e}; {INSTALL_HINT}",
+                    path.display(),
+                    python().display()
+                )
+            });
         let (tx, lines) = mpsc::unbounded_channel();
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
         for (prefix, stream) in [
-            ("", Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            (
+                "",
+                Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+            ),
             ("stderr: ", Box::new(stderr)),
         ] {
             let tx = tx.clone();
@@ -82,6 +93,7 @@ impl Peer {
                 }
             });
         }
+        drop(tx); // the channel closes when the peer's output ends
         let mut peer = Peer {
             name: script,
             port: 0,
@@ -115,7 +127,7 @@ impl Peer {
                     }
                 }
                 Ok(None) => panic!(
-                    "{} exited before printing {prefix:?}; output: {:#?}",
+                    "{} exited before printing {prefix:?} ({INSTALL_HINT}); output: {:#?}",
                     self.name, self.seen
                 ),
                 Err(_) => panic!(
@@ -160,7 +172,10 @@ async fn read_text(ws: &mut WebSocketClient) -> String {
 /// Reads until the connection closes; panics on a data message.
 async fn expect_end(ws: &mut WebSocketClient) {
     if let Some(message) = read(ws).await {
-        panic!("expected the close, got a message of {} bytes", message.len());
+        panic!(
+            "expected the close, got a message of {} bytes",
+            message.len()
+        );
     }
 }
 
@@ -249,7 +264,11 @@ async fn subprotocol_selection() {
             .with_subprotocol("superchat");
         let mut ws = open(&peer.url("/subprotocol"), options).await;
         assert_eq!(ws.selected_subprotocol(), Some("chat"), "{script}");
-        assert_eq!(read_text(&mut ws).await, "chat", "{script}: the server's view");
+        assert_eq!(
+            read_text(&mut ws).await,
+            "chat",
+            "{script}: the server's view"
+        );
         close_normally(&mut ws).await;
 
         let mut ws = open(&peer.url("/subprotocol"), ClientOptions::default()).await;
@@ -274,7 +293,10 @@ async fn extra_headers_reach_the_server() {
             r#""user-agent": "wsbox/"#,
             r#""sec-websocket-extensions": "permessage-deflate"#,
         ] {
-            assert!(headers.contains(expected), "{script}: {expected} not in {headers}");
+            assert!(
+                headers.contains(expected),
+                "{script}: {expected} not in {headers}"
+            );
         }
         close_normally(&mut ws).await;
     }
@@ -298,7 +320,10 @@ async fn server_close_code_and_reason_reach_the_client() {
         );
         // We answered with the server's code (RFC 6455 §5.5.1).
         let line = peer.wait_line("closed /close").await;
-        assert!(line.starts_with("closed /close code=4001"), "{script}: {line}");
+        assert!(
+            line.starts_with("closed /close code=4001"),
+            "{script}: {line}"
+        );
     }
 }
 
@@ -324,7 +349,10 @@ async fn a_message_over_max_message_size_closes_with_1009() {
         );
         assert_eq!(info.sent.as_ref().map(|f| f.code), Some(1009), "{script}");
         let line = peer.wait_line("closed /big").await;
-        assert!(line.starts_with("closed /big code=1009"), "{script}: {line}");
+        assert!(
+            line.starts_with("closed /big code=1009"),
+            "{script}: {line}"
+        );
     }
 }
 
@@ -337,13 +365,19 @@ async fn refused_upgrades_are_clear_errors() {
     match &error {
         ClientError::HttpStatus { status, body, .. } => {
             assert_eq!(*status, 403);
-            assert!(body.contains("forbidden by the websockets test peer"), "{body}");
+            assert!(
+                body.contains("forbidden by the websockets test peer"),
+                "{body}"
+            );
         }
         other => panic!("expected HttpStatus, got {other:?}"),
     }
     let text = error.to_string();
     assert!(text.contains("HTTP 403"), "{text}");
-    assert!(text.contains("forbidden by the websockets test peer"), "{text}");
+    assert!(
+        text.contains("forbidden by the websockets test peer"),
+        "{text}"
+    );
 
     let peer = Peer::start("tornado_server.py").await;
     let error = connect(&peer.url("/unauthorized"), ClientOptions::default())
@@ -359,10 +393,8 @@ async fn refused_upgrades_are_clear_errors() {
 #[tokio::test]
 async fn a_server_that_never_answers_pings_times_out() {
     let mut peer = Peer::start("silent_server.py").await;
-    let options = ClientOptions::default().with_ping(
-        Duration::from_millis(200),
-        Some(Duration::from_millis(200)),
-    );
+    let options = ClientOptions::default()
+        .with_ping(Duration::from_millis(200), Some(Duration::from_millis(200)));
     let mut ws = open(&peer.url("/"), options).await;
     peer.wait_line("handshake done").await;
     peer.wait_line("frame opcode=9").await; // our keepalive ping
@@ -444,7 +476,9 @@ async fn wsbox_server_echo_and_client_api() {
     // The Stream interface, and a handle used from another task.
     let handle = ws.handle();
     tokio::spawn(async move { handle.write_text("from another task").await });
-    let next = tokio::time::timeout(WAIT, ws.next()).await.expect("in time");
+    let next = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("in time");
     assert_eq!(next, Some(Message::Text("from another task".into())));
 
     close_normally(&mut ws).await;
@@ -482,10 +516,16 @@ async fn wsbox_handler_close_code_and_callback_style() {
     .expect("in time")
     .expect("connects");
     handle.write_text("one").await.unwrap();
-    handle.write_text("!close 4000 handler says bye").await.unwrap();
+    handle
+        .write_text("!close 4000 handler says bye")
+        .await
+        .unwrap();
     let mut got = Vec::new();
     loop {
-        match tokio::time::timeout(WAIT, rx.recv()).await.expect("callback in time") {
+        match tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("callback in time")
+        {
             Some(Some(message)) => got.push(message),
             Some(None) => break, // the close
             None => panic!("callback dropped without the final None"),
@@ -526,4 +566,41 @@ async fn wss_with_a_dev_certificate() {
         .expect_err("an untrusted certificate");
     assert!(matches!(error, ClientError::Tls { .. }), "{error:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn dropping_the_client_closes_with_1001() {
+    let mut peer = Peer::start("websockets_server.py").await;
+    let mut ws = open(&peer.url("/echo"), ClientOptions::default()).await;
+    ws.write_text("hi").await.unwrap();
+    assert_eq!(read_text(&mut ws).await, "hi");
+    let handle = ws.handle();
+    drop(ws);
+    // A handle keeps the connection open.
+    handle.write_text("still open").await.unwrap();
+    drop(handle);
+    let line = peer.wait_line("closed /echo").await;
+    assert_eq!(line, "closed /echo code=1001 reason=going away");
+}
+
+#[tokio::test]
+async fn keepalive_pings_reach_a_live_server_without_timing_out() {
+    let server = TestServer::start(chaos_config("/chaos", test_limits())).await;
+    let options = ClientOptions::default().with_ping(Duration::from_millis(20), None);
+    let mut ws = open(&server.url("/chaos"), options).await;
+    // The handler lists the pings it saw; ask until our keepalive shows up.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        ws.write_text("!events").await.unwrap();
+        let events = read_text(&mut ws).await;
+        if events.contains("ping:") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no keepalive ping reached the handler: {events}"
+        );
+    }
+    assert!(!ws.is_closed(), "{:?}", ws.close_info());
+    close_normally(&mut ws).await;
 }

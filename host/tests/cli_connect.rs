@@ -91,7 +91,11 @@ async fn stdin_lines_are_echoed_and_eof_closes_cleanly() {
     drop(stdin); // EOF: close 1000
     let output = finish(child).await;
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
-    assert!(output.status.success(), "{:?}\nstdout: {stdout}\nstderr: {stderr}", output.status);
+    assert!(
+        output.status.success(),
+        "{:?}\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
     assert_eq!(stdout, "hello\nwörld\n", "stderr: {stderr}");
     assert!(stderr.contains("connected to"), "{stderr}");
 }
@@ -104,7 +108,10 @@ async fn an_abnormal_close_code_exits_non_zero_with_code_and_reason() {
     let output = finish(child).await;
     drop(stdin);
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
-    assert!(!output.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        !output.status.success(),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
     assert_eq!(stdout, "before the close\n");
     assert!(stderr.contains("4000"), "{stderr}");
     assert!(stderr.contains("custom bye"), "{stderr}");
@@ -122,7 +129,10 @@ async fn binary_messages_print_as_hex_or_base64() {
         let output = finish(child).await;
         drop(stdin);
         let stderr = text(&output.stderr);
-        assert!(output.status.success(), "a 1000 close is normal; stderr: {stderr}");
+        assert!(
+            output.status.success(),
+            "a 1000 close is normal; stderr: {stderr}"
+        );
         assert_eq!(text(&output.stdout), expected, "flags {flags:?}");
     }
 }
@@ -135,7 +145,10 @@ async fn connection_failures_and_bad_arguments_exit_non_zero() {
     let output = finish(wsbox_connect(&[&format!("ws://{addr}/")])).await;
     assert!(!output.status.success());
     let stderr = text(&output.stderr);
-    assert!(stderr.contains(&format!("connecting to ws://{addr}/")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("connecting to ws://{addr}/")),
+        "{stderr}"
+    );
 
     let output = finish(wsbox_connect(&[
         "ws://127.0.0.1:9/",

@@ -364,10 +364,41 @@ impl Connection {
         self.deflate.is_some()
     }
 
-    /// Approximate bytes of zlib state this connection holds right now (0 without
+    /// Approximate bytes of permessage-deflate state this connection holds right now:
+    /// zlib streams plus the windows kept for context takeover (0 without
     /// permessage-deflate, or between messages when neither side keeps its context).
     pub fn deflate_memory_estimate(&self) -> usize {
         self.deflate.as_ref().map_or(0, |d| d.memory_estimate())
+    }
+
+    /// Make an idle connection cheap: with permessage-deflate context takeover, drop the
+    /// zlib streams (~430 KiB at the default settings) and keep only the last
+    /// `2^window_bits` bytes each side needs (at most 64 KiB in all). The next message
+    /// re-creates a stream from them, which costs some microseconds; what goes on the
+    /// wire stays valid for a peer that kept its context. Empty input and output
+    /// buffers are freed too.
+    ///
+    /// Meant to be called by the host once the connection has been idle for a while.
+    /// Safe at any time: a side in the middle of a message is left alone. Once the
+    /// connection is closing or closed, all deflate state is freed.
+    pub fn compact_idle(&mut self) {
+        if self.input.is_empty() {
+            self.input = BytesMut::new();
+            self.input_peak = 0;
+        }
+        if self.output.is_empty() {
+            self.output = BytesMut::new();
+            self.output_peak = 0;
+        }
+        let Some(deflate) = self.deflate.as_mut() else {
+            return;
+        };
+        if self.state == State::Open {
+            deflate.compact_idle();
+        } else {
+            // No more sending, and received data frames are skipped unread.
+            deflate.release();
+        }
     }
 
     /// Send a text message as a single frame.

@@ -1,7 +1,8 @@
 //! Heap use of permessage-deflate, measured with a counting global allocator: a
 //! decompression bomb never makes the connection allocate much past the message limit,
-//! connections without context takeover hold no zlib state between messages, and
-//! `deflate_memory_estimate` is close to what is really held.
+//! connections without context takeover hold no zlib state between messages,
+//! `compact_idle` shrinks an idle connection with context takeover to its two windows,
+//! and `deflate_memory_estimate` is close to what is really held.
 //!
 //! One test function only: the counters are process-wide.
 
@@ -53,15 +54,33 @@ fn negotiated(no_context_takeover: bool) -> Negotiated {
     }
 }
 
-fn pair(no_context_takeover: bool, max: usize) -> (Connection, Connection) {
+fn pair_with(n: &Negotiated, max: usize) -> (Connection, Connection) {
     let config = |role| Config {
         role,
         max_message_size: max,
     };
     (
-        Connection::with_deflate(config(Role::Client), Some(negotiated(no_context_takeover))),
-        Connection::with_deflate(config(Role::Server), Some(negotiated(no_context_takeover))),
+        Connection::with_deflate(config(Role::Client), Some(n.clone())),
+        Connection::with_deflate(config(Role::Server), Some(n.clone())),
     )
+}
+
+fn pair(no_context_takeover: bool, max: usize) -> (Connection, Connection) {
+    pair_with(&negotiated(no_context_takeover), max)
+}
+
+/// Messages both ways, each side receiving what the other sent.
+fn exchange(client: &mut Connection, server: &mut Connection, text: &str) {
+    client.send_text(text).expect("open");
+    server.receive(&client.take_output());
+    assert!(
+        matches!(server.next_event(), Some(Event::Message(m)) if m.as_bytes() == text.as_bytes())
+    );
+    server.send_text(text).expect("open");
+    client.receive(&server.take_output());
+    assert!(
+        matches!(client.next_event(), Some(Event::Message(m)) if m.as_bytes() == text.as_bytes())
+    );
 }
 
 #[test]
@@ -122,5 +141,45 @@ fn deflate_memory() {
                 "held {held}, estimated {estimate}"
             );
         }
+    }
+
+    // Idle connections with context takeover, before and after compact_idle.
+    for bits in [15u8, 9] {
+        let n = Negotiated {
+            server_max_window_bits: bits,
+            client_max_window_bits: bits,
+            ..negotiated(false)
+        };
+        let text = "some text that compresses rather well, some text ".repeat(100);
+        let base = current();
+        let (mut client, mut server) = pair_with(&n, 1 << 20);
+        let empty = current() - base;
+        // 5 KB each: enough for a full 32 KiB window each way.
+        for _ in 0..8 {
+            exchange(&mut client, &mut server, &text);
+        }
+        let before = current() - base;
+        client.compact_idle();
+        server.compact_idle();
+        let after = current() - base;
+        let estimate = client.deflate_memory_estimate() + server.deflate_memory_estimate();
+        // Each connection keeps one window per direction, and nothing else grew.
+        let window = 1usize << bits;
+        assert_eq!(estimate, 2 * 2 * window);
+        assert!(after <= estimate + empty + 512, "{after}");
+        assert!(before > 2 * 250 * 1024, "{before}");
+        // Compacting again, or after the streams came back, holds the same.
+        client.compact_idle();
+        server.compact_idle();
+        assert_eq!(current() - base, after);
+        exchange(&mut client, &mut server, &text);
+        client.compact_idle();
+        server.compact_idle();
+        assert_eq!(current() - base, after);
+        // Printed last: captured output is allocated too.
+        eprintln!(
+            "window {bits}: two idle connections hold {before} bytes, {after} compacted \
+             (estimate {estimate}; {empty} before any message)"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Property: with any permessage-deflate settings, any sequence of messages, sent whole
 //! or fragmented and delivered in arbitrary chunks, arrives unchanged in both
-//! directions. Uses only the public API, negotiation included.
+//! directions, also when one side calls `compact_idle` at random points and the other
+//! never does. Uses only the public API, negotiation included.
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -145,5 +146,86 @@ proptest! {
         let received = deliver(&mut client, &mut server, chunk);
         let expected: Vec<Event> = specs.iter().map(|s| Event::Message(build(s))).collect();
         prop_assert_eq!(received, expected);
+    }
+}
+
+/// Like `deliver`, compacting `from` and/or `to` between chunks (a no-op mid-message).
+fn deliver_compacting(
+    from: &mut Connection,
+    to: &mut Connection,
+    chunk: usize,
+    compact: (bool, bool),
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    while from.has_pending_output() {
+        let n = from.pending_output().len().min(chunk);
+        to.receive(&from.pending_output()[..n]);
+        from.consume_output(n);
+        if compact.0 {
+            from.compact_idle();
+        }
+        if compact.1 {
+            to.compact_idle();
+        }
+        events.extend(std::iter::from_fn(|| to.next_event()));
+    }
+    events
+}
+
+/// Mostly context takeover, which is what compaction is about.
+fn takeover_config() -> impl Strategy<Value = DeflateConfig> {
+    (deflate_config(), 0..5u8).prop_map(|(config, nct)| DeflateConfig {
+        server_no_context_takeover: nct == 0,
+        client_no_context_takeover: nct == 1,
+        ..config
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn compaction_is_invisible_to_a_peer_that_keeps_its_context(
+        config in takeover_config(),
+        client_compacts in any::<bool>(),
+        // Per message: compact before sending, while delivering, after receiving.
+        steps in proptest::collection::vec((spec(), any::<u8>()), 1..10),
+        chunk in prop_oneof![1..64usize, 64..100_000usize],
+    ) {
+        let (server_agreed, response) = negotiate_server(&[client_offer(&config)], &config)
+            .expect("our own offer is acceptable");
+        let client_agreed = negotiate_client(&response, &config)
+            .expect("our own server's answer is acceptable");
+        let mut server =
+            Connection::with_deflate(Config::new(Role::Server), Some(server_agreed));
+        let mut client =
+            Connection::with_deflate(Config::new(Role::Client), Some(client_agreed));
+        for (spec, when) in &steps {
+            let message = build(spec);
+            for client_sends in [true, false] {
+                let (from, to) = if client_sends {
+                    (&mut client, &mut server)
+                } else {
+                    (&mut server, &mut client)
+                };
+                // Whether `from` / `to` is the side that compacts.
+                let (from_compacts, to_compacts) = (client_sends == client_compacts, client_sends != client_compacts);
+                let bits = if client_sends { *when } else { *when >> 3 };
+                if bits & 1 != 0 {
+                    if from_compacts { from.compact_idle() } else { to.compact_idle() }
+                }
+                send(from, &message, spec.fragment);
+                let compact = (from_compacts && bits & 2 != 0, to_compacts && bits & 2 != 0);
+                let received = deliver_compacting(from, to, chunk, compact);
+                prop_assert_eq!(received, vec![Event::Message(message.clone())]);
+                if bits & 4 != 0 {
+                    if from_compacts { from.compact_idle() } else { to.compact_idle() }
+                }
+            }
+        }
+        // The compacting side, idle, keeps at most its two windows.
+        let compacting = if client_compacts { &mut client } else { &mut server };
+        compacting.compact_idle();
+        prop_assert!(compacting.deflate_memory_estimate() <= 2 << 15);
     }
 }

@@ -97,10 +97,7 @@ async fn open_inner(target: &Target) -> Result<EngineWs, ErrorKind> {
             return Err(ErrorKind::Handshake);
         }
         let mut chunk = [0u8; 2048];
-        let n = tcp
-            .read(&mut chunk)
-            .await
-            .map_err(|_| ErrorKind::Connect)?;
+        let n = tcp.read(&mut chunk).await.map_err(|_| ErrorKind::Connect)?;
         if n == 0 {
             return Err(ErrorKind::Handshake);
         }

@@ -21,6 +21,8 @@
 
 mod client;
 mod connect;
+#[cfg(test)]
+mod e2e_tests;
 mod echo;
 mod engine_client;
 mod idle;

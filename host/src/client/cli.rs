@@ -27,7 +27,7 @@ const EOF_PING_WAIT: Duration = Duration::from_secs(5);
 /// Arguments of `wsbox connect`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConnectArgs {
-    /// The server: ws://HOST[:PORT]/PATH or wss://...
+    /// The server: `ws://HOST[:PORT]/PATH` or `wss://...`
     pub url: String,
     /// An extra request header, `'Name: value'` (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
@@ -87,7 +87,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => num,
         "ms" => num / 1000.0,
         "m" => num * 60.0,
-        other => return Err(format!("unknown unit `{other}` in `{text}` (use ms, s or m)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}` (use ms, s or m)"
+            ));
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is out of range"))
 }
@@ -196,8 +200,11 @@ async fn session(url: &str, options: ClientOptions, base64: bool) -> anyhow::Res
     }
     let info = client.closed().await;
     stdin_task.abort();
-    if let Some(e) = output_error {
-        return Err(e).context("writing to stdout");
+    match output_error {
+        // The reader went away (`wsbox connect ... | head`): not our failure.
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+        Some(e) => return Err(e).context("writing to stdout"),
+        None => {}
     }
     if info.is_normal() {
         Ok(())
@@ -237,7 +244,9 @@ pub fn describe(info: &CloseInfo) -> String {
         CloseCause::ClientClosed => format!("connection closed: server answered with {server}"),
         cause => {
             let sent = match &info.sent {
-                Some(frame) if frame.reason.is_empty() => format!(" (we closed with {})", frame.code),
+                Some(frame) if frame.reason.is_empty() => {
+                    format!(" (we closed with {})", frame.code)
+                }
                 Some(frame) => format!(" (we closed with {} {:?})", frame.code, frame.reason),
                 None => String::new(),
             };

@@ -5,8 +5,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -230,13 +230,14 @@ pub(super) async fn open(url: &str, options: &ClientOptions) -> Result<Opened, C
             Some(connector) => {
                 stage = "TLS handshake";
                 let name = server_name(&target)?;
-                let tls = connector
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|source| ClientError::Tls {
-                        host: target.host.to_string(),
-                        source,
-                    })?;
+                let tls =
+                    connector
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|source| ClientError::Tls {
+                            host: target.host.to_string(),
+                            source,
+                        })?;
                 MaybeTls::Tls(Box::new(tls))
             }
         };
@@ -431,7 +432,7 @@ fn finish(
         return Err(ClientError::HttpStatus {
             status: response.status,
             reason: response.reason,
-            headers: response.headers,
+            headers: Box::new(response.headers),
             body,
         });
     }
@@ -493,7 +494,8 @@ mod tests {
             "ws://example.com/#frag",
             "ws://user:pw@example.com/",
             "not a url",
-            "ws:///path",
+            "ws://",
+            "wss://:443/",
         ] {
             let e = parse_url(bad).unwrap_err();
             assert!(matches!(e, ClientError::InvalidUrl { .. }), "{bad}: {e}");
@@ -512,11 +514,20 @@ mod tests {
         let (head, key) = build_request(&target, &options).unwrap();
         let head = String::from_utf8(head).unwrap();
         assert!(head.starts_with("GET /chat?room=1 HTTP/1.1\r\n"), "{head}");
-        assert!(head.contains(&format!("sec-websocket-key: {key}\r\n")), "{head}");
+        assert!(
+            head.contains(&format!("sec-websocket-key: {key}\r\n")),
+            "{head}"
+        );
         assert!(head.contains("host: override.example\r\n"), "{head}");
         assert!(!head.contains("localhost:9"), "{head}");
-        assert!(head.contains("sec-websocket-protocol: chat, superchat\r\n"), "{head}");
-        assert!(head.contains("sec-websocket-extensions: permessage-deflate"), "{head}");
+        assert!(
+            head.contains("sec-websocket-protocol: chat, superchat\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains("sec-websocket-extensions: permessage-deflate"),
+            "{head}"
+        );
         assert!(head.contains("x-test: yes\r\n"), "{head}");
         assert!(head.ends_with("\r\n\r\n"));
 
@@ -554,7 +565,10 @@ mod tests {
 
     #[test]
     fn chunked_bodies() {
-        assert_eq!(dechunk(b"5\r\nhello\r\n0\r\n\r\n"), (b"hello".to_vec(), true));
+        assert_eq!(
+            dechunk(b"5\r\nhello\r\n0\r\n\r\n"),
+            (b"hello".to_vec(), true)
+        );
         assert_eq!(dechunk(b"5\r\nhel"), (b"hel".to_vec(), false));
         assert_eq!(
             dechunk(b"3;x=y\r\nabc\r\n2\r\nde\r\n"),

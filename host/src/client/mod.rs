@@ -252,7 +252,8 @@ pub enum ClientError {
         status: u16,
         /// The reason phrase of the status line.
         reason: String,
-        headers: HeaderMap,
+        /// The response headers (boxed: they are large and rarely needed).
+        headers: Box<HeaderMap>,
         /// The start of the response body (at most 1 KiB), lossily decoded.
         body: String,
     },
@@ -549,9 +550,7 @@ impl ClientHandle {
                 SendError::Closed => WriteError::Closed,
                 SendError::PayloadTooLong => WriteError::PingTooLong(data.len()),
             })?;
-            state
-                .pong_waiters
-                .push((Bytes::copy_from_slice(data), tx));
+            state.pong_waiters.push((Bytes::copy_from_slice(data), tx));
         }
         let start = tokio::time::Instant::now();
         self.shared.wake.notify_one();

@@ -324,8 +324,7 @@ async fn run<S>(
         if !eof {
             let output = lock(&shared).conn.take_output();
             if !output.is_empty() {
-                let _ =
-                    tokio::time::timeout(FINAL_FLUSH_TIMEOUT, stream.write_all(&output)).await;
+                let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, stream.write_all(&output)).await;
             }
             linger(&mut stream).await;
         }

@@ -19,7 +19,11 @@ fn keepalive_options() {
         .validate()
         .unwrap();
     assert_eq!(k.interval, Some(Duration::from_secs(10)));
-    assert_eq!(k.timeout, Duration::from_secs(10), "timeout defaults to the interval");
+    assert_eq!(
+        k.timeout,
+        Duration::from_secs(10),
+        "timeout defaults to the interval"
+    );
 
     let k = ClientOptions::default()
         .with_ping(Duration::from_secs(10), Some(Duration::from_secs(3)))

@@ -25,6 +25,9 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to drain the socket after our side is finished, so that the
 /// peer reads our close frame before the socket is reset.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+/// After this long without traffic, an idle connection's compression state is
+/// compacted to its history window (see `Connection::compact_idle`).
+const IDLE_COMPACT_AFTER: Duration = Duration::from_secs(5);
 /// How long the last queued frames may take to go out once we are done.
 const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// Stop reading while this much output is queued: a peer that sends
@@ -104,6 +107,10 @@ pub async fn run<S: Transport>(
     }
 
     let mut timers = Timers::new(setup.keepalive);
+    let deflate = instance
+        .engine()
+        .is_some_and(Connection::is_deflate_enabled);
+    timers.activity(deflate);
     let mut shutdown = Box::pin(setup.shutdown.cancelled_owned());
     let mut shutting_down = false;
     let mut sleep = Box::pin(tokio::time::sleep_until(Instant::now()));
@@ -198,8 +205,9 @@ pub async fn run<S: Transport>(
         .await;
 
         match io {
-            Io::Read => {}
+            Io::Read => timers.activity(deflate),
             Io::Wrote(n) => {
+                timers.activity(deflate);
                 if let Some(engine) = instance.engine_mut() {
                     engine.consume_output(n);
                 }
@@ -268,6 +276,12 @@ pub async fn run<S: Transport>(
                     // The peer is unresponsive: don't wait for its close.
                     break;
                 }
+                if timers.compact_at.is_some_and(|t| t <= now) {
+                    timers.compact_at = None;
+                    if let Some(engine) = instance.engine_mut() {
+                        engine.compact_idle();
+                    }
+                }
                 if timers.next_ping.is_some_and(|t| t <= now) {
                     if let Some(engine) = instance.engine_mut() {
                         let _ = engine.send_ping(b"");
@@ -305,6 +319,8 @@ struct Timers {
     pong_deadline: Option<Instant>,
     /// When to give up waiting for the peer's close frame.
     close_deadline: Option<Instant>,
+    /// When to compact idle compression state; `None` when there is none.
+    compact_at: Option<Instant>,
 }
 
 impl Timers {
@@ -316,6 +332,14 @@ impl Timers {
             next_ping: interval.map(|i| Instant::now() + i),
             pong_deadline: None,
             close_deadline: None,
+            compact_at: None,
+        }
+    }
+
+    /// Traffic happened: push idle compaction back.
+    fn activity(&mut self, deflate: bool) {
+        if deflate {
+            self.compact_at = Some(Instant::now() + IDLE_COMPACT_AFTER);
         }
     }
 
@@ -329,10 +353,15 @@ impl Timers {
     }
 
     fn next_wake(&self) -> Option<Instant> {
-        [self.next_ping, self.pong_deadline, self.close_deadline]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.next_ping,
+            self.pong_deadline,
+            self.close_deadline,
+            self.compact_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 

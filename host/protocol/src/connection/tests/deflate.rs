@@ -199,6 +199,152 @@ fn peer_without_context_takeover_lets_us_drop_the_inflater() {
     assert!(conn.deflate_memory_estimate() > 32 * 1024);
 }
 
+// ----- compact_idle -----
+
+#[test]
+fn rfc_hello_twice_across_compaction() {
+    let mut conn = deflate_server();
+    conn.send_text("Hello").unwrap();
+    assert_eq!(frames_rsv(&conn.take_output())[0].3, HELLO);
+    assert!(conn.deflate_memory_estimate() > 100 * 1024);
+    conn.compact_idle();
+    // Only the 5 bytes of history are left.
+    assert!(conn.deflate_memory_estimate() < 64);
+    // §7.2.3.2: still a back-reference into the first message.
+    conn.send_text("Hello").unwrap();
+    assert_eq!(
+        conn.take_output().as_ref(),
+        [0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00]
+    );
+}
+
+#[test]
+fn context_takeover_is_received_across_compaction() {
+    let mut conn = deflate_server();
+    conn.receive(&masked_rsv1(true, 1, &HELLO));
+    assert_eq!(events(&mut conn), [text("Hello")]);
+    assert!(conn.deflate_memory_estimate() > 32 * 1024);
+    conn.compact_idle();
+    assert_eq!(conn.deflate_memory_estimate(), 5);
+    conn.receive(&masked_rsv1(true, 1, &[0xf2, 0x00, 0x11, 0x00, 0x00]));
+    assert_eq!(events(&mut conn), [text("Hello")]);
+    // Uncompressed messages do not enter the window, on either side.
+    conn.receive(&masked(true, 1, b"plain"));
+    conn.compact_idle();
+    conn.receive(&masked_rsv1(true, 1, &[0xf2, 0x00, 0x11, 0x00, 0x00]));
+    assert_eq!(events(&mut conn), [text("plain"), text("Hello")]);
+}
+
+#[test]
+fn compaction_mid_message_waits_for_its_end() {
+    let mut conn = deflate_server();
+    conn.receive(&masked_rsv1(true, 1, &HELLO));
+    assert_eq!(events(&mut conn), [text("Hello")]);
+    // A fragmented message, compacted between fragments and inside a frame: the
+    // inflater holds part of the message and is kept.
+    conn.receive(&masked_rsv1(false, 1, &[0xf2, 0x00]));
+    conn.compact_idle();
+    assert!(conn.deflate_memory_estimate() > 32 * 1024);
+    let last = masked(true, 0, &[0x11, 0x00, 0x00]);
+    conn.receive(&last[..4]);
+    conn.compact_idle();
+    assert!(conn.deflate_memory_estimate() > 32 * 1024);
+    conn.receive(&last[4..]);
+    assert_eq!(events(&mut conn), [text("Hello")]);
+    conn.compact_idle();
+    assert_eq!(conn.deflate_memory_estimate(), 10);
+    conn.receive(&masked_rsv1(true, 1, &[0xf2, 0x00, 0x11, 0x00, 0x00]));
+    assert_eq!(events(&mut conn), [text("Hello")]);
+}
+
+#[test]
+fn compaction_round_trips_in_both_roles() {
+    for bits in [9u8, 12, 15] {
+        let n = Negotiated {
+            server_max_window_bits: bits,
+            client_max_window_bits: bits,
+            ..negotiated()
+        };
+        let mut server = deflate_conn(Role::Server, 1 << 20, n.clone());
+        let mut client = deflate_conn(Role::Client, 1 << 20, n);
+        let mut rng = StdRng::seed_from_u64(u64::from(bits));
+        let mut sent = Vec::new();
+        for i in 0..20 {
+            // Mostly repeats of what went before, so that back-references abound.
+            let mut data = Vec::new();
+            while data.len() < 3000 {
+                if !sent.is_empty() && rng.random_bool(0.7) {
+                    let at = rng.random_range(0..sent.len());
+                    let end = (at + rng.random_range(3..300)).min(sent.len());
+                    data.extend_from_slice(&sent[at..end]);
+                } else {
+                    data.push(rng.random_range(b'a'..=b'z'));
+                }
+            }
+            sent.extend_from_slice(&data);
+            let message = Message::Binary(Bytes::from(data));
+            // One side compacts, the other never does; they take turns.
+            let (compacting, other) = if i < 10 {
+                (&mut server, &mut client)
+            } else {
+                (&mut client, &mut server)
+            };
+            compacting.send_message(&message).unwrap();
+            other.receive(&compacting.take_output());
+            assert_eq!(events(other), [Event::Message(message.clone())]);
+            compacting.compact_idle();
+            other.send_message(&message).unwrap();
+            compacting.receive(&other.take_output());
+            assert_eq!(events(compacting), [Event::Message(message)]);
+            compacting.compact_idle();
+            let estimate = compacting.deflate_memory_estimate();
+            if sent.len() >= 1 << bits {
+                assert_eq!(estimate, 2 << bits, "{bits} {i}");
+            }
+            assert!(estimate <= 2 << bits, "{bits} {i}");
+        }
+    }
+}
+
+#[test]
+fn compaction_without_anything_to_compact() {
+    // No permessage-deflate; nothing sent yet; closing; closed.
+    let mut plain = server();
+    plain.compact_idle();
+    plain.receive(&masked(true, 1, b"still works"));
+    assert_eq!(events(&mut plain), [text("still works")]);
+    let mut conn = deflate_server();
+    conn.compact_idle();
+    assert_eq!(conn.deflate_memory_estimate(), 0);
+    conn.receive(&masked_rsv1(true, 1, &HELLO));
+    conn.send_text("Hello").unwrap();
+    conn.close(Some(1000), "").unwrap();
+    conn.compact_idle();
+    // Closing: nothing more is sent or inflated, so nothing is kept.
+    assert_eq!(conn.deflate_memory_estimate(), 0);
+    conn.receive(&masked_rsv1(true, 1, &[0xf2, 0x00, 0x11, 0x00, 0x00]));
+    conn.receive(&masked(true, 8, &close_payload(1000, "")));
+    assert_eq!(
+        events(&mut conn),
+        [
+            text("Hello"),
+            Event::Closed(Some(CloseFrame {
+                code: 1000,
+                reason: String::new()
+            }))
+        ]
+    );
+    conn.compact_idle();
+    assert_eq!(conn.state(), State::Closed);
+    // After a protocol error, mid-message.
+    let mut conn = deflate_server();
+    conn.receive(&masked_rsv1(false, 1, &[0xff, 0xff]));
+    conn.receive(&masked(true, 0, &[0xff]));
+    assert_eq!(error_of(&mut conn), PE::InvalidCompressedData);
+    conn.compact_idle();
+    assert_eq!(conn.deflate_memory_estimate(), 0);
+}
+
 // ----- sending -----
 
 #[test]
