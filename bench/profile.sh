@@ -8,6 +8,7 @@
 # message echoed.
 #
 # Usage: bench/profile.sh [SIZE] [MESSAGES]     (default 20 B, 20000 messages)
+#        SCENARIO=connect bench/profile.sh 20 2000   (connection churn: 2000 cycles)
 # Needs: valgrind (apt-get install valgrind), a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,8 @@ echo_wasm=$(ls "$target"/wasm-guests/wasm32-wasip2/guest/wsbox_example_echo.wasm
 [ -x "$wsbox" ] && [ -n "$echo_wasm" ] || { echo "profile.sh: build first (cargo build --release)" >&2; exit 1; }
 command -v valgrind >/dev/null || { echo "profile.sh: valgrind missing (apt-get install valgrind)" >&2; exit 1; }
 
-out="$root/bench/results/profile-$(date -u +%Y%m%d-%H%M%S)-${size}"
+scenario=${SCENARIO:-echo}
+out="$root/bench/results/profile-$(date -u +%Y%m%d-%H%M%S)-${scenario}-${size}"
 mkdir -p "$out"
 port=9390
 cat >"$out/wsbox.toml" <<EOF
@@ -48,8 +50,13 @@ done
 # Count from here: startup (compiling the module) is not part of the echo path.
 callgrind_control -i on $vg >/dev/null
 # A few connections with 16 in flight: enough to batch like the real run.
-taskset -c 1 "$wsbox" bench echo --url "ws://127.0.0.1:$port/echo" -c 10 -k 16 -s "$size" \
-    --warmup 0s --duration 120s --messages "$messages" --json -q >"$out/bench.out"
+if [ "$scenario" = connect ]; then
+    taskset -c 1 "$wsbox" bench connect --url "ws://127.0.0.1:$port/echo" -c 8 -s "$size" \
+        --warmup 0s --duration 120s --messages "$messages" --json -q >"$out/bench.out"
+else
+    taskset -c 1 "$wsbox" bench echo --url "ws://127.0.0.1:$port/echo" -c 10 -k 16 -s "$size" \
+        --warmup 0s --duration 120s --messages "$messages" --json -q >"$out/bench.out"
+fi
 tail -n 1 "$out/bench.out"
 kill -INT $vg
 wait $vg || true
@@ -58,5 +65,7 @@ trap - EXIT
 total_msgs=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])["events"])' "$out/bench.out")
 callgrind_annotate --inclusive=yes "$out/callgrind.out" >"$out/inclusive.txt" 2>/dev/null || true
 callgrind_annotate --inclusive=no "$out/callgrind.out" >"$out/self.txt" 2>/dev/null || true
-echo "messages echoed while profiled (measured window): $total_msgs" | tee "$out/summary.txt"
+echo "$scenario events while profiled (messages or connections): $total_msgs" | tee "$out/summary.txt"
+callgrind_annotate --inclusive=no --auto=no --threshold=100 "$out/callgrind.out" >"$out/self_all.txt" 2>/dev/null || true
+python3 "$root/bench/callgrind_by_crate.py" "$out/self_all.txt" "$total_msgs" | tee -a "$out/summary.txt"
 echo "callgrind output: $out (inclusive.txt, self.txt)" | tee -a "$out/summary.txt"

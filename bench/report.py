@@ -30,7 +30,7 @@ SCENARIOS = [
     ("echo_4k", "Echo, 4 KiB text, 100 connections x 16 in flight", "messages_per_s", "messages/s"),
     ("echo_64k", "Echo, 64 KiB text, 100 connections x 16 in flight", "messages_per_s", "messages/s"),
     ("echo_compress", "Echo with permessage-deflate, 1 KiB JSON-like text, 100 x 16", "messages_per_s", "messages/s"),
-    ("connect", "Connection churn: open, one 20 B round trip, close; 16 workers", "connections_per_s", "connections/s"),
+    ("connect", "Connection churn: open, one 20 B round trip, close; 64 workers", "connections_per_s", "connections/s"),
     ("idle", "Idle connections: server RSS per connection", "rss_per_connection_kib", "KiB/connection"),
 ]
 

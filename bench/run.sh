@@ -188,7 +188,7 @@ run_one() { # scenario peer round
         echo_4k) args=(echo -c 100 -k 16 -s 4KiB -d "$duration" --warmup "$warmup") ;;
         echo_64k) args=(echo -c 100 -k 16 -s 64KiB -d "$duration" --warmup "$warmup") ;;
         echo_compress) args=(echo -c 100 -k 16 -s 1KiB --compress -d "$duration" --warmup "$warmup"); compress=1 ;;
-        connect) args=(connect -c 16 -s 20 -d "$duration" --warmup "$warmup") ;;
+        connect) args=(connect -c 64 -s 20 -d "$duration" --warmup "$warmup") ;;
         idle) args=(idle -c "$idle_n" -d 2s --settle 1s --open-concurrency 128) ;;
     esac
     if [ "$compress" = 1 ] && ! supports_compress "$peer"; then

@@ -40,7 +40,7 @@ async fn server(behaviour: Behaviour) -> SocketAddr {
                     n += 1;
                     let reply = match (behaviour, msg) {
                         (Behaviour::Silent, _) => continue,
-                        (Behaviour::CorruptSome, Message::Binary(b)) if n % 50 == 0 => {
+                        (Behaviour::CorruptSome, Message::Binary(b)) if n.is_multiple_of(50) => {
                             let mut v = b.to_vec();
                             v[0] ^= 1;
                             Message::binary(v)

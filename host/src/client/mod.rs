@@ -473,10 +473,8 @@ impl ClientHandle {
             if state.done {
                 return Err(WriteError::Closed);
             }
-            send(&mut state.conn).map_err(|e| match e {
-                SendError::Closed => WriteError::Closed,
-                SendError::PayloadTooLong => WriteError::PingTooLong(0),
-            })?;
+            // Data messages have no size limit: the only error is `Closed`.
+            send(&mut state.conn).map_err(|_: SendError| WriteError::Closed)?;
         }
         self.shared.wake.notify_one();
         loop {

@@ -9,8 +9,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use wsbox::websocket::connection::{CloseError, PingError, WriteError};
-pub use wsbox::websocket::types::{
+pub use self::wsbox::websocket::connection::{CloseError, PingError, WriteError};
+pub use self::wsbox::websocket::types::{
     Accept, CloseCause, CloseInfo, ConnectionInfo, Header, LogLevel, Message, NamedCapture,
     OriginDecision, Reject, UpgradeDecision, UpgradeRequest,
 };
