@@ -675,6 +675,11 @@ fn parse_size(value: &SizeValue) -> Result<u64, String> {
     }
 }
 
+/// Parses seconds (`2.5`) or a number with a unit (`"500ms"`, `"10s"`, `"2m"`, `"1h"`).
+pub fn parse_duration_text(text: &str) -> Result<Duration, String> {
+    parse_duration(&DurationValue::Text(text.to_string()))
+}
+
 fn parse_duration(value: &DurationValue) -> Result<Duration, String> {
     let (num, unit, original) = match value {
         DurationValue::Seconds(n) => (*n, "s".to_string(), n.to_string()),

@@ -174,26 +174,13 @@ fn parse_size(s: &str) -> Result<usize, String> {
     }
 }
 
-/// Parses `500ms`, `10s`, `2m`, or plain seconds (`2.5`).
+/// Parses `500ms`, `10s`, `2m`, or plain seconds (`2.5`), up to an hour.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let num: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 500ms, 10s or 2.5"))?;
-    let secs = match unit.trim() {
-        "" | "s" => num,
-        "ms" => num / 1000.0,
-        "m" | "min" => num * 60.0,
-        other => return Err(format!("unknown duration unit `{other}` (use ms, s or m)")),
-    };
-    if !secs.is_finite() || secs < 0.0 || secs > MAX_DURATION.as_secs_f64() {
+    let d = crate::config::parse_duration_text(s)?;
+    if d > MAX_DURATION {
         return Err(format!("`{s}`: durations go from 0 to 1h"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 /// Runs `wsbox bench` to completion and prints its report.

@@ -75,25 +75,7 @@ fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Seconds (`20`, `0.5`) or a number with a unit (`500ms`, `10s`, `2m`).
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let num: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 20, 0.5 or 500ms"))?;
-    let secs = match unit.trim() {
-        "" | "s" => num,
-        "ms" => num / 1000.0,
-        "m" => num * 60.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}` (use ms, s or m)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is out of range"))
+    crate::config::parse_duration_text(text)
 }
 
 impl ConnectArgs {
