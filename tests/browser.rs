@@ -106,6 +106,15 @@ fn percent_decode(s: &str) -> String {
 
 fn chromium() -> String {
     let path = std::env::var("WSBOX_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !std::path::Path::new(&path).exists() && std::env::var_os("WSBOX_CHROMIUM").is_none() {
+        // A fresh machine: install Debian's package (needs root, as here).
+        let _ = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",
+            ])
+            .status();
+    }
     assert!(
         std::path::Path::new(&path).exists(),
         "headless Chromium not found at {path}: install Debian's `chromium` package \

@@ -25,23 +25,6 @@ use wsbox_tests::*;
 
 // ---- Python peers ----
 
-const INSTALL_HINT: &str = "the Python test peers need `bash tests/peers/setup.sh` \
-     (a venv in tests/peers/.venv), or WSBOX_PYTHON set to a python with `websockets` and `tornado`";
-
-/// The python that runs the peers: $WSBOX_PYTHON, else tests/peers/.venv.
-fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("WSBOX_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "{} does not exist: {INSTALL_HINT}",
-        venv.display()
-    );
-    venv
-}
-
 /// A peer server subprocess; killed when dropped.
 struct Peer {
     name: &'static str,
@@ -68,7 +51,7 @@ impl Peer {
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
-                    "starting {} with {}: {e}; {INSTALL_HINT}",
+                    "starting {} with {}: {e} (tests/peers/setup.sh installs the peers)",
                     path.display(),
                     python().display()
                 )
@@ -127,7 +110,7 @@ impl Peer {
                     }
                 }
                 Ok(None) => panic!(
-                    "{} exited before printing {prefix:?} ({INSTALL_HINT}); output: {:#?}",
+                    "{} exited before printing {prefix:?} (tests/peers/setup.sh installs the peers); output: {:#?}",
                     self.name, self.seen
                 ),
                 Err(_) => panic!(

@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the sans-IO protocol engine (`wsbox-protocol`):
 //! frame header parse and encode, unmasking against a `memcpy` of the same
-//! buffer (the physical floor), UTF-8 validation, and the engine's whole
-//! receive path (parse + unmask + validate + assemble) per message.
+//! buffer (the physical floor), UTF-8 validation, the engine's whole
+//! receive path (parse + unmask + validate + assemble) per message, and
+//! permessage-deflate per message (compress; compress + inflate).
 //!
 //! Run: `cargo bench -p wsbox --bench protocol` (criterion; add
 //! `-- --warm-up-time 1 --measurement-time 2` for a quick pass).
@@ -10,6 +11,7 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use wsbox::protocol::deflate::{DeflateConfig, Negotiated};
 use wsbox::protocol::frame::{OpCode, apply_mask, encode_frame, parse_header};
 use wsbox::protocol::{Config, Connection, Event, Role};
 
@@ -183,5 +185,80 @@ fn engine_receive(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, frame_header, masking, utf8, engine_receive);
+/// A JSON-like text of about `len` bytes: repetitive, so it compresses.
+fn json_like(len: usize) -> String {
+    let mut s = String::from(r#"{"type":"order.update","items":["#);
+    let mut i = 0u64;
+    while s.len() + 80 < len {
+        let r = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+        s.push_str(&format!(
+            r#"{{"sku":"SKU-{:05}","qty":{},"price":{}.{:02},"tags":["blue","sale"]}},"#,
+            r % 100_000,
+            r % 9 + 1,
+            r % 500,
+            r % 100
+        ));
+        i += 1;
+    }
+    s.push_str(r#"{"end":true}]}"#);
+    s
+}
+
+/// permessage-deflate per message (RFC 7692, both sides keeping their
+/// context, 15-bit windows): a client engine compressing a 1 KiB JSON-like
+/// message, and the same plus a server engine inflating it.
+fn deflate(c: &mut Criterion) {
+    let mut g = c.benchmark_group("deflate");
+    let config = DeflateConfig {
+        min_compress_size: 0,
+        ..DeflateConfig::default()
+    };
+    for size in [1024usize, 16384] {
+        let text = json_like(size);
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        let mut client = Connection::with_deflate(
+            Config::new(Role::Client),
+            Some(Negotiated::with_defaults(&config)),
+        );
+        g.bench_function(BenchmarkId::new("compress", size), |b| {
+            b.iter(|| {
+                let _ = client.send_text(black_box(&text));
+                let n = client.pending_output().len();
+                client.consume_output(n);
+                n
+            })
+        });
+        let mut client = Connection::with_deflate(
+            Config::new(Role::Client),
+            Some(Negotiated::with_defaults(&config)),
+        );
+        let mut server = Connection::with_deflate(
+            Config::new(Role::Server),
+            Some(Negotiated::with_defaults(&config)),
+        );
+        g.bench_function(BenchmarkId::new("compress_then_inflate", size), |b| {
+            b.iter(|| {
+                let _ = client.send_text(black_box(&text));
+                server.receive(&client.take_output());
+                let mut n = 0;
+                while let Some(event) = server.next_event() {
+                    if let Event::Message(m) = event {
+                        n += m.len();
+                    }
+                }
+                assert_eq!(n, text.len());
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    frame_header,
+    masking,
+    utf8,
+    engine_receive,
+    deflate
+);
 criterion_main!(benches);

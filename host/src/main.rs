@@ -59,24 +59,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
     wsbox::config::parse_size_text(s)
 }
 
-/// Makes glibc serve every allocation of 64 KiB or more with its own mapping.
-///
-/// Idle connections drop their compression state (hundreds of KiB each, see
-/// `Connection::compact_idle`); with glibc's default, adaptive threshold those
-/// blocks come from the heap, whose freed middle is rarely returned to the
-/// OS, so the process's RSS would not shrink. Measured with 2,000 idle
-/// compressed connections: 397 KiB each without this, 86 KiB with it.
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called once at
-    // start-up before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
-    }
-}
-
 fn main() -> ExitCode {
-    tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

@@ -280,6 +280,7 @@ pub async fn run<S: Transport>(
                     timers.compact_at = None;
                     if let Some(engine) = instance.engine_mut() {
                         engine.compact_idle();
+                        super::memory::request_trim();
                     }
                 }
                 if timers.next_ping.is_some_and(|t| t <= now) {

@@ -3,6 +3,7 @@
 //! its own connection task.
 
 pub mod connection;
+mod memory;
 pub mod origin;
 pub mod routes;
 mod upgrade;
@@ -123,6 +124,7 @@ impl Server {
         drain: Duration,
     ) -> Result<()> {
         let mut shutdown = std::pin::pin!(shutdown);
+        let trimmer = tokio::spawn(memory::trim_periodically());
         loop {
             let accepted = tokio::select! {
                 accepted = self.listener.accept() => accepted,
@@ -159,6 +161,7 @@ impl Server {
             }
         }
         drop(self.listener);
+        trimmer.abort();
         let open = self.shared.connections.len();
         tracing::info!(open, "shutting down: closing connections with 1001");
         self.shared.shutdown.cancel();
