@@ -135,21 +135,34 @@ pub fn demo_config() -> Config {
     config
 }
 
-/// The Python with the test peers (`tests/peers/setup.sh` installs them):
-/// `WSBOX_PYTHON`, else `tests/peers/.venv/bin/python`.
+/// The Python with the test peers: `WSBOX_PYTHON`, else
+/// `tests/peers/.venv/bin/python`, created on first use by
+/// `tests/peers/setup.sh` (from PyPI), so that `cargo test` alone sets up a
+/// fresh machine.
 pub fn python() -> PathBuf {
-    let path = std::env::var_os("WSBOX_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/peers/.venv/bin/python"
-            ))
-        });
+    static SETUP: Mutex<()> = Mutex::new(());
+    if let Some(p) = std::env::var_os("WSBOX_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/peers/.venv/bin/python"
+    ));
+    if !path.exists() {
+        let _guard = SETUP.lock().unwrap_or_else(|e| e.into_inner());
+        if !path.exists() {
+            let status = std::process::Command::new("bash")
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/peers/setup.sh"))
+                .status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "tests/peers/setup.sh failed: it installs Python `websockets` and `tornado` from PyPI"
+            );
+        }
+    }
     assert!(
         path.exists(),
-        "no Python with the test peers at {}: run `bash tests/peers/setup.sh` (.ci/run does) \
-         or set WSBOX_PYTHON",
+        "no Python with the test peers at {}: run `bash tests/peers/setup.sh` or set WSBOX_PYTHON",
         path.display()
     );
     path
