@@ -10,7 +10,7 @@ use std::sync::{Arc, MutexGuard};
 use std::task::Poll;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, PollSender};
@@ -29,9 +29,6 @@ const MESSAGE_QUEUE: usize = 16;
 const READ_CHUNK: usize = 64 * 1024;
 /// How long the last queued frames may take to go out once we are done.
 const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long to wait for the server to close the TCP connection after the
-/// close handshake (RFC 6455 §7.1.1: the server closes first).
-const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Starts the connection task for a completed opening handshake.
 pub(super) fn spawn(
@@ -326,26 +323,10 @@ async fn run<S>(
             if !output.is_empty() {
                 let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, stream.write_all(&output)).await;
             }
-            linger(&mut stream).await;
+            crate::server::connection::linger(&mut stream).await;
         }
     };
     tokio::join!(deliver, finish);
-}
-
-/// Sends FIN and reads until the server closes too (or a short timeout), so
-/// our last frames are not lost to a reset.
-async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
-    let drain = async {
-        let _ = stream.shutdown().await;
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    };
-    let _ = tokio::time::timeout(LINGER_TIMEOUT, drain).await;
 }
 
 /// Deadlines of one connection: keepalive pings and the closing handshake.

@@ -387,7 +387,7 @@ async fn finish<S: Transport>(stream: &mut S, instance: &mut HandlerInstance) {
 
 /// Sends FIN and reads until the peer closes too (or a short timeout), so
 /// our last frames are not lost to a reset.
-async fn linger<S: Transport>(stream: &mut S) {
+pub(crate) async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
     let drain = async {
         let _ = stream.shutdown().await;
         let mut buf = [0u8; 1024];
