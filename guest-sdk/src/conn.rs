@@ -1,9 +1,11 @@
 //! Calls into the host about this instance's connection, and their errors.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::OnceLock;
 
 use crate::bindings::wsbox::websocket::connection as host;
+use crate::bindings::wsbox::websocket::types as wit;
 use crate::types::{CloseInfo, ConnectionInfo, OutMessage, UpgradeRequest};
 
 /// The connection is closing or closed, so nothing more can be sent
@@ -146,9 +148,119 @@ impl From<serde_json::Error> for JsonError {
 /// wsbox_guest::write_message(vec![0u8, 1, 2])?;
 /// # Ok::<(), wsbox_guest::Closed>(())
 /// ```
+///
+/// From [`on_message`](crate::WebSocketHandler::on_message), writes are
+/// gathered and handed to the host together when the handler returns (or
+/// once 64 KiB are waiting): one call into the host for a batch of messages
+/// instead of one per write. Nothing goes out later than it would have: the
+/// host writes to the socket only after the handler returns.
 pub fn write_message<'a>(message: impl Into<OutMessage<'a>>) -> Result<(), Closed> {
     let message = message.into();
-    host::write_message(message.as_wit()).map_err(|host::WriteError::Closed| Closed)
+    OUTBOX.with_borrow_mut(|out| {
+        if out.closed {
+            return Err(Closed);
+        }
+        if !out.batching {
+            return host::write_message(message.as_wit())
+                .map_err(|host::WriteError::Closed| Closed);
+        }
+        let bytes = message.bytes();
+        out.data.extend_from_slice(bytes);
+        out.spans.push(wit::MessageSpan {
+            kind: message.kind(),
+            // The host refuses messages of 4 GiB long before this.
+            len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+        });
+        if out.data.len() >= OUTBOX_FLUSH_AT {
+            out.flush()
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// Queue more than this in [`Outbox`] and it is handed to the host at once.
+const OUTBOX_FLUSH_AT: usize = 64 * 1024;
+/// An outbox buffer larger than this is freed after a flush.
+const OUTBOX_KEEP: usize = 256 * 1024;
+
+/// Writes made while a batch of messages is handled, handed to the host in
+/// one `write-messages` call.
+struct Outbox {
+    /// Set while `on-messages` runs: writes are queued, not sent.
+    batching: bool,
+    /// The handler closed the connection or a write found it closing, or
+    /// `on-close` was called: writes fail without asking the host.
+    closed: bool,
+    data: Vec<u8>,
+    spans: Vec<wit::MessageSpan>,
+}
+
+impl Outbox {
+    fn flush(&mut self) -> Result<(), Closed> {
+        if self.spans.is_empty() {
+            return Ok(());
+        }
+        let result = host::write_messages(wit::MessageBatchParam {
+            data: &self.data,
+            spans: &self.spans,
+        })
+        .map_err(|host::WriteError::Closed| Closed);
+        self.data.clear();
+        self.spans.clear();
+        if self.data.capacity() > OUTBOX_KEEP {
+            self.data = Vec::new();
+        }
+        if result.is_err() {
+            self.closed = true;
+        }
+        result
+    }
+}
+
+thread_local! {
+    static OUTBOX: RefCell<Outbox> = const {
+        RefCell::new(Outbox {
+            batching: false,
+            closed: false,
+            data: Vec::new(),
+            spans: Vec::new(),
+        })
+    };
+}
+
+/// From here until [`end_batch`], writes are queued in the outbox.
+pub(crate) fn begin_batch() {
+    OUTBOX.with_borrow_mut(|out| out.batching = true);
+}
+
+/// Hands what the batch wrote to the host.
+pub(crate) fn end_batch() {
+    OUTBOX.with_borrow_mut(|out| {
+        // A failure marks the outbox closed; the handler learns of it on its
+        // next write.
+        let _ = out.flush();
+        out.batching = false;
+    });
+}
+
+/// Queued writes go out before a ping or close, which must follow them.
+fn flush_outbox() {
+    OUTBOX.with_borrow_mut(|out| {
+        let _ = out.flush();
+    });
+}
+
+/// Whether the connection is known to be closing: messages after the
+/// handler's own `close` in a batch are skipped, as the host would have
+/// dropped them.
+pub(crate) fn is_closed() -> bool {
+    OUTBOX.with_borrow(|out| out.closed)
+}
+
+/// `on-close` was called: writes fail from here on.
+pub(crate) fn mark_closed() {
+    OUTBOX.with_borrow_mut(|out| out.closed = true);
 }
 
 /// Serializes `value` as JSON and sends it as a text message (Tornado's
@@ -162,6 +274,7 @@ pub fn write_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<(), JsonErr
 /// Sends a ping with `data` as payload (at most 125 bytes). The peer's pong
 /// arrives in [`on_pong`](crate::WebSocketHandler::on_pong).
 pub fn ping(data: impl AsRef<[u8]>) -> Result<(), PingError> {
+    flush_outbox();
     host::ping(data.as_ref()).map_err(|e| match e {
         host::PingError::Closed => PingError::Closed,
         host::PingError::PayloadTooLong => PingError::PayloadTooLong,
@@ -180,11 +293,18 @@ pub fn ping(data: impl AsRef<[u8]>) -> Result<(), PingError> {
 /// # Ok::<(), wsbox_guest::CloseError>(())
 /// ```
 pub fn close(code: Option<u16>, reason: Option<&str>) -> Result<(), CloseError> {
+    flush_outbox();
     host::close(code, reason).map_err(|e| match e {
         host::CloseError::InvalidCode => CloseError::InvalidCode,
         host::CloseError::ReasonTooLong => CloseError::ReasonTooLong,
         host::CloseError::ReasonWithoutCode => CloseError::ReasonWithoutCode,
-    })
+    })?;
+    // A close from `upgrade` closes nothing (the connection is not open
+    // yet), so it must not make later writes fail.
+    if connection_info().is_some() {
+        OUTBOX.with_borrow_mut(|out| out.closed = true);
+    }
+    Ok(())
 }
 
 /// Sets `TCP_NODELAY` on the connection's socket (Tornado's `set_nodelay`):

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use crate::bindings::wsbox::websocket::types as wit;
 use crate::conn;
 use crate::handler::WebSocketHandler;
-use crate::types::{UpgradeRequest, wit_headers};
+use crate::types::{Message, UpgradeRequest, wit_headers};
 
 /// The per-instance handler value. An instance serves one connection and
 /// is single-threaded; the component model forbids re-entering an export
@@ -44,8 +44,27 @@ impl<H: WebSocketHandler> Slot<H> {
         self.with(|handler| handler.open(info));
     }
 
-    pub fn on_message(&self, message: wit::MessageResult) {
-        self.with(|handler| handler.on_message(message.into()));
+    pub fn on_messages(&self, batch: wit::MessageBatchResult) {
+        conn::begin_batch();
+        self.with(|handler| {
+            let wit::MessageBatchResult { data, spans } = batch;
+            if let [span] = spans.as_slice() {
+                // One message: it owns the batch's buffer, no copy.
+                handler.on_message(message(span.kind, data));
+            } else {
+                let mut rest = data.as_slice();
+                for span in &spans {
+                    if conn::is_closed() {
+                        break;
+                    }
+                    let len = (span.len as usize).min(rest.len());
+                    let (bytes, tail) = rest.split_at(len);
+                    rest = tail;
+                    handler.on_message(message(span.kind, bytes.to_vec()));
+                }
+            }
+        });
+        conn::end_batch();
     }
 
     pub fn on_ping(&self, data: Vec<u8>) {
@@ -57,8 +76,20 @@ impl<H: WebSocketHandler> Slot<H> {
     }
 
     pub fn on_close(&self, info: wit::CloseInfo) {
+        conn::mark_closed();
         let info = conn::store_close_info(info.into());
         self.with(|handler| handler.on_close(info));
+    }
+}
+
+fn message(kind: wit::MessageKind, bytes: Vec<u8>) -> Message {
+    match kind {
+        wit::MessageKind::Text => match String::from_utf8(bytes) {
+            Ok(text) => Message::Text(text),
+            // The host validates text messages; this is a host bug.
+            Err(e) => panic!("wsbox host delivered a text message that is not UTF-8: {e}"),
+        },
+        wit::MessageKind::Binary => Message::Binary(bytes),
     }
 }
 

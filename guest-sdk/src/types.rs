@@ -174,15 +174,6 @@ impl Message {
     }
 }
 
-impl From<wit::MessageResult> for Message {
-    fn from(m: wit::MessageResult) -> Self {
-        match m {
-            wit::MessageResult::Text(s) => Message::Text(s),
-            wit::MessageResult::Binary(b) => Message::Binary(b),
-        }
-    }
-}
-
 /// A message to send with [`write_message`](crate::write_message), borrowed
 /// or owned.
 ///
@@ -198,10 +189,24 @@ pub enum OutMessage<'a> {
 }
 
 impl OutMessage<'_> {
-    pub(crate) fn as_wit(&self) -> wit::MessageParam<'_> {
+    pub(crate) fn as_wit(&self) -> wit::Message<'_> {
         match self {
-            OutMessage::Text(s) => wit::MessageParam::Text(s),
-            OutMessage::Binary(b) => wit::MessageParam::Binary(b),
+            OutMessage::Text(s) => wit::Message::Text(s),
+            OutMessage::Binary(b) => wit::Message::Binary(b),
+        }
+    }
+
+    pub(crate) fn kind(&self) -> wit::MessageKind {
+        match self {
+            OutMessage::Text(_) => wit::MessageKind::Text,
+            OutMessage::Binary(_) => wit::MessageKind::Binary,
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            OutMessage::Text(s) => s.as_bytes(),
+            OutMessage::Binary(b) => b,
         }
     }
 }

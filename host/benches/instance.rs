@@ -1,7 +1,8 @@
 //! Costs of the per-connection instance model, on the bundled echo handler:
 //! instantiate from the pool, a whole connection lifecycle (instantiate +
 //! upgrade + open + close + drop), and one message round trip into wasm and
-//! back (`on-message` → the guest's `write-message` → the engine's output).
+//! back (`on-messages` with one message → the guest's `write-messages` → the
+//! engine's output), and the same for a batch of 16 messages in one call.
 //!
 //! Run: `cargo bench -p wsbox --bench instance` (criterion; add
 //! `-- --warm-up-time 1 --measurement-time 2` for a quick pass).
@@ -12,8 +13,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use wsbox::config::{ModuleSource, RouteLimits, RuntimeConfig};
 use wsbox::protocol::{Config as EngineConfig, Connection, Role};
 use wsbox::runtime::{
-    CloseCause, CloseInfo, ConnectionInfo, HandlerModule, InstanceLimits, Message, Runtime,
-    UpgradeRequest,
+    CloseCause, CloseInfo, ConnectionInfo, HandlerModule, InstanceLimits, MessageBatch,
+    MessageKind, MessageSpan, Runtime, UpgradeRequest,
 };
 
 fn request(id: u64) -> UpgradeRequest {
@@ -135,24 +136,40 @@ fn lifecycle(c: &mut Criterion) {
         s.rt.block_on(s.module.instantiate(&s.limits, 0))
             .expect("instantiate");
     inst.attach_engine(Connection::new(EngineConfig::new(Role::Server)));
+    let batch = |kind: MessageKind, size: usize, count: usize| MessageBatch {
+        data: vec![b'x'; size * count],
+        spans: vec![
+            MessageSpan {
+                kind,
+                len: size as u32
+            };
+            count
+        ],
+    };
     for size in [20usize, 4096, 65536] {
-        g.throughput(Throughput::Bytes(size as u64));
-        for (name, msg) in [
-            ("text", Message::Text("x".repeat(size))),
-            ("binary", Message::Binary(vec![7u8; size])),
+        for (name, kind, count) in [
+            ("text", MessageKind::Text, 1),
+            ("binary", MessageKind::Binary, 1),
+            ("text_batch16", MessageKind::Text, 16),
         ] {
+            // Per message, so that a batch compares with single calls.
+            g.throughput(Throughput::Bytes(size as u64));
+            let msgs = batch(kind, size, count);
             g.bench_function(BenchmarkId::new(name, size), |b| {
                 b.iter_custom(|iters| {
                     s.rt.block_on(async {
+                        let mut done = 0u64;
                         let t = Instant::now();
-                        for _ in 0..iters {
-                            inst.on_message(&msg).await.expect("on_message");
+                        while done < iters {
+                            inst.on_messages(&msgs).await.expect("on_messages");
                             let engine = inst.engine_mut().expect("engine attached");
                             let n = engine.pending_output().len();
-                            assert!(n >= size, "the echo was written");
+                            assert!(n >= size * count, "the echo was written");
                             engine.consume_output(n);
+                            done += count as u64;
                         }
-                        t.elapsed()
+                        // Scaled to `iters` messages when a batch overshoots.
+                        t.elapsed().mul_f64(iters as f64 / done as f64)
                     })
                 })
             });

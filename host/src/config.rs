@@ -13,6 +13,8 @@ pub use wsbox_protocol::deflate::DeflateConfig;
 
 /// The default `max_message_size`, Tornado's `websocket_max_message_size`.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 10 * 1024 * 1024;
+/// The largest `max_message_size` accepted.
+pub const MAX_MESSAGE_SIZE_LIMIT: u64 = 1024 * 1024 * 1024;
 /// The default cap on one instance's linear memory.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
 /// The default size of a pool slot: the most memory any instance can be given.
@@ -377,6 +379,13 @@ impl Config {
                         s.span().start,
                         &key("max_message_size"),
                         "must be greater than zero",
+                    ));
+                }
+                if limits.max_message_size > MAX_MESSAGE_SIZE_LIMIT {
+                    return Err(located.error(
+                        s.span().start,
+                        &key("max_message_size"),
+                        "must be at most 1GiB: a message has to fit in the handler's 32-bit memory",
                     ));
                 }
             }

@@ -4,7 +4,9 @@
 use wsbox_protocol::{CloseError as EngineCloseError, SendError, State};
 
 use super::bindings::wsbox::websocket::{connection, types};
-use super::bindings::{CloseError, LogLevel, Message, PingError, WriteError};
+use super::bindings::{
+    CloseError, LogLevel, Message, MessageBatch, MessageKind, PingError, WriteError,
+};
 use super::instance::{ConnState, HostState};
 
 impl types::Host for HostState {}
@@ -43,6 +45,41 @@ impl connection::Host for HostState {
         sent.map_err(|_: SendError| WriteError::Closed)?;
         self.conn.check_output();
         Ok(())
+    }
+
+    fn write_messages(&mut self, batch: MessageBatch) -> wasmtime::Result<Result<(), WriteError>> {
+        let total = batch
+            .spans
+            .iter()
+            .try_fold(0usize, |sum, span| sum.checked_add(span.len as usize));
+        if total != Some(batch.data.len()) {
+            wasmtime::bail!(
+                "write-messages: the spans do not add up to the batch's {} bytes of data",
+                batch.data.len()
+            );
+        }
+        let Some(engine) = self.conn.writable_engine() else {
+            return Ok(Err(WriteError::Closed));
+        };
+        let mut rest = batch.data.as_slice();
+        for (i, span) in batch.spans.iter().enumerate() {
+            let (bytes, tail) = rest.split_at(span.len as usize);
+            rest = tail;
+            let sent = match span.kind {
+                MessageKind::Text => match std::str::from_utf8(bytes) {
+                    Ok(text) => engine.send_text(text),
+                    // The instance dies with the trap, so what this batch
+                    // queued before goes out with the 1011 close at most.
+                    Err(_) => wasmtime::bail!("write-messages: text span {i} is not valid UTF-8"),
+                },
+                MessageKind::Binary => engine.send_binary(bytes),
+            };
+            if sent.is_err() {
+                return Ok(Err(WriteError::Closed));
+            }
+        }
+        self.conn.check_output();
+        Ok(Ok(()))
     }
 
     fn ping(&mut self, data: Vec<u8>) -> Result<(), PingError> {

@@ -7,7 +7,7 @@ use wsbox_protocol::Connection;
 
 use super::HandlerModule;
 use super::bindings::{
-    CloseInfo, ConnectionInfo, Message, UpgradeDecision, UpgradeRequest, WebsocketHandler,
+    CloseInfo, ConnectionInfo, MessageBatch, UpgradeDecision, UpgradeRequest, WebsocketHandler,
 };
 use super::guest_log::{GuestLog, GuestStream};
 use super::limits::InstanceLimits;
@@ -225,13 +225,16 @@ impl HandlerInstance {
         self.end_call(r)
     }
 
-    /// Calls `on-message`.
-    pub async fn on_message(&mut self, message: &Message) -> Result<(), CallError> {
+    /// Calls `on-messages` with one or more messages. The call may use the
+    /// CPU time of one event per message.
+    pub async fn on_messages(&mut self, batch: &MessageBatch) -> Result<(), CallError> {
         self.begin_call()?;
+        let events = u64::try_from(batch.spans.len()).unwrap_or(u64::MAX).max(1);
+        self.store.data_mut().ticks_left = self.ticks_per_event.saturating_mul(events);
         let r = self
             .bindings
             .wsbox_websocket_handler()
-            .call_on_message(&mut self.store, message)
+            .call_on_messages(&mut self.store, batch)
             .await;
         self.end_call(r)
     }

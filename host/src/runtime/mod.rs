@@ -20,8 +20,8 @@ use wasmtime::{
 };
 
 pub use bindings::{
-    Accept, CloseCause, CloseInfo, ConnectionInfo, Header, Message, NamedCapture, OriginDecision,
-    Reject, UpgradeDecision, UpgradeRequest,
+    Accept, CloseCause, CloseInfo, ConnectionInfo, Header, Message, MessageBatch, MessageKind,
+    MessageSpan, NamedCapture, OriginDecision, Reject, UpgradeDecision, UpgradeRequest,
 };
 pub use instance::{CallError, HandlerInstance, HostState};
 pub use limits::InstanceLimits;

@@ -18,7 +18,10 @@ use wsbox_protocol::deflate::Negotiated;
 use wsbox_protocol::{Config as EngineConfig, Connection, Event, Role, State};
 
 use crate::config::Keepalive;
-use crate::runtime::{CallError, CloseCause, CloseInfo, ConnectionInfo, HandlerInstance, Message};
+use crate::runtime::{
+    CallError, CloseCause, CloseInfo, ConnectionInfo, HandlerInstance, MessageBatch, MessageKind,
+    MessageSpan,
+};
 
 /// How long to wait for the peer's close frame after we sent ours.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,10 +39,21 @@ const OUTPUT_HIGH_WATER: usize = 1 << 20;
 /// Size of the per-thread read buffer shared by all connections on a thread.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// A batch for `on-messages` takes messages until it holds this much
+/// payload (a larger message goes alone)...
+const BATCH_MAX_BYTES: usize = 64 * 1024;
+/// ...or this many messages.
+const BATCH_MAX_MESSAGES: usize = 256;
+/// A batch buffer larger than this is not kept for reuse.
+const BATCH_KEEP_BYTES: usize = 256 * 1024;
+
 thread_local! {
     // Idle connections hold no read buffer of their own: bytes go straight
     // from this scratch buffer into the engine.
     static READ_SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
+    // Nor a batch buffer: a connection takes one while it dispatches and
+    // gives it back (to whichever thread it is on by then).
+    static BATCH_SCRATCH: RefCell<Option<MessageBatch>> = const { RefCell::new(None) };
 }
 
 /// A socket the connection runs over.
@@ -132,14 +146,38 @@ pub async fn run<S: Transport>(
             break;
         }
 
-        // Dispatch every complete event to the handler.
+        // Dispatch every complete event to the handler: consecutive
+        // messages in batches, so a busy connection makes one call for many.
+        let mut batch = BATCH_SCRATCH
+            .with_borrow_mut(Option::take)
+            .unwrap_or_else(|| MessageBatch {
+                data: Vec::new(),
+                spans: Vec::new(),
+            });
         while let Some(event) = instance.engine_mut().and_then(Connection::next_event) {
+            let event = match event {
+                Event::Message(message) => {
+                    add_to_batch(&mut batch, message);
+                    if batch.data.len() >= BATCH_MAX_BYTES
+                        || batch.spans.len() >= BATCH_MAX_MESSAGES
+                    {
+                        deliver_batch(&mut instance, &mut batch).await;
+                    }
+                    continue;
+                }
+                other => other,
+            };
+            deliver_batch(&mut instance, &mut batch).await;
             if matches!(event, Event::Pong(_)) {
                 timers.pong_deadline = None;
             }
             if let Some(info) = dispatch(&mut instance, event).await {
                 close_info.get_or_insert(info);
             }
+        }
+        deliver_batch(&mut instance, &mut batch).await;
+        if batch.data.capacity() <= BATCH_KEEP_BYTES {
+            BATCH_SCRATCH.with_borrow_mut(|slot| *slot = Some(batch));
         }
 
         let Some(engine) = instance.engine() else {
@@ -401,20 +439,43 @@ pub(crate) async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
     let _ = tokio::time::timeout(LINGER_TIMEOUT, drain).await;
 }
 
-/// Hands one engine event to the handler. Returns how the connection ended
-/// if this event ended it.
+/// Appends a received message to the batch for the next `on-messages`.
+fn add_to_batch(batch: &mut MessageBatch, message: wsbox_protocol::Message) {
+    let (kind, bytes) = match message {
+        wsbox_protocol::Message::Text(text) => (MessageKind::Text, text.into_bytes()),
+        wsbox_protocol::Message::Binary(data) => (MessageKind::Binary, Vec::from(data)),
+    };
+    // Lengths fit: the engine's max message size is far below 4 GiB.
+    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    if batch.spans.is_empty() && bytes.len() > batch.data.capacity() {
+        // A large message alone: take its buffer instead of copying it.
+        batch.data = bytes;
+    } else {
+        batch.data.extend_from_slice(&bytes);
+    }
+    batch.spans.push(MessageSpan { kind, len });
+}
+
+/// Calls `on-messages` with what the batch holds, then empties it.
+async fn deliver_batch(instance: &mut HandlerInstance, batch: &mut MessageBatch) {
+    if batch.spans.is_empty() {
+        return;
+    }
+    if !instance.is_dead()
+        && let Err(e) = instance.on_messages(batch).await
+    {
+        handler_failed(instance, &e);
+    }
+    batch.data.clear();
+    batch.spans.clear();
+}
+
+/// Hands one engine event other than a message to the handler. Returns how
+/// the connection ended if this event ended it.
 async fn dispatch(instance: &mut HandlerInstance, event: Event) -> Option<CloseInfo> {
     let result = match event {
-        Event::Message(message) => {
-            if instance.is_dead() {
-                return None;
-            }
-            let message = match message {
-                wsbox_protocol::Message::Text(text) => Message::Text(text),
-                wsbox_protocol::Message::Binary(data) => Message::Binary(Vec::from(data)),
-            };
-            instance.on_message(&message).await
-        }
+        // Messages go to the handler in batches (`deliver_batch`).
+        Event::Message(_) => return None,
         Event::Ping(data) => {
             if instance.is_dead() {
                 return None;
