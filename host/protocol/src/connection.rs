@@ -335,6 +335,42 @@ impl Connection {
         self.events.pop_front()
     }
 
+    /// Whether the next event is a message whose parsing has no other effect:
+    /// the next buffered frame is a whole single-frame text or binary message
+    /// that passes the header checks (opcode, reserved bits, masking, size).
+    ///
+    /// A caller that gathers messages before reacting to them (the wsbox host
+    /// hands several to the handler in one call) keeps gathering while this
+    /// holds and reacts to what it has first otherwise: parsing a ping, a
+    /// close or a bad frame queues a pong, a close reply or an error close,
+    /// and replies to the earlier messages must go out before those. Invalid
+    /// UTF-8 in such a message is still only found while parsing it.
+    pub fn next_is_plain_message(&self) -> bool {
+        if self.state != State::Open || self.frame.is_some() || self.message.is_some() {
+            return false;
+        }
+        if let Some(event) = self.events.front() {
+            return matches!(event, Event::Message(_));
+        }
+        let Ok(Some((h, _))) = frame::parse_header(&self.input) else {
+            return false;
+        };
+        let masked_as_required = match self.role {
+            Role::Server => h.mask.is_some(),
+            Role::Client => h.mask.is_none(),
+        };
+        h.fin
+            && matches!(
+                OpCode::from_u8(h.opcode),
+                Some(OpCode::Text | OpCode::Binary)
+            )
+            && !h.rsv2
+            && !h.rsv3
+            && (!h.rsv1 || self.deflate.is_some())
+            && masked_as_required
+            && self.checked_size(0, h.payload_len, h.rsv1).is_ok()
+    }
+
     /// Send a complete message as a single frame.
     pub fn send_message(&mut self, message: &Message) -> Result<(), SendError> {
         match message {

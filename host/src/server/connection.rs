@@ -154,7 +154,21 @@ pub async fn run<S: Transport>(
                 data: Vec::new(),
                 spans: Vec::new(),
             });
-        while let Some(event) = instance.engine_mut().and_then(Connection::next_event) {
+        loop {
+            // Replies to the gathered messages must go out before whatever
+            // parsing the next frame queues (a pong, a close reply, an error
+            // close), so they are handed over first unless it is another
+            // plain message.
+            if !batch.spans.is_empty()
+                && !instance
+                    .engine()
+                    .is_some_and(Connection::next_is_plain_message)
+            {
+                deliver_batch(&mut instance, &mut batch).await;
+            }
+            let Some(event) = instance.engine_mut().and_then(Connection::next_event) else {
+                break;
+            };
             let event = match event {
                 Event::Message(message) => {
                     add_to_batch(&mut batch, message);

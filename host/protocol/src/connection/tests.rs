@@ -1057,3 +1057,91 @@ fn replies_to_valid_messages_go_out_before_the_error_close() {
 }
 
 mod deflate;
+
+// ----- next_is_plain_message: gathering messages before reacting -----
+
+/// Whenever `next_is_plain_message` says yes, the next event is a message
+/// and parsing it queued nothing and changed no state.
+fn check_plain_message_promise(stream: &[u8], splits: &[usize]) -> usize {
+    let mut conn = server();
+    let mut promises = 0;
+    let mut pos = 0;
+    for &end in splits.iter().chain(std::iter::once(&stream.len())) {
+        conn.receive(&stream[pos..end]);
+        pos = end;
+        loop {
+            let promised = conn.next_is_plain_message();
+            let (output, state) = (conn.pending_output().len(), conn.state());
+            let Some(event) = conn.next_event() else {
+                break;
+            };
+            // Invalid UTF-8 is the documented exception: it is only found
+            // while the message is parsed.
+            if promised && event != Event::ProtocolError(PE::InvalidUtf8) {
+                promises += 1;
+                assert!(
+                    matches!(event, Event::Message(_)),
+                    "promised a message, got {event:?}"
+                );
+                assert_eq!(conn.pending_output().len(), output, "parsing queued output");
+                assert_eq!(conn.state(), state);
+            }
+        }
+        let n = conn.pending_output().len();
+        conn.consume_output(n);
+    }
+    promises
+}
+
+#[test]
+fn plain_message_promise_holds_on_the_sample_stream() {
+    let stream = sample_stream();
+    // "hello", the 300 B binary, the 70 KB binary, "", b"" are plain messages.
+    assert_eq!(check_plain_message_promise(&stream, &[]), 5);
+    let mut rng = StdRng::seed_from_u64(7);
+    for _ in 0..200 {
+        let mut splits: Vec<usize> = (0..rng.random_range(0..6))
+            .map(|_| rng.random_range(0..stream.len()))
+            .collect();
+        splits.sort_unstable();
+        check_plain_message_promise(&stream, &splits);
+    }
+}
+
+#[test]
+fn plain_message_promise_holds_before_every_malformed_frame() {
+    for (name, bad, _, _) in malformed_cases() {
+        let stream = [masked(true, 1, b"first"), masked(true, 1, b"second"), bad].concat();
+        let promises = check_plain_message_promise(&stream, &[]);
+        assert!(
+            promises >= 1,
+            "{name}: the valid message after the first is plain"
+        );
+    }
+}
+
+#[test]
+fn plain_message_is_no_for_control_frames_fragments_and_oversize() {
+    let mut conn = server_with_max(10);
+    conn.receive(
+        &[
+            masked(true, 1, b"a"),
+            masked(true, 1, b"b"),
+            masked(true, 9, b"p"),
+            masked(true, 2, b"c"),
+            masked(false, 1, b"frag"),
+            masked(true, 0, b"ment"),
+            masked(true, 1, b"way too long for ten"),
+        ]
+        .concat(),
+    );
+    let mut seen = Vec::new();
+    while let Some(event) = {
+        seen.push(conn.next_is_plain_message());
+        conn.next_event()
+    } {
+        let _ = event;
+    }
+    // a (parsed on receive), b, ping, c, fragmented, oversize -> error, end.
+    assert_eq!(seen, [true, true, false, true, false, false, false]);
+}

@@ -17,6 +17,8 @@
 //! | `!print <text>`                   | prints to stdout; replies `printed`                           |
 //! | `!log <level> <text>`             | logs at that level; replies `logged`                          |
 //! | `!json`                           | replies `{"hello":"world","n":42}`                            |
+//! | `!burst <n> <size>`               | writes n texts `burst-<i>:bbb..` of size bytes, then pings    |
+//! | `!bad-batch [utf8]`               | raw `write-messages` with bad spans (or bad UTF-8): must trap |
 //!
 //! The upgrade obeys the query string: `reject=<status>`,
 //! `subprotocol=<name>`, `origin=allow|deny` (only consulted when the client
@@ -172,6 +174,39 @@ impl Chaos {
                 Ok(()) => reply("ping-ok"),
                 Err(e) => reply(format!("ping-error:{}", e.name())),
             },
+            ("!burst", Some(arg)) => {
+                // `!burst N SIZE`: N numbered text messages of SIZE bytes, then
+                // a ping: all queued in the SDK's outbox, in order.
+                let (n, size) = arg.split_once(' ').unwrap_or((arg, "16"));
+                let (Ok(n), Ok(size)) = (n.parse::<usize>(), size.parse::<usize>()) else {
+                    return reply("burst-error:bad-arguments");
+                };
+                for i in 0..n {
+                    let mut text = format!("burst-{i}:");
+                    text.extend(std::iter::repeat_n('b', size.saturating_sub(text.len())));
+                    if write_message(text).is_err() {
+                        return log::warn("burst: write failed");
+                    }
+                }
+                if let Err(e) = ping("after-burst") {
+                    log::warn(format!("burst: ping failed: {e}"));
+                }
+            }
+            ("!bad-batch", arg) => {
+                // Raw `write-messages` calls the SDK never makes.
+                use wsbox_guest::__private::bindings::wsbox::websocket::{connection, types};
+                let (data, kind): (&[u8], _) = match arg {
+                    Some("utf8") => (b"ok\xff", types::MessageKind::Text),
+                    _ => (b"short", types::MessageKind::Binary),
+                };
+                let len = if arg == Some("utf8") { 3 } else { 99 };
+                let spans = [types::MessageSpan { kind, len }];
+                let result = connection::write_messages(types::MessageBatchParam {
+                    data,
+                    spans: &spans,
+                });
+                reply(format!("bad-batch returned {result:?}"));
+            }
             ("!events", _) => reply(self.events.join(",")),
             ("!info", _) => match connection_info() {
                 Some(conn) => {
