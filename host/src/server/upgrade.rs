@@ -77,6 +77,17 @@ fn add_handler_headers(resp: &mut Response<Body>, headers: &[Header], connection
     }
 }
 
+/// The bytes hyper read past the request head, without hyper's read buffer:
+/// that `Bytes` shares hyper's whole buffer (8 KB or more), which the
+/// connection would otherwise keep for its lifetime.
+fn detach_leftover(read_buf: Bytes) -> Bytes {
+    if read_buf.is_empty() {
+        Bytes::new()
+    } else {
+        Bytes::copy_from_slice(&read_buf)
+    }
+}
+
 /// Answers one HTTP request.
 pub(super) async fn handle(
     shared: Arc<Shared>,
@@ -282,16 +293,33 @@ pub(super) async fn handle(
             };
             // Take the socket back from hyper: the connection task drives
             // it directly, with any bytes hyper read past the request head.
+            // Each `run` future is boxed: inline, both stream types' futures
+            // would make this task (kept for the connection's lifetime)
+            // twice as large as either.
             let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
                 Ok(parts) => {
-                    connection::run(parts.io.into_inner(), parts.read_buf, instance, setup).await;
+                    let leftover = detach_leftover(parts.read_buf);
+                    Box::pin(connection::run(
+                        parts.io.into_inner(),
+                        leftover,
+                        instance,
+                        setup,
+                    ))
+                    .await;
                     return;
                 }
                 Err(u) => u,
             };
             match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
                 Ok(parts) => {
-                    connection::run(parts.io.into_inner(), parts.read_buf, instance, setup).await
+                    let leftover = detach_leftover(parts.read_buf);
+                    Box::pin(connection::run(
+                        parts.io.into_inner(),
+                        leftover,
+                        instance,
+                        setup,
+                    ))
+                    .await
                 }
                 Err(_) => tracing::error!("upgraded connection is of an unknown stream type"),
             }
