@@ -109,6 +109,9 @@ pub async fn run<S: Transport>(
     if let Err(e) = instance.on_open(&setup.info).await {
         handler_failed(&mut instance, &e);
     }
+    // The request (headers and all) is not needed again: don't keep it for
+    // the connection's lifetime.
+    drop(setup.info);
 
     let mut timers = Timers::new(setup.keepalive);
     let deflate = instance

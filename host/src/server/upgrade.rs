@@ -283,6 +283,9 @@ pub(super) async fn handle(
         shutdown: shared.shutdown.clone(),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
+    // Captured boxed: a value captured by the task stays in it for the
+    // connection's lifetime, even once moved into the run future below.
+    let pending = Box::new((instance, setup));
     shared.connections.spawn(
         async move {
             let upgraded = match on_upgrade.await {
@@ -291,6 +294,11 @@ pub(super) async fn handle(
                     tracing::debug!(error = %e, "upgrade did not complete");
                     return;
                 }
+            };
+            // Unboxed in a block of its own, which frees the box right away.
+            let (instance, setup) = {
+                let pending = pending;
+                *pending
             };
             // Take the socket back from hyper: the connection task drives
             // it directly, with any bytes hyper read past the request head.
