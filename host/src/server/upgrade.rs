@@ -304,8 +304,8 @@ pub(super) async fn handle(
             // it directly, with any bytes hyper read past the request head.
             // The `run` future is boxed, and `parts` stays inside this
             // statement: whatever is in scope across the await below takes
-            // room in this task for the connection's lifetime (inline, both
-            // stream types' futures and `parts` made it 9.9 KB).
+            // room in this task for the connection's lifetime (inline, the
+            // run futures and `parts` made it 9.9 KB).
             let run: Pin<Box<dyn Future<Output = ()> + Send>> =
                 match upgraded.downcast::<TokioIo<TcpStream>>() {
                     Ok(parts) => Box::pin(connection::run(
