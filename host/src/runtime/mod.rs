@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
-    Config as EngineConfig, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+    Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
 };
 
 pub use bindings::{
@@ -81,7 +81,7 @@ impl Runtime {
         // would memset the lowest addresses, which need not be the ones a
         // guest uses, so it stays off there.
         if PoolingAllocationConfig::is_pagemap_scan_available() {
-            pool.pagemap_scan(Enabled::Yes)
+            pool.pagemap_scan(wasmtime::Enabled::Yes)
                 .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
                 .table_keep_resident(TABLE_KEEP_RESIDENT);
         }
