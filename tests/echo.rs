@@ -25,6 +25,35 @@ async fn text_and_binary_echo_on_the_bundled_demo() {
 }
 
 #[tokio::test]
+async fn a_frame_sent_together_with_the_request_is_echoed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The frame arrives in the read that carries the request head, so hyper
+    // holds it when the connection takes the socket over.
+    let server = TestServer::start(demo_config()).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut bytes = format!(
+        "GET /echo HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    )
+    .into_bytes();
+    bytes.extend(client_frame(true, 0x1, b"early", Some([1, 2, 3, 4])));
+    stream.write_all(&bytes).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut byte))
+            .await
+            .expect("101 in time")
+            .unwrap();
+        assert_eq!(n, 1, "closed during the handshake");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    assert_eq!(read_frame(&mut stream).await, (0x1, b"early".to_vec()));
+}
+
+#[tokio::test]
 async fn one_mebibyte_messages_round_trip() {
     let server = TestServer::start(demo_config()).await;
     let mut ws = server.connect("/echo").await;

@@ -104,21 +104,28 @@ pub async fn run<S: Transport>(
     mut instance: HandlerInstance,
     setup: ConnectionSetup,
 ) {
-    let mut engine = Connection::with_deflate(
-        EngineConfig {
-            role: Role::Server,
-            max_message_size: setup.max_message_size,
-        },
-        setup.deflate,
-    );
-    engine.receive(&leftover);
-    instance.attach_engine(engine);
+    // Built in a block so that the moved-out `engine` takes no room in this
+    // future, which every connection keeps for its lifetime.
+    instance.attach_engine({
+        let mut engine = Connection::with_deflate(
+            EngineConfig {
+                role: Role::Server,
+                max_message_size: setup.max_message_size,
+            },
+            setup.deflate,
+        );
+        engine.receive(&leftover);
+        engine
+    });
     tracing::debug!(extensions = %setup.info.extensions, "connection open");
 
     let mut close_info: Option<CloseInfo> = None;
     if let Err(e) = instance.on_open(&setup.info).await {
         handler_failed(&mut instance, &e);
     }
+    // The request (headers and all) is not needed again: don't keep it for
+    // the connection's lifetime.
+    drop(setup.info);
 
     let mut timers = Timers::new(setup.keepalive);
     let deflate = instance
@@ -346,7 +353,9 @@ pub async fn run<S: Transport>(
     }
 
     if !eof {
-        finish(&mut stream, &mut instance).await;
+        // Boxed: the largest future awaited here (it holds a read buffer),
+        // needed once, at the end.
+        Box::pin(finish(&mut stream, &mut instance)).await;
     }
 
     let info = close_info.unwrap_or(CloseInfo {

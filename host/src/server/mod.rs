@@ -187,7 +187,9 @@ async fn serve_http<S: connection::Transport + 'static>(
     let settings = shared.settings.clone();
     let service = service_fn(move |req| {
         let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(upgrade::handle(shared, req, peer).await) }
+        // Boxed: the handshake future (instantiation and the `upgrade`
+        // call) is several KB, and hyper would otherwise move it by value.
+        async move { Ok::<_, Infallible>(Box::pin(upgrade::handle(shared, req, peer)).await) }
     });
     let result = http1::Builder::new()
         .timer(TokioTimer::new())

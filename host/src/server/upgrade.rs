@@ -2,6 +2,7 @@
 //! or an HTTP error, and start the connection task.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -74,6 +75,17 @@ fn add_handler_headers(resp: &mut Response<Body>, headers: &[Header], connection
                 "handler returned an invalid header; ignored"
             ),
         }
+    }
+}
+
+/// The bytes hyper read past the request head, without hyper's read buffer:
+/// that `Bytes` shares hyper's whole buffer (8 KB or more), which the
+/// connection would otherwise keep for its lifetime.
+fn detach_leftover(read_buf: Bytes) -> Bytes {
+    if read_buf.is_empty() {
+        Bytes::new()
+    } else {
+        Bytes::copy_from_slice(&read_buf)
     }
 }
 
@@ -271,6 +283,9 @@ pub(super) async fn handle(
         shutdown: shared.shutdown.clone(),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
+    // Captured boxed: a value captured by the task stays in it for the
+    // connection's lifetime, even once moved into the run future below.
+    let pending = Box::new((instance, setup));
     shared.connections.spawn(
         async move {
             let upgraded = match on_upgrade.await {
@@ -280,21 +295,39 @@ pub(super) async fn handle(
                     return;
                 }
             };
+            // Unboxed in a block of its own, which frees the box right away.
+            let (instance, setup) = {
+                let pending = pending;
+                *pending
+            };
             // Take the socket back from hyper: the connection task drives
             // it directly, with any bytes hyper read past the request head.
-            let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
-                Ok(parts) => {
-                    connection::run(parts.io.into_inner(), parts.read_buf, instance, setup).await;
-                    return;
-                }
-                Err(u) => u,
-            };
-            match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
-                Ok(parts) => {
-                    connection::run(parts.io.into_inner(), parts.read_buf, instance, setup).await
-                }
-                Err(_) => tracing::error!("upgraded connection is of an unknown stream type"),
-            }
+            // The `run` future is boxed, and `parts` stays inside this
+            // statement: whatever is in scope across the await below takes
+            // room in this task for the connection's lifetime (inline, the
+            // run futures and `parts` made it 9.9 KB).
+            let run: Pin<Box<dyn Future<Output = ()> + Send>> =
+                match upgraded.downcast::<TokioIo<TcpStream>>() {
+                    Ok(parts) => Box::pin(connection::run(
+                        parts.io.into_inner(),
+                        detach_leftover(parts.read_buf),
+                        instance,
+                        setup,
+                    )),
+                    Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+                        Ok(parts) => Box::pin(connection::run(
+                            parts.io.into_inner(),
+                            detach_leftover(parts.read_buf),
+                            instance,
+                            setup,
+                        )),
+                        Err(_) => {
+                            tracing::error!("upgraded connection is of an unknown stream type");
+                            return;
+                        }
+                    },
+                };
+            run.await;
         }
         .instrument(span),
     );
