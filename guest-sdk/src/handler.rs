@@ -86,6 +86,12 @@ pub trait WebSocketHandler: Default + 'static {
 
     /// A complete message arrived (Tornado's `on_message`).
     ///
+    /// Messages that arrive together reach the instance in one call from the
+    /// host, and this is called for each in order; the replies written from
+    /// here are handed back together when the last one returns. After the
+    /// handler [`close`](crate::close)s, the rest of such a batch is skipped,
+    /// as the host would have dropped it.
+    ///
     /// The default ignores it.
     fn on_message(&mut self, message: Message) {
         let _ = message;

@@ -50,13 +50,19 @@ struct ServeArgs {
     /// Listen on this address instead of the config's (e.g. 127.0.0.1:9000).
     #[arg(short, long)]
     listen: Option<std::net::SocketAddr>,
-    /// Override every route's max_message_size (e.g. 32MiB).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    /// Override every route's max_message_size (e.g. 32MiB; at most 1GiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_message_size)]
     max_message_size: Option<u64>,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
-    wsbox::config::parse_size_text(s)
+fn parse_message_size(s: &str) -> Result<u64, String> {
+    match wsbox::config::parse_size_text(s)? {
+        0 => Err("must be greater than zero".into()),
+        n if n > wsbox::config::MAX_MESSAGE_SIZE_LIMIT => Err(
+            "must be at most 1GiB: a message has to fit in the handler's 32-bit memory".into(),
+        ),
+        n => Ok(n),
+    }
 }
 
 fn main() -> ExitCode {
