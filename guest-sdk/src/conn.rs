@@ -160,11 +160,13 @@ pub fn write_message<'a>(message: impl Into<OutMessage<'a>>) -> Result<(), Close
         if out.closed {
             return Err(Closed);
         }
-        if !out.batching {
+        let bytes = message.bytes();
+        // Outside a batch, or a large message with nothing queued before it:
+        // straight to the host, without a copy into the outbox.
+        if !out.batching || (out.spans.is_empty() && bytes.len() >= OUTBOX_FLUSH_AT) {
             return host::write_message(message.as_wit())
                 .map_err(|host::WriteError::Closed| Closed);
         }
-        let bytes = message.bytes();
         out.data.extend_from_slice(bytes);
         out.spans.push(wit::MessageSpan {
             kind: message.kind(),

@@ -193,9 +193,11 @@ pub enum CloseError {
 /// a large receive buffer, and so the buffer stays unshared and reusable.
 const ZERO_COPY_MIN: usize = 4096;
 
-/// Buffers that grew beyond this are released once empty, so an idle connection does
-/// not keep the memory of its largest message.
-const KEEP_CAPACITY: usize = 64 * 1024;
+/// Buffers that grew beyond this are released as soon as they are empty, so a
+/// connection does not keep the memory of its largest message. Smaller ones are kept
+/// for the next messages (growing a buffer from nothing for each burst costs a copy
+/// per doubling) until [`Connection::compact_idle`] frees them.
+const KEEP_CAPACITY: usize = 1024 * 1024;
 
 /// The frame whose payload is being received. Its received payload bytes sit at the
 /// front of `Connection::input`, already unmasked (unless the frame is discarded).

@@ -28,8 +28,9 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to drain the socket after our side is finished, so that the
 /// peer reads our close frame before the socket is reset.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
-/// After this long without traffic, an idle connection's compression state is
-/// compacted to its history window (see `Connection::compact_idle`).
+/// After this long without traffic, an idle connection's buffers are freed and
+/// its compression state is compacted to its history window (see
+/// `Connection::compact_idle`).
 const IDLE_COMPACT_AFTER: Duration = Duration::from_secs(5);
 /// How long the last queued frames may take to go out once we are done.
 const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -128,10 +129,7 @@ pub async fn run<S: Transport>(
     drop(setup.info);
 
     let mut timers = Timers::new(setup.keepalive);
-    let deflate = instance
-        .engine()
-        .is_some_and(Connection::is_deflate_enabled);
-    timers.activity(deflate);
+    timers.activity();
     let mut shutdown = Box::pin(setup.shutdown.cancelled_owned());
     let mut shutting_down = false;
     let mut sleep = Box::pin(tokio::time::sleep_until(Instant::now()));
@@ -264,9 +262,9 @@ pub async fn run<S: Transport>(
         .await;
 
         match io {
-            Io::Read => timers.activity(deflate),
+            Io::Read => timers.activity(),
             Io::Wrote(n) => {
-                timers.activity(deflate);
+                timers.activity();
                 if let Some(engine) = instance.engine_mut() {
                     engine.consume_output(n);
                 }
@@ -381,7 +379,8 @@ struct Timers {
     pong_deadline: Option<Instant>,
     /// When to give up waiting for the peer's close frame.
     close_deadline: Option<Instant>,
-    /// When to compact idle compression state; `None` when there is none.
+    /// When to free an idle connection's buffers and compact its compression
+    /// state; `None` once done, until the next traffic.
     compact_at: Option<Instant>,
 }
 
@@ -399,10 +398,8 @@ impl Timers {
     }
 
     /// Traffic happened: push idle compaction back.
-    fn activity(&mut self, deflate: bool) {
-        if deflate {
-            self.compact_at = Some(Instant::now() + IDLE_COMPACT_AFTER);
-        }
+    fn activity(&mut self) {
+        self.compact_at = Some(Instant::now() + IDLE_COMPACT_AFTER);
     }
 
     fn ping_sent(&mut self, now: Instant) {

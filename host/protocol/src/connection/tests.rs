@@ -1022,8 +1022,8 @@ fn connection_is_send_and_sync() {
 #[test]
 fn large_buffers_are_released_when_drained() {
     let mut conn = server();
-    let big = vec![b'a'; 200_000];
-    for chunk in masked(true, 1, &big).chunks(10_000) {
+    let big = vec![b'a'; 2_000_000];
+    for chunk in masked(true, 1, &big).chunks(100_000) {
         conn.receive(chunk);
     }
     assert_eq!(events(&mut conn).len(), 1);
@@ -1035,6 +1035,22 @@ fn large_buffers_are_released_when_drained() {
         conn.consume_output(n);
     }
     assert_eq!(conn.output.capacity(), 0);
+    assert_eq!((conn.input_peak, conn.output_peak), (0, 0));
+}
+
+#[test]
+fn small_buffers_are_kept_until_compacted() {
+    let mut conn = server();
+    conn.receive(&masked(true, 2, &[7u8; 50_000]));
+    assert_eq!(events(&mut conn).len(), 1);
+    conn.send_binary(&[7u8; 50_000]).unwrap();
+    let n = conn.pending_output().len();
+    conn.consume_output(n);
+    // Kept for the next burst (a released buffer resets its peak)...
+    assert!(conn.input_peak >= 50_000 && conn.output_peak >= 50_000);
+    // ...until the connection is idle.
+    conn.compact_idle();
+    assert_eq!((conn.input.capacity(), conn.output.capacity()), (0, 0));
     assert_eq!((conn.input_peak, conn.output_peak), (0, 0));
 }
 
