@@ -85,7 +85,10 @@ impl<H: WebSocketHandler> Slot<H> {
 fn message(kind: wit::MessageKind, bytes: Vec<u8>) -> Message {
     match kind {
         wit::MessageKind::Text => {
-            debug_assert!(std::str::from_utf8(&bytes).is_ok(), "host sent invalid UTF-8");
+            debug_assert!(
+                std::str::from_utf8(&bytes).is_ok(),
+                "host sent invalid UTF-8"
+            );
             // SAFETY: the WIT contract: the host validated every text span
             // as UTF-8 (it closes with 1007 otherwise), just as it validates
             // a `string` it lowers, which wit-bindgen lifts unchecked too.

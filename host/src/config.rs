@@ -816,7 +816,8 @@ cpu_time_per_event = 0.25
         let e = err("listen = \"nowhere\"\n[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n");
         assert!(e.contains(":1:") && e.contains("`listen`"), "{e}");
 
-        let e = err("[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmax_message_size = \"2GiB\"\n");
+        let e =
+            err("[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmax_message_size = \"2GiB\"\n");
         assert!(e.contains(":4:") && e.contains("at most 1GiB"), "{e}");
     }
 

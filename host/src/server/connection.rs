@@ -467,8 +467,8 @@ fn add_to_batch(batch: &mut MessageBatch, message: wsbox_protocol::Message) {
     };
     // Lengths fit: the engine's max message size is far below 4 GiB.
     let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-    if batch.spans.is_empty() && bytes.len() > batch.data.capacity() {
-        // A large message alone: take its buffer instead of copying it.
+    if batch.spans.is_empty() && (bytes.len() >= 4096 || bytes.len() > batch.data.capacity()) {
+        // A large first message lends the batch its buffer: no copy.
         batch.data = bytes;
     } else {
         batch.data.extend_from_slice(&bytes);
