@@ -44,22 +44,33 @@ for round in $(seq 1 "$rounds"); do
         fi
         pid=$!
         for _ in $(seq 1 100); do grep -q listening "$out/server.log" && break; sleep 0.1; done
+        ticks0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
         result=$(taskset -c 1 "$client" bench "${bench_args[@]}" --url "ws://127.0.0.1:$port/echo" --json -q | tail -n 1)
+        # Server CPU (user + system, clock ticks) over the run, warm-up
+        # included: steadier than throughput on a shared machine.
+        ticks=$(( $(awk '{print $14 + $15}' "/proc/$pid/stat") - ticks0 ))
         stop
-        rate=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["events_per_s"], r["errors"])' "$result")
-        echo "round $round $label ${rate% *}/s errors ${rate#* }"
-        echo "$label ${rate% *}" >>"$out/rates"
+        read -r rate errors cpu_us < <(python3 -c 'import json,os,sys
+r = json.loads(sys.argv[1]); hz = os.sysconf("SC_CLK_TCK")
+total = r["events"] + r["events_per_s"] * r.get("warmup_s", 0)
+print(r["events_per_s"], r["errors"], round(int(sys.argv[2]) / hz * 1e6 / max(total, 1), 2))' "$result" "$ticks")
+        echo "round $round $label $rate/s errors $errors server CPU ${cpu_us} us/event"
+        echo "$label $rate $cpu_us" >>"$out/rates"
     done
 done
 python3 - "$out/rates" <<'EOF'
 import statistics, sys
-rates = {}
+rates, cpus = {}, {}
 for line in open(sys.argv[1]):
-    label, rate = line.split()
+    label, rate, cpu = line.split()
     rates.setdefault(label, []).append(float(rate))
+    cpus.setdefault(label, []).append(float(cpu))
 base = statistics.median(rates["native"])
+base_cpu = statistics.median(cpus["native"])
 for label, values in rates.items():
     m = statistics.median(values)
-    print(f"{label:>10}: median {m:,.0f}/s  (min {min(values):,.0f}, max {max(values):,.0f})  {m / base:.2f}x native")
+    c = statistics.median(cpus[label])
+    print(f"{label:>10}: median {m:,.0f}/s  (min {min(values):,.0f}, max {max(values):,.0f})  {m / base:.2f}x native;"
+          f"  server CPU {c:.2f} us/event ({base_cpu / c:.2f}x native's efficiency)")
 EOF
 rm -rf "$out"
