@@ -204,6 +204,10 @@ macro_rules! export_handler {
                     WSBOX_HANDLER.with(|slot| slot.on_open(info))
                 }
 
+                fn on_message(message: $crate::__private::wit::MessageResult) {
+                    WSBOX_HANDLER.with(|slot| slot.on_message(message))
+                }
+
                 fn on_messages(batch: $crate::__private::wit::MessageBatchResult) {
                     WSBOX_HANDLER.with(|slot| slot.on_messages(batch))
                 }

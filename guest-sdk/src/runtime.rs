@@ -44,6 +44,14 @@ impl<H: WebSocketHandler> Slot<H> {
         self.with(|handler| handler.open(info));
     }
 
+    pub fn on_message(&self, message: wit::MessageResult) {
+        let message = match message {
+            wit::MessageResult::Text(text) => Message::Text(text),
+            wit::MessageResult::Binary(data) => Message::Binary(data),
+        };
+        self.with(|handler| handler.on_message(message));
+    }
+
     pub fn on_messages(&self, batch: wit::MessageBatchResult) {
         conn::begin_batch();
         self.with(|handler| {

@@ -189,10 +189,10 @@ pub enum OutMessage<'a> {
 }
 
 impl OutMessage<'_> {
-    pub(crate) fn as_wit(&self) -> wit::Message<'_> {
+    pub(crate) fn as_wit(&self) -> wit::MessageParam<'_> {
         match self {
-            OutMessage::Text(s) => wit::Message::Text(s),
-            OutMessage::Binary(b) => wit::Message::Binary(b),
+            OutMessage::Text(s) => wit::MessageParam::Text(s),
+            OutMessage::Binary(b) => wit::MessageParam::Binary(b),
         }
     }
 

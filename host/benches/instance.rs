@@ -1,8 +1,9 @@
 //! Costs of the per-connection instance model, on the bundled echo handler:
 //! instantiate from the pool, a whole connection lifecycle (instantiate +
 //! upgrade + open + close + drop), and one message round trip into wasm and
-//! back (`on-messages` with one message → the guest's `write-messages` → the
-//! engine's output), and the same for a batch of 16 messages in one call.
+//! back (`on-message` → the guest's `write-message` → the engine's output),
+//! and per message for a batch of 16 in one call (`on-messages` →
+//! `write-messages`).
 //!
 //! Run: `cargo bench -p wsbox --bench instance` (criterion; add
 //! `-- --warm-up-time 1 --measurement-time 2` for a quick pass).
@@ -13,7 +14,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use wsbox::config::{ModuleSource, RouteLimits, RuntimeConfig};
 use wsbox::protocol::{Config as EngineConfig, Connection, Role};
 use wsbox::runtime::{
-    CloseCause, CloseInfo, ConnectionInfo, HandlerModule, InstanceLimits, MessageBatch,
+    CloseCause, CloseInfo, ConnectionInfo, HandlerModule, InstanceLimits, Message, MessageBatch,
     MessageKind, MessageSpan, Runtime, UpgradeRequest,
 };
 
@@ -155,13 +156,21 @@ fn lifecycle(c: &mut Criterion) {
             // Per message, so that a batch compares with single calls.
             g.throughput(Throughput::Bytes(size as u64));
             let msgs = batch(kind, size, count);
+            let single = match kind {
+                MessageKind::Text => Message::Text("x".repeat(size)),
+                MessageKind::Binary => Message::Binary(vec![b'x'; size]),
+            };
             g.bench_function(BenchmarkId::new(name, size), |b| {
                 b.iter_custom(|iters| {
                     s.rt.block_on(async {
                         let mut done = 0u64;
                         let t = Instant::now();
                         while done < iters {
-                            inst.on_messages(&msgs).await.expect("on_messages");
+                            if count == 1 {
+                                inst.on_message(&single).await.expect("on_message");
+                            } else {
+                                inst.on_messages(&msgs).await.expect("on_messages");
+                            }
                             let engine = inst.engine_mut().expect("engine attached");
                             let n = engine.pending_output().len();
                             assert!(n >= size * count, "the echo was written");

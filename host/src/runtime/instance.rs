@@ -7,7 +7,8 @@ use wsbox_protocol::Connection;
 
 use super::HandlerModule;
 use super::bindings::{
-    CloseInfo, ConnectionInfo, MessageBatch, UpgradeDecision, UpgradeRequest, WebsocketHandler,
+    CloseInfo, ConnectionInfo, Message, MessageBatch, UpgradeDecision, UpgradeRequest,
+    WebsocketHandler,
 };
 use super::guest_log::{GuestLog, GuestStream};
 use super::limits::InstanceLimits;
@@ -221,6 +222,17 @@ impl HandlerInstance {
             .bindings
             .wsbox_websocket_handler()
             .call_on_open(&mut self.store, info)
+            .await;
+        self.end_call(r)
+    }
+
+    /// Calls `on-message`.
+    pub async fn on_message(&mut self, message: &Message) -> Result<(), CallError> {
+        self.begin_call()?;
+        let r = self
+            .bindings
+            .wsbox_websocket_handler()
+            .call_on_message(&mut self.store, message)
             .await;
         self.end_call(r)
     }

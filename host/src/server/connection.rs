@@ -17,11 +17,9 @@ use tokio::net::TcpStream;
 use wsbox_protocol::deflate::Negotiated;
 use wsbox_protocol::{Config as EngineConfig, Connection, Event, Role, State};
 
+use super::inbox::Inbox;
 use crate::config::Keepalive;
-use crate::runtime::{
-    CallError, CloseCause, CloseInfo, ConnectionInfo, HandlerInstance, MessageBatch, MessageKind,
-    MessageSpan,
-};
+use crate::runtime::{CallError, CloseCause, CloseInfo, ConnectionInfo, HandlerInstance};
 
 /// How long to wait for the peer's close frame after we sent ours.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,21 +38,10 @@ const OUTPUT_HIGH_WATER: usize = 1 << 20;
 /// Size of the per-thread read buffer shared by all connections on a thread.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// A batch for `on-messages` takes messages until it holds this much
-/// payload (a larger message goes alone)...
-const BATCH_MAX_BYTES: usize = 64 * 1024;
-/// ...or this many messages.
-const BATCH_MAX_MESSAGES: usize = 256;
-/// A batch buffer larger than this is not kept for reuse.
-const BATCH_KEEP_BYTES: usize = 256 * 1024;
-
 thread_local! {
     // Idle connections hold no read buffer of their own: bytes go straight
     // from this scratch buffer into the engine.
     static READ_SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
-    // Nor a batch buffer: a connection takes one while it dispatches and
-    // gives it back (to whichever thread it is on by then).
-    static BATCH_SCRATCH: RefCell<Option<MessageBatch>> = const { RefCell::new(None) };
 }
 
 /// A socket the connection runs over.
@@ -153,40 +140,33 @@ pub async fn run<S: Transport>(
 
         // Dispatch every complete event to the handler: consecutive
         // messages in batches, so a busy connection makes one call for many.
-        let mut batch = BATCH_SCRATCH
-            .with_borrow_mut(Option::take)
-            .unwrap_or_else(|| MessageBatch {
-                data: Vec::new(),
-                spans: Vec::new(),
-            });
+        let mut inbox = Inbox::new();
         loop {
             // Replies to the gathered messages must go out before whatever
             // parsing the next frame queues (a pong, a close reply, an error
             // close), so they are handed over first unless it is another
             // plain message.
-            if !batch.spans.is_empty()
+            if !inbox.is_empty()
                 && !instance
                     .engine()
                     .is_some_and(Connection::next_is_plain_message)
             {
-                deliver_batch(&mut instance, &mut batch).await;
+                deliver(&mut instance, &mut inbox).await;
             }
             let Some(event) = instance.engine_mut().and_then(Connection::next_event) else {
                 break;
             };
             let event = match event {
                 Event::Message(message) => {
-                    add_to_batch(&mut batch, message);
-                    if batch.data.len() >= BATCH_MAX_BYTES
-                        || batch.spans.len() >= BATCH_MAX_MESSAGES
-                    {
-                        deliver_batch(&mut instance, &mut batch).await;
+                    inbox.push(message);
+                    if inbox.is_full() {
+                        deliver(&mut instance, &mut inbox).await;
                     }
                     continue;
                 }
                 other => other,
             };
-            deliver_batch(&mut instance, &mut batch).await;
+            deliver(&mut instance, &mut inbox).await;
             if matches!(event, Event::Pong(_)) {
                 timers.pong_deadline = None;
             }
@@ -194,10 +174,8 @@ pub async fn run<S: Transport>(
                 close_info.get_or_insert(info);
             }
         }
-        deliver_batch(&mut instance, &mut batch).await;
-        if batch.data.capacity() <= BATCH_KEEP_BYTES {
-            BATCH_SCRATCH.with_borrow_mut(|slot| *slot = Some(batch));
-        }
+        deliver(&mut instance, &mut inbox).await;
+        inbox.recycle();
 
         let Some(engine) = instance.engine() else {
             break;
@@ -459,42 +437,18 @@ pub(crate) async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
     let _ = tokio::time::timeout(LINGER_TIMEOUT, drain).await;
 }
 
-/// Appends a received message to the batch for the next `on-messages`.
-fn add_to_batch(batch: &mut MessageBatch, message: wsbox_protocol::Message) {
-    let (kind, bytes) = match message {
-        wsbox_protocol::Message::Text(text) => (MessageKind::Text, text.into_bytes()),
-        wsbox_protocol::Message::Binary(data) => (MessageKind::Binary, Vec::from(data)),
-    };
-    // Lengths fit: the engine's max message size is far below 4 GiB.
-    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-    if batch.spans.is_empty() && (bytes.len() >= 4096 || bytes.len() > batch.data.capacity()) {
-        // A large first message lends the batch its buffer: no copy.
-        batch.data = bytes;
-    } else {
-        batch.data.extend_from_slice(&bytes);
-    }
-    batch.spans.push(MessageSpan { kind, len });
-}
-
-/// Calls `on-messages` with what the batch holds, then empties it.
-async fn deliver_batch(instance: &mut HandlerInstance, batch: &mut MessageBatch) {
-    if batch.spans.is_empty() {
-        return;
-    }
-    if !instance.is_dead()
-        && let Err(e) = instance.on_messages(batch).await
-    {
+/// Hands the gathered messages to the handler.
+async fn deliver(instance: &mut HandlerInstance, inbox: &mut Inbox) {
+    if let Err(e) = inbox.deliver(instance).await {
         handler_failed(instance, &e);
     }
-    batch.data.clear();
-    batch.spans.clear();
 }
 
 /// Hands one engine event other than a message to the handler. Returns how
 /// the connection ended if this event ended it.
 async fn dispatch(instance: &mut HandlerInstance, event: Event) -> Option<CloseInfo> {
     let result = match event {
-        // Messages go to the handler in batches (`deliver_batch`).
+        // Messages go to the handler through the `Inbox`.
         Event::Message(_) => return None,
         Event::Ping(data) => {
             if instance.is_dead() {

@@ -3,6 +3,7 @@
 //! its own connection task.
 
 pub mod connection;
+mod inbox;
 mod memory;
 pub mod origin;
 pub mod routes;
