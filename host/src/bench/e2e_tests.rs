@@ -103,6 +103,26 @@ async fn echo_counts_and_verifies() {
 }
 
 #[tokio::test]
+async fn compressed_echo_through_wsbox_engine_client_counts_and_verifies() {
+    // `--compress` runs on wsbox's own client engine and needs a server
+    // that accepts permessage-deflate: the bundled demo does.
+    let mut config = crate::config::Config::bundled_demo();
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.runtime.max_instances = 16;
+    let server = crate::server::Server::bind(&config).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let drain = config.server.drain_time;
+    tokio::spawn(server.run_until(std::future::pending(), drain));
+    let mut args = echo_args(addr, false);
+    args.compress = true;
+    let r = echo::run(target(addr), args).await.unwrap();
+    assert_eq!(num(&r, "errors"), 0.0, "{:?}", r.fields);
+    assert!(num(&r, "events") > 0.0);
+    assert_eq!(num(&r, "connected"), 4.0);
+    assert_eq!(r.fields["compress"], Value::Bool(true));
+}
+
+#[tokio::test]
 async fn echo_message_limit_stops_the_run() {
     let addr = server(Behaviour::Echo).await;
     let mut args = echo_args(addr, true);

@@ -74,7 +74,7 @@ pub async fn run(target: Target, args: EchoArgs) -> anyhow::Result<Report> {
         let connected = conns.len();
         for ws in conns {
             let (payload, shared) = (Arc::clone(&payload), Arc::clone(&shared));
-            tasks.spawn(engine_connection(ws, payload, shared, window));
+            tasks.spawn(connection(Conn::Engine(ws), payload, shared, window));
         }
         connected
     } else {
@@ -90,7 +90,7 @@ pub async fn run(target: Target, args: EchoArgs) -> anyhow::Result<Report> {
         let connected = conns.len();
         for ws in conns {
             let (payload, shared) = (Arc::clone(&payload), Arc::clone(&shared));
-            tasks.spawn(connection(ws, payload, shared, window));
+            tasks.spawn(connection(Conn::Tungstenite(ws), payload, shared, window));
         }
         connected
     };
@@ -154,64 +154,82 @@ pub async fn run(target: Target, args: EchoArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Runs one connection until the run stops and its window has drained,
-/// then closes it.
-async fn connection(mut ws: Ws, payload: Arc<Payload>, shared: Arc<Shared>, window: usize) {
-    let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(window);
-    let mut samples: Vec<u64> = Vec::with_capacity(SAMPLE_BATCH);
-    let mut stop_signal = shared.stop_signal();
-    let result = {
-        let load = pump(
-            &mut ws,
-            &payload,
-            &shared,
-            window,
-            &mut sent_at,
-            &mut samples,
-        );
-        let drain_expired = async {
-            let _ = stop_signal.wait_for(|stopped| *stopped).await;
-            tokio::time::sleep(DRAIN_TIMEOUT).await;
-        };
-        tokio::select! {
-            r = load => r,
-            () = drain_expired => Err(ErrorKind::Unanswered),
+/// One benchmark connection: tokio-tungstenite, or wsbox's engine for
+/// `--compress` (tokio-tungstenite has no permessage-deflate).
+enum Conn {
+    Tungstenite(Ws),
+    Engine(EngineWs),
+}
+
+/// One connection's messages in flight and the latencies measured so far.
+pub(super) struct InFlight {
+    sent_at: VecDeque<Instant>,
+    samples: Vec<u64>,
+    next_seq: u64,
+    expect: u64,
+}
+
+impl InFlight {
+    fn new(window: usize) -> InFlight {
+        InFlight {
+            sent_at: VecDeque::with_capacity(window),
+            samples: Vec::with_capacity(SAMPLE_BATCH),
+            next_seq: 0,
+            expect: 0,
         }
-    };
-    shared.record_latencies(&mut samples);
-    match result {
-        Ok(()) => {
-            if let Err(kind) = client::close(ws).await {
-                shared.error(kind);
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.sent_at.len()
+    }
+
+    /// A message is about to be sent: returns its sequence number.
+    pub(super) fn send(&mut self) -> u64 {
+        self.sent_at.push_back(Instant::now());
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// An echo arrived: it must answer the oldest message in flight, byte
+    /// for byte. Records its latency.
+    pub(super) fn answered(
+        &mut self,
+        payload: &Payload,
+        shared: &Shared,
+        text: bool,
+        data: &[u8],
+    ) -> Result<(), ErrorKind> {
+        // None: a message nobody asked for.
+        let sent = self.sent_at.pop_front().ok_or(ErrorKind::Mismatch)?;
+        if !payload.matches(self.expect, text, data) {
+            return Err(ErrorKind::Mismatch);
+        }
+        self.expect += 1;
+        if shared.event(data.len()) {
+            self.samples.push(sent.elapsed().as_nanos() as u64);
+            if self.samples.len() >= SAMPLE_BATCH {
+                shared.record_latencies(&mut self.samples);
             }
         }
-        Err(ErrorKind::Unanswered) => {
-            shared.errors_add(ErrorKind::Unanswered, sent_at.len() as u64);
-        }
-        // The connection is unusable; dropping it closes the socket.
-        Err(kind) => shared.error(kind),
+        Ok(())
     }
 }
 
-/// [`connection`] for the `--compress` path (wsbox's engine as the client).
-async fn engine_connection(
-    mut ws: EngineWs,
-    payload: Arc<Payload>,
-    shared: Arc<Shared>,
-    window: usize,
-) {
-    let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(window);
-    let mut samples: Vec<u64> = Vec::with_capacity(SAMPLE_BATCH);
+/// Runs one connection until the run stops and its window has drained,
+/// then closes it.
+async fn connection(mut conn: Conn, payload: Arc<Payload>, shared: Arc<Shared>, window: usize) {
+    let mut in_flight = InFlight::new(window);
     let mut stop_signal = shared.stop_signal();
     let result = {
-        let load = engine_client::pump(
-            &mut ws,
-            &payload,
-            &shared,
-            window,
-            &mut sent_at,
-            &mut samples,
-        );
+        let load = async {
+            match &mut conn {
+                Conn::Tungstenite(ws) => pump(ws, &payload, &shared, window, &mut in_flight).await,
+                Conn::Engine(ws) => {
+                    engine_client::pump(ws, &payload, &shared, window, &mut in_flight).await
+                }
+            }
+        };
         let drain_expired = async {
             let _ = stop_signal.wait_for(|stopped| *stopped).await;
             tokio::time::sleep(DRAIN_TIMEOUT).await;
@@ -221,16 +239,21 @@ async fn engine_connection(
             () = drain_expired => Err(ErrorKind::Unanswered),
         }
     };
-    shared.record_latencies(&mut samples);
+    shared.record_latencies(&mut in_flight.samples);
     match result {
         Ok(()) => {
-            if let Err(kind) = engine_client::close(ws).await {
+            let closed = match conn {
+                Conn::Tungstenite(ws) => client::close(ws).await,
+                Conn::Engine(ws) => engine_client::close(ws).await,
+            };
+            if let Err(kind) = closed {
                 shared.error(kind);
             }
         }
         Err(ErrorKind::Unanswered) => {
-            shared.errors_add(ErrorKind::Unanswered, sent_at.len() as u64);
+            shared.errors_add(ErrorKind::Unanswered, in_flight.len() as u64);
         }
+        // The connection is unusable; dropping it closes the socket.
         Err(kind) => shared.error(kind),
     }
 }
@@ -242,11 +265,8 @@ fn pump<'a>(
     payload: &'a Payload,
     shared: &'a Shared,
     window: usize,
-    sent_at: &'a mut VecDeque<Instant>,
-    samples: &'a mut Vec<u64>,
+    in_flight: &'a mut InFlight,
 ) -> impl Future<Output = Result<(), ErrorKind>> + 'a {
-    let mut next_seq = 0u64;
-    let mut expect = 0u64;
     let mut unflushed = false;
     poll_fn(move |cx| {
         // Everything that has arrived.
@@ -259,19 +279,8 @@ fn pump<'a>(
                         Message::Close(_) => return Poll::Ready(Err(ErrorKind::Closed)),
                         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
                     };
-                    let Some(sent) = sent_at.pop_front() else {
-                        // A message nobody asked for.
-                        return Poll::Ready(Err(ErrorKind::Mismatch));
-                    };
-                    if !payload.matches(expect, text, data) {
-                        return Poll::Ready(Err(ErrorKind::Mismatch));
-                    }
-                    expect += 1;
-                    if shared.event(data.len()) {
-                        samples.push(sent.elapsed().as_nanos() as u64);
-                        if samples.len() >= SAMPLE_BATCH {
-                            shared.record_latencies(samples);
-                        }
+                    if let Err(kind) = in_flight.answered(payload, shared, text, data) {
+                        return Poll::Ready(Err(kind));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -283,17 +292,16 @@ fn pump<'a>(
         }
         // Refill the window.
         let stopping = shared.stopping();
-        while !stopping && sent_at.len() < window {
+        while !stopping && in_flight.len() < window {
             match Pin::new(&mut *ws).poll_ready(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(ErrorKind::of_ws_error(&e))),
                 Poll::Pending => break,
             }
-            sent_at.push_back(Instant::now());
-            if let Err(e) = Pin::new(&mut *ws).start_send(payload.message(next_seq)) {
+            let seq = in_flight.send();
+            if let Err(e) = Pin::new(&mut *ws).start_send(payload.message(seq)) {
                 return Poll::Ready(Err(ErrorKind::of_ws_error(&e)));
             }
-            next_seq += 1;
             unflushed = true;
         }
         if unflushed {
@@ -303,7 +311,7 @@ fn pump<'a>(
                 Poll::Pending => {}
             }
         }
-        if stopping && sent_at.is_empty() {
+        if stopping && in_flight.len() == 0 {
             return Poll::Ready(Ok(()));
         }
         Poll::Pending

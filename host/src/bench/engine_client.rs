@@ -12,11 +12,9 @@
 //! The load loop mirrors the tokio-tungstenite one in [`super::echo`]: read
 //! everything available, verify each echo, refill the window, write.
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::Poll;
-use std::time::Instant;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -25,6 +23,7 @@ use wsbox_protocol::deflate::{self, DeflateConfig};
 use wsbox_protocol::{Config, Connection, Event, Message, Role, State, handshake};
 
 use super::client::{CLOSE_TIMEOUT, CONNECT_TIMEOUT, ErrorKind, Target};
+use super::echo::InFlight;
 use super::payload::Payload;
 use super::report::Shared;
 
@@ -32,8 +31,6 @@ use super::report::Shared;
 const MAX_HEAD: usize = 16 * 1024;
 /// Size of a read.
 const READ_CHUNK: usize = 64 * 1024;
-/// Latency samples batched before they go to the shared histogram.
-const SAMPLE_BATCH: usize = 256;
 
 /// An open client connection: the socket and its engine.
 pub struct EngineWs {
@@ -164,11 +161,8 @@ pub async fn pump(
     payload: &Payload,
     shared: &Shared,
     window: usize,
-    sent_at: &mut VecDeque<Instant>,
-    samples: &mut Vec<u64>,
+    in_flight: &mut InFlight,
 ) -> Result<(), ErrorKind> {
-    let mut next_seq = 0u64;
-    let mut expect = 0u64;
     poll_fn(|cx| {
         loop {
             // Events from what was read.
@@ -179,18 +173,8 @@ pub async fn pump(
                             Message::Text(t) => (true, t.as_bytes()),
                             Message::Binary(b) => (false, &b[..]),
                         };
-                        let Some(sent) = sent_at.pop_front() else {
-                            return Poll::Ready(Err(ErrorKind::Mismatch));
-                        };
-                        if !payload.matches(expect, text, data) {
-                            return Poll::Ready(Err(ErrorKind::Mismatch));
-                        }
-                        expect += 1;
-                        if shared.event(data.len()) {
-                            samples.push(sent.elapsed().as_nanos() as u64);
-                            if samples.len() >= SAMPLE_BATCH {
-                                shared.record_latencies(samples);
-                            }
+                        if let Err(kind) = in_flight.answered(payload, shared, text, data) {
+                            return Poll::Ready(Err(kind));
                         }
                     }
                     Event::Ping(_) | Event::Pong(_) => {}
@@ -200,14 +184,13 @@ pub async fn pump(
             }
             // Refill the window.
             let stopping = shared.stopping();
-            while !stopping && sent_at.len() < window {
-                sent_at.push_back(Instant::now());
-                if let Err(kind) = ws.send(payload, next_seq) {
+            while !stopping && in_flight.len() < window {
+                let seq = in_flight.send();
+                if let Err(kind) = ws.send(payload, seq) {
                     return Poll::Ready(Err(kind));
                 }
-                next_seq += 1;
             }
-            if stopping && sent_at.is_empty() {
+            if stopping && in_flight.len() == 0 {
                 return Poll::Ready(Ok(()));
             }
             // Write what is queued.
