@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The wsbox benchmark matrix: installs the peers' dependencies, builds the
 # release binaries, runs every scenario against every peer in interleaved
-# rounds (A B C ... A B C ...), then writes BENCHMARKS.md (bench/report.py).
+# rounds (A B C ... A B C ...), then writes a report (bench/report.py) into
+# the run's results directory; `--out BENCHMARKS.md` updates the committed one.
 #
 # Each server runs pinned to CPU 0 and the load generator (`wsbox bench`)
 # to CPU 1 (taskset), so the server has exactly one core. Everything binds
@@ -17,7 +18,8 @@
 #   --no-micro        skip the criterion micro-benchmarks
 #   --no-install      do not (re)install the Python/Node peers' dependencies
 #   --no-build        use the existing release binaries
-#   --out FILE        report to write (default BENCHMARKS.md at the repo root)
+#   --out FILE        report to write (default bench/results/<timestamp>/BENCHMARKS.md;
+#                     pass --out BENCHMARKS.md to replace the committed report)
 #
 # Results (raw JSON per run, server logs) go to bench/results/<timestamp>/.
 set -euo pipefail
@@ -34,7 +36,7 @@ scenarios="echo_20b echo_4k echo_64k echo_compress connect idle"
 micro=1
 install=1
 build=1
-out="$root/BENCHMARKS.md"
+out=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) rounds=$2; shift 2 ;;
@@ -47,7 +49,7 @@ while [ $# -gt 0 ]; do
         --no-install) install=0; shift ;;
         --no-build) build=0; shift ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^set -euo/ { exit } NR > 1' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -57,6 +59,7 @@ wsbox="$target/release/wsbox"
 native="$target/release/native-echo"
 results="$bench/results/$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$results/logs"
+out="${out:-$results/BENCHMARKS.md}"
 log() { printf '[run.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$results/run.log" >&2; }
 started=$(date +%s)
 

@@ -17,6 +17,7 @@ fn build_guest(package: &str) -> PathBuf {
         None => workspace.join("target").join("wasm-guests"),
     };
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    ensure_wasm_target();
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&workspace)
         .args(["build", "--target", "wasm32-wasip2", "--profile", "guest", "-p", package])
@@ -43,6 +44,42 @@ fn build_guest(package: &str) -> PathBuf {
         .join(format!("{}.wasm", package.replace('-', "_")));
     assert!(artifact.exists(), "guest {package} built but {} is missing", artifact.display());
     artifact
+}
+
+const GUEST_TARGET: &str = "wasm32-wasip2";
+
+/// The pinned toolchain may be installed without the guest target (rustup
+/// installs `rust-toolchain.toml`'s targets only when it installs the
+/// toolchain itself). Add it through rustup, once, and say so.
+fn ensure_wasm_target() {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    if let Some(sysroot) = &sysroot
+        && sysroot.join("lib/rustlib").join(GUEST_TARGET).is_dir()
+    {
+        return;
+    }
+    println!("cargo:warning=the Rust target {GUEST_TARGET} is missing: installing it with `rustup target add {GUEST_TARGET}` (once)");
+    eprintln!("wsbox build: installing the Rust target {GUEST_TARGET} through rustup");
+    let mut cmd = Command::new("rustup");
+    cmd.args(["target", "add", GUEST_TARGET]);
+    if let Some(toolchain) = std::env::var_os("RUSTUP_TOOLCHAIN") {
+        cmd.arg("--toolchain").arg(toolchain);
+    }
+    match cmd.status() {
+        Ok(status) if status.success() => {}
+        Ok(status) => panic!(
+            "`rustup target add {GUEST_TARGET}` failed ({status}); the handlers need this target: install it by hand and build again"
+        ),
+        Err(e) => panic!(
+            "the Rust target {GUEST_TARGET} is missing and rustup could not be run ({e}): install the target for this toolchain (`rustup target add {GUEST_TARGET}`) and build again"
+        ),
+    }
 }
 
 fn find_workspace_root(start: &Path) -> PathBuf {

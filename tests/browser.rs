@@ -1,6 +1,9 @@
-//! A real browser: headless Chromium (Debian's `chromium`) loads a page from
-//! 127.0.0.1, opens a WebSocket to the bundled echo demo and round-trips
-//! text and binary messages; the page reports back over HTTP.
+//! A real browser: headless Chromium (Debian's `chromium`) opens WebSockets
+//! to the bundled echo demo and round-trips text and binary messages; the
+//! page reports back over HTTP to a small server of the test's.
+//!
+//! Two pages: the one the no-config server serves at `/` (same origin, the
+//! default origin rule), and one from another port that a route allows.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -105,9 +108,15 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn chromium() -> String {
+    // Tests run in parallel: one apt-get at a time.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let path = std::env::var("WSBOX_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !std::path::Path::new(&path).exists() && std::env::var_os("WSBOX_CHROMIUM").is_none() {
         // A fresh machine: install Debian's package (needs root, as here).
+        announce(&format!(
+            "wsbox tests: installing Debian's chromium with apt-get (once; {SKIP_PEERS_VAR}=chromium skips the browser tests)"
+        ));
         let _ = std::process::Command::new("sh")
             .args([
                 "-c",
@@ -123,24 +132,14 @@ fn chromium() -> String {
     path
 }
 
-#[tokio::test]
-async fn headless_chromium_round_trips_with_permessage_deflate() {
+/// Runs Chromium on `url` until the page reports (or 90 s pass).
+async fn run_page(url: &str, results: &mut mpsc::Receiver<String>) -> String {
     let browser = chromium();
-    let (page_port, mut results) = page_server().await;
-    let mut config = demo_config();
-    // The page comes from another port: a cross origin the route allows.
-    config.routes[0].origin = OriginConfig {
-        allowed: vec![format!("http://127.0.0.1:{page_port}")],
-        enforce: true,
-    };
-    enable_compression(&mut config);
-    let server = TestServer::start(config).await;
-
-    let profile = std::env::temp_dir().join(format!("wsbox-chromium-{}", std::process::id()));
-    let url = format!(
-        "http://127.0.0.1:{page_port}/?ws=ws://127.0.0.1:{}/echo",
-        server.addr.port()
-    );
+    let profile = std::env::temp_dir().join(format!(
+        "wsbox-chromium-{}-{}",
+        std::process::id(),
+        PROFILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     let mut child = tokio::process::Command::new(browser)
         .args([
             "--headless",
@@ -155,7 +154,7 @@ async fn headless_chromium_round_trips_with_permessage_deflate() {
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg("--remote-debugging-port=0")
-        .arg(&url)
+        .arg(url)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -166,10 +165,58 @@ async fn headless_chromium_round_trips_with_permessage_deflate() {
         .expect("the page reported within 90 s")
         .expect("report");
     let _ = child.kill().await;
+    let _ = child.wait().await;
+    let _ = std::fs::remove_dir_all(&profile);
+    report
+}
+
+static PROFILES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[tokio::test]
+async fn headless_chromium_round_trips_with_permessage_deflate() {
+    if skip_peers(Peers::Chromium) {
+        return;
+    }
+    let (page_port, mut results) = page_server().await;
+    let mut config = demo_config();
+    // The page comes from another port: a cross origin the route allows.
+    config.routes[0].origin = OriginConfig {
+        allowed: vec![format!("http://127.0.0.1:{page_port}")],
+        enforce: true,
+    };
+    enable_compression(&mut config);
+    let server = TestServer::start(config).await;
+    let url = format!(
+        "http://127.0.0.1:{page_port}/?ws=ws://127.0.0.1:{}/echo",
+        server.addr.port()
+    );
+    let report = run_page(&url, &mut results).await;
     assert!(report.contains(r#""ok":true"#), "{report}");
     assert!(report.contains(r#""round_trips":6"#), "{report}");
     assert!(
         report.contains("permessage-deflate"),
         "compression not negotiated: {report}"
     );
+}
+
+/// The no-config server's own page at `/`, with its default origin rule.
+#[tokio::test]
+async fn the_demo_page_at_the_root_round_trips_from_its_own_origin() {
+    if skip_peers(Peers::Chromium) {
+        return;
+    }
+    let (report_port, mut results) = page_server().await;
+    let server = TestServer::start(demo_config()).await;
+    let url = format!(
+        "http://127.0.0.1:{}/?selftest=http://127.0.0.1:{report_port}/result",
+        server.addr.port()
+    );
+    let report = run_page(&url, &mut results).await;
+    assert!(report.contains(r#""ok":true"#), "{report}");
+    assert!(report.contains(r#""round_trips":3"#), "{report}");
+    assert!(
+        report.contains("kwargs={room: selftest}"),
+        "the greeting carries the route capture: {report}"
+    );
+    assert!(report.contains("permessage-deflate"), "{report}");
 }

@@ -210,6 +210,9 @@ async fn close_normally(ws: &mut WebSocketClient) {
 
 #[tokio::test]
 async fn compressed_echo_round_trips_with_python_peers() {
+    if skip_peers(Peers::Python) {
+        return;
+    }
     for script in PYTHON_PEERS {
         let mut peer = Peer::start(script).await;
         let mut ws = open(&peer.url("/echo"), compressed()).await;
@@ -228,6 +231,9 @@ async fn compressed_echo_round_trips_with_python_peers() {
 
 #[tokio::test]
 async fn uncompressed_by_default() {
+    if skip_peers(Peers::Python) {
+        return;
+    }
     let peer = Peer::start("websockets_server.py").await;
     let mut ws = open(&peer.url("/echo"), ClientOptions::default()).await;
     assert_eq!(ws.extensions(), None);
@@ -239,6 +245,9 @@ async fn uncompressed_by_default() {
 
 #[tokio::test]
 async fn subprotocol_selection() {
+    if skip_peers(Peers::Python) {
+        return;
+    }
     for script in PYTHON_PEERS {
         let peer = Peer::start(script).await;
         let options = ClientOptions::default()
@@ -263,6 +272,9 @@ async fn subprotocol_selection() {
 
 #[tokio::test]
 async fn extra_headers_reach_the_server() {
+    if skip_peers(Peers::Python) {
+        return;
+    }
     for script in PYTHON_PEERS {
         let peer = Peer::start(script).await;
         let options = compressed()
@@ -287,6 +299,9 @@ async fn extra_headers_reach_the_server() {
 
 #[tokio::test]
 async fn server_close_code_and_reason_reach_the_client() {
+    if skip_peers(Peers::Python) {
+        return;
+    }
     for script in PYTHON_PEERS {
         let mut peer = Peer::start(script).await;
         let mut ws = open(&peer.url("/close?code=4001&reason=go%20away"), compressed()).await;
@@ -312,6 +327,9 @@ async fn server_close_code_and_reason_reach_the_client() {
 
 #[tokio::test]
 async fn a_message_over_max_message_size_closes_with_1009() {
+    if skip_peers(Peers::Python) {
+        return;
+    }
     for script in PYTHON_PEERS {
         let mut peer = Peer::start(script).await;
         let options = ClientOptions {
@@ -341,6 +359,9 @@ async fn a_message_over_max_message_size_closes_with_1009() {
 
 #[tokio::test]
 async fn refused_upgrades_are_clear_errors() {
+    if skip_peers(Peers::Python) {
+        return;
+    }
     let peer = Peer::start("websockets_server.py").await;
     let error = connect(&peer.url("/forbidden"), ClientOptions::default())
         .await
@@ -375,6 +396,9 @@ async fn refused_upgrades_are_clear_errors() {
 
 #[tokio::test]
 async fn a_server_that_never_answers_pings_times_out() {
+    if skip_peers(Peers::Python) {
+        return;
+    }
     let mut peer = Peer::start("silent_server.py").await;
     let options = ClientOptions::default()
         .with_ping(Duration::from_millis(200), Some(Duration::from_millis(200)));
@@ -553,6 +577,9 @@ async fn wss_with_a_dev_certificate() {
 
 #[tokio::test]
 async fn dropping_the_client_closes_with_1001() {
+    if skip_peers(Peers::Python) {
+        return;
+    }
     let mut peer = Peer::start("websockets_server.py").await;
     let mut ws = open(&peer.url("/echo"), ClientOptions::default()).await;
     ws.write_text("hi").await.unwrap();

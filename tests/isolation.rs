@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 use wsbox_tests::*;
 
@@ -73,4 +74,162 @@ async fn memory_over_the_limit_traps_only_that_connection() {
     hog.send(Message::text("!alloc 64")).await.unwrap();
     assert_eq!(expect_close(&mut hog).await.0, 1011);
     assert_eq!(ask(&mut bystander, "fine").await, "fine");
+}
+
+/// A route whose output cap is small: twice 64 KiB plus 1 MiB.
+fn small_output_config() -> wsbox::config::Config {
+    chaos_config(
+        "/chaos",
+        wsbox::config::RouteLimits {
+            max_message_size: 64 * 1024,
+            ..test_limits()
+        },
+    )
+}
+
+#[tokio::test]
+async fn write_and_ping_floods_are_closed_with_a_close_frame_that_says_why() {
+    let server = TestServer::start(small_output_config()).await;
+    let mut flooder = server.connect("/chaos").await;
+    let mut bystander = server.connect("/chaos").await;
+    // 3,000 messages of 1,000 bytes: over the ~1.1 MiB cap. The client
+    // reads nothing until the handler is done writing.
+    flooder
+        .send(Message::text("!burst 3000 1000"))
+        .await
+        .unwrap();
+    wait_for_log("burst: write failed").await;
+    let mut received = 0;
+    let close = loop {
+        match next_message(&mut flooder).await {
+            Message::Text(t) if t.starts_with("burst-") => received += 1,
+            Message::Close(Some(frame)) => break (u16::from(frame.code), frame.reason.to_string()),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(close, (1011, "output limit exceeded".to_string()));
+    assert!(
+        received > 500 && received < 3000,
+        "{received} messages arrived before the close"
+    );
+    wait_for_log("chaos closed: code=1011 reason=output limit exceeded").await;
+    assert_eq!(ask(&mut bystander, "still here").await, "still here");
+
+    // Pings count against the same cap (in this test, after the first
+    // close was seen: both end with the same log line).
+    let mut raw = raw_handshake(server.addr, "/chaos").await;
+    // 50,000 pings of 100 bytes (5 MiB) while the client reads nothing.
+    raw.write_all(&client_frame(
+        true,
+        0x1,
+        b"!pingflood 50000",
+        Some([1, 2, 3, 4]),
+    ))
+    .await
+    .unwrap();
+    let log = wait_for_log("pingflood: ping").await;
+    assert!(log.contains("failed: closed"), "{log}");
+    // Everything queued is pings, then the close frame.
+    let mut pings = 0;
+    loop {
+        let (opcode, payload) = read_frame(&mut raw).await;
+        match opcode {
+            0x9 => pings += 1,
+            0x8 => {
+                assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1011);
+                assert_eq!(&payload[2..], b"output limit exceeded");
+                break;
+            }
+            other => panic!("unexpected opcode {other}"),
+        }
+    }
+    assert!(
+        pings > 1000 && pings < 50_000,
+        "{pings} pings before the close"
+    );
+}
+
+/// SIGTERM ends the process within `drain_time` plus a small margin even
+/// while one handler spins (with a CPU budget far beyond the drain time)
+/// and another is blocked in a WASI sleep.
+#[tokio::test]
+async fn sigterm_exits_within_the_drain_time_whatever_the_handlers_do() {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let dir = std::env::temp_dir().join(format!("wsbox-sigterm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("wsbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[server]\ndrain_time = \"1s\"\n\
+             [runtime]\nmax_instances = 8\nmax_memory_per_instance = \"64MiB\"\n\
+             [[route]]\npath = \"/chaos\"\nmodule = {CHAOS_WASM:?}\ncpu_time_per_event = \"120s\"\nmemory_limit = \"32MiB\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(wsbox_binary())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start wsbox");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = tokio::time::timeout(WAIT, stdout.next_line())
+            .await
+            .expect("wsbox printed its address in time")
+            .unwrap()
+            .expect("wsbox exited before listening");
+        if let Some(rest) = line.strip_prefix("wsbox listening on ws://") {
+            break rest.split(',').next().unwrap().to_string();
+        }
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+
+    let url = format!("ws://{addr}/chaos");
+    // More spinners than worker threads, and a sleeper.
+    let mut clients = Vec::new();
+    for command in ["!loop loudly", "!loop loudly", "!loop loudly", "!sleep 600"] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        ws.send(Message::text(command)).await.unwrap();
+        clients.push(ws);
+    }
+    let (mut spinning, mut sleeping) = (0, false);
+    while !(spinning == 3 && sleeping) {
+        let line = tokio::time::timeout(WAIT, stderr.next_line())
+            .await
+            .expect("the handlers started in time")
+            .unwrap()
+            .expect("wsbox exited early");
+        spinning += usize::from(line.contains("chaos: spinning"));
+        sleeping |= line.contains("chaos: sleeping 600 s");
+    }
+    // Keep reading stderr so a full pipe cannot block the server.
+    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+
+    let pid = child.id().expect("pid").to_string();
+    let sent = Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    // drain_time 1 s + the 1 s margin; the rest is slack for a loaded machine.
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("wsbox exited within 20 s of SIGTERM")
+        .unwrap();
+    let took = sent.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "exited before the drain time: {took:?}"
+    );
+    drop(clients);
 }

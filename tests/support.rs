@@ -116,6 +116,7 @@ pub fn chaos_config(pattern: &str, limits: RouteLimits) -> Config {
             keepalive: Default::default(),
             compression: None,
         }],
+        pages: Vec::new(),
     }
 }
 
@@ -135,6 +136,56 @@ pub fn demo_config() -> Config {
     config
 }
 
+/// The environment variable that skips the tests needing peers installed
+/// from outside the project (Python packages, Debian's Chromium).
+pub const SKIP_PEERS_VAR: &str = "WSBOX_SKIP_PEERS";
+
+/// Peers that `cargo test` installs on first use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peers {
+    /// Python `websockets` and `tornado`, pip-installed into tests/peers/.venv.
+    Python,
+    /// Debian's `chromium`, apt-installed (as root).
+    Chromium,
+}
+
+impl Peers {
+    fn name(self) -> &'static str {
+        match self {
+            Peers::Python => "python",
+            Peers::Chromium => "chromium",
+        }
+    }
+}
+
+/// A line on the real stderr: the test harness captures `eprintln!`, and an
+/// install or a skip must be seen even when the test passes.
+pub fn announce(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Whether to skip a test that needs `peers`: `WSBOX_SKIP_PEERS=1` (or
+/// `all`) skips every such test, a comma list (`python,chromium`) names
+/// the ones to skip. Prints one line per skipped test, so a skip is never
+/// silent.
+pub fn skip_peers(peers: Peers) -> bool {
+    let Ok(value) = std::env::var(SKIP_PEERS_VAR) else {
+        return false;
+    };
+    let skip = value
+        .split(',')
+        .map(str::trim)
+        .any(|v| v == "1" || v == "all" || v.eq_ignore_ascii_case(peers.name()));
+    if skip {
+        announce(&format!(
+            "SKIPPED: this test needs the {} peer and {SKIP_PEERS_VAR}={value}",
+            peers.name()
+        ));
+    }
+    skip
+}
+
 /// The Python with the test peers: `WSBOX_PYTHON`, else
 /// `tests/peers/.venv/bin/python`, created on first use by
 /// `tests/peers/setup.sh` (from PyPI), so that `cargo test` alone sets up a
@@ -151,6 +202,13 @@ pub fn python() -> PathBuf {
     if !path.exists() {
         let _guard = SETUP.lock().unwrap_or_else(|e| e.into_inner());
         if !path.exists() {
+            announce(&format!(
+                "wsbox tests: installing the Python test peers (websockets, tornado) from PyPI into {} (once; {SKIP_PEERS_VAR}=python skips these tests)",
+                path.parent()
+                    .and_then(|p| p.parent())
+                    .unwrap_or(&path)
+                    .display()
+            ));
             let status = std::process::Command::new("bash")
                 .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/peers/setup.sh"))
                 .status();
@@ -411,4 +469,21 @@ pub async fn wait_for_log(needle: &str) -> String {
             panic!("log line containing {needle:?} never appeared");
         }
     }
+}
+
+/// The `wsbox` binary of this build (`cargo test` builds it beside the
+/// test executables, in `target/<profile>/`).
+pub fn wsbox_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/<test>");
+    let bin = dir.join("wsbox");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p wsbox` (a plain `cargo test` does)",
+        bin.display()
+    );
+    bin
 }

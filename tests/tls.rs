@@ -8,13 +8,23 @@ use tokio_tungstenite::tungstenite::Message;
 use wsbox::config::TlsConfig;
 use wsbox_tests::*;
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("wsbox-{name}-{}", std::process::id()))
+/// A temp dir for the dev certificate, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(name: &str) -> TempDir {
+    TempDir(std::env::temp_dir().join(format!("wsbox-{name}-{}", std::process::id())))
 }
 
 #[tokio::test]
 async fn wss_echo_with_the_dev_certificate() {
-    let dev = wsbox::tls::write_dev_certificate(&temp_dir("tls-echo")).unwrap();
+    let dir = temp_dir("tls-echo");
+    let dev = wsbox::tls::write_dev_certificate(&dir.0).unwrap();
     let mut config = chaos_config("/chaos", test_limits());
     config.tls = Some(TlsConfig {
         cert: dev.cert.clone(),
@@ -43,7 +53,8 @@ async fn wss_echo_with_the_dev_certificate() {
 
 #[tokio::test]
 async fn an_untrusted_certificate_is_refused_and_plain_ws_gets_no_upgrade() {
-    let dev = wsbox::tls::write_dev_certificate(&temp_dir("tls-untrusted")).unwrap();
+    let dir = temp_dir("tls-untrusted");
+    let dev = wsbox::tls::write_dev_certificate(&dir.0).unwrap();
     let mut config = chaos_config("/chaos", test_limits());
     config.tls = Some(TlsConfig {
         cert: dev.cert.clone(),
@@ -67,6 +78,13 @@ async fn an_untrusted_certificate_is_refused_and_plain_ws_gets_no_upgrade() {
     )
     .await;
     assert!(!resp.contains("101"), "{resp}");
+
+    // wsbox's own client says what is wrong: the URL should be wss://.
+    let url = format!("ws://127.0.0.1:{}/chaos", server.addr.port());
+    let Err(err) = wsbox::client::connect(&url, Default::default()).await else {
+        panic!("ws:// to a TLS listener must fail");
+    };
+    assert!(err.to_string().contains("wss://"), "{err}");
 
     // And the server still serves TLS clients afterwards.
     let connector = wsbox::tls::connector(Some(&dev.cert)).unwrap();

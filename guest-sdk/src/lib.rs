@@ -80,21 +80,34 @@
 //! # Building
 //!
 //! A handler crate is a `cdylib` built for `wasm32-wasip2`, which makes the
-//! compiler emit a component directly:
+//! compiler emit a component directly. The SDK is not on crates.io: depend
+//! on it by path (a wsbox checkout) or by git URL.
 //!
 //! ```toml
 //! [lib]
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! wsbox-guest = "0.1"
+//! wsbox-guest = { path = "/path/to/wsbox/guest-sdk" }
+//!
+//! # Optional, for small components (under 100 KB instead of ~3 MB):
+//! [profile.release]
+//! opt-level = "s"
+//! lto = true
+//! codegen-units = 1
+//! strip = true
+//! panic = "abort"
 //! ```
 //!
 //! ```text
 //! rustup target add wasm32-wasip2
 //! cargo build --release --target wasm32-wasip2
 //! # -> target/wasm32-wasip2/release/<crate_name>.wasm, ready for the host
+//! #    (a crate named `my-handler` gives `my_handler.wasm`)
 //! ```
+//!
+//! Keep the handler crate outside the wsbox checkout: inside it, cargo
+//! makes it part of wsbox's workspace.
 //!
 //! # From Tornado
 //!

@@ -3,3 +3,7 @@
 /// The echo example (`examples/echo`), built for wasm32-wasip2 by the build
 /// script: what `wsbox serve` runs when given no config.
 pub const ECHO_WASM: &[u8] = include_bytes!(env!("WSBOX_BUNDLED_ECHO_WASM"));
+
+/// The demo's web page (`examples/echo/index.html`), served at `/` with no
+/// config: it talks to the echo routes from the same origin.
+pub const ECHO_PAGE: &str = include_str!("../../examples/echo/index.html");

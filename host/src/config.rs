@@ -39,6 +39,52 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// The routes, tried in order; the first whose pattern matches the path wins.
     pub routes: Vec<RouteConfig>,
+    /// Plain HTTP pages served beside the routes (a page that talks to them
+    /// from the same origin, so the default origin rule lets it in).
+    pub pages: Vec<PageConfig>,
+}
+
+/// A static page: answered to `GET`/`HEAD` of exactly `path`.
+#[derive(Debug, Clone)]
+pub struct PageConfig {
+    /// The request path, e.g. `/` or `/chat.html`.
+    pub path: String,
+    /// Where the page's bytes come from.
+    pub source: PageSource,
+}
+
+/// Where a page's bytes come from.
+#[derive(Debug, Clone)]
+pub enum PageSource {
+    /// A file, read when the server starts (restart to pick up changes).
+    File(PathBuf),
+    /// A page compiled into the `wsbox` binary (the bundled demo's).
+    Bundled(&'static str),
+}
+
+impl PageConfig {
+    /// The `Content-Type` for the page, from its file extension (HTML for a
+    /// bundled page).
+    pub fn content_type(&self) -> &'static str {
+        let ext = match &self.source {
+            PageSource::Bundled(_) => return "text/html; charset=utf-8",
+            PageSource::File(p) => p
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_default(),
+        };
+        match ext.as_str() {
+            "html" | "htm" => "text/html; charset=utf-8",
+            "js" | "mjs" => "text/javascript; charset=utf-8",
+            "css" => "text/css; charset=utf-8",
+            "json" => "application/json",
+            "svg" => "image/svg+xml",
+            "png" => "image/png",
+            "ico" => "image/x-icon",
+            "txt" => "text/plain; charset=utf-8",
+            _ => "application/octet-stream",
+        }
+    }
 }
 
 /// The listener's certificate and key (PEM files).
@@ -227,6 +273,10 @@ impl Config {
                 keepalive: Keepalive::default(),
                 // The demo shows off compression: browsers always offer it.
                 compression: Some(DeflateConfig::default()),
+            }],
+            pages: vec![PageConfig {
+                path: "/".to_string(),
+                source: PageSource::Bundled(crate::bundled::ECHO_PAGE),
             }],
         }
     }
@@ -417,7 +467,7 @@ impl Config {
             let mut origin = OriginConfig::default();
             if let Some(list) = &r.allowed_origins {
                 for o in list.get_ref() {
-                    if let Err(m) = crate::server::origin::OriginPattern::parse(o) {
+                    if let Err(m) = crate::server::origin::validate_allowed(o) {
                         return Err(located.error(list.span().start, &key("allowed_origins"), m));
                     }
                     origin.allowed.push(o.clone());
@@ -484,12 +534,44 @@ impl Config {
                 compression,
             });
         }
+        let mut pages: Vec<PageConfig> = Vec::with_capacity(raw.page.len());
+        for (i, p) in raw.page.iter().enumerate() {
+            let key = |k: &str| format!("page[{i}].{k}");
+            let page_path = p.path.get_ref();
+            if !page_path.starts_with('/') || page_path.contains(['?', '#']) {
+                return Err(located.error(
+                    p.path.span().start,
+                    &key("path"),
+                    format!("`{page_path}` is not a request path like \"/\" or \"/chat.html\""),
+                ));
+            }
+            if pages.iter().any(|other| &other.path == page_path) {
+                return Err(located.error(
+                    p.path.span().start,
+                    &key("path"),
+                    format!("`{page_path}` is already served by an earlier [[page]]"),
+                ));
+            }
+            let file = base.join(p.file.get_ref());
+            if !file.is_file() {
+                return Err(located.error(
+                    p.file.span().start,
+                    &key("file"),
+                    format!("no such file: {}", file.display()),
+                ));
+            }
+            pages.push(PageConfig {
+                path: page_path.clone(),
+                source: PageSource::File(file),
+            });
+        }
         Ok(Config {
             listen,
             server,
             tls,
             runtime,
             routes,
+            pages,
         })
     }
 }
@@ -572,6 +654,15 @@ struct RawConfig {
     runtime: Option<RawRuntime>,
     #[serde(default)]
     route: Vec<RawRoute>,
+    #[serde(default)]
+    page: Vec<RawPage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPage {
+    path: Spanned<String>,
+    file: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -83,10 +83,28 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("wsbox: {e:#}");
+            eprintln!("wsbox: {}", error_report(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, like `{:#}`, but without a cause
+/// the message before it already quotes (an I/O error inside a message that
+/// embeds it would otherwise read "refused: refused").
+fn error_report(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) || out.contains(&format!("{text}: ")) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn cert(args: CertArgs) -> anyhow::Result<()> {
@@ -100,7 +118,7 @@ fn cert(args: CertArgs) -> anyhow::Result<()> {
         dev.key.display()
     );
     println!(
-        "clients must trust {} as a CA, e.g. `wsbox connect --ca {} wss://127.0.0.1:8080/echo`",
+        "clients must trust {} as a CA, e.g. `wsbox connect --ca {} wss://127.0.0.1:8080/echo` (with `listen = \"127.0.0.1:8080\"`, the default)",
         dev.cert.display(),
         dev.cert.display()
     );
@@ -146,7 +164,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(async {
+    let result = rt.block_on(async {
         let server = Server::bind(&config).await?;
         let addr = server.local_addr()?;
         let scheme = if server.is_tls() { "wss" } else { "ws" };
@@ -158,11 +176,51 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         for (pattern, module) in server.describe() {
             println!("  route {pattern}  ->  module `{module}`");
         }
+        let http = if server.is_tls() { "https" } else { "http" };
+        for path in server.page_paths() {
+            println!("  page  {http}://{addr}{path}");
+        }
         if args.config.is_none() {
-            println!("try: {scheme}://{addr}/echo (echo) or {scheme}://{addr}/echo/lobby (greets with its route capture)");
+            println!("open {http}://{addr}/ in a browser, or connect to {scheme}://{addr}/echo (echo) or {scheme}://{addr}/echo/lobby (greets with its route capture)");
         }
         server
             .run_until(shutdown_signal(), config.server.drain_time)
             .await
-    })
+    });
+    // Handlers still running after the drain time (a call blocked in WASI,
+    // a spin the stopped epoch can no longer interrupt) must not keep the
+    // process alive: give the workers a moment, then exit regardless.
+    rt.shutdown_timeout(SHUTDOWN_MARGIN);
+    result
+}
+
+/// How long shutdown waits, after the drain time, for worker threads that
+/// are still busy before the process exits anyway.
+const SHUTDOWN_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::error_report;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("connecting to 127.0.0.1:1 failed: {source}")]
+    struct Quoting {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_quoted_is_not_repeated() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let text = io.to_string();
+        let e = anyhow::Error::new(Quoting { source: io }).context("wsbox connect");
+        let report = error_report(&e);
+        assert_eq!(report.matches(&text).count(), 1, "{report}");
+        assert!(
+            report.starts_with("wsbox connect: connecting to"),
+            "{report}"
+        );
+        // Causes that add something are kept.
+        let e = anyhow::anyhow!("inner cause").context("outer");
+        assert_eq!(error_report(&e), "outer: inner cause");
+    }
 }

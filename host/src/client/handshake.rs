@@ -334,6 +334,14 @@ fn parse_head(buf: &[u8]) -> Result<Option<Response>, ClientError> {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => {
+            // A TLS record (handshake 0x16 or alert 0x15, version 3.x): the
+            // server speaks TLS and we sent plain HTTP.
+            if let [0x15 | 0x16, 0x03, ..] = buf {
+                return Err(ClientError::MalformedResponse(
+                    "the server answered with TLS: it serves wss://, not ws:// (use a wss:// URL)"
+                        .into(),
+                ));
+            }
             let start = String::from_utf8_lossy(&buf[..buf.len().min(80)]).into_owned();
             return Err(ClientError::MalformedResponse(format!(
                 "{e} (response starts with {start:?})"
@@ -561,6 +569,11 @@ mod tests {
             parse_head(b"SSH-2.0-OpenSSH\r\n\r\n"),
             Err(ClientError::MalformedResponse(_))
         ));
+        // A TLS alert record: the hint names wss://.
+        match parse_head(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32]) {
+            Err(ClientError::MalformedResponse(m)) => assert!(m.contains("wss://"), "{m}"),
+            other => panic!("{:?}", other.map(|r| r.map(|r| r.status))),
+        }
     }
 
     #[test]

@@ -20,31 +20,49 @@ impl ConnState {
         self.engine.as_mut().filter(|e| e.state() == State::Open)
     }
 
-    /// After a write: enforce the cap on queued output.
-    fn check_output(&mut self) {
+    /// Checks the cap on queued output *before* queueing `frames` frames
+    /// carrying `payload` bytes: over it, nothing is queued, the handler's
+    /// writes fail from now on and the connection task closes the
+    /// connection (1011, "output limit exceeded").
+    fn admit_output(&mut self, payload: usize, frames: usize) -> bool {
         let pending = self.engine.as_ref().map_or(0, |e| e.pending_output().len());
-        if pending > self.max_pending_output {
-            tracing::warn!(
-                conn = self.id,
-                pending,
-                limit = self.max_pending_output,
-                "handler queued more output than allowed; dropping the connection"
-            );
-            self.output_overflow = true;
+        let wanted = pending
+            .saturating_add(payload)
+            .saturating_add(frames.saturating_mul(MAX_FRAME_HEADER));
+        if wanted <= self.max_pending_output {
+            return true;
         }
+        tracing::warn!(
+            conn = self.id,
+            pending,
+            wanted,
+            limit = self.max_pending_output,
+            "handler tried to queue more output than allowed; closing the connection"
+        );
+        self.output_overflow = true;
+        false
     }
 }
 
+/// The largest frame header: 2 bytes, 8 of extended length (the server
+/// does not mask).
+const MAX_FRAME_HEADER: usize = 10;
+
 impl connection::Host for HostState {
     fn write_message(&mut self, message: Message) -> Result<(), WriteError> {
+        let len = match &message {
+            Message::Text(text) => text.len(),
+            Message::Binary(data) => data.len(),
+        };
+        if self.conn.writable_engine().is_none() || !self.conn.admit_output(len, 1) {
+            return Err(WriteError::Closed);
+        }
         let engine = self.conn.writable_engine().ok_or(WriteError::Closed)?;
         let sent = match &message {
             Message::Text(text) => engine.send_text(text),
             Message::Binary(data) => engine.send_binary(data),
         };
-        sent.map_err(|_: SendError| WriteError::Closed)?;
-        self.conn.check_output();
-        Ok(())
+        sent.map_err(|_: SendError| WriteError::Closed)
     }
 
     fn write_messages(&mut self, batch: MessageBatch) -> wasmtime::Result<Result<(), WriteError>> {
@@ -57,6 +75,11 @@ impl connection::Host for HostState {
                 "write-messages: the spans do not add up to the batch's {} bytes of data",
                 batch.data.len()
             );
+        }
+        if self.conn.writable_engine().is_none()
+            || !self.conn.admit_output(batch.data.len(), batch.spans.len())
+        {
+            return Ok(Err(WriteError::Closed));
         }
         let Some(engine) = self.conn.writable_engine() else {
             return Ok(Err(WriteError::Closed));
@@ -78,13 +101,17 @@ impl connection::Host for HostState {
                 return Ok(Err(WriteError::Closed));
             }
         }
-        self.conn.check_output();
         Ok(Ok(()))
     }
 
     fn ping(&mut self, data: Vec<u8>) -> Result<(), PingError> {
         if data.len() > 125 {
             return Err(PingError::PayloadTooLong);
+        }
+        // Pings count against the output cap like messages: a handler
+        // pinging in a loop must not queue without bound either.
+        if self.conn.writable_engine().is_none() || !self.conn.admit_output(data.len(), 1) {
+            return Err(PingError::Closed);
         }
         let engine = self.conn.writable_engine().ok_or(PingError::Closed)?;
         engine.send_ping(&data).map_err(|e| match e {

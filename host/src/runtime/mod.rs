@@ -124,9 +124,15 @@ impl Runtime {
     pub fn load_module(&self, source: &ModuleSource) -> Result<Arc<HandlerModule>> {
         let name = source.name();
         let component = match source {
-            ModuleSource::File(path) => Component::from_file(&self.engine, path)
-                .map_err(anyhow::Error::from)
-                .with_context(|| format!("compiling handler component {}", path.display()))?,
+            ModuleSource::File(path) => {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("reading handler component {}", path.display()))?;
+                check_component_bytes(&bytes)
+                    .with_context(|| format!("{} cannot be a handler", path.display()))?;
+                Component::from_binary(&self.engine, &bytes)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| format!("compiling handler component {}", path.display()))?
+            }
             ModuleSource::Bundled { bytes, .. } => Component::from_binary(&self.engine, bytes)
                 .map_err(anyhow::Error::from)
                 .with_context(|| format!("compiling bundled handler `{name}`"))?,
@@ -169,6 +175,41 @@ impl Runtime {
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
+}
+
+/// Says what a file is when it is not a WebAssembly component, before
+/// wasmtime's parser gets a chance to answer with byte offsets.
+fn check_component_bytes(bytes: &[u8]) -> Result<()> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE: [u8; 4] = [1, 0, 0, 0];
+    const COMPONENT_LAYER: [u8; 2] = [1, 0];
+    if bytes.len() < 8 || !bytes.starts_with(MAGIC) {
+        let start = &bytes[..bytes.len().min(40)];
+        let what = if start.is_empty() {
+            "it is empty".to_string()
+        } else if std::str::from_utf8(start).is_ok_and(|t| !t.contains('\0')) {
+            format!(
+                "it is text (it starts with {:?})",
+                String::from_utf8_lossy(start)
+            )
+        } else {
+            "it does not start with the WebAssembly magic bytes `\\0asm`".to_string()
+        };
+        bail!(
+            "not a WebAssembly file: {what}; point the route's `module` at the `.wasm` that \
+             `cargo build --release --target wasm32-wasip2` writes (under target/wasm32-wasip2/release/)"
+        );
+    }
+    if bytes[4..8] == CORE_MODULE {
+        bail!(
+            "this is a core WebAssembly module, not a component: build it for the wasm32-wasip2 \
+             target (which writes components), or wrap it with `wasm-tools component new`"
+        );
+    }
+    if bytes[6..8] != COMPONENT_LAYER {
+        bail!("an unknown WebAssembly binary format (not a component of the component model)");
+    }
+    Ok(())
 }
 
 /// A compiled handler module, ready to be instantiated once per connection.
@@ -218,5 +259,24 @@ impl Drop for EpochTicker {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_component_bytes;
+
+    #[test]
+    fn non_components_are_named() {
+        let err = |b: &[u8]| format!("{:#}", check_component_bytes(b).unwrap_err());
+        assert!(err(b"").contains("empty"));
+        let text = err(b"<!doctype html><html>oops</html>");
+        assert!(
+            text.contains("it is text") && text.contains("doctype"),
+            "{text}"
+        );
+        assert!(err(&[0xff, 0xfe, 0, 1, 2, 3, 4, 5, 6]).contains("magic"));
+        assert!(err(b"\0asm\x01\0\0\0rest").contains("core WebAssembly module"));
+        assert!(check_component_bytes(b"\0asm\x0d\0\x01\0rest").is_ok());
     }
 }

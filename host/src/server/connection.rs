@@ -35,6 +35,8 @@ const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// Stop reading while this much output is queued: a peer that sends
 /// without reading gets backpressure instead of growing our buffers.
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
+/// The close reason when a handler exceeds its output cap.
+const OUTPUT_LIMIT_REASON: &str = "output limit exceeded";
 /// Size of the per-thread read buffer shared by all connections on a thread.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -121,21 +123,28 @@ pub async fn run<S: Transport>(
     let mut shutting_down = false;
     let mut sleep = Box::pin(tokio::time::sleep_until(Instant::now()));
     let mut eof = false;
+    let mut overflow_closed = false;
     loop {
         if let Some(enabled) = instance.take_nodelay_request()
             && let Err(e) = stream.set_nodelay(enabled)
         {
             tracing::debug!(error = %e, "set_nodelay failed");
         }
-        if instance.output_overflowed() {
-            // The handler wrote more than it may; its queued output is
-            // dropped with the connection rather than kept in memory.
-            close_info.get_or_insert(CloseInfo {
-                code: Some(1011),
-                reason: "handler output limit exceeded".into(),
-                cause: CloseCause::HandlerClosed,
-            });
-            break;
+        if instance.output_overflowed() && !overflow_closed {
+            // The handler tried to queue more than it may. What it queued
+            // before (within the cap) goes out, then a close frame that
+            // says why; its further writes fail with `closed`.
+            overflow_closed = true;
+            if let Some(engine) = instance.engine_mut()
+                && engine.state() == State::Open
+            {
+                let _ = engine.close(Some(1011), OUTPUT_LIMIT_REASON);
+                close_info.get_or_insert(CloseInfo {
+                    code: Some(1011),
+                    reason: OUTPUT_LIMIT_REASON.into(),
+                    cause: CloseCause::HandlerClosed,
+                });
+            }
         }
 
         // Dispatch every complete event to the handler: consecutive

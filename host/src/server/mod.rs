@@ -6,6 +6,7 @@ pub mod connection;
 mod inbox;
 mod memory;
 pub mod origin;
+mod pages;
 pub mod routes;
 mod upgrade;
 
@@ -31,6 +32,8 @@ use routes::{Route, RouteTable};
 pub struct Shared {
     pub runtime: Runtime,
     pub routes: RouteTable,
+    /// Static pages, answered to plain `GET`/`HEAD` requests.
+    pages: Vec<pages::Page>,
     next_connection_id: AtomicU64,
     /// Cancelled on shutdown: every connection then closes with 1001.
     shutdown: CancellationToken,
@@ -62,13 +65,20 @@ impl Server {
             let module = match compiled.get(&route.module) {
                 Some(m) => Arc::clone(m),
                 None => {
-                    let m = runtime.load_module(&route.module)?;
+                    let m = runtime
+                        .load_module(&route.module)
+                        .with_context(|| format!("route `{}`", route.pattern))?;
                     compiled.insert(route.module.clone(), Arc::clone(&m));
                     m
                 }
             };
             routes.push(Route::new(route.clone(), module)?);
         }
+        let pages = config
+            .pages
+            .iter()
+            .map(pages::Page::load)
+            .collect::<Result<Vec<_>>>()?;
         let tls = match &config.tls {
             Some(t) => Some(crate::tls::acceptor(&t.cert, &t.key)?),
             None => None,
@@ -81,6 +91,7 @@ impl Server {
             shared: Arc::new(Shared {
                 runtime,
                 routes: RouteTable::new(routes),
+                pages,
                 next_connection_id: AtomicU64::new(1),
                 shutdown: CancellationToken::new(),
                 connections: TaskTracker::new(),
@@ -108,6 +119,11 @@ impl Server {
             .iter()
             .map(|r| (r.pattern.clone(), r.module.name().to_string()))
             .collect()
+    }
+
+    /// The static pages being served, by request path.
+    pub fn page_paths(&self) -> Vec<String> {
+        self.shared.pages.iter().map(|p| p.path.clone()).collect()
     }
 
     /// Serves until the task is dropped.

@@ -8,6 +8,9 @@ use crate::config::OriginConfig;
 #[derive(Debug, Clone, Default)]
 pub struct OriginPolicy {
     any: bool,
+    /// `"null"` was listed: pages with an opaque origin (`file://`,
+    /// sandboxed iframes) may connect. Never implied by anything else.
+    null: bool,
     allowed: Vec<OriginPattern>,
     /// The host's verdict is final; the handler cannot override it.
     pub enforce: bool,
@@ -23,6 +26,8 @@ impl OriginPolicy {
         for o in &config.allowed {
             if o.trim() == "*" {
                 policy.any = true;
+            } else if is_null(o) {
+                policy.null = true;
             } else {
                 policy.allowed.push(OriginPattern::parse(o)?);
             }
@@ -42,8 +47,11 @@ impl OriginPolicy {
         if self.any {
             return true;
         }
+        if is_null(origin) {
+            return self.null;
+        }
         let Some(parsed) = Origin::parse(origin) else {
-            // `null` (opaque origins) and anything that is not an origin.
+            // Anything that is not an origin.
             return false;
         };
         if host.is_some_and(|h| parsed.same_authority_as_host(h)) {
@@ -51,6 +59,19 @@ impl OriginPolicy {
         }
         self.allowed.iter().any(|p| p.matches(&parsed))
     }
+}
+
+/// The opaque origin browsers send from `file://` pages and sandboxed frames.
+fn is_null(origin: &str) -> bool {
+    origin.trim() == "null"
+}
+
+/// Checks one `allowed_origins` entry: an origin pattern, `"*"` or `"null"`.
+pub fn validate_allowed(text: &str) -> Result<(), String> {
+    if is_null(text) {
+        return Ok(());
+    }
+    OriginPattern::parse(text).map(|_| ())
 }
 
 /// A serialized origin `scheme://host[:port]`, lower-cased, with the port
@@ -137,7 +158,7 @@ impl OriginPattern {
         let bad = || {
             format!(
                 "`{text}` is not an origin like \"https://app.example.com\", \
-                 \"https://*.example.com\" or \"*\""
+                 \"https://*.example.com\", \"*\" or \"null\" (for file:// pages)"
             )
         };
         if text.trim() == "*" {
@@ -263,6 +284,20 @@ mod tests {
         let p = policy(&["*"]);
         assert!(p.allows(Some("https://anything.example"), Some("h")));
         assert!(p.allows(Some("null"), Some("h")));
+    }
+
+    #[test]
+    fn null_is_allowed_only_when_listed() {
+        assert!(!policy(&[]).allows(Some("null"), Some("h")));
+        assert!(!policy(&["https://a.example"]).allows(Some("null"), Some("h")));
+        let p = policy(&["null"]);
+        assert!(p.allows(Some("null"), Some("h")));
+        assert!(
+            !p.allows(Some("https://other.example"), Some("h")),
+            "null allows only opaque origins"
+        );
+        assert!(validate_allowed("null").is_ok());
+        assert!(validate_allowed("nul").is_err());
     }
 
     #[test]

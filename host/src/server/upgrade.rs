@@ -96,6 +96,11 @@ pub(super) async fn handle(
     peer: SocketAddr,
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
+    if !super::pages::is_websocket_request(req.headers())
+        && let Some(page) = shared.pages.iter().find(|p| p.path == path)
+    {
+        return page.respond(req.method());
+    }
     let Some(matched) = shared.routes.find(&path) else {
         return text_response(StatusCode::NOT_FOUND, format!("no route for {path}"));
     };

@@ -122,7 +122,17 @@ impl Chaos {
         };
         match (command, arg) {
             ("!trap", _) => panic!("chaos: trap requested"),
-            ("!loop", _) => {
+            ("!sleep", Some(secs)) => {
+                // Blocks in a WASI clock wait: no CPU time is used.
+                let secs = secs.parse::<u64>().unwrap_or(1);
+                log::info(format!("chaos: sleeping {secs} s"));
+                std::thread::sleep(std::time::Duration::from_secs(secs));
+                reply("slept");
+            }
+            ("!loop", arg) => {
+                if arg == Some("loudly") {
+                    log::info("chaos: spinning");
+                }
                 let mut spins = 0u64;
                 loop {
                     spins = std::hint::black_box(spins.wrapping_add(1));
@@ -169,6 +179,16 @@ impl Chaos {
                 if let Err(e) = ping(arg.unwrap_or("")) {
                     reply(format!("ping-error:{}", e.name()));
                 }
+            }
+            ("!pingflood", Some(n)) => {
+                // `!pingflood N`: N pings of 100 bytes in a row, until one fails.
+                let n = n.parse::<usize>().unwrap_or(0);
+                for i in 0..n {
+                    if let Err(e) = ping([b'f'; 100]) {
+                        return log::warn(format!("pingflood: ping {i} failed: {}", e.name()));
+                    }
+                }
+                log::warn(format!("pingflood: all {n} pings queued"));
             }
             ("!bigping", _) => match ping([b'p'; 126]) {
                 Ok(()) => reply("ping-ok"),
