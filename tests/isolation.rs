@@ -233,3 +233,78 @@ async fn sigterm_exits_within_the_drain_time_whatever_the_handlers_do() {
     );
     drop(clients);
 }
+
+/// Other parts of the server reach a connection through its mailbox: a
+/// message goes straight to the peer, a close reaches the peer and the
+/// handler's `on_close`.
+#[tokio::test]
+async fn the_server_handle_sends_to_and_closes_one_connection() {
+    let server = TestServer::start(chaos_config("/mailbox", test_limits())).await;
+    let mut target = server.connect("/mailbox").await;
+    assert_eq!(ask(&mut target, "first").await, "first");
+    let ids = server.handle.connection_ids();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let id = ids[0];
+    let mut other = server.connect("/mailbox").await;
+    assert_eq!(ask(&mut other, "other").await, "other");
+
+    server
+        .handle
+        .send(id, wsbox::protocol::Message::Text("from the host".into()))
+        .unwrap();
+    server
+        .handle
+        .send(id, wsbox::protocol::Message::Binary(vec![1, 2, 3].into()))
+        .unwrap();
+    assert_eq!(
+        next_message(&mut target).await,
+        Message::text("from the host")
+    );
+    assert_eq!(
+        next_message(&mut target).await,
+        Message::binary(vec![1, 2, 3])
+    );
+    // Nothing else came: the next reply is the echo of what we send now.
+    assert_eq!(ask(&mut target, "second").await, "second");
+
+    assert!(matches!(
+        server.handle.close(id, 1005, ""),
+        Err(wsbox::server::ConnectionCommandError::InvalidClose(_))
+    ));
+    server
+        .handle
+        .close(id, 4001, "closed by the operator")
+        .unwrap();
+    assert_eq!(
+        expect_close(&mut target).await,
+        (4001, "closed by the operator".to_string())
+    );
+    wait_for_log("chaos closed: code=4001 reason=closed by the operator").await;
+    // The other connection is untouched; the closed one is gone.
+    assert_eq!(ask(&mut other, "still").await, "still");
+    assert_eq!(
+        server
+            .handle
+            .send(id, wsbox::protocol::Message::Text("late".into())),
+        Err(wsbox::server::ConnectionCommandError::UnknownConnection(id))
+    );
+}
+
+/// A failed instance is dropped at once, freeing its pool slot, even while
+/// its connection still waits for the peer's close reply.
+#[tokio::test]
+async fn a_trapped_instance_frees_its_pool_slot_before_the_connection_ends() {
+    let mut config = chaos_config("/slot", test_limits());
+    config.runtime.max_instances = 1;
+    let server = TestServer::start(config).await;
+    let mut raw = raw_handshake(server.addr, "/slot").await;
+    raw.write_all(&client_frame(true, 0x1, b"!trap", Some([9, 8, 7, 6])))
+        .await
+        .unwrap();
+    // The 1011 close arrives; we do not answer it, so the connection
+    // lingers in the closing handshake for seconds.
+    assert_eq!(read_close_code(&mut raw).await, 1011);
+    let mut next = server.connect("/slot").await;
+    assert_eq!(ask(&mut next, "slot free").await, "slot free");
+    drop(raw);
+}

@@ -30,6 +30,8 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Stream for T {}
 /// A running server; stopped when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Reaches the server's live connections (send, close).
+    pub handle: wsbox::server::ServerHandle,
     task: JoinHandle<anyhow::Result<()>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -49,6 +51,7 @@ impl TestServer {
             .await
             .expect("server binds");
         let addr = server.local_addr().expect("local addr");
+        let handle = server.handle();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let drain = config.server.drain_time;
         let task = tokio::spawn(server.run_until(
@@ -59,6 +62,7 @@ impl TestServer {
         ));
         TestServer {
             addr,
+            handle,
             task,
             shutdown: Some(tx),
         }

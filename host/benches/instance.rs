@@ -14,8 +14,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use wsbox::config::{ModuleSource, RouteLimits, RuntimeConfig};
 use wsbox::protocol::{Config as EngineConfig, Connection, Role};
 use wsbox::runtime::{
-    CloseCause, CloseInfo, ConnectionInfo, HandlerModule, InstanceLimits, Message, MessageBatch,
-    MessageKind, MessageSpan, Runtime, UpgradeRequest,
+    CloseCause, CloseInfo, ConnectionInfo, Effect, HandlerModule, InstanceLimits, Message,
+    MessageBatch, MessageKind, MessageSpan, Runtime, UpgradeRequest,
 };
 
 fn request(id: u64) -> UpgradeRequest {
@@ -109,7 +109,7 @@ fn lifecycle(c: &mut Criterion) {
                         .await
                         .expect("instantiate");
                     inst.upgrade(&request(i)).await.expect("upgrade");
-                    inst.attach_engine(Connection::new(EngineConfig::new(Role::Server)));
+                    inst.set_connection(true, 0);
                     inst.on_open(&ConnectionInfo {
                         request: request(i),
                         subprotocol: None,
@@ -136,7 +136,7 @@ fn lifecycle(c: &mut Criterion) {
     let mut inst =
         s.rt.block_on(s.module.instantiate(&s.limits, 0))
             .expect("instantiate");
-    inst.attach_engine(Connection::new(EngineConfig::new(Role::Server)));
+    let mut engine = Connection::new(EngineConfig::new(Role::Server));
     let batch = |kind: MessageKind, size: usize, count: usize| MessageBatch {
         data: vec![b'x'; size * count],
         spans: vec![
@@ -166,12 +166,32 @@ fn lifecycle(c: &mut Criterion) {
                         let mut done = 0u64;
                         let t = Instant::now();
                         while done < iters {
+                            inst.set_connection(true, 0);
                             if count == 1 {
                                 inst.on_message(&single).await.expect("on_message");
                             } else {
                                 inst.on_messages(&msgs).await.expect("on_messages");
                             }
-                            let engine = inst.engine_mut().expect("engine attached");
+                            // Applied as the connection task does.
+                            for effect in inst.drain_effects() {
+                                match effect {
+                                    Effect::Write(Message::Text(t)) => {
+                                        engine.send_text(&t).expect("open");
+                                    }
+                                    Effect::Write(Message::Binary(b)) => {
+                                        engine.send_binary(&b).expect("open");
+                                    }
+                                    Effect::WriteBatch(batch) => {
+                                        let mut rest = batch.data.as_slice();
+                                        for span in &batch.spans {
+                                            let (bytes, tail) = rest.split_at(span.len as usize);
+                                            rest = tail;
+                                            engine.send_binary(bytes).expect("open");
+                                        }
+                                    }
+                                    other => panic!("unexpected effect {other:?}"),
+                                }
+                            }
                             let n = engine.pending_output().len();
                             assert!(n >= size * count, "the echo was written");
                             engine.consume_output(n);

@@ -1,23 +1,24 @@
 //! The host functions a handler imports (`wsbox:websocket/connection`).
-//! Each acts on the instance's own connection only.
-
-use wsbox_protocol::{CloseError as EngineCloseError, SendError, State};
+//! Each acts on the instance's own connection only, and only by recording
+//! an [`Effect`]: the connection task applies the effects to its protocol
+//! engine and socket after the call returns.
 
 use super::bindings::wsbox::websocket::{connection, types};
 use super::bindings::{
     CloseError, LogLevel, Message, MessageBatch, MessageKind, PingError, WriteError,
 };
-use super::instance::{ConnState, HostState};
+use super::instance::{ConnState, Effect, HostState};
 
 impl types::Host for HostState {}
 
+/// The largest frame header: 2 bytes, 8 of extended length (the server
+/// does not mask).
+const MAX_FRAME_HEADER: usize = 10;
+
 impl ConnState {
-    /// The engine, if the connection is open and the handler may still write.
-    fn writable_engine(&mut self) -> Option<&mut wsbox_protocol::Connection> {
-        if self.output_overflow {
-            return None;
-        }
-        self.engine.as_mut().filter(|e| e.state() == State::Open)
+    /// Whether the handler may queue output now.
+    fn writable(&self) -> bool {
+        self.open && !self.output_overflow
     }
 
     /// Checks the cap on queued output *before* queueing `frames` frames
@@ -25,16 +26,17 @@ impl ConnState {
     /// writes fail from now on and the connection task closes the
     /// connection (1011, "output limit exceeded").
     fn admit_output(&mut self, payload: usize, frames: usize) -> bool {
-        let pending = self.engine.as_ref().map_or(0, |e| e.pending_output().len());
-        let wanted = pending
+        let wanted = self
+            .queued
             .saturating_add(payload)
             .saturating_add(frames.saturating_mul(MAX_FRAME_HEADER));
         if wanted <= self.max_pending_output {
+            self.queued = wanted;
             return true;
         }
         tracing::warn!(
             conn = self.id,
-            pending,
+            queued = self.queued,
             wanted,
             limit = self.max_pending_output,
             "handler tried to queue more output than allowed; closing the connection"
@@ -44,25 +46,17 @@ impl ConnState {
     }
 }
 
-/// The largest frame header: 2 bytes, 8 of extended length (the server
-/// does not mask).
-const MAX_FRAME_HEADER: usize = 10;
-
 impl connection::Host for HostState {
     fn write_message(&mut self, message: Message) -> Result<(), WriteError> {
         let len = match &message {
             Message::Text(text) => text.len(),
             Message::Binary(data) => data.len(),
         };
-        if self.conn.writable_engine().is_none() || !self.conn.admit_output(len, 1) {
+        if !self.conn.writable() || !self.conn.admit_output(len, 1) {
             return Err(WriteError::Closed);
         }
-        let engine = self.conn.writable_engine().ok_or(WriteError::Closed)?;
-        let sent = match &message {
-            Message::Text(text) => engine.send_text(text),
-            Message::Binary(data) => engine.send_binary(data),
-        };
-        sent.map_err(|_: SendError| WriteError::Closed)
+        self.conn.effects.push(Effect::Write(message));
+        Ok(())
     }
 
     fn write_messages(&mut self, batch: MessageBatch) -> wasmtime::Result<Result<(), WriteError>> {
@@ -76,31 +70,21 @@ impl connection::Host for HostState {
                 batch.data.len()
             );
         }
-        if self.conn.writable_engine().is_none()
-            || !self.conn.admit_output(batch.data.len(), batch.spans.len())
-        {
-            return Ok(Err(WriteError::Closed));
-        }
-        let Some(engine) = self.conn.writable_engine() else {
-            return Ok(Err(WriteError::Closed));
-        };
-        let mut rest = batch.data.as_slice();
+        // Checked here, so that applying the batch cannot fail halfway.
+        let mut offset = 0;
         for (i, span) in batch.spans.iter().enumerate() {
-            let (bytes, tail) = rest.split_at(span.len as usize);
-            rest = tail;
-            let sent = match span.kind {
-                MessageKind::Text => match std::str::from_utf8(bytes) {
-                    Ok(text) => engine.send_text(text),
-                    // The instance dies with the trap, so what this batch
-                    // queued before goes out with the 1011 close at most.
-                    Err(_) => wasmtime::bail!("write-messages: text span {i} is not valid UTF-8"),
-                },
-                MessageKind::Binary => engine.send_binary(bytes),
-            };
-            if sent.is_err() {
-                return Ok(Err(WriteError::Closed));
+            let end = offset + span.len as usize;
+            if span.kind == MessageKind::Text
+                && std::str::from_utf8(&batch.data[offset..end]).is_err()
+            {
+                wasmtime::bail!("write-messages: text span {i} is not valid UTF-8");
             }
+            offset = end;
         }
+        if !self.conn.writable() || !self.conn.admit_output(batch.data.len(), batch.spans.len()) {
+            return Ok(Err(WriteError::Closed));
+        }
+        self.conn.effects.push(Effect::WriteBatch(batch));
         Ok(Ok(()))
     }
 
@@ -110,14 +94,11 @@ impl connection::Host for HostState {
         }
         // Pings count against the output cap like messages: a handler
         // pinging in a loop must not queue without bound either.
-        if self.conn.writable_engine().is_none() || !self.conn.admit_output(data.len(), 1) {
+        if !self.conn.writable() || !self.conn.admit_output(data.len(), 1) {
             return Err(PingError::Closed);
         }
-        let engine = self.conn.writable_engine().ok_or(PingError::Closed)?;
-        engine.send_ping(&data).map_err(|e| match e {
-            SendError::PayloadTooLong => PingError::PayloadTooLong,
-            SendError::Closed => PingError::Closed,
-        })
+        self.conn.effects.push(Effect::Ping(data));
+        Ok(())
     }
 
     fn close(&mut self, code: Option<u16>, reason: Option<String>) -> Result<(), CloseError> {
@@ -134,24 +115,17 @@ impl connection::Host for HostState {
         if reason.len() > 123 {
             return Err(CloseError::ReasonTooLong);
         }
-        let Some(engine) = self.conn.engine.as_mut() else {
-            // Not open yet (called from `upgrade`): nothing to close.
-            return Ok(());
-        };
-        if engine.state() != State::Open {
+        // Not open (called from `upgrade`, or already closing): nothing to close.
+        if !self.conn.open {
             return Ok(());
         }
-        engine.close(code, &reason).map_err(|e| match e {
-            EngineCloseError::InvalidCode(_) => CloseError::InvalidCode,
-            EngineCloseError::ReasonTooLong(_) => CloseError::ReasonTooLong,
-            EngineCloseError::ReasonWithoutCode => CloseError::ReasonWithoutCode,
-        })?;
-        self.conn.handler_closed = true;
+        self.conn.open = false;
+        self.conn.effects.push(Effect::Close { code, reason });
         Ok(())
     }
 
     fn set_nodelay(&mut self, enabled: bool) {
-        self.conn.nodelay = Some(enabled);
+        self.conn.effects.push(Effect::SetNodelay(enabled));
     }
 
     fn log(&mut self, level: LogLevel, message: String) {

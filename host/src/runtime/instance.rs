@@ -3,7 +3,6 @@
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wsbox_protocol::Connection;
 
 use super::HandlerModule;
 use super::bindings::{
@@ -42,20 +41,41 @@ pub struct HostState {
     pub(crate) conn: ConnState,
 }
 
-/// Connection state the host imports read and change.
+/// What a handler asked of its connection during a call, in the order it
+/// asked. The host imports only record these; the connection task applies
+/// them to its protocol engine and socket when the call returns, so the
+/// instance never holds the connection itself.
+#[derive(Debug)]
+pub enum Effect {
+    /// `write-message`.
+    Write(Message),
+    /// `write-messages`: spans already checked against the data, text
+    /// spans already checked as UTF-8.
+    WriteBatch(MessageBatch),
+    /// `ping`, payload at most 125 bytes.
+    Ping(Vec<u8>),
+    /// `close`, code and reason already validated (RFC 6455 §7.4).
+    Close { code: Option<u16>, reason: String },
+    /// `set-nodelay`.
+    SetNodelay(bool),
+}
+
+/// The connection as the host imports see it during one call.
 pub(crate) struct ConnState {
     pub id: u64,
-    /// The protocol engine; `None` until the connection is open, so that
-    /// writes from `upgrade` fail with `closed`.
-    pub engine: Option<Connection>,
-    /// A `set-nodelay` request the connection task has not applied yet.
-    pub nodelay: Option<bool>,
-    /// The handler called `close`.
-    pub handler_closed: bool,
-    /// The handler queued more than `max_pending_output`; the connection
-    /// must be dropped.
+    /// Whether the handler may write: the connection is open and the
+    /// handler has not closed it. Set by the connection task before each
+    /// call; the handler's `close` clears it.
+    pub open: bool,
+    /// Bytes waiting for the socket as far as this call knows: the task's
+    /// queue when the call began plus what the call queued since.
+    pub queued: usize,
+    /// The handler tried to queue more than `max_pending_output`: its
+    /// writes fail from then on and the connection must be closed.
     pub output_overflow: bool,
     pub max_pending_output: usize,
+    /// What the handler asked for, not yet applied.
+    pub effects: Vec<Effect>,
 }
 
 impl WasiView for HostState {
@@ -112,11 +132,11 @@ impl HandlerModule {
             ticks_left: ticks_per_event,
             conn: ConnState {
                 id: connection_id,
-                engine: None,
-                nodelay: None,
-                handler_closed: false,
+                open: false,
+                queued: 0,
                 output_overflow: false,
                 max_pending_output: limits.max_pending_output,
+                effects: Vec::new(),
             },
         };
         let mut store = Store::new(self.pre.engine(), state);
@@ -165,38 +185,21 @@ impl HandlerInstance {
         self.dead
     }
 
-    /// The connection's protocol engine, once the connection is open.
-    pub fn engine(&self) -> Option<&Connection> {
-        self.store.data().conn.engine.as_ref()
+    /// Tells the instance the state of its connection before a call:
+    /// whether the handler may write (`open`), and how many bytes already
+    /// wait for the socket (`queued`), which count against its output cap.
+    pub fn set_connection(&mut self, open: bool, queued: usize) {
+        let conn = &mut self.store.data_mut().conn;
+        conn.open = open;
+        conn.queued = queued;
     }
 
-    /// The connection's protocol engine, once the connection is open.
-    pub fn engine_mut(&mut self) -> Option<&mut Connection> {
-        self.store.data_mut().conn.engine.as_mut()
+    /// The effects the handler recorded since they were last drained, in order.
+    pub fn drain_effects(&mut self) -> std::vec::Drain<'_, Effect> {
+        self.store.data_mut().conn.effects.drain(..)
     }
 
-    /// Hands the protocol engine to the instance: from now on the handler's
-    /// writes go to it.
-    pub fn attach_engine(&mut self, engine: Connection) {
-        self.store.data_mut().conn.engine = Some(engine);
-    }
-
-    /// Takes the engine back (to keep the socket going without the instance).
-    pub fn detach_engine(&mut self) -> Option<Connection> {
-        self.store.data_mut().conn.engine.take()
-    }
-
-    /// A pending `set-nodelay` request, taken.
-    pub fn take_nodelay_request(&mut self) -> Option<bool> {
-        self.store.data_mut().conn.nodelay.take()
-    }
-
-    /// Whether the handler asked to close the connection.
-    pub fn handler_closed(&self) -> bool {
-        self.store.data().conn.handler_closed
-    }
-
-    /// Whether the handler queued more output than it may.
+    /// Whether the handler tried to queue more output than it may.
     pub fn output_overflowed(&self) -> bool {
         self.store.data().conn.output_overflow
     }

@@ -23,7 +23,7 @@ pub use bindings::{
     Accept, CloseCause, CloseInfo, ConnectionInfo, Header, Message, MessageBatch, MessageKind,
     MessageSpan, NamedCapture, OriginDecision, Reject, UpgradeDecision, UpgradeRequest,
 };
-pub use instance::{CallError, HandlerInstance, HostState};
+pub use instance::{CallError, Effect, HandlerInstance, HostState};
 pub use limits::InstanceLimits;
 
 use crate::config::{ModuleSource, RuntimeConfig};

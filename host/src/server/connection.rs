@@ -18,8 +18,11 @@ use wsbox_protocol::deflate::Negotiated;
 use wsbox_protocol::{Config as EngineConfig, Connection, Event, Role, State};
 
 use super::inbox::Inbox;
+use super::mailbox::{Command, Registration};
 use crate::config::Keepalive;
-use crate::runtime::{CallError, CloseCause, CloseInfo, ConnectionInfo, HandlerInstance};
+use crate::runtime::{
+    CallError, CloseCause, CloseInfo, ConnectionInfo, Effect, HandlerInstance, Message, MessageKind,
+};
 
 /// How long to wait for the peer's close frame after we sent ours.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,11 +71,16 @@ impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
 pub struct ConnectionSetup {
     pub info: ConnectionInfo,
     pub max_message_size: usize,
+    /// The most bytes that may wait for the socket: beyond it the handler's
+    /// writes fail and messages posted from outside are dropped.
+    pub max_pending_output: usize,
     pub keepalive: Keepalive,
     /// permessage-deflate, when negotiated.
     pub deflate: Option<Negotiated>,
     /// Cancelled when the server shuts down: the connection then closes with 1001.
     pub shutdown: CancellationToken,
+    /// This connection's place among the server's live connections.
+    pub registration: Registration,
 }
 
 /// The outcome of one wait on the socket.
@@ -85,66 +93,206 @@ enum Io {
     Shutdown,
     /// A deadline in [`Timers`] is due.
     Timer,
+    /// Something was posted to the connection's mailbox.
+    Mail,
+}
+
+/// The state the connection task owns: the protocol engine and, while it
+/// lives, the handler instance. The instance only records effects; they
+/// reach the engine here, after each call.
+struct Conn {
+    engine: Connection,
+    /// `None` once a call failed (the instance is dropped at once, which
+    /// frees its pool slot).
+    instance: Option<HandlerInstance>,
+    /// The handler closed the connection (its `close` effect was applied).
+    handler_closed: bool,
+    /// The handler overflowed its output cap and the close for it was sent.
+    overflow_closed: bool,
+    /// A `set-nodelay` the task has not applied to the socket yet.
+    nodelay: Option<bool>,
+    max_pending_output: usize,
+    /// How the connection ended, once known: the first reason found wins.
+    close_info: Option<CloseInfo>,
+}
+
+impl Conn {
+    /// The instance, told the connection's state, ready for a call.
+    fn ready_instance(&mut self) -> Option<&mut HandlerInstance> {
+        let open = self.engine.state() == State::Open && !self.handler_closed;
+        let queued = self.engine.pending_output().len();
+        let instance = self.instance.as_mut()?;
+        instance.set_connection(open, queued);
+        Some(instance)
+    }
+
+    /// After a call: applies what the handler asked for, in order, then
+    /// handles a failed call.
+    fn after_call(&mut self, result: Result<(), CallError>) {
+        if let Some(instance) = self.instance.as_mut() {
+            for effect in instance.drain_effects() {
+                apply(
+                    &mut self.engine,
+                    effect,
+                    &mut self.handler_closed,
+                    &mut self.nodelay,
+                );
+            }
+            if instance.output_overflowed() && !self.overflow_closed {
+                // What the handler queued before (within the cap) goes out,
+                // then a close frame that says why.
+                self.overflow_closed = true;
+                self.close_with(1011, OUTPUT_LIMIT_REASON, CloseCause::HandlerClosed);
+            }
+        }
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "handler failed; closing the connection with 1011");
+            self.instance = None;
+            self.close_with(1011, "handler error", CloseCause::HandlerClosed);
+        }
+    }
+
+    /// Starts the closing handshake from the host's side, if still open.
+    fn close_with(&mut self, code: u16, reason: &str, cause: CloseCause) {
+        if self.engine.state() == State::Open {
+            let _ = self.engine.close(Some(code), reason);
+            self.close_info.get_or_insert(CloseInfo {
+                code: Some(code),
+                reason: reason.into(),
+                cause,
+            });
+        }
+    }
+
+    /// Applies what was posted to the mailbox.
+    fn apply_mail(&mut self, commands: std::collections::VecDeque<Command>) {
+        for command in commands {
+            match command {
+                Command::Send(message) => {
+                    let len = match &message {
+                        wsbox_protocol::Message::Text(t) => t.len(),
+                        wsbox_protocol::Message::Binary(b) => b.len(),
+                    };
+                    let queued = self.engine.pending_output().len();
+                    if self.engine.state() != State::Open {
+                        tracing::debug!("message posted to a closing connection dropped");
+                    } else if queued.saturating_add(len) > self.max_pending_output {
+                        tracing::warn!(
+                            queued,
+                            len,
+                            "message posted to a connection over its output limit dropped"
+                        );
+                    } else {
+                        let _ = match message {
+                            wsbox_protocol::Message::Text(t) => self.engine.send_text(&t),
+                            wsbox_protocol::Message::Binary(b) => self.engine.send_binary(&b),
+                        };
+                    }
+                }
+                Command::Close { code, reason } => {
+                    // The server (an operator, a backend) closed it; the
+                    // 0.1 contract has no closer cause than going-away.
+                    self.close_with(code, &reason, CloseCause::GoingAway);
+                }
+            }
+        }
+    }
+}
+
+/// Applies one effect of a handler call to the engine.
+fn apply(
+    engine: &mut Connection,
+    effect: Effect,
+    handler_closed: &mut bool,
+    nodelay: &mut Option<bool>,
+) {
+    // The host imports accepted these only while the connection was open
+    // and checked their arguments, so the engine's own refusals (closing
+    // meanwhile) need no answer.
+    match effect {
+        Effect::Write(Message::Text(text)) => {
+            let _ = engine.send_text(&text);
+        }
+        Effect::Write(Message::Binary(data)) => {
+            let _ = engine.send_binary(&data);
+        }
+        Effect::WriteBatch(batch) => {
+            let mut rest = batch.data.as_slice();
+            for span in &batch.spans {
+                let (bytes, tail) = rest.split_at(span.len as usize);
+                rest = tail;
+                let _ = match span.kind {
+                    MessageKind::Text => match std::str::from_utf8(bytes) {
+                        Ok(text) => engine.send_text(text),
+                        Err(_) => continue,
+                    },
+                    MessageKind::Binary => engine.send_binary(bytes),
+                };
+            }
+        }
+        Effect::Ping(data) => {
+            let _ = engine.send_ping(&data);
+        }
+        Effect::Close { code, reason } => {
+            if engine.state() == State::Open && engine.close(code, &reason).is_ok() {
+                *handler_closed = true;
+            }
+        }
+        Effect::SetNodelay(enabled) => *nodelay = Some(enabled),
+    }
 }
 
 /// Serves one upgraded connection until it is closed.
 pub async fn run<S: Transport>(
     mut stream: S,
     leftover: Bytes,
-    mut instance: HandlerInstance,
+    instance: HandlerInstance,
     setup: ConnectionSetup,
 ) {
     // Built in a block so that the moved-out `engine` takes no room in this
     // future, which every connection keeps for its lifetime.
-    instance.attach_engine({
-        let mut engine = Connection::with_deflate(
-            EngineConfig {
-                role: Role::Server,
-                max_message_size: setup.max_message_size,
-            },
-            setup.deflate,
-        );
-        engine.receive(&leftover);
-        engine
+    let mut conn = Box::new(Conn {
+        engine: {
+            let mut engine = Connection::with_deflate(
+                EngineConfig {
+                    role: Role::Server,
+                    max_message_size: setup.max_message_size,
+                },
+                setup.deflate,
+            );
+            engine.receive(&leftover);
+            engine
+        },
+        instance: Some(instance),
+        handler_closed: false,
+        overflow_closed: false,
+        nodelay: None,
+        max_pending_output: setup.max_pending_output,
+        close_info: None,
     });
     tracing::debug!(extensions = %setup.info.extensions, "connection open");
 
-    let mut close_info: Option<CloseInfo> = None;
-    if let Err(e) = instance.on_open(&setup.info).await {
-        handler_failed(&mut instance, &e);
+    if let Some(instance) = conn.ready_instance() {
+        let result = instance.on_open(&setup.info).await;
+        conn.after_call(result);
     }
     // The request (headers and all) is not needed again: don't keep it for
     // the connection's lifetime.
     drop(setup.info);
+    let registration = setup.registration;
 
     let mut timers = Timers::new(setup.keepalive);
     timers.activity();
     let mut shutdown = Box::pin(setup.shutdown.cancelled_owned());
     let mut shutting_down = false;
     let mut sleep = Box::pin(tokio::time::sleep_until(Instant::now()));
+    let mut mail = Box::pin(registration.mailbox().posted());
     let mut eof = false;
-    let mut overflow_closed = false;
     loop {
-        if let Some(enabled) = instance.take_nodelay_request()
+        if let Some(enabled) = conn.nodelay.take()
             && let Err(e) = stream.set_nodelay(enabled)
         {
             tracing::debug!(error = %e, "set_nodelay failed");
-        }
-        if instance.output_overflowed() && !overflow_closed {
-            // The handler tried to queue more than it may. What it queued
-            // before (within the cap) goes out, then a close frame that
-            // says why; its further writes fail with `closed`.
-            overflow_closed = true;
-            if let Some(engine) = instance.engine_mut()
-                && engine.state() == State::Open
-            {
-                let _ = engine.close(Some(1011), OUTPUT_LIMIT_REASON);
-                close_info.get_or_insert(CloseInfo {
-                    code: Some(1011),
-                    reason: OUTPUT_LIMIT_REASON.into(),
-                    cause: CloseCause::HandlerClosed,
-                });
-            }
         }
 
         // Dispatch every complete event to the handler: consecutive
@@ -155,42 +303,35 @@ pub async fn run<S: Transport>(
             // parsing the next frame queues (a pong, a close reply, an error
             // close), so they are handed over first unless it is another
             // plain message.
-            if !inbox.is_empty()
-                && !instance
-                    .engine()
-                    .is_some_and(Connection::next_is_plain_message)
-            {
-                deliver(&mut instance, &mut inbox).await;
+            if !inbox.is_empty() && !conn.engine.next_is_plain_message() {
+                deliver(&mut conn, &mut inbox).await;
             }
-            let Some(event) = instance.engine_mut().and_then(Connection::next_event) else {
+            let Some(event) = conn.engine.next_event() else {
                 break;
             };
             let event = match event {
                 Event::Message(message) => {
                     inbox.push(message);
                     if inbox.is_full() {
-                        deliver(&mut instance, &mut inbox).await;
+                        deliver(&mut conn, &mut inbox).await;
                     }
                     continue;
                 }
                 other => other,
             };
-            deliver(&mut instance, &mut inbox).await;
+            deliver(&mut conn, &mut inbox).await;
             if matches!(event, Event::Pong(_)) {
                 timers.pong_deadline = None;
             }
-            if let Some(info) = dispatch(&mut instance, event).await {
-                close_info.get_or_insert(info);
+            if let Some(info) = dispatch(&mut conn, event).await {
+                conn.close_info.get_or_insert(info);
             }
         }
-        deliver(&mut instance, &mut inbox).await;
+        deliver(&mut conn, &mut inbox).await;
         inbox.recycle();
 
-        let Some(engine) = instance.engine() else {
-            break;
-        };
-        let state = engine.state();
-        let pending = engine.pending_output().len();
+        let state = conn.engine.state();
+        let pending = conn.engine.pending_output().len();
         if (state == State::Closed || eof) && pending == 0 {
             break;
         }
@@ -209,9 +350,7 @@ pub async fn run<S: Transport>(
         let reading = !eof && state != State::Closed && pending < OUTPUT_HIGH_WATER;
         let watch_shutdown = !shutting_down;
         let io = poll_fn(|cx| {
-            let Some(engine) = instance.engine_mut() else {
-                return Poll::Ready(Io::Eof);
-            };
+            let engine = &mut conn.engine;
             let out = engine.pending_output();
             if !out.is_empty() {
                 match Pin::new(&mut stream).poll_write(cx, out) {
@@ -238,6 +377,9 @@ pub async fn run<S: Transport>(
                     return read;
                 }
             }
+            if mail.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Io::Mail);
+            }
             if watch_shutdown && shutdown.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Io::Shutdown);
             }
@@ -252,15 +394,16 @@ pub async fn run<S: Transport>(
             Io::Read => timers.activity(),
             Io::Wrote(n) => {
                 timers.activity();
-                if let Some(engine) = instance.engine_mut() {
-                    engine.consume_output(n);
-                }
+                conn.engine.consume_output(n);
+            }
+            Io::Mail => {
+                mail.set(registration.mailbox().posted());
+                conn.apply_mail(registration.mailbox().take());
             }
             Io::Eof => {
                 eof = true;
-                let clean = instance.engine_mut().is_some_and(Connection::receive_eof);
-                if !clean {
-                    close_info.get_or_insert(CloseInfo {
+                if !conn.engine.receive_eof() {
+                    conn.close_info.get_or_insert(CloseInfo {
                         code: None,
                         reason: String::new(),
                         cause: CloseCause::ConnectionLost,
@@ -271,7 +414,7 @@ pub async fn run<S: Transport>(
             }
             Io::Failed(e) => {
                 tracing::debug!(error = %e, "socket error");
-                close_info.get_or_insert(CloseInfo {
+                conn.close_info.get_or_insert(CloseInfo {
                     code: None,
                     reason: String::new(),
                     cause: CloseCause::ConnectionLost,
@@ -280,79 +423,65 @@ pub async fn run<S: Transport>(
             }
             Io::Shutdown => {
                 shutting_down = true;
-                if let Some(engine) = instance.engine_mut()
-                    && engine.state() == State::Open
-                {
-                    let _ = engine.close(Some(1001), "server shutting down");
-                    close_info.get_or_insert(CloseInfo {
-                        code: Some(1001),
-                        reason: "server shutting down".into(),
-                        cause: CloseCause::GoingAway,
-                    });
-                }
+                conn.close_with(1001, "server shutting down", CloseCause::GoingAway);
             }
             Io::Timer => {
                 let now = Instant::now();
                 if timers.close_deadline.is_some_and(|t| t <= now) {
                     tracing::debug!("peer did not answer our close frame in time");
-                    let sent = instance.engine().and_then(|e| e.close_sent());
-                    close_info.get_or_insert(CloseInfo {
+                    let sent = conn.engine.close_sent();
+                    let info = CloseInfo {
                         code: sent.map(|f| f.code),
                         reason: sent.map(|f| f.reason.clone()).unwrap_or_default(),
-                        cause: if instance.handler_closed() {
+                        cause: if conn.handler_closed {
                             CloseCause::HandlerClosed
                         } else {
                             CloseCause::ConnectionLost
                         },
-                    });
+                    };
+                    conn.close_info.get_or_insert(info);
                     break;
                 }
                 if timers.pong_deadline.is_some_and(|t| t <= now) {
                     tracing::info!("keepalive ping not answered in time; closing with 1011");
-                    if let Some(engine) = instance.engine_mut() {
-                        let _ = engine.close(Some(1011), "keepalive ping timeout");
-                    }
-                    close_info.get_or_insert(CloseInfo {
-                        code: Some(1011),
-                        reason: "keepalive ping timeout".into(),
-                        cause: CloseCause::PingTimeout,
-                    });
+                    conn.close_with(1011, "keepalive ping timeout", CloseCause::PingTimeout);
                     // The peer is unresponsive: don't wait for its close.
                     break;
                 }
                 if timers.compact_at.is_some_and(|t| t <= now) {
                     timers.compact_at = None;
-                    if let Some(engine) = instance.engine_mut() {
-                        engine.compact_idle();
-                        super::memory::request_trim();
-                    }
+                    conn.engine.compact_idle();
+                    super::memory::request_trim();
                 }
                 if timers.next_ping.is_some_and(|t| t <= now) {
-                    if let Some(engine) = instance.engine_mut() {
-                        let _ = engine.send_ping(b"");
-                    }
+                    let _ = conn.engine.send_ping(b"");
                     timers.ping_sent(now);
                 }
             }
         }
     }
+    // No more mail: the connection is ending.
+    drop(mail);
+    drop(registration);
 
     if !eof {
         // Boxed: the largest future awaited here (it holds a read buffer),
         // needed once, at the end.
-        Box::pin(finish(&mut stream, &mut instance)).await;
+        Box::pin(finish(&mut stream, &mut conn.engine)).await;
     }
 
-    let info = close_info.unwrap_or(CloseInfo {
+    let info = conn.close_info.take().unwrap_or(CloseInfo {
         code: None,
         reason: String::new(),
         cause: CloseCause::ConnectionLost,
     });
     tracing::debug!(code = ?info.code, reason = %info.reason, cause = ?info.cause, "connection closed");
-    if !instance.is_dead()
-        && let Err(e) = instance.on_close(&info).await
-    {
-        tracing::warn!(error = %e, "handler failed in on_close");
+    if let Some(instance) = conn.instance.as_mut() {
+        // Writes from `on_close` fail with `closed`.
+        instance.set_connection(false, 0);
+        if let Err(e) = instance.on_close(&info).await {
+            tracing::warn!(error = %e, "handler failed in on_close");
+        }
     }
 }
 
@@ -413,9 +542,9 @@ impl Timers {
 
 /// Writes what is still queued (our close frame, typically) within a short
 /// time, then lingers so the peer reads it before the socket goes away.
-async fn finish<S: Transport>(stream: &mut S, instance: &mut HandlerInstance) {
+async fn finish<S: Transport>(stream: &mut S, engine: &mut Connection) {
     let flush = async {
-        while let Some(engine) = instance.engine_mut() {
+        loop {
             let out = engine.pending_output();
             if out.is_empty() {
                 break;
@@ -446,38 +575,48 @@ pub(crate) async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
     let _ = tokio::time::timeout(LINGER_TIMEOUT, drain).await;
 }
 
-/// Hands the gathered messages to the handler.
-async fn deliver(instance: &mut HandlerInstance, inbox: &mut Inbox) {
-    if let Err(e) = inbox.deliver(instance).await {
-        handler_failed(instance, &e);
+/// Hands the gathered messages to the handler (or drops them when the
+/// handler is gone).
+async fn deliver(conn: &mut Conn, inbox: &mut Inbox) {
+    if inbox.is_empty() {
+        return;
+    }
+    match conn.ready_instance() {
+        Some(instance) => {
+            let result = inbox.deliver(instance).await;
+            conn.after_call(result);
+        }
+        None => inbox.clear(),
     }
 }
 
 /// Hands one engine event other than a message to the handler. Returns how
 /// the connection ended if this event ended it.
-async fn dispatch(instance: &mut HandlerInstance, event: Event) -> Option<CloseInfo> {
-    let result = match event {
+async fn dispatch(conn: &mut Conn, event: Event) -> Option<CloseInfo> {
+    match event {
         // Messages go to the handler through the `Inbox`.
-        Event::Message(_) => return None,
+        Event::Message(_) => None,
         Event::Ping(data) => {
-            if instance.is_dead() {
-                return None;
+            if let Some(instance) = conn.ready_instance() {
+                let result = instance.on_ping(&data).await;
+                conn.after_call(result);
             }
-            instance.on_ping(&data).await
+            None
         }
         Event::Pong(data) => {
-            if instance.is_dead() {
-                return None;
+            if let Some(instance) = conn.ready_instance() {
+                let result = instance.on_pong(&data).await;
+                conn.after_call(result);
             }
-            instance.on_pong(&data).await
+            None
         }
         Event::Closed(frame) => {
-            let cause = if instance.handler_closed() {
+            let cause = if conn.handler_closed {
                 CloseCause::HandlerClosed
             } else {
                 CloseCause::PeerClosed
             };
-            return Some(match frame {
+            Some(match frame {
                 Some(f) => CloseInfo {
                     code: Some(f.code),
                     reason: f.reason,
@@ -488,12 +627,12 @@ async fn dispatch(instance: &mut HandlerInstance, event: Event) -> Option<CloseI
                     reason: String::new(),
                     cause,
                 },
-            });
+            })
         }
         Event::ProtocolError(e) => {
             let code = e.close_code();
             tracing::debug!(error = %e, code, "peer broke the protocol");
-            return Some(CloseInfo {
+            Some(CloseInfo {
                 code: Some(code),
                 reason: e.to_string(),
                 cause: if code == 1009 {
@@ -501,21 +640,7 @@ async fn dispatch(instance: &mut HandlerInstance, event: Event) -> Option<CloseI
                 } else {
                     CloseCause::ProtocolError
                 },
-            });
+            })
         }
-    };
-    if let Err(e) = result {
-        handler_failed(instance, &e);
-    }
-    None
-}
-
-/// A call failed: the instance is dead; close with 1011 (internal error).
-fn handler_failed(instance: &mut HandlerInstance, error: &CallError) {
-    tracing::warn!(error = %error, "handler failed; closing the connection with 1011");
-    if let Some(engine) = instance.engine_mut()
-        && engine.state() == State::Open
-    {
-        let _ = engine.close(Some(1011), "handler error");
     }
 }

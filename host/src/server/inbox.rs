@@ -89,6 +89,13 @@ impl Inbox {
         batch.spans.push(MessageSpan { kind, len });
     }
 
+    /// Drops what the inbox holds (the handler is gone).
+    pub(super) fn clear(&mut self) {
+        self.first = None;
+        self.batch.data.clear();
+        self.batch.spans.clear();
+    }
+
     /// Hands what the inbox holds to the handler and empties it. Nothing is
     /// called on a dead instance.
     pub(super) async fn deliver(
@@ -108,9 +115,7 @@ impl Inbox {
         } else {
             Ok(())
         };
-        self.first = None;
-        self.batch.data.clear();
-        self.batch.spans.clear();
+        self.clear();
         result
     }
 }

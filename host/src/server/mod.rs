@@ -4,6 +4,7 @@
 
 pub mod connection;
 mod inbox;
+pub mod mailbox;
 mod memory;
 pub mod origin;
 mod pages;
@@ -34,6 +35,8 @@ pub struct Shared {
     pub routes: RouteTable,
     /// Static pages, answered to plain `GET`/`HEAD` requests.
     pages: Vec<pages::Page>,
+    /// The live (upgraded) connections' mailboxes, by connection id.
+    live: Arc<mailbox::Registry>,
     next_connection_id: AtomicU64,
     /// Cancelled on shutdown: every connection then closes with 1001.
     shutdown: CancellationToken,
@@ -92,6 +95,7 @@ impl Server {
                 runtime,
                 routes: RouteTable::new(routes),
                 pages,
+                live: Arc::default(),
                 next_connection_id: AtomicU64::new(1),
                 shutdown: CancellationToken::new(),
                 connections: TaskTracker::new(),
@@ -119,6 +123,14 @@ impl Server {
             .iter()
             .map(|r| (r.pattern.clone(), r.module.name().to_string()))
             .collect()
+    }
+
+    /// A handle to reach this server's live connections from elsewhere
+    /// (send a message, close one), valid while the server runs.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// The static pages being served, by request path.
@@ -193,6 +205,71 @@ impl Server {
             );
         }
         Ok(())
+    }
+}
+
+/// Reaches a running server's live connections. Cheap to clone.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+/// Why a command for a connection was refused. Nothing was queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionCommandError {
+    /// No live connection has this id (it never existed, or it closed).
+    #[error("no live connection with id {0}")]
+    UnknownConnection(u64),
+    /// The close code or reason cannot be sent.
+    #[error(transparent)]
+    InvalidClose(#[from] wsbox_protocol::CloseError),
+}
+
+impl ServerHandle {
+    /// The ids of the live connections, in no particular order.
+    pub fn connection_ids(&self) -> Vec<u64> {
+        self.shared.live.ids()
+    }
+
+    /// Sends a message to one connection's peer without calling its
+    /// handler. At most once: a connection that closes meanwhile, or whose
+    /// output is over its limit, drops it (logged).
+    pub fn send(
+        &self,
+        connection_id: u64,
+        message: wsbox_protocol::Message,
+    ) -> Result<(), ConnectionCommandError> {
+        self.mailbox(connection_id)?
+            .post(mailbox::Command::Send(message));
+        Ok(())
+    }
+
+    /// Closes one connection with a code and reason; its handler's
+    /// `on_close` follows as for any close.
+    pub fn close(
+        &self,
+        connection_id: u64,
+        code: u16,
+        reason: &str,
+    ) -> Result<(), ConnectionCommandError> {
+        if !wsbox_protocol::close::is_sendable_code(code) {
+            return Err(wsbox_protocol::CloseError::InvalidCode(code).into());
+        }
+        if reason.len() > 123 {
+            return Err(wsbox_protocol::CloseError::ReasonTooLong(reason.len()).into());
+        }
+        self.mailbox(connection_id)?.post(mailbox::Command::Close {
+            code,
+            reason: reason.to_string(),
+        });
+        Ok(())
+    }
+
+    fn mailbox(&self, id: u64) -> Result<Arc<mailbox::Mailbox>, ConnectionCommandError> {
+        self.shared
+            .live
+            .get(id)
+            .ok_or(ConnectionCommandError::UnknownConnection(id))
     }
 }
 

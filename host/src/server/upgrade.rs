@@ -284,8 +284,10 @@ pub(super) async fn handle(
         deflate: deflate.map(|(negotiated, _)| negotiated),
         max_message_size: usize::try_from(route.config.limits.max_message_size)
             .unwrap_or(usize::MAX),
+        max_pending_output: route.instance_limits.max_pending_output,
         keepalive: route.config.keepalive,
         shutdown: shared.shutdown.clone(),
+        registration: shared.live.register(connection_id),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     // Captured boxed: a value captured by the task stays in it for the
