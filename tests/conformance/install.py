@@ -109,6 +109,13 @@ class Wstest:
         return p.returncode, p.stdout.strip()
 
 
+def downloaded(pattern):
+    found = glob.glob(pattern)
+    if not found:
+        raise InstallError("pip downloaded no %s (only a source archive?)" % os.path.basename(pattern))
+    return found[0]
+
+
 def run_logged(cmd, logfile, what, **kwargs):
     """Run cmd with its output appended to logfile; InstallError (with the
     log's tail) when it fails."""
@@ -254,7 +261,7 @@ def python2_pip(home, python, logfile):
     downloads = os.path.join(home, "downloads")
     run_logged([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                 "-d", downloads, PY2_TOOLS[0]], logfile, "downloading %s with python3 -m pip" % PY2_TOOLS[0])
-    wheel = glob.glob(os.path.join(downloads, "pip-*.whl"))[0]
+    wheel = downloaded(os.path.join(downloads, "pip-*.whl"))
     shutil.rmtree(tools, ignore_errors=True)
     run_logged([python.exe, "-s", os.path.join(wheel, "pip"), "install", "--no-cache-dir",
                 "--target", tools] + PY2_TOOLS, logfile, "installing pip for Python 2.7", env=python.env())
@@ -287,7 +294,7 @@ def install_wstest(home, site, logfile):
     downloads = os.path.join(home, "downloads")
     run_logged(pip + ["download", "--no-cache-dir", "--no-deps", "--only-binary=:all:", "-d", downloads,
                       "autobahntestsuite==" + VERSION], logfile, "downloading autobahntestsuite", env=pip_env)
-    wheel = glob.glob(os.path.join(downloads, "autobahntestsuite-%s-*.whl" % VERSION))[0]
+    wheel = downloaded(os.path.join(downloads, "autobahntestsuite-%s-*.whl" % VERSION))
     install = pip + ["install", "--no-cache-dir", "--target", site]
     cflags = " ".join(["-I" + d for d in python.include] + [os.environ.get("CFLAGS", "")]).strip()
     accelerated = False

@@ -205,7 +205,7 @@ def counts(label, values, known):
     for v in values:
         found[v] = found.get(v, 0) + 1
     shown = [k for k in known if k in found or k in ("OK", "FAILED")]
-    shown += sorted(str(k) for k in found if k not in known)
+    shown += sorted((k for k in found if k not in known), key=str)
     return "  %-15s" % (label + ":") + "  ".join("%s=%d" % (k, found.get(k, 0)) for k in shown)
 
 
