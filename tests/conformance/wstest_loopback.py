@@ -86,7 +86,7 @@ def run_wstest(args):
         def connect_to_loopback(host, *args, **kwargs):
             if not is_loopback(host):
                 sys.stderr.write("wstest_loopback: refusing to connect to %r "
-                                 "(not a loopback address)\n" % host)
+                                 "(only 127.x.x.x and ::1 literals are allowed)\n" % host)
                 sys.stderr.flush()
                 os._exit(2)
             return connect(host, *args, **kwargs)
