@@ -308,3 +308,42 @@ async fn a_trapped_instance_frees_its_pool_slot_before_the_connection_ends() {
     assert_eq!(ask(&mut next, "slot free").await, "slot free");
     drop(raw);
 }
+
+/// A handler blocked in a WASI wait uses no CPU, so only a wall-clock
+/// bound stops it: the call is cancelled, its slot freed, the connection
+/// closed with 1011; a blocked `upgrade` answers 503.
+#[tokio::test]
+async fn a_call_blocked_in_wasi_is_cancelled_at_its_wall_clock_bound() {
+    let mut config = chaos_config(
+        "/blocked",
+        wsbox::config::RouteLimits {
+            wall_time_per_call: Duration::from_millis(500),
+            ..test_limits()
+        },
+    );
+    config.runtime.max_instances = 2;
+    let server = TestServer::start(config).await;
+    let mut bystander = server.connect("/blocked").await;
+    let mut sleeper = server.connect("/blocked").await;
+    sleeper.send(Message::text("!sleep 600")).await.unwrap();
+    let (code, _) = expect_close(&mut sleeper).await;
+    assert_eq!(code, 1011);
+    wait_for_log("did not return within its wall-clock time of 500ms").await;
+    assert_eq!(ask(&mut bystander, "unaffected").await, "unaffected");
+    // Its slot is free again: a second connection fits beside the bystander.
+    let mut next = server.connect("/blocked").await;
+    assert_eq!(ask(&mut next, "fits").await, "fits");
+    drop(next);
+
+    let resp = raw_request(
+        server.addr,
+        "GET /blocked?sleep=600 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+    assert!(
+        resp.contains("did not decide the upgrade within 500ms"),
+        "{resp}"
+    );
+}

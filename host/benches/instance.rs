@@ -14,8 +14,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use wsbox::config::{ModuleSource, RouteLimits, RuntimeConfig};
 use wsbox::protocol::{Config as EngineConfig, Connection, Role};
 use wsbox::runtime::{
-    CloseCause, CloseInfo, ConnectionInfo, Effect, HandlerModule, InstanceLimits, Message,
-    MessageBatch, MessageKind, MessageSpan, Runtime, UpgradeRequest,
+    BatchMessage, CloseCause, CloseInfo, ConnectionInfo, Effect, HandlerModule, InstanceLimits,
+    Message, MessageBatch, MessageKind, MessageSpan, Runtime, UpgradeRequest,
 };
 
 fn request(id: u64) -> UpgradeRequest {
@@ -182,11 +182,11 @@ fn lifecycle(c: &mut Criterion) {
                                         engine.send_binary(&b).expect("open");
                                     }
                                     Effect::WriteBatch(batch) => {
-                                        let mut rest = batch.data.as_slice();
-                                        for span in &batch.spans {
-                                            let (bytes, tail) = rest.split_at(span.len as usize);
-                                            rest = tail;
-                                            engine.send_binary(bytes).expect("open");
+                                        for m in batch.messages() {
+                                            let _ = match m {
+                                                BatchMessage::Text(t) => engine.send_text(t),
+                                                BatchMessage::Binary(b) => engine.send_binary(b),
+                                            };
                                         }
                                     }
                                     other => panic!("unexpected effect {other:?}"),

@@ -21,6 +21,8 @@ pub const DEFAULT_MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_MEMORY_PER_INSTANCE: u64 = 128 * 1024 * 1024;
 /// The default CPU time a handler may spend in one event before it is stopped.
 pub const DEFAULT_CPU_TIME_PER_EVENT: Duration = Duration::from_millis(500);
+/// The default wall-clock time one handler call may take.
+pub const DEFAULT_WALL_TIME_PER_CALL: Duration = Duration::from_secs(10);
 /// The default number of live handler instances (one per connection).
 pub const DEFAULT_MAX_INSTANCES: u32 = 10_000;
 /// The default listen address of the bundled demo and of configs without one.
@@ -220,6 +222,11 @@ pub struct RouteLimits {
     /// The CPU time one handler call (one event) may use before the
     /// connection is closed with 1011.
     pub cpu_time_per_event: Duration,
+    /// The wall-clock time any one handler call may take, whatever it
+    /// waits for (a sleep, a starved worker) and however many messages it
+    /// holds; beyond it the call is cancelled and the connection closed
+    /// with 1011 (a refused upgrade answers 503).
+    pub wall_time_per_call: Duration,
 }
 
 impl Default for RouteLimits {
@@ -228,6 +235,7 @@ impl Default for RouteLimits {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             memory_limit: DEFAULT_MEMORY_LIMIT,
             cpu_time_per_event: DEFAULT_CPU_TIME_PER_EVENT,
+            wall_time_per_call: DEFAULT_WALL_TIME_PER_CALL,
         }
     }
 }
@@ -464,6 +472,16 @@ impl Config {
                     ));
                 }
             }
+            if let Some(d) = &r.wall_time_per_call {
+                limits.wall_time_per_call = located.duration(d, &key("wall_time_per_call"))?;
+                if limits.wall_time_per_call.is_zero() {
+                    return Err(located.error(
+                        d.span().start,
+                        &key("wall_time_per_call"),
+                        "must be greater than zero",
+                    ));
+                }
+            }
             let mut origin = OriginConfig::default();
             if let Some(list) = &r.allowed_origins {
                 for o in list.get_ref() {
@@ -696,6 +714,7 @@ struct RawRoute {
     max_message_size: Option<Spanned<SizeValue>>,
     memory_limit: Option<Spanned<SizeValue>>,
     cpu_time_per_event: Option<Spanned<DurationValue>>,
+    wall_time_per_call: Option<Spanned<DurationValue>>,
     allowed_origins: Option<Spanned<Vec<String>>>,
     origin_policy: Option<Spanned<String>>,
     ping_interval: Option<Spanned<DurationValue>>,
@@ -856,6 +875,7 @@ module = "echo.wasm"
 max_message_size = "32MiB"
 memory_limit = 100000000
 cpu_time_per_event = 0.25
+wall_time_per_call = "3s"
 "#,
         )
         .unwrap();
@@ -870,6 +890,7 @@ cpu_time_per_event = 0.25
         assert_eq!(r.limits.max_message_size, 32 << 20);
         assert_eq!(r.limits.memory_limit, 100_000_000);
         assert_eq!(r.limits.cpu_time_per_event, Duration::from_millis(250));
+        assert_eq!(r.limits.wall_time_per_call, Duration::from_secs(3));
         assert_eq!(r.module, ModuleSource::File(dir.join("echo.wasm")));
     }
 

@@ -4,10 +4,9 @@
 //! engine and socket after the call returns.
 
 use super::bindings::wsbox::websocket::{connection, types};
-use super::bindings::{
-    CloseError, LogLevel, Message, MessageBatch, MessageKind, PingError, WriteError,
-};
-use super::instance::{ConnState, Effect, HostState};
+use super::bindings::{CloseError, LogLevel, Message, MessageBatch, PingError, WriteError};
+use super::effects::{Effect, WriteBatch};
+use super::instance::{ConnState, HostState};
 
 impl types::Host for HostState {}
 
@@ -60,28 +59,11 @@ impl connection::Host for HostState {
     }
 
     fn write_messages(&mut self, batch: MessageBatch) -> wasmtime::Result<Result<(), WriteError>> {
-        let total = batch
-            .spans
-            .iter()
-            .try_fold(0usize, |sum, span| sum.checked_add(span.len as usize));
-        if total != Some(batch.data.len()) {
-            wasmtime::bail!(
-                "write-messages: the spans do not add up to the batch's {} bytes of data",
-                batch.data.len()
-            );
-        }
-        // Checked here, so that applying the batch cannot fail halfway.
-        let mut offset = 0;
-        for (i, span) in batch.spans.iter().enumerate() {
-            let end = offset + span.len as usize;
-            if span.kind == MessageKind::Text
-                && std::str::from_utf8(&batch.data[offset..end]).is_err()
-            {
-                wasmtime::bail!("write-messages: text span {i} is not valid UTF-8");
-            }
-            offset = end;
-        }
-        if !self.conn.writable() || !self.conn.admit_output(batch.data.len(), batch.spans.len()) {
+        let batch = match WriteBatch::new(batch) {
+            Ok(batch) => batch,
+            Err(e) => wasmtime::bail!("write-messages: {e}"),
+        };
+        if !self.conn.writable() || !self.conn.admit_output(batch.data_len(), batch.len()) {
             return Ok(Err(WriteError::Closed));
         }
         self.conn.effects.push(Effect::WriteBatch(batch));

@@ -9,6 +9,7 @@ use super::bindings::{
     CloseInfo, ConnectionInfo, Message, MessageBatch, UpgradeDecision, UpgradeRequest,
     WebsocketHandler,
 };
+use super::effects::Effect;
 use super::guest_log::{GuestLog, GuestStream};
 use super::limits::InstanceLimits;
 
@@ -22,6 +23,10 @@ pub enum CallError {
     /// The handler ran past its CPU time for one event.
     #[error("handler exceeded its CPU time of {0:?} for one event")]
     Deadline(std::time::Duration),
+    /// The call took longer than its wall-clock bound (blocked in a WASI
+    /// wait, or starved of CPU); it was cancelled.
+    #[error("handler call did not return within its wall-clock time of {0:?}; cancelled")]
+    WallTime(std::time::Duration),
     /// An earlier call failed, so the instance can no longer be entered.
     #[error("handler instance is dead after an earlier failure")]
     Dead,
@@ -39,25 +44,6 @@ pub struct HostState {
     ticks_left: u64,
     /// The connection this instance serves.
     pub(crate) conn: ConnState,
-}
-
-/// What a handler asked of its connection during a call, in the order it
-/// asked. The host imports only record these; the connection task applies
-/// them to its protocol engine and socket when the call returns, so the
-/// instance never holds the connection itself.
-#[derive(Debug)]
-pub enum Effect {
-    /// `write-message`.
-    Write(Message),
-    /// `write-messages`: spans already checked against the data, text
-    /// spans already checked as UTF-8.
-    WriteBatch(MessageBatch),
-    /// `ping`, payload at most 125 bytes.
-    Ping(Vec<u8>),
-    /// `close`, code and reason already validated (RFC 6455 §7.4).
-    Close { code: Option<u16>, reason: String },
-    /// `set-nodelay`.
-    SetNodelay(bool),
 }
 
 /// The connection as the host imports see it during one call.
@@ -210,33 +196,33 @@ impl HandlerInstance {
         request: &UpgradeRequest,
     ) -> Result<UpgradeDecision, CallError> {
         self.begin_call()?;
-        let r = self
+        let call = self
             .bindings
             .wsbox_websocket_handler()
-            .call_upgrade(&mut self.store, request)
-            .await;
+            .call_upgrade(&mut self.store, request);
+        let r = tokio::time::timeout(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
 
     /// Calls `on-open`.
     pub async fn on_open(&mut self, info: &ConnectionInfo) -> Result<(), CallError> {
         self.begin_call()?;
-        let r = self
+        let call = self
             .bindings
             .wsbox_websocket_handler()
-            .call_on_open(&mut self.store, info)
-            .await;
+            .call_on_open(&mut self.store, info);
+        let r = tokio::time::timeout(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
 
     /// Calls `on-message`.
     pub async fn on_message(&mut self, message: &Message) -> Result<(), CallError> {
         self.begin_call()?;
-        let r = self
+        let call = self
             .bindings
             .wsbox_websocket_handler()
-            .call_on_message(&mut self.store, message)
-            .await;
+            .call_on_message(&mut self.store, message);
+        let r = tokio::time::timeout(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
 
@@ -246,44 +232,44 @@ impl HandlerInstance {
         self.begin_call()?;
         let events = u64::try_from(batch.spans.len()).unwrap_or(u64::MAX).max(1);
         self.store.data_mut().ticks_left = self.ticks_per_event.saturating_mul(events);
-        let r = self
+        let call = self
             .bindings
             .wsbox_websocket_handler()
-            .call_on_messages(&mut self.store, batch)
-            .await;
+            .call_on_messages(&mut self.store, batch);
+        let r = tokio::time::timeout(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
 
     /// Calls `on-ping`.
     pub async fn on_ping(&mut self, data: &[u8]) -> Result<(), CallError> {
         self.begin_call()?;
-        let r = self
+        let call = self
             .bindings
             .wsbox_websocket_handler()
-            .call_on_ping(&mut self.store, data)
-            .await;
+            .call_on_ping(&mut self.store, data);
+        let r = tokio::time::timeout(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
 
     /// Calls `on-pong`.
     pub async fn on_pong(&mut self, data: &[u8]) -> Result<(), CallError> {
         self.begin_call()?;
-        let r = self
+        let call = self
             .bindings
             .wsbox_websocket_handler()
-            .call_on_pong(&mut self.store, data)
-            .await;
+            .call_on_pong(&mut self.store, data);
+        let r = tokio::time::timeout(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
 
     /// Calls `on-close`.
     pub async fn on_close(&mut self, info: &CloseInfo) -> Result<(), CallError> {
         self.begin_call()?;
-        let r = self
+        let call = self
             .bindings
             .wsbox_websocket_handler()
-            .call_on_close(&mut self.store, info)
-            .await;
+            .call_on_close(&mut self.store, info);
+        let r = tokio::time::timeout(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
 
@@ -296,7 +282,16 @@ impl HandlerInstance {
         Ok(())
     }
 
-    fn end_call<T>(&mut self, result: wasmtime::Result<T>) -> Result<T, CallError> {
+    fn end_call<T>(
+        &mut self,
+        result: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T, CallError> {
+        let Ok(result) = result else {
+            // The call's future was dropped mid-call: the instance cannot
+            // be entered again.
+            self.dead = true;
+            return Err(CallError::WallTime(self.limits.wall_time_per_call));
+        };
         result.map_err(|e| {
             self.dead = true;
             match e.downcast_ref::<Trap>() {

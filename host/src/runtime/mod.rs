@@ -3,6 +3,7 @@
 //! connection, taken from a pooling allocator.
 
 mod bindings;
+pub mod effects;
 mod guest_log;
 mod host_imports;
 mod instance;
@@ -23,7 +24,8 @@ pub use bindings::{
     Accept, CloseCause, CloseInfo, ConnectionInfo, Header, Message, MessageBatch, MessageKind,
     MessageSpan, NamedCapture, OriginDecision, Reject, UpgradeDecision, UpgradeRequest,
 };
-pub use instance::{CallError, Effect, HandlerInstance, HostState};
+pub use effects::{BatchMessage, Effect, WriteBatch};
+pub use instance::{CallError, HandlerInstance, HostState};
 pub use limits::InstanceLimits;
 
 use crate::config::{ModuleSource, RuntimeConfig};

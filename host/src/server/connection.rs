@@ -21,7 +21,8 @@ use super::inbox::Inbox;
 use super::mailbox::{Command, Registration};
 use crate::config::Keepalive;
 use crate::runtime::{
-    CallError, CloseCause, CloseInfo, ConnectionInfo, Effect, HandlerInstance, Message, MessageKind,
+    BatchMessage, CallError, CloseCause, CloseInfo, ConnectionInfo, Effect, HandlerInstance,
+    Message,
 };
 
 /// How long to wait for the peer's close frame after we sent ours.
@@ -217,16 +218,10 @@ fn apply(
             let _ = engine.send_binary(&data);
         }
         Effect::WriteBatch(batch) => {
-            let mut rest = batch.data.as_slice();
-            for span in &batch.spans {
-                let (bytes, tail) = rest.split_at(span.len as usize);
-                rest = tail;
-                let _ = match span.kind {
-                    MessageKind::Text => match std::str::from_utf8(bytes) {
-                        Ok(text) => engine.send_text(text),
-                        Err(_) => continue,
-                    },
-                    MessageKind::Binary => engine.send_binary(bytes),
+            for message in batch.messages() {
+                let _ = match message {
+                    BatchMessage::Text(text) => engine.send_text(text),
+                    BatchMessage::Binary(bytes) => engine.send_binary(bytes),
                 };
             }
         }

@@ -19,7 +19,8 @@ use wsbox_protocol::handshake;
 use super::Shared;
 use super::connection::{self, ConnectionSetup};
 use crate::runtime::{
-    ConnectionInfo, Header, NamedCapture, OriginDecision, UpgradeDecision, UpgradeRequest,
+    CallError, ConnectionInfo, Header, NamedCapture, OriginDecision, UpgradeDecision,
+    UpgradeRequest,
 };
 
 type Body = Full<Bytes>;
@@ -180,6 +181,18 @@ pub(super) async fn handle(
 
     let decision = match instance.upgrade(&request).instrument(span.clone()).await {
         Ok(d) => d,
+        Err(CallError::WallTime(limit)) => {
+            tracing::warn!(parent: &span, ?limit, "handler did not decide the upgrade in time");
+            let mut resp = text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the handler for this route did not decide the upgrade within {limit:?}; try again later"
+                ),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
+        }
         Err(e) => {
             tracing::warn!(parent: &span, error = %e, "handler failed during upgrade");
             return text_response(

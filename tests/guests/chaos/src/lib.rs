@@ -52,6 +52,10 @@ fn reply(text: impl Into<String>) {
 
 impl WebSocketHandler for Chaos {
     fn prepare(&mut self, _request: &UpgradeRequest) -> Result<(), Reject> {
+        if let Some(secs) = query("sleep").and_then(|s| s.parse::<u64>().ok()) {
+            // A handshake that never gets decided in time.
+            std::thread::sleep(std::time::Duration::from_secs(secs));
+        }
         match query("reject") {
             Some(status) => Err(
                 Reject::new(status.parse().unwrap_or(400), "rejected by chaos")
