@@ -9,14 +9,15 @@
 #
 # Usage: bench/profile.sh [SIZE] [MESSAGES]     (default 20 B, 20000 messages)
 #        SCENARIO=connect bench/profile.sh 20 2000   (connection churn: 2000 cycles)
-# Needs: valgrind (apt-get install valgrind), a release build.
+# Needs: valgrind (apt-get install valgrind), a release build (or WSBOX_BIN=path
+# to profile another wsbox binary, e.g. the build before a change).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 size=${1:-20}
 messages=${2:-20000}
 target="${CARGO_TARGET_DIR:-$root/target}"
-wsbox="$target/release/wsbox"
+wsbox="${WSBOX_BIN:-$target/release/wsbox}"
 echo_wasm=$(ls "$target"/wasm-guests/wasm32-wasip2/guest/wsbox_example_echo.wasm 2>/dev/null | head -n1)
 [ -x "$wsbox" ] && [ -n "$echo_wasm" ] || { echo "profile.sh: build first (cargo build --release)" >&2; exit 1; }
 command -v valgrind >/dev/null || { echo "profile.sh: valgrind missing (apt-get install valgrind)" >&2; exit 1; }

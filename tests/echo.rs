@@ -228,3 +228,35 @@ async fn json_and_print_reach_their_destinations() {
     );
     wait_for_log("guest stdout line 8c1f").await;
 }
+
+/// Guest logging is bounded: lines are cut at 4 KiB with a marker, and a
+/// connection over its rate (`log_lines_per_second`) has lines dropped,
+/// counted and reported, while the connection itself carries on.
+#[tokio::test]
+async fn a_log_flood_is_cut_and_rate_limited() {
+    let limits = wsbox::config::RouteLimits {
+        log_lines_per_second: 5,
+        ..test_limits()
+    };
+    let server = TestServer::start(chaos_config("/chaos", limits)).await;
+    let mut ws = server.connect("/chaos").await;
+    assert_eq!(ask(&mut ws, "!logflood 300 10000 f7d2").await, "flooded");
+    // Still served, and the drops are reported when the next line gets through.
+    assert_eq!(ask(&mut ws, "still served").await, "still served");
+    drop(ws);
+    wait_for_log("guest log lines dropped over the rate limit on this connection").await;
+    let logs = logs();
+    let kept: Vec<&str> = logs.lines().filter(|l| l.contains("f7d2 ")).collect();
+    // The burst (100 lines) plus what 5 lines/s refill meanwhile.
+    assert!(
+        (100..250).contains(&kept.len()),
+        "{} of 600 lines kept",
+        kept.len()
+    );
+    let first = kept
+        .iter()
+        .find(|l| l.contains("f7d2 log 0 "))
+        .expect("first line kept");
+    assert!(first.contains("[cut: 10000 bytes in all]"), "{first}");
+    assert!(first.len() < 4096 + 512, "{} bytes", first.len());
+}

@@ -23,6 +23,8 @@ pub const DEFAULT_MAX_MEMORY_PER_INSTANCE: u64 = 128 * 1024 * 1024;
 pub const DEFAULT_CPU_TIME_PER_EVENT: Duration = Duration::from_millis(500);
 /// The default wall-clock time one handler call may take.
 pub const DEFAULT_WALL_TIME_PER_CALL: Duration = Duration::from_secs(10);
+/// The default rate of guest log lines per connection.
+pub const DEFAULT_LOG_LINES_PER_SECOND: u32 = 20;
 /// The default number of live handler instances (one per connection).
 pub const DEFAULT_MAX_INSTANCES: u32 = 10_000;
 /// The default listen address of the bundled demo and of configs without one.
@@ -227,6 +229,10 @@ pub struct RouteLimits {
     /// holds; beyond it the call is cancelled and the connection closed
     /// with 1011 (a refused upgrade answers 503).
     pub wall_time_per_call: Duration,
+    /// Log lines per second one connection's handler may write (its `log`
+    /// calls and its stdout/stderr lines together); more are dropped and
+    /// counted.
+    pub log_lines_per_second: u32,
 }
 
 impl Default for RouteLimits {
@@ -236,6 +242,7 @@ impl Default for RouteLimits {
             memory_limit: DEFAULT_MEMORY_LIMIT,
             cpu_time_per_event: DEFAULT_CPU_TIME_PER_EVENT,
             wall_time_per_call: DEFAULT_WALL_TIME_PER_CALL,
+            log_lines_per_second: DEFAULT_LOG_LINES_PER_SECOND,
         }
     }
 }
@@ -482,6 +489,16 @@ impl Config {
                     ));
                 }
             }
+            if let Some(n) = &r.log_lines_per_second {
+                if *n.get_ref() == 0 {
+                    return Err(located.error(
+                        n.span().start,
+                        &key("log_lines_per_second"),
+                        "must be at least 1 (guest logs cannot be switched off here; lower RUST_LOG instead)",
+                    ));
+                }
+                limits.log_lines_per_second = *n.get_ref();
+            }
             let mut origin = OriginConfig::default();
             if let Some(list) = &r.allowed_origins {
                 for o in list.get_ref() {
@@ -715,6 +732,7 @@ struct RawRoute {
     memory_limit: Option<Spanned<SizeValue>>,
     cpu_time_per_event: Option<Spanned<DurationValue>>,
     wall_time_per_call: Option<Spanned<DurationValue>>,
+    log_lines_per_second: Option<Spanned<u32>>,
     allowed_origins: Option<Spanned<Vec<String>>>,
     origin_policy: Option<Spanned<String>>,
     ping_interval: Option<Spanned<DurationValue>>,

@@ -5,6 +5,8 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -14,6 +16,20 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 /// host buffer without bound by never printing a newline.
 const MAX_LINE: usize = 4096;
 
+use super::log_budget::LogBudget;
+
+/// Reports guest log lines dropped over the rate limit, if any.
+pub(crate) fn report_dropped(connection_id: u64, dropped: u64) {
+    if dropped > 0 {
+        tracing::warn!(
+            target: "wsbox::guest",
+            conn = connection_id,
+            dropped,
+            "guest log lines dropped: over the rate limit (log_lines_per_second)"
+        );
+    }
+}
+
 /// Which of the guest's streams.
 #[derive(Clone, Copy, Debug)]
 pub enum GuestStream {
@@ -22,10 +38,12 @@ pub enum GuestStream {
 }
 
 /// The `StdoutStream` given to WASI for one instance.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct GuestLog {
     pub connection_id: u64,
     pub stream: GuestStream,
+    /// Shared with the instance's `log` import.
+    pub budget: Arc<LogBudget>,
 }
 
 impl IsTerminal for GuestLog {
@@ -36,11 +54,11 @@ impl IsTerminal for GuestLog {
 
 impl StdoutStream for GuestLog {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(LineWriter::new(*self))
+        Box::new(LineWriter::new(self.clone()))
     }
 
     fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(LineWriter::new(*self))
+        Box::new(LineWriter::new(self.clone()))
     }
 }
 
@@ -74,8 +92,13 @@ impl LineWriter {
         if self.line.last() == Some(&b'\r') {
             self.line.pop();
         }
-        let text = String::from_utf8_lossy(&self.line);
         let id = self.target.connection_id;
+        let Some(dropped) = self.target.budget.admit() else {
+            self.line.clear();
+            return;
+        };
+        report_dropped(id, dropped);
+        let text = String::from_utf8_lossy(&self.line);
         match self.target.stream {
             GuestStream::Stdout => {
                 tracing::info!(target: "wsbox::guest", conn = id, stream = "stdout", "{text}")

@@ -112,6 +112,11 @@ impl connection::Host for HostState {
 
     fn log(&mut self, level: LogLevel, message: String) {
         let id = self.conn.id;
+        let Some(dropped) = self.log_budget.admit() else {
+            return;
+        };
+        super::guest_log::report_dropped(id, dropped);
+        let message = super::log_budget::truncate_line(&message);
         match level {
             LogLevel::Trace => tracing::trace!(target: "wsbox::guest", conn = id, "{message}"),
             LogLevel::Debug => tracing::debug!(target: "wsbox::guest", conn = id, "{message}"),

@@ -1,5 +1,7 @@
 //! One handler instance: the `Store` of one connection and the calls into it.
 
+use std::sync::Arc;
+
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -12,6 +14,7 @@ use super::bindings::{
 use super::effects::Effect;
 use super::guest_log::{GuestLog, GuestStream};
 use super::limits::InstanceLimits;
+use super::log_budget::LogBudget;
 
 /// Why a call into a handler failed. After any of these the instance is dead.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,8 @@ pub struct HostState {
     ticks_left: u64,
     /// The connection this instance serves.
     pub(crate) conn: ConnState,
+    /// How much more the handler may log.
+    pub(crate) log_budget: Arc<LogBudget>,
 }
 
 /// The connection as the host imports see it during one call.
@@ -91,14 +96,17 @@ impl HandlerModule {
         limits: &InstanceLimits,
         connection_id: u64,
     ) -> Result<HandlerInstance, CallError> {
+        let log_budget = Arc::new(LogBudget::new(limits.log_lines_per_second));
         let wasi = WasiCtx::builder()
             .stdout(GuestLog {
                 connection_id,
                 stream: GuestStream::Stdout,
+                budget: Arc::clone(&log_budget),
             })
             .stderr(GuestLog {
                 connection_id,
                 stream: GuestStream::Stderr,
+                budget: Arc::clone(&log_budget),
             })
             .allow_tcp(false)
             .allow_udp(false)
@@ -116,6 +124,7 @@ impl HandlerModule {
                 .trap_on_grow_failure(true)
                 .build(),
             ticks_left: ticks_per_event,
+            log_budget,
             conn: ConnState {
                 id: connection_id,
                 open: false,
@@ -183,6 +192,11 @@ impl HandlerInstance {
     /// The effects the handler recorded since they were last drained, in order.
     pub fn drain_effects(&mut self) -> std::vec::Drain<'_, Effect> {
         self.store.data_mut().conn.effects.drain(..)
+    }
+
+    /// Guest log lines dropped over the rate limit and not yet reported.
+    pub fn log_lines_dropped(&self) -> u64 {
+        self.store.data().log_budget.take_dropped()
     }
 
     /// Whether the handler tried to queue more output than it may.
@@ -296,8 +310,25 @@ impl HandlerInstance {
             self.dead = true;
             match e.downcast_ref::<Trap>() {
                 Some(Trap::Interrupt) => CallError::Deadline(self.limits.cpu_time_per_event),
-                _ => CallError::Trap(format!("{e:#}")),
+                _ => CallError::Trap(cut_report(format!("{e:#}"))),
             }
         })
     }
+}
+
+/// The longest trap report kept (a wasm backtrace can run to kilobytes, and
+/// a client can make a handler trap on every connection).
+const MAX_TRAP_REPORT: usize = 1024;
+
+fn cut_report(mut report: String) -> String {
+    if report.len() > MAX_TRAP_REPORT {
+        let mut end = MAX_TRAP_REPORT;
+        while !report.is_char_boundary(end) {
+            end -= 1;
+        }
+        let len = report.len();
+        report.truncate(end);
+        report.push_str(&format!("… [cut: {len} bytes in all]"));
+    }
+    report
 }

@@ -14,6 +14,8 @@ pub struct InstanceLimits {
     pub cpu_time_per_event: Duration,
     /// The wall-clock time one call may take, whatever it waits for.
     pub wall_time_per_call: Duration,
+    /// Guest log lines per second (`log` calls and stdout/stderr lines).
+    pub log_lines_per_second: u32,
     /// The most bytes of frames the handler may have queued for its socket
     /// before its writes fail: a handler writing in a loop must not exhaust
     /// the host's memory.
@@ -28,6 +30,7 @@ impl InstanceLimits {
             memory_limit: usize::try_from(limits.memory_limit).unwrap_or(usize::MAX),
             cpu_time_per_event: limits.cpu_time_per_event,
             wall_time_per_call: limits.wall_time_per_call,
+            log_lines_per_second: limits.log_lines_per_second,
             // Room for an echo of the largest message the route accepts,
             // plus headroom for small messages around it.
             max_pending_output: max_message.saturating_mul(2).saturating_add(1 << 20),

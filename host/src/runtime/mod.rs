@@ -8,6 +8,7 @@ mod guest_log;
 mod host_imports;
 mod instance;
 pub mod limits;
+pub mod log_budget;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -147,7 +147,11 @@ impl Conn {
             }
         }
         if let Err(e) = result {
-            tracing::warn!(error = %e, "handler failed; closing the connection with 1011");
+            if crate::runtime::log_budget::process_allows(std::time::Instant::now()) {
+                tracing::warn!(error = %e, "handler failed; closing the connection with 1011");
+            } else {
+                tracing::debug!(error = %e, "handler failed; closing the connection with 1011");
+            }
             self.instance = None;
             self.close_with(1011, "handler error", CloseCause::HandlerClosed);
         }
@@ -281,7 +285,6 @@ pub async fn run<S: Transport>(
     let mut shutdown = Box::pin(setup.shutdown.cancelled_owned());
     let mut shutting_down = false;
     let mut sleep = Box::pin(tokio::time::sleep_until(Instant::now()));
-    let mut mail = Box::pin(registration.mailbox().posted());
     let mut eof = false;
     loop {
         if let Some(enabled) = conn.nodelay.take()
@@ -372,7 +375,7 @@ pub async fn run<S: Transport>(
                     return read;
                 }
             }
-            if mail.as_mut().poll(cx).is_ready() {
+            if registration.mailbox().poll_posted(cx).is_ready() {
                 return Poll::Ready(Io::Mail);
             }
             if watch_shutdown && shutdown.as_mut().poll(cx).is_ready() {
@@ -391,10 +394,7 @@ pub async fn run<S: Transport>(
                 timers.activity();
                 conn.engine.consume_output(n);
             }
-            Io::Mail => {
-                mail.set(registration.mailbox().posted());
-                conn.apply_mail(registration.mailbox().take());
-            }
+            Io::Mail => conn.apply_mail(registration.mailbox().take()),
             Io::Eof => {
                 eof = true;
                 if !conn.engine.receive_eof() {
@@ -456,7 +456,6 @@ pub async fn run<S: Transport>(
         }
     }
     // No more mail: the connection is ending.
-    drop(mail);
     drop(registration);
 
     if !eof {
@@ -476,6 +475,13 @@ pub async fn run<S: Transport>(
         instance.set_connection(false, 0);
         if let Err(e) = instance.on_close(&info).await {
             tracing::warn!(error = %e, "handler failed in on_close");
+        }
+        let dropped = instance.log_lines_dropped();
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "guest log lines dropped over the rate limit on this connection"
+            );
         }
     }
 }

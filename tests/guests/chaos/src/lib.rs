@@ -269,6 +269,29 @@ impl Chaos {
                 log::log(level, text);
                 reply("logged");
             }
+            ("!logflood", Some(arg)) => {
+                // `!logflood N SIZE TAG`: N log lines of SIZE bytes, then N
+                // stdout lines, each starting with TAG.
+                let mut parts = arg.splitn(3, ' ');
+                let n = parts
+                    .next()
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .unwrap_or(0);
+                let size = parts
+                    .next()
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .unwrap_or(10);
+                let tag = parts.next().unwrap_or("flood");
+                for i in 0..n {
+                    let mut line = format!("{tag} log {i} ");
+                    line.extend(std::iter::repeat_n('x', size.saturating_sub(line.len())));
+                    log::info(line);
+                }
+                for i in 0..n {
+                    println!("{tag} stdout {i}");
+                }
+                reply("flooded");
+            }
             ("!json", _) => {
                 if let Err(e) = write_json(&Hello {
                     hello: "world",
