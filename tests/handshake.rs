@@ -162,3 +162,33 @@ async fn handler_can_reject_select_a_subprotocol_and_add_headers() {
         "{resp}"
     );
 }
+
+/// A handler cannot make the host send a huge upgrade answer: extra
+/// headers and a reject's body have caps.
+#[tokio::test]
+async fn handler_upgrade_answers_are_capped() {
+    let server = TestServer::start(chaos_config("/chaos", test_limits())).await;
+    let host = server.addr.to_string();
+    let v13 = "Sec-WebSocket-Version: 13\r\n";
+    let resp = raw_request(
+        server.addr,
+        &upgrade_request("/chaos?many-headers=1000", &host, v13),
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 101"), "{resp}");
+    let extra = resp.matches("x-many-").count();
+    assert!((1..=32).contains(&extra), "{extra} extra headers");
+
+    let resp = raw_request(
+        server.addr,
+        &upgrade_request("/chaos?reject=403&long-reason=100000", &host, v13),
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 403"), "{}", &resp[..200]);
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+    assert!(
+        body.len() <= 4 * 1024 + 1 && body.len() > 1000,
+        "{} byte body",
+        body.len()
+    );
+}

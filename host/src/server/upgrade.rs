@@ -51,10 +51,27 @@ fn forbidden_origin() -> Response<Body> {
     text_response(StatusCode::FORBIDDEN, "Cross origin websockets not allowed")
 }
 
+/// The most headers a handler may add to a 101 or reject response...
+const MAX_HANDLER_HEADERS: usize = 32;
+/// ...and the most bytes of names and values together.
+const MAX_HANDLER_HEADER_BYTES: usize = 8 * 1024;
+/// The longest reject reason sent as a body; longer ones are cut.
+const MAX_REJECT_BODY: usize = 4 * 1024;
+
 /// Adds handler-supplied headers, skipping (and logging) invalid or
-/// host-managed ones.
+/// host-managed ones, and those past the caps above.
 fn add_handler_headers(resp: &mut Response<Body>, headers: &[Header], connection_id: u64) {
-    for h in headers {
+    let mut total = 0usize;
+    for (i, h) in headers.iter().enumerate() {
+        total = total.saturating_add(h.name.len() + h.value.len());
+        if i >= MAX_HANDLER_HEADERS || total > MAX_HANDLER_HEADER_BYTES {
+            tracing::error!(
+                conn = connection_id,
+                headers = headers.len(),
+                "handler returned more than {MAX_HANDLER_HEADERS} headers or {MAX_HANDLER_HEADER_BYTES} bytes of them; the rest are dropped"
+            );
+            break;
+        }
         if is_host_managed(&h.name) {
             tracing::error!(
                 conn = connection_id,
@@ -216,7 +233,20 @@ pub(super) async fn handle(
                 }
             };
             tracing::debug!(parent: &span, %status, reason = %reject.reason, "handler rejected upgrade");
-            let mut resp = text_response(status, reject.reason);
+            let mut reason = reject.reason;
+            if reason.len() > MAX_REJECT_BODY {
+                tracing::error!(
+                    parent: &span,
+                    len = reason.len(),
+                    "handler's reject reason is over {MAX_REJECT_BODY} bytes; cut"
+                );
+                let mut end = MAX_REJECT_BODY;
+                while !reason.is_char_boundary(end) {
+                    end -= 1;
+                }
+                reason.truncate(end);
+            }
+            let mut resp = text_response(status, reason);
             add_handler_headers(&mut resp, &reject.headers, connection_id);
             return resp;
         }

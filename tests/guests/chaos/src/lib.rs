@@ -57,10 +57,14 @@ impl WebSocketHandler for Chaos {
             std::thread::sleep(std::time::Duration::from_secs(secs));
         }
         match query("reject") {
-            Some(status) => Err(
-                Reject::new(status.parse().unwrap_or(400), "rejected by chaos")
-                    .header("www-authenticate", "Bearer realm=\"chaos\""),
-            ),
+            Some(status) => Err(Reject::new(
+                status.parse().unwrap_or(400),
+                match query("long-reason").and_then(|n| n.parse::<usize>().ok()) {
+                    Some(n) => "r".repeat(n),
+                    None => "rejected by chaos".to_owned(),
+                },
+            )
+            .header("www-authenticate", "Bearer realm=\"chaos\"")),
             None => Ok(()),
         }
     }
@@ -78,6 +82,11 @@ impl WebSocketHandler for Chaos {
     }
 
     fn upgrade_headers(&mut self, request: &UpgradeRequest) -> Vec<(String, String)> {
+        if let Some(n) = query("many-headers").and_then(|n| n.parse::<usize>().ok()) {
+            return (0..n)
+                .map(|i| (format!("x-many-{i}"), "v".repeat(100)))
+                .collect();
+        }
         request
             .query_pairs()
             .filter(|(name, _)| *name == "header")
