@@ -260,3 +260,35 @@ async fn a_log_flood_is_cut_and_rate_limited() {
     assert!(first.contains("[cut: 10000 bytes in all]"), "{first}");
     assert!(first.len() < 4096 + 512, "{} bytes", first.len());
 }
+
+/// Handlers see clocks coarsened to the route's `clock_resolution` (1 ms
+/// by default); zero gives them the host's own.
+#[tokio::test]
+async fn handler_clocks_are_coarsened_to_the_route_resolution() {
+    let server = TestServer::start(chaos_config("/chaos", test_limits())).await;
+    let mut ws = server.connect("/chaos").await;
+    for _ in 0..5 {
+        let reply = ask(&mut ws, "!clock").await;
+        let nanos: u128 = reply.trim_start_matches("wall:").parse().unwrap();
+        assert_eq!(nanos % 1_000_000, 0, "{reply}");
+    }
+    let fine = TestServer::start(chaos_config(
+        "/chaos",
+        wsbox::config::RouteLimits {
+            clock_resolution: std::time::Duration::ZERO,
+            ..test_limits()
+        },
+    ))
+    .await;
+    let mut ws = fine.connect("/chaos").await;
+    let mut sub_ms = 0;
+    for _ in 0..5 {
+        let reply = ask(&mut ws, "!clock").await;
+        let nanos: u128 = reply.trim_start_matches("wall:").parse().unwrap();
+        sub_ms += usize::from(nanos % 1_000_000 != 0);
+    }
+    assert!(
+        sub_ms > 0,
+        "five full-resolution readings all on a millisecond"
+    );
+}

@@ -23,6 +23,8 @@ pub const DEFAULT_MAX_MEMORY_PER_INSTANCE: u64 = 128 * 1024 * 1024;
 pub const DEFAULT_CPU_TIME_PER_EVENT: Duration = Duration::from_millis(500);
 /// The default wall-clock time one handler call may take.
 pub const DEFAULT_WALL_TIME_PER_CALL: Duration = Duration::from_secs(10);
+/// The default resolution of the clocks a handler sees.
+pub const DEFAULT_CLOCK_RESOLUTION: Duration = Duration::from_millis(1);
 /// The default rate of guest log lines per connection.
 pub const DEFAULT_LOG_LINES_PER_SECOND: u32 = 20;
 /// The default number of live handler instances (one per connection).
@@ -233,6 +235,9 @@ pub struct RouteLimits {
     /// calls and its stdout/stderr lines together); more are dropped and
     /// counted.
     pub log_lines_per_second: u32,
+    /// The resolution of the wall and monotonic clocks the handler sees;
+    /// zero gives it the host's own.
+    pub clock_resolution: Duration,
 }
 
 impl Default for RouteLimits {
@@ -243,6 +248,7 @@ impl Default for RouteLimits {
             cpu_time_per_event: DEFAULT_CPU_TIME_PER_EVENT,
             wall_time_per_call: DEFAULT_WALL_TIME_PER_CALL,
             log_lines_per_second: DEFAULT_LOG_LINES_PER_SECOND,
+            clock_resolution: DEFAULT_CLOCK_RESOLUTION,
         }
     }
 }
@@ -499,6 +505,16 @@ impl Config {
                 }
                 limits.log_lines_per_second = *n.get_ref();
             }
+            if let Some(d) = &r.clock_resolution {
+                limits.clock_resolution = located.duration(d, &key("clock_resolution"))?;
+                if limits.clock_resolution > Duration::from_secs(1) {
+                    return Err(located.error(
+                        d.span().start,
+                        &key("clock_resolution"),
+                        "must be at most 1s (0 gives handlers the host's own resolution)",
+                    ));
+                }
+            }
             let mut origin = OriginConfig::default();
             if let Some(list) = &r.allowed_origins {
                 for o in list.get_ref() {
@@ -733,6 +749,7 @@ struct RawRoute {
     cpu_time_per_event: Option<Spanned<DurationValue>>,
     wall_time_per_call: Option<Spanned<DurationValue>>,
     log_lines_per_second: Option<Spanned<u32>>,
+    clock_resolution: Option<Spanned<DurationValue>>,
     allowed_origins: Option<Spanned<Vec<String>>>,
     origin_policy: Option<Spanned<String>>,
     ping_interval: Option<Spanned<DurationValue>>,

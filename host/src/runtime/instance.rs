@@ -11,6 +11,7 @@ use super::bindings::{
     CloseInfo, ConnectionInfo, Message, MessageBatch, UpgradeDecision, UpgradeRequest,
     WebsocketHandler,
 };
+use super::clocks::{CoarseMonotonicClock, CoarseWallClock};
 use super::effects::Effect;
 use super::guest_log::{GuestLog, GuestStream};
 use super::limits::InstanceLimits;
@@ -107,6 +108,13 @@ impl HandlerModule {
                 connection_id,
                 stream: GuestStream::Stderr,
                 budget: Arc::clone(&log_budget),
+            })
+            .wall_clock(CoarseWallClock {
+                resolution: limits.clock_resolution,
+            })
+            .monotonic_clock(CoarseMonotonicClock {
+                resolution: limits.clock_resolution,
+                start: std::time::Instant::now(),
             })
             .allow_tcp(false)
             .allow_udp(false)

@@ -16,6 +16,8 @@ pub struct InstanceLimits {
     pub wall_time_per_call: Duration,
     /// Guest log lines per second (`log` calls and stdout/stderr lines).
     pub log_lines_per_second: u32,
+    /// The resolution of the clocks the guest sees (zero: the host's).
+    pub clock_resolution: Duration,
     /// The most bytes of frames the handler may have queued for its socket
     /// before its writes fail: a handler writing in a loop must not exhaust
     /// the host's memory.
@@ -31,6 +33,7 @@ impl InstanceLimits {
             cpu_time_per_event: limits.cpu_time_per_event,
             wall_time_per_call: limits.wall_time_per_call,
             log_lines_per_second: limits.log_lines_per_second,
+            clock_resolution: limits.clock_resolution,
             // Room for an echo of the largest message the route accepts,
             // plus headroom for small messages around it.
             max_pending_output: max_message.saturating_mul(2).saturating_add(1 << 20),

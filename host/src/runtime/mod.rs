@@ -3,6 +3,7 @@
 //! connection, taken from a pooling allocator.
 
 mod bindings;
+mod clocks;
 pub mod effects;
 mod guest_log;
 mod host_imports;

@@ -301,6 +301,13 @@ impl Chaos {
                 }
                 reply("flooded");
             }
+            ("!clock", _) => {
+                // The wall clock as the handler sees it, in ns since the epoch.
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                reply(format!("wall:{}", wall.as_nanos()));
+            }
             ("!json", _) => {
                 if let Err(e) = write_json(&Hello {
                     hello: "world",
