@@ -270,7 +270,7 @@ async fn handler_clocks_are_coarsened_to_the_route_resolution() {
     for _ in 0..5 {
         let reply = ask(&mut ws, "!clock").await;
         let nanos: u128 = reply.trim_start_matches("wall:").parse().unwrap();
-        assert_eq!(nanos % 1_000_000, 0, "{reply}");
+        assert!(nanos.is_multiple_of(1_000_000), "{reply}");
     }
     let fine = TestServer::start(chaos_config(
         "/chaos",
@@ -285,7 +285,7 @@ async fn handler_clocks_are_coarsened_to_the_route_resolution() {
     for _ in 0..5 {
         let reply = ask(&mut ws, "!clock").await;
         let nanos: u128 = reply.trim_start_matches("wall:").parse().unwrap();
-        sub_ms += usize::from(nanos % 1_000_000 != 0);
+        sub_ms += usize::from(!nanos.is_multiple_of(1_000_000));
     }
     assert!(
         sub_ms > 0,

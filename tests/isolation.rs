@@ -347,3 +347,23 @@ async fn a_call_blocked_in_wasi_is_cancelled_at_its_wall_clock_bound() {
         "{resp}"
     );
 }
+
+/// The client picks the batch size (by how many frames it writes at once),
+/// so a batch must not multiply the handler's CPU budget: 16 spinning
+/// messages in one write get one call's budget (300 ms here), not 16.
+#[tokio::test]
+async fn a_batch_gets_one_calls_cpu_budget_not_one_per_message() {
+    let server = TestServer::start(chaos_config("/batch-spin", test_limits())).await;
+    let mut raw = raw_handshake(server.addr, "/batch-spin").await;
+    let mut frames = Vec::new();
+    for i in 0..16u8 {
+        frames.extend(client_frame(true, 0x1, b"!loop", Some([i, 1, 2, 3])));
+    }
+    let started = Instant::now();
+    raw.write_all(&frames).await.unwrap();
+    assert_eq!(read_close_code(&mut raw).await, 1011);
+    // 16 x 300 ms would be 4.8 s of CPU at least; one budget is 0.3 s.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "killed after {took:?}");
+    wait_for_log("exceeded its CPU time of 300ms for one call").await;
+}

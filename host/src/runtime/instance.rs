@@ -12,6 +12,7 @@ use super::bindings::{
     WebsocketHandler,
 };
 use super::clocks::{CoarseMonotonicClock, CoarseWallClock};
+use super::cpu_time::CpuMeter;
 use super::effects::Effect;
 use super::guest_log::{GuestLog, GuestStream};
 use super::limits::InstanceLimits;
@@ -25,7 +26,7 @@ pub enum CallError {
     #[error("handler trapped: {0}")]
     Trap(String),
     /// The handler ran past its CPU time for one event.
-    #[error("handler exceeded its CPU time of {0:?} for one event")]
+    #[error("handler exceeded its CPU time of {0:?} for one call")]
     Deadline(std::time::Duration),
     /// The call took longer than its wall-clock bound (blocked in a WASI
     /// wait, or starved of CPU); it was cancelled.
@@ -44,8 +45,9 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     store_limits: StoreLimits,
-    /// Epoch ticks left in the current call.
-    ticks_left: u64,
+    /// The CPU time the current call may use, and what it used so far.
+    cpu_budget: std::time::Duration,
+    cpu: CpuMeter,
     /// The connection this instance serves.
     pub(crate) conn: ConnState,
     /// How much more the handler may log.
@@ -83,7 +85,6 @@ impl WasiView for HostState {
 pub struct HandlerInstance {
     store: Store<HostState>,
     bindings: WebsocketHandler,
-    ticks_per_event: u64,
     limits: InstanceLimits,
     dead: bool,
 }
@@ -120,7 +121,6 @@ impl HandlerModule {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let ticks_per_event = limits.ticks_per_event(self.epoch_tick);
         let state = HostState {
             wasi,
             table: ResourceTable::new(),
@@ -131,7 +131,8 @@ impl HandlerModule {
                 .memories(super::MAX_MEMORIES_PER_COMPONENT as usize)
                 .trap_on_grow_failure(true)
                 .build(),
-            ticks_left: ticks_per_event,
+            cpu_budget: limits.cpu_time_per_event,
+            cpu: CpuMeter::default(),
             log_budget,
             conn: ConnState {
                 id: connection_id,
@@ -144,21 +145,25 @@ impl HandlerModule {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.store_limits);
-        // Each tick the guest yields to tokio, so a busy guest shares its
-        // worker; when its ticks for this event are spent it is stopped.
+        // Each epoch tick the guest's CPU time is checked: over its budget
+        // it is stopped; otherwise it yields to tokio, so a busy guest
+        // shares its worker.
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
-            if state.ticks_left <= 1 {
-                state.ticks_left = 0;
+            if state.cpu.charge() >= state.cpu_budget {
                 return Err(Trap::Interrupt.into());
             }
-            state.ticks_left -= 1;
+            let restart = state.cpu.restarter();
             // tokio's `yield_now` lets the I/O driver run before this task
             // resumes; a plain self-wake would let a looping guest starve
             // socket readiness for up to 61 scheduler ticks.
             Ok(UpdateDeadline::YieldCustom(
                 1,
-                Box::pin(tokio::task::yield_now()),
+                Box::pin(async move {
+                    tokio::task::yield_now().await;
+                    // The guest resumes right after this, on this thread.
+                    restart();
+                }),
             ))
         });
         store.set_epoch_deadline(1);
@@ -170,7 +175,6 @@ impl HandlerModule {
         Ok(HandlerInstance {
             store,
             bindings,
-            ticks_per_event,
             limits: limits.clone(),
             dead: false,
         })
@@ -248,12 +252,11 @@ impl HandlerInstance {
         self.end_call(r)
     }
 
-    /// Calls `on-messages` with one or more messages. The call may use the
-    /// CPU time of one event per message.
+    /// Calls `on-messages` with one or more messages. The call gets the CPU
+    /// time of one event whatever the batch holds: the client, which picks
+    /// the batch size by how it writes, cannot pick the budget.
     pub async fn on_messages(&mut self, batch: &MessageBatch) -> Result<(), CallError> {
         self.begin_call()?;
-        let events = u64::try_from(batch.spans.len()).unwrap_or(u64::MAX).max(1);
-        self.store.data_mut().ticks_left = self.ticks_per_event.saturating_mul(events);
         let call = self
             .bindings
             .wsbox_websocket_handler()
@@ -299,7 +302,7 @@ impl HandlerInstance {
         if self.dead {
             return Err(CallError::Dead);
         }
-        self.store.data_mut().ticks_left = self.ticks_per_event;
+        self.store.data_mut().cpu.start();
         self.store.set_epoch_deadline(1);
         Ok(())
     }

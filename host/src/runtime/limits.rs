@@ -39,27 +39,11 @@ impl InstanceLimits {
             max_pending_output: max_message.saturating_mul(2).saturating_add(1 << 20),
         }
     }
-
-    /// The epoch ticks one event may use at the given tick length (at least 1).
-    pub fn ticks_per_event(&self, tick: Duration) -> u64 {
-        let tick = tick.as_nanos().max(1);
-        let ticks = self.cpu_time_per_event.as_nanos().div_ceil(tick);
-        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ticks_round_up_and_are_at_least_one() {
-        let mut l = InstanceLimits::for_route(&RouteLimits::default());
-        l.cpu_time_per_event = Duration::from_millis(25);
-        assert_eq!(l.ticks_per_event(Duration::from_millis(10)), 3);
-        l.cpu_time_per_event = Duration::from_micros(1);
-        assert_eq!(l.ticks_per_event(Duration::from_millis(10)), 1);
-    }
 
     #[test]
     fn pending_output_allows_an_echo_of_the_largest_message() {

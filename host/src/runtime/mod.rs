@@ -4,6 +4,7 @@
 
 mod bindings;
 mod clocks;
+pub mod cpu_time;
 pub mod effects;
 mod guest_log;
 mod host_imports;
@@ -51,7 +52,6 @@ const TABLE_KEEP_RESIDENT: usize = 16 * 1024;
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
-    epoch_tick: Duration,
     _ticker: EpochTicker,
 }
 
@@ -118,7 +118,6 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
-            epoch_tick: config.epoch_tick,
             _ticker: ticker,
         })
     }
@@ -168,11 +167,7 @@ impl Runtime {
         let pre = WebsocketHandlerPre::new(pre)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("module `{name}` does not fit the websocket-handler world"))?;
-        Ok(Arc::new(HandlerModule {
-            name,
-            pre,
-            epoch_tick: self.epoch_tick,
-        }))
+        Ok(Arc::new(HandlerModule { name, pre }))
     }
 
     /// The underlying wasmtime engine.
@@ -220,7 +215,6 @@ fn check_component_bytes(bytes: &[u8]) -> Result<()> {
 pub struct HandlerModule {
     name: String,
     pre: WebsocketHandlerPre<HostState>,
-    epoch_tick: Duration,
 }
 
 impl HandlerModule {

@@ -1,0 +1,110 @@
+//! The CPU time a handler call uses, measured as the thread CPU time of
+//! the worker running it (not epoch ticks, which count wall time while the
+//! guest runs and so stretch or shrink with the load on the machine).
+//!
+//! A call may be suspended and resumed on another worker thread (each
+//! epoch tick yields to tokio). The meter is therefore restarted on every
+//! resume and only time run on one thread since the last mark is charged;
+//! what a thread did for other tasks in between is not.
+
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
+use std::time::Duration;
+
+/// The CPU time this thread has used.
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant
+    // every Linux supports.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Where the meter last started: the thread and its CPU time then.
+type Mark = Option<(ThreadId, Duration)>;
+
+/// The CPU time one call has used so far.
+#[derive(Debug, Default)]
+pub struct CpuMeter {
+    used: Duration,
+    /// Shared with the futures that resume a yielded call.
+    mark: Arc<Mutex<Mark>>,
+}
+
+impl CpuMeter {
+    /// A new call starts on this thread.
+    pub fn start(&mut self) {
+        self.used = Duration::ZERO;
+        self.restart();
+    }
+
+    /// Charges the time since the mark (if still on the same thread) and
+    /// returns the total so far.
+    pub fn charge(&mut self) -> Duration {
+        let now = (std::thread::current().id(), thread_cpu_time());
+        let mut mark = self.mark.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((thread, at)) = *mark
+            && thread == now.0
+        {
+            self.used += now.1.saturating_sub(at);
+        }
+        *mark = Some(now);
+        self.used
+    }
+
+    /// Restarts the meter on the current thread (after a resume).
+    pub fn restart(&self) {
+        *self.mark.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::thread::current().id(), thread_cpu_time()));
+    }
+
+    /// A handle that restarts the meter from a yield future.
+    pub fn restarter(&self) -> impl FnOnce() + Send + 'static {
+        let mark = Arc::clone(&self.mark);
+        move || {
+            *mark.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((std::thread::current().id(), thread_cpu_time()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spin_for(cpu: Duration) {
+        let start = thread_cpu_time();
+        while thread_cpu_time() - start < cpu {
+            std::hint::black_box(0u64);
+        }
+    }
+
+    #[test]
+    fn charges_cpu_time_on_this_thread_only() {
+        let mut meter = CpuMeter::default();
+        meter.start();
+        spin_for(Duration::from_millis(20));
+        let used = meter.charge();
+        assert!(used >= Duration::from_millis(20), "{used:?}");
+        // Sleeping uses no CPU.
+        std::thread::sleep(Duration::from_millis(30));
+        let after_sleep = meter.charge();
+        assert!(
+            after_sleep - used < Duration::from_millis(10),
+            "{after_sleep:?}"
+        );
+        // Work done before a restart is not charged.
+        spin_for(Duration::from_millis(20));
+        meter.restart();
+        assert!(meter.charge() - after_sleep < Duration::from_millis(10));
+    }
+}
