@@ -367,3 +367,47 @@ async fn a_batch_gets_one_calls_cpu_budget_not_one_per_message() {
     assert!(took < Duration::from_secs(4), "killed after {took:?}");
     wait_for_log("exceeded its CPU time of 300ms for one call").await;
 }
+
+/// All instances together stay within `runtime.max_memory_total`: past it
+/// a new connection gets 503 with a body that says why, the connections
+/// already open carry on, and the memory comes back when they close.
+#[tokio::test]
+async fn the_process_memory_budget_refuses_new_instances_not_old_ones() {
+    let mut config = chaos_config("/budget", test_limits());
+    config.runtime.max_memory_total = 4 << 20;
+    let server = TestServer::start(config).await;
+    let mut open = Vec::new();
+    let refused = loop {
+        assert!(open.len() < 16, "16 instances fit in 4 MiB?");
+        match tokio_tungstenite::connect_async(server.url("/budget")).await {
+            Ok((ws, _)) => open.push(ws),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), 503);
+                break String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default())
+                    .into_owned();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(!open.is_empty(), "not even one instance fitted");
+    assert!(
+        refused.contains("memory for handlers is spent"),
+        "{refused}"
+    );
+    for ws in &mut open {
+        assert_eq!(ask(ws, "still served").await, "still served");
+    }
+    // Closing one gives its memory back: a new connection fits again.
+    let mut first = open.remove(0);
+    first
+        .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: 1000.into(),
+            reason: "budget test bye".into(),
+        }))
+        .await
+        .unwrap();
+    let _ = expect_close(&mut first).await;
+    wait_for_log("reason=budget test bye").await;
+    let mut again = server.connect("/budget").await;
+    assert_eq!(ask(&mut again, "fits again").await, "fits again");
+}

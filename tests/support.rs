@@ -102,6 +102,7 @@ pub fn test_runtime() -> RuntimeConfig {
         max_instances: 64,
         max_memory_per_instance: 64 << 20,
         epoch_tick: Duration::from_millis(5),
+        ..RuntimeConfig::default()
     }
 }
 

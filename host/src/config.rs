@@ -130,6 +130,9 @@ pub struct RuntimeConfig {
     /// The most linear memory any instance may be given; each route's
     /// `memory_limit` must fit in it.
     pub max_memory_per_instance: u64,
+    /// What all instances' linear memory may take together; a new instance
+    /// beyond it is refused (503) and a growing one traps.
+    pub max_memory_total: u64,
     /// How often the engine's epoch advances: the granularity of CPU deadlines.
     pub epoch_tick: Duration,
 }
@@ -139,6 +142,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             max_instances: DEFAULT_MAX_INSTANCES,
             max_memory_per_instance: DEFAULT_MAX_MEMORY_PER_INSTANCE,
+            max_memory_total: crate::runtime::memory_budget::default_limit(),
             epoch_tick: Duration::from_millis(10),
         }
     }
@@ -403,6 +407,16 @@ impl Config {
             if let Some(size) = &rt.max_memory_per_instance {
                 runtime.max_memory_per_instance =
                     located.size(size, "runtime.max_memory_per_instance")?;
+            }
+            if let Some(size) = &rt.max_memory_total {
+                runtime.max_memory_total = located.size(size, "runtime.max_memory_total")?;
+                if runtime.max_memory_total == 0 {
+                    return Err(located.error(
+                        size.span().start,
+                        "runtime.max_memory_total",
+                        "must be greater than zero",
+                    ));
+                }
             }
             if let Some(tick) = &rt.epoch_tick {
                 runtime.epoch_tick = located.duration(tick, "runtime.epoch_tick")?;
@@ -736,6 +750,7 @@ struct RawServer {
 struct RawRuntime {
     max_instances: Option<Spanned<u32>>,
     max_memory_per_instance: Option<Spanned<SizeValue>>,
+    max_memory_total: Option<Spanned<SizeValue>>,
     epoch_tick: Option<Spanned<DurationValue>>,
 }
 

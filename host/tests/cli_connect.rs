@@ -26,6 +26,7 @@ async fn echo_server() -> SocketAddr {
         max_instances: 16,
         max_memory_per_instance: 64 << 20,
         epoch_tick: Duration::from_millis(5),
+        ..RuntimeConfig::default()
     };
     let server = Server::bind(&config).await.expect("server binds");
     let addr = server.local_addr().expect("local addr");

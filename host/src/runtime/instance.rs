@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::HandlerModule;
@@ -17,6 +17,7 @@ use super::effects::Effect;
 use super::guest_log::{GuestLog, GuestStream};
 use super::limits::InstanceLimits;
 use super::log_budget::LogBudget;
+use super::memory_budget::{InstanceLimiter, MemoryBudgetSpent};
 
 /// Why a call into a handler failed. After any of these the instance is dead.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,10 @@ pub enum CallError {
     /// An earlier call failed, so the instance can no longer be entered.
     #[error("handler instance is dead after an earlier failure")]
     Dead,
+    /// The process's memory budget for handlers has no room for the
+    /// instance (`runtime.max_memory_total`).
+    #[error("could not instantiate handler: {0}")]
+    MemoryBudget(String),
     /// The instance could not be created (pool exhausted, start trap).
     #[error("could not instantiate handler: {0}")]
     Instantiate(String),
@@ -44,7 +49,7 @@ pub enum CallError {
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    store_limits: StoreLimits,
+    limiter: InstanceLimiter,
     /// The CPU time the current call may use, and what it used so far.
     cpu_budget: std::time::Duration,
     cpu: CpuMeter,
@@ -124,13 +129,16 @@ impl HandlerModule {
         let state = HostState {
             wasi,
             table: ResourceTable::new(),
-            store_limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_limit)
-                .instances(super::MAX_CORE_INSTANCES_PER_COMPONENT as usize)
-                .tables(super::MAX_TABLES_PER_COMPONENT as usize)
-                .memories(super::MAX_MEMORIES_PER_COMPONENT as usize)
-                .trap_on_grow_failure(true)
-                .build(),
+            limiter: InstanceLimiter::new(
+                StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_limit)
+                    .instances(super::MAX_CORE_INSTANCES_PER_COMPONENT as usize)
+                    .tables(super::MAX_TABLES_PER_COMPONENT as usize)
+                    .memories(super::MAX_MEMORIES_PER_COMPONENT as usize)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                Arc::clone(&self.memory_budget),
+            ),
             cpu_budget: limits.cpu_time_per_event,
             cpu: CpuMeter::default(),
             log_budget,
@@ -144,7 +152,7 @@ impl HandlerModule {
             },
         };
         let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|s| &mut s.store_limits);
+        store.limiter(|s| &mut s.limiter);
         // Each epoch tick the guest's CPU time is checked: over its budget
         // it is stopped; otherwise it yields to tokio, so a busy guest
         // shares its worker.
@@ -167,11 +175,12 @@ impl HandlerModule {
             ))
         });
         store.set_epoch_deadline(1);
-        let bindings = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        let bindings = self.pre.instantiate_async(&mut store).await.map_err(|e| {
+            match e.downcast_ref::<MemoryBudgetSpent>() {
+                Some(spent) => CallError::MemoryBudget(spent.to_string()),
+                None => CallError::Instantiate(format!("{e:#}")),
+            }
+        })?;
         Ok(HandlerInstance {
             store,
             bindings,

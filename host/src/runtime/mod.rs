@@ -11,6 +11,7 @@ mod host_imports;
 mod instance;
 pub mod limits;
 pub mod log_budget;
+pub mod memory_budget;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +53,8 @@ const TABLE_KEEP_RESIDENT: usize = 16 * 1024;
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
+    /// What all instances' linear memories may take together.
+    memory_budget: Arc<memory_budget::MemoryBudget>,
     _ticker: EpochTicker,
 }
 
@@ -118,6 +121,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
+            memory_budget: Arc::new(memory_budget::MemoryBudget::new(config.max_memory_total)),
             _ticker: ticker,
         })
     }
@@ -167,7 +171,16 @@ impl Runtime {
         let pre = WebsocketHandlerPre::new(pre)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("module `{name}` does not fit the websocket-handler world"))?;
-        Ok(Arc::new(HandlerModule { name, pre }))
+        Ok(Arc::new(HandlerModule {
+            name,
+            pre,
+            memory_budget: Arc::clone(&self.memory_budget),
+        }))
+    }
+
+    /// Bytes of linear memory the live instances hold now.
+    pub fn memory_in_use(&self) -> u64 {
+        self.memory_budget.used()
     }
 
     /// The underlying wasmtime engine.
@@ -215,6 +228,7 @@ fn check_component_bytes(bytes: &[u8]) -> Result<()> {
 pub struct HandlerModule {
     name: String,
     pre: WebsocketHandlerPre<HostState>,
+    memory_budget: Arc<memory_budget::MemoryBudget>,
 }
 
 impl HandlerModule {

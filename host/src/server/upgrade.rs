@@ -184,6 +184,16 @@ pub(super) async fn handle(
         .await
     {
         Ok(instance) => instance,
+        Err(CallError::MemoryBudget(why)) => {
+            tracing::warn!(parent: &span, %why, "handler instance refused: memory budget spent");
+            let mut resp = text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server's memory for handlers is spent; try again later",
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
+        }
         Err(e) => {
             tracing::warn!(parent: &span, error = %e, "cannot create a handler instance");
             let mut resp = text_response(
