@@ -411,3 +411,62 @@ async fn the_process_memory_budget_refuses_new_instances_not_old_ones() {
     let mut again = server.connect("/budget").await;
     assert_eq!(ask(&mut again, "fits again").await, "fits again");
 }
+
+/// A stderr nobody reads (a full pipe) must not stall the server: log
+/// lines are dropped instead of blocking the worker that logs them.
+#[tokio::test]
+async fn a_stuck_stderr_does_not_stall_the_server() {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let dir = std::env::temp_dir().join(format!("wsbox-stuck-stderr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("wsbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[runtime]\nmax_instances = 8\nmax_memory_per_instance = \"64MiB\"\n\
+             [[route]]\npath = \"/chaos\"\nmodule = {CHAOS_WASM:?}\nmemory_limit = \"32MiB\"\nlog_lines_per_second = 100000\n"
+        ),
+    )
+    .unwrap();
+    // stderr is a pipe this test never reads: it fills after 64 KiB.
+    let mut child = tokio::process::Command::new(wsbox_binary())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start wsbox");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = tokio::time::timeout(WAIT, stdout.next_line())
+            .await
+            .expect("wsbox printed its address in time")
+            .unwrap()
+            .expect("wsbox exited before listening");
+        if let Some(rest) = line.strip_prefix("wsbox listening on ws://") {
+            break rest.split(',').next().unwrap().to_string();
+        }
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let url = format!("ws://{addr}/chaos");
+    let (mut flooder, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (mut bystander, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    // Megabytes of log at once, far more than the pipe holds.
+    assert_eq!(
+        ask(&mut flooder, "!logflood 3000 4000 stuck").await,
+        "flooded"
+    );
+    for i in 0..50 {
+        let text = format!("echo {i}");
+        assert_eq!(ask(&mut bystander, &text).await, text);
+    }
+    assert_eq!(
+        ask(&mut flooder, "!logflood 3000 4000 stuck").await,
+        "flooded"
+    );
+    let _ = child.kill().await;
+}

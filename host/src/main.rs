@@ -66,11 +66,17 @@ fn parse_message_size(s: &str) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
+    // Logs go through a thread of their own: a slow or stuck stderr (a full
+    // pipe nobody reads) drops lines instead of blocking a worker thread.
+    let (log_writer, _log_flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("wsbox-log")
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
