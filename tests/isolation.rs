@@ -470,3 +470,44 @@ async fn a_stuck_stderr_does_not_stall_the_server() {
     );
     let _ = child.kill().await;
 }
+
+/// One route full of spinning handlers takes at most its share of the
+/// workers (`max_concurrent_calls`): a handler on another route keeps
+/// echoing while they burn their budgets.
+#[tokio::test]
+async fn spinners_on_one_route_leave_workers_for_another() {
+    let spin_limits = wsbox::config::RouteLimits {
+        cpu_time_per_event: Duration::from_millis(400),
+        max_concurrent_calls: Some(1),
+        ..test_limits()
+    };
+    let mut config = chaos_config("/spin", spin_limits);
+    let mut echo_route = chaos_config("/calm", test_limits()).routes.remove(0);
+    echo_route.limits.max_concurrent_calls = Some(1);
+    config.routes.push(echo_route);
+    let server = TestServer::start(config).await;
+    let mut bystander = server.connect("/calm").await;
+    let mut spinners = Vec::new();
+    let started = Instant::now();
+    for _ in 0..6 {
+        let mut ws = server.connect("/spin").await;
+        ws.send(Message::text("!loop")).await.unwrap();
+        spinners.push(tokio::spawn(async move { expect_close(&mut ws).await }));
+    }
+    let mut echoes = 0;
+    while spinners.iter().any(|s| !s.is_finished()) {
+        assert_eq!(ask(&mut bystander, "calm").await, "calm");
+        echoes += 1;
+    }
+    for s in spinners {
+        assert_eq!(s.await.unwrap().0, 1011);
+    }
+    // 6 x 400 ms of CPU through one turn at a time take at least 2.4 s
+    // (two workers side by side would need half that).
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2300),
+        "spinners done in {took:?}"
+    );
+    assert!(echoes >= 20, "only {echoes} echoes while the spinners ran");
+}

@@ -242,6 +242,11 @@ pub struct RouteLimits {
     /// The resolution of the wall and monotonic clocks the handler sees;
     /// zero gives it the host's own.
     pub clock_resolution: Duration,
+    /// How many of this route's handler calls may run at once; more wait
+    /// their turn, so one route cannot take every worker thread while
+    /// others have work. `None`: one less than the worker threads (at
+    /// least 1).
+    pub max_concurrent_calls: Option<u32>,
 }
 
 impl Default for RouteLimits {
@@ -253,6 +258,7 @@ impl Default for RouteLimits {
             wall_time_per_call: DEFAULT_WALL_TIME_PER_CALL,
             log_lines_per_second: DEFAULT_LOG_LINES_PER_SECOND,
             clock_resolution: DEFAULT_CLOCK_RESOLUTION,
+            max_concurrent_calls: None,
         }
     }
 }
@@ -529,6 +535,16 @@ impl Config {
                     ));
                 }
             }
+            if let Some(n) = &r.max_concurrent_calls {
+                if *n.get_ref() == 0 {
+                    return Err(located.error(
+                        n.span().start,
+                        &key("max_concurrent_calls"),
+                        "must be at least 1",
+                    ));
+                }
+                limits.max_concurrent_calls = Some(*n.get_ref());
+            }
             let mut origin = OriginConfig::default();
             if let Some(list) = &r.allowed_origins {
                 for o in list.get_ref() {
@@ -765,6 +781,7 @@ struct RawRoute {
     wall_time_per_call: Option<Spanned<DurationValue>>,
     log_lines_per_second: Option<Spanned<u32>>,
     clock_resolution: Option<Spanned<DurationValue>>,
+    max_concurrent_calls: Option<Spanned<u32>>,
     allowed_origins: Option<Spanned<Vec<String>>>,
     origin_policy: Option<Spanned<String>>,
     ping_interval: Option<Spanned<DurationValue>>,

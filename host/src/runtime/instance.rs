@@ -18,6 +18,7 @@ use super::guest_log::{GuestLog, GuestStream};
 use super::limits::InstanceLimits;
 use super::log_budget::LogBudget;
 use super::memory_budget::{InstanceLimiter, MemoryBudgetSpent};
+use super::turns::Turns;
 
 /// Why a call into a handler failed. After any of these the instance is dead.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,8 @@ pub struct HostState {
     /// The CPU time the current call may use, and what it used so far.
     cpu_budget: std::time::Duration,
     cpu: CpuMeter,
+    /// This instance's turns to run among its route's calls.
+    turns: Arc<Turns>,
     /// The connection this instance serves.
     pub(crate) conn: ConnState,
     /// How much more the handler may log.
@@ -141,6 +144,7 @@ impl HandlerModule {
             ),
             cpu_budget: limits.cpu_time_per_event,
             cpu: CpuMeter::default(),
+            turns: Arc::new(Turns::new(Arc::clone(&limits.turns))),
             log_budget,
             conn: ConnState {
                 id: connection_id,
@@ -162,13 +166,15 @@ impl HandlerModule {
                 return Err(Trap::Interrupt.into());
             }
             let restart = state.cpu.restarter();
-            // tokio's `yield_now` lets the I/O driver run before this task
-            // resumes; a plain self-wake would let a looping guest starve
-            // socket readiness for up to 61 scheduler ticks.
+            let turns = Arc::clone(&state.turns);
+            // The call gives its turn to the next call of its route and
+            // yields to tokio (whose `yield_now` lets the I/O driver run
+            // first; a plain self-wake would let a looping guest starve
+            // socket readiness for up to 61 scheduler ticks).
             Ok(UpdateDeadline::YieldCustom(
                 1,
                 Box::pin(async move {
-                    tokio::task::yield_now().await;
+                    turns.pass().await;
                     // The guest resumes right after this, on this thread.
                     restart();
                 }),
@@ -230,7 +236,7 @@ impl HandlerInstance {
         &mut self,
         request: &UpgradeRequest,
     ) -> Result<UpgradeDecision, CallError> {
-        self.begin_call()?;
+        self.begin_call().await?;
         let call = self
             .bindings
             .wsbox_websocket_handler()
@@ -241,7 +247,7 @@ impl HandlerInstance {
 
     /// Calls `on-open`.
     pub async fn on_open(&mut self, info: &ConnectionInfo) -> Result<(), CallError> {
-        self.begin_call()?;
+        self.begin_call().await?;
         let call = self
             .bindings
             .wsbox_websocket_handler()
@@ -252,7 +258,7 @@ impl HandlerInstance {
 
     /// Calls `on-message`.
     pub async fn on_message(&mut self, message: &Message) -> Result<(), CallError> {
-        self.begin_call()?;
+        self.begin_call().await?;
         let call = self
             .bindings
             .wsbox_websocket_handler()
@@ -265,7 +271,7 @@ impl HandlerInstance {
     /// time of one event whatever the batch holds: the client, which picks
     /// the batch size by how it writes, cannot pick the budget.
     pub async fn on_messages(&mut self, batch: &MessageBatch) -> Result<(), CallError> {
-        self.begin_call()?;
+        self.begin_call().await?;
         let call = self
             .bindings
             .wsbox_websocket_handler()
@@ -276,7 +282,7 @@ impl HandlerInstance {
 
     /// Calls `on-ping`.
     pub async fn on_ping(&mut self, data: &[u8]) -> Result<(), CallError> {
-        self.begin_call()?;
+        self.begin_call().await?;
         let call = self
             .bindings
             .wsbox_websocket_handler()
@@ -287,7 +293,7 @@ impl HandlerInstance {
 
     /// Calls `on-pong`.
     pub async fn on_pong(&mut self, data: &[u8]) -> Result<(), CallError> {
-        self.begin_call()?;
+        self.begin_call().await?;
         let call = self
             .bindings
             .wsbox_websocket_handler()
@@ -298,7 +304,7 @@ impl HandlerInstance {
 
     /// Calls `on-close`.
     pub async fn on_close(&mut self, info: &CloseInfo) -> Result<(), CallError> {
-        self.begin_call()?;
+        self.begin_call().await?;
         let call = self
             .bindings
             .wsbox_websocket_handler()
@@ -307,9 +313,17 @@ impl HandlerInstance {
         self.end_call(r)
     }
 
-    fn begin_call(&mut self) -> Result<(), CallError> {
+    /// Waits for the call's turn (bounded by the wall-clock limit too),
+    /// then starts its CPU meter.
+    async fn begin_call(&mut self) -> Result<(), CallError> {
         if self.dead {
             return Err(CallError::Dead);
+        }
+        let turns = Arc::clone(&self.store.data().turns);
+        let wall = self.limits.wall_time_per_call;
+        if tokio::time::timeout(wall, turns.take()).await.is_err() {
+            self.dead = true;
+            return Err(CallError::WallTime(wall));
         }
         self.store.data_mut().cpu.start();
         self.store.set_epoch_deadline(1);
@@ -320,6 +334,7 @@ impl HandlerInstance {
         &mut self,
         result: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
     ) -> Result<T, CallError> {
+        self.store.data().turns.end();
         let Ok(result) = result else {
             // The call's future was dropped mid-call: the instance cannot
             // be entered again.

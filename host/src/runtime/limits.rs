@@ -1,7 +1,10 @@
 //! Sandbox limits of one handler instance: memory, CPU time per event and
 //! how much output it may queue.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use crate::config::RouteLimits;
 
@@ -22,6 +25,8 @@ pub struct InstanceLimits {
     /// before its writes fail: a handler writing in a loop must not exhaust
     /// the host's memory.
     pub max_pending_output: usize,
+    /// The route's turns for running calls (shared by its instances).
+    pub turns: Arc<Semaphore>,
 }
 
 impl InstanceLimits {
@@ -37,6 +42,7 @@ impl InstanceLimits {
             // Room for an echo of the largest message the route accepts,
             // plus headroom for small messages around it.
             max_pending_output: max_message.saturating_mul(2).saturating_add(1 << 20),
+            turns: super::turns::route_turns(limits.max_concurrent_calls),
         }
     }
 }

@@ -12,6 +12,7 @@ mod instance;
 pub mod limits;
 pub mod log_budget;
 pub mod memory_budget;
+pub mod turns;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

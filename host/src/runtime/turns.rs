@@ -1,0 +1,96 @@
+//! Fair shares of the worker threads: each route lets only so many of its
+//! handler calls *run* at once (`max_concurrent_calls`). A running call
+//! holds a turn; at every epoch tick it gives the turn back and queues for
+//! the next one (first come, first served), so calls of one route take
+//! turns among themselves and a route full of spinning handlers cannot
+//! occupy every worker while other routes have work.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// One instance's place in its route's queue for turns.
+#[derive(Debug)]
+pub struct Turns {
+    route: Arc<Semaphore>,
+    held: Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl Turns {
+    pub fn new(route: Arc<Semaphore>) -> Turns {
+        Turns {
+            route,
+            held: Mutex::new(None),
+        }
+    }
+
+    /// Waits for a turn and holds it until [`Turns::end`].
+    pub async fn take(&self) {
+        // The route's semaphore is never closed; without a permit the call
+        // would simply run unthrottled.
+        if let Ok(permit) = Arc::clone(&self.route).acquire_owned().await {
+            *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(permit);
+        }
+    }
+
+    /// Gives the turn back (the call is over).
+    pub fn end(&self) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// Gives the turn to the next in line, lets tokio run other tasks, then
+    /// queues for a turn again.
+    pub async fn pass(&self) {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let had_turn = held.is_some();
+        drop(held);
+        tokio::task::yield_now().await;
+        if had_turn {
+            self.take().await;
+        }
+    }
+}
+
+/// A route's semaphore: as configured, else one less than the worker
+/// threads (so another route always finds one free), at least 1.
+pub fn route_turns(configured: Option<u32>) -> Arc<Semaphore> {
+    let n = match configured {
+        Some(n) => n as usize,
+        None => std::thread::available_parallelism()
+            .map_or(1, |n| n.get().saturating_sub(1))
+            .max(1),
+    };
+    Arc::new(Semaphore::new(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn turns_are_taken_in_order_and_passed_on() {
+        let route = route_turns(Some(1));
+        let a = Arc::new(Turns::new(Arc::clone(&route)));
+        let b = Arc::new(Turns::new(Arc::clone(&route)));
+        a.take().await;
+        assert_eq!(route.available_permits(), 0);
+        // b waits while a holds the turn...
+        let waiting = tokio::spawn({
+            let b = Arc::clone(&b);
+            async move { b.take().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        // ...and gets it when a passes; a then queues behind b.
+        let a_again = tokio::spawn({
+            let a = Arc::clone(&a);
+            async move { a.pass().await }
+        });
+        waiting.await.unwrap();
+        assert!(!a_again.is_finished());
+        b.end();
+        a_again.await.unwrap();
+        a.end();
+        assert_eq!(route.available_permits(), 1);
+    }
+}
