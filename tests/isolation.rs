@@ -154,43 +154,14 @@ async fn write_and_ping_floods_are_closed_with_a_close_frame_that_says_why() {
 /// and another is blocked in a WASI sleep.
 #[tokio::test]
 async fn sigterm_exits_within_the_drain_time_whatever_the_handlers_do() {
-    use std::process::Stdio;
     use tokio::io::{AsyncBufReadExt, BufReader};
 
-    let dir = std::env::temp_dir().join(format!("wsbox-sigterm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("wsbox.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\n[server]\ndrain_time = \"1s\"\n\
-             [runtime]\nmax_instances = 8\nmax_memory_per_instance = \"64MiB\"\n\
-             [[route]]\npath = \"/chaos\"\nmodule = {CHAOS_WASM:?}\ncpu_time_per_event = \"120s\"\nmemory_limit = \"32MiB\"\n"
-        ),
-    )
-    .unwrap();
-    let mut child = tokio::process::Command::new(wsbox_binary())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start wsbox");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = tokio::time::timeout(WAIT, stdout.next_line())
-            .await
-            .expect("wsbox printed its address in time")
-            .unwrap()
-            .expect("wsbox exited before listening");
-        if let Some(rest) = line.strip_prefix("wsbox listening on ws://") {
-            break rest.split(',').next().unwrap().to_string();
-        }
-    };
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let WsboxProcess {
+        mut child,
+        addr,
+        stderr,
+    } = WsboxProcess::start("drain_time = \"1s\"", "cpu_time_per_event = \"120s\"").await;
+    let mut stderr = BufReader::new(stderr).lines();
 
     let url = format!("ws://{addr}/chaos");
     // More spinners than worker threads, and a sleeper.
@@ -416,42 +387,9 @@ async fn the_process_memory_budget_refuses_new_instances_not_old_ones() {
 /// lines are dropped instead of blocking the worker that logs them.
 #[tokio::test]
 async fn a_stuck_stderr_does_not_stall_the_server() {
-    use std::process::Stdio;
-    use tokio::io::{AsyncBufReadExt, BufReader};
-
-    let dir = std::env::temp_dir().join(format!("wsbox-stuck-stderr-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("wsbox.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\n[runtime]\nmax_instances = 8\nmax_memory_per_instance = \"64MiB\"\n\
-             [[route]]\npath = \"/chaos\"\nmodule = {CHAOS_WASM:?}\nmemory_limit = \"32MiB\"\nlog_lines_per_second = 100000\n"
-        ),
-    )
-    .unwrap();
-    // stderr is a pipe this test never reads: it fills after 64 KiB.
-    let mut child = tokio::process::Command::new(wsbox_binary())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start wsbox");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = tokio::time::timeout(WAIT, stdout.next_line())
-            .await
-            .expect("wsbox printed its address in time")
-            .unwrap()
-            .expect("wsbox exited before listening");
-        if let Some(rest) = line.strip_prefix("wsbox listening on ws://") {
-            break rest.split(',').next().unwrap().to_string();
-        }
-    };
-    let _ = std::fs::remove_dir_all(&dir);
+    // Its stderr is a pipe this test never reads: it fills after 64 KiB.
+    let mut wsbox = WsboxProcess::start("", "log_lines_per_second = 100000").await;
+    let addr = wsbox.addr.clone();
     let url = format!("ws://{addr}/chaos");
     let (mut flooder, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     let (mut bystander, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
@@ -468,7 +406,7 @@ async fn a_stuck_stderr_does_not_stall_the_server() {
         ask(&mut flooder, "!logflood 3000 4000 stuck").await,
         "flooded"
     );
-    let _ = child.kill().await;
+    let _ = wsbox.child.kill().await;
 }
 
 /// One route full of spinning handlers takes at most its share of the
@@ -510,4 +448,31 @@ async fn spinners_on_one_route_leave_workers_for_another() {
         "spinners done in {took:?}"
     );
     assert!(echoes >= 20, "only {echoes} echoes while the spinners ran");
+}
+
+/// A call blocked in a WASI wait holds no turn: with one turn for the
+/// route, the route's other connections are still served meanwhile.
+#[tokio::test]
+async fn a_sleeping_handler_does_not_hold_its_routes_turn() {
+    let limits = wsbox::config::RouteLimits {
+        max_concurrent_calls: Some(1),
+        ..test_limits()
+    };
+    let server = TestServer::start(chaos_config("/nap", limits)).await;
+    let mut sleeper = server.connect("/nap").await;
+    let mut neighbour = server.connect("/nap").await;
+    sleeper.send(Message::text("!sleep 3")).await.unwrap();
+    wait_for_log("chaos: sleeping 3 s").await;
+    for i in 0..5 {
+        let text = format!("while it sleeps {i}");
+        assert_eq!(ask(&mut neighbour, &text).await, text);
+    }
+    // Served while it slept: had the neighbour waited for the sleeper's
+    // turn, the sleeper's reply (written first) would be here by now.
+    let early = tokio::time::timeout(Duration::from_millis(50), next_message(&mut sleeper)).await;
+    assert!(
+        early.is_err(),
+        "the neighbour was served only after the sleep"
+    );
+    assert_eq!(next_message(&mut sleeper).await, Message::text("slept"));
 }

@@ -492,3 +492,64 @@ pub fn wsbox_binary() -> PathBuf {
     );
     bin
 }
+
+/// A `wsbox serve` process of this build, serving the chaos guest at
+/// `/chaos` with the given extra `[server]` and `[[route]]` lines; killed
+/// when dropped.
+pub struct WsboxProcess {
+    pub child: tokio::process::Child,
+    /// `host:port` it listens on.
+    pub addr: String,
+    /// Its stderr, unread: a test reads it, or leaves it to fill up.
+    pub stderr: tokio::process::ChildStderr,
+}
+
+impl WsboxProcess {
+    pub async fn start(server_lines: &str, route_lines: &str) -> WsboxProcess {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "wsbox-process-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let config = dir.join("wsbox.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\n[server]\n{server_lines}\n\
+                 [runtime]\nmax_instances = 8\nmax_memory_per_instance = \"64MiB\"\n\
+                 [[route]]\npath = \"/chaos\"\nmodule = {CHAOS_WASM:?}\nmemory_limit = \"32MiB\"\n{route_lines}\n"
+            ),
+        )
+        .expect("write the config");
+        let mut child = tokio::process::Command::new(wsbox_binary())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start wsbox");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let addr = loop {
+            let line = tokio::time::timeout(WAIT, stdout.next_line())
+                .await
+                .expect("wsbox printed its address in time")
+                .expect("read stdout")
+                .expect("wsbox exited before listening");
+            if let Some(rest) = line.strip_prefix("wsbox listening on ws://") {
+                break rest.split(',').next().unwrap_or_default().to_string();
+            }
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        let stderr = child.stderr.take().expect("piped");
+        WsboxProcess {
+            child,
+            addr,
+            stderr,
+        }
+    }
+}

@@ -167,8 +167,8 @@ impl HandlerModule {
             }
             let restart = state.cpu.restarter();
             let turns = Arc::clone(&state.turns);
-            // The call gives its turn to the next call of its route and
-            // yields to tokio (whose `yield_now` lets the I/O driver run
+            // The call gives any turn it holds to the next long call of its
+            // route, yields to tokio and waits for a turn to run on with (whose `yield_now` lets the I/O driver run
             // first; a plain self-wake would let a looping guest starve
             // socket readiness for up to 61 scheduler ticks).
             Ok(UpdateDeadline::YieldCustom(
@@ -236,7 +236,7 @@ impl HandlerInstance {
         &mut self,
         request: &UpgradeRequest,
     ) -> Result<UpgradeDecision, CallError> {
-        self.begin_call().await?;
+        self.begin_call()?;
         let call = self
             .bindings
             .wsbox_websocket_handler()
@@ -247,7 +247,7 @@ impl HandlerInstance {
 
     /// Calls `on-open`.
     pub async fn on_open(&mut self, info: &ConnectionInfo) -> Result<(), CallError> {
-        self.begin_call().await?;
+        self.begin_call()?;
         let call = self
             .bindings
             .wsbox_websocket_handler()
@@ -258,7 +258,7 @@ impl HandlerInstance {
 
     /// Calls `on-message`.
     pub async fn on_message(&mut self, message: &Message) -> Result<(), CallError> {
-        self.begin_call().await?;
+        self.begin_call()?;
         let call = self
             .bindings
             .wsbox_websocket_handler()
@@ -271,7 +271,7 @@ impl HandlerInstance {
     /// time of one event whatever the batch holds: the client, which picks
     /// the batch size by how it writes, cannot pick the budget.
     pub async fn on_messages(&mut self, batch: &MessageBatch) -> Result<(), CallError> {
-        self.begin_call().await?;
+        self.begin_call()?;
         let call = self
             .bindings
             .wsbox_websocket_handler()
@@ -282,7 +282,7 @@ impl HandlerInstance {
 
     /// Calls `on-ping`.
     pub async fn on_ping(&mut self, data: &[u8]) -> Result<(), CallError> {
-        self.begin_call().await?;
+        self.begin_call()?;
         let call = self
             .bindings
             .wsbox_websocket_handler()
@@ -293,7 +293,7 @@ impl HandlerInstance {
 
     /// Calls `on-pong`.
     pub async fn on_pong(&mut self, data: &[u8]) -> Result<(), CallError> {
-        self.begin_call().await?;
+        self.begin_call()?;
         let call = self
             .bindings
             .wsbox_websocket_handler()
@@ -304,7 +304,7 @@ impl HandlerInstance {
 
     /// Calls `on-close`.
     pub async fn on_close(&mut self, info: &CloseInfo) -> Result<(), CallError> {
-        self.begin_call().await?;
+        self.begin_call()?;
         let call = self
             .bindings
             .wsbox_websocket_handler()
@@ -313,17 +313,9 @@ impl HandlerInstance {
         self.end_call(r)
     }
 
-    /// Waits for the call's turn (bounded by the wall-clock limit too),
-    /// then starts its CPU meter.
-    async fn begin_call(&mut self) -> Result<(), CallError> {
+    fn begin_call(&mut self) -> Result<(), CallError> {
         if self.dead {
             return Err(CallError::Dead);
-        }
-        let turns = Arc::clone(&self.store.data().turns);
-        let wall = self.limits.wall_time_per_call;
-        if tokio::time::timeout(wall, turns.take()).await.is_err() {
-            self.dead = true;
-            return Err(CallError::WallTime(wall));
         }
         self.store.data_mut().cpu.start();
         self.store.set_epoch_deadline(1);

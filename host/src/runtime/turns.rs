@@ -1,9 +1,13 @@
 //! Fair shares of the worker threads: each route lets only so many of its
-//! handler calls *run* at once (`max_concurrent_calls`). A running call
-//! holds a turn; at every epoch tick it gives the turn back and queues for
-//! the next one (first come, first served), so calls of one route take
-//! turns among themselves and a route full of spinning handlers cannot
-//! occupy every worker while other routes have work.
+//! long-running handler calls run at once (`max_concurrent_calls`). A call
+//! that is still running at an epoch tick gives back the turn it holds (if
+//! any), yields, and queues for a turn (first come, first served) before it
+//! runs on; it keeps that turn until its next tick or its end. So calls of
+//! one route that run for many ticks take turns among themselves, and a
+//! route full of spinning handlers cannot occupy every worker while other
+//! routes have work. A call shorter than a tick, the usual case, never
+//! waits for a turn, and a call blocked in a WASI wait holds none unless it
+//! ran a full tick first.
 
 use std::sync::{Arc, Mutex};
 
@@ -24,8 +28,9 @@ impl Turns {
         }
     }
 
-    /// Waits for a turn and holds it until [`Turns::end`].
-    pub async fn take(&self) {
+    /// Waits for a turn and holds it until the next [`Turns::pass`] or
+    /// [`Turns::end`].
+    async fn take(&self) {
         // The route's semaphore is never closed; without a permit the call
         // would simply run unthrottled.
         if let Ok(permit) = Arc::clone(&self.route).acquire_owned().await {
@@ -38,16 +43,12 @@ impl Turns {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
-    /// Gives the turn to the next in line, lets tokio run other tasks, then
-    /// queues for a turn again.
+    /// At an epoch tick: gives any turn held to the next in line, lets
+    /// tokio run other tasks, then queues for a turn to run on with.
     pub async fn pass(&self) {
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let had_turn = held.is_some();
-        drop(held);
+        drop(self.held.lock().unwrap_or_else(|e| e.into_inner()).take());
         tokio::task::yield_now().await;
-        if had_turn {
-            self.take().await;
-        }
+        self.take().await;
     }
 }
 
@@ -72,12 +73,12 @@ mod tests {
         let route = route_turns(Some(1));
         let a = Arc::new(Turns::new(Arc::clone(&route)));
         let b = Arc::new(Turns::new(Arc::clone(&route)));
-        a.take().await;
+        a.pass().await;
         assert_eq!(route.available_permits(), 0);
         // b waits while a holds the turn...
         let waiting = tokio::spawn({
             let b = Arc::clone(&b);
-            async move { b.take().await }
+            async move { b.pass().await }
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());

@@ -46,6 +46,14 @@ fn text_response(status: StatusCode, body: impl Into<String>) -> Response<Body> 
     resp
 }
 
+/// 503 with a body that says why, and a hint to retry shortly.
+fn unavailable(body: impl Into<String>) -> Response<Body> {
+    let mut resp = text_response(StatusCode::SERVICE_UNAVAILABLE, body);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
 /// Tornado's answer to a refused origin.
 fn forbidden_origin() -> Response<Body> {
     text_response(StatusCode::FORBIDDEN, "Cross origin websockets not allowed")
@@ -186,23 +194,11 @@ pub(super) async fn handle(
         Ok(instance) => instance,
         Err(CallError::MemoryBudget(why)) => {
             tracing::warn!(parent: &span, %why, "handler instance refused: memory budget spent");
-            let mut resp = text_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server's memory for handlers is spent; try again later",
-            );
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return resp;
+            return unavailable("the server's memory for handlers is spent; try again later");
         }
         Err(e) => {
             tracing::warn!(parent: &span, error = %e, "cannot create a handler instance");
-            let mut resp = text_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the handler for this route is unavailable; try again later",
-            );
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return resp;
+            return unavailable("the handler for this route is unavailable; try again later");
         }
     };
 
@@ -210,15 +206,9 @@ pub(super) async fn handle(
         Ok(d) => d,
         Err(CallError::WallTime(limit)) => {
             tracing::warn!(parent: &span, ?limit, "handler did not decide the upgrade in time");
-            let mut resp = text_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "the handler for this route did not decide the upgrade within {limit:?}; try again later"
-                ),
-            );
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return resp;
+            return unavailable(format!(
+                "the handler for this route did not decide the upgrade within {limit:?}; try again later"
+            ));
         }
         Err(e) => {
             tracing::warn!(parent: &span, error = %e, "handler failed during upgrade");
