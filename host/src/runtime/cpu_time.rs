@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The CPU time this thread has used.
 pub fn thread_cpu_time() -> Duration {
@@ -33,26 +33,48 @@ pub fn thread_cpu_time() -> Duration {
 type Mark = Option<(ThreadId, Duration)>;
 
 /// The CPU time one call has used so far.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CpuMeter {
     used: Duration,
+    /// When the call started, and whether it has reached its first tick.
+    started: Instant,
+    first_tick_pending: bool,
+    /// The most the first segment is charged: one epoch tick.
+    tick: Duration,
     /// Shared with the futures that resume a yielded call.
     mark: Arc<Mutex<Mark>>,
 }
 
 impl CpuMeter {
-    /// A new call starts on this thread.
-    pub fn start(&mut self) {
-        self.used = Duration::ZERO;
-        self.restart();
+    /// A meter for calls checked every `tick`.
+    pub fn new(tick: Duration) -> CpuMeter {
+        CpuMeter {
+            used: Duration::ZERO,
+            started: Instant::now(),
+            first_tick_pending: false,
+            tick,
+            mark: Arc::default(),
+        }
     }
 
-    /// Charges the time since the mark (if still on the same thread) and
-    /// returns the total so far.
+    /// A new call starts. Reading a thread's CPU clock is a system call,
+    /// too dear for every call when most end within a tick: until its
+    /// first tick a call is charged its wall time, capped at one tick (a
+    /// call that first waited in WASI is charged at most that tick).
+    pub fn start(&mut self) {
+        self.used = Duration::ZERO;
+        self.started = Instant::now();
+        self.first_tick_pending = true;
+    }
+
+    /// Charges the time since the last mark (if still on the same thread)
+    /// and returns the total so far.
     pub fn charge(&mut self) -> Duration {
         let now = (std::thread::current().id(), thread_cpu_time());
         let mut mark = self.mark.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((thread, at)) = *mark
+        if std::mem::take(&mut self.first_tick_pending) {
+            self.used += self.started.elapsed().min(self.tick);
+        } else if let Some((thread, at)) = *mark
             && thread == now.0
         {
             self.used += now.1.saturating_sub(at);
@@ -61,13 +83,8 @@ impl CpuMeter {
         self.used
     }
 
-    /// Restarts the meter on the current thread (after a resume).
-    pub fn restart(&self) {
-        *self.mark.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((std::thread::current().id(), thread_cpu_time()));
-    }
-
-    /// A handle that restarts the meter from a yield future.
+    /// A handle that restarts the meter on the current thread, from the
+    /// future that resumes a yielded call.
     pub fn restarter(&self) -> impl FnOnce() + Send + 'static {
         let mark = Arc::clone(&self.mark);
         move || {
@@ -90,21 +107,25 @@ mod tests {
 
     #[test]
     fn charges_cpu_time_on_this_thread_only() {
-        let mut meter = CpuMeter::default();
+        let mut meter = CpuMeter::new(Duration::from_millis(10));
         meter.start();
-        spin_for(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(30));
+        // Up to the first tick: wall time, capped at one tick.
         let used = meter.charge();
-        assert!(used >= Duration::from_millis(20), "{used:?}");
+        assert_eq!(used, Duration::from_millis(10));
+        spin_for(Duration::from_millis(20));
+        let more = meter.charge();
+        assert!(more - used >= Duration::from_millis(20), "{more:?}");
         // Sleeping uses no CPU.
         std::thread::sleep(Duration::from_millis(30));
         let after_sleep = meter.charge();
         assert!(
-            after_sleep - used < Duration::from_millis(10),
+            after_sleep - more < Duration::from_millis(10),
             "{after_sleep:?}"
         );
-        // Work done before a restart is not charged.
+        // Work done before a restart (another task's, after a yield) is not charged.
         spin_for(Duration::from_millis(20));
-        meter.restart();
+        (meter.restarter())();
         assert!(meter.charge() - after_sleep < Duration::from_millis(10));
     }
 }

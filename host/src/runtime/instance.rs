@@ -143,7 +143,7 @@ impl HandlerModule {
                 Arc::clone(&self.memory_budget),
             ),
             cpu_budget: limits.cpu_time_per_event,
-            cpu: CpuMeter::default(),
+            cpu: CpuMeter::new(self.epoch_tick),
             turns: Arc::new(Turns::new(Arc::clone(&limits.turns))),
             log_budget,
             conn: ConnState {

@@ -56,6 +56,7 @@ pub struct Runtime {
     linker: Linker<HostState>,
     /// What all instances' linear memories may take together.
     memory_budget: Arc<memory_budget::MemoryBudget>,
+    epoch_tick: Duration,
     _ticker: EpochTicker,
 }
 
@@ -123,6 +124,7 @@ impl Runtime {
             engine,
             linker,
             memory_budget: Arc::new(memory_budget::MemoryBudget::new(config.max_memory_total)),
+            epoch_tick: config.epoch_tick,
             _ticker: ticker,
         })
     }
@@ -176,6 +178,7 @@ impl Runtime {
             name,
             pre,
             memory_budget: Arc::clone(&self.memory_budget),
+            epoch_tick: self.epoch_tick,
         }))
     }
 
@@ -230,6 +233,7 @@ pub struct HandlerModule {
     name: String,
     pre: WebsocketHandlerPre<HostState>,
     memory_budget: Arc<memory_budget::MemoryBudget>,
+    epoch_tick: Duration,
 }
 
 impl HandlerModule {
