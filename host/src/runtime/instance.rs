@@ -56,6 +56,8 @@ pub struct HostState {
     cpu: CpuMeter,
     /// This instance's turns to run among its route's calls.
     turns: Arc<Turns>,
+    /// The current call reached an epoch tick (and so may hold a turn).
+    ticked: bool,
     /// The connection this instance serves.
     pub(crate) conn: ConnState,
     /// How much more the handler may log.
@@ -145,6 +147,7 @@ impl HandlerModule {
             cpu_budget: limits.cpu_time_per_event,
             cpu: CpuMeter::new(self.epoch_tick),
             turns: Arc::new(Turns::new(Arc::clone(&limits.turns))),
+            ticked: false,
             log_budget,
             conn: ConnState {
                 id: connection_id,
@@ -162,6 +165,7 @@ impl HandlerModule {
         // shares its worker.
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
+            state.ticked = true;
             if state.cpu.charge() >= state.cpu_budget {
                 return Err(Trap::Interrupt.into());
             }
@@ -241,7 +245,7 @@ impl HandlerInstance {
             .bindings
             .wsbox_websocket_handler()
             .call_upgrade(&mut self.store, request);
-        let r = tokio::time::timeout(self.limits.wall_time_per_call, call).await;
+        let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
 
@@ -252,7 +256,7 @@ impl HandlerInstance {
             .bindings
             .wsbox_websocket_handler()
             .call_on_open(&mut self.store, info);
-        let r = tokio::time::timeout(self.limits.wall_time_per_call, call).await;
+        let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
 
@@ -263,7 +267,7 @@ impl HandlerInstance {
             .bindings
             .wsbox_websocket_handler()
             .call_on_message(&mut self.store, message);
-        let r = tokio::time::timeout(self.limits.wall_time_per_call, call).await;
+        let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
 
@@ -276,7 +280,7 @@ impl HandlerInstance {
             .bindings
             .wsbox_websocket_handler()
             .call_on_messages(&mut self.store, batch);
-        let r = tokio::time::timeout(self.limits.wall_time_per_call, call).await;
+        let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
 
@@ -287,7 +291,7 @@ impl HandlerInstance {
             .bindings
             .wsbox_websocket_handler()
             .call_on_ping(&mut self.store, data);
-        let r = tokio::time::timeout(self.limits.wall_time_per_call, call).await;
+        let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
 
@@ -298,7 +302,7 @@ impl HandlerInstance {
             .bindings
             .wsbox_websocket_handler()
             .call_on_pong(&mut self.store, data);
-        let r = tokio::time::timeout(self.limits.wall_time_per_call, call).await;
+        let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
 
@@ -309,7 +313,7 @@ impl HandlerInstance {
             .bindings
             .wsbox_websocket_handler()
             .call_on_close(&mut self.store, info);
-        let r = tokio::time::timeout(self.limits.wall_time_per_call, call).await;
+        let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
 
@@ -324,9 +328,11 @@ impl HandlerInstance {
 
     fn end_call<T>(
         &mut self,
-        result: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+        result: Result<wasmtime::Result<T>, WallTimeOver>,
     ) -> Result<T, CallError> {
-        self.store.data().turns.end();
+        if std::mem::take(&mut self.store.data_mut().ticked) {
+            self.store.data().turns.end();
+        }
         let Ok(result) = result else {
             // The call's future was dropped mid-call: the instance cannot
             // be entered again.
@@ -358,4 +364,33 @@ fn cut_report(mut report: String) -> String {
         report.push_str(&format!("… [cut: {len} bytes in all]"));
     }
     report
+}
+
+/// A call ran past its wall-clock bound.
+#[derive(Debug)]
+pub struct WallTimeOver;
+
+/// Runs `call` within `limit` of wall time. Unlike `tokio::time::timeout`,
+/// no timer is made for a call that completes when first polled (nearly
+/// every call: only a call that yields or waits needs one).
+async fn within<F: std::future::Future>(
+    limit: std::time::Duration,
+    call: F,
+) -> Result<F::Output, WallTimeOver> {
+    use std::task::Poll;
+    let started = tokio::time::Instant::now();
+    let mut call = std::pin::pin!(call);
+    let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = call.as_mut().poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        let timer =
+            timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(started + limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(WallTimeOver)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
