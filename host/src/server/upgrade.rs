@@ -278,44 +278,35 @@ pub(super) async fn handle(
         None => None,
     };
 
-    let mut resp = Response::new(Full::new(Bytes::new()));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    add_handler_headers(&mut resp, &accept.headers, connection_id);
-    let h = resp.headers_mut();
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    match HeaderValue::from_str(&info.accept) {
-        Ok(v) => {
-            h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-        }
-        Err(_) => {
-            return text_response(StatusCode::BAD_REQUEST, "invalid Sec-WebSocket-Key");
-        }
-    }
     let deflate = route
         .config
         .compression
         .as_ref()
         .and_then(|c| wsbox_protocol::deflate::negotiate_server(&info.extensions, c));
-    let mut extensions = String::new();
-    if let Some((_, answer)) = &deflate {
-        match HeaderValue::from_str(answer) {
-            Ok(v) => {
-                h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
-                extensions.clone_from(answer);
-            }
-            Err(_) => {
-                return text_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "extension negotiation failed",
-                );
-            }
+    let extensions = deflate
+        .as_ref()
+        .map(|(_, answer)| answer.clone())
+        .unwrap_or_default();
+    let websocket_headers = match handshake::response_headers(
+        &info.accept,
+        subprotocol.as_deref(),
+        deflate.as_ref().map(|(_, answer)| answer.as_str()),
+    ) {
+        Ok(headers) => headers,
+        Err(e) => {
+            tracing::error!(parent: &span, error = %e, "cannot build the 101 answer");
+            return text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the WebSocket handshake answer could not be built",
+            );
         }
-    }
-    if let Some(p) = &subprotocol
-        && let Ok(v) = HeaderValue::from_str(p)
-    {
-        h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+    };
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    add_handler_headers(&mut resp, &accept.headers, connection_id);
+    // The host's headers win over anything of the same name.
+    for (name, value) in &websocket_headers {
+        resp.headers_mut().insert(name, value.clone());
     }
 
     let setup = ConnectionSetup {
