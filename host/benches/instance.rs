@@ -137,6 +137,7 @@ fn lifecycle(c: &mut Criterion) {
         s.rt.block_on(s.module.instantiate(&s.limits, 0))
             .expect("instantiate");
     let mut engine = Connection::new(EngineConfig::new(Role::Server));
+    let mut effects = Vec::new();
     let batch = |kind: MessageKind, size: usize, count: usize| MessageBatch {
         data: vec![b'x'; size * count],
         spans: vec![
@@ -173,7 +174,8 @@ fn lifecycle(c: &mut Criterion) {
                                 inst.on_messages(&msgs).await.expect("on_messages");
                             }
                             // Applied as the connection task does.
-                            for effect in inst.drain_effects() {
+                            inst.take_effects(&mut effects);
+                            for effect in effects.drain(..) {
                                 match effect {
                                     Effect::Write(Message::Text(t)) => {
                                         engine.send_text(&t).expect("open");

@@ -41,8 +41,9 @@ pub struct CpuMeter {
     first_tick_pending: bool,
     /// The most the first segment is charged: one epoch tick.
     tick: Duration,
-    /// Shared with the futures that resume a yielded call.
-    mark: Arc<Mutex<Mark>>,
+    /// Shared with the futures that resume a yielded call; made at the
+    /// first tick (most instances never reach one, and keep no allocation).
+    mark: Option<Arc<Mutex<Mark>>>,
 }
 
 impl CpuMeter {
@@ -53,7 +54,7 @@ impl CpuMeter {
             started: Instant::now(),
             first_tick_pending: false,
             tick,
-            mark: Arc::default(),
+            mark: None,
         }
     }
 
@@ -71,7 +72,11 @@ impl CpuMeter {
     /// and returns the total so far.
     pub fn charge(&mut self) -> Duration {
         let now = (std::thread::current().id(), thread_cpu_time());
-        let mut mark = self.mark.lock().unwrap_or_else(|e| e.into_inner());
+        let mut mark = self
+            .mark
+            .get_or_insert_with(Arc::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if std::mem::take(&mut self.first_tick_pending) {
             self.used += self.started.elapsed().min(self.tick);
         } else if let Some((thread, at)) = *mark
@@ -85,8 +90,8 @@ impl CpuMeter {
 
     /// A handle that restarts the meter on the current thread, from the
     /// future that resumes a yielded call.
-    pub fn restarter(&self) -> impl FnOnce() + Send + 'static {
-        let mark = Arc::clone(&self.mark);
+    pub fn restarter(&mut self) -> impl FnOnce() + Send + 'static {
+        let mark = Arc::clone(self.mark.get_or_insert_with(Arc::default));
         move || {
             *mark.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some((std::thread::current().id(), thread_cpu_time()));

@@ -54,8 +54,11 @@ pub struct HostState {
     /// The CPU time the current call may use, and what it used so far.
     cpu_budget: std::time::Duration,
     cpu: CpuMeter,
-    /// This instance's turns to run among its route's calls.
-    turns: Arc<Turns>,
+    /// This instance's turns to run among its route's calls, made at its
+    /// first tick (most instances never reach one).
+    turns: Option<Arc<Turns>>,
+    /// The route's semaphore those turns come from.
+    route_turns: Arc<tokio::sync::Semaphore>,
     /// The current call reached an epoch tick (and so may hold a turn).
     ticked: bool,
     /// The connection this instance serves.
@@ -146,7 +149,8 @@ impl HandlerModule {
             ),
             cpu_budget: limits.cpu_time_per_event,
             cpu: CpuMeter::new(self.epoch_tick),
-            turns: Arc::new(Turns::new(Arc::clone(&limits.turns))),
+            turns: None,
+            route_turns: Arc::clone(&limits.turns),
             ticked: false,
             log_budget,
             conn: ConnState {
@@ -170,7 +174,12 @@ impl HandlerModule {
                 return Err(Trap::Interrupt.into());
             }
             let restart = state.cpu.restarter();
-            let turns = Arc::clone(&state.turns);
+            let route = Arc::clone(&state.route_turns);
+            let turns = Arc::clone(
+                state
+                    .turns
+                    .get_or_insert_with(|| Arc::new(Turns::new(route))),
+            );
             // The call gives any turn it holds to the next long call of its
             // route, yields to tokio and waits for a turn to run on with (whose `yield_now` lets the I/O driver run
             // first; a plain self-wake would let a looping guest starve
@@ -220,9 +229,13 @@ impl HandlerInstance {
         conn.queued = queued;
     }
 
-    /// The effects the handler recorded since they were last drained, in order.
-    pub fn drain_effects(&mut self) -> std::vec::Drain<'_, Effect> {
-        self.store.data_mut().conn.effects.drain(..)
+    /// Hands over the effects the handler recorded since the last call, in
+    /// order, by swapping them into `into` (which must be empty): the
+    /// caller keeps one buffer for many instances, and an idle instance
+    /// keeps none.
+    pub fn take_effects(&mut self, into: &mut Vec<Effect>) {
+        debug_assert!(into.is_empty());
+        std::mem::swap(&mut self.store.data_mut().conn.effects, into);
     }
 
     /// Guest log lines dropped over the rate limit and not yet reported.
@@ -330,8 +343,10 @@ impl HandlerInstance {
         &mut self,
         result: Result<wasmtime::Result<T>, WallTimeOver>,
     ) -> Result<T, CallError> {
-        if std::mem::take(&mut self.store.data_mut().ticked) {
-            self.store.data().turns.end();
+        if std::mem::take(&mut self.store.data_mut().ticked)
+            && let Some(turns) = &self.store.data().turns
+        {
+            turns.end();
         }
         let Ok(result) = result else {
             // The call's future was dropped mid-call: the instance cannot

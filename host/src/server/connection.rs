@@ -48,6 +48,9 @@ thread_local! {
     // Idle connections hold no read buffer of their own: bytes go straight
     // from this scratch buffer into the engine.
     static READ_SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
+    // Nor a buffer for their handler's effects: they are swapped into this
+    // one after each call and applied.
+    static EFFECTS: RefCell<Vec<Effect>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A socket the connection runs over.
@@ -131,14 +134,17 @@ impl Conn {
     /// handles a failed call.
     fn after_call(&mut self, result: Result<(), CallError>) {
         if let Some(instance) = self.instance.as_mut() {
-            for effect in instance.drain_effects() {
-                apply(
-                    &mut self.engine,
-                    effect,
-                    &mut self.handler_closed,
-                    &mut self.nodelay,
-                );
-            }
+            EFFECTS.with_borrow_mut(|effects| {
+                instance.take_effects(effects);
+                for effect in effects.drain(..) {
+                    apply(
+                        &mut self.engine,
+                        effect,
+                        &mut self.handler_closed,
+                        &mut self.nodelay,
+                    );
+                }
+            });
             if instance.output_overflowed() && !self.overflow_closed {
                 // What the handler queued before (within the cap) goes out,
                 // then a close frame that says why.
