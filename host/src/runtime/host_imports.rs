@@ -3,6 +3,8 @@
 //! an [`Effect`]: the connection task applies the effects to its protocol
 //! engine and socket after the call returns.
 
+use wsbox_protocol::CloseError as EngineCloseError;
+
 use super::bindings::wsbox::websocket::{connection, types};
 use super::bindings::{CloseError, LogLevel, Message, MessageBatch, PingError, WriteError};
 use super::effects::{Effect, WriteBatch};
@@ -15,16 +17,15 @@ impl types::Host for HostState {}
 const MAX_FRAME_HEADER: usize = 10;
 
 impl ConnState {
-    /// Whether the handler may queue output now.
-    fn writable(&self) -> bool {
-        self.open && !self.output_overflow
-    }
-
-    /// Checks the cap on queued output *before* queueing `frames` frames
-    /// carrying `payload` bytes: over it, nothing is queued, the handler's
-    /// writes fail from now on and the connection task closes the
-    /// connection (1011, "output limit exceeded").
+    /// Whether the handler may queue `frames` frames carrying `payload`
+    /// bytes: the connection must be open and the cap on queued output,
+    /// checked *before* queueing, not exceeded. Over the cap nothing is
+    /// queued, the handler's writes fail from now on and the connection
+    /// task closes the connection (1011, "output limit exceeded").
     fn admit_output(&mut self, payload: usize, frames: usize) -> bool {
+        if !self.open || self.output_overflow {
+            return false;
+        }
         let wanted = self
             .queued
             .saturating_add(payload)
@@ -51,7 +52,7 @@ impl connection::Host for HostState {
             Message::Text(text) => text.len(),
             Message::Binary(data) => data.len(),
         };
-        if !self.conn.writable() || !self.conn.admit_output(len, 1) {
+        if !self.conn.admit_output(len, 1) {
             return Err(WriteError::Closed);
         }
         self.conn.effects.push(Effect::Write(message));
@@ -63,7 +64,7 @@ impl connection::Host for HostState {
             Ok(batch) => batch,
             Err(e) => wasmtime::bail!("write-messages: {e}"),
         };
-        if !self.conn.writable() || !self.conn.admit_output(batch.data_len(), batch.len()) {
+        if !self.conn.admit_output(batch.data_len(), batch.len()) {
             return Ok(Err(WriteError::Closed));
         }
         self.conn.effects.push(Effect::WriteBatch(batch));
@@ -76,7 +77,7 @@ impl connection::Host for HostState {
         }
         // Pings count against the output cap like messages: a handler
         // pinging in a loop must not queue without bound either.
-        if !self.conn.writable() || !self.conn.admit_output(data.len(), 1) {
+        if !self.conn.admit_output(data.len(), 1) {
             return Err(PingError::Closed);
         }
         self.conn.effects.push(Effect::Ping(data));
@@ -87,16 +88,11 @@ impl connection::Host for HostState {
         let reason = reason.unwrap_or_default();
         // Validate even when there is nothing left to close, so a bad
         // argument is always reported the same way.
-        if let Some(c) = code {
-            if !wsbox_protocol::close::is_sendable_code(c) {
-                return Err(CloseError::InvalidCode);
-            }
-        } else if !reason.is_empty() {
-            return Err(CloseError::ReasonWithoutCode);
-        }
-        if reason.len() > 123 {
-            return Err(CloseError::ReasonTooLong);
-        }
+        wsbox_protocol::close::validate_outgoing(code, &reason).map_err(|e| match e {
+            EngineCloseError::InvalidCode(_) => CloseError::InvalidCode,
+            EngineCloseError::ReasonTooLong(_) => CloseError::ReasonTooLong,
+            EngineCloseError::ReasonWithoutCode => CloseError::ReasonWithoutCode,
+        })?;
         // Not open (called from `upgrade`, or already closing): nothing to close.
         if !self.conn.open {
             return Ok(());

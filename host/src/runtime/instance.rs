@@ -16,7 +16,7 @@ use super::cpu_time::CpuMeter;
 use super::effects::Effect;
 use super::guest_log::{GuestLog, GuestStream};
 use super::limits::InstanceLimits;
-use super::log_budget::LogBudget;
+use super::log_budget::{LogBudget, cut};
 use super::memory_budget::{InstanceLimiter, MemoryBudgetSpent};
 use super::turns::Turns;
 
@@ -181,9 +181,10 @@ impl HandlerModule {
                     .get_or_insert_with(|| Arc::new(Turns::new(route))),
             );
             // The call gives any turn it holds to the next long call of its
-            // route, yields to tokio and waits for a turn to run on with (whose `yield_now` lets the I/O driver run
-            // first; a plain self-wake would let a looping guest starve
-            // socket readiness for up to 61 scheduler ticks).
+            // route, yields to tokio (whose `yield_now` lets the I/O driver
+            // run first; a plain self-wake would let a looping guest starve
+            // socket readiness for up to 61 scheduler ticks), then waits for
+            // a turn to run on with.
             Ok(UpdateDeadline::YieldCustom(
                 1,
                 Box::pin(async move {
@@ -358,7 +359,7 @@ impl HandlerInstance {
             self.dead = true;
             match e.downcast_ref::<Trap>() {
                 Some(Trap::Interrupt) => CallError::Deadline(self.limits.cpu_time_per_event),
-                _ => CallError::Trap(cut_report(format!("{e:#}"))),
+                _ => CallError::Trap(cut(&format!("{e:#}"), MAX_TRAP_REPORT).into_owned()),
             }
         })
     }
@@ -367,19 +368,6 @@ impl HandlerInstance {
 /// The longest trap report kept (a wasm backtrace can run to kilobytes, and
 /// a client can make a handler trap on every connection).
 const MAX_TRAP_REPORT: usize = 1024;
-
-fn cut_report(mut report: String) -> String {
-    if report.len() > MAX_TRAP_REPORT {
-        let mut end = MAX_TRAP_REPORT;
-        while !report.is_char_boundary(end) {
-            end -= 1;
-        }
-        let len = report.len();
-        report.truncate(end);
-        report.push_str(&format!("… [cut: {len} bytes in all]"));
-    }
-    report
-}
 
 /// A call ran past its wall-clock bound.
 #[derive(Debug)]

@@ -93,17 +93,19 @@ impl LogBudget {
     }
 }
 
-/// Cuts `line` to [`MAX_LOG_LINE`] bytes (at a character boundary) with a
-/// marker saying how long it was.
+/// Cuts `line` to [`MAX_LOG_LINE`] bytes with a marker.
 pub fn truncate_line(line: &str) -> std::borrow::Cow<'_, str> {
-    if line.len() <= MAX_LOG_LINE {
-        return line.into();
+    cut(line, MAX_LOG_LINE)
+}
+
+/// Cuts `text` to at most `max` bytes (at a character boundary) with a
+/// marker saying how long it was.
+pub fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
     }
-    let mut end = MAX_LOG_LINE;
-    while !line.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… [cut: {} bytes in all]", &line[..end], line.len()).into()
+    let end = text.floor_char_boundary(max);
+    format!("{}… [cut: {} bytes in all]", &text[..end], text.len()).into()
 }
 
 #[cfg(test)]

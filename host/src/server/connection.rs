@@ -180,10 +180,7 @@ impl Conn {
         for command in commands {
             match command {
                 Command::Send(message) => {
-                    let len = match &message {
-                        wsbox_protocol::Message::Text(t) => t.len(),
-                        wsbox_protocol::Message::Binary(b) => b.len(),
-                    };
+                    let len = message.len();
                     let queued = self.engine.pending_output().len();
                     if self.engine.state() != State::Open {
                         tracing::debug!("message posted to a closing connection dropped");
@@ -194,10 +191,7 @@ impl Conn {
                             "message posted to a connection over its output limit dropped"
                         );
                     } else {
-                        let _ = match message {
-                            wsbox_protocol::Message::Text(t) => self.engine.send_text(&t),
-                            wsbox_protocol::Message::Binary(b) => self.engine.send_binary(&b),
-                        };
+                        let _ = self.engine.send_message(&message);
                     }
                 }
                 Command::Close { code, reason } => {

@@ -252,12 +252,7 @@ impl ServerHandle {
         code: u16,
         reason: &str,
     ) -> Result<(), ConnectionCommandError> {
-        if !wsbox_protocol::close::is_sendable_code(code) {
-            return Err(wsbox_protocol::CloseError::InvalidCode(code).into());
-        }
-        if reason.len() > 123 {
-            return Err(wsbox_protocol::CloseError::ReasonTooLong(reason.len()).into());
-        }
+        wsbox_protocol::close::validate_outgoing(Some(code), reason)?;
         self.mailbox(connection_id)?.post(mailbox::Command::Close {
             code,
             reason: reason.to_string(),

@@ -240,11 +240,7 @@ pub(super) async fn handle(
                     len = reason.len(),
                     "handler's reject reason is over {MAX_REJECT_BODY} bytes; cut"
                 );
-                let mut end = MAX_REJECT_BODY;
-                while !reason.is_char_boundary(end) {
-                    end -= 1;
-                }
-                reason.truncate(end);
+                reason.truncate(reason.floor_char_boundary(MAX_REJECT_BODY));
             }
             let mut resp = text_response(status, reason);
             add_handler_headers(&mut resp, &reject.headers, connection_id);
