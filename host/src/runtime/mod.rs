@@ -137,16 +137,29 @@ impl Runtime {
             ModuleSource::File(path) => {
                 let bytes = std::fs::read(path)
                     .with_context(|| format!("reading handler component {}", path.display()))?;
-                check_component_bytes(&bytes)
-                    .with_context(|| format!("{} cannot be a handler", path.display()))?;
-                Component::from_binary(&self.engine, &bytes)
-                    .map_err(anyhow::Error::from)
-                    .with_context(|| format!("compiling handler component {}", path.display()))?
+                self.compile(&bytes)
+                    .with_context(|| format!("{} cannot be a handler", path.display()))?
             }
-            ModuleSource::Bundled { bytes, .. } => Component::from_binary(&self.engine, bytes)
-                .map_err(anyhow::Error::from)
+            ModuleSource::Bundled { bytes, .. } => self
+                .compile(bytes)
                 .with_context(|| format!("compiling bundled handler `{name}`"))?,
         };
+        self.prepare(name, &component)
+    }
+
+    /// Compiles component bytes (CPU-heavy: seconds for a large component;
+    /// keep it off the connection-serving threads). The result can be
+    /// cached with [`Component::serialize`].
+    pub fn compile(&self, bytes: &[u8]) -> Result<Component> {
+        check_component_bytes(bytes)?;
+        Component::from_binary(&self.engine, bytes)
+            .map_err(anyhow::Error::from)
+            .context("compiling the component")
+    }
+
+    /// Checks that a compiled component is a handler this host can run (its
+    /// world, its imports, the pool's per-component limits) and links it.
+    pub fn prepare(&self, name: String, component: &Component) -> Result<Arc<HandlerModule>> {
         if let Some(needs) = component.resources_required() {
             if needs.num_memories > MAX_MEMORIES_PER_COMPONENT {
                 bail!(
@@ -163,7 +176,7 @@ impl Runtime {
         }
         let pre = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(anyhow::Error::from)
             .with_context(|| {
                 format!(
