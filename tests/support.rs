@@ -122,6 +122,7 @@ pub fn chaos_config(pattern: &str, limits: RouteLimits) -> Config {
             compression: None,
         }],
         pages: Vec::new(),
+        admin: None,
     }
 }
 
@@ -138,6 +139,7 @@ pub fn test_limits() -> RouteLimits {
 pub fn demo_config() -> Config {
     let mut config = Config::bundled_demo();
     config.runtime = test_runtime();
+    config.admin = None;
     config
 }
 

@@ -15,6 +15,8 @@ pub mod bench;
 pub mod bundled;
 pub mod client;
 pub mod config;
+pub mod control;
+pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod tls;

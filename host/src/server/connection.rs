@@ -364,6 +364,7 @@ pub async fn run<S: Transport>(
                     match Pin::new(&mut stream).poll_read(cx, &mut buf) {
                         Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(Io::Eof),
                         Poll::Ready(Ok(())) => {
+                            registration.mailbox().count_in(buf.filled().len());
                             engine.receive(buf.filled());
                             Poll::Ready(Io::Read)
                         }
@@ -392,6 +393,7 @@ pub async fn run<S: Transport>(
             Io::Read => timers.activity(),
             Io::Wrote(n) => {
                 timers.activity();
+                registration.mailbox().count_out(n);
                 conn.engine.consume_output(n);
             }
             Io::Mail => conn.apply_mail(registration.mailbox().take()),

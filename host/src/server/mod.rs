@@ -27,12 +27,17 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServerConfig};
 use crate::runtime::Runtime;
-use routes::{Route, RouteTable};
+use routes::{Route, RouteTable, ServedModule};
 
 /// Everything a request needs, shared by all connections.
 pub struct Shared {
     pub runtime: Runtime,
-    pub routes: RouteTable,
+    /// The routes being served; a deploy swaps in a new table whole.
+    pub routes: arc_swap::ArcSwap<RouteTable>,
+    /// The config file's routes as compiled at start, which a rebuilt
+    /// table keeps (with a newer module when one of the default tenant
+    /// of the same name is deployed).
+    config_routes: Vec<Arc<Route>>,
     /// Static pages, answered to plain `GET`/`HEAD` requests.
     pages: Vec<pages::Page>,
     /// The live (upgraded) connections' mailboxes, by connection id.
@@ -71,11 +76,12 @@ impl Server {
                     let m = runtime
                         .load_module(&route.module)
                         .with_context(|| format!("route `{}`", route.pattern))?;
+                    let m = ServedModule::from_config(m);
                     compiled.insert(route.module.clone(), Arc::clone(&m));
                     m
                 }
             };
-            routes.push(Route::new(route.clone(), module)?);
+            routes.push(Arc::new(Route::new(route.clone(), module)?));
         }
         let pages = config
             .pages
@@ -93,7 +99,8 @@ impl Server {
             listener,
             shared: Arc::new(Shared {
                 runtime,
-                routes: RouteTable::new(routes),
+                routes: arc_swap::ArcSwap::from_pointee(RouteTable::new(routes.clone())),
+                config_routes: routes,
                 pages,
                 live: Arc::default(),
                 next_connection_id: AtomicU64::new(1),
@@ -117,11 +124,10 @@ impl Server {
 
     /// The routes being served, as `(pattern, module name)`.
     pub fn describe(&self) -> Vec<(String, String)> {
-        self.shared
-            .routes
+        self.handle()
             .routes()
-            .iter()
-            .map(|r| (r.pattern.clone(), r.module.name().to_string()))
+            .into_iter()
+            .map(|(pattern, module)| (pattern, module.label()))
             .collect()
     }
 
@@ -225,7 +231,88 @@ pub enum ConnectionCommandError {
     InvalidClose(#[from] wsbox_protocol::CloseError),
 }
 
+/// A live connection, as the admin API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConnectionSummary {
+    pub id: u64,
+    pub tenant: String,
+    pub route: String,
+    pub module: String,
+    /// The registry version; `None` for a module from the config file.
+    pub version: Option<u64>,
+    pub remote_addr: String,
+    pub age_ms: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
 impl ServerHandle {
+    /// The wasm runtime (to compile and prepare modules for a deploy).
+    pub fn runtime(&self) -> &Runtime {
+        &self.shared.runtime
+    }
+
+    /// The routes being served now, in the order they are tried.
+    pub fn routes(&self) -> Vec<(String, Arc<ServedModule>)> {
+        self.shared
+            .routes
+            .load()
+            .routes()
+            .iter()
+            .map(|r| (r.pattern.clone(), Arc::clone(&r.module)))
+            .collect()
+    }
+
+    /// Swaps in a new route table: `deployed` (routes bound through the
+    /// admin API) first, then the config file's routes, each served by
+    /// the module of the same name in `default_tenant` when there is one.
+    /// New connections use it at once; live ones keep their module.
+    pub fn install_routes(
+        &self,
+        deployed: Vec<Route>,
+        default_tenant: &std::collections::HashMap<String, Arc<ServedModule>>,
+    ) -> Result<()> {
+        let mut table: Vec<Arc<Route>> = deployed.into_iter().map(Arc::new).collect();
+        for route in &self.shared.config_routes {
+            match default_tenant.get(route.module.name.as_str()) {
+                Some(module) => table.push(Arc::new(Route::new(
+                    route.config.clone(),
+                    Arc::clone(module),
+                )?)),
+                None => table.push(Arc::clone(route)),
+            }
+        }
+        self.shared.routes.store(Arc::new(RouteTable::new(table)));
+        Ok(())
+    }
+
+    /// The live connections, oldest first.
+    pub fn connections(&self) -> Vec<ConnectionSummary> {
+        let mut list: Vec<ConnectionSummary> = self
+            .shared
+            .live
+            .entries()
+            .into_iter()
+            .map(|(id, entry)| {
+                let (bytes_in, bytes_out) = entry.mailbox.traffic();
+                let meta = &entry.meta;
+                ConnectionSummary {
+                    id,
+                    tenant: meta.module.tenant.clone(),
+                    route: meta.route.clone(),
+                    module: meta.module.name.clone(),
+                    version: meta.module.version,
+                    remote_addr: meta.remote.to_string(),
+                    age_ms: u64::try_from(meta.opened.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    bytes_in,
+                    bytes_out,
+                }
+            })
+            .collect();
+        list.sort_by_key(|c| c.id);
+        list
+    }
+
     /// The ids of the live connections, in no particular order.
     pub fn connection_ids(&self) -> Vec<u64> {
         self.shared.live.ids()

@@ -127,7 +127,10 @@ pub(super) async fn handle(
     {
         return page.respond(req.method());
     }
-    let Some(matched) = shared.routes.find(&path) else {
+    // This request keeps the table it matched against: a deploy swapping
+    // in a new one meanwhile does not change the route under it.
+    let table = shared.routes.load_full();
+    let Some(matched) = table.find(&path) else {
         return text_response(StatusCode::NOT_FOUND, format!("no route for {path}"));
     };
 
@@ -150,7 +153,9 @@ pub(super) async fn handle(
         "conn",
         id = connection_id,
         route = %route.pattern,
-        module = %route.module.name(),
+        tenant = %route.module.tenant,
+        module = %route.module.name,
+        version = route.module.version,
     );
 
     let host_verdict = route
@@ -187,6 +192,7 @@ pub(super) async fn handle(
 
     let mut instance = match route
         .module
+        .handler
         .instantiate(&route.instance_limits, connection_id)
         .instrument(span.clone())
         .await
@@ -317,7 +323,15 @@ pub(super) async fn handle(
         max_pending_output: route.instance_limits.max_pending_output,
         keepalive: route.config.keepalive,
         shutdown: shared.shutdown.clone(),
-        registration: shared.live.register(connection_id),
+        registration: shared.live.register(
+            connection_id,
+            super::mailbox::ConnectionMeta {
+                route: route.pattern.clone(),
+                module: Arc::clone(&route.module),
+                remote: peer,
+                opened: std::time::Instant::now(),
+            },
+        ),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     // Captured boxed: a value captured by the task stays in it for the

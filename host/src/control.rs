@@ -1,0 +1,518 @@
+//! The control plane: uploads into the [`ModuleRegistry`], deploys that
+//! swap the server's route table, rollback, and the views the admin API
+//! shows. Changes are serialised; compiling runs on blocking threads, a
+//! bounded number at once, so live traffic never waits for Cranelift.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::config::{ModuleSource, RouteConfig};
+use crate::registry::{self, ModuleRegistry, Recovery, RegistryError, VersionRecord, imports};
+use crate::server::ServerHandle;
+use crate::server::routes::{self, DEFAULT_TENANT, Route, ServedModule};
+
+/// The active module versions, by (tenant, module).
+type Loaded = HashMap<(String, String), Arc<ServedModule>>;
+
+/// The control plane of one server.
+pub struct ControlPlane {
+    registry: Arc<ModuleRegistry>,
+    server: ServerHandle,
+    /// Compilations running at once.
+    compile_slots: Semaphore,
+    /// Held for the whole of a change, so that route tables are built from
+    /// a consistent state and swapped in the order the changes commit.
+    loaded: Mutex<Loaded>,
+    max_module_size: u64,
+    /// What opening the registry repaired.
+    recovery: Recovery,
+}
+
+/// A deployment as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    pub tenant: String,
+    pub module: String,
+    pub version: u64,
+    pub previous_version: Option<u64>,
+    pub activated_at_ms: i64,
+    /// The routes this module serves (bound through the API, and config
+    /// routes of the same module name in the default tenant).
+    pub routes: Vec<String>,
+}
+
+/// A version with the number of live connections running it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionView {
+    #[serde(flatten)]
+    pub record: VersionRecord,
+    pub active: bool,
+    pub live_connections: usize,
+}
+
+/// A module's versions.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleView {
+    pub tenant: String,
+    pub module: String,
+    pub active_version: Option<u64>,
+    pub versions: Vec<VersionView>,
+}
+
+/// A tenant and its modules.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantView {
+    pub name: String,
+    pub modules: Vec<String>,
+    pub live_connections: usize,
+}
+
+/// Counters for `GET /v1/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub data_dir: String,
+    /// Components compiled since start (uploads, and cache misses).
+    pub compiles: u64,
+    /// Components loaded from the compiled-code cache since start.
+    pub compiled_cache_hits: u64,
+    pub live_connections: usize,
+    pub recovery: Recovery,
+}
+
+/// Runs blocking registry work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
+) -> Result<T, RegistryError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| {
+            Err(RegistryError::Conflict(format!(
+                "the registry task failed ({e}); nothing was changed"
+            )))
+        })
+}
+
+fn not_found_module(tenant: &str, module: &str) -> RegistryError {
+    RegistryError::NotFound(format!(
+        "tenant `{tenant}` has no module `{module}`: upload one with \
+         POST /v1/tenants/{tenant}/modules/{module}/versions"
+    ))
+}
+
+impl ControlPlane {
+    /// Opens the control plane over a running server: restores the active
+    /// deployments from the registry (compiled code from the cache) and
+    /// swaps in their routes.
+    pub async fn start(
+        registry: ModuleRegistry,
+        recovery: Recovery,
+        server: ServerHandle,
+        max_module_size: u64,
+    ) -> Result<Arc<ControlPlane>, RegistryError> {
+        // Compiling is CPU-bound and Cranelift already uses several
+        // threads per module: half the cores leaves room for traffic.
+        let slots = std::thread::available_parallelism()
+            .map(|n| (n.get() / 2).max(1))
+            .unwrap_or(1);
+        let plane = Arc::new(ControlPlane {
+            registry: Arc::new(registry),
+            server,
+            compile_slots: Semaphore::new(slots),
+            loaded: Mutex::new(HashMap::new()),
+            max_module_size,
+            recovery,
+        });
+        plane.restore().await?;
+        Ok(plane)
+    }
+
+    async fn restore(&self) -> Result<(), RegistryError> {
+        let mut loaded = self.loaded.lock().await;
+        let registry = Arc::clone(&self.registry);
+        let active = blocking(move || Ok(registry.db().active()?)).await?;
+        for record in active {
+            let Some(version) = self.version_record(&record.tenant, &record.module, record.version).await? else {
+                continue;
+            };
+            if self.recovery.missing_blobs.contains(&version.sha256) {
+                tracing::error!(
+                    tenant = %record.tenant, module = %record.module, version = record.version,
+                    "the active version's blob is missing from the data directory; not serving it"
+                );
+                continue;
+            }
+            let module = self.load(&version).await?;
+            tracing::info!(
+                tenant = %record.tenant, module = %record.module, version = record.version,
+                "deployment restored"
+            );
+            loaded.insert((record.tenant, record.module), module);
+        }
+        self.install(&loaded).await
+    }
+
+    /// The registry (for its statistics).
+    pub fn registry(&self) -> &ModuleRegistry {
+        &self.registry
+    }
+
+    /// The server this plane controls.
+    pub fn server(&self) -> &ServerHandle {
+        &self.server
+    }
+
+    async fn version_record(
+        &self,
+        tenant: &str,
+        module: &str,
+        version: u64,
+    ) -> Result<Option<VersionRecord>, RegistryError> {
+        let registry = Arc::clone(&self.registry);
+        let (t, m) = (tenant.to_string(), module.to_string());
+        blocking(move || Ok(registry.db().version(&t, &m, version)?)).await
+    }
+
+    /// Loads a stored version (compiled code from the cache) and links it.
+    async fn load(&self, version: &VersionRecord) -> Result<Arc<ServedModule>, RegistryError> {
+        let _slot = self
+            .compile_slots
+            .acquire()
+            .await
+            .map_err(|_| RegistryError::Conflict("the server is shutting down".into()))?;
+        let registry = Arc::clone(&self.registry);
+        let server = self.server.clone();
+        let v = version.clone();
+        blocking(move || {
+            let component = registry.load_component(server.runtime(), &v.sha256)?;
+            let handler = server
+                .runtime()
+                .prepare(v.module.clone(), &component)
+                .map_err(|e| RegistryError::Invalid(format!("{e:#}")))?;
+            Ok(Arc::new(ServedModule {
+                handler,
+                tenant: v.tenant,
+                name: v.module,
+                version: Some(v.version),
+            }))
+        })
+        .await
+    }
+
+    /// Builds and swaps in the route table for `loaded`.
+    async fn install(&self, loaded: &Loaded) -> Result<(), RegistryError> {
+        let registry = Arc::clone(&self.registry);
+        let bound = blocking(move || Ok(registry.db().routes()?)).await?;
+        let mut table = Vec::with_capacity(bound.len());
+        for route in bound {
+            let Some(module) = loaded.get(&(route.tenant.clone(), route.module.clone())) else {
+                continue; // its module's blob is missing (logged at restore)
+            };
+            let config = RouteConfig {
+                pattern: route.pattern.clone(),
+                module: ModuleSource::File(self.registry.blob_path(
+                    &self
+                        .version_record(&route.tenant, &route.module, module.version.unwrap_or(0))
+                        .await?
+                        .map(|v| v.sha256)
+                        .unwrap_or_default(),
+                )),
+                limits: Default::default(),
+                origin: Default::default(),
+                keepalive: Default::default(),
+                compression: None,
+            };
+            let built = Route::new(config, Arc::clone(module))
+                .map_err(|e| RegistryError::Invalid(format!("route `{}`: {e:#}", route.pattern)))?;
+            table.push(built);
+        }
+        let default_tenant: HashMap<String, Arc<ServedModule>> = loaded
+            .iter()
+            .filter(|((tenant, _), _)| tenant == DEFAULT_TENANT)
+            .map(|((_, module), served)| (module.clone(), Arc::clone(served)))
+            .collect();
+        self.server
+            .install_routes(table, &default_tenant)
+            .map_err(|e| RegistryError::Invalid(format!("{e:#}")))
+    }
+
+    /// Validates and stores a new version of `module`. A module that is
+    /// not a handler this host can run is refused with the reason, and
+    /// nothing is stored.
+    pub async fn upload(
+        &self,
+        tenant: &str,
+        module: &str,
+        bytes: Bytes,
+        uploaded_by: &str,
+        note: Option<String>,
+    ) -> Result<VersionRecord, RegistryError> {
+        registry::check_name("tenant", tenant)?;
+        registry::check_name("module", module)?;
+        if bytes.len() as u64 > self.max_module_size {
+            return Err(RegistryError::TooLarge(format!(
+                "the module is {} bytes; the limit is {} ([admin] max_module_size)",
+                bytes.len(),
+                self.max_module_size
+            )));
+        }
+        let _slot = self
+            .compile_slots
+            .acquire()
+            .await
+            .map_err(|_| RegistryError::Conflict("the server is shutting down".into()))?;
+        let registry = Arc::clone(&self.registry);
+        let server = self.server.clone();
+        let (t, m, by) = (tenant.to_string(), module.to_string(), uploaded_by.to_string());
+        let started = std::time::Instant::now();
+        let record = blocking(move || {
+            let runtime = server.runtime();
+            let component = registry.compile_upload(runtime, &bytes)?;
+            imports::check(&component, runtime.engine()).map_err(RegistryError::Invalid)?;
+            runtime
+                .prepare(m.clone(), &component)
+                .map_err(|e| RegistryError::Invalid(format!("{e:#}")))?;
+            registry.store_version(&t, &m, &bytes, &component, &by, note.as_deref())
+        })
+        .await?;
+        tracing::info!(
+            audit = "upload",
+            tenant = %record.tenant,
+            module = %record.module,
+            version = record.version,
+            sha256 = %record.sha256,
+            size = record.size,
+            by = %record.uploaded_by,
+            compile_ms = started.elapsed().as_millis() as u64,
+            "module version uploaded"
+        );
+        Ok(record)
+    }
+
+    /// Makes a version (the latest when `None`) serve the module's routes,
+    /// and binds `route` to the module when given.
+    pub async fn activate(
+        &self,
+        tenant: &str,
+        module: &str,
+        version: Option<u64>,
+        route: Option<String>,
+        by: &str,
+    ) -> Result<Deployment, RegistryError> {
+        registry::check_name("tenant", tenant)?;
+        registry::check_name("module", module)?;
+        if let Some(pattern) = &route {
+            routes::check_pattern(pattern).map_err(|e| {
+                RegistryError::Invalid(format!("route `{pattern}` is not a valid regular expression: {e}"))
+            })?;
+        }
+        let mut loaded = self.loaded.lock().await;
+        let version = match version {
+            Some(v) => v,
+            None => {
+                let registry = Arc::clone(&self.registry);
+                let (t, m) = (tenant.to_string(), module.to_string());
+                let versions = blocking(move || Ok(registry.db().versions(&t, &m)?)).await?;
+                versions
+                    .last()
+                    .map(|v| v.version)
+                    .ok_or_else(|| not_found_module(tenant, module))?
+            }
+        };
+        self.switch(&mut loaded, tenant, module, version, route, "deploy", by)
+            .await
+    }
+
+    /// Activates the version that was active before the current one.
+    pub async fn rollback(
+        &self,
+        tenant: &str,
+        module: &str,
+        by: &str,
+    ) -> Result<Deployment, RegistryError> {
+        registry::check_name("tenant", tenant)?;
+        registry::check_name("module", module)?;
+        let mut loaded = self.loaded.lock().await;
+        let registry = Arc::clone(&self.registry);
+        let (t, m) = (tenant.to_string(), module.to_string());
+        let active = blocking(move || Ok(registry.db().active_of(&t, &m)?))
+            .await?
+            .ok_or_else(|| {
+                RegistryError::Conflict(format!(
+                    "module `{module}` of tenant `{tenant}` has no active version to roll back from"
+                ))
+            })?;
+        let previous = active.previous_version.ok_or_else(|| {
+            RegistryError::Conflict(format!(
+                "module `{module}` of tenant `{tenant}` has had only one active version ({});                  deploy another version instead",
+                active.version
+            ))
+        })?;
+        self.switch(&mut loaded, tenant, module, previous, None, "rollback", by)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn switch(
+        &self,
+        loaded: &mut Loaded,
+        tenant: &str,
+        module: &str,
+        version: u64,
+        route: Option<String>,
+        action: &'static str,
+        by: &str,
+    ) -> Result<Deployment, RegistryError> {
+        let record = self
+            .version_record(tenant, module, version)
+            .await?
+            .ok_or_else(|| {
+                RegistryError::NotFound(format!(
+                    "module `{module}` of tenant `{tenant}` has no version {version}:                      GET /v1/tenants/{tenant}/modules/{module}/versions lists them"
+                ))
+            })?;
+        // Loaded before the commit: a version that cannot be served is
+        // never made active.
+        let served = self.load(&record).await?;
+        let registry = Arc::clone(&self.registry);
+        let (t, m, r) = (tenant.to_string(), module.to_string(), route.clone());
+        let active =
+            blocking(move || Ok(registry.db().activate(&t, &m, version, r.as_deref())?)).await?;
+        let previous = loaded.insert((tenant.to_string(), module.to_string()), served);
+        if let Err(e) = self.install(loaded).await {
+            // Committed but not swapped in: put the old module back in
+            // memory; a restart serves what was committed.
+            match previous {
+                Some(p) => loaded.insert((tenant.to_string(), module.to_string()), p),
+                None => loaded.remove(&(tenant.to_string(), module.to_string())),
+            };
+            return Err(e);
+        }
+        tracing::info!(
+            audit = action,
+            tenant = %tenant,
+            module = %module,
+            version,
+            previous_version = active.previous_version,
+            route = route.as_deref().unwrap_or(""),
+            by = %by,
+            "module version activated"
+        );
+        Ok(Deployment {
+            tenant: tenant.to_string(),
+            module: module.to_string(),
+            version,
+            previous_version: active.previous_version,
+            activated_at_ms: active.activated_at_ms,
+            routes: self.routes_of(tenant, module),
+        })
+    }
+
+    /// The route patterns that `module` of `tenant` serves now.
+    fn routes_of(&self, tenant: &str, module: &str) -> Vec<String> {
+        self.server
+            .routes()
+            .into_iter()
+            .filter(|(_, m)| m.tenant == tenant && m.name == module)
+            .map(|(pattern, _)| pattern)
+            .collect()
+    }
+
+    /// A module's versions, with which is active and how many live
+    /// connections run each.
+    pub async fn versions(&self, tenant: &str, module: &str) -> Result<ModuleView, RegistryError> {
+        registry::check_name("tenant", tenant)?;
+        registry::check_name("module", module)?;
+        let registry = Arc::clone(&self.registry);
+        let (t, m) = (tenant.to_string(), module.to_string());
+        let (versions, active) = blocking(move || {
+            let db = registry.db();
+            Ok((db.versions(&t, &m)?, db.active_of(&t, &m)?))
+        })
+        .await?;
+        if versions.is_empty() {
+            return Err(not_found_module(tenant, module));
+        }
+        let mut live: HashMap<u64, usize> = HashMap::new();
+        for c in self.server.connections() {
+            if c.tenant == tenant && c.module == module
+                && let Some(v) = c.version
+            {
+                *live.entry(v).or_default() += 1;
+            }
+        }
+        let active_version = active.map(|a| a.version);
+        Ok(ModuleView {
+            tenant: tenant.to_string(),
+            module: module.to_string(),
+            active_version,
+            versions: versions
+                .into_iter()
+                .map(|record| VersionView {
+                    active: Some(record.version) == active_version,
+                    live_connections: live.get(&record.version).copied().unwrap_or(0),
+                    record,
+                })
+                .collect(),
+        })
+    }
+
+    /// The active deployments of a tenant.
+    pub async fn deployments(&self, tenant: &str) -> Result<Vec<Deployment>, RegistryError> {
+        registry::check_name("tenant", tenant)?;
+        let registry = Arc::clone(&self.registry);
+        let active = blocking(move || Ok(registry.db().active()?)).await?;
+        Ok(active
+            .into_iter()
+            .filter(|a| a.tenant == tenant)
+            .map(|a| Deployment {
+                routes: self.routes_of(&a.tenant, &a.module),
+                tenant: a.tenant,
+                module: a.module,
+                version: a.version,
+                previous_version: a.previous_version,
+                activated_at_ms: a.activated_at_ms,
+            })
+            .collect())
+    }
+
+    /// Every tenant: `default`, and those that uploaded modules.
+    pub async fn tenants(&self) -> Result<Vec<TenantView>, RegistryError> {
+        let registry = Arc::clone(&self.registry);
+        let listed = blocking(move || {
+            let db = registry.db();
+            let mut names = db.tenants()?;
+            if !names.iter().any(|n| n == DEFAULT_TENANT) {
+                names.insert(0, DEFAULT_TENANT.to_string());
+            }
+            names
+                .into_iter()
+                .map(|name| Ok((db.modules(&name)?, name)))
+                .collect::<Result<Vec<_>, RegistryError>>()
+        })
+        .await?;
+        let connections = self.server.connections();
+        Ok(listed
+            .into_iter()
+            .map(|(modules, name)| TenantView {
+                live_connections: connections.iter().filter(|c| c.tenant == name).count(),
+                name,
+                modules,
+            })
+            .collect())
+    }
+
+    /// Counters and what startup repaired.
+    pub fn status(&self) -> Status {
+        Status {
+            data_dir: self.registry.dir().display().to_string(),
+            compiles: self.registry.stats.compiles(),
+            compiled_cache_hits: self.registry.stats.cache_hits(),
+            live_connections: self.server.connection_ids().len(),
+            recovery: self.recovery.clone(),
+        }
+    }
+}
