@@ -490,7 +490,10 @@ impl Config {
                         located.error(
                             l.span().start,
                             "admin.listen",
-                            format!("`{}` is not an address like 127.0.0.1:9090: {e}", l.get_ref()),
+                            format!(
+                                "`{}` is not an address like 127.0.0.1:9090: {e}",
+                                l.get_ref()
+                            ),
                         )
                     })?;
                 }

@@ -87,13 +87,11 @@ pub struct Status {
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
 ) -> Result<T, RegistryError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|e| {
-            Err(RegistryError::Conflict(format!(
-                "the registry task failed ({e}); nothing was changed"
-            )))
-        })
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(RegistryError::Conflict(format!(
+            "the registry task failed ({e}); nothing was changed"
+        )))
+    })
 }
 
 fn not_found_module(tenant: &str, module: &str) -> RegistryError {
@@ -135,7 +133,10 @@ impl ControlPlane {
         let registry = Arc::clone(&self.registry);
         let active = blocking(move || Ok(registry.db().active()?)).await?;
         for record in active {
-            let Some(version) = self.version_record(&record.tenant, &record.module, record.version).await? else {
+            let Some(version) = self
+                .version_record(&record.tenant, &record.module, record.version)
+                .await?
+            else {
                 continue;
             };
             if self.recovery.missing_blobs.contains(&version.sha256) {
@@ -213,13 +214,19 @@ impl ControlPlane {
             };
             let config = RouteConfig {
                 pattern: route.pattern.clone(),
-                module: ModuleSource::File(self.registry.blob_path(
-                    &self
-                        .version_record(&route.tenant, &route.module, module.version.unwrap_or(0))
-                        .await?
-                        .map(|v| v.sha256)
-                        .unwrap_or_default(),
-                )),
+                module: ModuleSource::File(
+                    self.registry.blob_path(
+                        &self
+                            .version_record(
+                                &route.tenant,
+                                &route.module,
+                                module.version.unwrap_or(0),
+                            )
+                            .await?
+                            .map(|v| v.sha256)
+                            .unwrap_or_default(),
+                    ),
+                ),
                 limits: Default::default(),
                 origin: Default::default(),
                 keepalive: Default::default(),
@@ -266,7 +273,11 @@ impl ControlPlane {
             .map_err(|_| RegistryError::Conflict("the server is shutting down".into()))?;
         let registry = Arc::clone(&self.registry);
         let server = self.server.clone();
-        let (t, m, by) = (tenant.to_string(), module.to_string(), uploaded_by.to_string());
+        let (t, m, by) = (
+            tenant.to_string(),
+            module.to_string(),
+            uploaded_by.to_string(),
+        );
         let started = std::time::Instant::now();
         let record = blocking(move || {
             let runtime = server.runtime();
@@ -306,7 +317,9 @@ impl ControlPlane {
         registry::check_name("module", module)?;
         if let Some(pattern) = &route {
             routes::check_pattern(pattern).map_err(|e| {
-                RegistryError::Invalid(format!("route `{pattern}` is not a valid regular expression: {e}"))
+                RegistryError::Invalid(format!(
+                    "route `{pattern}` is not a valid regular expression: {e}"
+                ))
             })?;
         }
         let mut loaded = self.loaded.lock().await;
@@ -438,7 +451,8 @@ impl ControlPlane {
         }
         let mut live: HashMap<u64, usize> = HashMap::new();
         for c in self.server.connections() {
-            if c.tenant == tenant && c.module == module
+            if c.tenant == tenant
+                && c.module == module
                 && let Some(v) = c.version
             {
                 *live.entry(v).or_default() += 1;

@@ -11,6 +11,7 @@
 //! - [`bench`]: `wsbox bench`, the WebSocket load generator.
 //! - [`client`]: a WebSocket client (`wsbox connect`), Tornado's `websocket_connect`.
 
+pub mod admin;
 pub mod bench;
 pub mod bundled;
 pub mod client;

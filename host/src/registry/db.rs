@@ -274,7 +274,11 @@ fn activate_in(
     })
 }
 
-fn active_of(conn: &Connection, tenant: &str, module: &str) -> rusqlite::Result<Option<ActiveRecord>> {
+fn active_of(
+    conn: &Connection,
+    tenant: &str,
+    module: &str,
+) -> rusqlite::Result<Option<ActiveRecord>> {
     conn.query_row(
         "SELECT tenant, module, version, previous_version, activated_at_ms
          FROM active WHERE tenant = ?1 AND module = ?2",
@@ -316,10 +320,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("wsbox-db-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut db = Db::open(&dir.join("registry.sqlite3")).unwrap();
-        let v1 = db.insert_version("default", "m", "aa", 3, "operator", None).unwrap();
-        let v2 = db.insert_version("default", "m", "bb", 4, "operator", Some("n")).unwrap();
+        let v1 = db
+            .insert_version("default", "m", "aa", 3, "operator", None)
+            .unwrap();
+        let v2 = db
+            .insert_version("default", "m", "bb", 4, "operator", Some("n"))
+            .unwrap();
         assert_eq!((v1.version, v2.version), (1, 2));
-        assert!(db.activate("default", "m", 9, None).is_err(), "unknown version");
+        assert!(
+            db.activate("default", "m", 9, None).is_err(),
+            "unknown version"
+        );
         db.activate("default", "m", 1, Some("/m")).unwrap();
         let a = db.activate("default", "m", 2, Some("/m")).unwrap();
         assert_eq!(a.previous_version, Some(1));

@@ -163,7 +163,9 @@ impl ModuleRegistry {
         }
         let db = db::Db::open(&dir.join("registry.sqlite3"))?;
         let known: std::collections::HashSet<String> = db.all_hashes()?.into_iter().collect();
-        for entry in fs::read_dir(&blobs).map_err(io_error(format!("listing {}", blobs.display())))? {
+        for entry in
+            fs::read_dir(&blobs).map_err(io_error(format!("listing {}", blobs.display())))?
+        {
             let entry = entry.map_err(io_error(format!("listing {}", blobs.display())))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if !known.contains(&name) {
@@ -256,7 +258,11 @@ impl ModuleRegistry {
 
     /// The compiled component for a stored blob: from the cache when
     /// there, else compiled (and cached).
-    pub fn load_component(&self, runtime: &Runtime, sha256: &str) -> Result<Component, RegistryError> {
+    pub fn load_component(
+        &self,
+        runtime: &Runtime,
+        sha256: &str,
+    ) -> Result<Component, RegistryError> {
         let cached = self.compiled_path(sha256);
         if cached.is_file() {
             // SAFETY: `deserialize_file` trusts the file to be code this
@@ -289,7 +295,11 @@ impl ModuleRegistry {
     }
 
     /// Compiles bytes for an upload (counted as a compile).
-    pub fn compile_upload(&self, runtime: &Runtime, bytes: &[u8]) -> Result<Component, RegistryError> {
+    pub fn compile_upload(
+        &self,
+        runtime: &Runtime,
+        bytes: &[u8],
+    ) -> Result<Component, RegistryError> {
         let component = runtime
             .compile(bytes)
             .map_err(|e| RegistryError::Invalid(format!("{e:#}")))?;

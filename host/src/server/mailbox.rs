@@ -140,9 +140,7 @@ impl<M> Registry<M> {
 
     /// The mailbox of a live connection.
     pub fn get(&self, id: u64) -> Option<Arc<Mailbox>> {
-        lock(&self.entries)
-            .get(&id)
-            .map(|e| Arc::clone(&e.mailbox))
+        lock(&self.entries).get(&id).map(|e| Arc::clone(&e.mailbox))
     }
 
     /// The ids of the live connections, in no particular order.
