@@ -343,7 +343,7 @@ async fn bad_modules_are_refused_with_the_reason_and_change_nothing() {
             "empty-component",
             wat::parse_str("(component)").expect("valid"),
             422,
-            "not a wsbox handler",
+            "wsbox:websocket/handler",
         ),
         ("big", vec![0u8; (1 << 20) + 1], 413, "over the limit"),
     ];
