@@ -120,7 +120,13 @@ impl Plane {
 }
 
 /// One HTTP/1.1 request to the admin API; the status and the JSON answer.
-async fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
+async fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, Value) {
     let mut stream = TcpStream::connect(addr).await.expect("admin connect");
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -145,7 +151,8 @@ async fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &
         .and_then(|s| s.parse().ok())
         .expect("a status code");
     assert!(
-        head.to_ascii_lowercase().contains("content-type: application/json"),
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
         "JSON answer expected: {head}"
     );
     (status, serde_json::from_str(body).expect("a JSON body"))
@@ -205,7 +212,7 @@ async fn deploys_under_load_drop_no_connection_and_lose_no_message() {
     let mut pinned: Vec<(Client, &'static str)> = Vec::new();
     let mut deploy_ms = Vec::new();
     for k in 0..DEPLOYS {
-        let (bytes, expected) = if k % 2 == 0 {
+        let (bytes, expected) = if k.is_multiple_of(2) {
             (&chaos, "chaos")
         } else {
             (&echo, "echo")
@@ -216,7 +223,11 @@ async fn deploys_under_load_drop_no_connection_and_lose_no_message() {
         deploy_ms.push(started.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(d["version"].as_u64(), Some(v));
         let mut ws = connect(plane.server.addr, "/live").await;
-        assert_eq!(which(&mut ws).await, expected, "a connection after deploy {k}");
+        assert_eq!(
+            which(&mut ws).await,
+            expected,
+            "a connection after deploy {k}"
+        );
         pinned.push((ws, expected));
     }
 
@@ -231,7 +242,11 @@ async fn deploys_under_load_drop_no_connection_and_lose_no_message() {
         ws.close(None).await.expect("close");
     }
     for (k, (ws, expected)) in pinned.iter_mut().enumerate() {
-        assert_eq!(which(ws).await, *expected, "the connection opened after deploy {k}");
+        assert_eq!(
+            which(ws).await,
+            *expected,
+            "the connection opened after deploy {k}"
+        );
     }
 
     // Live connections per version: v1 keeps the streamers' (closing) or
@@ -280,7 +295,11 @@ async fn rollback_and_restart_restore_without_recompiling() {
     assert_eq!(d["version"].as_u64(), Some(v1));
     let mut after = connect(plane.server.addr, "/rs").await;
     assert_eq!(which(&mut after).await, "echo");
-    assert_eq!(which(&mut ws).await, "chaos", "the older connection keeps v2");
+    assert_eq!(
+        which(&mut ws).await,
+        "chaos",
+        "the older connection keeps v2"
+    );
     let _ = wait_for_log("audit=\"rollback\"").await;
     ws.close(None).await.expect("close");
     after.close(None).await.expect("close");
@@ -310,8 +329,13 @@ async fn rollback_and_restart_restore_without_recompiling() {
     assert_eq!(status_code, 200, "{d}");
     assert_eq!(d["version"].as_u64(), Some(v2));
     let (_, status) = plane.api("GET", "/v1/status", b"").await;
-    assert_eq!(status["compiles"], 0, "rollback loaded cached code: {status}");
-    eprintln!("restart with one active deployment: server and control plane up in {restore_ms:.1} ms, 0 compiles");
+    assert_eq!(
+        status["compiles"], 0,
+        "rollback loaded cached code: {status}"
+    );
+    eprintln!(
+        "restart with one active deployment: server and control plane up in {restore_ms:.1} ms, 0 compiles"
+    );
     ws.close(None).await.expect("close");
     plane.stop().await;
 }
@@ -332,7 +356,12 @@ async fn bad_modules_are_refused_with_the_reason_and_change_nothing() {
     let plane = Plane::start(&dir.0, 1 << 20).await;
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("text", b"<!doctype html>oops".to_vec(), 422, "it is text"),
-        ("core", b"\0asm\x01\0\0\0".to_vec(), 422, "core WebAssembly module"),
+        (
+            "core",
+            b"\0asm\x01\0\0\0".to_vec(),
+            422,
+            "core WebAssembly module",
+        ),
         (
             "http",
             component_importing_wasi_http(),
@@ -359,7 +388,11 @@ async fn bad_modules_are_refused_with_the_reason_and_change_nothing() {
         assert_eq!(got, status, "{name}: {v}");
         assert!(message.contains(needle), "{name}: {message}");
         let (got, _) = plane
-            .api("GET", &format!("/v1/tenants/default/modules/{name}/versions"), b"")
+            .api(
+                "GET",
+                &format!("/v1/tenants/default/modules/{name}/versions"),
+                b"",
+            )
             .await;
         assert_eq!(got, 404, "{name} left no version behind");
     }
@@ -367,25 +400,47 @@ async fn bad_modules_are_refused_with_the_reason_and_change_nothing() {
     let good = plane.upload("good", &echo_bytes(), "ok").await;
     plane.activate("good", good, "/good").await;
     for (body, status, needle) in [
-        (json!({"module": "good", "route": "/(unclosed"}), 422, "not a valid regular expression"),
-        (json!({"module": "good", "version": 7}), 404, "has no version 7"),
+        (
+            json!({"module": "good", "route": "/(unclosed"}),
+            422,
+            "not a valid regular expression",
+        ),
+        (
+            json!({"module": "good", "version": 7}),
+            404,
+            "has no version 7",
+        ),
         (json!({"module": "nothing"}), 404, "has no module `nothing`"),
         (json!({"modul": "typo"}), 400, "unknown field"),
     ] {
         let (got, v) = plane
-            .api("POST", "/v1/tenants/default/deployments", body.to_string().as_bytes())
+            .api(
+                "POST",
+                "/v1/tenants/default/deployments",
+                body.to_string().as_bytes(),
+            )
             .await;
         assert_eq!(got, status, "{body}: {v}");
-        assert!(v["error"].as_str().unwrap_or_default().contains(needle), "{v}");
+        assert!(
+            v["error"].as_str().unwrap_or_default().contains(needle),
+            "{v}"
+        );
     }
     let (got, v) = plane
         .api("POST", "/v1/tenants/Bad%20Name/modules/x/versions", b"x")
         .await;
     assert_eq!(got, 422, "{v}");
-    let (_, deployments) = plane.api("GET", "/v1/tenants/default/deployments", b"").await;
-    assert_eq!(deployments["deployments"][0]["version"].as_u64(), Some(good));
+    let (_, deployments) = plane
+        .api("GET", "/v1/tenants/default/deployments", b"")
+        .await;
+    assert_eq!(
+        deployments["deployments"][0]["version"].as_u64(),
+        Some(good)
+    );
     assert_eq!(deployments["deployments"].as_array().map(Vec::len), Some(1));
-    let blobs = std::fs::read_dir(dir.0.join("blobs")).expect("blobs").count();
+    let blobs = std::fs::read_dir(dir.0.join("blobs"))
+        .expect("blobs")
+        .count();
     assert_eq!(blobs, 1, "only the good module's blob is stored");
     plane.stop().await;
 }
@@ -398,7 +453,12 @@ async fn the_api_needs_the_operator_token() {
     for token in [None, Some("wrong"), Some("")] {
         let (status, v) = http(&addr, "GET", "/v1/tenants", token, b"").await;
         assert_eq!(status, 401, "{token:?}: {v}");
-        assert!(v["error"].as_str().unwrap_or_default().contains("Authorization: Bearer"));
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Authorization: Bearer")
+        );
         let (status, _) = http(
             &addr,
             "POST",
@@ -434,7 +494,12 @@ async fn the_api_needs_the_operator_token() {
     }
     let (status, v) = http(&addr, "GET", "/v1/nothing", Some(TOKEN), b"").await;
     assert_eq!(status, 404);
-    assert!(v["error"].as_str().unwrap_or_default().contains("openapi.json"));
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("openapi.json")
+    );
     plane.stop().await;
 }
 
@@ -451,31 +516,63 @@ async fn the_api_sends_to_and_closes_connections() {
     assert_eq!(c["tenant"], "default");
     assert_eq!(c["route"], "/chaos");
     assert_eq!(c["version"], Value::Null, "a config-file module");
-    assert!(c["bytes_in"].as_u64().unwrap_or(0) > 0 && c["bytes_out"].as_u64().unwrap_or(0) > 0, "{c}");
+    assert!(
+        c["bytes_in"].as_u64().unwrap_or(0) > 0 && c["bytes_out"].as_u64().unwrap_or(0) > 0,
+        "{c}"
+    );
     let id = c["id"].as_u64().expect("id");
 
     let (status, v) = plane
-        .api("POST", &format!("/v1/connections/{id}/messages"), "pushed by the API".as_bytes())
+        .api(
+            "POST",
+            &format!("/v1/connections/{id}/messages"),
+            "pushed by the API".as_bytes(),
+        )
         .await;
     assert_eq!(status, 202, "{v}");
-    assert_eq!(next_message(&mut ws).await, WsMessage::text("pushed by the API"));
+    assert_eq!(
+        next_message(&mut ws).await,
+        WsMessage::text("pushed by the API")
+    );
     let (status, v) = plane
-        .api("POST", &format!("/v1/connections/{id}/messages"), &[0xff, 0xfe])
+        .api(
+            "POST",
+            &format!("/v1/connections/{id}/messages"),
+            &[0xff, 0xfe],
+        )
         .await;
     assert_eq!(status, 400, "{v}");
-    assert!(v["error"].as_str().unwrap_or_default().contains("octet-stream"));
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("octet-stream")
+    );
 
-    let (status, v) = plane.api("POST", "/v1/connections/999999/messages", b"x").await;
+    let (status, v) = plane
+        .api("POST", "/v1/connections/999999/messages", b"x")
+        .await;
     assert_eq!(status, 404, "{v}");
     let (status, _) = plane
-        .api("DELETE", &format!("/v1/connections/{id}?code=999&reason=x"), b"")
+        .api(
+            "DELETE",
+            &format!("/v1/connections/{id}?code=999&reason=x"),
+            b"",
+        )
         .await;
     assert_eq!(status, 400, "an unsendable close code");
     let (status, v) = plane
-        .api("DELETE", &format!("/v1/connections/{id}?code=4001&reason=api%20says%20bye"), b"")
+        .api(
+            "DELETE",
+            &format!("/v1/connections/{id}?code=4001&reason=api%20says%20bye"),
+            b"",
+        )
         .await;
     assert_eq!(status, 202, "{v}");
-    assert_eq!(expect_close(&mut ws).await, (4001, "api says bye".to_string()));
+    assert_eq!(
+        expect_close(&mut ws).await,
+        (4001, "api says bye".to_string())
+    );
     plane.stop().await;
 }
 
@@ -576,19 +673,36 @@ async fn zero_config_serve_and_the_cli_deploy_and_reach_connections() {
     )
     .await;
     let token_file = home.0.join("wsbox").join("admin-token");
-    let mode = std::fs::metadata(&token_file).expect("token file").permissions();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+    let mode = std::fs::metadata(&token_file)
+        .expect("token file")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
     assert!(
-        served.stdout.iter().any(|l| l.contains(&token_file.display().to_string())),
+        served
+            .stdout
+            .iter()
+            .any(|l| l.contains(&token_file.display().to_string())),
         "the server says where the token is: {:?}",
         served.stdout
     );
-    let token = std::fs::read_to_string(&token_file).expect("token").trim().to_string();
+    let token = std::fs::read_to_string(&token_file)
+        .expect("token")
+        .trim()
+        .to_string();
     let url = format!("http://{}", served.admin);
-    let env = [("WSBOX_ADMIN", url.as_str()), ("WSBOX_ADMIN_TOKEN", token.as_str())];
+    let env = [
+        ("WSBOX_ADMIN", url.as_str()),
+        ("WSBOX_ADMIN_TOKEN", token.as_str()),
+    ];
 
     let (ok, out, err) = cli(
-        &["deploy", CHAOS_WASM, "--tenant", "default", "--module", "my", "--route", "/my", "--note", "cli"],
+        &[
+            "deploy", CHAOS_WASM, "--tenant", "default", "--module", "my", "--route", "/my",
+            "--note", "cli",
+        ],
         &env,
     )
     .await;
@@ -602,7 +716,12 @@ async fn zero_config_serve_and_the_cli_deploy_and_reach_connections() {
     assert_eq!(ask(&mut demo, "still here").await, "still here");
 
     let (ok, out, _) = cli(&["versions", "--module", "my"], &env).await;
-    assert!(ok && out.lines().any(|l| l.starts_with("1 ") && l.contains('*') && l.contains("cli")), "{out}");
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.starts_with("1 ") && l.contains('*') && l.contains("cli")),
+        "{out}"
+    );
     let (ok, out, _) = cli(&["connections"], &env).await;
     assert!(ok, "{out}");
     let line = out
@@ -612,8 +731,15 @@ async fn zero_config_serve_and_the_cli_deploy_and_reach_connections() {
     let id = line.split_whitespace().next().expect("an id").to_string();
     let (ok, out, err) = cli(&["send", &id, "hello from the CLI"], &env).await;
     assert!(ok, "{out} {err}");
-    assert_eq!(next_message(&mut ws).await, WsMessage::text("hello from the CLI"));
-    let (ok, _, err) = cli(&["close", &id, "--code", "4002", "--reason", "cli bye"], &env).await;
+    assert_eq!(
+        next_message(&mut ws).await,
+        WsMessage::text("hello from the CLI")
+    );
+    let (ok, _, err) = cli(
+        &["close", &id, "--code", "4002", "--reason", "cli bye"],
+        &env,
+    )
+    .await;
     assert!(ok, "{err}");
     assert_eq!(expect_close(&mut ws).await, (4002, "cli bye".to_string()));
 
@@ -621,11 +747,21 @@ async fn zero_config_serve_and_the_cli_deploy_and_reach_connections() {
     let text = home.0.join("notes.txt");
     std::fs::write(&text, "hello").expect("write");
     let (ok, _, err) = cli(
-        &["deploy", text.to_str().expect("utf-8"), "--module", "my", "--route", "/my"],
+        &[
+            "deploy",
+            text.to_str().expect("utf-8"),
+            "--module",
+            "my",
+            "--route",
+            "/my",
+        ],
         &env,
     )
     .await;
-    assert!(!ok && err.contains("it is text") && err.contains("HTTP 422"), "{err}");
+    assert!(
+        !ok && err.contains("it is text") && err.contains("HTTP 422"),
+        "{err}"
+    );
     let (ok, _, err) = cli(&["rollback", "--module", "my"], &env).await;
     assert!(!ok && err.contains("only one active version"), "{err}");
     let (ok, _, err) = cli(&["connections", "--token", "wrong"], &env).await;
@@ -652,7 +788,7 @@ impl Rng {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_uploads_and_deploys_leaves_a_consistent_registry() {
-    const ITERATIONS: usize = 50;
+    const ITERATIONS: usize = 100;
     let home = TempDir::new("kill");
     let data = home.0.join("data");
     let config = home.0.join("wsbox.toml");
@@ -683,28 +819,59 @@ async fn kill_9_during_uploads_and_deploys_leaves_a_consistent_registry() {
         let admin = served.admin.clone();
 
         // Consistency after the previous crash.
-        let (status, view) = http(&admin, "GET", "/v1/tenants/default/modules/k/versions", Some(TOKEN), b"").await;
+        let (status, view) = http(
+            &admin,
+            "GET",
+            "/v1/tenants/default/modules/k/versions",
+            Some(TOKEN),
+            b"",
+        )
+        .await;
         if acked_versions > 0 {
             assert_eq!(status, 200, "iteration {i}: {view}");
         }
         let versions = view["versions"].as_array().cloned().unwrap_or_default();
-        assert!(versions.len() as u64 >= acked_versions, "iteration {i}: an acknowledged version was lost: {view}");
+        assert!(
+            versions.len() as u64 >= acked_versions,
+            "iteration {i}: an acknowledged version was lost: {view}"
+        );
         for (n, v) in versions.iter().enumerate() {
-            assert_eq!(v["version"].as_u64(), Some(n as u64 + 1), "versions are numbered without gaps");
+            assert_eq!(
+                v["version"].as_u64(),
+                Some(n as u64 + 1),
+                "versions are numbered without gaps"
+            );
             let blob = std::fs::read(data.join("blobs").join(v["sha256"].as_str().unwrap_or("-")))
                 .unwrap_or_else(|e| panic!("iteration {i}: version {} has no blob: {e}", n + 1));
-            assert!(blob == *echo || blob == *chaos, "iteration {i}: a blob is whole");
+            assert!(
+                blob == *echo || blob == *chaos,
+                "iteration {i}: a blob is whole"
+            );
             assert_eq!(v["size"].as_u64(), Some(blob.len() as u64));
         }
         let active = view["active_version"].as_u64().unwrap_or(0);
-        assert!(active >= acked_active, "iteration {i}: active {active} is older than the acknowledged {acked_active}");
+        assert!(
+            active >= acked_active,
+            "iteration {i}: active {active} is older than the acknowledged {acked_active}"
+        );
         let (_, status_body) = http(&admin, "GET", "/v1/status", Some(TOKEN), b"").await;
-        assert_eq!(status_body["recovery"]["missing_blobs"], json!([]), "{status_body}");
-        assert_eq!(status_body["compiles"], 0, "iteration {i}: restart loaded cached code: {status_body}");
+        assert_eq!(
+            status_body["recovery"]["missing_blobs"],
+            json!([]),
+            "{status_body}"
+        );
+        assert_eq!(
+            status_body["compiles"], 0,
+            "iteration {i}: restart loaded cached code: {status_body}"
+        );
         if active > 0 {
             // It serves: the active version's handler answers on /k.
             let mut ws = connect(served.ws, "/k").await;
-            let expected = if versions[active as usize - 1]["note"] == "chaos" { "chaos" } else { "echo" };
+            let expected = if versions[active as usize - 1]["note"] == "chaos" {
+                "chaos"
+            } else {
+                "echo"
+            };
             assert_eq!(which(&mut ws).await, expected, "iteration {i}");
             ws.close(None).await.expect("close");
         }
@@ -712,22 +879,50 @@ async fn kill_9_during_uploads_and_deploys_leaves_a_consistent_registry() {
         // Uploads and deploys, killed at a random moment.
         let acked = Arc::new((AtomicU64::new(acked_versions), AtomicU64::new(acked_active)));
         let worker = {
-            let (acked, admin, echo, chaos) = (Arc::clone(&acked), admin.clone(), Arc::clone(&echo), Arc::clone(&chaos));
+            let (acked, admin, echo, chaos) = (
+                Arc::clone(&acked),
+                admin.clone(),
+                Arc::clone(&echo),
+                Arc::clone(&chaos),
+            );
             tokio::spawn(async move {
                 for step in 0u64.. {
-                    let (bytes, note) = if (i as u64 + step) % 2 == 0 { (&chaos, "chaos") } else { (&echo, "echo") };
-                    let Ok((status, v)) = try_http(&admin, "POST", &format!("/v1/tenants/default/modules/k/versions?note={note}"), bytes).await else { return };
+                    let (bytes, note) = if (i as u64 + step).is_multiple_of(2) {
+                        (&chaos, "chaos")
+                    } else {
+                        (&echo, "echo")
+                    };
+                    let Ok((status, v)) = try_http(
+                        &admin,
+                        "POST",
+                        &format!("/v1/tenants/default/modules/k/versions?note={note}"),
+                        bytes,
+                    )
+                    .await
+                    else {
+                        return;
+                    };
                     assert_eq!(status, 201, "{v}");
                     let version = v["version"].as_u64().unwrap_or(0);
                     acked.0.fetch_max(version, Ordering::SeqCst);
-                    let body = json!({"module": "k", "version": version, "route": "/k"}).to_string();
-                    let Ok((status, v)) = try_http(&admin, "POST", "/v1/tenants/default/deployments", body.as_bytes()).await else { return };
+                    let body =
+                        json!({"module": "k", "version": version, "route": "/k"}).to_string();
+                    let Ok((status, v)) = try_http(
+                        &admin,
+                        "POST",
+                        "/v1/tenants/default/deployments",
+                        body.as_bytes(),
+                    )
+                    .await
+                    else {
+                        return;
+                    };
                     assert_eq!(status, 200, "{v}");
                     acked.1.fetch_max(version, Ordering::SeqCst);
                 }
             })
         };
-        let delay = Duration::from_millis(rng.below(250));
+        let delay = Duration::from_millis(rng.below(200));
         // The kill moment is a random delay: the point is to land anywhere.
         tokio::time::sleep(delay).await;
         served.kill().await;
@@ -741,7 +936,11 @@ async fn kill_9_during_uploads_and_deploys_leaves_a_consistent_registry() {
     let served = Served::start(&args, Some(TOKEN), &home.0).await;
     for sub in ["blobs", "compiled"] {
         for entry in std::fs::read_dir(data.join(sub)).expect("dir") {
-            let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
             assert!(!name.ends_with(".tmp"), "{sub}/{name} left behind");
         }
     }
@@ -767,6 +966,10 @@ async fn try_http(addr: &str, method: &str, path: &str, body: &[u8]) -> Result<(
     stream.read_to_end(&mut answer).await.map_err(drop)?;
     let text = String::from_utf8_lossy(&answer).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").ok_or(())?;
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or(())?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or(())?;
     Ok((status, serde_json::from_str(body).map_err(drop)?))
 }
