@@ -109,6 +109,15 @@ impl Plane {
         v["version"].as_u64().expect("a version number")
     }
 
+    async fn activate_without_route(&self, module: &str, version: u64) -> Value {
+        let body = json!({"module": module, "version": version}).to_string();
+        let (status, v) = self
+            .api("POST", "/v1/tenants/default/deployments", body.as_bytes())
+            .await;
+        assert_eq!(status, 200, "activate: {v}");
+        v
+    }
+
     async fn activate(&self, module: &str, version: u64, route: &str) -> Value {
         let body = json!({"module": module, "version": version, "route": route}).to_string();
         let (status, v) = self
@@ -337,6 +346,32 @@ async fn rollback_and_restart_restore_without_recompiling() {
         "restart with one active deployment: server and control plane up in {restore_ms:.1} ms, 0 compiles"
     );
     ws.close(None).await.expect("close");
+    plane.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_route_is_served_by_the_deployed_module_of_its_name() {
+    let dir = TempDir::new("override");
+    let plane = Plane::start(&dir.0, 8 << 20).await;
+    let mut before = connect(plane.server.addr, "/chaos").await;
+    assert_eq!(which(&mut before).await, "chaos");
+    // The config route's module is named after its file's stem.
+    let module = Path::new(CHAOS_WASM)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("a file stem");
+    let v = plane.upload(module, &echo_bytes(), "override").await;
+    let d = plane.activate_without_route(module, v).await;
+    assert_eq!(d["routes"], json!(["/chaos"]), "{d}");
+    let mut after = connect(plane.server.addr, "/chaos").await;
+    assert_eq!(which(&mut after).await, "echo");
+    assert_eq!(
+        which(&mut before).await,
+        "chaos",
+        "the older connection keeps its module"
+    );
+    before.close(None).await.expect("close");
+    after.close(None).await.expect("close");
     plane.stop().await;
 }
 
