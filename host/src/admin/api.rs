@@ -50,7 +50,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
             RegistryError::Conflict(_) => StatusCode::CONFLICT,
-            RegistryError::Db(_) | RegistryError::Io { .. } => {
+            RegistryError::Db(_) | RegistryError::Io { .. } | RegistryError::Internal(_) => {
                 tracing::error!(error = %e, "registry failure");
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -44,6 +44,9 @@ pub enum RegistryError {
     Conflict(String),
     #[error("registry database: {0}")]
     Db(#[from] rusqlite::Error),
+    /// A bug or a crash of the task doing the work; nothing was committed.
+    #[error("{0}")]
+    Internal(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
