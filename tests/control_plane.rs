@@ -18,8 +18,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wsbox::config::AdminConfig;
 use wsbox_tests::{
-    CHAOS_WASM, Client, TestServer, WAIT, ask, chaos_config, expect_close, init_logging,
-    next_message, test_limits, wait_for_log, wsbox_binary,
+    CHAOS_WASM, Client, Peers, SKIP_PEERS_VAR, TestServer, WAIT, announce, ask, chaos_config,
+    expect_close, init_logging, next_message, skip_peers, test_limits, wait_for_log, wsbox_binary,
 };
 
 const TOKEN: &str = "test-operator-token";
@@ -609,6 +609,112 @@ async fn the_api_sends_to_and_closes_connections() {
         (4001, "api says bye".to_string())
     );
     plane.stop().await;
+}
+
+/// `promtool`, installed from Debian's `prometheus` package on first use.
+fn promtool() -> String {
+    let path = std::env::var("WSBOX_PROMTOOL").unwrap_or_else(|_| "/usr/bin/promtool".into());
+    if !Path::new(&path).exists() && std::env::var_os("WSBOX_PROMTOOL").is_none() {
+        announce(&format!(
+            "wsbox tests: installing Debian's prometheus (for promtool) with apt-get (once; {SKIP_PEERS_VAR}=promtool skips this test)"
+        ));
+        let _ = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus",
+            ])
+            .status();
+    }
+    assert!(
+        Path::new(&path).exists(),
+        "promtool not found at {path}: install Debian's `prometheus` package (.ci/run does) or set WSBOX_PROMTOOL"
+    );
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_by_tenant_route_module_version_and_pass_promtool() {
+    if skip_peers(Peers::Promtool) {
+        return;
+    }
+    let dir = TempDir::new("metrics");
+    let plane = Plane::start(&dir.0, 8 << 20).await;
+    let v = plane.upload("metered", &echo_bytes(), "m").await;
+    plane.activate("metered", v, "/metered").await;
+    let mut ws = connect(plane.server.addr, "/metered").await;
+    assert_eq!(ask(&mut ws, "count me").await, "count me");
+    let _ = tokio::time::timeout(WAIT, async {
+        // The WebSocket listener answers 404 in text, not JSON: read raw.
+        let mut s = TcpStream::connect(plane.server.addr)
+            .await
+            .expect("connect");
+        s.write_all(b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+    })
+    .await;
+
+    let (status, _) = http(&plane.admin.to_string(), "GET", "/metrics", None, b"").await;
+    assert_eq!(status, 401, "metrics need the token");
+    let text = metrics_text(plane.admin).await;
+    let labels = format!(r#"{{tenant="default",route="/metered",module="metered",version="{v}"}}"#);
+    for needle in [
+        format!("wsbox_connections_open{labels} 1"),
+        format!("wsbox_connections_accepted_total{labels} 1"),
+        r#"wsbox_control_actions_total{tenant="default",module="metered",action="deploy"} 1"#
+            .to_string(),
+        r#"wsbox_control_actions_total{tenant="default",module="metered",action="upload"} 1"#
+            .to_string(),
+        r#"wsbox_http_responses_total{status="404"} 1"#.to_string(),
+        "wsbox_module_compile_seconds_count 1".to_string(),
+        "wsbox_module_compiles_total 1".to_string(),
+    ] {
+        assert!(text.contains(&needle), "{needle} in:\n{text}");
+    }
+    let received = text
+        .lines()
+        .find(|l| l.starts_with(&format!("wsbox_received_bytes_total{labels}")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("received bytes of the connection");
+    assert!(received > "count me".len() as u64, "{received}");
+
+    let mut check = std::process::Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    std::io::Write::write_all(&mut check.stdin.take().expect("stdin"), text.as_bytes())
+        .expect("feed promtool");
+    let out = check.wait_with_output().expect("promtool finishes");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ws.close(None).await.expect("close");
+    plane.stop().await;
+}
+
+/// `GET /metrics` with the token: the text exposition.
+async fn metrics_text(admin: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(admin).await.expect("admin connect");
+    let head = format!(
+        "GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    body.to_string()
 }
 
 // ---- the real binary: zero-config serve, CLI, kill -9 ----

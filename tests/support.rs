@@ -154,6 +154,8 @@ pub enum Peers {
     Python,
     /// Debian's `chromium`, apt-installed (as root).
     Chromium,
+    /// `promtool` from Debian's `prometheus`, apt-installed (as root).
+    Promtool,
 }
 
 impl Peers {
@@ -161,6 +163,7 @@ impl Peers {
         match self {
             Peers::Python => "python",
             Peers::Chromium => "chromium",
+            Peers::Promtool => "promtool",
         }
     }
 }

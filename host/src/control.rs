@@ -289,6 +289,18 @@ impl ControlPlane {
             registry.store_version(&t, &m, &bytes, &component, &by, note.as_deref())
         })
         .await?;
+        let metrics = self.server.metrics();
+        metrics
+            .compile_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics
+            .control_actions
+            .get_or_create(&crate::metrics::DeployLabels {
+                tenant: record.tenant.clone(),
+                module: record.module.clone(),
+                action: "upload".into(),
+            })
+            .inc();
         tracing::info!(
             audit = "upload",
             tenant = %record.tenant,
@@ -404,6 +416,15 @@ impl ControlPlane {
             };
             return Err(e);
         }
+        self.server
+            .metrics()
+            .control_actions
+            .get_or_create(&crate::metrics::DeployLabels {
+                tenant: tenant.to_string(),
+                module: module.to_string(),
+                action: action.into(),
+            })
+            .inc();
         tracing::info!(
             audit = action,
             tenant = %tenant,

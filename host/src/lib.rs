@@ -17,6 +17,7 @@ pub mod bundled;
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod metrics;
 pub mod registry;
 pub mod runtime;
 pub mod server;

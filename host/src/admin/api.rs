@@ -5,6 +5,7 @@
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness (no token) |
 //! | `GET /openapi.json` | this API as OpenAPI 3 (no token) |
 //! | `GET /v1/status` | data dir, compile and cache counters |
+//! | `GET /metrics` | Prometheus text format (token needed) |
 //! | `GET /v1/tenants` | tenants and their modules |
 //! | `POST /v1/tenants/{t}/modules/{m}/versions?note=` | upload (body: the component) |
 //! | `GET /v1/tenants/{t}/modules/{m}/versions` | versions, active one, live connections each |
@@ -169,6 +170,12 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
         (&Method::GET, ["openapi.json"]) => return ok(StatusCode::OK, &super::openapi::document()),
         _ => {}
     }
+    // Prometheus scrapes /metrics; it is served under /v1 too.
+    let segments: Vec<&str> = if segments.as_slice() == ["metrics"] {
+        vec!["v1", "metrics"]
+    } else {
+        segments
+    };
     if segments.first() != Some(&"v1") {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -189,6 +196,34 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
     let plane = &state.plane;
     match (&method, &segments[1..]) {
         (&Method::GET, ["status"]) => ok(StatusCode::OK, &plane.status()),
+        (&Method::GET, ["metrics"]) => {
+            let stats = &plane.registry().stats;
+            let text = plane
+                .server()
+                .encode_metrics(stats.compiles(), stats.cache_hits())
+                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+            // OpenMetrics to scrapers that ask for it, else text 0.0.4.
+            let openmetrics = req
+                .headers()
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("application/openmetrics-text"));
+            let (body, content_type) = if openmetrics {
+                (
+                    text,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+            } else {
+                (
+                    crate::metrics::to_prometheus_text(&text),
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+            };
+            let mut resp = Response::new(Full::new(Bytes::from(body)));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            Ok(resp)
+        }
         (&Method::GET, ["tenants"]) => {
             ok(StatusCode::OK, &json!({"tenants": plane.tenants().await?}))
         }

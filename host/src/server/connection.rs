@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -85,6 +86,8 @@ pub struct ConnectionSetup {
     pub shutdown: CancellationToken,
     /// This connection's place among the server's live connections.
     pub registration: Registration,
+    /// Where the connection's byte counts go when it closes.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The outcome of one wait on the socket.
@@ -279,6 +282,7 @@ pub async fn run<S: Transport>(
     // the connection's lifetime.
     drop(setup.info);
     let registration = setup.registration;
+    let metrics = setup.metrics;
 
     let mut timers = Timers::new(setup.keepalive);
     timers.activity();
@@ -458,6 +462,11 @@ pub async fn run<S: Transport>(
         }
     }
     // No more mail: the connection is ending.
+    let meta = registration.meta();
+    metrics.connection_closed(
+        crate::metrics::ModuleLabels::new(&meta.route, &meta.module),
+        registration.mailbox().traffic(),
+    );
     drop(registration);
 
     if !eof {

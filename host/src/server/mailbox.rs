@@ -168,6 +168,10 @@ impl<M> Registration<M> {
     pub fn mailbox(&self) -> &Mailbox {
         &self.entry.mailbox
     }
+
+    pub fn meta(&self) -> &M {
+        &self.entry.meta
+    }
 }
 
 impl<M> Drop for Registration<M> {

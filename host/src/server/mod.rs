@@ -49,6 +49,7 @@ pub struct Shared {
     connections: TaskTracker,
     settings: ServerConfig,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Shared {
@@ -108,6 +109,7 @@ impl Server {
                 connections: TaskTracker::new(),
                 settings: config.server.clone(),
                 tls,
+                metrics: Arc::default(),
             }),
         })
     }
@@ -252,6 +254,34 @@ impl ServerHandle {
         &self.shared.runtime
     }
 
+    /// The server's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.shared.metrics
+    }
+
+    /// The metrics exposition (Prometheus text format), with the live
+    /// state read now.
+    pub fn encode_metrics(&self, compiles: u64, compiled_cache_hits: u64) -> Result<String> {
+        let connections = self
+            .shared
+            .live
+            .entries()
+            .into_iter()
+            .map(|(_, entry)| {
+                (
+                    crate::metrics::ModuleLabels::new(&entry.meta.route, &entry.meta.module),
+                    entry.mailbox.traffic(),
+                )
+            })
+            .collect();
+        Ok(self.shared.metrics.encode(crate::metrics::LiveState {
+            connections,
+            instance_memory_bytes: self.shared.runtime.memory_in_use(),
+            compiles,
+            compiled_cache_hits,
+        })?)
+    }
+
     /// The routes being served now, in the order they are tried.
     pub fn routes(&self) -> Vec<(String, Arc<ServedModule>)> {
         self.shared
@@ -365,7 +395,17 @@ async fn serve_http<S: connection::Transport + 'static>(
         let shared = Arc::clone(&shared);
         // Boxed: the handshake future (instantiation and the `upgrade`
         // call) is several KB, and hyper would otherwise move it by value.
-        async move { Ok::<_, Infallible>(Box::pin(upgrade::handle(shared, req, peer)).await) }
+        async move {
+            let metrics = Arc::clone(&shared.metrics);
+            let resp = Box::pin(upgrade::handle(shared, req, peer)).await;
+            metrics
+                .http_responses
+                .get_or_create(&crate::metrics::StatusLabels {
+                    status: resp.status().as_u16(),
+                })
+                .inc();
+            Ok::<_, Infallible>(resp)
+        }
     });
     let result = http1::Builder::new()
         .timer(TokioTimer::new())

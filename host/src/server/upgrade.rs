@@ -323,6 +323,7 @@ pub(super) async fn handle(
         max_pending_output: route.instance_limits.max_pending_output,
         keepalive: route.config.keepalive,
         shutdown: shared.shutdown.clone(),
+        metrics: Arc::clone(&shared.metrics),
         registration: shared.live.register(
             connection_id,
             super::mailbox::ConnectionMeta {
@@ -382,5 +383,13 @@ pub(super) async fn handle(
         }
         .instrument(span),
     );
+    shared
+        .metrics
+        .connections_accepted
+        .get_or_create(&crate::metrics::ModuleLabels::new(
+            &route.pattern,
+            &route.module,
+        ))
+        .inc();
     resp
 }
