@@ -375,6 +375,103 @@ async fn a_config_route_is_served_by_the_deployed_module_of_its_name() {
     plane.stop().await;
 }
 
+/// The status line and body of a WebSocket upgrade request to `path`.
+async fn upgrade_answer(addr: SocketAddr, path: &str) -> String {
+    wsbox_tests::raw_request(
+        addr,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_have_namespaces_and_connection_caps() {
+    let dir = TempDir::new("tenants");
+    let mut plane = Plane::start(&dir.0, 8 << 20).await;
+    let (status, v) = plane
+        .api(
+            "POST",
+            "/v1/tenants/acme/modules/chat/versions",
+            &echo_bytes(),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let bind = json!({"module": "chat", "route": "/chat"}).to_string();
+    let (status, v) = plane
+        .api("POST", "/v1/tenants/acme/deployments", bind.as_bytes())
+        .await;
+    assert_eq!(status, 409, "no namespace yet: {v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("path_prefix"),
+        "{v}"
+    );
+
+    let settings = json!({"path_prefix": "/acme", "max_connections": 2}).to_string();
+    let (status, v) = plane
+        .api("PUT", "/v1/tenants/acme", settings.as_bytes())
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let nested = json!({"path_prefix": "/acme/sub"}).to_string();
+    let (status, v) = plane
+        .api("PUT", "/v1/tenants/beta", nested.as_bytes())
+        .await;
+    assert_eq!(status, 409, "nested namespaces: {v}");
+    let (status, _) = plane
+        .api("PUT", "/v1/tenants/default", br#"{"path_prefix": "/d"}"#)
+        .await;
+    assert_eq!(status, 422);
+
+    let (status, d) = plane
+        .api("POST", "/v1/tenants/acme/deployments", bind.as_bytes())
+        .await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["routes"], json!(["/acme/(?:chat)"]));
+    assert!(
+        upgrade_answer(plane.server.addr, "/chat")
+            .await
+            .starts_with("HTTP/1.1 404")
+    );
+
+    for round in ["before a restart", "after a restart"] {
+        let mut first = connect(plane.server.addr, "/acme/chat").await;
+        let mut second = connect(plane.server.addr, "/acme/chat").await;
+        let refused = upgrade_answer(plane.server.addr, "/acme/chat").await;
+        assert!(refused.starts_with("HTTP/1.1 503"), "{round}: {refused}");
+        assert!(
+            refused.contains("tenant `acme` is at its limit of 2 open connections"),
+            "{round}: {refused}"
+        );
+        // Another tenant is not refused.
+        let mut other = connect(plane.server.addr, "/chaos").await;
+        assert_eq!(ask(&mut other, "fine").await, "fine");
+        assert_eq!(ask(&mut first, "a").await, "a");
+        assert_eq!(ask(&mut second, "b").await, "b");
+        for mut ws in [first, second, other] {
+            ws.close(None).await.expect("close");
+        }
+        if round == "before a restart" {
+            let (_, tenants) = plane.api("GET", "/v1/tenants", b"").await;
+            let acme = tenants["tenants"]
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["name"] == "acme").cloned())
+                .expect("acme listed");
+            assert_eq!(acme["path_prefix"], "/acme");
+            assert_eq!(acme["max_connections"], 2);
+        }
+        if round == "before a restart" {
+            plane.stop().await;
+            plane = Plane::start(&dir.0, 8 << 20).await;
+        }
+    }
+    plane.stop().await;
+}
+
 /// A component that imports an interface wsbox does not grant.
 fn component_importing_wasi_http() -> Vec<u8> {
     wat::parse_str(

@@ -11,7 +11,9 @@ use serde::Serialize;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::config::{ModuleSource, RouteConfig};
-use crate::registry::{self, ModuleRegistry, Recovery, RegistryError, VersionRecord, imports};
+use crate::registry::{
+    self, ModuleRegistry, Recovery, RegistryError, TenantRecord, VersionRecord, imports,
+};
 use crate::server::ServerHandle;
 use crate::server::routes::{self, DEFAULT_TENANT, Route, ServedModule};
 
@@ -30,6 +32,8 @@ pub struct ControlPlane {
     max_module_size: u64,
     /// What opening the registry repaired.
     recovery: Recovery,
+    /// Tenants' settings, by name; changed only while `loaded` is held.
+    tenant_settings: std::sync::Mutex<HashMap<String, TenantRecord>>,
 }
 
 /// A deployment as the API shows it.
@@ -67,6 +71,8 @@ pub struct ModuleView {
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantView {
     pub name: String,
+    pub path_prefix: Option<String>,
+    pub max_connections: Option<u64>,
     pub modules: Vec<String>,
     pub live_connections: usize,
 }
@@ -123,6 +129,7 @@ impl ControlPlane {
             loaded: Mutex::new(HashMap::new()),
             max_module_size,
             recovery,
+            tenant_settings: std::sync::Mutex::default(),
         });
         plane.restore().await?;
         Ok(plane)
@@ -130,6 +137,12 @@ impl ControlPlane {
 
     async fn restore(&self) -> Result<(), RegistryError> {
         let mut loaded = self.loaded.lock().await;
+        let registry = Arc::clone(&self.registry);
+        let settings = blocking(move || Ok(registry.db().tenant_settings()?)).await?;
+        for t in settings {
+            self.server.set_tenant_limit(&t.name, t.max_connections);
+            self.settings().insert(t.name.clone(), t);
+        }
         let registry = Arc::clone(&self.registry);
         let active = blocking(move || Ok(registry.db().active()?)).await?;
         for record in active {
@@ -154,6 +167,83 @@ impl ControlPlane {
             loaded.insert((record.tenant, record.module), module);
         }
         self.install(&loaded).await
+    }
+
+    fn settings(&self) -> std::sync::MutexGuard<'_, HashMap<String, TenantRecord>> {
+        self.tenant_settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The pattern a tenant's route is matched with: under its namespace
+    /// (`/acme` + `/chat` → `/acme/(?:chat)`), or as is for `default`.
+    fn effective_pattern(&self, tenant: &str, pattern: &str) -> Option<String> {
+        if tenant == DEFAULT_TENANT {
+            return Some(pattern.to_string());
+        }
+        let prefix = self.settings().get(tenant)?.path_prefix.clone()?;
+        let rest = pattern.strip_prefix('/')?;
+        Some(format!("{}/(?:{rest})", regex::escape(&prefix)))
+    }
+
+    /// Creates or changes a tenant: its namespace (`path_prefix`, which its
+    /// API-bound routes live under) and its connection cap.
+    pub async fn set_tenant(
+        &self,
+        name: &str,
+        path_prefix: Option<String>,
+        max_connections: Option<u64>,
+        by: &str,
+    ) -> Result<TenantRecord, RegistryError> {
+        registry::check_name("tenant", name)?;
+        let loaded = self.loaded.lock().await;
+        if let Some(prefix) = &path_prefix {
+            if name == DEFAULT_TENANT {
+                return Err(RegistryError::Invalid(
+                    "the default tenant has no namespace: its routes are matched as bound".into(),
+                ));
+            }
+            check_prefix(prefix)?;
+            for (other, t) in self.settings().iter() {
+                if let Some(q) = &t.path_prefix
+                    && other != name
+                    && (q == prefix
+                        || prefix.starts_with(&format!("{q}/"))
+                        || q.starts_with(&format!("{prefix}/")))
+                {
+                    return Err(RegistryError::Conflict(format!(
+                        "path prefix {prefix} overlaps tenant `{other}`'s {q}: namespaces must not nest"
+                    )));
+                }
+            }
+        }
+        if max_connections == Some(0) {
+            return Err(RegistryError::Invalid(
+                "max_connections must be at least 1 (leave it out for no cap)".into(),
+            ));
+        }
+        let record = TenantRecord {
+            name: name.to_string(),
+            path_prefix,
+            max_connections,
+        };
+        let registry = Arc::clone(&self.registry);
+        let r = record.clone();
+        blocking(move || Ok(registry.db().put_tenant(&r)?)).await?;
+        let previous = self.settings().insert(name.to_string(), record.clone());
+        self.server.set_tenant_limit(name, max_connections);
+        if previous.as_ref().map(|p| &p.path_prefix) != Some(&record.path_prefix) {
+            self.install(&loaded).await?;
+        }
+        tracing::info!(
+            audit = "tenant",
+            tenant = %name,
+            path_prefix = record.path_prefix.as_deref().unwrap_or(""),
+            max_connections = record.max_connections,
+            by = %by,
+            "tenant settings changed"
+        );
+        Ok(record)
     }
 
     /// The registry (for its statistics).
@@ -212,8 +302,15 @@ impl ControlPlane {
             let Some(module) = loaded.get(&(route.tenant.clone(), route.module.clone())) else {
                 continue; // its module's blob is missing (logged at restore)
             };
+            let Some(pattern) = self.effective_pattern(&route.tenant, &route.pattern) else {
+                tracing::warn!(
+                    tenant = %route.tenant, route = %route.pattern,
+                    "route not served: its tenant has no namespace (path_prefix)"
+                );
+                continue;
+            };
             let config = RouteConfig {
-                pattern: route.pattern.clone(),
+                pattern,
                 module: ModuleSource::File(
                     self.registry.blob_path(
                         &self
@@ -335,6 +432,25 @@ impl ControlPlane {
             })?;
         }
         let mut loaded = self.loaded.lock().await;
+        if let Some(pattern) = &route
+            && tenant != DEFAULT_TENANT
+        {
+            let has_prefix = self
+                .settings()
+                .get(tenant)
+                .is_some_and(|t| t.path_prefix.is_some());
+            if !has_prefix {
+                return Err(RegistryError::Conflict(format!(
+                    "tenant `{tenant}` has no namespace for its routes: PUT /v1/tenants/{tenant} \
+                     with {{\"path_prefix\": \"/{tenant}\"}} first"
+                )));
+            }
+            if !pattern.starts_with('/') {
+                return Err(RegistryError::Invalid(format!(
+                    "route `{pattern}` must start with `/`: it is matched under tenant `{tenant}`'s path prefix"
+                )));
+            }
+        }
         let version = match version {
             Some(v) => v,
             None => {
@@ -532,10 +648,15 @@ impl ControlPlane {
         let connections = self.server.connections();
         Ok(listed
             .into_iter()
-            .map(|(modules, name)| TenantView {
-                live_connections: connections.iter().filter(|c| c.tenant == name).count(),
-                name,
-                modules,
+            .map(|(modules, name)| {
+                let settings = self.settings().get(&name).cloned().unwrap_or_default();
+                TenantView {
+                    live_connections: connections.iter().filter(|c| c.tenant == name).count(),
+                    path_prefix: settings.path_prefix,
+                    max_connections: settings.max_connections,
+                    name,
+                    modules,
+                }
             })
             .collect())
     }
@@ -549,5 +670,24 @@ impl ControlPlane {
             live_connections: self.server.connection_ids().len(),
             recovery: self.recovery.clone(),
         }
+    }
+}
+
+/// A namespace: `/` and then path segments of safe characters.
+fn check_prefix(prefix: &str) -> Result<(), RegistryError> {
+    let ok = prefix.len() >= 2
+        && prefix.len() <= 64
+        && prefix.starts_with('/')
+        && !prefix.ends_with('/')
+        && !prefix.contains("//")
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::Invalid(format!(
+            "path prefix {prefix:?} must look like /name or /name/sub: letters, digits, '-', '_', '.', no trailing '/'"
+        )))
     }
 }

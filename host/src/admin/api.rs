@@ -7,6 +7,7 @@
 //! | `GET /v1/status` | data dir, compile and cache counters |
 //! | `GET /metrics` | Prometheus text format (token needed) |
 //! | `GET /v1/tenants` | tenants and their modules |
+//! | `PUT /v1/tenants/{t}` | a tenant's namespace and connection cap |
 //! | `POST /v1/tenants/{t}/modules/{m}/versions?note=` | upload (body: the component) |
 //! | `GET /v1/tenants/{t}/modules/{m}/versions` | versions, active one, live connections each |
 //! | `POST /v1/tenants/{t}/deployments` | activate `{module, version?, route?}` |
@@ -142,6 +143,13 @@ struct ActivateRequest {
     route: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantRequest {
+    path_prefix: Option<String>,
+    max_connections: Option<u64>,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct CloseRequest {
@@ -226,6 +234,14 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
         }
         (&Method::GET, ["tenants"]) => {
             ok(StatusCode::OK, &json!({"tenants": plane.tenants().await?}))
+        }
+        (&Method::PUT, ["tenants", tenant]) => {
+            let tenant = tenant.to_string();
+            let request: TenantRequest = read_json(req, "tenant settings").await?;
+            let record = plane
+                .set_tenant(&tenant, request.path_prefix, request.max_connections, by)
+                .await?;
+            ok(StatusCode::OK, &record)
         }
         (&Method::POST, ["tenants", tenant, "modules", module, "versions"]) => {
             let note = query_param(&req, "note");

@@ -64,6 +64,14 @@ pub fn document() -> Value {
             "/v1/tenants": {"get": {"summary": "Tenants and their modules",
                 "responses": with_errors("200", "Tenants", json!({"type": "object",
                     "properties": {"tenants": {"type": "array", "items": {"$ref": "#/components/schemas/Tenant"}}}}))}},
+            "/v1/tenants/{tenant}": {"put": {
+                "summary": "Create or change a tenant: its namespace (path prefix its API-bound routes live under) and connection cap (503 beyond it)",
+                "parameters": [tenant],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "properties": {"path_prefix": {"type": "string", "example": "/acme"},
+                                   "max_connections": {"type": "integer", "minimum": 1}}}}}},
+                "responses": with_errors("200", "The tenant's settings", json!({"type": "object"}))}},
             "/v1/tenants/{tenant}/modules/{module}/versions": {
                 "post": {"summary": "Upload a new immutable version (validated and compiled first)",
                     "parameters": [tenant, module,
@@ -136,6 +144,8 @@ pub fn document() -> Value {
                     "routes": {"type": "array", "items": {"type": "string"}}}},
                 "Tenant": {"type": "object", "properties": {
                     "name": {"type": "string"}, "modules": {"type": "array", "items": {"type": "string"}},
+                    "path_prefix": {"type": "string", "nullable": true},
+                    "max_connections": {"type": "integer", "nullable": true},
                     "live_connections": {"type": "integer"}}},
                 "Connection": {"type": "object", "properties": {
                     "id": {"type": "integer"}, "tenant": {"type": "string"}, "route": {"type": "string"},

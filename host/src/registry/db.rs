@@ -44,7 +44,23 @@ pub struct RouteRecord {
     pub module: String,
 }
 
+/// A tenant's settings, set through the admin API.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct TenantRecord {
+    pub name: String,
+    /// The path prefix its API-bound routes live under (`/acme`); `None`
+    /// for `default`, whose routes are not prefixed.
+    pub path_prefix: Option<String>,
+    /// The most connections it may have open at once.
+    pub max_connections: Option<u64>,
+}
+
 const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tenants (
+    name TEXT PRIMARY KEY,
+    path_prefix TEXT UNIQUE,
+    max_connections INTEGER
+);
 CREATE TABLE IF NOT EXISTS versions (
     tenant TEXT NOT NULL,
     module TEXT NOT NULL,
@@ -205,12 +221,42 @@ impl Db {
         .collect()
     }
 
-    /// The tenants that have uploaded anything.
+    /// The tenants that have settings or have uploaded anything.
     pub fn tenants(&self) -> rusqlite::Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT name FROM tenants UNION SELECT DISTINCT tenant FROM versions ORDER BY 1",
+        )?;
+        stmt.query_map([], |r| r.get(0))?.collect()
+    }
+
+    /// Every tenant's settings.
+    pub fn tenant_settings(&self) -> rusqlite::Result<Vec<TenantRecord>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT DISTINCT tenant FROM versions ORDER BY tenant")?;
-        stmt.query_map([], |r| r.get(0))?.collect()
+            .prepare("SELECT name, path_prefix, max_connections FROM tenants ORDER BY name")?;
+        stmt.query_map([], |r| {
+            Ok(TenantRecord {
+                name: r.get(0)?,
+                path_prefix: r.get(1)?,
+                max_connections: r.get::<_, Option<i64>>(2)?.map(to_u64),
+            })
+        })?
+        .collect()
+    }
+
+    /// Creates or replaces a tenant's settings.
+    pub fn put_tenant(&mut self, tenant: &TenantRecord) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT INTO tenants (name, path_prefix, max_connections) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET path_prefix = excluded.path_prefix,
+                 max_connections = excluded.max_connections",
+            params![
+                tenant.name,
+                tenant.path_prefix,
+                tenant.max_connections.map(to_i64)
+            ],
+        )?;
+        Ok(())
     }
 
     /// The modules of a tenant.

@@ -25,7 +25,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::runtime::Runtime;
-pub use db::{ActiveRecord, RouteRecord, VersionRecord};
+pub use db::{ActiveRecord, RouteRecord, TenantRecord, VersionRecord};
 
 /// Why a registry operation failed. Nothing was changed.
 #[derive(Debug, thiserror::Error)]

@@ -102,6 +102,8 @@ pub struct ConnectionMeta {
     pub module: Arc<ServedModule>,
     pub remote: SocketAddr,
     pub opened: Instant,
+    /// Its place in its tenant's connection count.
+    pub admission: super::tenants::Admission,
 }
 
 /// A live connection as registered: its mailbox and what it is.

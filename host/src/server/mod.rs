@@ -9,6 +9,7 @@ mod memory;
 pub mod origin;
 mod pages;
 pub mod routes;
+pub mod tenants;
 mod upgrade;
 
 use std::convert::Infallible;
@@ -50,6 +51,8 @@ pub struct Shared {
     settings: ServerConfig,
     tls: Option<tokio_rustls::TlsAcceptor>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Per-tenant connection caps.
+    pub tenants: tenants::TenantGates,
 }
 
 impl Shared {
@@ -110,6 +113,7 @@ impl Server {
                 settings: config.server.clone(),
                 tls,
                 metrics: Arc::default(),
+                tenants: Default::default(),
             }),
         })
     }
@@ -252,6 +256,11 @@ impl ServerHandle {
     /// The wasm runtime (to compile and prepare modules for a deploy).
     pub fn runtime(&self) -> &Runtime {
         &self.shared.runtime
+    }
+
+    /// Sets a tenant's connection cap (for new connections).
+    pub fn set_tenant_limit(&self, tenant: &str, max_connections: Option<u64>) {
+        self.shared.tenants.set_limit(tenant, max_connections);
     }
 
     /// The server's metrics.

@@ -190,6 +190,15 @@ pub(super) async fn handle(
         origin_allowed: host_verdict,
     };
 
+    // Before the instance: a tenant at its cap costs no instantiation.
+    let admission = match shared.tenants.admit(&route.module.tenant) {
+        Ok(a) => a,
+        Err(full) => {
+            tracing::info!(parent: &span, max = full.max, "upgrade refused: tenant at its connection limit");
+            return unavailable(format!("{full}; try again later"));
+        }
+    };
+
     let mut instance = match route
         .module
         .handler
@@ -331,6 +340,7 @@ pub(super) async fn handle(
                 module: Arc::clone(&route.module),
                 remote: peer,
                 opened: std::time::Instant::now(),
+                admission,
             },
         ),
     };
