@@ -347,7 +347,7 @@ async fn rollback_and_restart_restore_without_recompiling() {
         "rollback loaded cached code: {status}"
     );
     eprintln!(
-        "restart with one active deployment: server and control plane up in {restore_ms:.1} ms, 0 compiles"
+        "restart with one active deployment: registry opened and deployment restored in {restore_ms:.1} ms, 0 compiles"
     );
     ws.close(None).await.expect("close");
     plane.stop().await;
