@@ -39,7 +39,10 @@ pub struct AdminServer {
 impl AdminServer {
     pub async fn bind(addr: SocketAddr, state: AdminState) -> Result<AdminServer> {
         let listener = TcpListener::bind(addr).await.with_context(|| {
-            format!("binding the admin API to {addr} (choose another with --admin-listen or [admin] listen)")
+            format!(
+                "binding the admin API to {addr} (choose another address with --admin-listen \
+                 or [admin] listen, or run without it with --no-admin)"
+            )
         })?;
         Ok(AdminServer {
             listener,

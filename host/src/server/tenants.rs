@@ -42,6 +42,11 @@ impl Drop for Admission {
 impl TenantGates {
     fn gate(&self, tenant: &str) -> Arc<Gate> {
         let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+        // Looked up first: every upgrade comes here, and `entry` would
+        // allocate the key each time.
+        if let Some(gate) = gates.get(tenant) {
+            return Arc::clone(gate);
+        }
         Arc::clone(gates.entry(tenant.to_string()).or_insert_with(|| {
             Arc::new(Gate {
                 max_connections: AtomicU64::new(u64::MAX),
