@@ -476,6 +476,66 @@ async fn tenants_have_namespaces_and_connection_caps() {
     plane.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_closes_older_connections_with_1012_spread_over_the_window() {
+    let dir = TempDir::new("drain");
+    let plane = Plane::start(&dir.0, 8 << 20).await;
+    let v1 = plane.upload("dr", &echo_bytes(), "old").await;
+    plane.activate("dr", v1, "/dr").await;
+    const OLD: usize = 4;
+    let mut old = Vec::new();
+    for _ in 0..OLD {
+        let mut ws = connect(plane.server.addr, "/dr").await;
+        assert_eq!(which(&mut ws).await, "echo");
+        old.push(ws);
+    }
+    let v2 = plane.upload("dr", &chaos_bytes(), "new").await;
+    let body = json!({"module": "dr", "version": v2, "drain": "2s"}).to_string();
+    let started = Instant::now();
+    let (status, d) = plane
+        .api("POST", "/v1/tenants/default/deployments", body.as_bytes())
+        .await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["draining"], OLD, "{d}");
+    // Each old connection gets 1012 and reconnects to the new version.
+    let closes = old.into_iter().map(|mut ws| async move {
+        let (code, reason) = expect_close(&mut ws).await;
+        let at = Instant::now();
+        (code, reason, at)
+    });
+    let mut results = futures_util::future::join_all(closes).await;
+    results.sort_by_key(|r| r.2);
+    for (code, reason, _) in &results {
+        assert_eq!(*code, 1012, "{reason}");
+        let mut again = connect(plane.server.addr, "/dr").await;
+        assert_eq!(which(&mut again).await, "chaos");
+        again.close(None).await.expect("close");
+    }
+    // Spread over the window (closes planned at 0.4 s, 0.8 s, 1.2 s and
+    // 1.6 s), not all at once.
+    let first = results[0].2.duration_since(started);
+    let spread = results[OLD - 1].2.duration_since(results[0].2);
+    assert!(
+        first >= Duration::from_millis(350),
+        "first close after {first:?}"
+    );
+    assert!(
+        spread >= Duration::from_millis(900),
+        "closes spread over {spread:?}"
+    );
+    let (status, v) = plane
+        .api(
+            "POST",
+            "/v1/tenants/default/deployments",
+            json!({"module": "dr", "drain": "soon"})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    plane.stop().await;
+}
+
 /// A component that imports an interface wsbox does not grant.
 fn component_importing_wasi_http() -> Vec<u8> {
     wat::parse_str(
@@ -1008,8 +1068,15 @@ async fn zero_config_serve_and_the_cli_deploy_and_reach_connections() {
     assert!(!ok && err.contains("only one active version"), "{err}");
     let (ok, _, err) = cli(&["connections", "--token", "wrong"], &env).await;
     assert!(!ok && err.contains("HTTP 401"), "{err}");
-    let (ok, _, _) = cli(&["deploy", CHAOS_WASM, "--module", "my"], &env).await;
-    assert!(ok);
+    let (ok, out, err) = cli(
+        &["deploy", CHAOS_WASM, "--module", "my", "--drain", "100ms"],
+        &env,
+    )
+    .await;
+    assert!(
+        ok && out.contains("draining 0 older connections"),
+        "{out} {err}"
+    );
     let (ok, out, err) = cli(&["rollback", "--module", "my"], &env).await;
     assert!(ok && out.contains("to version 1"), "{out} {err}");
     demo.close(None).await.expect("close");

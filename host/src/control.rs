@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -47,6 +48,8 @@ pub struct Deployment {
     /// The routes this module serves (bound through the API, and config
     /// routes of the same module name in the default tenant).
     pub routes: Vec<String>,
+    /// Connections of older versions being closed with 1012 (`drain`).
+    pub draining: usize,
 }
 
 /// A version with the number of live connections running it.
@@ -467,6 +470,45 @@ impl ControlPlane {
             .await
     }
 
+    /// Closes the live connections of `module` that run another version
+    /// than `version` with 1012 (Service Restart), spread evenly over
+    /// `window` so that their clients reconnect (to the new version)
+    /// without a stampede. Returns how many will be closed.
+    pub fn drain(&self, tenant: &str, module: &str, version: u64, window: Duration) -> usize {
+        let ids: Vec<u64> = self
+            .server
+            .connections()
+            .into_iter()
+            .filter(|c| c.tenant == tenant && c.module == module && c.version != Some(version))
+            .map(|c| c.id)
+            .collect();
+        let n = ids.len();
+        if n == 0 {
+            return 0;
+        }
+        tracing::info!(
+            audit = "drain",
+            tenant = %tenant,
+            module = %module,
+            version,
+            connections = n,
+            window_ms = window.as_millis() as u64,
+            "closing older versions' connections with 1012"
+        );
+        let server = self.server.clone();
+        let start = tokio::time::Instant::now();
+        tokio::spawn(async move {
+            for (i, id) in ids.into_iter().enumerate() {
+                // The i-th of n closes at (i+1)/(n+1) of the window.
+                let at = start + window.mul_f64((i + 1) as f64 / (n + 1) as f64);
+                tokio::time::sleep_until(at).await;
+                // A connection that closed meanwhile is simply gone.
+                let _ = server.close(id, 1012, "service restart: a new version is deployed");
+            }
+        });
+        n
+    }
+
     /// Activates the version that was active before the current one.
     pub async fn rollback(
         &self,
@@ -558,6 +600,7 @@ impl ControlPlane {
             previous_version: active.previous_version,
             activated_at_ms: active.activated_at_ms,
             routes: self.routes_of(tenant, module),
+            draining: 0,
         })
     }
 
@@ -626,6 +669,7 @@ impl ControlPlane {
                 version: a.version,
                 previous_version: a.previous_version,
                 activated_at_ms: a.activated_at_ms,
+                draining: 0,
             })
             .collect())
     }

@@ -141,7 +141,20 @@ struct ActivateRequest {
     module: String,
     version: Option<u64>,
     route: Option<String>,
+    /// Close older versions' connections with 1012 over this window
+    /// (`"30s"`, `"500ms"`; `true` for the default 30 s).
+    drain: Option<DrainRequest>,
 }
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DrainRequest {
+    Default(bool),
+    Window(String),
+}
+
+/// The default drain window.
+const DEFAULT_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -258,9 +271,24 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
         (&Method::POST, ["tenants", tenant, "deployments"]) => {
             let tenant = tenant.to_string();
             let request: ActivateRequest = read_json(req, "deployment request").await?;
-            let deployment = plane
+            let drain = match &request.drain {
+                None | Some(DrainRequest::Default(false)) => None,
+                Some(DrainRequest::Default(true)) => Some(DEFAULT_DRAIN),
+                Some(DrainRequest::Window(text)) => {
+                    Some(crate::config::parse_duration_text(text).map_err(|e| {
+                        ApiError::bad_request(format!(
+                            "`drain` must be a duration such as \"30s\" or true: {e}"
+                        ))
+                    })?)
+                }
+            };
+            let mut deployment = plane
                 .activate(&tenant, &request.module, request.version, request.route, by)
                 .await?;
+            if let Some(window) = drain {
+                deployment.draining =
+                    plane.drain(&tenant, &deployment.module, deployment.version, window);
+            }
             ok(StatusCode::OK, &deployment)
         }
         (&Method::GET, ["tenants", tenant, "deployments"]) => ok(

@@ -69,6 +69,11 @@ pub struct DeployArgs {
     /// A note stored with the version.
     #[arg(long)]
     pub note: Option<String>,
+    /// Close the older versions' connections with 1012 (Service Restart)
+    /// spread over this window (e.g. 30s), so clients reconnect to the new
+    /// version; by default they stay on their version until they close.
+    #[arg(long, value_name = "DURATION")]
+    pub drain: Option<String>,
     #[command(flatten)]
     pub target: AdminTarget,
 }
@@ -140,7 +145,8 @@ pub fn deploy(args: DeployArgs) -> Result<()> {
     }
     let version = client.request("POST", &path, Some("application/wasm"), &bytes)?;
     let number = version["version"].as_u64().unwrap_or(0);
-    let request = json!({"module": module, "version": number, "route": args.route});
+    let request =
+        json!({"module": module, "version": number, "route": args.route, "drain": args.drain});
     let deployment = client.request(
         "POST",
         &format!("/v1/tenants/{}/deployments", encode(&args.tenant)),
@@ -153,6 +159,12 @@ pub fn deploy(args: DeployArgs) -> Result<()> {
         version["sha256"].as_str().unwrap_or("?"),
         join(&deployment["routes"])
     );
+    if let Some(window) = &args.drain {
+        println!(
+            "draining {} older connections with 1012 over {window}",
+            deployment["draining"]
+        );
+    }
     Ok(())
 }
 

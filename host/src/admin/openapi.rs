@@ -93,7 +93,9 @@ pub fn document() -> Value {
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {
                         "type": "object", "required": ["module"],
                         "properties": {"module": {"type": "string"}, "version": {"type": "integer"},
-                                       "route": {"type": "string", "description": "Path regex, matched whole"}}}}}},
+                                       "route": {"type": "string", "description": "Path regex, matched whole"},
+                                       "drain": {"description": "Close older versions' connections with 1012 spread over this window (\"30s\"), or true for 30 s",
+                                                 "oneOf": [{"type": "string"}, {"type": "boolean"}]}}}}}},
                     "responses": with_errors("200", "The deployment", json!({"$ref": "#/components/schemas/Deployment"}))},
                 "get": {"summary": "Active deployments of a tenant", "parameters": [tenant],
                     "responses": with_errors("200", "Deployments", json!({"type": "object",
@@ -141,7 +143,8 @@ pub fn document() -> Value {
                     "tenant": {"type": "string"}, "module": {"type": "string"},
                     "version": {"type": "integer"}, "previous_version": {"type": "integer", "nullable": true},
                     "activated_at_ms": {"type": "integer"},
-                    "routes": {"type": "array", "items": {"type": "string"}}}},
+                    "routes": {"type": "array", "items": {"type": "string"}},
+                    "draining": {"type": "integer"}}},
                 "Tenant": {"type": "object", "properties": {
                     "name": {"type": "string"}, "modules": {"type": "array", "items": {"type": "string"}},
                     "path_prefix": {"type": "string", "nullable": true},
