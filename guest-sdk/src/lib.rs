@@ -166,7 +166,7 @@ pub mod __private {
     #[allow(missing_docs)]
     pub mod bindings {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "../wit/v0.1.0",
             world: "websocket-handler",
             pub_export_macro: true,
             default_bindings_module: "wsbox_guest::__private::bindings",

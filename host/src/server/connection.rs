@@ -21,8 +21,7 @@ use super::inbox::Inbox;
 use super::mailbox::{Command, Registration};
 use crate::config::Keepalive;
 use crate::runtime::{
-    BatchMessage, CallError, CloseCause, CloseInfo, ConnectionInfo, Effect, HandlerInstance,
-    Message,
+    BatchMessage, CallError, CloseCause, CloseInfo, Effect, HandlerInstance, Message, OpenInfo,
 };
 
 /// How long to wait for the peer's close frame after we sent ours.
@@ -73,7 +72,8 @@ impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
 
 /// What the connection task needs besides the socket and the instance.
 pub struct ConnectionSetup {
-    pub info: ConnectionInfo,
+    /// What the handshake settled, for `on-open`.
+    pub info: OpenInfo,
     pub max_message_size: usize,
     /// The most bytes that may wait for the socket: beyond it the handler's
     /// writes fail and messages posted from outside are dropped.
@@ -275,8 +275,6 @@ pub async fn run<S: Transport>(
         let result = instance.on_open(&setup.info).await;
         conn.after_call(result);
     }
-    // The request (headers and all) is not needed again: don't keep it for
-    // the connection's lifetime.
     drop(setup.info);
     let registration = setup.registration;
 
