@@ -194,7 +194,7 @@ impl Runtime {
             .with_context(|| format!("module `{name}` cannot be linked"))?;
         let contract = Contract::detect(&pre)
             .with_context(|| format!("module `{name}` is not a wsbox handler"))?;
-        tracing::info!(module = %name, contract = contract.describe(), "handler module ready");
+        tracing::info!(module = %name, contract = %contract.describe(), "handler module ready");
         Ok(Arc::new(HandlerModule {
             name,
             pre,

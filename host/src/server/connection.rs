@@ -149,7 +149,7 @@ impl Conn {
                 // What the handler queued before (within the cap) goes out,
                 // then a close frame that says why.
                 self.overflow_closed = true;
-                self.close_with(1011, OUTPUT_LIMIT_REASON, CloseCause::HandlerClosed);
+                self.close_with(1011, OUTPUT_LIMIT_REASON, CloseCause::OutputLimit);
             }
         }
         if let Err(e) = result {
@@ -195,9 +195,8 @@ impl Conn {
                     }
                 }
                 Command::Close { code, reason } => {
-                    // The server (an operator, a backend) closed it; the
-                    // 0.1 contract has no closer cause than going-away.
-                    self.close_with(code, &reason, CloseCause::GoingAway);
+                    // The server (an operator, a backend) closed it.
+                    self.close_with(code, &reason, CloseCause::ClosedByServer);
                 }
             }
         }
