@@ -4,4 +4,6 @@ fn main() {
     rerun_if_guest_sources_change();
     let chaos = build_guest("wsbox-test-guest-chaos");
     println!("cargo:rustc-env=WSBOX_CHAOS_WASM={}", chaos.display());
+    let basic = build_guest("wsbox-test-guest-basic");
+    println!("cargo:rustc-env=WSBOX_BASIC_WASM={}", basic.display());
 }

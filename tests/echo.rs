@@ -1,4 +1,6 @@
 //! Echo, fragments, pings and close codes against a tokio-tungstenite client.
+//! The echo tests run on the demo as built today and on its checked-in
+//! build against contract 0.1.0.
 
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
@@ -9,19 +11,21 @@ use wsbox_tests::*;
 
 #[tokio::test]
 async fn text_and_binary_echo_on_the_bundled_demo() {
-    let server = TestServer::start(demo_config()).await;
-    let mut ws = server.connect("/echo").await;
-    ws.send(Message::text("hello")).await.unwrap();
-    assert_eq!(next_message(&mut ws).await, Message::text("hello"));
-    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
-        .await
-        .unwrap();
-    assert_eq!(
-        next_message(&mut ws).await,
-        Message::binary(vec![0u8, 1, 2, 255])
-    );
-    ws.send(Message::text("")).await.unwrap();
-    assert_eq!(next_message(&mut ws).await, Message::text(""));
+    for config in echo_configs() {
+        let server = TestServer::start(config).await;
+        let mut ws = server.connect("/echo").await;
+        ws.send(Message::text("hello")).await.unwrap();
+        assert_eq!(next_message(&mut ws).await, Message::text("hello"));
+        ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+            .await
+            .unwrap();
+        assert_eq!(
+            next_message(&mut ws).await,
+            Message::binary(vec![0u8, 1, 2, 255])
+        );
+        ws.send(Message::text("")).await.unwrap();
+        assert_eq!(next_message(&mut ws).await, Message::text(""));
+    }
 }
 
 #[tokio::test]
@@ -29,79 +33,87 @@ async fn a_frame_sent_together_with_the_request_is_echoed() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // The frame arrives in the read that carries the request head, so hyper
     // holds it when the connection takes the socket over.
-    let server = TestServer::start(demo_config()).await;
-    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let mut bytes = format!(
-        "GET /echo HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    for config in echo_configs() {
+        let server = TestServer::start(config).await;
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let mut bytes = format!(
+            "GET /echo HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        server.addr
-    )
-    .into_bytes();
-    bytes.extend(client_frame(true, 0x1, b"early", Some([1, 2, 3, 4])));
-    stream.write_all(&bytes).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        let n = tokio::time::timeout(WAIT, stream.read(&mut byte))
-            .await
-            .expect("101 in time")
-            .unwrap();
-        assert_eq!(n, 1, "closed during the handshake");
-        head.push(byte[0]);
+            server.addr
+        )
+        .into_bytes();
+        bytes.extend(client_frame(true, 0x1, b"early", Some([1, 2, 3, 4])));
+        stream.write_all(&bytes).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            let n = tokio::time::timeout(WAIT, stream.read(&mut byte))
+                .await
+                .expect("101 in time")
+                .unwrap();
+            assert_eq!(n, 1, "closed during the handshake");
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"));
+        assert_eq!(read_frame(&mut stream).await, (0x1, b"early".to_vec()));
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    assert_eq!(read_frame(&mut stream).await, (0x1, b"early".to_vec()));
 }
 
 #[tokio::test]
 async fn one_mebibyte_messages_round_trip() {
-    let server = TestServer::start(demo_config()).await;
-    let mut ws = server.connect("/echo").await;
-    let text: String = (0..1 << 20)
-        .map(|i| char::from(b'a' + (i % 26) as u8))
-        .collect();
-    ws.send(Message::text(text.clone())).await.unwrap();
-    assert_eq!(next_message(&mut ws).await, Message::text(text));
-    let bin: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
-    ws.send(Message::binary(bin.clone())).await.unwrap();
-    assert_eq!(next_message(&mut ws).await, Message::binary(bin));
+    for config in echo_configs() {
+        let server = TestServer::start(config).await;
+        let mut ws = server.connect("/echo").await;
+        let text: String = (0..1 << 20)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        ws.send(Message::text(text.clone())).await.unwrap();
+        assert_eq!(next_message(&mut ws).await, Message::text(text));
+        let bin: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+        ws.send(Message::binary(bin.clone())).await.unwrap();
+        assert_eq!(next_message(&mut ws).await, Message::binary(bin));
+    }
 }
 
 #[tokio::test]
 async fn a_message_in_100_fragments_with_pings_between() {
-    let server = TestServer::start(demo_config()).await;
-    let mut ws = server.connect("/echo").await;
-    let mut expected = String::new();
-    for i in 0..100 {
-        // Multi-byte characters make fragments split inside UTF-8 sequences.
-        let part = format!("fragment {i} é€😀 ");
-        expected.push_str(&part);
-        let opcode = if i == 0 {
-            OpCode::Data(Data::Text)
-        } else {
-            OpCode::Data(Data::Continue)
-        };
-        let bytes = part.into_bytes();
-        // Split every fragment boundary mid-character on purpose.
-        let frame = Frame::message(bytes, opcode, i == 99);
-        ws.send(Message::Frame(frame)).await.unwrap();
-        if i % 10 == 5 {
-            ws.send(Message::Ping(format!("p{i}").into_bytes().into()))
-                .await
-                .unwrap();
+    for config in echo_configs() {
+        let server = TestServer::start(config).await;
+        let mut ws = server.connect("/echo").await;
+        let mut expected = String::new();
+        for i in 0..100 {
+            // Multi-byte characters make fragments split inside UTF-8 sequences.
+            let part = format!("fragment {i} é€😀 ");
+            expected.push_str(&part);
+            let opcode = if i == 0 {
+                OpCode::Data(Data::Text)
+            } else {
+                OpCode::Data(Data::Continue)
+            };
+            let bytes = part.into_bytes();
+            // Split every fragment boundary mid-character on purpose.
+            let frame = Frame::message(bytes, opcode, i == 99);
+            ws.send(Message::Frame(frame)).await.unwrap();
+            if i % 10 == 5 {
+                ws.send(Message::Ping(format!("p{i}").into_bytes().into()))
+                    .await
+                    .unwrap();
+            }
         }
+        assert_eq!(next_message(&mut ws).await, Message::text(expected));
     }
-    assert_eq!(next_message(&mut ws).await, Message::text(expected));
 }
 
 #[tokio::test]
 async fn route_captures_arrive_in_open() {
-    let server = TestServer::start(demo_config()).await;
-    let mut ws = server.connect("/echo/lobby").await;
-    assert_eq!(
-        next_message(&mut ws).await,
-        Message::text("hello from wsbox echo: args=[] kwargs={room: lobby}")
-    );
+    for config in echo_configs() {
+        let server = TestServer::start(config).await;
+        let mut ws = server.connect("/echo/lobby").await;
+        assert_eq!(
+            next_message(&mut ws).await,
+            Message::text("hello from wsbox echo: args=[] kwargs={room: lobby}")
+        );
+    }
     // And the chaos guest reports positional and named captures.
     let server = TestServer::start(chaos_config(r"/c/(\d+)/(?P<name>\w+)", test_limits())).await;
     let mut ws = server.connect("/c/42/alice?x=1").await;

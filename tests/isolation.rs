@@ -112,7 +112,8 @@ async fn write_and_ping_floods_are_closed_with_a_close_frame_that_says_why() {
         received > 500 && received < 3000,
         "{received} messages arrived before the close"
     );
-    wait_for_log("chaos closed: code=1011 reason=output limit exceeded").await;
+    // The handler learns why: the cause is `output-limit` (0.2.0).
+    wait_for_log("chaos closed: code=1011 reason=output limit exceeded cause=output-limit").await;
     assert_eq!(ask(&mut bystander, "still here").await, "still here");
 
     // Pings count against the same cap (in this test, after the first
@@ -250,7 +251,8 @@ async fn the_server_handle_sends_to_and_closes_one_connection() {
         expect_close(&mut target).await,
         (4001, "closed by the operator".to_string())
     );
-    wait_for_log("chaos closed: code=4001 reason=closed by the operator").await;
+    wait_for_log("chaos closed: code=4001 reason=closed by the operator cause=closed-by-server")
+        .await;
     // The other connection is untouched; the closed one is gone.
     assert_eq!(ask(&mut other, "still").await, "still");
     assert_eq!(

@@ -17,6 +17,8 @@ use wsbox::config::{Config, ModuleSource, RouteConfig, RouteLimits, RuntimeConfi
 
 /// The chaos test guest (tests/guests/chaos), built by this crate's build script.
 pub const CHAOS_WASM: &str = env!("WSBOX_CHAOS_WASM");
+/// A handler on the bare 0.2.0 bindings, without the batch interface.
+pub const BASIC_WASM: &str = env!("WSBOX_BASIC_WASM");
 
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -108,6 +110,11 @@ pub fn test_runtime() -> RuntimeConfig {
 
 /// A config with one route serving the chaos guest at `pattern`.
 pub fn chaos_config(pattern: &str, limits: RouteLimits) -> Config {
+    module_config(pattern, CHAOS_WASM, limits)
+}
+
+/// One route serving the component at `path`.
+pub fn module_config(pattern: &str, path: &str, limits: RouteLimits) -> Config {
     Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         server: Default::default(),
@@ -115,7 +122,7 @@ pub fn chaos_config(pattern: &str, limits: RouteLimits) -> Config {
         runtime: test_runtime(),
         routes: vec![RouteConfig {
             pattern: pattern.to_string(),
-            module: ModuleSource::File(PathBuf::from(CHAOS_WASM)),
+            module: ModuleSource::File(PathBuf::from(path)),
             limits,
             origin: Default::default(),
             keepalive: Default::default(),
@@ -141,6 +148,26 @@ pub fn demo_config() -> Config {
     config.runtime = test_runtime();
     config.admin = None;
     config
+}
+
+/// The echo example built against `wsbox:websocket@0.1.0`, checked in so
+/// that components built for the first contract keep being tested.
+pub const ECHO_0_1_0_WASM: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/echo-wit-0.1.0.wasm");
+
+/// The bundled demo with its echo module replaced by the 0.1.0 build.
+pub fn echo_0_1_0_config() -> Config {
+    let mut config = demo_config();
+    for route in &mut config.routes {
+        route.module = wsbox::config::ModuleSource::File(ECHO_0_1_0_WASM.into());
+    }
+    config
+}
+
+/// The echo demo as built today (contract 0.2.0) and as built against
+/// 0.1.0: the echo end-to-end tests run on both.
+pub fn echo_configs() -> [Config; 2] {
+    [demo_config(), echo_0_1_0_config()]
 }
 
 /// The environment variable that skips the tests needing peers installed
@@ -481,18 +508,18 @@ pub async fn wait_for_log(needle: &str) -> String {
     }
 }
 
-/// The `wsbox` binary of this build (`cargo test` builds it beside the
-/// test executables, in `target/<profile>/`).
+/// The `wsbox` binary of this build: this package's `wsbox-under-test`,
+/// which cargo builds beside the test executables, in `target/<profile>/`.
 pub fn wsbox_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
     let dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target/<profile>/deps/<test>");
-    let bin = dir.join("wsbox");
+    let bin = dir.join("wsbox-under-test");
     assert!(
         bin.exists(),
-        "{} is missing: build it with `cargo build -p wsbox` (a plain `cargo test` does)",
+        "{} is missing: `cargo test -p wsbox-tests` builds it",
         bin.display()
     );
     bin

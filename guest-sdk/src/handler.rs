@@ -1,6 +1,7 @@
 //! The handler trait.
 
-use crate::types::{CloseInfo, ConnectionInfo, Message, Reject, UpgradeRequest};
+use crate::types::{CloseInfo, Message, Reject, UpgradeRequest};
+use crate::ws::Ws;
 
 /// A WebSocket handler: the Rust counterpart of Tornado's
 /// `tornado.websocket.WebSocketHandler`.
@@ -10,6 +11,9 @@ use crate::types::{CloseInfo, ConnectionInfo, Message, Reject, UpgradeRequest};
 /// `self` is per-connection state, like a Tornado handler object. Every
 /// method has a default; implement the ones you need and export the type
 /// with [`export_handler!`](crate::export_handler).
+///
+/// The methods after the upgrade get the connection as a [`Ws`]: write,
+/// ping and close through it, and find the request there.
 ///
 /// Event order for one connection:
 ///
@@ -24,8 +28,9 @@ use crate::types::{CloseInfo, ConnectionInfo, Message, Reject, UpgradeRequest};
 ///    [`on_ping`](Self::on_ping) and [`on_pong`](Self::on_pong);
 /// 4. [`on_close`](Self::on_close), exactly once.
 ///
-/// A host may skip the upgrade phase; the handler is then created just
-/// before `open`.
+/// A handler value created after the upgrade phase (which a host may do,
+/// e.g. after giving an idle connection's instance back) finds the request
+/// through [`Ws::request`].
 ///
 /// A handler that panics traps: the host closes its connection with 1011
 /// (internal error) and other connections go on. The same happens when a
@@ -78,10 +83,10 @@ pub trait WebSocketHandler: Default + 'static {
     }
 
     /// The connection is open (Tornado's `open(*args, **kwargs)`: the route's
-    /// captures are in `conn.request.path_args` and `conn.request.path_kwargs`).
+    /// captures are in `ws.request().path_args` and `ws.request().path_kwargs`).
     /// The handler may write from here on.
-    fn open(&mut self, conn: &ConnectionInfo) {
-        let _ = conn;
+    fn open(&mut self, ws: &Ws) {
+        let _ = ws;
     }
 
     /// A complete message arrived (Tornado's `on_message`).
@@ -89,31 +94,31 @@ pub trait WebSocketHandler: Default + 'static {
     /// Messages that arrive together reach the instance in one call from the
     /// host, and this is called for each in order; the replies written from
     /// here are handed back together when the last one returns. After the
-    /// handler [`close`](crate::close)s, the rest of such a batch is skipped,
+    /// handler [`close`](Ws::close)s, the rest of such a batch is skipped,
     /// as the host would have dropped it.
     ///
     /// The default ignores it.
-    fn on_message(&mut self, message: Message) {
-        let _ = message;
+    fn on_message(&mut self, ws: &Ws, message: Message) {
+        let _ = (ws, message);
     }
 
     /// A ping arrived (Tornado's `on_ping`). The host has already queued the
     /// pong.
-    fn on_ping(&mut self, data: &[u8]) {
-        let _ = data;
+    fn on_ping(&mut self, ws: &Ws, data: &[u8]) {
+        let _ = (ws, data);
     }
 
-    /// A pong arrived, in answer to a [`ping`](crate::ping) or unsolicited
+    /// A pong arrived, in answer to a [`ping`](Ws::ping) or unsolicited
     /// (Tornado's `on_pong`).
-    fn on_pong(&mut self, data: &[u8]) {
-        let _ = data;
+    fn on_pong(&mut self, ws: &Ws, data: &[u8]) {
+        let _ = (ws, data);
     }
 
     /// The connection is closed (Tornado's `on_close`). Called exactly once
     /// for an opened connection; writes from here fail with
-    /// [`Closed`](crate::Closed). [`close_code`](crate::close_code) and
-    /// [`close_reason`](crate::close_reason) are set from here on.
-    fn on_close(&mut self, info: &CloseInfo) {
-        let _ = info;
+    /// [`Closed`](crate::Closed). [`Ws::close_code`] and
+    /// [`Ws::close_reason`] are set from here on.
+    fn on_close(&mut self, ws: &Ws, info: &CloseInfo) {
+        let _ = (ws, info);
     }
 }

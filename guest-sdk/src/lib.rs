@@ -13,8 +13,11 @@
 //! and the SDK creates one value of your handler type (with [`Default`]) in
 //! that instance. So `self` *is* the per-connection state, exactly like a
 //! Tornado `WebSocketHandler` object, and it lives as long as its
-//! connection. Globals are per connection too: instances share nothing, so
-//! a handler cannot reach other connections (no in-process broadcast).
+//! connection. Instances share nothing, so a handler cannot reach other
+//! connections (no in-process broadcast).
+//!
+//! Every event after the upgrade gets the connection as a [`Ws`]: write,
+//! ping and close through it, and read the request from it.
 //!
 //! A handler that panics traps. The host then closes that connection with
 //! 1011 (internal error); other connections go on. The same happens when a
@@ -28,10 +31,7 @@
 //! are, and logs when the connection ends.
 //!
 //! ```no_run
-//! use wsbox_guest::{
-//!     CloseInfo, ConnectionInfo, Message, Reject, UpgradeRequest, WebSocketHandler, log,
-//!     write_message,
-//! };
+//! use wsbox_guest::{CloseInfo, Message, Reject, UpgradeRequest, WebSocketHandler, Ws, log};
 //!
 //! /// Per-connection state: one value per connection.
 //! #[derive(Default)]
@@ -51,21 +51,21 @@
 //!         }
 //!     }
 //!
-//!     fn open(&mut self, conn: &ConnectionInfo) {
-//!         let room = conn.request.path_kwarg("room").unwrap_or("lobby");
+//!     fn open(&mut self, ws: &Ws) {
+//!         let room = ws.request().path_kwarg("room").unwrap_or("lobby");
 //!         // Writing only fails once the connection is closing; nothing to do then.
-//!         let _ = write_message(format!("welcome to {room}, {}", self.nick));
+//!         let _ = ws.write_message(format!("welcome to {room}, {}", self.nick));
 //!     }
 //!
-//!     fn on_message(&mut self, message: Message) {
+//!     fn on_message(&mut self, ws: &Ws, message: Message) {
 //!         self.messages += 1;
 //!         let _ = match message {
-//!             Message::Text(text) => write_message(format!("{}: {text}", self.nick)),
-//!             Message::Binary(bytes) => write_message(bytes),
+//!             Message::Text(text) => ws.write_message(format!("{}: {text}", self.nick)),
+//!             Message::Binary(bytes) => ws.write_message(bytes),
 //!         };
 //!     }
 //!
-//!     fn on_close(&mut self, info: &CloseInfo) {
+//!     fn on_close(&mut self, _ws: &Ws, info: &CloseInfo) {
 //!         log::info(format!(
 //!             "{} left after {} messages (code {:?}, reason {:?}, {})",
 //!             self.nick, self.messages, info.code, info.reason, info.cause
@@ -75,6 +75,28 @@
 //!
 //! wsbox_guest::export_handler!(Room);
 //! # fn main() {}
+//! ```
+//!
+//! # Testing
+//!
+//! [`testing::TestConnection`] runs a handler natively, under `cargo test`,
+//! and records what it sent: no wasm, no server.
+//!
+//! ```
+//! # use wsbox_guest::{Message, WebSocketHandler, Ws};
+//! # #[derive(Default)]
+//! # struct Echo;
+//! # impl WebSocketHandler for Echo {
+//! #     fn on_message(&mut self, ws: &Ws, message: Message) {
+//! #         let _ = ws.write_message(message);
+//! #     }
+//! # }
+//! use wsbox_guest::UpgradeRequest;
+//! use wsbox_guest::testing::{Sent, TestConnection};
+//!
+//! let mut conn = TestConnection::<Echo>::connect(UpgradeRequest::default()).unwrap();
+//! conn.receive("hi");
+//! assert_eq!(conn.take_sent(), vec![Sent::Text("hi".into())]);
 //! ```
 //!
 //! # Building
@@ -109,6 +131,10 @@
 //! Keep the handler crate outside the wsbox checkout: inside it, cargo
 //! makes it part of wsbox's workspace.
 //!
+//! The component implements `wsbox:websocket@0.2.0` (`wit/websocket.wit`),
+//! world `websocket-batch-handler`: the SDK exports the batch interface, so
+//! messages that arrive together reach the instance in one call.
+//!
 //! # From Tornado
 //!
 //! | Tornado `WebSocketHandler`          | wsbox-guest                                              |
@@ -123,37 +149,36 @@
 //! | `on_message(message)`               | [`WebSocketHandler::on_message`] with [`Message`]        |
 //! | `on_ping(data)` / `on_pong(data)`   | [`WebSocketHandler::on_ping`] / [`on_pong`](WebSocketHandler::on_pong) |
 //! | `on_close()`                        | [`WebSocketHandler::on_close`] with [`CloseInfo`]        |
-//! | `self.request`                      | [`request()`], `conn.request` in `open`                  |
-//! | `write_message(msg, binary=...)`    | [`write_message`] (`&str`/`String` text, bytes binary)   |
-//! | `write_message(dict)`               | [`write_json`]                                           |
-//! | `ping(data)`                        | [`ping`]                                                 |
-//! | `close(code, reason)`               | [`close`]                                                |
-//! | `close_code` / `close_reason`       | [`close_code()`] / [`close_reason()`], or [`CloseInfo`]  |
-//! | `selected_subprotocol`              | [`selected_subprotocol()`]                               |
-//! | `set_nodelay(value)`                | [`set_nodelay`]                                          |
+//! | `self.request`                      | [`Ws::request`]                                          |
+//! | `write_message(msg, binary=...)`    | [`Ws::write_message`] (`&str`/`String` text, bytes binary) |
+//! | `write_message(dict)`               | [`Ws::write_json`]                                       |
+//! | `ping(data)`                        | [`Ws::ping`]                                             |
+//! | `close(code, reason)`               | [`Ws::close`]                                            |
+//! | `close_code` / `close_reason`       | [`Ws::close_code`] / [`Ws::close_reason`], or [`CloseInfo`] |
+//! | `selected_subprotocol`              | [`Ws::selected_subprotocol`]                             |
+//! | `set_nodelay(value)`                | [`Ws::set_nodelay`]                                      |
 //! | `WebSocketClosedError`              | [`Closed`]                                               |
 //! | `logging`                           | [`log`] (and `println!`, which the host logs too)        |
 //!
-//! Host calls are free functions about the instance's own connection. Their
-//! error types all implement [`std::error::Error`], so a helper returning
-//! `Result<(), Box<dyn std::error::Error>>` can use `?` on any of them.
+//! The errors of [`Ws`]'s calls all implement [`std::error::Error`], so a
+//! helper returning `Result<(), Box<dyn std::error::Error>>` can use `?` on
+//! any of them.
 
 #![warn(missing_docs)]
 
-mod conn;
+mod backend;
+mod errors;
 mod handler;
 pub mod log;
 mod runtime;
+pub mod testing;
 mod types;
+mod ws;
 
-pub use conn::{
-    CloseError, Closed, JsonError, PingError, close, close_code, close_info, close_reason,
-    connection_info, ping, request, selected_subprotocol, set_nodelay, write_json, write_message,
-};
+pub use errors::{CloseError, Closed, JsonError, PingError};
 pub use handler::WebSocketHandler;
-pub use types::{
-    CloseCause, CloseInfo, ConnectionInfo, Message, OutMessage, Reject, UpgradeRequest,
-};
+pub use types::{CloseCause, CloseInfo, Message, OutMessage, Reject, UpgradeRequest};
+pub use ws::Ws;
 
 use __private::bindings;
 
@@ -167,14 +192,18 @@ pub mod __private {
     pub mod bindings {
         wit_bindgen::generate!({
             path: "../wit",
-            world: "websocket-handler",
+            // The SDK exports the batch interface for every handler: the
+            // host then hands over messages that arrive together in one call.
+            world: "websocket-batch-handler",
             pub_export_macro: true,
             default_bindings_module: "wsbox_guest::__private::bindings",
             ownership: Borrowing { duplicate_if_necessary: true },
         });
     }
 
+    pub use bindings::exports::wsbox::websocket::batch_handler::Guest as BatchGuest;
     pub use bindings::exports::wsbox::websocket::handler::Guest;
+    pub use bindings::wsbox::websocket::connection::Connection;
     pub use bindings::wsbox::websocket::types as wit;
 }
 
@@ -183,12 +212,14 @@ pub mod __private {
 /// Use it once, in the crate that builds the component (a `cdylib`):
 ///
 /// ```no_run
+/// use wsbox_guest::{Message, WebSocketHandler, Ws};
+///
 /// #[derive(Default)]
 /// struct Echo;
 ///
-/// impl wsbox_guest::WebSocketHandler for Echo {
-///     fn on_message(&mut self, message: wsbox_guest::Message) {
-///         let _ = wsbox_guest::write_message(message);
+/// impl WebSocketHandler for Echo {
+///     fn on_message(&mut self, ws: &Ws, message: Message) {
+///         let _ = ws.write_message(message);
 ///     }
 /// }
 ///
@@ -198,6 +229,14 @@ pub mod __private {
 #[macro_export]
 macro_rules! export_handler {
     ($handler:ty) => {
+        /// The exported handler type, reachable in native builds too (where
+        /// nothing is exported), so that it is not dead code there.
+        #[doc(hidden)]
+        #[cfg(not(target_arch = "wasm32"))]
+        pub fn __wsbox_exported_handler() -> $handler {
+            <$handler as ::core::default::Default>::default()
+        }
+
         const _: () = {
             ::std::thread_local! {
                 static WSBOX_HANDLER: $crate::__private::Slot<$handler> =
@@ -213,31 +252,49 @@ macro_rules! export_handler {
                     WSBOX_HANDLER.with(|slot| slot.upgrade(request))
                 }
 
-                fn on_open(info: $crate::__private::wit::ConnectionInfo) {
-                    WSBOX_HANDLER.with(|slot| slot.on_open(info))
+                fn on_open(
+                    conn: &$crate::__private::Connection,
+                    info: $crate::__private::wit::OpenInfo,
+                ) {
+                    WSBOX_HANDLER.with(|slot| slot.on_open(conn, info))
                 }
 
-                fn on_message(message: $crate::__private::wit::MessageResult) {
-                    WSBOX_HANDLER.with(|slot| slot.on_message(message))
+                fn on_message(
+                    conn: &$crate::__private::Connection,
+                    message: $crate::__private::wit::MessageResult,
+                ) {
+                    WSBOX_HANDLER.with(|slot| slot.on_message(conn, message))
                 }
 
-                fn on_messages(batch: $crate::__private::wit::MessageBatchResult) {
-                    WSBOX_HANDLER.with(|slot| slot.on_messages(batch))
+                fn on_ping(conn: &$crate::__private::Connection, data: ::std::vec::Vec<u8>) {
+                    WSBOX_HANDLER.with(|slot| slot.on_ping(conn, data))
                 }
 
-                fn on_ping(data: ::std::vec::Vec<u8>) {
-                    WSBOX_HANDLER.with(|slot| slot.on_ping(data))
+                fn on_pong(conn: &$crate::__private::Connection, data: ::std::vec::Vec<u8>) {
+                    WSBOX_HANDLER.with(|slot| slot.on_pong(conn, data))
                 }
 
-                fn on_pong(data: ::std::vec::Vec<u8>) {
-                    WSBOX_HANDLER.with(|slot| slot.on_pong(data))
-                }
-
-                fn on_close(info: $crate::__private::wit::CloseInfo) {
-                    WSBOX_HANDLER.with(|slot| slot.on_close(info))
+                fn on_close(
+                    conn: &$crate::__private::Connection,
+                    info: $crate::__private::wit::CloseInfo,
+                ) {
+                    WSBOX_HANDLER.with(|slot| slot.on_close(conn, info))
                 }
             }
 
+            impl $crate::__private::BatchGuest for WsboxExport {
+                fn on_messages(
+                    conn: &$crate::__private::Connection,
+                    batch: $crate::__private::wit::MessageBatchResult,
+                ) {
+                    WSBOX_HANDLER.with(|slot| slot.on_messages(conn, batch))
+                }
+            }
+
+            // Natively (unit tests with `wsbox_guest::testing`) there is
+            // no component to export from, and a cdylib could not be
+            // linked with the component model's export names.
+            #[cfg(target_arch = "wasm32")]
             $crate::__private::bindings::export!(
                 WsboxExport with_types_in $crate::__private::bindings
             );

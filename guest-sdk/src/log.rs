@@ -11,8 +11,6 @@
 //! Anything the handler prints to stdout or stderr (`println!`) also ends up
 //! in the host's log.
 
-use crate::bindings::wsbox::websocket::types::LogLevel;
-
 /// Severity of a log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
@@ -29,15 +27,25 @@ pub enum Level {
 }
 
 /// Writes `message` to the host's log at `level`.
+///
+/// Outside a component (a native `cargo test` with
+/// [`testing`](crate::testing)), the line goes to stderr, which the test
+/// harness captures.
 pub fn log(level: Level, message: impl AsRef<str>) {
-    let level = match level {
-        Level::Trace => LogLevel::Trace,
-        Level::Debug => LogLevel::Debug,
-        Level::Info => LogLevel::Info,
-        Level::Warn => LogLevel::Warn,
-        Level::Error => LogLevel::Error,
-    };
-    crate::bindings::wsbox::websocket::connection::log(level, message.as_ref());
+    #[cfg(target_arch = "wasm32")]
+    {
+        use crate::bindings::wsbox::websocket::types::LogLevel;
+        let level = match level {
+            Level::Trace => LogLevel::Trace,
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        };
+        crate::bindings::wsbox::websocket::logging::log(level, message.as_ref());
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("[{level:?}] {}", message.as_ref());
 }
 
 /// Writes `message` to the host's log at trace level.

@@ -3,17 +3,21 @@
 
 use std::cell::RefCell;
 
+use crate::backend::{Backend, HostConnection};
+use crate::bindings::wsbox::websocket::connection as host;
 use crate::bindings::wsbox::websocket::types as wit;
-use crate::conn;
 use crate::handler::WebSocketHandler;
 use crate::types::{Message, UpgradeRequest, wit_headers};
+use crate::ws::ConnData;
 
-/// The per-instance handler value. An instance serves one connection and
-/// is single-threaded; the component model forbids re-entering an export
-/// while a host call is running, so the `RefCell` is never contended.
+/// The per-instance handler value and what the SDK keeps for its
+/// connection. An instance serves one connection and is single-threaded;
+/// the component model forbids re-entering an export while a host call is
+/// running, so the `RefCell`s are never contended.
 #[doc(hidden)]
 pub struct Slot<H> {
     handler: RefCell<Option<H>>,
+    conn: RefCell<ConnData>,
 }
 
 impl<H: WebSocketHandler> Default for Slot<H> {
@@ -26,6 +30,7 @@ impl<H: WebSocketHandler> Slot<H> {
     pub const fn new() -> Self {
         Self {
             handler: RefCell::new(None),
+            conn: RefCell::new(ConnData::new()),
         }
     }
 
@@ -34,59 +39,109 @@ impl<H: WebSocketHandler> Slot<H> {
         f(handler.get_or_insert_with(H::default))
     }
 
+    /// The handler value, once an event created it.
+    pub(crate) fn handler(&self) -> std::cell::Ref<'_, Option<H>> {
+        self.handler.borrow()
+    }
+
     pub fn upgrade(&self, request: wit::UpgradeRequest) -> wit::UpgradeDecision {
-        let request = conn::store_request(request.into());
+        self.upgrade_with(request.into())
+    }
+
+    pub fn on_open(&self, conn: &host::Connection, info: wit::OpenInfo) {
+        self.on_open_with(&HostConnection(conn), info);
+    }
+
+    pub fn on_message(&self, conn: &host::Connection, message: wit::MessageResult) {
+        self.on_message_with(&HostConnection(conn), message);
+    }
+
+    pub fn on_messages(&self, conn: &host::Connection, batch: wit::MessageBatchResult) {
+        self.on_messages_with(&HostConnection(conn), batch);
+    }
+
+    pub fn on_ping(&self, conn: &host::Connection, data: Vec<u8>) {
+        self.on_ping_with(&HostConnection(conn), data);
+    }
+
+    pub fn on_pong(&self, conn: &host::Connection, data: Vec<u8>) {
+        self.on_pong_with(&HostConnection(conn), data);
+    }
+
+    pub fn on_close(&self, conn: &host::Connection, info: wit::CloseInfo) {
+        self.on_close_with(&HostConnection(conn), info);
+    }
+
+    pub(crate) fn upgrade_with(&self, request: UpgradeRequest) -> wit::UpgradeDecision {
+        let conn = self.conn.borrow();
+        let request = conn.set_request(request);
         self.with(|handler| decide(handler, request))
     }
 
-    pub fn on_open(&self, info: wit::ConnectionInfo) {
-        let info = conn::store_connection(info.into());
-        self.with(|handler| handler.open(info));
+    pub(crate) fn on_open_with(&self, backend: &dyn Backend, info: wit::OpenInfo) {
+        self.conn
+            .borrow_mut()
+            .opened(info.subprotocol, info.extensions);
+        let conn = self.conn.borrow();
+        let ws = conn.ws(backend);
+        self.with(|handler| handler.open(&ws));
     }
 
-    pub fn on_message(&self, message: wit::MessageResult) {
+    pub(crate) fn on_message_with(&self, backend: &dyn Backend, message: wit::MessageResult) {
         let message = match message {
             wit::MessageResult::Text(text) => Message::Text(text),
             wit::MessageResult::Binary(data) => Message::Binary(data),
         };
-        self.with(|handler| handler.on_message(message));
+        let conn = self.conn.borrow();
+        let ws = conn.ws(backend);
+        self.with(|handler| handler.on_message(&ws, message));
     }
 
-    pub fn on_messages(&self, batch: wit::MessageBatchResult) {
-        conn::begin_batch();
+    pub(crate) fn on_messages_with(&self, backend: &dyn Backend, batch: wit::MessageBatchResult) {
+        let conn = self.conn.borrow();
+        conn.begin_batch();
+        let ws = conn.ws(backend);
         self.with(|handler| {
             let wit::MessageBatchResult { data, spans } = batch;
             if let [span] = spans.as_slice() {
                 // One message: it owns the batch's buffer, no copy.
-                handler.on_message(message(span.kind, data));
+                handler.on_message(&ws, message(span.kind, data));
             } else {
                 let mut rest = data.as_slice();
                 for span in &spans {
-                    if conn::is_closed() {
+                    if conn.is_closing() {
                         break;
                     }
                     let len = (span.len as usize).min(rest.len());
                     let (bytes, tail) = rest.split_at(len);
                     rest = tail;
-                    handler.on_message(message(span.kind, bytes.to_vec()));
+                    handler.on_message(&ws, message(span.kind, bytes.to_vec()));
                 }
             }
         });
-        conn::end_batch();
+        conn.end_batch(backend);
     }
 
-    pub fn on_ping(&self, data: Vec<u8>) {
-        self.with(|handler| handler.on_ping(&data));
+    pub(crate) fn on_ping_with(&self, backend: &dyn Backend, data: Vec<u8>) {
+        let conn = self.conn.borrow();
+        let ws = conn.ws(backend);
+        self.with(|handler| handler.on_ping(&ws, &data));
     }
 
-    pub fn on_pong(&self, data: Vec<u8>) {
-        self.with(|handler| handler.on_pong(&data));
+    pub(crate) fn on_pong_with(&self, backend: &dyn Backend, data: Vec<u8>) {
+        let conn = self.conn.borrow();
+        let ws = conn.ws(backend);
+        self.with(|handler| handler.on_pong(&ws, &data));
     }
 
-    pub fn on_close(&self, info: wit::CloseInfo) {
-        conn::mark_closed();
-        let info = conn::store_close_info(info.into());
-        self.with(|handler| handler.on_close(info));
+    pub(crate) fn on_close_with(&self, backend: &dyn Backend, info: wit::CloseInfo) {
+        self.conn.borrow_mut().closed(info.into());
+        let conn = self.conn.borrow();
+        let ws = conn.ws(backend);
+        let Some(info) = ws.close_info() else {
+            return;
+        };
+        self.with(|handler| handler.on_close(&ws, info));
     }
 }
 

@@ -1,8 +1,9 @@
-//! The data a handler receives: the upgrade request, the established
-//! connection, messages and close information.
+//! The data a handler receives: the upgrade request, messages and close
+//! information.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::bindings::wsbox::websocket::types as wit;
 
@@ -11,24 +12,28 @@ use crate::bindings::wsbox::websocket::types as wit;
 ///
 /// Header names are lower-case as the host received them; use
 /// [`header`](Self::header) for a case-insensitive lookup.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpgradeRequest {
-    /// A host-wide unique id of this connection, for logs.
+    /// A host-wide unique id of this connection, for logs and for keying
+    /// per-connection state ([`Ws::id`](crate::Ws::id)).
     pub connection_id: u64,
     /// The request path, not percent-decoded (`/chat/room%201`).
     pub path: String,
     /// The raw query string without the `?`, empty if none.
     pub query: String,
     /// Every request header as `(name, value)`, in the order received.
-    pub headers: Vec<(String, String)>,
+    /// Values are the bytes received: HTTP allows non-ASCII octets, so use
+    /// [`header`](Self::header) for the value as text.
+    pub headers: Vec<(String, Vec<u8>)>,
     /// The route's unnamed captures in order: Tornado's `open(*args)`.
     /// A capture that did not participate in the match is an empty string.
     pub path_args: Vec<String>,
     /// The route's named captures as `(name, value)`, in the order the host
     /// sent them: Tornado's `open(**kwargs)`.
     pub path_kwargs: Vec<(String, String)>,
-    /// The peer's address as `ip:port`.
-    pub remote_addr: String,
+    /// The peer's address (the TCP peer: a proxy's address when the client
+    /// connects through one).
+    pub remote_addr: SocketAddr,
     /// The subprotocols the client offered in `Sec-WebSocket-Protocol`, in
     /// its order of preference.
     pub subprotocols: Vec<String>,
@@ -39,20 +44,49 @@ pub struct UpgradeRequest {
     pub origin_allowed: bool,
 }
 
+impl Default for UpgradeRequest {
+    /// `GET /` from `127.0.0.1:0`, without headers: a starting point for
+    /// tests (see [`testing`](crate::testing)).
+    fn default() -> Self {
+        Self {
+            connection_id: 1,
+            path: "/".to_owned(),
+            query: String::new(),
+            headers: Vec::new(),
+            path_args: Vec::new(),
+            path_kwargs: Vec::new(),
+            remote_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            subprotocols: Vec::new(),
+            origin: None,
+            origin_allowed: true,
+        }
+    }
+}
+
 impl UpgradeRequest {
-    /// The value of the first header called `name`, compared
-    /// case-insensitively.
+    /// The value of the first header called `name` (compared
+    /// case-insensitively) as text; `None` when there is none or its value
+    /// is not UTF-8 (see [`header_bytes`](Self::header_bytes)).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.header_values(name).next()
     }
 
-    /// The values of every header called `name` (case-insensitive), in the
-    /// order received.
+    /// The value of the first header called `name` (case-insensitive), as
+    /// the bytes received.
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The values of every header called `name` (case-insensitive) that
+    /// are UTF-8, in the order received.
     pub fn header_values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> {
         self.headers
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
     }
 
     /// The `index`-th unnamed route capture.
@@ -99,7 +133,7 @@ impl From<wit::UpgradeRequest> for UpgradeRequest {
                 .into_iter()
                 .map(|c| (c.name, c.value))
                 .collect(),
-            remote_addr: r.remote_addr,
+            remote_addr: socket_addr(&r.remote_address),
             subprotocols: r.subprotocols,
             origin: r.origin,
             origin_allowed: r.origin_allowed,
@@ -107,28 +141,12 @@ impl From<wit::UpgradeRequest> for UpgradeRequest {
     }
 }
 
-/// The connection as established, passed to
-/// [`open`](crate::WebSocketHandler::open).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ConnectionInfo {
-    /// The request that was accepted.
-    pub request: UpgradeRequest,
-    /// The subprotocol in force, if one was selected (Tornado's
-    /// `selected_subprotocol`).
-    pub subprotocol: Option<String>,
-    /// The negotiated extensions as answered in `Sec-WebSocket-Extensions`,
-    /// empty when none.
-    pub extensions: String,
-}
-
-impl From<wit::ConnectionInfo> for ConnectionInfo {
-    fn from(c: wit::ConnectionInfo) -> Self {
-        Self {
-            request: c.request.into(),
-            subprotocol: c.subprotocol,
-            extensions: c.extensions,
-        }
-    }
+fn socket_addr(a: &wit::SocketAddress) -> SocketAddr {
+    let ip = match a.address {
+        wit::IpAddress::Ipv4((a, b, c, d)) => IpAddr::from([a, b, c, d]),
+        wit::IpAddress::Ipv6((a, b, c, d, e, f, g, h)) => IpAddr::from([a, b, c, d, e, f, g, h]),
+    };
+    SocketAddr::new(ip, a.port)
 }
 
 /// One complete message received from the peer, reassembled and
@@ -174,7 +192,31 @@ impl Message {
     }
 }
 
-/// A message to send with [`write_message`](crate::write_message), borrowed
+impl From<&str> for Message {
+    fn from(text: &str) -> Self {
+        Message::Text(text.to_owned())
+    }
+}
+
+impl From<String> for Message {
+    fn from(text: String) -> Self {
+        Message::Text(text)
+    }
+}
+
+impl From<&[u8]> for Message {
+    fn from(bytes: &[u8]) -> Self {
+        Message::Binary(bytes.to_vec())
+    }
+}
+
+impl From<Vec<u8>> for Message {
+    fn from(bytes: Vec<u8>) -> Self {
+        Message::Binary(bytes)
+    }
+}
+
+/// A message to send with [`Ws::write_message`](crate::Ws::write_message), borrowed
 /// or owned.
 ///
 /// You rarely name this type: `&str`, `String` and `&String` convert into a
@@ -276,7 +318,7 @@ impl<'a> From<&'a Message> for OutMessage<'a> {
 pub enum CloseCause {
     /// The peer sent a close frame.
     PeerClosed,
-    /// The handler called [`close`](crate::close).
+    /// The handler called [`Ws::close`](crate::Ws::close).
     HandlerClosed,
     /// The peer broke the protocol (1002), sent invalid UTF-8 (1007) or
     /// another invalid payload.
@@ -289,6 +331,12 @@ pub enum CloseCause {
     GoingAway,
     /// The TCP connection ended or failed without a close handshake (1006).
     ConnectionLost,
+    /// The handler queued more output than its route allows while the peer
+    /// was not reading: the host closed with 1011 "output limit exceeded".
+    OutputLimit,
+    /// The server closed the connection on someone else's request (an
+    /// operator through the admin API), with the code and reason they gave.
+    ClosedByServer,
 }
 
 impl CloseCause {
@@ -302,6 +350,8 @@ impl CloseCause {
             CloseCause::PingTimeout => "ping-timeout",
             CloseCause::GoingAway => "going-away",
             CloseCause::ConnectionLost => "connection-lost",
+            CloseCause::OutputLimit => "output-limit",
+            CloseCause::ClosedByServer => "closed-by-server",
         }
     }
 }
@@ -323,6 +373,8 @@ impl From<wit::CloseCause> for CloseCause {
             wit::CloseCause::PingTimeout => CloseCause::PingTimeout,
             wit::CloseCause::GoingAway => CloseCause::GoingAway,
             wit::CloseCause::ConnectionLost => CloseCause::ConnectionLost,
+            wit::CloseCause::OutputLimit => CloseCause::OutputLimit,
+            wit::CloseCause::ClosedByServer => CloseCause::ClosedByServer,
         }
     }
 }
@@ -400,6 +452,9 @@ impl std::error::Error for Reject {}
 pub(crate) fn wit_headers(headers: Vec<(String, String)>) -> Vec<wit::Header> {
     headers
         .into_iter()
-        .map(|(name, value)| wit::Header { name, value })
+        .map(|(name, value)| wit::Header {
+            name,
+            value: value.into_bytes(),
+        })
         .collect()
 }

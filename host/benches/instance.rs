@@ -14,8 +14,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use wsbox::config::{ModuleSource, RouteLimits, RuntimeConfig};
 use wsbox::protocol::{Config as EngineConfig, Connection, Role};
 use wsbox::runtime::{
-    BatchMessage, CloseCause, CloseInfo, ConnectionInfo, Effect, HandlerModule, InstanceLimits,
-    Message, MessageBatch, MessageKind, MessageSpan, Runtime, UpgradeRequest,
+    BatchMessage, CloseCause, CloseInfo, Effect, HandlerModule, InstanceLimits, Message,
+    MessageBatch, MessageKind, MessageSpan, OpenInfo, Runtime, UpgradeRequest, to_socket_address,
 };
 
 fn request(id: u64) -> UpgradeRequest {
@@ -26,7 +26,7 @@ fn request(id: u64) -> UpgradeRequest {
         headers: vec![],
         positional_captures: vec![],
         named_captures: vec![],
-        remote_addr: "127.0.0.1:1".into(),
+        remote_address: to_socket_address(([127, 0, 0, 1], 1).into()),
         subprotocols: vec![],
         origin: None,
         origin_allowed: true,
@@ -108,10 +108,9 @@ fn lifecycle(c: &mut Criterion) {
                         .instantiate(&s.limits, i)
                         .await
                         .expect("instantiate");
-                    inst.upgrade(&request(i)).await.expect("upgrade");
+                    inst.upgrade(request(i)).await.expect("upgrade");
                     inst.set_connection(true, 0);
-                    inst.on_open(&ConnectionInfo {
-                        request: request(i),
+                    inst.on_open(&OpenInfo {
                         subprotocol: None,
                         extensions: String::new(),
                     })
@@ -156,7 +155,7 @@ fn lifecycle(c: &mut Criterion) {
         ] {
             // Per message, so that a batch compares with single calls.
             g.throughput(Throughput::Bytes(size as u64));
-            let msgs = batch(kind, size, count);
+            let mut msgs = batch(kind, size, count);
             let single = match kind {
                 MessageKind::Text => Message::Text("x".repeat(size)),
                 MessageKind::Binary => Message::Binary(vec![b'x'; size]),
@@ -169,9 +168,9 @@ fn lifecycle(c: &mut Criterion) {
                         while done < iters {
                             inst.set_connection(true, 0);
                             if count == 1 {
-                                inst.on_message(&single).await.expect("on_message");
+                                inst.on_message(single.clone()).await.expect("on_message");
                             } else {
-                                inst.on_messages(&msgs).await.expect("on_messages");
+                                inst.on_messages(&mut msgs).await.expect("on_messages");
                             }
                             // Applied as the connection task does.
                             inst.take_effects(&mut effects);

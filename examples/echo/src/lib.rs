@@ -4,7 +4,7 @@
 //! greeting listing them; without captures the handler is a pure echo (the
 //! Autobahn conformance suite runs against it).
 
-use wsbox_guest::{CloseInfo, ConnectionInfo, Message, WebSocketHandler, log, write_message};
+use wsbox_guest::{CloseInfo, Message, WebSocketHandler, Ws, log};
 
 /// Per-connection state: the host runs one instance per connection.
 #[derive(Default)]
@@ -13,8 +13,8 @@ struct Echo {
 }
 
 impl WebSocketHandler for Echo {
-    fn open(&mut self, conn: &ConnectionInfo) {
-        let request = &conn.request;
+    fn open(&mut self, ws: &Ws) {
+        let request = ws.request();
         if request.path_args.is_empty() && request.path_kwargs.is_empty() {
             return;
         }
@@ -28,17 +28,17 @@ impl WebSocketHandler for Echo {
             request.path_args.join(", "),
             kwargs.join(", "),
         );
-        let _ = write_message(greeting);
+        let _ = ws.write_message(greeting);
     }
 
-    fn on_message(&mut self, message: Message) {
+    fn on_message(&mut self, ws: &Ws, message: Message) {
         // Fails only when the connection is closing: then there is nobody to answer.
-        if write_message(message).is_ok() {
+        if ws.write_message(message).is_ok() {
             self.echoed += 1;
         }
     }
 
-    fn on_close(&mut self, info: &CloseInfo) {
+    fn on_close(&mut self, _ws: &Ws, info: &CloseInfo) {
         let code = info.code.map_or("none".to_owned(), |code| code.to_string());
         log::info(format!(
             "echo closed: code={code} reason={:?} echoed={} messages",
@@ -48,3 +48,50 @@ impl WebSocketHandler for Echo {
 }
 
 wsbox_guest::export_handler!(Echo);
+
+#[cfg(test)]
+mod tests {
+    use super::Echo;
+    use wsbox_guest::UpgradeRequest;
+    use wsbox_guest::testing::{Sent, TestConnection};
+
+    #[test]
+    fn echoes_each_message_with_its_type() {
+        let mut conn = TestConnection::<Echo>::connect(UpgradeRequest::default()).unwrap();
+        conn.receive("hello");
+        conn.receive(vec![0u8, 1, 2]);
+        assert_eq!(
+            conn.take_sent(),
+            vec![Sent::Text("hello".into()), Sent::Binary(vec![0, 1, 2])]
+        );
+        assert_eq!(conn.handler().echoed, 2);
+    }
+
+    #[test]
+    fn a_batch_is_echoed_in_order_and_stops_after_the_peer_closes() {
+        let mut conn = TestConnection::<Echo>::connect(UpgradeRequest::default()).unwrap();
+        conn.receive_batch(["a", "b", "c"]);
+        let sent = conn.take_sent();
+        assert_eq!(sent, ["a", "b", "c"].map(|t| Sent::Text(t.into())).to_vec());
+        conn.close_from_peer(Some(1000), "bye");
+        conn.receive("too late");
+        assert!(conn.take_sent().is_empty());
+        assert_eq!(conn.handler().echoed, 3);
+    }
+
+    #[test]
+    fn route_captures_are_greeted() {
+        let request = UpgradeRequest {
+            path: "/echo/lobby".into(),
+            path_kwargs: vec![("room".into(), "lobby".into())],
+            ..UpgradeRequest::default()
+        };
+        let mut conn = TestConnection::<Echo>::connect(request).unwrap();
+        assert_eq!(
+            conn.take_sent(),
+            vec![Sent::Text(
+                "hello from wsbox echo: args=[] kwargs={room: lobby}".into()
+            )]
+        );
+    }
+}

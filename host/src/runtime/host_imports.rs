@@ -1,12 +1,18 @@
-//! The host functions a handler imports (`wsbox:websocket/connection`).
+//! The host functions a handler imports (`wsbox:websocket/connection` and
+//! `logging`, and their 0.1.0 forms).
 //! Each acts on the instance's own connection only, and only by recording
 //! an [`Effect`]: the connection task applies the effects to its protocol
 //! engine and socket after the call returns.
 
 use wsbox_protocol::CloseError as EngineCloseError;
 
-use super::bindings::wsbox::websocket::{connection, types};
-use super::bindings::{CloseError, LogLevel, Message, MessageBatch, PingError, WriteError};
+use wasmtime::component::Resource;
+
+use super::bindings::v0_2::wsbox::websocket::{connection, logging, types};
+use super::bindings::{
+    CloseError, ConnectionResource, IpAddress, LogLevel, Message, MessageBatch, PingError,
+    SocketAddress, UpgradeRequest, WriteError,
+};
 use super::effects::{Effect, WriteBatch};
 use super::instance::{ConnState, HostState};
 
@@ -46,28 +52,28 @@ impl ConnState {
     }
 }
 
-impl connection::Host for HostState {
-    fn write_message(&mut self, message: Message) -> Result<(), WriteError> {
+impl ConnState {
+    fn write(&mut self, message: Message) -> Result<(), WriteError> {
         let len = match &message {
             Message::Text(text) => text.len(),
             Message::Binary(data) => data.len(),
         };
-        if !self.conn.admit_output(len, 1) {
+        if !self.admit_output(len, 1) {
             return Err(WriteError::Closed);
         }
-        self.conn.effects.push(Effect::Write(message));
+        self.effects.push(Effect::Write(message));
         Ok(())
     }
 
-    fn write_messages(&mut self, batch: MessageBatch) -> wasmtime::Result<Result<(), WriteError>> {
+    fn write_batch(&mut self, batch: MessageBatch) -> wasmtime::Result<Result<(), WriteError>> {
         let batch = match WriteBatch::new(batch) {
             Ok(batch) => batch,
             Err(e) => wasmtime::bail!("write-messages: {e}"),
         };
-        if !self.conn.admit_output(batch.data_len(), batch.len()) {
+        if !self.admit_output(batch.data_len(), batch.len()) {
             return Ok(Err(WriteError::Closed));
         }
-        self.conn.effects.push(Effect::WriteBatch(batch));
+        self.effects.push(Effect::WriteBatch(batch));
         Ok(Ok(()))
     }
 
@@ -77,10 +83,10 @@ impl connection::Host for HostState {
         }
         // Pings count against the output cap like messages: a handler
         // pinging in a loop must not queue without bound either.
-        if !self.conn.admit_output(data.len(), 1) {
+        if !self.admit_output(data.len(), 1) {
             return Err(PingError::Closed);
         }
-        self.conn.effects.push(Effect::Ping(data));
+        self.effects.push(Effect::Ping(data));
         Ok(())
     }
 
@@ -94,18 +100,20 @@ impl connection::Host for HostState {
             EngineCloseError::ReasonWithoutCode => CloseError::ReasonWithoutCode,
         })?;
         // Not open (called from `upgrade`, or already closing): nothing to close.
-        if !self.conn.open {
+        if !self.open {
             return Ok(());
         }
-        self.conn.open = false;
-        self.conn.effects.push(Effect::Close { code, reason });
+        self.open = false;
+        self.effects.push(Effect::Close { code, reason });
         Ok(())
     }
 
     fn set_nodelay(&mut self, enabled: bool) {
-        self.conn.effects.push(Effect::SetNodelay(enabled));
+        self.effects.push(Effect::SetNodelay(enabled));
     }
+}
 
+impl HostState {
     fn log(&mut self, level: LogLevel, message: String) {
         let id = self.conn.id;
         let Some(dropped) = self.log_budget.admit() else {
@@ -119,6 +127,146 @@ impl connection::Host for HostState {
             LogLevel::Info => tracing::info!(target: "wsbox::guest", conn = id, "{message}"),
             LogLevel::Warn => tracing::warn!(target: "wsbox::guest", conn = id, "{message}"),
             LogLevel::Error => tracing::error!(target: "wsbox::guest", conn = id, "{message}"),
+        }
+    }
+}
+
+impl connection::Host for HostState {}
+
+/// `wsbox:websocket/connection@0.2.0`: the methods of the connection a
+/// handler was lent. An instance serves one connection, so the handle
+/// names it without a lookup.
+impl connection::HostConnection for HostState {
+    fn id(&mut self, _conn: Resource<ConnectionResource>) -> u64 {
+        self.conn.id
+    }
+
+    fn request(&mut self, _conn: Resource<ConnectionResource>) -> UpgradeRequest {
+        match &self.conn.request {
+            Some(request) => UpgradeRequest::clone(request),
+            None => unreachable_request(self.conn.id),
+        }
+    }
+
+    fn write_message(
+        &mut self,
+        _conn: Resource<ConnectionResource>,
+        message: Message,
+    ) -> Result<(), WriteError> {
+        self.conn.write(message)
+    }
+
+    fn write_messages(
+        &mut self,
+        _conn: Resource<ConnectionResource>,
+        batch: MessageBatch,
+    ) -> wasmtime::Result<Result<(), WriteError>> {
+        self.conn.write_batch(batch)
+    }
+
+    fn ping(
+        &mut self,
+        _conn: Resource<ConnectionResource>,
+        data: Vec<u8>,
+    ) -> Result<(), PingError> {
+        self.conn.ping(data)
+    }
+
+    fn close(
+        &mut self,
+        _conn: Resource<ConnectionResource>,
+        code: Option<u16>,
+        reason: Option<String>,
+    ) -> Result<(), CloseError> {
+        self.conn.close(code, reason)
+    }
+
+    fn set_nodelay(&mut self, _conn: Resource<ConnectionResource>, enabled: bool) {
+        self.conn.set_nodelay(enabled);
+    }
+
+    fn drop(&mut self, _conn: Resource<ConnectionResource>) -> wasmtime::Result<()> {
+        // Handlers are only lent the connection; there is nothing to free.
+        Ok(())
+    }
+}
+
+/// A request for a connection whose `upgrade` never ran (cannot happen
+/// today: the host always calls it). Empty rather than a trap.
+fn unreachable_request(connection_id: u64) -> UpgradeRequest {
+    UpgradeRequest {
+        connection_id,
+        path: String::new(),
+        query: String::new(),
+        headers: Vec::new(),
+        positional_captures: Vec::new(),
+        named_captures: Vec::new(),
+        remote_address: SocketAddress {
+            address: IpAddress::Ipv4((0, 0, 0, 0)),
+            port: 0,
+        },
+        subprotocols: Vec::new(),
+        origin: None,
+        origin_allowed: false,
+    }
+}
+
+impl logging::Host for HostState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        HostState::log(self, level, message);
+    }
+}
+
+/// `wsbox:websocket@0.1.0`, adapted to the same effects.
+mod v0_1_imports {
+    use super::super::bindings::v0_1::wsbox::websocket::{connection as old, types as old_types};
+    use super::super::contract::v0_1_adapt;
+    use super::{CloseError, HostState, PingError, WriteError};
+
+    impl old_types::Host for HostState {}
+
+    impl old::Host for HostState {
+        fn write_message(&mut self, message: old_types::Message) -> Result<(), old::WriteError> {
+            self.conn
+                .write(v0_1_adapt::message_from_old(message))
+                .map_err(|WriteError::Closed| old::WriteError::Closed)
+        }
+
+        fn write_messages(
+            &mut self,
+            batch: old_types::MessageBatch,
+        ) -> wasmtime::Result<Result<(), old::WriteError>> {
+            Ok(self
+                .conn
+                .write_batch(v0_1_adapt::batch_from_old(batch))?
+                .map_err(|WriteError::Closed| old::WriteError::Closed))
+        }
+
+        fn ping(&mut self, data: Vec<u8>) -> Result<(), old::PingError> {
+            self.conn.ping(data).map_err(|e| match e {
+                PingError::Closed => old::PingError::Closed,
+                PingError::PayloadTooLong => old::PingError::PayloadTooLong,
+            })
+        }
+
+        fn close(
+            &mut self,
+            code: Option<u16>,
+            reason: Option<String>,
+        ) -> Result<(), old::CloseError> {
+            self.conn.close(code, reason).map_err(|e| match e {
+                CloseError::InvalidCode => old::CloseError::InvalidCode,
+                CloseError::ReasonTooLong => old::CloseError::ReasonTooLong,
+                CloseError::ReasonWithoutCode => old::CloseError::ReasonWithoutCode,
+            })
+        }
+
+        fn set_nodelay(&mut self, enabled: bool) {
+            self.conn.set_nodelay(enabled);
+        }
+
+        fn log(&mut self, level: old_types::LogLevel, message: String) {
+            HostState::log(self, v0_1_adapt::log_level(level), message);
         }
     }
 }

@@ -8,10 +8,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::HandlerModule;
 use super::bindings::{
-    CloseInfo, ConnectionInfo, Message, MessageBatch, UpgradeDecision, UpgradeRequest,
-    WebsocketHandler,
+    CloseInfo, Message, MessageBatch, OpenInfo, UpgradeDecision, UpgradeRequest,
 };
 use super::clocks::{CoarseMonotonicClock, CoarseWallClock};
+use super::contract::Exports;
 use super::cpu_time::CpuMeter;
 use super::effects::Effect;
 use super::guest_log::{GuestLog, GuestStream};
@@ -83,6 +83,9 @@ pub(crate) struct ConnState {
     pub max_pending_output: usize,
     /// What the handler asked for, not yet applied.
     pub effects: Vec<Effect>,
+    /// The request the connection was opened with, kept after `upgrade`
+    /// for `connection.request` (0.2) or `on-open` (0.1).
+    pub request: Option<Box<UpgradeRequest>>,
 }
 
 impl WasiView for HostState {
@@ -97,7 +100,7 @@ impl WasiView for HostState {
 /// A live handler instance bound to one connection.
 pub struct HandlerInstance {
     store: Store<HostState>,
-    bindings: WebsocketHandler,
+    exports: Exports,
     limits: InstanceLimits,
     dead: bool,
 }
@@ -160,6 +163,7 @@ impl HandlerModule {
                 output_overflow: false,
                 max_pending_output: limits.max_pending_output,
                 effects: Vec::new(),
+                request: None,
             },
         };
         let mut store = Store::new(self.pre.engine(), state);
@@ -195,15 +199,19 @@ impl HandlerModule {
             ))
         });
         store.set_epoch_deadline(1);
-        let bindings = self.pre.instantiate_async(&mut store).await.map_err(|e| {
+        let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| {
             match e.downcast_ref::<MemoryBudgetSpent>() {
                 Some(spent) => CallError::MemoryBudget(spent.to_string()),
                 None => CallError::Instantiate(format!("{e:#}")),
             }
         })?;
+        let exports = self
+            .contract
+            .load(&mut store, &instance)
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
         Ok(HandlerInstance {
             store,
-            bindings,
+            exports,
             limits: limits.clone(),
             dead: false,
         })
@@ -249,51 +257,60 @@ impl HandlerInstance {
         self.store.data().conn.output_overflow
     }
 
-    /// Calls the handler's `upgrade` export.
-    pub async fn upgrade(
-        &mut self,
-        request: &UpgradeRequest,
-    ) -> Result<UpgradeDecision, CallError> {
+    /// Calls the handler's `upgrade` export. The instance keeps the
+    /// request for the connection's later events.
+    pub async fn upgrade(&mut self, request: UpgradeRequest) -> Result<UpgradeDecision, CallError> {
         self.begin_call()?;
-        let call = self
-            .bindings
-            .wsbox_websocket_handler()
-            .call_upgrade(&mut self.store, request);
+        let call = self.exports.upgrade(&mut self.store, request);
         let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
 
     /// Calls `on-open`.
-    pub async fn on_open(&mut self, info: &ConnectionInfo) -> Result<(), CallError> {
+    pub async fn on_open(&mut self, info: &OpenInfo) -> Result<(), CallError> {
         self.begin_call()?;
-        let call = self
-            .bindings
-            .wsbox_websocket_handler()
-            .call_on_open(&mut self.store, info);
+        let call = self.exports.on_open(&mut self.store, info);
         let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
 
     /// Calls `on-message`.
-    pub async fn on_message(&mut self, message: &Message) -> Result<(), CallError> {
+    pub async fn on_message(&mut self, message: Message) -> Result<(), CallError> {
         self.begin_call()?;
-        let call = self
-            .bindings
-            .wsbox_websocket_handler()
-            .call_on_message(&mut self.store, message);
+        let call = self.exports.on_message(&mut self.store, message);
         let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
 
-    /// Calls `on-messages` with one or more messages. The call gets the CPU
-    /// time of one event whatever the batch holds: the client, which picks
-    /// the batch size by how it writes, cannot pick the budget.
-    pub async fn on_messages(&mut self, batch: &MessageBatch) -> Result<(), CallError> {
+    /// Hands over one or more messages: in one `on-messages` call when the
+    /// handler exports the batch interface, which gets the CPU time of one
+    /// event whatever the batch holds (the client, which picks the batch
+    /// size by how it writes, cannot pick the budget); otherwise one
+    /// `on-message` call, with its own budget, per message, until the
+    /// handler closes. The batch's buffers may be taken.
+    pub async fn on_messages(&mut self, batch: &mut MessageBatch) -> Result<(), CallError> {
+        if !self.exports.takes_batches() {
+            let mut offset = 0;
+            for span in &batch.spans {
+                let end = offset + span.len as usize;
+                let bytes = batch.data.get(offset..end).unwrap_or_default();
+                offset = end;
+                let message = match span.kind {
+                    super::MessageKind::Text => {
+                        Message::Text(String::from_utf8_lossy(bytes).into_owned())
+                    }
+                    super::MessageKind::Binary => Message::Binary(bytes.to_vec()),
+                };
+                self.on_message(message).await?;
+                if !self.store.data().conn.open {
+                    // The handler closed: the host drops what follows.
+                    break;
+                }
+            }
+            return Ok(());
+        }
         self.begin_call()?;
-        let call = self
-            .bindings
-            .wsbox_websocket_handler()
-            .call_on_messages(&mut self.store, batch);
+        let call = self.exports.on_messages(&mut self.store, batch);
         let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
@@ -301,10 +318,7 @@ impl HandlerInstance {
     /// Calls `on-ping`.
     pub async fn on_ping(&mut self, data: &[u8]) -> Result<(), CallError> {
         self.begin_call()?;
-        let call = self
-            .bindings
-            .wsbox_websocket_handler()
-            .call_on_ping(&mut self.store, data);
+        let call = self.exports.on_ping(&mut self.store, data);
         let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
@@ -312,10 +326,7 @@ impl HandlerInstance {
     /// Calls `on-pong`.
     pub async fn on_pong(&mut self, data: &[u8]) -> Result<(), CallError> {
         self.begin_call()?;
-        let call = self
-            .bindings
-            .wsbox_websocket_handler()
-            .call_on_pong(&mut self.store, data);
+        let call = self.exports.on_pong(&mut self.store, data);
         let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
@@ -323,10 +334,7 @@ impl HandlerInstance {
     /// Calls `on-close`.
     pub async fn on_close(&mut self, info: &CloseInfo) -> Result<(), CallError> {
         self.begin_call()?;
-        let call = self
-            .bindings
-            .wsbox_websocket_handler()
-            .call_on_close(&mut self.store, info);
+        let call = self.exports.on_close(&mut self.store, info);
         let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }

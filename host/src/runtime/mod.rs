@@ -4,6 +4,7 @@
 
 mod bindings;
 mod clocks;
+mod contract;
 pub mod cpu_time;
 pub mod effects;
 mod guest_log;
@@ -20,21 +21,23 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{
     Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
 };
 
 pub use bindings::{
-    Accept, CloseCause, CloseInfo, ConnectionInfo, Header, Message, MessageBatch, MessageKind,
-    MessageSpan, NamedCapture, OriginDecision, Reject, UpgradeDecision, UpgradeRequest,
+    Accept, CloseCause, CloseInfo, Header, IpAddress, Message, MessageBatch, MessageKind,
+    MessageSpan, NamedCapture, OpenInfo, OriginDecision, Reject, SocketAddress, UpgradeDecision,
+    UpgradeRequest,
 };
+pub use bindings::{from_socket_address, to_socket_address};
 pub use effects::{BatchMessage, Effect, WriteBatch};
 pub use instance::{CallError, HandlerInstance, HostState};
 pub use limits::InstanceLimits;
 
 use crate::config::{ModuleSource, RuntimeConfig};
-use bindings::WebsocketHandlerPre;
+use contract::Contract;
 
 /// Per-component maxima the pool is sized for. A Rust `wasm32-wasip2`
 /// component uses 1 memory, 2 tables and a handful of core instances; these
@@ -112,12 +115,20 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
-        bindings::WebsocketHandler::add_to_linker::<
+        // Every contract version the host runs, side by side: their
+        // interfaces have distinct versioned names.
+        bindings::v0_2::WebsocketBatchHandler::add_to_linker::<
             HostState,
             wasmtime::component::HasSelf<HostState>,
         >(&mut linker, |state| state)
         .map_err(anyhow::Error::from)
-        .context("linking the wsbox host interface")?;
+        .context("linking the wsbox host interface 0.2.0")?;
+        bindings::v0_1::WebsocketHandler::add_to_linker::<
+            HostState,
+            wasmtime::component::HasSelf<HostState>,
+        >(&mut linker, |state| state)
+        .map_err(anyhow::Error::from)
+        .context("linking the wsbox host interface 0.1.0")?;
 
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
         Ok(Runtime {
@@ -174,22 +185,20 @@ impl Runtime {
                 );
             }
         }
-        let pre = self
+        Contract::check_imports(component, &self.engine)
+            .with_context(|| format!("module `{name}` is not a wsbox handler"))?;
+        let pre: InstancePre<HostState> = self
             .linker
             .instantiate_pre(component)
             .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "module `{name}` is not a wsbox handler: it must export \
-                     wsbox:websocket/handler@0.1.0 and import only wsbox:websocket and WASI 0.2"
-                )
-            })?;
-        let pre = WebsocketHandlerPre::new(pre)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("module `{name}` does not fit the websocket-handler world"))?;
+            .with_context(|| format!("module `{name}` cannot be linked"))?;
+        let contract = Contract::detect(&pre)
+            .with_context(|| format!("module `{name}` is not a wsbox handler"))?;
+        tracing::info!(module = %name, contract = %contract.describe(), "handler module ready");
         Ok(Arc::new(HandlerModule {
             name,
             pre,
+            contract,
             memory_budget: Arc::clone(&self.memory_budget),
             epoch_tick: self.epoch_tick,
         }))
@@ -244,7 +253,9 @@ fn check_component_bytes(bytes: &[u8]) -> Result<()> {
 /// A compiled handler module, ready to be instantiated once per connection.
 pub struct HandlerModule {
     name: String,
-    pre: WebsocketHandlerPre<HostState>,
+    pre: InstancePre<HostState>,
+    /// Which contract version the component implements, and its exports.
+    contract: Contract,
     memory_budget: Arc<memory_budget::MemoryBudget>,
     epoch_tick: Duration,
 }
@@ -253,6 +264,12 @@ impl HandlerModule {
     /// The module's name, for logs.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The world the component implements, e.g.
+    /// `wsbox:websocket/websocket-batch-handler@0.2.0`.
+    pub fn contract(&self) -> &'static str {
+        self.contract.describe()
     }
 }
 

@@ -22,8 +22,7 @@ use super::inbox::Inbox;
 use super::mailbox::{Command, Registration};
 use crate::config::Keepalive;
 use crate::runtime::{
-    BatchMessage, CallError, CloseCause, CloseInfo, ConnectionInfo, Effect, HandlerInstance,
-    Message,
+    BatchMessage, CallError, CloseCause, CloseInfo, Effect, HandlerInstance, Message, OpenInfo,
 };
 
 /// How long to wait for the peer's close frame after we sent ours.
@@ -74,7 +73,8 @@ impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
 
 /// What the connection task needs besides the socket and the instance.
 pub struct ConnectionSetup {
-    pub info: ConnectionInfo,
+    /// What the handshake settled, for `on-open`.
+    pub info: OpenInfo,
     pub max_message_size: usize,
     /// The most bytes that may wait for the socket: beyond it the handler's
     /// writes fail and messages posted from outside are dropped.
@@ -152,7 +152,7 @@ impl Conn {
                 // What the handler queued before (within the cap) goes out,
                 // then a close frame that says why.
                 self.overflow_closed = true;
-                self.close_with(1011, OUTPUT_LIMIT_REASON, CloseCause::HandlerClosed);
+                self.close_with(1011, OUTPUT_LIMIT_REASON, CloseCause::OutputLimit);
             }
         }
         if let Err(e) = result {
@@ -198,9 +198,8 @@ impl Conn {
                     }
                 }
                 Command::Close { code, reason } => {
-                    // The server (an operator, a backend) closed it; the
-                    // 0.1 contract has no closer cause than going-away.
-                    self.close_with(code, &reason, CloseCause::GoingAway);
+                    // The server (an operator, a backend) closed it.
+                    self.close_with(code, &reason, CloseCause::ClosedByServer);
                 }
             }
         }
@@ -278,8 +277,6 @@ pub async fn run<S: Transport>(
         let result = instance.on_open(&setup.info).await;
         conn.after_call(result);
     }
-    // The request (headers and all) is not needed again: don't keep it for
-    // the connection's lifetime.
     drop(setup.info);
     let registration = setup.registration;
     let metrics = setup.metrics;

@@ -109,9 +109,9 @@ impl Inbox {
                 wsbox_protocol::Message::Text(text) => Message::Text(text),
                 wsbox_protocol::Message::Binary(data) => Message::Binary(Vec::from(data)),
             };
-            instance.on_message(&message).await
+            instance.on_message(message).await
         } else if !self.batch.spans.is_empty() {
-            instance.on_messages(&self.batch).await
+            instance.on_messages(&mut self.batch).await
         } else {
             Ok(())
         };

@@ -19,8 +19,8 @@ use wsbox_protocol::handshake;
 use super::Shared;
 use super::connection::{self, ConnectionSetup};
 use crate::runtime::{
-    CallError, ConnectionInfo, Header, NamedCapture, OriginDecision, UpgradeDecision,
-    UpgradeRequest,
+    CallError, Header, NamedCapture, OpenInfo, OriginDecision, UpgradeDecision, UpgradeRequest,
+    to_socket_address,
 };
 
 type Body = Full<Bytes>;
@@ -90,7 +90,7 @@ fn add_handler_headers(resp: &mut Response<Body>, headers: &[Header], connection
         }
         match (
             HeaderName::from_bytes(h.name.as_bytes()),
-            HeaderValue::from_str(&h.value),
+            HeaderValue::from_bytes(&h.value),
         ) {
             (Ok(name), Ok(value)) => {
                 resp.headers_mut().append(name, value);
@@ -175,7 +175,7 @@ pub(super) async fn handle(
             .iter()
             .map(|(name, value)| Header {
                 name: name.as_str().to_string(),
-                value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                value: value.as_bytes().to_vec(),
             })
             .collect(),
         positional_captures: matched.positional,
@@ -184,7 +184,7 @@ pub(super) async fn handle(
             .into_iter()
             .map(|(name, value)| NamedCapture { name, value })
             .collect(),
-        remote_addr: peer.to_string(),
+        remote_address: to_socket_address(peer),
         subprotocols: info.subprotocols.clone(),
         origin: info.origin.clone(),
         origin_allowed: host_verdict,
@@ -217,7 +217,7 @@ pub(super) async fn handle(
         }
     };
 
-    let decision = match instance.upgrade(&request).instrument(span.clone()).await {
+    let decision = match instance.upgrade(request).instrument(span.clone()).await {
         Ok(d) => d,
         Err(CallError::WallTime(limit)) => {
             tracing::warn!(parent: &span, ?limit, "handler did not decide the upgrade in time");
@@ -321,8 +321,7 @@ pub(super) async fn handle(
     }
 
     let setup = ConnectionSetup {
-        info: ConnectionInfo {
-            request,
+        info: OpenInfo {
             subprotocol,
             extensions,
         },

@@ -26,10 +26,7 @@
 
 use serde::{Serialize, Serializer};
 use wsbox_guest::log::{self, Level};
-use wsbox_guest::{
-    CloseInfo, ConnectionInfo, Message, Reject, UpgradeRequest, WebSocketHandler, close,
-    connection_info, ping, set_nodelay, write_json, write_message,
-};
+use wsbox_guest::{CloseInfo, Message, Reject, UpgradeRequest, WebSocketHandler, Ws};
 
 const MIB: usize = 1 << 20;
 
@@ -37,21 +34,27 @@ const MIB: usize = 1 << 20;
 struct Chaos {
     events: Vec<String>,
     held: Vec<Vec<u8>>,
+    /// The upgrade request, for the upgrade phase's later methods.
+    request: Option<UpgradeRequest>,
 }
 
-/// The first value of query parameter `name` of this connection's request.
-fn query(name: &str) -> Option<&'static str> {
-    wsbox_guest::request()?.query_param(name)
+impl Chaos {
+    /// The first value of query parameter `name` of this connection's request.
+    fn query(&self, name: &str) -> Option<&str> {
+        self.request.as_ref()?.query_param(name)
+    }
 }
 
-fn reply(text: impl Into<String>) {
-    if write_message(text.into()).is_err() {
+fn reply(ws: &Ws, text: impl Into<String>) {
+    if ws.write_message(text.into()).is_err() {
         log::debug("reply dropped: the connection is closed");
     }
 }
 
 impl WebSocketHandler for Chaos {
-    fn prepare(&mut self, _request: &UpgradeRequest) -> Result<(), Reject> {
+    fn prepare(&mut self, request: &UpgradeRequest) -> Result<(), Reject> {
+        self.request = Some(request.clone());
+        let query = |name| self.query(name);
         if let Some(secs) = query("sleep").and_then(|s| s.parse::<u64>().ok()) {
             // A handshake that never gets decided in time.
             std::thread::sleep(std::time::Duration::from_secs(secs));
@@ -70,7 +73,7 @@ impl WebSocketHandler for Chaos {
     }
 
     fn check_origin(&mut self, _origin: &str, host_verdict: bool) -> bool {
-        match query("origin") {
+        match self.query("origin") {
             Some("allow") => true,
             Some("deny") => false,
             _ => host_verdict,
@@ -78,11 +81,14 @@ impl WebSocketHandler for Chaos {
     }
 
     fn select_subprotocol(&mut self, _offered: &[String]) -> Option<String> {
-        query("subprotocol").map(str::to_owned)
+        self.query("subprotocol").map(str::to_owned)
     }
 
     fn upgrade_headers(&mut self, request: &UpgradeRequest) -> Vec<(String, String)> {
-        if let Some(n) = query("many-headers").and_then(|n| n.parse::<usize>().ok()) {
+        if let Some(n) = self
+            .query("many-headers")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             return (0..n)
                 .map(|i| (format!("x-many-{i}"), "v".repeat(100)))
                 .collect();
@@ -95,30 +101,30 @@ impl WebSocketHandler for Chaos {
             .collect()
     }
 
-    fn open(&mut self, _conn: &ConnectionInfo) {
+    fn open(&mut self, _ws: &Ws) {
         self.events.push("open".to_owned());
     }
 
-    fn on_message(&mut self, message: Message) {
+    fn on_message(&mut self, ws: &Ws, message: Message) {
         match message {
-            Message::Text(text) if text.starts_with('!') => self.command(&text),
+            Message::Text(text) if text.starts_with('!') => self.command(ws, &text),
             message => {
-                let _ = write_message(message);
+                let _ = ws.write_message(message);
             }
         }
     }
 
-    fn on_ping(&mut self, data: &[u8]) {
+    fn on_ping(&mut self, _ws: &Ws, data: &[u8]) {
         self.events
             .push(format!("ping:{}", String::from_utf8_lossy(data)));
     }
 
-    fn on_pong(&mut self, data: &[u8]) {
+    fn on_pong(&mut self, _ws: &Ws, data: &[u8]) {
         self.events
             .push(format!("pong:{}", String::from_utf8_lossy(data)));
     }
 
-    fn on_close(&mut self, info: &CloseInfo) {
+    fn on_close(&mut self, _ws: &Ws, info: &CloseInfo) {
         let code = info.code.map_or("none".to_owned(), |code| code.to_string());
         log::info(format!(
             "chaos closed: code={code} reason={} cause={}",
@@ -128,7 +134,7 @@ impl WebSocketHandler for Chaos {
 }
 
 impl Chaos {
-    fn command(&mut self, text: &str) {
+    fn command(&mut self, ws: &Ws, text: &str) {
         let (command, arg) = match text.split_once(' ') {
             Some((command, arg)) => (command, Some(arg)),
             None => (text, None),
@@ -140,7 +146,7 @@ impl Chaos {
                 let secs = secs.parse::<u64>().unwrap_or(1);
                 log::info(format!("chaos: sleeping {secs} s"));
                 std::thread::sleep(std::time::Duration::from_secs(secs));
-                reply("slept");
+                reply(ws, "slept");
             }
             ("!loop", arg) => {
                 if arg == Some("loudly") {
@@ -151,119 +157,120 @@ impl Chaos {
                     spins = std::hint::black_box(spins.wrapping_add(1));
                 }
             }
-            ("!close", None) => close_or_reply(None, None),
+            ("!close", None) => close_or_reply(ws, None, None),
             ("!close", Some(arg)) => {
                 let (code, reason) = match arg.split_once(' ') {
                     Some((code, reason)) => (code, Some(reason)),
                     None => (arg, None),
                 };
                 match code {
-                    "none" => close_or_reply(None, reason),
+                    "none" => close_or_reply(ws, None, reason),
                     code => match code.parse() {
-                        Ok(code) => close_or_reply(Some(code), reason),
-                        Err(_) => reply("close-error:invalid-code"),
+                        Ok(code) => close_or_reply(ws, Some(code), reason),
+                        Err(_) => reply(ws, "close-error:invalid-code"),
                     },
                 }
             }
             ("!close-then-write", _) => {
-                if let Err(e) = close(Some(4000), Some("bye")) {
+                if let Err(e) = ws.close(Some(4000), Some("bye")) {
                     log::error(format!("close-then-write: close failed: {e}"));
                 }
-                match write_message("x") {
+                match ws.write_message("x") {
                     Ok(()) => log::info("close-then-write: write after close: write-ok"),
                     Err(_) => log::info("close-then-write: write after close: write-error:closed"),
                 }
-                match close(None, None) {
+                match ws.close(None, None) {
                     Ok(()) => log::info("close-then-write: second close: ok"),
                     Err(e) => log::error(format!("close-then-write: second close failed: {e}")),
                 }
             }
             ("!write-after-close-result", _) => {
-                if let Err(e) = close(Some(4001), Some("x")) {
+                if let Err(e) = ws.close(Some(4001), Some("x")) {
                     log::error(format!("write-after-close-result: close failed: {e}"));
                 }
-                let result = match write_message("after") {
+                let result = match ws.write_message("after") {
                     Ok(()) => "write-ok",
                     Err(_) => "write-error:closed",
                 };
                 log::warn(format!("write after close: {result}"));
             }
             ("!ping", arg) => {
-                if let Err(e) = ping(arg.unwrap_or("")) {
-                    reply(format!("ping-error:{}", e.name()));
+                if let Err(e) = ws.ping(arg.unwrap_or("")) {
+                    reply(ws, format!("ping-error:{}", e.name()));
                 }
             }
             ("!pingflood", Some(n)) => {
                 // `!pingflood N`: N pings of 100 bytes in a row, until one fails.
                 let n = n.parse::<usize>().unwrap_or(0);
                 for i in 0..n {
-                    if let Err(e) = ping([b'f'; 100]) {
+                    if let Err(e) = ws.ping([b'f'; 100]) {
                         return log::warn(format!("pingflood: ping {i} failed: {}", e.name()));
                     }
                 }
                 log::warn(format!("pingflood: all {n} pings queued"));
             }
-            ("!bigping", _) => match ping([b'p'; 126]) {
-                Ok(()) => reply("ping-ok"),
-                Err(e) => reply(format!("ping-error:{}", e.name())),
+            ("!bigping", _) => match ws.ping([b'p'; 126]) {
+                Ok(()) => reply(ws, "ping-ok"),
+                Err(e) => reply(ws, format!("ping-error:{}", e.name())),
             },
             ("!burst", Some(arg)) => {
                 // `!burst N SIZE`: N numbered text messages of SIZE bytes, then
                 // a ping: all queued in the SDK's outbox, in order.
                 let (n, size) = arg.split_once(' ').unwrap_or((arg, "16"));
                 let (Ok(n), Ok(size)) = (n.parse::<usize>(), size.parse::<usize>()) else {
-                    return reply("burst-error:bad-arguments");
+                    return reply(ws, "burst-error:bad-arguments");
                 };
                 for i in 0..n {
                     let mut text = format!("burst-{i}:");
                     text.extend(std::iter::repeat_n('b', size.saturating_sub(text.len())));
-                    if write_message(text).is_err() {
+                    if ws.write_message(text).is_err() {
                         return log::warn("burst: write failed");
                     }
                 }
-                if let Err(e) = ping("after-burst") {
+                if let Err(e) = ws.ping("after-burst") {
                     log::warn(format!("burst: ping failed: {e}"));
                 }
             }
             ("!bad-batch", arg) => {
                 // Raw `write-messages` calls the SDK never makes.
-                use wsbox_guest::__private::bindings::wsbox::websocket::{connection, types};
+                use wsbox_guest::__private::bindings::wsbox::websocket::types;
+                let Some(conn) = ws.__host_connection() else {
+                    return reply(ws, "bad-batch needs the host");
+                };
                 let (data, kind): (&[u8], _) = match arg {
                     Some("utf8") => (b"ok\xff", types::MessageKind::Text),
                     _ => (b"short", types::MessageKind::Binary),
                 };
                 let len = if arg == Some("utf8") { 3 } else { 99 };
                 let spans = [types::MessageSpan { kind, len }];
-                let result = connection::write_messages(types::MessageBatchParam {
+                let result = conn.write_messages(types::MessageBatchParam {
                     data,
                     spans: &spans,
                 });
-                reply(format!("bad-batch returned {result:?}"));
+                reply(ws, format!("bad-batch returned {result:?}"));
             }
-            ("!events", _) => reply(self.events.join(",")),
-            ("!info", _) => match connection_info() {
-                Some(conn) => {
-                    if let Err(e) = write_json(&Info::new(conn)) {
-                        log::warn(format!("!info: {e}"));
-                    }
+            ("!events", _) => reply(ws, self.events.join(",")),
+            ("!info", _) => {
+                let remote_addr = ws.request().remote_addr.to_string();
+                if let Err(e) = ws.write_json(&Info::new(ws, &remote_addr)) {
+                    log::warn(format!("!info: {e}"));
                 }
-                None => reply("info-error:not-open"),
-            },
+            }
             ("!nodelay", Some(on @ ("on" | "off"))) => {
-                set_nodelay(on == "on");
-                reply(format!("nodelay:{on}"));
+                ws.set_nodelay(on == "on");
+                reply(ws, format!("nodelay:{on}"));
             }
             ("!alloc", Some(mib)) => match mib.parse::<usize>() {
                 Ok(mib) => {
                     // Filled with a non-zero byte so that every page is touched.
                     self.held.extend((0..mib).map(|_| vec![0xa5; MIB]));
-                    reply(format!("alloc:{}", self.held.len()));
+                    reply(ws, format!("alloc:{}", self.held.len()));
                 }
-                Err(_) => reply("alloc-error:bad-size"),
+                Err(_) => reply(ws, "alloc-error:bad-size"),
             },
             ("!print", arg) => {
                 println!("{}", arg.unwrap_or(""));
-                reply("printed");
+                reply(ws, "printed");
             }
             ("!log", Some(arg)) => {
                 let (level, text) = arg.split_once(' ').unwrap_or((arg, ""));
@@ -273,10 +280,10 @@ impl Chaos {
                     "info" => Level::Info,
                     "warn" => Level::Warn,
                     "error" => Level::Error,
-                    _ => return reply("log-error:unknown-level"),
+                    _ => return reply(ws, "log-error:unknown-level"),
                 };
                 log::log(level, text);
-                reply("logged");
+                reply(ws, "logged");
             }
             ("!logflood", Some(arg)) => {
                 // `!logflood N SIZE TAG`: N log lines of SIZE bytes, then N
@@ -299,31 +306,31 @@ impl Chaos {
                 for i in 0..n {
                     println!("{tag} stdout {i}");
                 }
-                reply("flooded");
+                reply(ws, "flooded");
             }
             ("!clock", _) => {
                 // The wall clock as the handler sees it, in ns since the epoch.
                 let wall = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default();
-                reply(format!("wall:{}", wall.as_nanos()));
+                reply(ws, format!("wall:{}", wall.as_nanos()));
             }
             ("!json", _) => {
-                if let Err(e) = write_json(&Hello {
+                if let Err(e) = ws.write_json(&Hello {
                     hello: "world",
                     n: 42,
                 }) {
                     log::warn(format!("!json: {e}"));
                 }
             }
-            (command, _) => reply(format!("unknown-command:{command}")),
+            (command, _) => reply(ws, format!("unknown-command:{command}")),
         }
     }
 }
 
-fn close_or_reply(code: Option<u16>, reason: Option<&str>) {
-    if let Err(e) = close(code, reason) {
-        reply(format!("close-error:{}", e.name()));
+fn close_or_reply(ws: &Ws, code: Option<u16>, reason: Option<&str>) {
+    if let Err(e) = ws.close(code, reason) {
+        reply(ws, format!("close-error:{}", e.name()));
     }
 }
 
@@ -347,16 +354,16 @@ struct Info<'a> {
 }
 
 impl<'a> Info<'a> {
-    fn new(conn: &'a ConnectionInfo) -> Self {
-        let request = &conn.request;
+    fn new(ws: &'a Ws, remote_addr: &'a str) -> Self {
+        let request = ws.request();
         Self {
             path: &request.path,
             query: &request.query,
             args: &request.path_args,
             kwargs: Kwargs(&request.path_kwargs),
-            subprotocol: conn.subprotocol.as_deref(),
+            subprotocol: ws.selected_subprotocol(),
             origin: request.origin.as_deref(),
-            remote_addr: &request.remote_addr,
+            remote_addr,
             connection_id: request.connection_id,
         }
     }

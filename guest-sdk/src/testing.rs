@@ -1,0 +1,482 @@
+//! Unit-test a handler natively: `cargo test` on your machine, no wasm and
+//! no server.
+//!
+//! A [`TestConnection`] plays the host: it runs the upgrade, opens the
+//! connection, delivers messages, pings and the close to your handler
+//! through the same code the component uses, and records what the handler
+//! sent, checked as the host checks it (ping payloads, close codes and
+//! reasons, writes after a close).
+//!
+//! ```
+//! use wsbox_guest::testing::{Sent, TestConnection};
+//! use wsbox_guest::{Message, UpgradeRequest, WebSocketHandler, Ws};
+//!
+//! #[derive(Default)]
+//! struct Shout;
+//!
+//! impl WebSocketHandler for Shout {
+//!     fn on_message(&mut self, ws: &Ws, message: Message) {
+//!         if let Some(text) = message.as_text() {
+//!             let _ = ws.write_message(text.to_uppercase());
+//!         }
+//!     }
+//! }
+//!
+//! let mut conn = TestConnection::<Shout>::connect(UpgradeRequest::default()).unwrap();
+//! conn.receive("hello");
+//! assert_eq!(conn.take_sent(), vec![Sent::Text("HELLO".into())]);
+//! ```
+
+use std::cell::{Cell, Ref, RefCell};
+
+use crate::backend::Backend;
+use crate::bindings::wsbox::websocket::types as wit;
+use crate::errors::{CloseError, Closed, PingError};
+use crate::handler::WebSocketHandler;
+use crate::runtime::Slot;
+use crate::types::{CloseCause, CloseInfo, Message, OutMessage, Reject, UpgradeRequest};
+
+/// What a handler sent, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+    /// A ping with its payload.
+    Ping(Vec<u8>),
+    /// The handler started the closing handshake.
+    Close {
+        /// The close code, if one was given.
+        code: Option<u16>,
+        /// The close reason, empty if none.
+        reason: String,
+    },
+    /// The handler set `TCP_NODELAY`.
+    Nodelay(bool),
+}
+
+/// The handler's answer to the upgrade, when it accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    /// The subprotocol it selected.
+    pub subprotocol: Option<String>,
+    /// The extra headers for the 101 response.
+    pub headers: Vec<(String, String)>,
+    /// Whether the request's origin is allowed, after the handler's
+    /// `check_origin` (the host would answer 403 otherwise).
+    pub origin_allowed: bool,
+}
+
+/// One connection to a handler of type `H`, driven by the test.
+pub struct TestConnection<H: WebSocketHandler> {
+    slot: Slot<H>,
+    fake: Fake,
+    request: UpgradeRequest,
+    accepted: Option<Accepted>,
+    opened: bool,
+    closed: bool,
+}
+
+impl<H: WebSocketHandler> TestConnection<H> {
+    /// A connection that will present `request`; nothing is called yet.
+    pub fn new(request: UpgradeRequest) -> Self {
+        TestConnection {
+            slot: Slot::new(),
+            fake: Fake {
+                id: request.connection_id,
+                request: request.clone(),
+                sent: RefCell::new(Vec::new()),
+                closing: Cell::new(false),
+                own_close: RefCell::new(None),
+            },
+            request,
+            accepted: None,
+            opened: false,
+            closed: false,
+        }
+    }
+
+    /// Runs the upgrade and opens the connection, as the host does: `Err`
+    /// when the handler rejects it, or refuses its origin (a 403 then).
+    pub fn connect(request: UpgradeRequest) -> Result<Self, Reject> {
+        let mut conn = Self::new(request);
+        let accepted = conn.upgrade()?;
+        if !accepted.origin_allowed {
+            return Err(Reject::new(
+                403,
+                "cross-origin WebSocket connection refused",
+            ));
+        }
+        conn.open();
+        Ok(conn)
+    }
+
+    /// Runs the upgrade phase: `prepare`, `check_origin`,
+    /// `select_subprotocol`, `upgrade_headers`.
+    pub fn upgrade(&mut self) -> Result<Accepted, Reject> {
+        match self.slot.upgrade_with(self.request.clone()) {
+            wit::UpgradeDecision::Reject(r) => Err(Reject {
+                status: r.status,
+                reason: r.reason,
+                headers: text_headers(r.headers),
+            }),
+            wit::UpgradeDecision::Accept(a) => {
+                let accepted = Accepted {
+                    subprotocol: a.subprotocol,
+                    headers: text_headers(a.headers),
+                    origin_allowed: match a.origin {
+                        wit::OriginDecision::HostVerdict => self.request.origin_allowed,
+                        wit::OriginDecision::Allow => true,
+                        wit::OriginDecision::Deny => false,
+                    },
+                };
+                self.accepted = Some(accepted.clone());
+                Ok(accepted)
+            }
+        }
+    }
+
+    /// Opens the connection (`open`), with the subprotocol the upgrade
+    /// selected, if it ran.
+    pub fn open(&mut self) {
+        let subprotocol = self.accepted.as_ref().and_then(|a| a.subprotocol.clone());
+        self.opened = true;
+        self.slot.on_open_with(
+            &self.fake,
+            wit::OpenInfo {
+                subprotocol,
+                extensions: String::new(),
+            },
+        );
+    }
+
+    /// Delivers one message, as the host does for a message that arrives
+    /// alone. Ignored once the connection is closing, as the host does.
+    pub fn receive(&mut self, message: impl Into<Message>) {
+        if self.fake.closing.get() {
+            return;
+        }
+        let message = match message.into() {
+            Message::Text(text) => wit::MessageResult::Text(text),
+            Message::Binary(data) => wit::MessageResult::Binary(data),
+        };
+        self.slot.on_message_with(&self.fake, message);
+    }
+
+    /// Delivers several messages in one batch, as the host does for
+    /// messages that arrive together: the handler's writes are handed over
+    /// together at the end.
+    pub fn receive_batch<M: Into<Message>>(&mut self, messages: impl IntoIterator<Item = M>) {
+        if self.fake.closing.get() {
+            return;
+        }
+        let mut data = Vec::new();
+        let mut spans = Vec::new();
+        for message in messages {
+            let (kind, bytes) = match message.into() {
+                Message::Text(text) => (wit::MessageKind::Text, text.into_bytes()),
+                Message::Binary(bytes) => (wit::MessageKind::Binary, bytes),
+            };
+            data.extend_from_slice(&bytes);
+            spans.push(wit::MessageSpan {
+                kind,
+                len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+            });
+        }
+        self.slot
+            .on_messages_with(&self.fake, wit::MessageBatchResult { data, spans });
+    }
+
+    /// Delivers a ping from the peer (the host has answered it already).
+    pub fn ping(&mut self, data: &[u8]) {
+        self.slot.on_ping_with(&self.fake, data.to_vec());
+    }
+
+    /// Delivers a pong from the peer.
+    pub fn pong(&mut self, data: &[u8]) {
+        self.slot.on_pong_with(&self.fake, data.to_vec());
+    }
+
+    /// The peer closes with `code` and `reason`: `on_close` runs with cause
+    /// [`CloseCause::PeerClosed`] (or [`CloseCause::HandlerClosed`] with the
+    /// handler's own code when the handler closed first, as on the wire).
+    pub fn close_from_peer(&mut self, code: Option<u16>, reason: &str) {
+        let info = match self.fake.own_close.take() {
+            Some((code, reason)) => CloseInfo {
+                code,
+                reason,
+                cause: CloseCause::HandlerClosed,
+            },
+            None => CloseInfo {
+                code,
+                reason: reason.to_owned(),
+                cause: CloseCause::PeerClosed,
+            },
+        };
+        self.finish(info);
+    }
+
+    /// Ends the connection with `info` (`on_close`), whatever the cause.
+    /// Called at most once; later calls do nothing.
+    pub fn finish(&mut self, info: CloseInfo) {
+        if self.closed || !self.opened {
+            return;
+        }
+        self.closed = true;
+        self.fake.closing.set(true);
+        let info = wit::CloseInfo {
+            code: info.code,
+            reason: info.reason,
+            cause: match info.cause {
+                CloseCause::PeerClosed => wit::CloseCause::PeerClosed,
+                CloseCause::HandlerClosed => wit::CloseCause::HandlerClosed,
+                CloseCause::ProtocolError => wit::CloseCause::ProtocolError,
+                CloseCause::MessageTooBig => wit::CloseCause::MessageTooBig,
+                CloseCause::PingTimeout => wit::CloseCause::PingTimeout,
+                CloseCause::GoingAway => wit::CloseCause::GoingAway,
+                CloseCause::ConnectionLost => wit::CloseCause::ConnectionLost,
+                CloseCause::OutputLimit => wit::CloseCause::OutputLimit,
+                CloseCause::ClosedByServer => wit::CloseCause::ClosedByServer,
+            },
+        };
+        self.slot.on_close_with(&self.fake, info);
+    }
+
+    /// What the handler sent since the last call, in order.
+    pub fn take_sent(&mut self) -> Vec<Sent> {
+        self.fake.sent.take()
+    }
+
+    /// Whether the connection is closing: the handler closed it, or it
+    /// ended.
+    pub fn is_closing(&self) -> bool {
+        self.fake.closing.get()
+    }
+
+    /// The handler value (created by the first event).
+    ///
+    /// # Panics
+    ///
+    /// If no event has reached the handler yet.
+    pub fn handler(&self) -> Ref<'_, H> {
+        Ref::map(self.slot.handler(), |h| {
+            h.as_ref()
+                .expect("no event has reached the handler yet: call upgrade or open first")
+        })
+    }
+}
+
+fn text_headers(headers: Vec<wit::Header>) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .map(|h| (h.name, String::from_utf8_lossy(&h.value).into_owned()))
+        .collect()
+}
+
+/// The host's side, recorded.
+struct Fake {
+    id: u64,
+    request: UpgradeRequest,
+    sent: RefCell<Vec<Sent>>,
+    closing: Cell<bool>,
+    /// The handler's own close, which the peer echoes.
+    own_close: RefCell<Option<(Option<u16>, String)>>,
+}
+
+impl Backend for Fake {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn request(&self) -> UpgradeRequest {
+        self.request.clone()
+    }
+
+    fn write_message(&self, message: &OutMessage<'_>) -> Result<(), Closed> {
+        if self.closing.get() {
+            return Err(Closed);
+        }
+        self.sent.borrow_mut().push(match message {
+            OutMessage::Text(text) => Sent::Text(text.to_string()),
+            OutMessage::Binary(bytes) => Sent::Binary(bytes.to_vec()),
+        });
+        Ok(())
+    }
+
+    fn write_messages(&self, data: &[u8], spans: &[wit::MessageSpan]) -> Result<(), Closed> {
+        if self.closing.get() {
+            return Err(Closed);
+        }
+        let mut rest = data;
+        let mut sent = self.sent.borrow_mut();
+        for span in spans {
+            let (bytes, tail) = rest.split_at((span.len as usize).min(rest.len()));
+            rest = tail;
+            sent.push(match span.kind {
+                wit::MessageKind::Text => {
+                    Sent::Text(String::from_utf8(bytes.to_vec()).expect(
+                        "the host traps a handler that writes a text span that is not UTF-8",
+                    ))
+                }
+                wit::MessageKind::Binary => Sent::Binary(bytes.to_vec()),
+            });
+        }
+        Ok(())
+    }
+
+    fn ping(&self, data: &[u8]) -> Result<(), PingError> {
+        if data.len() > 125 {
+            return Err(PingError::PayloadTooLong);
+        }
+        if self.closing.get() {
+            return Err(PingError::Closed);
+        }
+        self.sent.borrow_mut().push(Sent::Ping(data.to_vec()));
+        Ok(())
+    }
+
+    fn close(&self, code: Option<u16>, reason: Option<&str>) -> Result<(), CloseError> {
+        let reason = reason.unwrap_or_default();
+        match code {
+            Some(1000..=1003 | 1007..=1014 | 3000..=4999) => {}
+            Some(_) => return Err(CloseError::InvalidCode),
+            None if !reason.is_empty() => return Err(CloseError::ReasonWithoutCode),
+            None => {}
+        }
+        if reason.len() > 123 {
+            return Err(CloseError::ReasonTooLong);
+        }
+        if !self.closing.replace(true) {
+            *self.own_close.borrow_mut() = Some((code, reason.to_owned()));
+            self.sent.borrow_mut().push(Sent::Close {
+                code,
+                reason: reason.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn set_nodelay(&self, enabled: bool) {
+        self.sent.borrow_mut().push(Sent::Nodelay(enabled));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Sent, TestConnection};
+    use crate::{
+        CloseCause, CloseError, CloseInfo, Closed, Message, PingError, Reject, UpgradeRequest,
+        WebSocketHandler, Ws,
+    };
+
+    /// Closes on "bye", answers "ping" with a too-long and a good ping,
+    /// echoes the rest; remembers what it saw.
+    #[derive(Default)]
+    struct Probe {
+        closed_with: Option<CloseInfo>,
+        write_after_close: Option<Result<(), Closed>>,
+    }
+
+    impl WebSocketHandler for Probe {
+        fn prepare(&mut self, request: &UpgradeRequest) -> Result<(), Reject> {
+            match request.query_param("token") {
+                Some("good") => Ok(()),
+                _ => Err(Reject::new(401, "bad token")),
+            }
+        }
+
+        fn select_subprotocol(&mut self, offered: &[String]) -> Option<String> {
+            offered.iter().find(|p| *p == "v2").cloned()
+        }
+
+        fn on_message(&mut self, ws: &Ws, message: Message) {
+            match message.as_text() {
+                Some("bye") => {
+                    assert_eq!(ws.close(Some(999), None), Err(CloseError::InvalidCode));
+                    assert_eq!(
+                        ws.close(None, Some("why")),
+                        Err(CloseError::ReasonWithoutCode)
+                    );
+                    ws.close(Some(4000), Some("done")).unwrap();
+                    self.write_after_close = Some(ws.write_message("late"));
+                }
+                Some("ping") => {
+                    assert_eq!(ws.ping([0u8; 126]), Err(PingError::PayloadTooLong));
+                    ws.ping(b"p").unwrap();
+                }
+                Some("proto") => {
+                    let _ = ws.write_message(ws.selected_subprotocol().unwrap_or("none"));
+                }
+                _ => {
+                    let _ = ws.write_message(message);
+                }
+            }
+        }
+
+        fn on_close(&mut self, ws: &Ws, info: &CloseInfo) {
+            assert_eq!(ws.close_code(), info.code);
+            self.closed_with = Some(info.clone());
+        }
+    }
+
+    fn request(query: &str) -> UpgradeRequest {
+        UpgradeRequest {
+            query: query.into(),
+            subprotocols: vec!["v1".into(), "v2".into()],
+            ..UpgradeRequest::default()
+        }
+    }
+
+    #[test]
+    fn the_upgrade_phase_runs_as_on_the_host() {
+        let rejected = TestConnection::<Probe>::connect(request("token=bad"))
+            .err()
+            .unwrap();
+        assert_eq!(
+            (rejected.status, rejected.reason.as_str()),
+            (401, "bad token")
+        );
+
+        let mut conn = TestConnection::<Probe>::connect(request("token=good")).unwrap();
+        conn.receive("proto");
+        assert_eq!(conn.take_sent(), vec![Sent::Text("v2".into())]);
+    }
+
+    #[test]
+    fn a_close_in_a_batch_flushes_what_came_before_and_skips_the_rest() {
+        let mut conn = TestConnection::<Probe>::connect(request("token=good")).unwrap();
+        conn.receive_batch(["a", "ping", "bye", "never"]);
+        assert_eq!(
+            conn.take_sent(),
+            vec![
+                Sent::Text("a".into()),
+                Sent::Ping(b"p".to_vec()),
+                Sent::Close {
+                    code: Some(4000),
+                    reason: "done".into()
+                },
+            ]
+        );
+        assert!(conn.is_closing());
+        assert_eq!(conn.handler().write_after_close, Some(Err(Closed)));
+
+        conn.close_from_peer(Some(4000), "done");
+        let info = conn.handler().closed_with.clone().unwrap();
+        assert_eq!(info.cause, CloseCause::HandlerClosed);
+        assert_eq!(info.code, Some(4000));
+    }
+
+    #[test]
+    fn messages_after_the_peer_closed_do_not_reach_the_handler() {
+        let mut conn = TestConnection::<Probe>::connect(request("token=good")).unwrap();
+        conn.close_from_peer(Some(1001), "away");
+        conn.receive("x");
+        assert!(conn.take_sent().is_empty());
+        let info = conn.handler().closed_with.clone().unwrap();
+        assert_eq!(
+            (info.code, info.reason.as_str(), info.cause),
+            (Some(1001), "away", CloseCause::PeerClosed)
+        );
+    }
+}

@@ -1,0 +1,485 @@
+//! Which contract a component was built against, and the calls into its
+//! exports for each version. The rest of the host speaks 0.2.0's types;
+//! a 0.1.0 component's calls are adapted here.
+
+use anyhow::{Result, bail};
+use wasmtime::Store;
+use wasmtime::component::{Component, Instance, InstancePre, Resource};
+
+use super::bindings::{
+    self, CloseInfo, ConnectionResource, Message, MessageBatch, OpenInfo, UpgradeDecision,
+    UpgradeRequest, batch_handler, handler, v0_1,
+};
+use super::instance::HostState;
+
+const HANDLER_0_2: &str = "wsbox:websocket/handler@0.2.0";
+const BATCH_HANDLER_0_2: &str = "wsbox:websocket/batch-handler@0.2.0";
+const HANDLER_0_1: &str = "wsbox:websocket/handler@0.1.0";
+
+/// The WASI 0.2 interfaces the host links (most of them with nothing
+/// behind: no files, no sockets, no environment).
+const GRANTED_WASI: &[&str] = &[
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:io/",
+    "wasi:random/",
+    "wasi:sockets/",
+];
+
+/// The exports of a module found when it was loaded, looked up once.
+pub(crate) enum Contract {
+    /// `wsbox:websocket@0.1.0`: every handler exports `on-messages`.
+    V0_1(v0_1::WebsocketHandlerIndices),
+    /// `wsbox:websocket@0.2.0`, with or without the batch interface.
+    V0_2 {
+        handler: handler::GuestIndices,
+        batch: Option<batch_handler::GuestIndices>,
+    },
+}
+
+impl Contract {
+    /// Names the imports no host version grants, before wasmtime's linker
+    /// gets to answer with its own wording.
+    pub(crate) fn check_imports(component: &Component, engine: &wasmtime::Engine) -> Result<()> {
+        let refused: Vec<String> = component
+            .component_type()
+            .imports(engine)
+            .map(|(name, _)| name.to_string())
+            .filter(|name| !is_granted(name))
+            .collect();
+        match refused.as_slice() {
+            [] => Ok(()),
+            [one] => bail!(
+                "it imports {one}, which wsbox does not grant: a handler may import only \
+                 wsbox:websocket and WASI 0.2 (cli, clocks, filesystem, io, random, sockets; \
+                 with no files, sockets or environment behind them)"
+            ),
+            many => bail!(
+                "it imports {}, which wsbox does not grant: a handler may import only \
+                 wsbox:websocket and WASI 0.2 (cli, clocks, filesystem, io, random, sockets; \
+                 with no files, sockets or environment behind them)",
+                many.join(", ")
+            ),
+        }
+    }
+
+    /// Finds which contract the component exports; the newest wins.
+    pub(crate) fn detect(pre: &InstancePre<HostState>) -> Result<Contract> {
+        let component = pre.component();
+        if component.get_export_index(None, HANDLER_0_2).is_some() {
+            let handler = handler::GuestIndices::new(pre).map_err(anyhow::Error::from)?;
+            let batch = match component.get_export_index(None, BATCH_HANDLER_0_2) {
+                Some(_) => {
+                    Some(batch_handler::GuestIndices::new(pre).map_err(anyhow::Error::from)?)
+                }
+                None => None,
+            };
+            return Ok(Contract::V0_2 { handler, batch });
+        }
+        if component.get_export_index(None, HANDLER_0_1).is_some() {
+            let indices = v0_1::WebsocketHandlerIndices::new(pre).map_err(anyhow::Error::from)?;
+            return Ok(Contract::V0_1(indices));
+        }
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(pre.engine())
+            .map(|(name, _)| name.to_string())
+            .collect();
+        bail!(
+            "it exports no wsbox handler: it must export {HANDLER_0_2} (or {HANDLER_0_1}); \
+             it exports {}",
+            if exports.is_empty() {
+                "nothing".to_string()
+            } else {
+                exports.join(", ")
+            }
+        )
+    }
+
+    /// The world the component was found to implement, for logs.
+    pub(crate) fn describe(&self) -> &'static str {
+        match self {
+            Contract::V0_1(_) => "wsbox:websocket/websocket-handler@0.1.0 (adapted)",
+            Contract::V0_2 { batch: None, .. } => "wsbox:websocket/websocket-handler@0.2.0",
+            Contract::V0_2 { batch: Some(_), .. } => {
+                "wsbox:websocket/websocket-batch-handler@0.2.0"
+            }
+        }
+    }
+
+    /// Looks up the exports in a new instance.
+    pub(crate) fn load(
+        &self,
+        store: &mut Store<HostState>,
+        instance: &Instance,
+    ) -> Result<Exports> {
+        Ok(match self {
+            Contract::V0_1(indices) => Exports::V0_1(
+                indices
+                    .load(&mut *store, instance)
+                    .map_err(anyhow::Error::from)?,
+            ),
+            Contract::V0_2 { handler, batch } => Exports::V0_2 {
+                handler: handler
+                    .load(&mut *store, instance)
+                    .map_err(anyhow::Error::from)?,
+                batch: match batch {
+                    Some(b) => Some(b.load(&mut *store, instance).map_err(anyhow::Error::from)?),
+                    None => None,
+                },
+            },
+        })
+    }
+}
+
+fn is_granted(import: &str) -> bool {
+    if import.starts_with("wsbox:websocket/") {
+        return true;
+    }
+    GRANTED_WASI.iter().any(|prefix| import.starts_with(prefix))
+        && import
+            .rsplit_once('@')
+            .is_some_and(|(_, version)| version.starts_with("0.2."))
+}
+
+/// An instance's exports.
+pub(crate) enum Exports {
+    V0_1(v0_1::WebsocketHandler),
+    V0_2 {
+        handler: handler::Guest,
+        batch: Option<batch_handler::Guest>,
+    },
+}
+
+/// The connection a 0.2 handler's event is about: the instance's only one.
+fn conn() -> Resource<ConnectionResource> {
+    Resource::new_borrow(0)
+}
+
+impl Exports {
+    /// Whether `on-messages` is there to take several messages at once.
+    pub(crate) fn takes_batches(&self) -> bool {
+        match self {
+            Exports::V0_1(_) => true,
+            Exports::V0_2 { batch, .. } => batch.is_some(),
+        }
+    }
+
+    pub(crate) async fn upgrade(
+        &self,
+        store: &mut Store<HostState>,
+        request: UpgradeRequest,
+    ) -> wasmtime::Result<UpgradeDecision> {
+        let decision = match self {
+            Exports::V0_1(b) => {
+                let old = v0_1_adapt::request(&request);
+                let d = b
+                    .wsbox_websocket_handler()
+                    .call_upgrade(&mut *store, &old)
+                    .await?;
+                v0_1_adapt::decision(d)
+            }
+            Exports::V0_2 { handler, .. } => handler.call_upgrade(&mut *store, &request).await?,
+        };
+        store.data_mut().conn.request = Some(Box::new(request));
+        Ok(decision)
+    }
+
+    pub(crate) async fn on_open(
+        &self,
+        store: &mut Store<HostState>,
+        info: &OpenInfo,
+    ) -> wasmtime::Result<()> {
+        match self {
+            Exports::V0_1(b) => {
+                // 0.1 has no `connection.request`: the request goes here,
+                // and the instance need not keep it.
+                let request = store
+                    .data_mut()
+                    .conn
+                    .request
+                    .take()
+                    .map(|r| v0_1_adapt::request(&r))
+                    .unwrap_or_else(v0_1_adapt::empty_request);
+                let info = v0_1::wsbox::websocket::types::ConnectionInfo {
+                    request,
+                    subprotocol: info.subprotocol.clone(),
+                    extensions: info.extensions.clone(),
+                };
+                b.wsbox_websocket_handler()
+                    .call_on_open(&mut *store, &info)
+                    .await
+            }
+            Exports::V0_2 { handler, .. } => handler.call_on_open(&mut *store, conn(), info).await,
+        }
+    }
+
+    pub(crate) async fn on_message(
+        &self,
+        store: &mut Store<HostState>,
+        message: Message,
+    ) -> wasmtime::Result<()> {
+        match self {
+            Exports::V0_1(b) => {
+                let message = v0_1_adapt::message(message);
+                b.wsbox_websocket_handler()
+                    .call_on_message(&mut *store, &message)
+                    .await
+            }
+            Exports::V0_2 { handler, .. } => {
+                handler.call_on_message(&mut *store, conn(), &message).await
+            }
+        }
+    }
+
+    /// Only when [`takes_batches`](Self::takes_batches).
+    pub(crate) async fn on_messages(
+        &self,
+        store: &mut Store<HostState>,
+        batch: &mut MessageBatch,
+    ) -> wasmtime::Result<()> {
+        match self {
+            Exports::V0_1(b) => {
+                // The buffers move into the old type and back: no copy.
+                let old = v0_1_adapt::batch(batch);
+                let result = b
+                    .wsbox_websocket_handler()
+                    .call_on_messages(&mut *store, &old)
+                    .await;
+                v0_1_adapt::restore_batch(batch, old);
+                result
+            }
+            Exports::V0_2 {
+                batch: Some(batch_handler),
+                ..
+            } => {
+                batch_handler
+                    .call_on_messages(&mut *store, conn(), batch)
+                    .await
+            }
+            Exports::V0_2 { batch: None, .. } => {
+                wasmtime::bail!("on-messages called on a handler without the batch interface")
+            }
+        }
+    }
+
+    pub(crate) async fn on_ping(
+        &self,
+        store: &mut Store<HostState>,
+        data: &[u8],
+    ) -> wasmtime::Result<()> {
+        match self {
+            Exports::V0_1(b) => {
+                b.wsbox_websocket_handler()
+                    .call_on_ping(&mut *store, data)
+                    .await
+            }
+            Exports::V0_2 { handler, .. } => handler.call_on_ping(&mut *store, conn(), data).await,
+        }
+    }
+
+    pub(crate) async fn on_pong(
+        &self,
+        store: &mut Store<HostState>,
+        data: &[u8],
+    ) -> wasmtime::Result<()> {
+        match self {
+            Exports::V0_1(b) => {
+                b.wsbox_websocket_handler()
+                    .call_on_pong(&mut *store, data)
+                    .await
+            }
+            Exports::V0_2 { handler, .. } => handler.call_on_pong(&mut *store, conn(), data).await,
+        }
+    }
+
+    pub(crate) async fn on_close(
+        &self,
+        store: &mut Store<HostState>,
+        info: &CloseInfo,
+    ) -> wasmtime::Result<()> {
+        match self {
+            Exports::V0_1(b) => {
+                let info = v0_1_adapt::close_info(info);
+                b.wsbox_websocket_handler()
+                    .call_on_close(&mut *store, &info)
+                    .await
+            }
+            Exports::V0_2 { handler, .. } => handler.call_on_close(&mut *store, conn(), info).await,
+        }
+    }
+}
+
+/// Conversions between 0.2.0's types and 0.1.0's.
+pub(crate) mod v0_1_adapt {
+    use super::bindings::{
+        self, CloseCause, CloseInfo, Message, MessageBatch, MessageKind, MessageSpan,
+        UpgradeDecision, UpgradeRequest,
+    };
+    use super::v0_1::wsbox::websocket::types as old;
+
+    pub(crate) fn request(r: &UpgradeRequest) -> old::UpgradeRequest {
+        old::UpgradeRequest {
+            connection_id: r.connection_id,
+            path: r.path.clone(),
+            query: r.query.clone(),
+            headers: r
+                .headers
+                .iter()
+                .map(|h| old::Header {
+                    name: h.name.clone(),
+                    value: String::from_utf8_lossy(&h.value).into_owned(),
+                })
+                .collect(),
+            positional_captures: r.positional_captures.clone(),
+            named_captures: r
+                .named_captures
+                .iter()
+                .map(|c| old::NamedCapture {
+                    name: c.name.clone(),
+                    value: c.value.clone(),
+                })
+                .collect(),
+            remote_addr: bindings::from_socket_address(&r.remote_address).to_string(),
+            subprotocols: r.subprotocols.clone(),
+            origin: r.origin.clone(),
+            origin_allowed: r.origin_allowed,
+        }
+    }
+
+    pub(crate) fn empty_request() -> old::UpgradeRequest {
+        old::UpgradeRequest {
+            connection_id: 0,
+            path: String::new(),
+            query: String::new(),
+            headers: Vec::new(),
+            positional_captures: Vec::new(),
+            named_captures: Vec::new(),
+            remote_addr: String::new(),
+            subprotocols: Vec::new(),
+            origin: None,
+            origin_allowed: false,
+        }
+    }
+
+    fn headers(headers: Vec<old::Header>) -> Vec<bindings::Header> {
+        headers
+            .into_iter()
+            .map(|h| bindings::Header {
+                name: h.name,
+                value: h.value.into_bytes(),
+            })
+            .collect()
+    }
+
+    pub(crate) fn decision(d: old::UpgradeDecision) -> UpgradeDecision {
+        match d {
+            old::UpgradeDecision::Accept(a) => UpgradeDecision::Accept(bindings::Accept {
+                subprotocol: a.subprotocol,
+                headers: headers(a.headers),
+                origin: match a.origin {
+                    old::OriginDecision::HostVerdict => bindings::OriginDecision::HostVerdict,
+                    old::OriginDecision::Allow => bindings::OriginDecision::Allow,
+                    old::OriginDecision::Deny => bindings::OriginDecision::Deny,
+                },
+            }),
+            old::UpgradeDecision::Reject(r) => UpgradeDecision::Reject(bindings::Reject {
+                status: r.status,
+                reason: r.reason,
+                headers: headers(r.headers),
+            }),
+        }
+    }
+
+    pub(crate) fn message(m: Message) -> old::Message {
+        match m {
+            Message::Text(t) => old::Message::Text(t),
+            Message::Binary(b) => old::Message::Binary(b),
+        }
+    }
+
+    pub(crate) fn message_from_old(m: old::Message) -> Message {
+        match m {
+            old::Message::Text(t) => Message::Text(t),
+            old::Message::Binary(b) => Message::Binary(b),
+        }
+    }
+
+    fn kind_to_old(k: MessageKind) -> old::MessageKind {
+        match k {
+            MessageKind::Text => old::MessageKind::Text,
+            MessageKind::Binary => old::MessageKind::Binary,
+        }
+    }
+
+    fn kind_from_old(k: old::MessageKind) -> MessageKind {
+        match k {
+            old::MessageKind::Text => MessageKind::Text,
+            old::MessageKind::Binary => MessageKind::Binary,
+        }
+    }
+
+    /// Moves the batch's data into a 0.1 batch (the spans are rebuilt).
+    pub(crate) fn batch(b: &mut MessageBatch) -> old::MessageBatch {
+        old::MessageBatch {
+            data: std::mem::take(&mut b.data),
+            spans: b
+                .spans
+                .iter()
+                .map(|s| old::MessageSpan {
+                    kind: kind_to_old(s.kind),
+                    len: s.len,
+                })
+                .collect(),
+        }
+    }
+
+    /// Gives the data back after the call.
+    pub(crate) fn restore_batch(b: &mut MessageBatch, old: old::MessageBatch) {
+        b.data = old.data;
+    }
+
+    pub(crate) fn batch_from_old(b: old::MessageBatch) -> MessageBatch {
+        MessageBatch {
+            data: b.data,
+            spans: b
+                .spans
+                .into_iter()
+                .map(|s| MessageSpan {
+                    kind: kind_from_old(s.kind),
+                    len: s.len,
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn close_info(info: &CloseInfo) -> old::CloseInfo {
+        old::CloseInfo {
+            code: info.code,
+            reason: info.reason.clone(),
+            cause: match info.cause {
+                CloseCause::PeerClosed => old::CloseCause::PeerClosed,
+                CloseCause::HandlerClosed => old::CloseCause::HandlerClosed,
+                CloseCause::ProtocolError => old::CloseCause::ProtocolError,
+                CloseCause::MessageTooBig => old::CloseCause::MessageTooBig,
+                CloseCause::PingTimeout => old::CloseCause::PingTimeout,
+                CloseCause::GoingAway => old::CloseCause::GoingAway,
+                CloseCause::ConnectionLost => old::CloseCause::ConnectionLost,
+                // 0.1 has no word for these; it named them so.
+                CloseCause::OutputLimit => old::CloseCause::HandlerClosed,
+                CloseCause::ClosedByServer => old::CloseCause::GoingAway,
+            },
+        }
+    }
+
+    pub(crate) fn log_level(l: old::LogLevel) -> bindings::LogLevel {
+        match l {
+            old::LogLevel::Trace => bindings::LogLevel::Trace,
+            old::LogLevel::Debug => bindings::LogLevel::Debug,
+            old::LogLevel::Info => bindings::LogLevel::Info,
+            old::LogLevel::Warn => bindings::LogLevel::Warn,
+            old::LogLevel::Error => bindings::LogLevel::Error,
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Contract versions and optional interfaces: the host detects what a
+//! component implements (0.2.0 with or without the batch interface, or
+//! 0.1.0), says so in its log, and runs each the way its contract says.
+
+use futures_util::SinkExt;
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::Message;
+use wsbox_tests::*;
+
+#[tokio::test]
+async fn the_host_says_which_contract_each_module_implements() {
+    init_logging();
+    let _basic = TestServer::start(module_config("/basic", BASIC_WASM, test_limits())).await;
+    let line = wait_for_log("module=wsbox_test_guest_basic contract=").await;
+    assert!(
+        line.contains("contract=wsbox:websocket/websocket-handler@0.2.0"),
+        "{line}"
+    );
+    let _chaos = TestServer::start(chaos_config("/chaos", test_limits())).await;
+    let line = wait_for_log("module=wsbox_test_guest_chaos contract=").await;
+    assert!(
+        line.contains("contract=wsbox:websocket/websocket-batch-handler@0.2.0"),
+        "{line}"
+    );
+    let _old = TestServer::start(echo_0_1_0_config()).await;
+    let line = wait_for_log("module=echo-wit-0.1.0 contract=").await;
+    assert!(
+        line.contains("contract=wsbox:websocket/websocket-handler@0.1.0 (adapted)"),
+        "{line}"
+    );
+}
+
+/// Messages that arrive together reach a handler without the batch
+/// interface one `on-message` call each, in order.
+#[tokio::test]
+async fn a_handler_without_the_batch_interface_gets_one_call_per_message() {
+    let server = TestServer::start(module_config("/basic", BASIC_WASM, test_limits())).await;
+    let mut raw = raw_handshake(server.addr, "/basic").await;
+    let mut burst = Vec::new();
+    for i in 0..50 {
+        burst.extend(client_frame(
+            true,
+            0x1,
+            format!("m{i}").as_bytes(),
+            Some([9, 8, 7, 6]),
+        ));
+    }
+    burst.extend(client_frame(true, 0x1, b"!calls", Some([9, 8, 7, 6])));
+    // One write: the host reads them together.
+    raw.write_all(&burst).await.unwrap();
+    for i in 0..50 {
+        assert_eq!(
+            read_frame(&mut raw).await,
+            (0x1, format!("m{i}").into_bytes())
+        );
+    }
+    assert_eq!(read_frame(&mut raw).await, (0x1, b"calls:50".to_vec()));
+}
+
+/// `connection.request` gives the request again, header values as the
+/// bytes received (not UTF-8 here), the remote address typed.
+#[tokio::test]
+async fn a_0_2_handler_reads_its_request_from_the_connection() {
+    use tokio::io::AsyncReadExt;
+    let server = TestServer::start(module_config("/basic", BASIC_WASM, test_limits())).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut head = format!(
+        "GET /basic HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nX-Bytes: caf",
+        server.addr
+    )
+    .into_bytes();
+    head.extend_from_slice(b"\xe9\r\n\r\n");
+    stream.write_all(&head).await.unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1);
+        answer.push(byte[0]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 101"));
+    stream
+        .write_all(&client_frame(true, 0x1, b"!request", Some([1, 2, 3, 4])))
+        .await
+        .unwrap();
+    let (_, reply) = read_frame(&mut stream).await;
+    assert_eq!(
+        String::from_utf8(reply).unwrap(),
+        "request:/basic 127.0.0.1 [99, 97, 102, 233]"
+    );
+    stream
+        .write_all(&client_frame(true, 0x1, b"!id", Some([1, 2, 3, 4])))
+        .await
+        .unwrap();
+    let (_, reply) = read_frame(&mut stream).await;
+    assert!(String::from_utf8(reply).unwrap().starts_with("id:"));
+}
+
+/// The 0.1.0 echo build still gets its close code and reason echoed, and
+/// messages in a batch, through the adapter.
+#[tokio::test]
+async fn the_0_1_0_echo_build_handles_batches_and_closes() {
+    let server = TestServer::start(echo_0_1_0_config()).await;
+    let mut raw = raw_handshake(server.addr, "/echo").await;
+    let mut burst = Vec::new();
+    for i in 0..20 {
+        burst.extend(client_frame(true, 0x2, &[i; 3], Some([1, 1, 1, 1])));
+    }
+    raw.write_all(&burst).await.unwrap();
+    for i in 0..20 {
+        assert_eq!(read_frame(&mut raw).await, (0x2, vec![i; 3]));
+    }
+    let mut ws = server.connect("/echo").await;
+    ws.send(Message::text("x")).await.unwrap();
+    assert_eq!(next_message(&mut ws).await, Message::text("x"));
+    ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: 4321.into(),
+        reason: "old contract".into(),
+    }))
+    .await
+    .unwrap();
+    assert_eq!(
+        expect_close(&mut ws).await,
+        (4321, "old contract".to_string())
+    );
+    wait_for_log("echo closed: code=4321 reason=\"old contract\" echoed=1 messages").await;
+}
+
+/// A module that imports an interface wsbox does not grant is refused at
+/// load with the import named.
+#[tokio::test]
+async fn a_module_with_an_import_the_host_does_not_grant_is_named() {
+    let runtime = wsbox::runtime::Runtime::new(&test_runtime()).unwrap();
+    // The smallest component importing wasi:http: built by hand from the
+    // component binary format (an import of an empty instance type).
+    let name = b"wasi:http/outgoing-handler@0.2.0";
+    let mut import_section = vec![1u8, 0x00, name.len() as u8];
+    import_section.extend_from_slice(name);
+    import_section.extend_from_slice(&[0x05, 0x00]); // instance type 0
+    let mut type_section = vec![1u8, 0x42, 0x00]; // one instance type, no decls
+    let mut bytes = b"\0asm\x0d\0\x01\0".to_vec();
+    bytes.push(7); // type section
+    bytes.push(type_section.len() as u8);
+    bytes.append(&mut type_section);
+    bytes.push(10); // import section
+    bytes.push(import_section.len() as u8);
+    bytes.extend_from_slice(&import_section);
+    let component = runtime.compile(&bytes).unwrap();
+    let err = runtime
+        .prepare("http-client".into(), &component)
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap();
+    assert!(
+        err.contains("imports wasi:http/outgoing-handler@0.2.0, which wsbox does not grant"),
+        "{err}"
+    );
+}
