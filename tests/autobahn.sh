@@ -68,8 +68,10 @@ case "$mode" in
         port="${AUTOBAHN_PORT:-9001}"
         wsbox="${WSBOX_BIN:-$root/target/release/wsbox}"
         needs server "$wsbox"
+        # --no-admin: the fuzzed server needs no control plane (which would
+        # take port 9090 and a data directory in $HOME).
         exec "${run[@]}" server "ws://127.0.0.1:$port/echo" "$(cases)" \
-            -- "$wsbox" serve --listen "127.0.0.1:$port" --max-message-size 32MiB
+            -- "$wsbox" serve --listen "127.0.0.1:$port" --max-message-size 32MiB --no-admin
         ;;
     client)
         port="${AUTOBAHN_PORT:-9002}"

@@ -129,6 +129,7 @@ pub fn module_config(pattern: &str, path: &str, limits: RouteLimits) -> Config {
             compression: None,
         }],
         pages: Vec::new(),
+        admin: None,
     }
 }
 
@@ -145,6 +146,7 @@ pub fn test_limits() -> RouteLimits {
 pub fn demo_config() -> Config {
     let mut config = Config::bundled_demo();
     config.runtime = test_runtime();
+    config.admin = None;
     config
 }
 
@@ -179,6 +181,8 @@ pub enum Peers {
     Python,
     /// Debian's `chromium`, apt-installed (as root).
     Chromium,
+    /// `promtool` from Debian's `prometheus`, apt-installed (as root).
+    Promtool,
 }
 
 impl Peers {
@@ -186,6 +190,7 @@ impl Peers {
         match self {
             Peers::Python => "python",
             Peers::Chromium => "chromium",
+            Peers::Promtool => "promtool",
         }
     }
 }

@@ -48,6 +48,50 @@ pub struct Config {
     /// Plain HTTP pages served beside the routes (a page that talks to them
     /// from the same origin, so the default origin rule lets it in).
     pub pages: Vec<PageConfig>,
+    /// The control plane (admin API and module registry): on when the
+    /// config has an `[admin]` section, and for `wsbox serve` without a
+    /// config.
+    pub admin: Option<AdminConfig>,
+}
+
+/// The default address of the admin API.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// The default cap on an uploaded module's size.
+pub const DEFAULT_MAX_MODULE_SIZE: u64 = 128 * 1024 * 1024;
+
+/// The control plane's settings (`[admin]`).
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Where the admin API listens (keep it on loopback or a private
+    /// network: it deploys code).
+    pub listen: SocketAddr,
+    /// The registry's data directory.
+    pub data_dir: PathBuf,
+    /// The largest module accepted for upload.
+    pub max_module_size: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            data_dir: default_data_dir(),
+            max_module_size: DEFAULT_MAX_MODULE_SIZE,
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/wsbox`, else `~/.local/share/wsbox`, else (no home)
+/// `./wsbox-data`.
+pub fn default_data_dir() -> PathBuf {
+    let nonempty = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty());
+    if let Some(xdg) = nonempty("XDG_DATA_HOME") {
+        return PathBuf::from(xdg).join("wsbox");
+    }
+    match nonempty("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/wsbox"),
+        None => PathBuf::from("wsbox-data"),
+    }
 }
 
 /// A static page: answered to `GET`/`HEAD` of exactly `path`.
@@ -309,6 +353,7 @@ impl Config {
                 path: "/".to_string(),
                 source: PageSource::Bundled(crate::bundled::ECHO_PAGE),
             }],
+            admin: Some(AdminConfig::default()),
         }
     }
 
@@ -436,10 +481,37 @@ impl Config {
             }
         }
 
-        if raw.route.is_empty() {
+        let admin = match &raw.admin {
+            None => None,
+            Some(a) => {
+                let mut admin = AdminConfig::default();
+                if let Some(l) = &a.listen {
+                    admin.listen = l.get_ref().parse().map_err(|e| {
+                        located.error(
+                            l.span().start,
+                            "admin.listen",
+                            format!(
+                                "`{}` is not an address like 127.0.0.1:9090: {e}",
+                                l.get_ref()
+                            ),
+                        )
+                    })?;
+                }
+                if let Some(d) = &a.data_dir {
+                    admin.data_dir = base.join(d.get_ref());
+                }
+                if let Some(size) = &a.max_module_size {
+                    admin.max_module_size = located.size(size, "admin.max_module_size")?;
+                }
+                Some(admin)
+            }
+        };
+
+        // With a control plane, routes can come from deploys instead.
+        if raw.route.is_empty() && admin.is_none() {
             return Err(ConfigError::Parse {
                 path: path.to_path_buf(),
-                message: "no routes: add at least one [[route]] with `path` and `module`"
+                message: "no routes: add at least one [[route]] with `path` and `module`, or an [admin] section to deploy routes through the admin API"
                     .to_string(),
             });
         }
@@ -653,6 +725,7 @@ impl Config {
             runtime,
             routes,
             pages,
+            admin,
         })
     }
 }
@@ -737,6 +810,15 @@ struct RawConfig {
     route: Vec<RawRoute>,
     #[serde(default)]
     page: Vec<RawPage>,
+    admin: Option<RawAdmin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<Spanned<String>>,
+    data_dir: Option<Spanned<String>>,
+    max_module_size: Option<Spanned<SizeValue>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,10 +11,14 @@
 //! - [`bench`]: `wsbox bench`, the WebSocket load generator.
 //! - [`client`]: a WebSocket client (`wsbox connect`), Tornado's `websocket_connect`.
 
+pub mod admin;
 pub mod bench;
 pub mod bundled;
 pub mod client;
 pub mod config;
+pub mod control;
+pub mod metrics;
+pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod tls;

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-use wsbox::config::Config;
+use wsbox::admin::cli;
+use wsbox::config::{AdminConfig, Config};
 use wsbox::server::Server;
 
 /// A WebSocket server whose handlers are WebAssembly components.
@@ -30,6 +31,21 @@ enum Command {
     /// Connect to a WebSocket server: stdin lines go out as text messages,
     /// messages received are printed (like websocat).
     Connect(wsbox::client::cli::ConnectArgs),
+    /// Upload a handler component to a running server's registry and
+    /// activate it (admin API).
+    Deploy(cli::DeployArgs),
+    /// Activate the version that was active before the current one.
+    Rollback(cli::ModuleArgs),
+    /// List a module's versions.
+    Versions(cli::ModuleArgs),
+    /// List the live connections.
+    Connections(cli::TargetArgs),
+    /// List the tenants and their modules.
+    Tenants(cli::TargetArgs),
+    /// Send a text message to one live connection's client.
+    Send(cli::SendArgs),
+    /// Close one live connection.
+    Close(cli::CloseArgs),
 }
 
 #[derive(clap::Args)]
@@ -53,6 +69,17 @@ struct ServeArgs {
     /// Override every route's max_message_size (e.g. 32MiB; at most 1GiB).
     #[arg(long, value_name = "SIZE", value_parser = parse_message_size)]
     max_message_size: Option<u64>,
+    /// Serve the admin API here (default 127.0.0.1:9090; on by default
+    /// without --config, or with an [admin] section).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<std::net::SocketAddr>,
+    /// The module registry's data directory (default
+    /// $XDG_DATA_HOME/wsbox, else ~/.local/share/wsbox).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Serve no admin API (and use no registry).
+    #[arg(long, conflicts_with_all = ["admin_listen", "data_dir"])]
+    no_admin: bool,
 }
 
 fn parse_message_size(s: &str) -> Result<u64, String> {
@@ -85,6 +112,13 @@ fn main() -> ExitCode {
         Command::Cert(args) => cert(args),
         Command::Bench(args) => wsbox::bench::run(args),
         Command::Connect(args) => wsbox::client::cli::run(args),
+        Command::Deploy(args) => cli::deploy(args),
+        Command::Rollback(args) => cli::rollback(args),
+        Command::Versions(args) => cli::versions(args),
+        Command::Connections(args) => cli::connections(args),
+        Command::Tenants(args) => cli::tenants(args),
+        Command::Send(args) => cli::send(args),
+        Command::Close(args) => cli::close(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -166,6 +200,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             route.limits.max_message_size = size;
         }
     }
+    if args.no_admin {
+        config.admin = None;
+    } else if args.admin_listen.is_some() || args.data_dir.is_some() {
+        let admin = config.admin.get_or_insert_with(AdminConfig::default);
+        if let Some(listen) = args.admin_listen {
+            admin.listen = listen;
+        }
+        if let Some(dir) = &args.data_dir {
+            admin.data_dir = dir.clone();
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -189,9 +234,42 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if args.config.is_none() {
             println!("open {http}://{addr}/ in a browser, or connect to {scheme}://{addr}/echo (echo) or {scheme}://{addr}/echo/lobby (greets with its route capture)");
         }
-        server
+        let admin_task = match &config.admin {
+            None => None,
+            Some(admin_config) => {
+                let (tokens, source) = wsbox::admin::Tokens::load(&admin_config.data_dir)?;
+                let (admin, plane) =
+                    wsbox::admin::start(server.handle(), admin_config, tokens).await?;
+                let admin_addr = admin.local_addr()?;
+                println!(
+                    "wsbox admin API on http://{admin_addr} (data dir {})",
+                    admin_config.data_dir.display()
+                );
+                match source {
+                    wsbox::admin::TokenSource::Env => {
+                        println!("  operator token: from WSBOX_ADMIN_TOKEN")
+                    }
+                    wsbox::admin::TokenSource::File { path, created } => println!(
+                        "  operator token: {} ({}; owner-only)",
+                        path.display(),
+                        if created { "generated now" } else { "kept from before" }
+                    ),
+                }
+                for (pattern, module) in plane.server().routes() {
+                    if module.version.is_some() {
+                        println!("  route {pattern}  ->  module `{}` (deployed)", module.label());
+                    }
+                }
+                Some(tokio::spawn(admin.run()))
+            }
+        };
+        let result = server
             .run_until(shutdown_signal(), config.server.drain_time)
-            .await
+            .await;
+        if let Some(task) = admin_task {
+            task.abort();
+        }
+        result
     });
     // Handlers still running after the drain time (a call blocked in WASI,
     // a spin the stopped epoch can no longer interrupt) must not keep the

@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -85,6 +86,8 @@ pub struct ConnectionSetup {
     pub shutdown: CancellationToken,
     /// This connection's place among the server's live connections.
     pub registration: Registration,
+    /// Where the connection's byte counts go when it closes.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The outcome of one wait on the socket.
@@ -276,6 +279,7 @@ pub async fn run<S: Transport>(
     }
     drop(setup.info);
     let registration = setup.registration;
+    let metrics = setup.metrics;
 
     let mut timers = Timers::new(setup.keepalive);
     timers.activity();
@@ -361,6 +365,7 @@ pub async fn run<S: Transport>(
                     match Pin::new(&mut stream).poll_read(cx, &mut buf) {
                         Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(Io::Eof),
                         Poll::Ready(Ok(())) => {
+                            registration.mailbox().count_in(buf.filled().len());
                             engine.receive(buf.filled());
                             Poll::Ready(Io::Read)
                         }
@@ -389,6 +394,7 @@ pub async fn run<S: Transport>(
             Io::Read => timers.activity(),
             Io::Wrote(n) => {
                 timers.activity();
+                registration.mailbox().count_out(n);
                 conn.engine.consume_output(n);
             }
             Io::Mail => conn.apply_mail(registration.mailbox().take()),
@@ -453,6 +459,11 @@ pub async fn run<S: Transport>(
         }
     }
     // No more mail: the connection is ending.
+    let meta = registration.meta();
+    metrics.connection_closed(
+        crate::metrics::ModuleLabels::new(&meta.route, &meta.module),
+        registration.mailbox().traffic(),
+    );
     drop(registration);
 
     if !eof {

@@ -4,11 +4,16 @@
 //! posted here goes straight to the peer: the handler is not called.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
+use std::net::SocketAddr;
+use std::time::Instant;
+
 use futures_util::task::AtomicWaker;
+
+use super::routes::ServedModule;
 
 /// Something asked of a connection from outside its task.
 #[derive(Debug)]
@@ -29,9 +34,30 @@ pub struct Mailbox {
     queue: Mutex<VecDeque<Command>>,
     has_mail: AtomicBool,
     waker: AtomicWaker,
+    /// Bytes read from and written to the socket (frames, after TLS).
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
 }
 
 impl Mailbox {
+    /// Counts bytes read from the peer.
+    pub fn count_in(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Counts bytes written to the peer.
+    pub fn count_out(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// `(bytes in, bytes out)` so far.
+    pub fn traffic(&self) -> (u64, u64) {
+        (
+            self.bytes_in.load(Ordering::Relaxed),
+            self.bytes_out.load(Ordering::Relaxed),
+        )
+    }
+
     /// Queues a command and wakes the connection task.
     pub fn post(&self, command: Command) {
         lock(&self.queue).push_back(command);
@@ -67,51 +93,92 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The live connections of a server, by id.
-#[derive(Default)]
-pub struct Registry {
-    mailboxes: Mutex<HashMap<u64, Arc<Mailbox>>>,
+/// What the server shows about a live connection (the admin API lists it).
+pub struct ConnectionMeta {
+    /// The route pattern it matched.
+    pub route: String,
+    /// The module version it runs; held, so that version stays loaded
+    /// while the connection lives even after a deploy replaced it.
+    pub module: Arc<ServedModule>,
+    pub remote: SocketAddr,
+    pub opened: Instant,
+    /// Its place in its tenant's connection count.
+    pub admission: super::tenants::Admission,
 }
 
-impl Registry {
+/// A live connection as registered: its mailbox and what it is.
+pub struct Entry<M> {
+    pub mailbox: Arc<Mailbox>,
+    pub meta: M,
+}
+
+/// The live connections of a server, by id.
+pub struct Registry<M = ConnectionMeta> {
+    entries: Mutex<HashMap<u64, Arc<Entry<M>>>>,
+}
+
+impl<M> Default for Registry<M> {
+    fn default() -> Self {
+        Registry {
+            entries: Mutex::default(),
+        }
+    }
+}
+
+impl<M> Registry<M> {
     /// Registers a connection; it is removed when the returned guard drops.
-    pub fn register(self: &Arc<Self>, id: u64) -> Registration {
-        let mailbox = Arc::new(Mailbox::default());
-        lock(&self.mailboxes).insert(id, Arc::clone(&mailbox));
+    pub fn register(self: &Arc<Self>, id: u64, meta: M) -> Registration<M> {
+        let entry = Arc::new(Entry {
+            mailbox: Arc::new(Mailbox::default()),
+            meta,
+        });
+        lock(&self.entries).insert(id, Arc::clone(&entry));
         Registration {
             registry: Arc::clone(self),
             id,
-            mailbox,
+            entry,
         }
     }
 
     /// The mailbox of a live connection.
     pub fn get(&self, id: u64) -> Option<Arc<Mailbox>> {
-        lock(&self.mailboxes).get(&id).cloned()
+        lock(&self.entries).get(&id).map(|e| Arc::clone(&e.mailbox))
     }
 
     /// The ids of the live connections, in no particular order.
     pub fn ids(&self) -> Vec<u64> {
-        lock(&self.mailboxes).keys().copied().collect()
+        lock(&self.entries).keys().copied().collect()
+    }
+
+    /// The live connections, by id, in no particular order.
+    pub fn entries(&self) -> Vec<(u64, Arc<Entry<M>>)> {
+        lock(&self.entries)
+            .iter()
+            .map(|(id, e)| (*id, Arc::clone(e)))
+            .collect()
     }
 }
 
 /// A connection's place in the [`Registry`], held by its task.
-pub struct Registration {
-    registry: Arc<Registry>,
+pub struct Registration<M = ConnectionMeta> {
+    registry: Arc<Registry<M>>,
     id: u64,
-    mailbox: Arc<Mailbox>,
+    entry: Arc<Entry<M>>,
 }
 
-impl Registration {
+impl<M> Registration<M> {
     pub fn mailbox(&self) -> &Mailbox {
-        &self.mailbox
+        &self.entry.mailbox
+    }
+
+    pub fn meta(&self) -> &M {
+        &self.entry.meta
     }
 }
 
-impl Drop for Registration {
+impl<M> Drop for Registration<M> {
     fn drop(&mut self) {
-        lock(&self.registry.mailboxes).remove(&self.id);
+        lock(&self.registry.entries).remove(&self.id);
     }
 }
 
@@ -121,8 +188,8 @@ mod tests {
 
     #[tokio::test]
     async fn posts_wake_the_owner_and_registrations_end_with_their_guard() {
-        let registry = Arc::new(Registry::default());
-        let reg = registry.register(7);
+        let registry = Arc::new(Registry::<()>::default());
+        let reg = registry.register(7, ());
         assert_eq!(registry.ids(), vec![7]);
         let mailbox = registry.get(7).expect("registered");
         mailbox.post(Command::Close {

@@ -9,6 +9,7 @@ mod memory;
 pub mod origin;
 mod pages;
 pub mod routes;
+pub mod tenants;
 mod upgrade;
 
 use std::convert::Infallible;
@@ -27,12 +28,17 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServerConfig};
 use crate::runtime::Runtime;
-use routes::{Route, RouteTable};
+use routes::{Route, RouteTable, ServedModule};
 
 /// Everything a request needs, shared by all connections.
 pub struct Shared {
     pub runtime: Runtime,
-    pub routes: RouteTable,
+    /// The routes being served; a deploy swaps in a new table whole.
+    pub routes: arc_swap::ArcSwap<RouteTable>,
+    /// The config file's routes as compiled at start, which a rebuilt
+    /// table keeps (with a newer module when one of the default tenant
+    /// of the same name is deployed).
+    config_routes: Vec<Arc<Route>>,
     /// Static pages, answered to plain `GET`/`HEAD` requests.
     pages: Vec<pages::Page>,
     /// The live (upgraded) connections' mailboxes, by connection id.
@@ -44,6 +50,9 @@ pub struct Shared {
     connections: TaskTracker,
     settings: ServerConfig,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Per-tenant connection caps.
+    pub tenants: tenants::TenantGates,
 }
 
 impl Shared {
@@ -71,11 +80,12 @@ impl Server {
                     let m = runtime
                         .load_module(&route.module)
                         .with_context(|| format!("route `{}`", route.pattern))?;
+                    let m = ServedModule::from_config(m);
                     compiled.insert(route.module.clone(), Arc::clone(&m));
                     m
                 }
             };
-            routes.push(Route::new(route.clone(), module)?);
+            routes.push(Arc::new(Route::new(route.clone(), module)?));
         }
         let pages = config
             .pages
@@ -93,7 +103,8 @@ impl Server {
             listener,
             shared: Arc::new(Shared {
                 runtime,
-                routes: RouteTable::new(routes),
+                routes: arc_swap::ArcSwap::from_pointee(RouteTable::new(routes.clone())),
+                config_routes: routes,
                 pages,
                 live: Arc::default(),
                 next_connection_id: AtomicU64::new(1),
@@ -101,6 +112,8 @@ impl Server {
                 connections: TaskTracker::new(),
                 settings: config.server.clone(),
                 tls,
+                metrics: Arc::default(),
+                tenants: Default::default(),
             }),
         })
     }
@@ -117,11 +130,10 @@ impl Server {
 
     /// The routes being served, as `(pattern, module name)`.
     pub fn describe(&self) -> Vec<(String, String)> {
-        self.shared
-            .routes
+        self.handle()
             .routes()
-            .iter()
-            .map(|r| (r.pattern.clone(), r.module.name().to_string()))
+            .into_iter()
+            .map(|(pattern, module)| (pattern, module.label()))
             .collect()
     }
 
@@ -225,7 +237,121 @@ pub enum ConnectionCommandError {
     InvalidClose(#[from] wsbox_protocol::CloseError),
 }
 
+/// A live connection, as the admin API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConnectionSummary {
+    pub id: u64,
+    pub tenant: String,
+    pub route: String,
+    pub module: String,
+    /// The registry version; `None` for a module from the config file.
+    pub version: Option<u64>,
+    pub remote_addr: String,
+    pub age_ms: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
 impl ServerHandle {
+    /// The wasm runtime (to compile and prepare modules for a deploy).
+    pub fn runtime(&self) -> &Runtime {
+        &self.shared.runtime
+    }
+
+    /// Sets a tenant's connection cap (for new connections).
+    pub fn set_tenant_limit(&self, tenant: &str, max_connections: Option<u64>) {
+        self.shared.tenants.set_limit(tenant, max_connections);
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.shared.metrics
+    }
+
+    /// The metrics exposition (Prometheus text format), with the live
+    /// state read now.
+    pub fn encode_metrics(&self, compiles: u64, compiled_cache_hits: u64) -> Result<String> {
+        let connections = self
+            .shared
+            .live
+            .entries()
+            .into_iter()
+            .map(|(_, entry)| {
+                (
+                    crate::metrics::ModuleLabels::new(&entry.meta.route, &entry.meta.module),
+                    entry.mailbox.traffic(),
+                )
+            })
+            .collect();
+        Ok(self.shared.metrics.encode(crate::metrics::LiveState {
+            connections,
+            instance_memory_bytes: self.shared.runtime.memory_in_use(),
+            compiles,
+            compiled_cache_hits,
+        })?)
+    }
+
+    /// The routes being served now, in the order they are tried.
+    pub fn routes(&self) -> Vec<(String, Arc<ServedModule>)> {
+        self.shared
+            .routes
+            .load()
+            .routes()
+            .iter()
+            .map(|r| (r.pattern.clone(), Arc::clone(&r.module)))
+            .collect()
+    }
+
+    /// Swaps in a new route table: `deployed` (routes bound through the
+    /// admin API) first, then the config file's routes, each served by
+    /// the module of the same name in `default_tenant` when there is one.
+    /// New connections use it at once; live ones keep their module.
+    pub fn install_routes(
+        &self,
+        deployed: Vec<Route>,
+        default_tenant: &std::collections::HashMap<String, Arc<ServedModule>>,
+    ) -> Result<()> {
+        let mut table: Vec<Arc<Route>> = deployed.into_iter().map(Arc::new).collect();
+        for route in &self.shared.config_routes {
+            match default_tenant.get(route.module.name.as_str()) {
+                Some(module) => table.push(Arc::new(Route::new(
+                    route.config.clone(),
+                    Arc::clone(module),
+                )?)),
+                None => table.push(Arc::clone(route)),
+            }
+        }
+        self.shared.routes.store(Arc::new(RouteTable::new(table)));
+        Ok(())
+    }
+
+    /// The live connections, oldest first.
+    pub fn connections(&self) -> Vec<ConnectionSummary> {
+        let mut list: Vec<ConnectionSummary> = self
+            .shared
+            .live
+            .entries()
+            .into_iter()
+            .map(|(id, entry)| {
+                let (bytes_in, bytes_out) = entry.mailbox.traffic();
+                let meta = &entry.meta;
+                ConnectionSummary {
+                    id,
+                    tenant: meta.module.tenant.clone(),
+                    route: meta.route.clone(),
+                    module: meta.module.name.clone(),
+                    version: meta.module.version,
+                    remote_addr: meta.remote.to_string(),
+                    age_ms: u64::try_from(meta.opened.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    bytes_in,
+                    bytes_out,
+                }
+            })
+            .collect();
+        list.sort_by_key(|c| c.id);
+        list
+    }
+
     /// The ids of the live connections, in no particular order.
     pub fn connection_ids(&self) -> Vec<u64> {
         self.shared.live.ids()
@@ -278,7 +404,17 @@ async fn serve_http<S: connection::Transport + 'static>(
         let shared = Arc::clone(&shared);
         // Boxed: the handshake future (instantiation and the `upgrade`
         // call) is several KB, and hyper would otherwise move it by value.
-        async move { Ok::<_, Infallible>(Box::pin(upgrade::handle(shared, req, peer)).await) }
+        async move {
+            let metrics = Arc::clone(&shared.metrics);
+            let resp = Box::pin(upgrade::handle(shared, req, peer)).await;
+            metrics
+                .http_responses
+                .get_or_create(&crate::metrics::StatusLabels {
+                    status: resp.status().as_u16(),
+                })
+                .inc();
+            Ok::<_, Infallible>(resp)
+        }
     });
     let result = http1::Builder::new()
         .timer(TokioTimer::new())

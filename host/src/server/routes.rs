@@ -10,9 +10,48 @@ use super::origin::OriginPolicy;
 use crate::config::RouteConfig;
 use crate::runtime::{HandlerModule, InstanceLimits};
 
+/// Compiles a route pattern as it will be matched, for validation.
+pub fn check_pattern(pattern: &str) -> Result<(), regex::Error> {
+    Regex::new(&anchor(pattern)).map(drop)
+}
+
 /// Anchors a route pattern so it must match the whole path, as Tornado does.
 pub fn anchor(pattern: &str) -> String {
     format!("^(?:{pattern})$")
+}
+
+/// The tenant of config-file routes, and of a config without tenants.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// A compiled module as a route serves it: which tenant's module, which
+/// version. Routes and live connections share it; an old version is freed
+/// when the last connection that runs it closes.
+pub struct ServedModule {
+    pub handler: Arc<HandlerModule>,
+    pub tenant: String,
+    pub name: String,
+    /// The registry version; `None` for a module named in the config file.
+    pub version: Option<u64>,
+}
+
+impl ServedModule {
+    /// A module from the config file, in the default tenant.
+    pub fn from_config(handler: Arc<HandlerModule>) -> Arc<ServedModule> {
+        Arc::new(ServedModule {
+            name: handler.name().to_string(),
+            handler,
+            tenant: DEFAULT_TENANT.to_string(),
+            version: None,
+        })
+    }
+
+    /// `name@version` (or `name@config`), for logs and listings.
+    pub fn label(&self) -> String {
+        match self.version {
+            Some(v) => format!("{}@{v}", self.name),
+            None => format!("{}@config", self.name),
+        }
+    }
 }
 
 /// One route, ready to serve.
@@ -20,8 +59,8 @@ pub struct Route {
     /// The pattern as configured.
     pub pattern: String,
     regex: Regex,
-    /// The compiled handler module.
-    pub module: Arc<HandlerModule>,
+    /// The module (and version) serving it.
+    pub module: Arc<ServedModule>,
     /// The route's settings as configured.
     pub config: RouteConfig,
     /// The sandbox limits of each connection's instance.
@@ -32,7 +71,7 @@ pub struct Route {
 
 impl Route {
     /// Builds a route for a module already compiled.
-    pub fn new(config: RouteConfig, module: Arc<HandlerModule>) -> Result<Route> {
+    pub fn new(config: RouteConfig, module: Arc<ServedModule>) -> Result<Route> {
         let regex = Regex::new(&anchor(&config.pattern))
             .with_context(|| format!("route pattern `{}`", config.pattern))?;
         let origin = OriginPolicy::new(&config.origin)
@@ -51,7 +90,7 @@ impl Route {
 
 /// A route that matched a path, with its captures.
 pub struct RouteMatch<'a> {
-    pub route: &'a Route,
+    pub route: &'a Arc<Route>,
     /// Unnamed groups in order (Tornado's `path_args`); a group that did
     /// not take part in the match is an empty string.
     pub positional: Vec<String>,
@@ -59,18 +98,19 @@ pub struct RouteMatch<'a> {
     pub named: Vec<(String, String)>,
 }
 
-/// The routes, in the order they are tried.
+/// The routes, in the order they are tried. Immutable: a deploy builds a
+/// new table and swaps it in whole.
 #[derive(Default)]
 pub struct RouteTable {
-    routes: Vec<Route>,
+    routes: Vec<Arc<Route>>,
 }
 
 impl RouteTable {
-    pub fn new(routes: Vec<Route>) -> RouteTable {
+    pub fn new(routes: Vec<Arc<Route>>) -> RouteTable {
         RouteTable { routes }
     }
 
-    pub fn routes(&self) -> &[Route] {
+    pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
     }
 

@@ -127,7 +127,10 @@ pub(super) async fn handle(
     {
         return page.respond(req.method());
     }
-    let Some(matched) = shared.routes.find(&path) else {
+    // This request keeps the table it matched against: a deploy swapping
+    // in a new one meanwhile does not change the route under it.
+    let table = shared.routes.load_full();
+    let Some(matched) = table.find(&path) else {
         return text_response(StatusCode::NOT_FOUND, format!("no route for {path}"));
     };
 
@@ -150,7 +153,9 @@ pub(super) async fn handle(
         "conn",
         id = connection_id,
         route = %route.pattern,
-        module = %route.module.name(),
+        tenant = %route.module.tenant,
+        module = %route.module.name,
+        version = route.module.version,
     );
 
     let host_verdict = route
@@ -185,8 +190,18 @@ pub(super) async fn handle(
         origin_allowed: host_verdict,
     };
 
+    // Before the instance: a tenant at its cap costs no instantiation.
+    let admission = match shared.tenants.admit(&route.module.tenant) {
+        Ok(a) => a,
+        Err(full) => {
+            tracing::info!(parent: &span, max = full.max, "upgrade refused: tenant at its connection limit");
+            return unavailable(format!("{full}; try again later"));
+        }
+    };
+
     let mut instance = match route
         .module
+        .handler
         .instantiate(&route.instance_limits, connection_id)
         .instrument(span.clone())
         .await
@@ -316,7 +331,17 @@ pub(super) async fn handle(
         max_pending_output: route.instance_limits.max_pending_output,
         keepalive: route.config.keepalive,
         shutdown: shared.shutdown.clone(),
-        registration: shared.live.register(connection_id),
+        metrics: Arc::clone(&shared.metrics),
+        registration: shared.live.register(
+            connection_id,
+            super::mailbox::ConnectionMeta {
+                route: route.pattern.clone(),
+                module: Arc::clone(&route.module),
+                remote: peer,
+                opened: std::time::Instant::now(),
+                admission,
+            },
+        ),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     // Captured boxed: a value captured by the task stays in it for the
@@ -367,5 +392,13 @@ pub(super) async fn handle(
         }
         .instrument(span),
     );
+    shared
+        .metrics
+        .connections_accepted
+        .get_or_create(&crate::metrics::ModuleLabels::new(
+            &route.pattern,
+            &route.module,
+        ))
+        .inc();
     resp
 }

@@ -1,0 +1,373 @@
+//! The admin API's endpoints (all JSON; errors are `{"error": "..."}`):
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /healthz`, `GET /readyz` | liveness, readiness (no token) |
+//! | `GET /openapi.json` | this API as OpenAPI 3 (no token) |
+//! | `GET /v1/status` | data dir, compile and cache counters |
+//! | `GET /metrics` | Prometheus text format (token needed) |
+//! | `GET /v1/tenants` | tenants and their modules |
+//! | `PUT /v1/tenants/{t}` | a tenant's namespace and connection cap |
+//! | `POST /v1/tenants/{t}/modules/{m}/versions?note=` | upload (body: the component) |
+//! | `GET /v1/tenants/{t}/modules/{m}/versions` | versions, active one, live connections each |
+//! | `POST /v1/tenants/{t}/deployments` | activate `{module, version?, route?}` |
+//! | `GET /v1/tenants/{t}/deployments` | active deployments |
+//! | `POST /v1/tenants/{t}/modules/{m}/rollback` | back to the previous version |
+//! | `GET /v1/connections` | live connections |
+//! | `POST /v1/connections/{id}/messages` | send a message to the client |
+//! | `POST /v1/connections/{id}/close`, `DELETE /v1/connections/{id}` | close it |
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AdminState;
+use crate::registry::RegistryError;
+use crate::server::ConnectionCommandError;
+
+type Body = Full<Bytes>;
+
+/// The most bytes of a message sent to a connection through the API.
+const MAX_MESSAGE_BODY: u64 = 16 * 1024 * 1024;
+/// The most bytes of a JSON request body.
+const MAX_JSON_BODY: u64 = 64 * 1024;
+
+/// An error answer: a status and a message that says what to do.
+struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::BAD_REQUEST, message.into())
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> ApiError {
+        let status = match &e {
+            RegistryError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            RegistryError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
+            RegistryError::Conflict(_) => StatusCode::CONFLICT,
+            RegistryError::Db(_) | RegistryError::Io { .. } | RegistryError::Internal(_) => {
+                tracing::error!(error = %e, "registry failure");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl From<ConnectionCommandError> for ApiError {
+    fn from(e: ConnectionCommandError) -> ApiError {
+        let status = match e {
+            ConnectionCommandError::UnknownConnection(_) => StatusCode::NOT_FOUND,
+            ConnectionCommandError::InvalidClose(_) => StatusCode::BAD_REQUEST,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut body = value.to_string();
+    body.push('\n');
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn ok<T: serde::Serialize>(status: StatusCode, value: &T) -> Result<Response<Body>, ApiError> {
+    let value = serde_json::to_value(value)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(json_response(status, &value))
+}
+
+fn error_response(ApiError(status, message): ApiError) -> Response<Body> {
+    let mut resp = json_response(status, &json!({ "error": message }));
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"wsbox\""),
+        );
+    }
+    resp
+}
+
+/// Answers one admin request.
+pub async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Body> {
+    match route(state, req).await {
+        Ok(resp) => resp,
+        Err(e) => error_response(e),
+    }
+}
+
+/// A query parameter, percent-decoded.
+fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
+    let query = req.uri().query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+async fn read_body(req: Request<Incoming>, limit: u64, what: &str) -> Result<Bytes, ApiError> {
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    match Limited::new(req.into_body(), limit_usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the {what} is over the limit of {limit} bytes"),
+        )),
+        Err(e) => Err(ApiError::bad_request(format!("reading the {what}: {e}"))),
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    what: &str,
+) -> Result<T, ApiError> {
+    let body = read_body(req, MAX_JSON_BODY, what).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the {what} is not the expected JSON: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateRequest {
+    module: String,
+    version: Option<u64>,
+    route: Option<String>,
+    /// Close older versions' connections with 1012 over this window
+    /// (`"30s"`, `"500ms"`; `true` for the default 30 s).
+    drain: Option<DrainRequest>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DrainRequest {
+    Default(bool),
+    Window(String),
+}
+
+/// The default drain window.
+const DEFAULT_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantRequest {
+    path_prefix: Option<String>,
+    max_connections: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CloseRequest {
+    code: Option<u16>,
+    reason: Option<String>,
+}
+
+fn connection_id(segment: &str) -> Result<u64, ApiError> {
+    segment.parse().map_err(|_| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("`{segment}` is not a connection id: GET /v1/connections lists them"),
+        )
+    })
+}
+
+async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["healthz"]) => return ok(StatusCode::OK, &json!({"status": "ok"})),
+        // Ready once the listener is up: it starts after the registry
+        // restored the deployments.
+        (&Method::GET, ["readyz"]) => return ok(StatusCode::OK, &json!({"status": "ready"})),
+        (&Method::GET, ["openapi.json"]) => return ok(StatusCode::OK, &super::openapi::document()),
+        _ => {}
+    }
+    // Prometheus scrapes /metrics; it is served under /v1 too.
+    let segments: Vec<&str> = if segments.as_slice() == ["metrics"] {
+        vec!["v1", "metrics"]
+    } else {
+        segments
+    };
+    if segments.first() != Some(&"v1") {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no endpoint {path}: GET /openapi.json lists them"),
+        ));
+    }
+    let by = state
+        .tokens
+        .check(req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes))
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong token: send `Authorization: Bearer <token>` with the operator \
+                 token (WSBOX_ADMIN_TOKEN, or the admin-token file in the data directory)"
+                    .into(),
+            )
+        })?;
+    let plane = &state.plane;
+    match (&method, &segments[1..]) {
+        (&Method::GET, ["status"]) => ok(StatusCode::OK, &plane.status()),
+        (&Method::GET, ["metrics"]) => {
+            let stats = &plane.registry().stats;
+            let text = plane
+                .server()
+                .encode_metrics(stats.compiles(), stats.cache_hits())
+                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+            // OpenMetrics to scrapers that ask for it, else text 0.0.4.
+            let openmetrics = req
+                .headers()
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("application/openmetrics-text"));
+            let (body, content_type) = if openmetrics {
+                (
+                    text,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+            } else {
+                (
+                    crate::metrics::to_prometheus_text(&text),
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+            };
+            let mut resp = Response::new(Full::new(Bytes::from(body)));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            Ok(resp)
+        }
+        (&Method::GET, ["tenants"]) => {
+            ok(StatusCode::OK, &json!({"tenants": plane.tenants().await?}))
+        }
+        (&Method::PUT, ["tenants", tenant]) => {
+            let tenant = tenant.to_string();
+            let request: TenantRequest = read_json(req, "tenant settings").await?;
+            let record = plane
+                .set_tenant(&tenant, request.path_prefix, request.max_connections, by)
+                .await?;
+            ok(StatusCode::OK, &record)
+        }
+        (&Method::POST, ["tenants", tenant, "modules", module, "versions"]) => {
+            let note = query_param(&req, "note");
+            let bytes = read_body(req, state.max_body, "module").await?;
+            let record = plane.upload(tenant, module, bytes, by, note).await?;
+            ok(StatusCode::CREATED, &record)
+        }
+        (&Method::GET, ["tenants", tenant, "modules", module, "versions"]) => {
+            ok(StatusCode::OK, &plane.versions(tenant, module).await?)
+        }
+        (&Method::POST, ["tenants", tenant, "modules", module, "rollback"]) => {
+            ok(StatusCode::OK, &plane.rollback(tenant, module, by).await?)
+        }
+        (&Method::POST, ["tenants", tenant, "deployments"]) => {
+            let tenant = tenant.to_string();
+            let request: ActivateRequest = read_json(req, "deployment request").await?;
+            let drain = match &request.drain {
+                None | Some(DrainRequest::Default(false)) => None,
+                Some(DrainRequest::Default(true)) => Some(DEFAULT_DRAIN),
+                Some(DrainRequest::Window(text)) => {
+                    Some(crate::config::parse_duration_text(text).map_err(|e| {
+                        ApiError::bad_request(format!(
+                            "`drain` must be a duration such as \"30s\" or true: {e}"
+                        ))
+                    })?)
+                }
+            };
+            let mut deployment = plane
+                .activate(&tenant, &request.module, request.version, request.route, by)
+                .await?;
+            if let Some(window) = drain {
+                deployment.draining =
+                    plane.drain(&tenant, &deployment.module, deployment.version, window);
+            }
+            ok(StatusCode::OK, &deployment)
+        }
+        (&Method::GET, ["tenants", tenant, "deployments"]) => ok(
+            StatusCode::OK,
+            &json!({"deployments": plane.deployments(tenant).await?}),
+        ),
+        (&Method::GET, ["connections"]) => ok(
+            StatusCode::OK,
+            &json!({"connections": plane.server().connections()}),
+        ),
+        (&Method::POST, ["connections", id, "messages"]) => {
+            let id = connection_id(id)?;
+            let binary = req
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.starts_with("application/octet-stream"));
+            let body = read_body(req, MAX_MESSAGE_BODY, "message").await?;
+            let message = if binary {
+                wsbox_protocol::Message::Binary(body)
+            } else {
+                let text = String::from_utf8(body.to_vec()).map_err(|_| {
+                    ApiError::bad_request(
+                        "the message is not UTF-8 text: send binary messages with \
+                         `Content-Type: application/octet-stream`",
+                    )
+                })?;
+                wsbox_protocol::Message::Text(text)
+            };
+            let len = message.len();
+            plane.server().send(id, message)?;
+            tracing::info!(
+                audit = "send",
+                conn = id,
+                len,
+                by,
+                "message queued for a connection"
+            );
+            ok(
+                StatusCode::ACCEPTED,
+                &json!({"connection": id, "queued_bytes": len}),
+            )
+        }
+        (&Method::POST, ["connections", id, "close"]) | (&Method::DELETE, ["connections", id]) => {
+            let id = connection_id(id)?;
+            let request = if method == Method::DELETE {
+                CloseRequest {
+                    code: query_param(&req, "code")
+                        .map(|c| c.parse())
+                        .transpose()
+                        .map_err(|_| {
+                            ApiError::bad_request("`code` must be a close code such as 1000")
+                        })?,
+                    reason: query_param(&req, "reason"),
+                }
+            } else {
+                let body = read_body(req, MAX_JSON_BODY, "close request").await?;
+                if body.is_empty() {
+                    CloseRequest::default()
+                } else {
+                    serde_json::from_slice(&body).map_err(|e| {
+                        ApiError::bad_request(format!(
+                            "the close request is not JSON like {{\"code\": 1000, \"reason\": \"bye\"}}: {e}"
+                        ))
+                    })?
+                }
+            };
+            let code = request.code.unwrap_or(1000);
+            let reason = request.reason.unwrap_or_default();
+            plane.server().close(id, code, &reason)?;
+            tracing::info!(audit = "close", conn = id, code, %reason, by, "connection close requested");
+            ok(
+                StatusCode::ACCEPTED,
+                &json!({"connection": id, "closing": true, "code": code}),
+            )
+        }
+        _ => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no endpoint {method} {path}: GET /openapi.json lists them"),
+        )),
+    }
+}

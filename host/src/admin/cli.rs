@@ -1,0 +1,305 @@
+//! `wsbox deploy`, `rollback`, `versions`, `connections`, `tenants`,
+//! `send` and `close`: the admin API from the command line.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+use super::auth::{TOKEN_ENV, TOKEN_FILE};
+use super::client::AdminClient;
+
+/// The environment variable with the admin API's URL.
+pub const ADMIN_ENV: &str = "WSBOX_ADMIN";
+/// The admin API's URL when neither `--admin` nor `WSBOX_ADMIN` is set.
+pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:9090";
+
+/// Where the admin API is and how to authenticate.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AdminTarget {
+    /// The admin API's URL [env: WSBOX_ADMIN; default: http://127.0.0.1:9090].
+    #[arg(long, value_name = "URL")]
+    pub admin: Option<String>,
+    /// The operator token [env: WSBOX_ADMIN_TOKEN; default: the admin-token
+    /// file in the default data directory].
+    #[arg(long)]
+    pub token: Option<String>,
+}
+
+impl AdminTarget {
+    fn client(&self) -> Result<AdminClient> {
+        let url = self
+            .admin
+            .clone()
+            .or_else(|| std::env::var(ADMIN_ENV).ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| DEFAULT_ADMIN_URL.to_string());
+        let token = match self
+            .token
+            .clone()
+            .or_else(|| std::env::var(TOKEN_ENV).ok().filter(|s| !s.is_empty()))
+        {
+            Some(t) => Some(t),
+            None => {
+                let path = crate::config::default_data_dir().join(TOKEN_FILE);
+                std::fs::read_to_string(&path)
+                    .ok()
+                    .map(|t| t.trim().to_string())
+            }
+        };
+        AdminClient::new(&url, token)
+    }
+}
+
+fn encode(part: &str) -> String {
+    url::form_urlencoded::byte_serialize(part.as_bytes()).collect()
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DeployArgs {
+    /// The handler component (.wasm).
+    pub file: PathBuf,
+    #[arg(long, default_value = "default")]
+    pub tenant: String,
+    /// The module name [default: the file's stem].
+    #[arg(long)]
+    pub module: Option<String>,
+    /// Bind this path regex to the module (matched whole, like config routes).
+    #[arg(long, value_name = "REGEX")]
+    pub route: Option<String>,
+    /// A note stored with the version.
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Close the older versions' connections with 1012 (Service Restart)
+    /// spread over this window (e.g. 30s), so clients reconnect to the new
+    /// version; by default they stay on their version until they close.
+    #[arg(long, value_name = "DURATION")]
+    pub drain: Option<String>,
+    #[command(flatten)]
+    pub target: AdminTarget,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ModuleArgs {
+    #[arg(long, default_value = "default")]
+    pub tenant: String,
+    #[arg(long)]
+    pub module: String,
+    #[command(flatten)]
+    pub target: AdminTarget,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TargetArgs {
+    #[command(flatten)]
+    pub target: AdminTarget,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SendArgs {
+    /// The connection id (see `wsbox connections`).
+    pub id: u64,
+    /// The text to send.
+    pub message: String,
+    #[command(flatten)]
+    pub target: AdminTarget,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CloseArgs {
+    /// The connection id (see `wsbox connections`).
+    pub id: u64,
+    #[arg(long, default_value_t = 1000)]
+    pub code: u16,
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    #[command(flatten)]
+    pub target: AdminTarget,
+}
+
+/// Uploads a component, then activates it (binding `--route`).
+pub fn deploy(args: DeployArgs) -> Result<()> {
+    let client = args.target.client()?;
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let module = match args.module {
+        Some(m) => m,
+        None => args
+            .file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .context("cannot name the module after the file: give --module")?,
+    };
+    eprintln!(
+        "uploading {} ({} bytes) as {}/{module}; the server validates and compiles it...",
+        args.file.display(),
+        bytes.len(),
+        args.tenant
+    );
+    let mut path = format!(
+        "/v1/tenants/{}/modules/{}/versions",
+        encode(&args.tenant),
+        encode(&module)
+    );
+    if let Some(note) = &args.note {
+        path.push_str(&format!("?note={}", encode(note)));
+    }
+    let version = client.request("POST", &path, Some("application/wasm"), &bytes)?;
+    let number = version["version"].as_u64().unwrap_or(0);
+    let request =
+        json!({"module": module, "version": number, "route": args.route, "drain": args.drain});
+    let deployment = client.request(
+        "POST",
+        &format!("/v1/tenants/{}/deployments", encode(&args.tenant)),
+        Some("application/json"),
+        request.to_string().as_bytes(),
+    )?;
+    println!(
+        "deployed {}/{module} version {number} (sha256 {}), serving routes: {}",
+        args.tenant,
+        version["sha256"].as_str().unwrap_or("?"),
+        join(&deployment["routes"])
+    );
+    if let Some(window) = &args.drain {
+        println!(
+            "draining {} older connections with 1012 over {window}",
+            deployment["draining"]
+        );
+    }
+    Ok(())
+}
+
+fn join(list: &Value) -> String {
+    let items: Vec<String> = list
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    if items.is_empty() {
+        "(none: give --route)".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+pub fn rollback(args: ModuleArgs) -> Result<()> {
+    let client = args.target.client()?;
+    let d = client.request(
+        "POST",
+        &format!(
+            "/v1/tenants/{}/modules/{}/rollback",
+            encode(&args.tenant),
+            encode(&args.module)
+        ),
+        None,
+        b"",
+    )?;
+    println!(
+        "rolled back {}/{} to version {} (was {})",
+        args.tenant, args.module, d["version"], d["previous_version"]
+    );
+    Ok(())
+}
+
+pub fn versions(args: ModuleArgs) -> Result<()> {
+    let client = args.target.client()?;
+    let m = client.request(
+        "GET",
+        &format!(
+            "/v1/tenants/{}/modules/{}/versions",
+            encode(&args.tenant),
+            encode(&args.module)
+        ),
+        None,
+        b"",
+    )?;
+    println!("VERSION  ACTIVE  LIVE  SIZE      SHA256        UPLOADED_BY  NOTE");
+    for v in m["versions"].as_array().into_iter().flatten() {
+        println!(
+            "{:<8} {:<7} {:<5} {:<9} {:<13} {:<12} {}",
+            v["version"],
+            if v["active"].as_bool() == Some(true) {
+                "*"
+            } else {
+                ""
+            },
+            v["live_connections"],
+            v["size"],
+            v["sha256"].as_str().unwrap_or("").get(..12).unwrap_or(""),
+            v["uploaded_by"].as_str().unwrap_or(""),
+            v["note"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+pub fn connections(args: TargetArgs) -> Result<()> {
+    let client = args.target.client()?;
+    let list = client.request("GET", "/v1/connections", None, b"")?;
+    println!(
+        "ID      TENANT     MODULE@VERSION       ROUTE                REMOTE                 AGE_MS    IN/OUT"
+    );
+    for c in list["connections"].as_array().into_iter().flatten() {
+        let version = match c["version"].as_u64() {
+            Some(v) => v.to_string(),
+            None => "config".to_string(),
+        };
+        println!(
+            "{:<7} {:<10} {:<20} {:<20} {:<22} {:<9} {}/{}",
+            c["id"],
+            c["tenant"].as_str().unwrap_or(""),
+            format!("{}@{version}", c["module"].as_str().unwrap_or("")),
+            c["route"].as_str().unwrap_or(""),
+            c["remote_addr"].as_str().unwrap_or(""),
+            c["age_ms"],
+            c["bytes_in"],
+            c["bytes_out"]
+        );
+    }
+    Ok(())
+}
+
+pub fn tenants(args: TargetArgs) -> Result<()> {
+    let client = args.target.client()?;
+    let list = client.request("GET", "/v1/tenants", None, b"")?;
+    for t in list["tenants"].as_array().into_iter().flatten() {
+        println!(
+            "{}  ({} live connections)  modules: {}",
+            t["name"].as_str().unwrap_or(""),
+            t["live_connections"],
+            join(&t["modules"])
+        );
+    }
+    Ok(())
+}
+
+pub fn send(args: SendArgs) -> Result<()> {
+    let client = args.target.client()?;
+    client.request(
+        "POST",
+        &format!("/v1/connections/{}/messages", args.id),
+        Some("text/plain; charset=utf-8"),
+        args.message.as_bytes(),
+    )?;
+    println!(
+        "sent {} bytes to connection {}",
+        args.message.len(),
+        args.id
+    );
+    Ok(())
+}
+
+pub fn close(args: CloseArgs) -> Result<()> {
+    let client = args.target.client()?;
+    let body = json!({"code": args.code, "reason": args.reason}).to_string();
+    client.request(
+        "POST",
+        &format!("/v1/connections/{}/close", args.id),
+        Some("application/json"),
+        body.as_bytes(),
+    )?;
+    println!("closing connection {} with {}", args.id, args.code);
+    Ok(())
+}

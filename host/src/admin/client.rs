@@ -1,0 +1,91 @@
+//! A small blocking HTTP/1.1 client for the admin API, for the CLI: one
+//! request per connection (`Connection: close`), JSON answers.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+/// How long the CLI waits for an answer: an upload of a large component
+/// includes its compilation.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// An admin API endpoint and the token to use.
+pub struct AdminClient {
+    /// `host:port`
+    authority: String,
+    token: Option<String>,
+}
+
+impl AdminClient {
+    /// `url` is `http://host:port` (a trailing `/` is fine).
+    pub fn new(url: &str, token: Option<String>) -> Result<AdminClient> {
+        let parsed = url::Url::parse(url).with_context(|| format!("admin URL `{url}`"))?;
+        if parsed.scheme() != "http" {
+            bail!("admin URL `{url}`: only http:// is supported");
+        }
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| anyhow!("admin URL `{url}` has no host"))?;
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        Ok(AdminClient {
+            authority: format!("{host}:{port}"),
+            token,
+        })
+    }
+
+    /// Sends a request; returns the JSON answer, or the server's error
+    /// message as the error.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<serde_json::Value> {
+        let mut stream = TcpStream::connect(&self.authority)
+            .with_context(|| format!("connecting to the admin API at {}", self.authority))?;
+        stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.authority,
+            body.len()
+        );
+        if let Some(t) = content_type {
+            head.push_str(&format!("Content-Type: {t}\r\n"));
+        }
+        if let Some(token) = &self.token {
+            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream
+            .write_all(head.as_bytes())
+            .and_then(|()| stream.write_all(body))
+            .with_context(|| format!("sending {method} {path}"))?;
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .with_context(|| format!("reading the answer to {method} {path}"))?;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        let head_len = match response.parse(&answer) {
+            Ok(httparse::Status::Complete(n)) => n,
+            _ => bail!("the admin API sent a malformed answer to {method} {path}"),
+        };
+        let status = response.code.unwrap_or(0);
+        let body = &answer[head_len..];
+        let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(body).into_owned())
+        });
+        if status >= 400 {
+            let message = value
+                .get("error")
+                .and_then(|e| e.as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| value.to_string());
+            bail!("{message} (HTTP {status})");
+        }
+        Ok(value)
+    }
+}

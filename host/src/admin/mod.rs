@@ -1,0 +1,122 @@
+//! The admin API: an HTTP/1.1 listener of its own (default
+//! `127.0.0.1:9090`), JSON in and out, bearer-token auth. See
+//! [`api`] for the endpoints and [`openapi`] for their description.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod openapi;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::control::ControlPlane;
+pub use auth::{TokenSource, Tokens};
+
+/// What every admin request needs.
+pub struct AdminState {
+    pub plane: Arc<ControlPlane>,
+    pub tokens: Tokens,
+    /// The largest request body read (a module upload).
+    pub max_body: u64,
+}
+
+/// The admin listener, bound.
+pub struct AdminServer {
+    listener: TcpListener,
+    state: Arc<AdminState>,
+}
+
+impl AdminServer {
+    pub async fn bind(addr: SocketAddr, state: AdminState) -> Result<AdminServer> {
+        let listener = TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "binding the admin API to {addr} (choose another address with --admin-listen \
+                 or [admin] listen, or run without it with --no-admin)"
+            )
+        })?;
+        Ok(AdminServer {
+            listener,
+            state: Arc::new(state),
+        })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until the task is dropped.
+    pub async fn run(self) {
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    // Typically EMFILE: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let state = Arc::clone(&self.state);
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let state = Arc::clone(&state);
+                    async move { Ok::<_, Infallible>(api::handle(&state, req).await) }
+                });
+                if let Err(e) = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!(%peer, error = %e, "admin connection ended with an error");
+                }
+            });
+        }
+    }
+}
+
+/// Opens the registry in `config.data_dir`, restores its deployments into
+/// `server` and binds the admin listener: the control plane of a server.
+pub async fn start(
+    server: crate::server::ServerHandle,
+    config: &crate::config::AdminConfig,
+    tokens: Tokens,
+) -> Result<(AdminServer, Arc<ControlPlane>)> {
+    let dir = config.data_dir.clone();
+    let engine = server.runtime().engine().clone();
+    let (registry, recovery) =
+        tokio::task::spawn_blocking(move || crate::registry::ModuleRegistry::open(&dir, &engine))
+            .await
+            .context("opening the registry")?
+            .with_context(|| format!("opening the registry in {}", config.data_dir.display()))?;
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        temp_files_removed = recovery.temp_files_removed,
+        orphan_blobs_removed = recovery.orphan_blobs_removed,
+        missing_blobs = recovery.missing_blobs.len(),
+        "registry opened"
+    );
+    let plane = ControlPlane::start(registry, recovery, server, config.max_module_size)
+        .await
+        .context("restoring the deployments")?;
+    let admin = AdminServer::bind(
+        config.listen,
+        AdminState {
+            plane: Arc::clone(&plane),
+            tokens,
+            max_body: config.max_module_size,
+        },
+    )
+    .await?;
+    Ok((admin, plane))
+}

@@ -1,0 +1,165 @@
+//! The admin API described as OpenAPI 3.0, served at `GET /openapi.json`.
+//! Written by hand next to the router (`api.rs`): a test checks that every
+//! path here answers.
+
+use serde_json::{Value, json};
+
+fn error_responses() -> Value {
+    json!({
+        "400": {"$ref": "#/components/responses/Error"},
+        "401": {"$ref": "#/components/responses/Error"},
+        "404": {"$ref": "#/components/responses/Error"},
+        "409": {"$ref": "#/components/responses/Error"},
+        "413": {"$ref": "#/components/responses/Error"},
+        "422": {"$ref": "#/components/responses/Error"}
+    })
+}
+
+fn with_errors(ok_code: &str, description: &str, schema: Value) -> Value {
+    let mut responses = error_responses();
+    responses[ok_code] = json!({
+        "description": description,
+        "content": {"application/json": {"schema": schema}}
+    });
+    responses
+}
+
+fn path_param(name: &str, description: &str, schema_type: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": description,
+           "schema": {"type": schema_type}})
+}
+
+/// The document.
+pub fn document() -> Value {
+    let tenant = path_param(
+        "tenant",
+        "Tenant name (`default` for the implicit one)",
+        "string",
+    );
+    let module = path_param("module", "Module name", "string");
+    let conn = path_param("id", "Connection id (from GET /v1/connections)", "integer");
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "wsbox admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Upload WebAssembly handler components as immutable versions, \
+                deploy them to routes without dropping connections, roll back, and reach \
+                live connections. Every /v1 endpoint needs `Authorization: Bearer <token>`."
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/healthz": {"get": {"summary": "Liveness", "security": [],
+                "responses": {"200": {"description": "The process serves"}}}},
+            "/readyz": {"get": {"summary": "Readiness (deployments restored)", "security": [],
+                "responses": {"200": {"description": "Ready"}}}},
+            "/openapi.json": {"get": {"summary": "This document", "security": [],
+                "responses": {"200": {"description": "OpenAPI 3 document"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4), labelled by tenant, route, module and version",
+                "responses": {"200": {"description": "The exposition",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "401": {"$ref": "#/components/responses/Error"}}}},
+            "/v1/status": {"get": {"summary": "Data directory, compile and cache counters, crash recovery",
+                "responses": with_errors("200", "Status", json!({"$ref": "#/components/schemas/Status"}))}},
+            "/v1/tenants": {"get": {"summary": "Tenants and their modules",
+                "responses": with_errors("200", "Tenants", json!({"type": "object",
+                    "properties": {"tenants": {"type": "array", "items": {"$ref": "#/components/schemas/Tenant"}}}}))}},
+            "/v1/tenants/{tenant}": {"put": {
+                "summary": "Create or change a tenant: its namespace (path prefix its API-bound routes live under) and connection cap (503 beyond it)",
+                "parameters": [tenant],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "properties": {"path_prefix": {"type": "string", "example": "/acme"},
+                                   "max_connections": {"type": "integer", "minimum": 1}}}}}},
+                "responses": with_errors("200", "The tenant's settings", json!({"type": "object"}))}},
+            "/v1/tenants/{tenant}/modules/{module}/versions": {
+                "post": {"summary": "Upload a new immutable version (validated and compiled first)",
+                    "parameters": [tenant, module,
+                        {"name": "note", "in": "query", "required": false, "schema": {"type": "string"}}],
+                    "requestBody": {"required": true, "content": {"application/wasm": {
+                        "schema": {"type": "string", "format": "binary"}}}},
+                    "responses": with_errors("201", "The stored version", json!({"$ref": "#/components/schemas/Version"}))},
+                "get": {"summary": "A module's versions, the active one, live connections per version",
+                    "parameters": [tenant, module],
+                    "responses": with_errors("200", "Versions", json!({"$ref": "#/components/schemas/Module"}))}
+            },
+            "/v1/tenants/{tenant}/modules/{module}/rollback": {"post": {
+                "summary": "Activate the version that was active before the current one",
+                "parameters": [tenant, module],
+                "responses": with_errors("200", "The deployment", json!({"$ref": "#/components/schemas/Deployment"}))}},
+            "/v1/tenants/{tenant}/deployments": {
+                "post": {"summary": "Activate a version (the latest by default); with `route`, bind that path regex to the module",
+                    "parameters": [tenant],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["module"],
+                        "properties": {"module": {"type": "string"}, "version": {"type": "integer"},
+                                       "route": {"type": "string", "description": "Path regex, matched whole"},
+                                       "drain": {"description": "Close older versions' connections with 1012 spread over this window (\"30s\"), or true for 30 s",
+                                                 "oneOf": [{"type": "string"}, {"type": "boolean"}]}}}}}},
+                    "responses": with_errors("200", "The deployment", json!({"$ref": "#/components/schemas/Deployment"}))},
+                "get": {"summary": "Active deployments of a tenant", "parameters": [tenant],
+                    "responses": with_errors("200", "Deployments", json!({"type": "object",
+                        "properties": {"deployments": {"type": "array", "items": {"$ref": "#/components/schemas/Deployment"}}}}))}
+            },
+            "/v1/connections": {"get": {"summary": "Live connections",
+                "responses": with_errors("200", "Connections", json!({"type": "object",
+                    "properties": {"connections": {"type": "array", "items": {"$ref": "#/components/schemas/Connection"}}}}))}},
+            "/v1/connections/{id}": {"delete": {"summary": "Close a connection",
+                "parameters": [conn,
+                    {"name": "code", "in": "query", "schema": {"type": "integer", "default": 1000}},
+                    {"name": "reason", "in": "query", "schema": {"type": "string"}}],
+                "responses": with_errors("202", "Closing", json!({"type": "object"}))}},
+            "/v1/connections/{id}/close": {"post": {"summary": "Close a connection with a code and reason",
+                "parameters": [conn],
+                "requestBody": {"content": {"application/json": {"schema": {"type": "object",
+                    "properties": {"code": {"type": "integer", "default": 1000}, "reason": {"type": "string"}}}}}},
+                "responses": with_errors("202", "Closing", json!({"type": "object"}))}},
+            "/v1/connections/{id}/messages": {"post": {
+                "summary": "Send a message to the client (text, or binary with application/octet-stream); the handler is not called",
+                "parameters": [conn],
+                "requestBody": {"required": true, "content": {
+                    "text/plain": {"schema": {"type": "string"}},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                "responses": with_errors("202", "Queued", json!({"type": "object"}))}}
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {"Error": {"description": "What is wrong and what to do",
+                "content": {"application/json": {"schema": {"type": "object", "required": ["error"],
+                    "properties": {"error": {"type": "string"}}}}}}},
+            "schemas": {
+                "Version": {"type": "object", "properties": {
+                    "tenant": {"type": "string"}, "module": {"type": "string"},
+                    "version": {"type": "integer"}, "sha256": {"type": "string"},
+                    "size": {"type": "integer"}, "uploaded_by": {"type": "string"},
+                    "uploaded_at_ms": {"type": "integer"}, "note": {"type": "string", "nullable": true}}},
+                "Module": {"type": "object", "properties": {
+                    "tenant": {"type": "string"}, "module": {"type": "string"},
+                    "active_version": {"type": "integer", "nullable": true},
+                    "versions": {"type": "array", "items": {"allOf": [{"$ref": "#/components/schemas/Version"},
+                        {"type": "object", "properties": {"active": {"type": "boolean"},
+                                                          "live_connections": {"type": "integer"}}}]}}}},
+                "Deployment": {"type": "object", "properties": {
+                    "tenant": {"type": "string"}, "module": {"type": "string"},
+                    "version": {"type": "integer"}, "previous_version": {"type": "integer", "nullable": true},
+                    "activated_at_ms": {"type": "integer"},
+                    "routes": {"type": "array", "items": {"type": "string"}},
+                    "draining": {"type": "integer"}}},
+                "Tenant": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "modules": {"type": "array", "items": {"type": "string"}},
+                    "path_prefix": {"type": "string", "nullable": true},
+                    "max_connections": {"type": "integer", "nullable": true},
+                    "live_connections": {"type": "integer"}}},
+                "Connection": {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "tenant": {"type": "string"}, "route": {"type": "string"},
+                    "module": {"type": "string"}, "version": {"type": "integer", "nullable": true},
+                    "remote_addr": {"type": "string"}, "age_ms": {"type": "integer"},
+                    "bytes_in": {"type": "integer"}, "bytes_out": {"type": "integer"}}},
+                "Status": {"type": "object", "properties": {
+                    "data_dir": {"type": "string"}, "compiles": {"type": "integer"},
+                    "compiled_cache_hits": {"type": "integer"}, "live_connections": {"type": "integer"},
+                    "recovery": {"type": "object"}}}
+            }
+        }
+    })
+}

@@ -1,0 +1,737 @@
+//! The control plane: uploads into the [`ModuleRegistry`], deploys that
+//! swap the server's route table, rollback, and the views the admin API
+//! shows. Changes are serialised; compiling runs on blocking threads, a
+//! bounded number at once, so live traffic never waits for Cranelift.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::config::{ModuleSource, RouteConfig};
+use crate::registry::{
+    self, ModuleRegistry, Recovery, RegistryError, TenantRecord, VersionRecord, imports,
+};
+use crate::server::ServerHandle;
+use crate::server::routes::{self, DEFAULT_TENANT, Route, ServedModule};
+
+/// The active module versions, by (tenant, module).
+type Loaded = HashMap<(String, String), Arc<ServedModule>>;
+
+/// The control plane of one server.
+pub struct ControlPlane {
+    registry: Arc<ModuleRegistry>,
+    server: ServerHandle,
+    /// Compilations running at once.
+    compile_slots: Semaphore,
+    /// Held for the whole of a change, so that route tables are built from
+    /// a consistent state and swapped in the order the changes commit.
+    loaded: Mutex<Loaded>,
+    max_module_size: u64,
+    /// What opening the registry repaired.
+    recovery: Recovery,
+    /// Tenants' settings, by name; changed only while `loaded` is held.
+    tenant_settings: std::sync::Mutex<HashMap<String, TenantRecord>>,
+}
+
+/// A deployment as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    pub tenant: String,
+    pub module: String,
+    pub version: u64,
+    pub previous_version: Option<u64>,
+    pub activated_at_ms: i64,
+    /// The routes this module serves (bound through the API, and config
+    /// routes of the same module name in the default tenant).
+    pub routes: Vec<String>,
+    /// Connections of older versions being closed with 1012 (`drain`).
+    pub draining: usize,
+}
+
+/// A version with the number of live connections running it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionView {
+    #[serde(flatten)]
+    pub record: VersionRecord,
+    pub active: bool,
+    pub live_connections: usize,
+}
+
+/// A module's versions.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleView {
+    pub tenant: String,
+    pub module: String,
+    pub active_version: Option<u64>,
+    pub versions: Vec<VersionView>,
+}
+
+/// A tenant and its modules.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantView {
+    pub name: String,
+    pub path_prefix: Option<String>,
+    pub max_connections: Option<u64>,
+    pub modules: Vec<String>,
+    pub live_connections: usize,
+}
+
+/// Counters for `GET /v1/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub data_dir: String,
+    /// Components compiled since start (uploads, and cache misses).
+    pub compiles: u64,
+    /// Components loaded from the compiled-code cache since start.
+    pub compiled_cache_hits: u64,
+    pub live_connections: usize,
+    pub recovery: Recovery,
+}
+
+/// Runs blocking registry work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
+) -> Result<T, RegistryError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(RegistryError::Conflict(format!(
+            "the registry task failed ({e}); nothing was changed"
+        )))
+    })
+}
+
+fn not_found_module(tenant: &str, module: &str) -> RegistryError {
+    RegistryError::NotFound(format!(
+        "tenant `{tenant}` has no module `{module}`: upload one with \
+         POST /v1/tenants/{tenant}/modules/{module}/versions"
+    ))
+}
+
+impl ControlPlane {
+    /// Opens the control plane over a running server: restores the active
+    /// deployments from the registry (compiled code from the cache) and
+    /// swaps in their routes.
+    pub async fn start(
+        registry: ModuleRegistry,
+        recovery: Recovery,
+        server: ServerHandle,
+        max_module_size: u64,
+    ) -> Result<Arc<ControlPlane>, RegistryError> {
+        // Compiling is CPU-bound and Cranelift already uses several
+        // threads per module: half the cores leaves room for traffic.
+        let slots = std::thread::available_parallelism()
+            .map(|n| (n.get() / 2).max(1))
+            .unwrap_or(1);
+        let plane = Arc::new(ControlPlane {
+            registry: Arc::new(registry),
+            server,
+            compile_slots: Semaphore::new(slots),
+            loaded: Mutex::new(HashMap::new()),
+            max_module_size,
+            recovery,
+            tenant_settings: std::sync::Mutex::default(),
+        });
+        plane.restore().await?;
+        Ok(plane)
+    }
+
+    async fn restore(&self) -> Result<(), RegistryError> {
+        let mut loaded = self.loaded.lock().await;
+        let registry = Arc::clone(&self.registry);
+        let settings = blocking(move || Ok(registry.db().tenant_settings()?)).await?;
+        for t in settings {
+            self.server.set_tenant_limit(&t.name, t.max_connections);
+            self.settings().insert(t.name.clone(), t);
+        }
+        let registry = Arc::clone(&self.registry);
+        let active = blocking(move || Ok(registry.db().active()?)).await?;
+        for record in active {
+            let Some(version) = self
+                .version_record(&record.tenant, &record.module, record.version)
+                .await?
+            else {
+                continue;
+            };
+            if self.recovery.missing_blobs.contains(&version.sha256) {
+                tracing::error!(
+                    tenant = %record.tenant, module = %record.module, version = record.version,
+                    "the active version's blob is missing from the data directory; not serving it"
+                );
+                continue;
+            }
+            let module = self.load(&version).await?;
+            tracing::info!(
+                tenant = %record.tenant, module = %record.module, version = record.version,
+                "deployment restored"
+            );
+            loaded.insert((record.tenant, record.module), module);
+        }
+        self.install(&loaded).await
+    }
+
+    fn settings(&self) -> std::sync::MutexGuard<'_, HashMap<String, TenantRecord>> {
+        self.tenant_settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The pattern a tenant's route is matched with: under its namespace
+    /// (`/acme` + `/chat` → `/acme/(?:chat)`), or as is for `default`.
+    fn effective_pattern(&self, tenant: &str, pattern: &str) -> Option<String> {
+        if tenant == DEFAULT_TENANT {
+            return Some(pattern.to_string());
+        }
+        let prefix = self.settings().get(tenant)?.path_prefix.clone()?;
+        let rest = pattern.strip_prefix('/')?;
+        Some(format!("{}/(?:{rest})", regex::escape(&prefix)))
+    }
+
+    /// Creates or changes a tenant: its namespace (`path_prefix`, which its
+    /// API-bound routes live under) and its connection cap.
+    pub async fn set_tenant(
+        &self,
+        name: &str,
+        path_prefix: Option<String>,
+        max_connections: Option<u64>,
+        by: &str,
+    ) -> Result<TenantRecord, RegistryError> {
+        registry::check_name("tenant", name)?;
+        let loaded = self.loaded.lock().await;
+        if let Some(prefix) = &path_prefix {
+            if name == DEFAULT_TENANT {
+                return Err(RegistryError::Invalid(
+                    "the default tenant has no namespace: its routes are matched as bound".into(),
+                ));
+            }
+            check_prefix(prefix)?;
+            for (other, t) in self.settings().iter() {
+                if let Some(q) = &t.path_prefix
+                    && other != name
+                    && (q == prefix
+                        || prefix.starts_with(&format!("{q}/"))
+                        || q.starts_with(&format!("{prefix}/")))
+                {
+                    return Err(RegistryError::Conflict(format!(
+                        "path prefix {prefix} overlaps tenant `{other}`'s {q}: namespaces must not nest"
+                    )));
+                }
+            }
+        }
+        if max_connections == Some(0) {
+            return Err(RegistryError::Invalid(
+                "max_connections must be at least 1 (leave it out for no cap)".into(),
+            ));
+        }
+        let record = TenantRecord {
+            name: name.to_string(),
+            path_prefix,
+            max_connections,
+        };
+        let registry = Arc::clone(&self.registry);
+        let r = record.clone();
+        blocking(move || Ok(registry.db().put_tenant(&r)?)).await?;
+        let previous = self.settings().insert(name.to_string(), record.clone());
+        self.server.set_tenant_limit(name, max_connections);
+        if previous.as_ref().map(|p| &p.path_prefix) != Some(&record.path_prefix) {
+            self.install(&loaded).await?;
+        }
+        tracing::info!(
+            audit = "tenant",
+            tenant = %name,
+            path_prefix = record.path_prefix.as_deref().unwrap_or(""),
+            max_connections = record.max_connections,
+            by = %by,
+            "tenant settings changed"
+        );
+        Ok(record)
+    }
+
+    /// The registry (for its statistics).
+    pub fn registry(&self) -> &ModuleRegistry {
+        &self.registry
+    }
+
+    /// The server this plane controls.
+    pub fn server(&self) -> &ServerHandle {
+        &self.server
+    }
+
+    async fn version_record(
+        &self,
+        tenant: &str,
+        module: &str,
+        version: u64,
+    ) -> Result<Option<VersionRecord>, RegistryError> {
+        let registry = Arc::clone(&self.registry);
+        let (t, m) = (tenant.to_string(), module.to_string());
+        blocking(move || Ok(registry.db().version(&t, &m, version)?)).await
+    }
+
+    /// Loads a stored version (compiled code from the cache) and links it.
+    async fn load(&self, version: &VersionRecord) -> Result<Arc<ServedModule>, RegistryError> {
+        let _slot = self
+            .compile_slots
+            .acquire()
+            .await
+            .map_err(|_| RegistryError::Conflict("the server is shutting down".into()))?;
+        let registry = Arc::clone(&self.registry);
+        let server = self.server.clone();
+        let v = version.clone();
+        blocking(move || {
+            let component = registry.load_component(server.runtime(), &v.sha256)?;
+            let handler = server
+                .runtime()
+                .prepare(v.module.clone(), &component)
+                .map_err(|e| RegistryError::Invalid(format!("{e:#}")))?;
+            Ok(Arc::new(ServedModule {
+                handler,
+                tenant: v.tenant,
+                name: v.module,
+                version: Some(v.version),
+            }))
+        })
+        .await
+    }
+
+    /// Builds and swaps in the route table for `loaded`.
+    async fn install(&self, loaded: &Loaded) -> Result<(), RegistryError> {
+        let registry = Arc::clone(&self.registry);
+        let bound = blocking(move || Ok(registry.db().routes()?)).await?;
+        let mut table = Vec::with_capacity(bound.len());
+        for route in bound {
+            let Some(module) = loaded.get(&(route.tenant.clone(), route.module.clone())) else {
+                continue; // its module's blob is missing (logged at restore)
+            };
+            let Some(pattern) = self.effective_pattern(&route.tenant, &route.pattern) else {
+                tracing::warn!(
+                    tenant = %route.tenant, route = %route.pattern,
+                    "route not served: its tenant has no namespace (path_prefix)"
+                );
+                continue;
+            };
+            let config = RouteConfig {
+                pattern,
+                module: ModuleSource::File(
+                    self.registry.blob_path(
+                        &self
+                            .version_record(
+                                &route.tenant,
+                                &route.module,
+                                module.version.unwrap_or(0),
+                            )
+                            .await?
+                            .map(|v| v.sha256)
+                            .unwrap_or_default(),
+                    ),
+                ),
+                limits: Default::default(),
+                origin: Default::default(),
+                keepalive: Default::default(),
+                compression: None,
+            };
+            let built = Route::new(config, Arc::clone(module))
+                .map_err(|e| RegistryError::Invalid(format!("route `{}`: {e:#}", route.pattern)))?;
+            table.push(built);
+        }
+        let default_tenant: HashMap<String, Arc<ServedModule>> = loaded
+            .iter()
+            .filter(|((tenant, _), _)| tenant == DEFAULT_TENANT)
+            .map(|((_, module), served)| (module.clone(), Arc::clone(served)))
+            .collect();
+        self.server
+            .install_routes(table, &default_tenant)
+            .map_err(|e| RegistryError::Invalid(format!("{e:#}")))
+    }
+
+    /// Validates and stores a new version of `module`. A module that is
+    /// not a handler this host can run is refused with the reason, and
+    /// nothing is stored.
+    pub async fn upload(
+        &self,
+        tenant: &str,
+        module: &str,
+        bytes: Bytes,
+        uploaded_by: &str,
+        note: Option<String>,
+    ) -> Result<VersionRecord, RegistryError> {
+        registry::check_name("tenant", tenant)?;
+        registry::check_name("module", module)?;
+        if bytes.len() as u64 > self.max_module_size {
+            return Err(RegistryError::TooLarge(format!(
+                "the module is {} bytes; the limit is {} ([admin] max_module_size)",
+                bytes.len(),
+                self.max_module_size
+            )));
+        }
+        let _slot = self
+            .compile_slots
+            .acquire()
+            .await
+            .map_err(|_| RegistryError::Conflict("the server is shutting down".into()))?;
+        let registry = Arc::clone(&self.registry);
+        let server = self.server.clone();
+        let (t, m, by) = (
+            tenant.to_string(),
+            module.to_string(),
+            uploaded_by.to_string(),
+        );
+        let started = std::time::Instant::now();
+        let record = blocking(move || {
+            let runtime = server.runtime();
+            let component = registry.compile_upload(runtime, &bytes)?;
+            imports::check(&component, runtime.engine()).map_err(RegistryError::Invalid)?;
+            runtime
+                .prepare(m.clone(), &component)
+                .map_err(|e| RegistryError::Invalid(format!("{e:#}")))?;
+            registry.store_version(&t, &m, &bytes, &component, &by, note.as_deref())
+        })
+        .await?;
+        let metrics = self.server.metrics();
+        metrics
+            .compile_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics
+            .control_actions
+            .get_or_create(&crate::metrics::DeployLabels {
+                tenant: record.tenant.clone(),
+                module: record.module.clone(),
+                action: "upload".into(),
+            })
+            .inc();
+        tracing::info!(
+            audit = "upload",
+            tenant = %record.tenant,
+            module = %record.module,
+            version = record.version,
+            sha256 = %record.sha256,
+            size = record.size,
+            by = %record.uploaded_by,
+            compile_ms = started.elapsed().as_millis() as u64,
+            "module version uploaded"
+        );
+        Ok(record)
+    }
+
+    /// Makes a version (the latest when `None`) serve the module's routes,
+    /// and binds `route` to the module when given.
+    pub async fn activate(
+        &self,
+        tenant: &str,
+        module: &str,
+        version: Option<u64>,
+        route: Option<String>,
+        by: &str,
+    ) -> Result<Deployment, RegistryError> {
+        registry::check_name("tenant", tenant)?;
+        registry::check_name("module", module)?;
+        if let Some(pattern) = &route {
+            routes::check_pattern(pattern).map_err(|e| {
+                RegistryError::Invalid(format!(
+                    "route `{pattern}` is not a valid regular expression: {e}"
+                ))
+            })?;
+        }
+        let mut loaded = self.loaded.lock().await;
+        if let Some(pattern) = &route
+            && tenant != DEFAULT_TENANT
+        {
+            let has_prefix = self
+                .settings()
+                .get(tenant)
+                .is_some_and(|t| t.path_prefix.is_some());
+            if !has_prefix {
+                return Err(RegistryError::Conflict(format!(
+                    "tenant `{tenant}` has no namespace for its routes: PUT /v1/tenants/{tenant} \
+                     with {{\"path_prefix\": \"/{tenant}\"}} first"
+                )));
+            }
+            if !pattern.starts_with('/') {
+                return Err(RegistryError::Invalid(format!(
+                    "route `{pattern}` must start with `/`: it is matched under tenant `{tenant}`'s path prefix"
+                )));
+            }
+        }
+        let version = match version {
+            Some(v) => v,
+            None => {
+                let registry = Arc::clone(&self.registry);
+                let (t, m) = (tenant.to_string(), module.to_string());
+                let versions = blocking(move || Ok(registry.db().versions(&t, &m)?)).await?;
+                versions
+                    .last()
+                    .map(|v| v.version)
+                    .ok_or_else(|| not_found_module(tenant, module))?
+            }
+        };
+        self.switch(&mut loaded, tenant, module, version, route, "deploy", by)
+            .await
+    }
+
+    /// Closes the live connections of `module` that run another version
+    /// than `version` with 1012 (Service Restart), spread evenly over
+    /// `window` so that their clients reconnect (to the new version)
+    /// without a stampede. Returns how many will be closed.
+    pub fn drain(&self, tenant: &str, module: &str, version: u64, window: Duration) -> usize {
+        let ids: Vec<u64> = self
+            .server
+            .connections()
+            .into_iter()
+            .filter(|c| c.tenant == tenant && c.module == module && c.version != Some(version))
+            .map(|c| c.id)
+            .collect();
+        let n = ids.len();
+        if n == 0 {
+            return 0;
+        }
+        tracing::info!(
+            audit = "drain",
+            tenant = %tenant,
+            module = %module,
+            version,
+            connections = n,
+            window_ms = window.as_millis() as u64,
+            "closing older versions' connections with 1012"
+        );
+        let server = self.server.clone();
+        let start = tokio::time::Instant::now();
+        tokio::spawn(async move {
+            for (i, id) in ids.into_iter().enumerate() {
+                // The i-th of n closes at (i+1)/(n+1) of the window.
+                let at = start + window.mul_f64((i + 1) as f64 / (n + 1) as f64);
+                tokio::time::sleep_until(at).await;
+                // A connection that closed meanwhile is simply gone.
+                let _ = server.close(id, 1012, "service restart: a new version is deployed");
+            }
+        });
+        n
+    }
+
+    /// Activates the version that was active before the current one.
+    pub async fn rollback(
+        &self,
+        tenant: &str,
+        module: &str,
+        by: &str,
+    ) -> Result<Deployment, RegistryError> {
+        registry::check_name("tenant", tenant)?;
+        registry::check_name("module", module)?;
+        let mut loaded = self.loaded.lock().await;
+        let registry = Arc::clone(&self.registry);
+        let (t, m) = (tenant.to_string(), module.to_string());
+        let active = blocking(move || Ok(registry.db().active_of(&t, &m)?))
+            .await?
+            .ok_or_else(|| {
+                RegistryError::Conflict(format!(
+                    "module `{module}` of tenant `{tenant}` has no active version to roll back from"
+                ))
+            })?;
+        let previous = active.previous_version.ok_or_else(|| {
+            RegistryError::Conflict(format!(
+                "module `{module}` of tenant `{tenant}` has had only one active version ({});                  deploy another version instead",
+                active.version
+            ))
+        })?;
+        self.switch(&mut loaded, tenant, module, previous, None, "rollback", by)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn switch(
+        &self,
+        loaded: &mut Loaded,
+        tenant: &str,
+        module: &str,
+        version: u64,
+        route: Option<String>,
+        action: &'static str,
+        by: &str,
+    ) -> Result<Deployment, RegistryError> {
+        let record = self
+            .version_record(tenant, module, version)
+            .await?
+            .ok_or_else(|| {
+                RegistryError::NotFound(format!(
+                    "module `{module}` of tenant `{tenant}` has no version {version}:                      GET /v1/tenants/{tenant}/modules/{module}/versions lists them"
+                ))
+            })?;
+        // Loaded before the commit: a version that cannot be served is
+        // never made active.
+        let served = self.load(&record).await?;
+        let registry = Arc::clone(&self.registry);
+        let (t, m, r) = (tenant.to_string(), module.to_string(), route.clone());
+        let active =
+            blocking(move || Ok(registry.db().activate(&t, &m, version, r.as_deref())?)).await?;
+        let previous = loaded.insert((tenant.to_string(), module.to_string()), served);
+        if let Err(e) = self.install(loaded).await {
+            // Committed but not swapped in: put the old module back in
+            // memory; a restart serves what was committed.
+            match previous {
+                Some(p) => loaded.insert((tenant.to_string(), module.to_string()), p),
+                None => loaded.remove(&(tenant.to_string(), module.to_string())),
+            };
+            return Err(e);
+        }
+        self.server
+            .metrics()
+            .control_actions
+            .get_or_create(&crate::metrics::DeployLabels {
+                tenant: tenant.to_string(),
+                module: module.to_string(),
+                action: action.into(),
+            })
+            .inc();
+        tracing::info!(
+            audit = action,
+            tenant = %tenant,
+            module = %module,
+            version,
+            previous_version = active.previous_version,
+            route = route.as_deref().unwrap_or(""),
+            by = %by,
+            "module version activated"
+        );
+        Ok(Deployment {
+            tenant: tenant.to_string(),
+            module: module.to_string(),
+            version,
+            previous_version: active.previous_version,
+            activated_at_ms: active.activated_at_ms,
+            routes: self.routes_of(tenant, module),
+            draining: 0,
+        })
+    }
+
+    /// The route patterns that `module` of `tenant` serves now.
+    fn routes_of(&self, tenant: &str, module: &str) -> Vec<String> {
+        self.server
+            .routes()
+            .into_iter()
+            .filter(|(_, m)| m.tenant == tenant && m.name == module)
+            .map(|(pattern, _)| pattern)
+            .collect()
+    }
+
+    /// A module's versions, with which is active and how many live
+    /// connections run each.
+    pub async fn versions(&self, tenant: &str, module: &str) -> Result<ModuleView, RegistryError> {
+        registry::check_name("tenant", tenant)?;
+        registry::check_name("module", module)?;
+        let registry = Arc::clone(&self.registry);
+        let (t, m) = (tenant.to_string(), module.to_string());
+        let (versions, active) = blocking(move || {
+            let db = registry.db();
+            Ok((db.versions(&t, &m)?, db.active_of(&t, &m)?))
+        })
+        .await?;
+        if versions.is_empty() {
+            return Err(not_found_module(tenant, module));
+        }
+        let mut live: HashMap<u64, usize> = HashMap::new();
+        for c in self.server.connections() {
+            if c.tenant == tenant
+                && c.module == module
+                && let Some(v) = c.version
+            {
+                *live.entry(v).or_default() += 1;
+            }
+        }
+        let active_version = active.map(|a| a.version);
+        Ok(ModuleView {
+            tenant: tenant.to_string(),
+            module: module.to_string(),
+            active_version,
+            versions: versions
+                .into_iter()
+                .map(|record| VersionView {
+                    active: Some(record.version) == active_version,
+                    live_connections: live.get(&record.version).copied().unwrap_or(0),
+                    record,
+                })
+                .collect(),
+        })
+    }
+
+    /// The active deployments of a tenant.
+    pub async fn deployments(&self, tenant: &str) -> Result<Vec<Deployment>, RegistryError> {
+        registry::check_name("tenant", tenant)?;
+        let registry = Arc::clone(&self.registry);
+        let active = blocking(move || Ok(registry.db().active()?)).await?;
+        Ok(active
+            .into_iter()
+            .filter(|a| a.tenant == tenant)
+            .map(|a| Deployment {
+                routes: self.routes_of(&a.tenant, &a.module),
+                tenant: a.tenant,
+                module: a.module,
+                version: a.version,
+                previous_version: a.previous_version,
+                activated_at_ms: a.activated_at_ms,
+                draining: 0,
+            })
+            .collect())
+    }
+
+    /// Every tenant: `default`, and those that uploaded modules.
+    pub async fn tenants(&self) -> Result<Vec<TenantView>, RegistryError> {
+        let registry = Arc::clone(&self.registry);
+        let listed = blocking(move || {
+            let db = registry.db();
+            let mut names = db.tenants()?;
+            if !names.iter().any(|n| n == DEFAULT_TENANT) {
+                names.insert(0, DEFAULT_TENANT.to_string());
+            }
+            names
+                .into_iter()
+                .map(|name| Ok((db.modules(&name)?, name)))
+                .collect::<Result<Vec<_>, RegistryError>>()
+        })
+        .await?;
+        let connections = self.server.connections();
+        Ok(listed
+            .into_iter()
+            .map(|(modules, name)| {
+                let settings = self.settings().get(&name).cloned().unwrap_or_default();
+                TenantView {
+                    live_connections: connections.iter().filter(|c| c.tenant == name).count(),
+                    path_prefix: settings.path_prefix,
+                    max_connections: settings.max_connections,
+                    name,
+                    modules,
+                }
+            })
+            .collect())
+    }
+
+    /// Counters and what startup repaired.
+    pub fn status(&self) -> Status {
+        Status {
+            data_dir: self.registry.dir().display().to_string(),
+            compiles: self.registry.stats.compiles(),
+            compiled_cache_hits: self.registry.stats.cache_hits(),
+            live_connections: self.server.connection_ids().len(),
+            recovery: self.recovery.clone(),
+        }
+    }
+}
+
+/// A namespace: `/` and then path segments of safe characters.
+fn check_prefix(prefix: &str) -> Result<(), RegistryError> {
+    let ok = prefix.len() >= 2
+        && prefix.len() <= 64
+        && prefix.starts_with('/')
+        && !prefix.ends_with('/')
+        && !prefix.contains("//")
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::Invalid(format!(
+            "path prefix {prefix:?} must look like /name or /name/sub: letters, digits, '-', '_', '.', no trailing '/'"
+        )))
+    }
+}

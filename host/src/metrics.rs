@@ -1,0 +1,222 @@
+//! Prometheus metrics (`GET /metrics` on the admin listener), labelled by
+//! tenant / route / module / version only: never per connection.
+//!
+//! Counters live here and are updated where things happen; gauges (open
+//! connections, their bytes, instance memory) are computed from the live
+//! state at each scrape, so they cannot drift from it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::server::routes::ServedModule;
+
+/// Which module version of which route.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModuleLabels {
+    pub tenant: String,
+    pub route: String,
+    pub module: String,
+    /// The registry version, or `config` for a module from the config file.
+    pub version: String,
+}
+
+impl ModuleLabels {
+    pub fn new(route: &str, module: &ServedModule) -> ModuleLabels {
+        ModuleLabels {
+            tenant: module.tenant.clone(),
+            route: route.to_string(),
+            module: module.name.clone(),
+            version: module
+                .version
+                .map_or_else(|| "config".to_string(), |v| v.to_string()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeployLabels {
+    pub tenant: String,
+    pub module: String,
+    /// `upload`, `deploy` or `rollback`.
+    pub action: String,
+}
+
+/// The process's metrics.
+pub struct Metrics {
+    pub connections_accepted: Family<ModuleLabels, Counter>,
+    /// Answers to HTTP requests on the WebSocket listener, by status (101
+    /// for accepted upgrades; 4xx/5xx for refused ones).
+    pub http_responses: Family<StatusLabels, Counter>,
+    pub control_actions: Family<DeployLabels, Counter>,
+    pub compile_seconds: Histogram,
+    /// Bytes of connections that have closed, by labels (the open ones'
+    /// are added at scrape time).
+    closed_bytes: Mutex<HashMap<ModuleLabels, (u64, u64)>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            connections_accepted: Family::default(),
+            http_responses: Family::default(),
+            control_actions: Family::default(),
+            // 1 ms to ~33 s.
+            compile_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            closed_bytes: Mutex::default(),
+        }
+    }
+}
+
+/// What a scrape reads from the live state.
+pub struct LiveState {
+    /// Per open connection: its labels and (bytes in, bytes out).
+    pub connections: Vec<(ModuleLabels, (u64, u64))>,
+    pub instance_memory_bytes: u64,
+    pub compiles: u64,
+    pub compiled_cache_hits: u64,
+}
+
+impl Metrics {
+    /// Adds a closed connection's bytes to its labels' totals.
+    pub fn connection_closed(&self, labels: ModuleLabels, bytes: (u64, u64)) {
+        let mut closed = self.closed_bytes.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = closed.entry(labels).or_default();
+        entry.0 += bytes.0;
+        entry.1 += bytes.1;
+    }
+
+    /// The exposition in the OpenMetrics text format (what
+    /// `prometheus-client` writes); see [`to_prometheus_text`] for 0.0.4.
+    pub fn encode(&self, live: LiveState) -> Result<String, std::fmt::Error> {
+        let mut registry = Registry::with_prefix("wsbox");
+        registry.register(
+            "connections_accepted",
+            "WebSocket connections accepted (101 sent)",
+            self.connections_accepted.clone(),
+        );
+        registry.register(
+            "http_responses",
+            "Answers on the WebSocket listener by status: 101 accepted, others refused",
+            self.http_responses.clone(),
+        );
+        registry.register(
+            "control_actions",
+            "Control-plane changes: uploads, deploys, rollbacks",
+            self.control_actions.clone(),
+        );
+        registry.register(
+            "module_compile_seconds",
+            "Time to compile an uploaded component",
+            self.compile_seconds.clone(),
+        );
+        registry.register(
+            "module_compiles",
+            "Components compiled since start (uploads and cache misses)",
+            ConstCounter::new(live.compiles),
+        );
+        registry.register(
+            "compiled_cache_hits",
+            "Components loaded from the compiled-code cache since start",
+            ConstCounter::new(live.compiled_cache_hits),
+        );
+        let memory: Gauge = Gauge::default();
+        memory.set(i64::try_from(live.instance_memory_bytes).unwrap_or(i64::MAX));
+        registry.register(
+            "instance_memory_bytes",
+            "Linear memory held by the live handler instances",
+            memory,
+        );
+        let open: Family<ModuleLabels, Gauge> = Family::default();
+        let mut bytes: HashMap<ModuleLabels, (u64, u64)> = self
+            .closed_bytes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (labels, (bytes_in, bytes_out)) in live.connections {
+            open.get_or_create(&labels).inc();
+            let entry = bytes.entry(labels).or_default();
+            entry.0 += bytes_in;
+            entry.1 += bytes_out;
+        }
+        registry.register("connections_open", "Open WebSocket connections", open);
+        let received: Family<ModuleLabels, Counter> = Family::default();
+        let sent: Family<ModuleLabels, Counter> = Family::default();
+        for (labels, (bytes_in, bytes_out)) in bytes {
+            received.get_or_create(&labels).inc_by(bytes_in);
+            sent.get_or_create(&labels).inc_by(bytes_out);
+        }
+        registry.register(
+            "received_bytes",
+            "Bytes read from WebSocket clients (frames as on the wire)",
+            received,
+        );
+        registry.register(
+            "sent_bytes",
+            "Bytes written to WebSocket clients (frames as on the wire)",
+            sent,
+        );
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry)?;
+        Ok(out)
+    }
+}
+
+/// OpenMetrics text as Prometheus text format 0.0.4, for scrapers and
+/// tools (`promtool check metrics`) that read only the older format. The
+/// two differ, for what we emit, in the counters' names: OpenMetrics names
+/// a counter family `x` and its samples `x_total`; 0.0.4 names both
+/// `x_total`. And 0.0.4 has no `# EOF`.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 64);
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_prometheus_text;
+
+    #[test]
+    fn counters_are_renamed_for_the_old_format() {
+        let om = "# HELP a_x Things.\n# TYPE a_x counter\na_x_total{k=\"v\"} 1\n\
+                  # HELP a_g Level.\n# TYPE a_g gauge\na_g 2\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(om),
+            "# HELP a_x_total Things.\n# TYPE a_x_total counter\na_x_total{k=\"v\"} 1\n\
+             # HELP a_g Level.\n# TYPE a_g gauge\na_g 2\n"
+        );
+    }
+}

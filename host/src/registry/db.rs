@@ -1,0 +1,388 @@
+//! The registry's metadata in SQLite: module versions, which version of
+//! each module is active, and the routes bound through the admin API.
+//!
+//! Every change is one transaction in WAL mode with `synchronous=FULL`: a
+//! crash leaves the state before or after it, never in between.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+
+/// One uploaded, immutable version of a module.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct VersionRecord {
+    pub tenant: String,
+    pub module: String,
+    pub version: u64,
+    /// SHA-256 of the component's bytes, in hex: the blob's name.
+    pub sha256: String,
+    pub size: u64,
+    /// The name of the token that uploaded it.
+    pub uploaded_by: String,
+    /// Milliseconds since the Unix epoch.
+    pub uploaded_at_ms: i64,
+    pub note: Option<String>,
+}
+
+/// Which version of a module serves its routes.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ActiveRecord {
+    pub tenant: String,
+    pub module: String,
+    pub version: u64,
+    /// The version active before this one: what `rollback` goes back to.
+    pub previous_version: Option<u64>,
+    pub activated_at_ms: i64,
+}
+
+/// A route bound to a module through the admin API.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RouteRecord {
+    pub tenant: String,
+    pub pattern: String,
+    pub module: String,
+}
+
+/// A tenant's settings, set through the admin API.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct TenantRecord {
+    pub name: String,
+    /// The path prefix its API-bound routes live under (`/acme`); `None`
+    /// for `default`, whose routes are not prefixed.
+    pub path_prefix: Option<String>,
+    /// The most connections it may have open at once.
+    pub max_connections: Option<u64>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tenants (
+    name TEXT PRIMARY KEY,
+    path_prefix TEXT UNIQUE,
+    max_connections INTEGER
+);
+CREATE TABLE IF NOT EXISTS versions (
+    tenant TEXT NOT NULL,
+    module TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    uploaded_by TEXT NOT NULL,
+    uploaded_at_ms INTEGER NOT NULL,
+    note TEXT,
+    PRIMARY KEY (tenant, module, version)
+);
+CREATE TABLE IF NOT EXISTS active (
+    tenant TEXT NOT NULL,
+    module TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    previous_version INTEGER,
+    activated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, module),
+    FOREIGN KEY (tenant, module, version) REFERENCES versions (tenant, module, version)
+);
+CREATE TABLE IF NOT EXISTS routes (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    pattern TEXT NOT NULL,
+    module TEXT NOT NULL,
+    UNIQUE (tenant, pattern)
+);
+";
+
+/// The open metadata database.
+pub struct Db {
+    conn: Connection,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Db {
+    /// Opens (or creates) the database file.
+    pub fn open(path: &Path) -> rusqlite::Result<Db> {
+        let conn = Connection::open(path)?;
+        // WAL: a commit is one append to the log; readers never see a half
+        // transaction. FULL: the commit is on disk when it returns.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Db { conn })
+    }
+
+    /// Records a new version, numbered one past the module's last.
+    pub fn insert_version(
+        &mut self,
+        tenant: &str,
+        module: &str,
+        sha256: &str,
+        size: u64,
+        uploaded_by: &str,
+        note: Option<&str>,
+    ) -> rusqlite::Result<VersionRecord> {
+        let tx = self.conn.transaction()?;
+        let last: Option<i64> = tx.query_row(
+            "SELECT MAX(version) FROM versions WHERE tenant = ?1 AND module = ?2",
+            params![tenant, module],
+            |r| r.get(0),
+        )?;
+        let version = to_u64(last.unwrap_or(0)) + 1;
+        let at = now_ms();
+        tx.execute(
+            "INSERT INTO versions (tenant, module, version, sha256, size, uploaded_by, uploaded_at_ms, note)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![tenant, module, to_i64(version), sha256, to_i64(size), uploaded_by, at, note],
+        )?;
+        tx.commit()?;
+        Ok(VersionRecord {
+            tenant: tenant.into(),
+            module: module.into(),
+            version,
+            sha256: sha256.into(),
+            size,
+            uploaded_by: uploaded_by.into(),
+            uploaded_at_ms: at,
+            note: note.map(str::to_string),
+        })
+    }
+
+    /// A module's versions, oldest first.
+    pub fn versions(&self, tenant: &str, module: &str) -> rusqlite::Result<Vec<VersionRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT tenant, module, version, sha256, size, uploaded_by, uploaded_at_ms, note
+             FROM versions WHERE tenant = ?1 AND module = ?2 ORDER BY version",
+        )?;
+        stmt.query_map(params![tenant, module], version_row)?
+            .collect()
+    }
+
+    /// One version, if it exists.
+    pub fn version(
+        &self,
+        tenant: &str,
+        module: &str,
+        version: u64,
+    ) -> rusqlite::Result<Option<VersionRecord>> {
+        self.conn
+            .query_row(
+                "SELECT tenant, module, version, sha256, size, uploaded_by, uploaded_at_ms, note
+                 FROM versions WHERE tenant = ?1 AND module = ?2 AND version = ?3",
+                params![tenant, module, to_i64(version)],
+                version_row,
+            )
+            .optional()
+    }
+
+    /// The SHA-256 of every version, for the blob check at startup.
+    pub fn all_hashes(&self) -> rusqlite::Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT DISTINCT sha256 FROM versions")?;
+        stmt.query_map([], |r| r.get(0))?.collect()
+    }
+
+    /// Every active deployment.
+    pub fn active(&self) -> rusqlite::Result<Vec<ActiveRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT tenant, module, version, previous_version, activated_at_ms
+             FROM active ORDER BY tenant, module",
+        )?;
+        stmt.query_map([], active_row)?.collect()
+    }
+
+    /// The active deployment of one module.
+    pub fn active_of(&self, tenant: &str, module: &str) -> rusqlite::Result<Option<ActiveRecord>> {
+        active_of(&self.conn, tenant, module)
+    }
+
+    /// Every route bound through the API, in binding order.
+    pub fn routes(&self) -> rusqlite::Result<Vec<RouteRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT tenant, pattern, module FROM routes ORDER BY position")?;
+        stmt.query_map([], |r| {
+            Ok(RouteRecord {
+                tenant: r.get(0)?,
+                pattern: r.get(1)?,
+                module: r.get(2)?,
+            })
+        })?
+        .collect()
+    }
+
+    /// The tenants that have settings or have uploaded anything.
+    pub fn tenants(&self) -> rusqlite::Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT name FROM tenants UNION SELECT DISTINCT tenant FROM versions ORDER BY 1",
+        )?;
+        stmt.query_map([], |r| r.get(0))?.collect()
+    }
+
+    /// Every tenant's settings.
+    pub fn tenant_settings(&self) -> rusqlite::Result<Vec<TenantRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, path_prefix, max_connections FROM tenants ORDER BY name")?;
+        stmt.query_map([], |r| {
+            Ok(TenantRecord {
+                name: r.get(0)?,
+                path_prefix: r.get(1)?,
+                max_connections: r.get::<_, Option<i64>>(2)?.map(to_u64),
+            })
+        })?
+        .collect()
+    }
+
+    /// Creates or replaces a tenant's settings.
+    pub fn put_tenant(&mut self, tenant: &TenantRecord) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT INTO tenants (name, path_prefix, max_connections) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET path_prefix = excluded.path_prefix,
+                 max_connections = excluded.max_connections",
+            params![
+                tenant.name,
+                tenant.path_prefix,
+                tenant.max_connections.map(to_i64)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The modules of a tenant.
+    pub fn modules(&self, tenant: &str) -> rusqlite::Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT module FROM versions WHERE tenant = ?1 ORDER BY module")?;
+        stmt.query_map([tenant], |r| r.get(0))?.collect()
+    }
+
+    /// Makes `version` the active one (and optionally binds `route` to the
+    /// module), in one transaction. The version must exist.
+    pub fn activate(
+        &mut self,
+        tenant: &str,
+        module: &str,
+        version: u64,
+        route: Option<&str>,
+    ) -> rusqlite::Result<ActiveRecord> {
+        let tx = self.conn.transaction()?;
+        let record = activate_in(&tx, tenant, module, version)?;
+        if let Some(pattern) = route {
+            tx.execute(
+                "INSERT INTO routes (tenant, pattern, module) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant, pattern) DO UPDATE SET module = excluded.module",
+                params![tenant, pattern, module],
+            )?;
+        }
+        tx.commit()?;
+        Ok(record)
+    }
+}
+
+fn activate_in(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    module: &str,
+    version: u64,
+) -> rusqlite::Result<ActiveRecord> {
+    let current = active_of(tx, tenant, module)?;
+    // Re-activating the active version keeps the rollback target.
+    let previous = match &current {
+        Some(c) if c.version == version => c.previous_version,
+        Some(c) => Some(c.version),
+        None => None,
+    };
+    let at = now_ms();
+    tx.execute(
+        "INSERT INTO active (tenant, module, version, previous_version, activated_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (tenant, module) DO UPDATE SET version = excluded.version,
+             previous_version = excluded.previous_version, activated_at_ms = excluded.activated_at_ms",
+        params![tenant, module, to_i64(version), previous.map(to_i64), at],
+    )?;
+    Ok(ActiveRecord {
+        tenant: tenant.into(),
+        module: module.into(),
+        version,
+        previous_version: previous,
+        activated_at_ms: at,
+    })
+}
+
+fn active_of(
+    conn: &Connection,
+    tenant: &str,
+    module: &str,
+) -> rusqlite::Result<Option<ActiveRecord>> {
+    conn.query_row(
+        "SELECT tenant, module, version, previous_version, activated_at_ms
+         FROM active WHERE tenant = ?1 AND module = ?2",
+        params![tenant, module],
+        active_row,
+    )
+    .optional()
+}
+
+fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
+    Ok(VersionRecord {
+        tenant: r.get(0)?,
+        module: r.get(1)?,
+        version: to_u64(r.get(2)?),
+        sha256: r.get(3)?,
+        size: to_u64(r.get(4)?),
+        uploaded_by: r.get(5)?,
+        uploaded_at_ms: r.get(6)?,
+        note: r.get(7)?,
+    })
+}
+
+fn active_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ActiveRecord> {
+    Ok(ActiveRecord {
+        tenant: r.get(0)?,
+        module: r.get(1)?,
+        version: to_u64(r.get(2)?),
+        previous_version: r.get::<_, Option<i64>>(3)?.map(to_u64),
+        activated_at_ms: r.get(4)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_number_up_and_activation_remembers_the_previous() {
+        let dir = std::env::temp_dir().join(format!("wsbox-db-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut db = Db::open(&dir.join("registry.sqlite3")).unwrap();
+        let v1 = db
+            .insert_version("default", "m", "aa", 3, "operator", None)
+            .unwrap();
+        let v2 = db
+            .insert_version("default", "m", "bb", 4, "operator", Some("n"))
+            .unwrap();
+        assert_eq!((v1.version, v2.version), (1, 2));
+        assert!(
+            db.activate("default", "m", 9, None).is_err(),
+            "unknown version"
+        );
+        db.activate("default", "m", 1, Some("/m")).unwrap();
+        let a = db.activate("default", "m", 2, Some("/m")).unwrap();
+        assert_eq!(a.previous_version, Some(1));
+        assert_eq!(db.routes().unwrap().len(), 1);
+        assert_eq!(db.active_of("default", "m").unwrap().unwrap().version, 2);
+        assert_eq!(db.versions("default", "m").unwrap(), vec![v1, v2]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

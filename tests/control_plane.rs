@@ -1,0 +1,1284 @@
+//! The control plane end to end: the module registry, hot deploys under
+//! load, rollback, restart from the registry, the admin API's auth and
+//! connection commands, the CLI, and crash safety under `kill -9`.
+//!
+//! Two distinguishable handlers stand for two versions: the bundled echo
+//! answers `!json` with `!json`; the chaos guest answers it with
+//! `{"hello":"world","n":42}`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use wsbox::config::AdminConfig;
+use wsbox_tests::{
+    CHAOS_WASM, Client, Peers, SKIP_PEERS_VAR, TestServer, WAIT, announce, ask, chaos_config,
+    expect_close, init_logging, next_message, skip_peers, test_limits, wait_for_log, wsbox_binary,
+};
+
+const TOKEN: &str = "test-operator-token";
+const CHAOS_JSON: &str = r#"{"hello":"world","n":42}"#;
+
+fn echo_bytes() -> Vec<u8> {
+    wsbox::bundled::ECHO_WASM.to_vec()
+}
+
+fn chaos_bytes() -> Vec<u8> {
+    std::fs::read(CHAOS_WASM).expect("the chaos guest is built")
+}
+
+/// A temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "wsbox-control-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An in-process server with its control plane.
+struct Plane {
+    server: TestServer,
+    admin: SocketAddr,
+    admin_task: tokio::task::JoinHandle<()>,
+    /// How long opening the registry and restoring its deployments took.
+    control_start: Duration,
+}
+
+impl Plane {
+    async fn start(data_dir: &Path, max_module_size: u64) -> Plane {
+        init_logging();
+        let server = TestServer::start(chaos_config("/chaos", test_limits())).await;
+        let config = AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_path_buf(),
+            max_module_size,
+        };
+        let started = Instant::now();
+        let (admin, _plane) = wsbox::admin::start(
+            server.handle.clone(),
+            &config,
+            wsbox::admin::Tokens::new(TOKEN),
+        )
+        .await
+        .expect("control plane starts");
+        let control_start = started.elapsed();
+        let addr = admin.local_addr().expect("admin addr");
+        Plane {
+            server,
+            admin: addr,
+            admin_task: tokio::spawn(admin.run()),
+            control_start,
+        }
+    }
+
+    async fn stop(self) {
+        self.admin_task.abort();
+        let _ = self.admin_task.await;
+        self.server.shut_down().await;
+    }
+
+    async fn api(&self, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+        http(&self.admin.to_string(), method, path, Some(TOKEN), body).await
+    }
+
+    async fn upload(&self, module: &str, bytes: &[u8], note: &str) -> u64 {
+        let (status, v) = self
+            .api(
+                "POST",
+                &format!("/v1/tenants/default/modules/{module}/versions?note={note}"),
+                bytes,
+            )
+            .await;
+        assert_eq!(status, 201, "upload: {v}");
+        v["version"].as_u64().expect("a version number")
+    }
+
+    async fn activate_without_route(&self, module: &str, version: u64) -> Value {
+        let body = json!({"module": module, "version": version}).to_string();
+        let (status, v) = self
+            .api("POST", "/v1/tenants/default/deployments", body.as_bytes())
+            .await;
+        assert_eq!(status, 200, "activate: {v}");
+        v
+    }
+
+    async fn activate(&self, module: &str, version: u64, route: &str) -> Value {
+        let body = json!({"module": module, "version": version, "route": route}).to_string();
+        let (status, v) = self
+            .api("POST", "/v1/tenants/default/deployments", body.as_bytes())
+            .await;
+        assert_eq!(status, 200, "activate: {v}");
+        v
+    }
+}
+
+/// One HTTP/1.1 request to the admin API; the status and the JSON answer.
+async fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).await.expect("admin connect");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    stream.write_all(body).await.expect("write body");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut answer))
+        .await
+        .expect("admin answer in time")
+        .expect("read answer");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "JSON answer expected: {head}"
+    );
+    (status, serde_json::from_str(body).expect("a JSON body"))
+}
+
+async fn connect(addr: SocketAddr, path: &str) -> Client {
+    let (ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::connect_async(format!("ws://{addr}{path}")),
+    )
+    .await
+    .expect("connect in time")
+    .expect("handshake succeeds");
+    ws
+}
+
+/// Which handler a connection runs: "chaos" or "echo".
+async fn which(ws: &mut Client) -> &'static str {
+    match ask(ws, "!json").await.as_str() {
+        CHAOS_JSON => "chaos",
+        "!json" => "echo",
+        other => panic!("unexpected answer to !json: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploys_under_load_drop_no_connection_and_lose_no_message() {
+    let dir = TempDir::new("load");
+    let plane = Plane::start(&dir.0, 8 << 20).await;
+    let echo = echo_bytes();
+    let chaos = chaos_bytes();
+    let v1 = plane.upload("live", &echo, "v1").await;
+    plane.activate("live", v1, "/live").await;
+
+    // Streaming clients on v1: each sends numbered messages and checks
+    // every echo, until told to stop.
+    const STREAMERS: usize = 4;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut streamers = Vec::new();
+    for i in 0..STREAMERS {
+        let mut ws = connect(plane.server.addr, "/live").await;
+        let stop = Arc::clone(&stop);
+        streamers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let text = format!("streamer {i} message {n}");
+                assert_eq!(ask(&mut ws, &text).await, text, "echo of message {n}");
+                n += 1;
+            }
+            (n, ws)
+        }));
+    }
+
+    // 20 deploys, alternating the two handlers; a connection opened after
+    // each deploy must run that deploy's handler, and keep running it.
+    const DEPLOYS: usize = 20;
+    let mut pinned: Vec<(Client, &'static str)> = Vec::new();
+    let mut deploy_ms = Vec::new();
+    for k in 0..DEPLOYS {
+        let (bytes, expected) = if k.is_multiple_of(2) {
+            (&chaos, "chaos")
+        } else {
+            (&echo, "echo")
+        };
+        let started = Instant::now();
+        let v = plane.upload("live", bytes, &format!("deploy-{k}")).await;
+        let d = plane.activate("live", v, "/live").await;
+        deploy_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(d["version"].as_u64(), Some(v));
+        let mut ws = connect(plane.server.addr, "/live").await;
+        assert_eq!(
+            which(&mut ws).await,
+            expected,
+            "a connection after deploy {k}"
+        );
+        pinned.push((ws, expected));
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for s in streamers {
+        let (n, mut ws) = s.await.expect("streamer ran without a lost message");
+        assert!(n > 0, "each streamer got messages through");
+        total += n;
+        // Still on v1 after 20 deploys.
+        assert_eq!(which(&mut ws).await, "echo");
+        ws.close(None).await.expect("close");
+    }
+    for (k, (ws, expected)) in pinned.iter_mut().enumerate() {
+        assert_eq!(
+            which(ws).await,
+            *expected,
+            "the connection opened after deploy {k}"
+        );
+    }
+
+    // Live connections per version: v1 keeps the streamers' (closing) or
+    // none, each deploy's version exactly its one pinned connection.
+    let (_, view) = plane
+        .api("GET", "/v1/tenants/default/modules/live/versions", b"")
+        .await;
+    let versions = view["versions"].as_array().expect("versions");
+    assert_eq!(versions.len(), DEPLOYS + 1);
+    for v in &versions[1..] {
+        assert_eq!(v["live_connections"], 1, "{v}");
+    }
+    assert_eq!(view["active_version"].as_u64(), Some(DEPLOYS as u64 + 1));
+    let mut sorted = deploy_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    eprintln!(
+        "deploy under load: {total} messages echoed by {STREAMERS} streamers during {DEPLOYS} deploys, \
+         0 lost, 0 dropped; upload+activate median {:.1} ms, max {:.1} ms",
+        sorted[DEPLOYS / 2],
+        sorted[DEPLOYS - 1]
+    );
+    for (mut ws, _) in pinned {
+        ws.close(None).await.expect("close");
+    }
+    plane.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_and_restart_restore_without_recompiling() {
+    let dir = TempDir::new("restart");
+    let plane = Plane::start(&dir.0, 8 << 20).await;
+    let v1 = plane.upload("rs", &echo_bytes(), "first").await;
+    plane.activate("rs", v1, "/rs").await;
+    let v2 = plane.upload("rs", &chaos_bytes(), "second").await;
+    let d = plane.activate("rs", v2, "/rs").await;
+    assert_eq!(d["previous_version"].as_u64(), Some(v1));
+    assert_eq!(d["routes"], json!(["/rs"]));
+    let mut ws = connect(plane.server.addr, "/rs").await;
+    assert_eq!(which(&mut ws).await, "chaos");
+
+    // Rollback: one step back to v1, for new connections only.
+    let (status, d) = plane
+        .api("POST", "/v1/tenants/default/modules/rs/rollback", b"")
+        .await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["version"].as_u64(), Some(v1));
+    let mut after = connect(plane.server.addr, "/rs").await;
+    assert_eq!(which(&mut after).await, "echo");
+    assert_eq!(
+        which(&mut ws).await,
+        "chaos",
+        "the older connection keeps v2"
+    );
+    let _ = wait_for_log("audit=\"rollback\"").await;
+    ws.close(None).await.expect("close");
+    after.close(None).await.expect("close");
+    let (_, status) = plane.api("GET", "/v1/status", b"").await;
+    assert_eq!(status["compiles"], 2, "one compile per upload: {status}");
+    plane.stop().await;
+
+    // A new server on the same data directory serves v1 at /rs again,
+    // from the compiled-code cache.
+    let plane = Plane::start(&dir.0, 8 << 20).await;
+    let restore_ms = plane.control_start.as_secs_f64() * 1000.0;
+    let (_, status) = plane.api("GET", "/v1/status", b"").await;
+    assert_eq!(status["compiles"], 0, "nothing recompiled: {status}");
+    assert_eq!(status["compiled_cache_hits"], 1, "{status}");
+    let mut ws = connect(plane.server.addr, "/rs").await;
+    assert_eq!(which(&mut ws).await, "echo");
+    let (_, view) = plane
+        .api("GET", "/v1/tenants/default/modules/rs/versions", b"")
+        .await;
+    assert_eq!(view["active_version"].as_u64(), Some(v1));
+    assert_eq!(view["versions"][1]["note"], "second");
+    // Rolling back again goes to v2, also from the cache.
+    let (status_code, d) = plane
+        .api("POST", "/v1/tenants/default/modules/rs/rollback", b"")
+        .await;
+    assert_eq!(status_code, 200, "{d}");
+    assert_eq!(d["version"].as_u64(), Some(v2));
+    let (_, status) = plane.api("GET", "/v1/status", b"").await;
+    assert_eq!(
+        status["compiles"], 0,
+        "rollback loaded cached code: {status}"
+    );
+    eprintln!(
+        "restart with one active deployment: registry opened and deployment restored in {restore_ms:.1} ms, 0 compiles"
+    );
+    ws.close(None).await.expect("close");
+    plane.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_route_is_served_by_the_deployed_module_of_its_name() {
+    let dir = TempDir::new("override");
+    let plane = Plane::start(&dir.0, 8 << 20).await;
+    let mut before = connect(plane.server.addr, "/chaos").await;
+    assert_eq!(which(&mut before).await, "chaos");
+    // The config route's module is named after its file's stem.
+    let module = Path::new(CHAOS_WASM)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("a file stem");
+    let v = plane.upload(module, &echo_bytes(), "override").await;
+    let d = plane.activate_without_route(module, v).await;
+    assert_eq!(d["routes"], json!(["/chaos"]), "{d}");
+    let mut after = connect(plane.server.addr, "/chaos").await;
+    assert_eq!(which(&mut after).await, "echo");
+    assert_eq!(
+        which(&mut before).await,
+        "chaos",
+        "the older connection keeps its module"
+    );
+    before.close(None).await.expect("close");
+    after.close(None).await.expect("close");
+    plane.stop().await;
+}
+
+/// The status line and body of a WebSocket upgrade request to `path`.
+async fn upgrade_answer(addr: SocketAddr, path: &str) -> String {
+    wsbox_tests::raw_request(
+        addr,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_have_namespaces_and_connection_caps() {
+    let dir = TempDir::new("tenants");
+    let mut plane = Plane::start(&dir.0, 8 << 20).await;
+    let (status, v) = plane
+        .api(
+            "POST",
+            "/v1/tenants/acme/modules/chat/versions",
+            &echo_bytes(),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let bind = json!({"module": "chat", "route": "/chat"}).to_string();
+    let (status, v) = plane
+        .api("POST", "/v1/tenants/acme/deployments", bind.as_bytes())
+        .await;
+    assert_eq!(status, 409, "no namespace yet: {v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("path_prefix"),
+        "{v}"
+    );
+
+    let settings = json!({"path_prefix": "/acme", "max_connections": 2}).to_string();
+    let (status, v) = plane
+        .api("PUT", "/v1/tenants/acme", settings.as_bytes())
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let nested = json!({"path_prefix": "/acme/sub"}).to_string();
+    let (status, v) = plane
+        .api("PUT", "/v1/tenants/beta", nested.as_bytes())
+        .await;
+    assert_eq!(status, 409, "nested namespaces: {v}");
+    let (status, _) = plane
+        .api("PUT", "/v1/tenants/default", br#"{"path_prefix": "/d"}"#)
+        .await;
+    assert_eq!(status, 422);
+
+    let (status, d) = plane
+        .api("POST", "/v1/tenants/acme/deployments", bind.as_bytes())
+        .await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["routes"], json!(["/acme/(?:chat)"]));
+    assert!(
+        upgrade_answer(plane.server.addr, "/chat")
+            .await
+            .starts_with("HTTP/1.1 404")
+    );
+
+    for round in ["before a restart", "after a restart"] {
+        let mut first = connect(plane.server.addr, "/acme/chat").await;
+        let mut second = connect(plane.server.addr, "/acme/chat").await;
+        let refused = upgrade_answer(plane.server.addr, "/acme/chat").await;
+        assert!(refused.starts_with("HTTP/1.1 503"), "{round}: {refused}");
+        assert!(
+            refused.contains("tenant `acme` is at its limit of 2 open connections"),
+            "{round}: {refused}"
+        );
+        // Another tenant is not refused.
+        let mut other = connect(plane.server.addr, "/chaos").await;
+        assert_eq!(ask(&mut other, "fine").await, "fine");
+        assert_eq!(ask(&mut first, "a").await, "a");
+        assert_eq!(ask(&mut second, "b").await, "b");
+        for mut ws in [first, second, other] {
+            ws.close(None).await.expect("close");
+        }
+        if round == "before a restart" {
+            let (_, tenants) = plane.api("GET", "/v1/tenants", b"").await;
+            let acme = tenants["tenants"]
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["name"] == "acme").cloned())
+                .expect("acme listed");
+            assert_eq!(acme["path_prefix"], "/acme");
+            assert_eq!(acme["max_connections"], 2);
+        }
+        if round == "before a restart" {
+            plane.stop().await;
+            plane = Plane::start(&dir.0, 8 << 20).await;
+        }
+    }
+    plane.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_closes_older_connections_with_1012_spread_over_the_window() {
+    let dir = TempDir::new("drain");
+    let plane = Plane::start(&dir.0, 8 << 20).await;
+    let v1 = plane.upload("dr", &echo_bytes(), "old").await;
+    plane.activate("dr", v1, "/dr").await;
+    const OLD: usize = 4;
+    let mut old = Vec::new();
+    for _ in 0..OLD {
+        let mut ws = connect(plane.server.addr, "/dr").await;
+        assert_eq!(which(&mut ws).await, "echo");
+        old.push(ws);
+    }
+    let v2 = plane.upload("dr", &chaos_bytes(), "new").await;
+    let body = json!({"module": "dr", "version": v2, "drain": "2s"}).to_string();
+    let started = Instant::now();
+    let (status, d) = plane
+        .api("POST", "/v1/tenants/default/deployments", body.as_bytes())
+        .await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["draining"], OLD, "{d}");
+    // Each old connection gets 1012 and reconnects to the new version.
+    let closes = old.into_iter().map(|mut ws| async move {
+        let (code, reason) = expect_close(&mut ws).await;
+        let at = Instant::now();
+        (code, reason, at)
+    });
+    let mut results = futures_util::future::join_all(closes).await;
+    results.sort_by_key(|r| r.2);
+    for (code, reason, _) in &results {
+        assert_eq!(*code, 1012, "{reason}");
+        let mut again = connect(plane.server.addr, "/dr").await;
+        assert_eq!(which(&mut again).await, "chaos");
+        again.close(None).await.expect("close");
+    }
+    // Spread over the window (closes planned at 0.4 s, 0.8 s, 1.2 s and
+    // 1.6 s), not all at once.
+    let first = results[0].2.duration_since(started);
+    let spread = results[OLD - 1].2.duration_since(results[0].2);
+    assert!(
+        first >= Duration::from_millis(350),
+        "first close after {first:?}"
+    );
+    assert!(
+        spread >= Duration::from_millis(900),
+        "closes spread over {spread:?}"
+    );
+    let (status, v) = plane
+        .api(
+            "POST",
+            "/v1/tenants/default/deployments",
+            json!({"module": "dr", "drain": "soon"})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    plane.stop().await;
+}
+
+/// A component that imports an interface wsbox does not grant.
+fn component_importing_wasi_http() -> Vec<u8> {
+    wat::parse_str(
+        r#"(component
+             (import "wasi:http/outgoing-handler@0.2.0" (instance))
+           )"#,
+    )
+    .expect("valid component text")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_modules_are_refused_with_the_reason_and_change_nothing() {
+    let dir = TempDir::new("bad");
+    let plane = Plane::start(&dir.0, 1 << 20).await;
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("text", b"<!doctype html>oops".to_vec(), 422, "it is text"),
+        (
+            "core",
+            b"\0asm\x01\0\0\0".to_vec(),
+            422,
+            "core WebAssembly module",
+        ),
+        (
+            "http",
+            component_importing_wasi_http(),
+            422,
+            "imports wasi:http/outgoing-handler@0.2.0, which wsbox does not grant",
+        ),
+        (
+            "empty-component",
+            wat::parse_str("(component)").expect("valid"),
+            422,
+            "wsbox:websocket/handler",
+        ),
+        ("big", vec![0u8; (1 << 20) + 1], 413, "over the limit"),
+    ];
+    for (name, bytes, status, needle) in cases {
+        let (got, v) = plane
+            .api(
+                "POST",
+                &format!("/v1/tenants/default/modules/{name}/versions"),
+                &bytes,
+            )
+            .await;
+        let message = v["error"].as_str().unwrap_or_default();
+        assert_eq!(got, status, "{name}: {v}");
+        assert!(message.contains(needle), "{name}: {message}");
+        let (got, _) = plane
+            .api(
+                "GET",
+                &format!("/v1/tenants/default/modules/{name}/versions"),
+                b"",
+            )
+            .await;
+        assert_eq!(got, 404, "{name} left no version behind");
+    }
+    // A bad route regex or an unknown version leaves the deployment alone.
+    let good = plane.upload("good", &echo_bytes(), "ok").await;
+    plane.activate("good", good, "/good").await;
+    for (body, status, needle) in [
+        (
+            json!({"module": "good", "route": "/(unclosed"}),
+            422,
+            "not a valid regular expression",
+        ),
+        (
+            json!({"module": "good", "version": 7}),
+            404,
+            "has no version 7",
+        ),
+        (json!({"module": "nothing"}), 404, "has no module `nothing`"),
+        (json!({"modul": "typo"}), 400, "unknown field"),
+    ] {
+        let (got, v) = plane
+            .api(
+                "POST",
+                "/v1/tenants/default/deployments",
+                body.to_string().as_bytes(),
+            )
+            .await;
+        assert_eq!(got, status, "{body}: {v}");
+        assert!(
+            v["error"].as_str().unwrap_or_default().contains(needle),
+            "{v}"
+        );
+    }
+    let (got, v) = plane
+        .api("POST", "/v1/tenants/Bad%20Name/modules/x/versions", b"x")
+        .await;
+    assert_eq!(got, 422, "{v}");
+    let (_, deployments) = plane
+        .api("GET", "/v1/tenants/default/deployments", b"")
+        .await;
+    assert_eq!(
+        deployments["deployments"][0]["version"].as_u64(),
+        Some(good)
+    );
+    assert_eq!(deployments["deployments"].as_array().map(Vec::len), Some(1));
+    let blobs = std::fs::read_dir(dir.0.join("blobs"))
+        .expect("blobs")
+        .count();
+    assert_eq!(blobs, 1, "only the good module's blob is stored");
+    plane.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_needs_the_operator_token() {
+    let dir = TempDir::new("auth");
+    let plane = Plane::start(&dir.0, 1 << 20).await;
+    let addr = plane.admin.to_string();
+    for token in [None, Some("wrong"), Some("")] {
+        let (status, v) = http(&addr, "GET", "/v1/tenants", token, b"").await;
+        assert_eq!(status, 401, "{token:?}: {v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Authorization: Bearer")
+        );
+        let (status, _) = http(
+            &addr,
+            "POST",
+            "/v1/tenants/default/modules/m/versions",
+            token,
+            &echo_bytes(),
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    let (status, v) = http(&addr, "GET", "/v1/tenants", Some(TOKEN), b"").await;
+    assert_eq!(status, 200);
+    assert_eq!(v["tenants"][0]["name"], "default");
+    for open in ["/healthz", "/readyz"] {
+        assert_eq!(http(&addr, "GET", open, None, b"").await.0, 200, "{open}");
+    }
+    // The OpenAPI document describes every endpoint the router answers.
+    let (status, doc) = http(&addr, "GET", "/openapi.json", None, b"").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().expect("paths");
+    for p in [
+        "/v1/tenants/{tenant}/modules/{module}/versions",
+        "/v1/tenants/{tenant}/deployments",
+        "/v1/tenants/{tenant}/modules/{module}/rollback",
+        "/v1/connections",
+        "/v1/connections/{id}/messages",
+        "/v1/connections/{id}/close",
+        "/v1/connections/{id}",
+        "/v1/status",
+    ] {
+        assert!(paths.contains_key(p), "{p} described");
+    }
+    let (status, v) = http(&addr, "GET", "/v1/nothing", Some(TOKEN), b"").await;
+    assert_eq!(status, 404);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("openapi.json")
+    );
+    plane.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_sends_to_and_closes_connections() {
+    let dir = TempDir::new("conns");
+    let plane = Plane::start(&dir.0, 1 << 20).await;
+    let mut ws = connect(plane.server.addr, "/chaos").await;
+    assert_eq!(ask(&mut ws, "ping me").await, "ping me");
+    let (_, list) = plane.api("GET", "/v1/connections", b"").await;
+    let conns = list["connections"].as_array().expect("list");
+    assert_eq!(conns.len(), 1, "{list}");
+    let c = &conns[0];
+    assert_eq!(c["tenant"], "default");
+    assert_eq!(c["route"], "/chaos");
+    assert_eq!(c["version"], Value::Null, "a config-file module");
+    assert!(
+        c["bytes_in"].as_u64().unwrap_or(0) > 0 && c["bytes_out"].as_u64().unwrap_or(0) > 0,
+        "{c}"
+    );
+    let id = c["id"].as_u64().expect("id");
+
+    let (status, v) = plane
+        .api(
+            "POST",
+            &format!("/v1/connections/{id}/messages"),
+            "pushed by the API".as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(
+        next_message(&mut ws).await,
+        WsMessage::text("pushed by the API")
+    );
+    let (status, v) = plane
+        .api(
+            "POST",
+            &format!("/v1/connections/{id}/messages"),
+            &[0xff, 0xfe],
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("octet-stream")
+    );
+
+    let (status, v) = plane
+        .api("POST", "/v1/connections/999999/messages", b"x")
+        .await;
+    assert_eq!(status, 404, "{v}");
+    let (status, _) = plane
+        .api(
+            "DELETE",
+            &format!("/v1/connections/{id}?code=999&reason=x"),
+            b"",
+        )
+        .await;
+    assert_eq!(status, 400, "an unsendable close code");
+    let (status, v) = plane
+        .api(
+            "DELETE",
+            &format!("/v1/connections/{id}?code=4001&reason=api%20says%20bye"),
+            b"",
+        )
+        .await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(
+        expect_close(&mut ws).await,
+        (4001, "api says bye".to_string())
+    );
+    plane.stop().await;
+}
+
+/// `promtool`, installed from Debian's `prometheus` package on first use.
+fn promtool() -> String {
+    let path = std::env::var("WSBOX_PROMTOOL").unwrap_or_else(|_| "/usr/bin/promtool".into());
+    if !Path::new(&path).exists() && std::env::var_os("WSBOX_PROMTOOL").is_none() {
+        announce(&format!(
+            "wsbox tests: installing Debian's prometheus (for promtool) with apt-get (once; {SKIP_PEERS_VAR}=promtool skips this test)"
+        ));
+        let _ = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus",
+            ])
+            .status();
+    }
+    assert!(
+        Path::new(&path).exists(),
+        "promtool not found at {path}: install Debian's `prometheus` package (.ci/run does) or set WSBOX_PROMTOOL"
+    );
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_by_tenant_route_module_version_and_pass_promtool() {
+    if skip_peers(Peers::Promtool) {
+        return;
+    }
+    let dir = TempDir::new("metrics");
+    let plane = Plane::start(&dir.0, 8 << 20).await;
+    let v = plane.upload("metered", &echo_bytes(), "m").await;
+    plane.activate("metered", v, "/metered").await;
+    let mut ws = connect(plane.server.addr, "/metered").await;
+    assert_eq!(ask(&mut ws, "count me").await, "count me");
+    let _ = tokio::time::timeout(WAIT, async {
+        // The WebSocket listener answers 404 in text, not JSON: read raw.
+        let mut s = TcpStream::connect(plane.server.addr)
+            .await
+            .expect("connect");
+        s.write_all(b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+    })
+    .await;
+
+    let (status, _) = http(&plane.admin.to_string(), "GET", "/metrics", None, b"").await;
+    assert_eq!(status, 401, "metrics need the token");
+    let text = metrics_text(plane.admin).await;
+    let labels = format!(r#"{{tenant="default",route="/metered",module="metered",version="{v}"}}"#);
+    for needle in [
+        format!("wsbox_connections_open{labels} 1"),
+        format!("wsbox_connections_accepted_total{labels} 1"),
+        r#"wsbox_control_actions_total{tenant="default",module="metered",action="deploy"} 1"#
+            .to_string(),
+        r#"wsbox_control_actions_total{tenant="default",module="metered",action="upload"} 1"#
+            .to_string(),
+        r#"wsbox_http_responses_total{status="404"} 1"#.to_string(),
+        "wsbox_module_compile_seconds_count 1".to_string(),
+        "wsbox_module_compiles_total 1".to_string(),
+    ] {
+        assert!(text.contains(&needle), "{needle} in:\n{text}");
+    }
+    let received = text
+        .lines()
+        .find(|l| l.starts_with(&format!("wsbox_received_bytes_total{labels}")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("received bytes of the connection");
+    assert!(received > "count me".len() as u64, "{received}");
+
+    let mut check = std::process::Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    std::io::Write::write_all(&mut check.stdin.take().expect("stdin"), text.as_bytes())
+        .expect("feed promtool");
+    let out = check.wait_with_output().expect("promtool finishes");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ws.close(None).await.expect("close");
+    plane.stop().await;
+}
+
+/// `GET /metrics` with the token: the text exposition.
+async fn metrics_text(admin: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(admin).await.expect("admin connect");
+    let head = format!(
+        "GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    body.to_string()
+}
+
+// ---- the real binary: zero-config serve, CLI, kill -9 ----
+
+/// A `wsbox serve` process; killed when dropped.
+struct Served {
+    child: tokio::process::Child,
+    ws: SocketAddr,
+    admin: String,
+    stdout: Vec<String>,
+}
+
+impl Served {
+    /// Starts `wsbox serve ARGS` and waits for both listeners.
+    async fn start(args: &[&str], token: Option<&str>, data_home: &Path) -> Served {
+        let mut cmd = tokio::process::Command::new(wsbox_binary());
+        cmd.arg("serve")
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env("XDG_DATA_HOME", data_home)
+            .env_remove("WSBOX_ADMIN_TOKEN")
+            .env_remove("WSBOX_ADMIN")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if let Some(t) = token {
+            cmd.env("WSBOX_ADMIN_TOKEN", t);
+        }
+        let mut child = cmd.spawn().expect("start wsbox");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let mut stdout = Vec::new();
+        let (mut ws, mut admin) = (None, None);
+        while admin.is_none() {
+            let line = tokio::time::timeout(WAIT, lines.next_line())
+                .await
+                .expect("wsbox started in time")
+                .expect("read stdout")
+                .expect("wsbox exited before its admin API listened");
+            if let Some(rest) = line.strip_prefix("wsbox listening on ws://") {
+                ws = rest.split(',').next().and_then(|a| a.parse().ok());
+            }
+            if let Some(rest) = line.strip_prefix("wsbox admin API on http://") {
+                admin = rest.split(' ').next().map(str::to_string);
+            }
+            stdout.push(line);
+        }
+        // The token line follows the admin line.
+        if let Ok(Ok(Some(line))) = tokio::time::timeout(WAIT, lines.next_line()).await {
+            stdout.push(line);
+        }
+        // Keep draining stdout so the server never blocks on it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Served {
+            child,
+            ws: ws.expect("a ws:// address"),
+            admin: admin.expect("an admin address"),
+            stdout,
+        }
+    }
+
+    async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// Runs a `wsbox` CLI command; (success, stdout, stderr).
+async fn cli(args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = tokio::process::Command::new(wsbox_binary());
+    cmd.args(args)
+        .env_remove("WSBOX_ADMIN_TOKEN")
+        .env_remove("WSBOX_ADMIN")
+        .env("XDG_DATA_HOME", "/nonexistent-wsbox-test");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("the CLI finished in time")
+        .expect("run the CLI");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_config_serve_and_the_cli_deploy_and_reach_connections() {
+    let home = TempDir::new("cli");
+    // No config and no token: the demo, the admin API, a generated token
+    // in the default data directory ($XDG_DATA_HOME/wsbox).
+    let served = Served::start(
+        &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        None,
+        &home.0,
+    )
+    .await;
+    let token_file = home.0.join("wsbox").join("admin-token");
+    let mode = std::fs::metadata(&token_file)
+        .expect("token file")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    assert!(
+        served
+            .stdout
+            .iter()
+            .any(|l| l.contains(&token_file.display().to_string())),
+        "the server says where the token is: {:?}",
+        served.stdout
+    );
+    let token = std::fs::read_to_string(&token_file)
+        .expect("token")
+        .trim()
+        .to_string();
+    let url = format!("http://{}", served.admin);
+    let env = [
+        ("WSBOX_ADMIN", url.as_str()),
+        ("WSBOX_ADMIN_TOKEN", token.as_str()),
+    ];
+
+    let (ok, out, err) = cli(
+        &[
+            "deploy", CHAOS_WASM, "--tenant", "default", "--module", "my", "--route", "/my",
+            "--note", "cli",
+        ],
+        &env,
+    )
+    .await;
+    assert!(ok, "deploy: {out} {err}");
+    assert!(out.contains("version 1") && out.contains("/my"), "{out}");
+
+    // Served at once, no restart; the demo keeps serving too.
+    let mut ws = connect(served.ws, "/my").await;
+    assert_eq!(which(&mut ws).await, "chaos");
+    let mut demo = connect(served.ws, "/echo").await;
+    assert_eq!(ask(&mut demo, "still here").await, "still here");
+
+    let (ok, out, _) = cli(&["versions", "--module", "my"], &env).await;
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.starts_with("1 ") && l.contains('*') && l.contains("cli")),
+        "{out}"
+    );
+    let (ok, out, _) = cli(&["connections"], &env).await;
+    assert!(ok, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("my@1"))
+        .unwrap_or_else(|| panic!("the /my connection is listed: {out}"));
+    let id = line.split_whitespace().next().expect("an id").to_string();
+    let (ok, out, err) = cli(&["send", &id, "hello from the CLI"], &env).await;
+    assert!(ok, "{out} {err}");
+    assert_eq!(
+        next_message(&mut ws).await,
+        WsMessage::text("hello from the CLI")
+    );
+    let (ok, _, err) = cli(
+        &["close", &id, "--code", "4002", "--reason", "cli bye"],
+        &env,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(expect_close(&mut ws).await, (4002, "cli bye".to_string()));
+
+    // Failures: non-zero exit with the server's message.
+    let text = home.0.join("notes.txt");
+    std::fs::write(&text, "hello").expect("write");
+    let (ok, _, err) = cli(
+        &[
+            "deploy",
+            text.to_str().expect("utf-8"),
+            "--module",
+            "my",
+            "--route",
+            "/my",
+        ],
+        &env,
+    )
+    .await;
+    assert!(
+        !ok && err.contains("it is text") && err.contains("HTTP 422"),
+        "{err}"
+    );
+    let (ok, _, err) = cli(&["rollback", "--module", "my"], &env).await;
+    assert!(!ok && err.contains("only one active version"), "{err}");
+    let (ok, _, err) = cli(&["connections", "--token", "wrong"], &env).await;
+    assert!(!ok && err.contains("HTTP 401"), "{err}");
+    let (ok, out, err) = cli(
+        &["deploy", CHAOS_WASM, "--module", "my", "--drain", "100ms"],
+        &env,
+    )
+    .await;
+    assert!(
+        ok && out.contains("draining 0 older connections"),
+        "{out} {err}"
+    );
+    let (ok, out, err) = cli(&["rollback", "--module", "my"], &env).await;
+    assert!(ok && out.contains("to version 1"), "{out} {err}");
+    demo.close(None).await.expect("close");
+    served.kill().await;
+}
+
+/// A tiny xorshift: random kill moments without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_uploads_and_deploys_leaves_a_consistent_registry() {
+    const ITERATIONS: usize = 100;
+    let home = TempDir::new("kill");
+    let data = home.0.join("data");
+    let config = home.0.join("wsbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[runtime]\nmax_instances = 8\nmax_memory_per_instance = \"64MiB\"\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\n",
+            data.display().to_string()
+        ),
+    )
+    .expect("config");
+    let args = ["--config", config.to_str().expect("utf-8")];
+    let echo = Arc::new(echo_bytes());
+    let chaos = Arc::new(chaos_bytes());
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        | 1;
+    let mut rng = Rng(seed);
+    let started = Instant::now();
+    // What the server acknowledged before each crash: never to be lost.
+    let mut acked_versions = 0u64;
+    let mut acked_active = 0u64;
+    for i in 0..ITERATIONS {
+        let served = Served::start(&args, Some(TOKEN), &home.0).await;
+        let admin = served.admin.clone();
+
+        // Consistency after the previous crash.
+        let (status, view) = http(
+            &admin,
+            "GET",
+            "/v1/tenants/default/modules/k/versions",
+            Some(TOKEN),
+            b"",
+        )
+        .await;
+        if acked_versions > 0 {
+            assert_eq!(status, 200, "iteration {i}: {view}");
+        }
+        let versions = view["versions"].as_array().cloned().unwrap_or_default();
+        assert!(
+            versions.len() as u64 >= acked_versions,
+            "iteration {i}: an acknowledged version was lost: {view}"
+        );
+        for (n, v) in versions.iter().enumerate() {
+            assert_eq!(
+                v["version"].as_u64(),
+                Some(n as u64 + 1),
+                "versions are numbered without gaps"
+            );
+            let blob = std::fs::read(data.join("blobs").join(v["sha256"].as_str().unwrap_or("-")))
+                .unwrap_or_else(|e| panic!("iteration {i}: version {} has no blob: {e}", n + 1));
+            assert!(
+                blob == *echo || blob == *chaos,
+                "iteration {i}: a blob is whole"
+            );
+            assert_eq!(v["size"].as_u64(), Some(blob.len() as u64));
+        }
+        let active = view["active_version"].as_u64().unwrap_or(0);
+        assert!(
+            active >= acked_active,
+            "iteration {i}: active {active} is older than the acknowledged {acked_active}"
+        );
+        let (_, status_body) = http(&admin, "GET", "/v1/status", Some(TOKEN), b"").await;
+        assert_eq!(
+            status_body["recovery"]["missing_blobs"],
+            json!([]),
+            "{status_body}"
+        );
+        assert_eq!(
+            status_body["compiles"], 0,
+            "iteration {i}: restart loaded cached code: {status_body}"
+        );
+        if active > 0 {
+            // It serves: the active version's handler answers on /k.
+            let mut ws = connect(served.ws, "/k").await;
+            let expected = if versions[active as usize - 1]["note"] == "chaos" {
+                "chaos"
+            } else {
+                "echo"
+            };
+            assert_eq!(which(&mut ws).await, expected, "iteration {i}");
+            ws.close(None).await.expect("close");
+        }
+
+        // Uploads and deploys, killed at a random moment.
+        let acked = Arc::new((AtomicU64::new(acked_versions), AtomicU64::new(acked_active)));
+        let worker = {
+            let (acked, admin, echo, chaos) = (
+                Arc::clone(&acked),
+                admin.clone(),
+                Arc::clone(&echo),
+                Arc::clone(&chaos),
+            );
+            tokio::spawn(async move {
+                for step in 0u64.. {
+                    let (bytes, note) = if (i as u64 + step).is_multiple_of(2) {
+                        (&chaos, "chaos")
+                    } else {
+                        (&echo, "echo")
+                    };
+                    let Ok((status, v)) = try_http(
+                        &admin,
+                        "POST",
+                        &format!("/v1/tenants/default/modules/k/versions?note={note}"),
+                        bytes,
+                    )
+                    .await
+                    else {
+                        return;
+                    };
+                    assert_eq!(status, 201, "{v}");
+                    let version = v["version"].as_u64().unwrap_or(0);
+                    acked.0.fetch_max(version, Ordering::SeqCst);
+                    let body =
+                        json!({"module": "k", "version": version, "route": "/k"}).to_string();
+                    let Ok((status, v)) = try_http(
+                        &admin,
+                        "POST",
+                        "/v1/tenants/default/deployments",
+                        body.as_bytes(),
+                    )
+                    .await
+                    else {
+                        return;
+                    };
+                    assert_eq!(status, 200, "{v}");
+                    acked.1.fetch_max(version, Ordering::SeqCst);
+                }
+            })
+        };
+        let delay = Duration::from_millis(rng.below(200));
+        // The kill moment is a random delay: the point is to land anywhere.
+        tokio::time::sleep(delay).await;
+        served.kill().await;
+        if let Err(e) = worker.await {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        acked_versions = acked.0.load(Ordering::SeqCst);
+        acked_active = acked.1.load(Ordering::SeqCst);
+    }
+    // No temporary file survives a restart.
+    let served = Served::start(&args, Some(TOKEN), &home.0).await;
+    for sub in ["blobs", "compiled"] {
+        for entry in std::fs::read_dir(data.join(sub)).expect("dir") {
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            assert!(!name.ends_with(".tmp"), "{sub}/{name} left behind");
+        }
+    }
+    served.kill().await;
+    eprintln!(
+        "kill -9: {ITERATIONS} kills, {acked_versions} versions \
+         acknowledged and all kept, registry consistent after each restart, in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Like [`http`], but a connection the killed server drops is an `Err`.
+async fn try_http(addr: &str, method: &str, path: &str, body: &[u8]) -> Result<(u16, Value), ()> {
+    let mut stream = TcpStream::connect(addr).await.map_err(drop)?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\
+         Authorization: Bearer {TOKEN}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.map_err(drop)?;
+    stream.write_all(body).await.map_err(drop)?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.map_err(drop)?;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").ok_or(())?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or(())?;
+    Ok((status, serde_json::from_str(body).map_err(drop)?))
+}
