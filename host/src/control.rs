@@ -12,9 +12,7 @@ use serde::Serialize;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::config::{ModuleSource, RouteConfig};
-use crate::registry::{
-    self, ModuleRegistry, Recovery, RegistryError, TenantRecord, VersionRecord, imports,
-};
+use crate::registry::{self, ModuleRegistry, Recovery, RegistryError, TenantRecord, VersionRecord};
 use crate::server::ServerHandle;
 use crate::server::routes::{self, DEFAULT_TENANT, Route, ServedModule};
 
@@ -382,7 +380,7 @@ impl ControlPlane {
         let record = blocking(move || {
             let runtime = server.runtime();
             let component = registry.compile_upload(runtime, &bytes)?;
-            imports::check(&component, runtime.engine()).map_err(RegistryError::Invalid)?;
+            // Checks the world and names any import wsbox does not grant.
             runtime
                 .prepare(m.clone(), &component)
                 .map_err(|e| RegistryError::Invalid(format!("{e:#}")))?;

@@ -12,7 +12,6 @@
 
 pub mod db;
 pub mod files;
-pub mod imports;
 
 use std::fs;
 use std::io;
