@@ -131,20 +131,9 @@ async fn the_0_1_0_echo_build_handles_batches_and_closes() {
 #[tokio::test]
 async fn a_module_with_an_import_the_host_does_not_grant_is_named() {
     let runtime = wsbox::runtime::Runtime::new(&test_runtime()).unwrap();
-    // The smallest component importing wasi:http: built by hand from the
-    // component binary format (an import of an empty instance type).
-    let name = b"wasi:http/outgoing-handler@0.2.0";
-    let mut import_section = vec![1u8, 0x00, name.len() as u8];
-    import_section.extend_from_slice(name);
-    import_section.extend_from_slice(&[0x05, 0x00]); // instance type 0
-    let mut type_section = vec![1u8, 0x42, 0x00]; // one instance type, no decls
-    let mut bytes = b"\0asm\x0d\0\x01\0".to_vec();
-    bytes.push(7); // type section
-    bytes.push(type_section.len() as u8);
-    bytes.append(&mut type_section);
-    bytes.push(10); // import section
-    bytes.push(import_section.len() as u8);
-    bytes.extend_from_slice(&import_section);
+    let bytes =
+        wat::parse_str(r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance)))"#)
+            .unwrap();
     let component = runtime.compile(&bytes).unwrap();
     let err = runtime
         .prepare("http-client".into(), &component)

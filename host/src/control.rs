@@ -380,8 +380,7 @@ impl ControlPlane {
         let record = blocking(move || {
             let runtime = server.runtime();
             let component = registry.compile_upload(runtime, &bytes)?;
-            // `prepare` checks the world and names any import wsbox does
-            // not grant (e.g. wasi:http/outgoing-handler).
+            // Checks the world and names any import wsbox does not grant.
             runtime
                 .prepare(m.clone(), &component)
                 .map_err(|e| RegistryError::Invalid(format!("{e:#}")))?;

@@ -264,33 +264,28 @@ impl Exports {
         }
     }
 
-    pub(crate) async fn on_ping(
+    /// `on-ping` (or `on-pong` when `pong`).
+    pub(crate) async fn on_ping_or_pong(
         &self,
         store: &mut Store<HostState>,
+        pong: bool,
         data: &[u8],
     ) -> wasmtime::Result<()> {
         match self {
+            Exports::V0_1(b) if pong => {
+                b.wsbox_websocket_handler()
+                    .call_on_pong(&mut *store, data)
+                    .await
+            }
             Exports::V0_1(b) => {
                 b.wsbox_websocket_handler()
                     .call_on_ping(&mut *store, data)
                     .await
             }
-            Exports::V0_2 { handler, .. } => handler.call_on_ping(&mut *store, conn(), data).await,
-        }
-    }
-
-    pub(crate) async fn on_pong(
-        &self,
-        store: &mut Store<HostState>,
-        data: &[u8],
-    ) -> wasmtime::Result<()> {
-        match self {
-            Exports::V0_1(b) => {
-                b.wsbox_websocket_handler()
-                    .call_on_pong(&mut *store, data)
-                    .await
+            Exports::V0_2 { handler, .. } if pong => {
+                handler.call_on_pong(&mut *store, conn(), data).await
             }
-            Exports::V0_2 { handler, .. } => handler.call_on_pong(&mut *store, conn(), data).await,
+            Exports::V0_2 { handler, .. } => handler.call_on_ping(&mut *store, conn(), data).await,
         }
     }
 

@@ -318,7 +318,7 @@ impl HandlerInstance {
     /// Calls `on-ping`.
     pub async fn on_ping(&mut self, data: &[u8]) -> Result<(), CallError> {
         self.begin_call()?;
-        let call = self.exports.on_ping(&mut self.store, data);
+        let call = self.exports.on_ping_or_pong(&mut self.store, false, data);
         let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
@@ -326,7 +326,7 @@ impl HandlerInstance {
     /// Calls `on-pong`.
     pub async fn on_pong(&mut self, data: &[u8]) -> Result<(), CallError> {
         self.begin_call()?;
-        let call = self.exports.on_pong(&mut self.store, data);
+        let call = self.exports.on_ping_or_pong(&mut self.store, true, data);
         let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
