@@ -1097,7 +1097,7 @@ impl Rng {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_uploads_and_deploys_leaves_a_consistent_registry() {
-    const ITERATIONS: usize = 100;
+    const ITERATIONS: usize = 60;
     let home = TempDir::new("kill");
     let data = home.0.join("data");
     let config = home.0.join("wsbox.toml");
@@ -1119,10 +1119,15 @@ async fn kill_9_during_uploads_and_deploys_leaves_a_consistent_registry() {
         .unwrap_or(1)
         | 1;
     let mut rng = Rng(seed);
+    // How long one upload + deploy took last (ms): kill moments are drawn
+    // over one and a half of it, so they land in uploads and in deploys
+    // whether the machine is idle or busy.
+    let cycle_ms = Arc::new(AtomicU64::new(200));
+    let mut kills = [0usize; 3];
     let started = Instant::now();
     // What the server acknowledged before each crash: never to be lost.
     let mut acked_versions = 0u64;
-    let mut acked_active = 0u64;
+    let mut allowed_active = [0u64, 0];
     for i in 0..ITERATIONS {
         let served = Served::start(&args, Some(TOKEN), &home.0).await;
         let admin = served.admin.clone();
@@ -1160,8 +1165,8 @@ async fn kill_9_during_uploads_and_deploys_leaves_a_consistent_registry() {
         }
         let active = view["active_version"].as_u64().unwrap_or(0);
         assert!(
-            active >= acked_active,
-            "iteration {i}: active {active} is older than the acknowledged {acked_active}"
+            allowed_active.contains(&active),
+            "iteration {i}: active {active}; the last acknowledged and the in-flight were {allowed_active:?}"
         );
         let (_, status_body) = http(&admin, "GET", "/v1/status", Some(TOKEN), b"").await;
         assert_eq!(
@@ -1185,61 +1190,96 @@ async fn kill_9_during_uploads_and_deploys_leaves_a_consistent_registry() {
             ws.close(None).await.expect("close");
         }
 
-        // Uploads and deploys, killed at a random moment.
-        let acked = Arc::new((AtomicU64::new(acked_versions), AtomicU64::new(acked_active)));
+        // Uploads, deploys and rollbacks, killed at a random moment.
+        let state = Arc::new(KillState::new(acked_versions, active));
         let worker = {
-            let (acked, admin, echo, chaos) = (
-                Arc::clone(&acked),
+            let (state, admin, echo, chaos, cycle_ms) = (
+                Arc::clone(&state),
                 admin.clone(),
                 Arc::clone(&echo),
                 Arc::clone(&chaos),
+                Arc::clone(&cycle_ms),
             );
             tokio::spawn(async move {
                 for step in 0u64.. {
+                    let cycle = Instant::now();
                     let (bytes, note) = if (i as u64 + step).is_multiple_of(2) {
                         (&chaos, "chaos")
                     } else {
                         (&echo, "echo")
                     };
-                    let Ok((status, v)) = try_http(
-                        &admin,
-                        "POST",
-                        &format!("/v1/tenants/default/modules/k/versions?note={note}"),
-                        bytes,
-                    )
-                    .await
-                    else {
+                    state.phase.store(PHASE_UPLOAD, Ordering::SeqCst);
+                    let path = format!("/v1/tenants/default/modules/k/versions?note={note}");
+                    let Ok((status, v)) = try_http(&admin, "POST", &path, bytes).await else {
                         return;
                     };
                     assert_eq!(status, 201, "{v}");
                     let version = v["version"].as_u64().unwrap_or(0);
-                    acked.0.fetch_max(version, Ordering::SeqCst);
-                    let body =
+                    state.versions.fetch_max(version, Ordering::SeqCst);
+                    // Deploy it, roll back, deploy it again: three changes
+                    // of the active version per upload.
+                    let before = state.active.load(Ordering::SeqCst);
+                    let deploy =
                         json!({"module": "k", "version": version, "route": "/k"}).to_string();
-                    let Ok((status, v)) = try_http(
-                        &admin,
-                        "POST",
-                        "/v1/tenants/default/deployments",
-                        body.as_bytes(),
-                    )
-                    .await
-                    else {
-                        return;
-                    };
-                    assert_eq!(status, 200, "{v}");
-                    acked.1.fetch_max(version, Ordering::SeqCst);
+                    let changes: [(u8, &str, &[u8], u64); 3] = [
+                        (
+                            PHASE_DEPLOY,
+                            "/v1/tenants/default/deployments",
+                            deploy.as_bytes(),
+                            version,
+                        ),
+                        (
+                            PHASE_ROLLBACK,
+                            "/v1/tenants/default/modules/k/rollback",
+                            b"",
+                            before,
+                        ),
+                        (
+                            PHASE_DEPLOY,
+                            "/v1/tenants/default/deployments",
+                            deploy.as_bytes(),
+                            version,
+                        ),
+                    ];
+                    for (phase, path, body, target) in changes {
+                        if phase == PHASE_ROLLBACK && before == 0 {
+                            continue; // nothing to roll back to yet
+                        }
+                        state.phase.store(phase, Ordering::SeqCst);
+                        state.pending.store(target, Ordering::SeqCst);
+                        let Ok((status, v)) = try_http(&admin, "POST", path, body).await else {
+                            return;
+                        };
+                        assert_eq!(status, 200, "{v}");
+                        assert_eq!(v["version"].as_u64(), Some(target), "{v}");
+                        state.active.store(target, Ordering::SeqCst);
+                    }
+                    cycle_ms.store(cycle.elapsed().as_millis() as u64, Ordering::Relaxed);
                 }
             })
         };
-        let delay = Duration::from_millis(rng.below(200));
+        let window = cycle_ms.load(Ordering::Relaxed).clamp(50, 2000) * 3 / 2;
+        let delay = Duration::from_millis(rng.below(window));
         // The kill moment is a random delay: the point is to land anywhere.
         tokio::time::sleep(delay).await;
         served.kill().await;
         if let Err(e) = worker.await {
             std::panic::resume_unwind(e.into_panic());
         }
-        acked_versions = acked.0.load(Ordering::SeqCst);
-        acked_active = acked.1.load(Ordering::SeqCst);
+        kills[usize::from(state.phase.load(Ordering::SeqCst))] += 1;
+        let versions_now = state.versions.load(Ordering::SeqCst);
+        if versions_now == acked_versions {
+            // Nothing completed before the kill: give the next one longer.
+            let grown = (cycle_ms.load(Ordering::Relaxed) * 3 / 2).min(2000);
+            cycle_ms.store(grown, Ordering::Relaxed);
+        }
+        acked_versions = versions_now;
+        // After the restart the active version must be the last
+        // acknowledged one, or the one a change in flight asked for.
+        allowed_active = [
+            state.active.load(Ordering::SeqCst),
+            state.pending.load(Ordering::SeqCst),
+        ];
     }
     // No temporary file survives a restart.
     let served = Served::start(&args, Some(TOKEN), &home.0).await;
@@ -1255,10 +1295,39 @@ async fn kill_9_during_uploads_and_deploys_leaves_a_consistent_registry() {
     }
     served.kill().await;
     eprintln!(
-        "kill -9: {ITERATIONS} kills, {acked_versions} versions \
+        "kill -9: {ITERATIONS} kills ({} during an upload, {} during a deploy, {} during a rollback), {acked_versions} versions \
          acknowledged and all kept, registry consistent after each restart, in {:.1} s",
+        kills[0],
+        kills[1],
+        kills[2],
         started.elapsed().as_secs_f64()
     );
+}
+
+const PHASE_UPLOAD: u8 = 0;
+const PHASE_DEPLOY: u8 = 1;
+const PHASE_ROLLBACK: u8 = 2;
+
+/// What the kill -9 test's worker had acknowledged, and what was in flight.
+struct KillState {
+    phase: std::sync::atomic::AtomicU8,
+    /// The highest version whose upload was acknowledged.
+    versions: AtomicU64,
+    /// The active version as last acknowledged.
+    active: AtomicU64,
+    /// The version the change in flight (if any) activates.
+    pending: AtomicU64,
+}
+
+impl KillState {
+    fn new(versions: u64, active: u64) -> KillState {
+        KillState {
+            phase: std::sync::atomic::AtomicU8::new(PHASE_UPLOAD),
+            versions: AtomicU64::new(versions),
+            active: AtomicU64::new(active),
+            pending: AtomicU64::new(active),
+        }
+    }
 }
 
 /// Like [`http`], but a connection the killed server drops is an `Err`.

@@ -576,6 +576,9 @@ impl WsboxProcess {
                 break rest.split(',').next().unwrap_or_default().to_string();
             }
         };
+        // Keep reading stdout: wsbox prints more lines after this one (its
+        // routes), and a println! into a closed pipe panics the server.
+        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
         let _ = std::fs::remove_dir_all(&dir);
         let stderr = child.stderr.take().expect("piped");
         WsboxProcess {
