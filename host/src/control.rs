@@ -268,13 +268,18 @@ impl ControlPlane {
         blocking(move || Ok(registry.db().version(&t, &m, version)?)).await
     }
 
-    /// Loads a stored version (compiled code from the cache) and links it.
-    async fn load(&self, version: &VersionRecord) -> Result<Arc<ServedModule>, RegistryError> {
-        let _slot = self
-            .compile_slots
+    /// One of the bounded compile slots (compiles and cache loads run off
+    /// the serving threads, a few at once).
+    async fn compile_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, RegistryError> {
+        self.compile_slots
             .acquire()
             .await
-            .map_err(|_| RegistryError::Conflict("the server is shutting down".into()))?;
+            .map_err(|_| RegistryError::Conflict("the server is shutting down".into()))
+    }
+
+    /// Loads a stored version (compiled code from the cache) and links it.
+    async fn load(&self, version: &VersionRecord) -> Result<Arc<ServedModule>, RegistryError> {
+        let _slot = self.compile_slot().await?;
         let registry = Arc::clone(&self.registry);
         let server = self.server.clone();
         let v = version.clone();
@@ -364,11 +369,7 @@ impl ControlPlane {
                 self.max_module_size
             )));
         }
-        let _slot = self
-            .compile_slots
-            .acquire()
-            .await
-            .map_err(|_| RegistryError::Conflict("the server is shutting down".into()))?;
+        let _slot = self.compile_slot().await?;
         let registry = Arc::clone(&self.registry);
         let server = self.server.clone();
         let (t, m, by) = (
