@@ -201,7 +201,7 @@ impl Exports {
                     .request
                     .take()
                     .map(|r| v0_1_adapt::request(&r))
-                    .unwrap_or_else(v0_1_adapt::empty_request);
+                    .unwrap_or_else(|| v0_1_adapt::request(&super::host_imports::empty_request(0)));
                 let info = v0_1::wsbox::websocket::types::ConnectionInfo {
                     request,
                     subprotocol: info.subprotocol.clone(),
@@ -340,21 +340,6 @@ pub(crate) mod v0_1_adapt {
             subprotocols: r.subprotocols.clone(),
             origin: r.origin.clone(),
             origin_allowed: r.origin_allowed,
-        }
-    }
-
-    pub(crate) fn empty_request() -> old::UpgradeRequest {
-        old::UpgradeRequest {
-            connection_id: 0,
-            path: String::new(),
-            query: String::new(),
-            headers: Vec::new(),
-            positional_captures: Vec::new(),
-            named_captures: Vec::new(),
-            remote_addr: String::new(),
-            subprotocols: Vec::new(),
-            origin: None,
-            origin_allowed: false,
         }
     }
 

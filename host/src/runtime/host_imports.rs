@@ -144,7 +144,7 @@ impl connection::HostConnection for HostState {
     fn request(&mut self, _conn: Resource<ConnectionResource>) -> UpgradeRequest {
         match &self.conn.request {
             Some(request) => UpgradeRequest::clone(request),
-            None => unreachable_request(self.conn.id),
+            None => empty_request(self.conn.id),
         }
     }
 
@@ -193,7 +193,7 @@ impl connection::HostConnection for HostState {
 
 /// A request for a connection whose `upgrade` never ran (cannot happen
 /// today: the host always calls it). Empty rather than a trap.
-fn unreachable_request(connection_id: u64) -> UpgradeRequest {
+pub(crate) fn empty_request(connection_id: u64) -> UpgradeRequest {
     UpgradeRequest {
         connection_id,
         path: String::new(),
