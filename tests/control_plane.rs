@@ -705,10 +705,19 @@ async fn the_api_sends_to_and_closes_connections() {
     let plane = Plane::start(&dir.0, 1 << 20).await;
     let mut ws = connect(plane.server.addr, "/chaos").await;
     assert_eq!(ask(&mut ws, "ping me").await, "ping me");
-    let (_, list) = plane.api("GET", "/v1/connections", b"").await;
-    let conns = list["connections"].as_array().expect("list");
-    assert_eq!(conns.len(), 1, "{list}");
-    let c = &conns[0];
+    // The task counts a write just after the kernel took it, so the echo
+    // can reach us a moment before the count does: ask until it shows.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let c = loop {
+        let (_, list) = plane.api("GET", "/v1/connections", b"").await;
+        let conns = list["connections"].as_array().expect("list");
+        assert_eq!(conns.len(), 1, "{list}");
+        let c = conns[0].clone();
+        if c["bytes_out"].as_u64().unwrap_or(0) > 0 || tokio::time::Instant::now() > deadline {
+            break c;
+        }
+        tokio::task::yield_now().await;
+    };
     assert_eq!(c["tenant"], "default");
     assert_eq!(c["route"], "/chaos");
     assert_eq!(c["version"], Value::Null, "a config-file module");

@@ -321,6 +321,29 @@ async fn a_call_blocked_in_wasi_is_cancelled_at_its_wall_clock_bound() {
     );
 }
 
+/// A call still running when its peer goes away is cancelled then, not at
+/// its wall-clock bound (ten minutes here): the slot is free for the next
+/// connection while the sleep has most of its time to go.
+#[tokio::test]
+async fn a_call_is_cancelled_when_its_peer_goes_away() {
+    let mut config = chaos_config(
+        "/gone",
+        wsbox::config::RouteLimits {
+            wall_time_per_call: Duration::from_secs(600),
+            ..test_limits()
+        },
+    );
+    config.runtime.max_instances = 1;
+    let server = TestServer::start(config).await;
+    let mut sleeper = server.connect("/gone").await;
+    sleeper.send(Message::text("!sleep 599")).await.unwrap();
+    wait_for_log("chaos: sleeping 599 s").await;
+    drop(sleeper);
+    wait_for_log("the peer went away during a handler call; call cancelled").await;
+    let mut next = server.connect("/gone").await;
+    assert_eq!(ask(&mut next, "slot free").await, "slot free");
+}
+
 /// The client picks the batch size (by how many frames it writes at once),
 /// so a batch must not multiply the handler's CPU budget: 16 spinning
 /// messages in one write get one call's budget (300 ms here), not 16.

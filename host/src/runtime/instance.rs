@@ -34,6 +34,10 @@ pub enum CallError {
     /// wait, or starved of CPU); it was cancelled.
     #[error("handler call did not return within its wall-clock time of {0:?}; cancelled")]
     WallTime(std::time::Duration),
+    /// The peer went away while the call was running (the socket reached
+    /// EOF or failed); the call was cancelled.
+    #[error("the peer went away during the handler call; cancelled")]
+    PeerGone,
     /// An earlier call failed, so the instance can no longer be entered.
     #[error("handler instance is dead after an earlier failure")]
     Dead,

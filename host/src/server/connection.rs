@@ -20,6 +20,7 @@ use wsbox_protocol::{Config as EngineConfig, Connection, Event, Role, State};
 
 use super::inbox::Inbox;
 use super::mailbox::{Command, Registration};
+use super::peer_watch::PeerWatch;
 use crate::config::Keepalive;
 use crate::runtime::{
     BatchMessage, CallError, CloseCause, CloseInfo, Effect, HandlerInstance, Message, OpenInfo,
@@ -121,16 +122,19 @@ struct Conn {
     max_pending_output: usize,
     /// How the connection ended, once known: the first reason found wins.
     close_info: Option<CloseInfo>,
+    /// The socket as seen while handler calls run.
+    watch: PeerWatch,
 }
 
 impl Conn {
-    /// The instance, told the connection's state, ready for a call.
-    fn ready_instance(&mut self) -> Option<&mut HandlerInstance> {
+    /// The instance, told the connection's state, ready for a call, and
+    /// the watch to run the call under.
+    fn ready_instance(&mut self) -> Option<(&mut HandlerInstance, &mut PeerWatch)> {
         let open = self.engine.state() == State::Open && !self.handler_closed;
         let queued = self.engine.pending_output().len();
         let instance = self.instance.as_mut()?;
         instance.set_connection(open, queued);
-        Some(instance)
+        Some((instance, &mut self.watch))
     }
 
     /// After a call: applies what the handler asked for, in order, then
@@ -154,6 +158,11 @@ impl Conn {
                 self.overflow_closed = true;
                 self.close_with(1011, OUTPUT_LIMIT_REASON, CloseCause::OutputLimit);
             }
+        }
+        if let Err(CallError::PeerGone) = result {
+            tracing::debug!("the peer went away during a handler call; call cancelled");
+            self.instance = None;
+            return;
         }
         if let Err(e) = result {
             if crate::runtime::log_budget::process_allows(std::time::Instant::now()) {
@@ -270,15 +279,19 @@ pub async fn run<S: Transport>(
         nodelay: None,
         max_pending_output: setup.max_pending_output,
         close_info: None,
+        watch: PeerWatch::default(),
     });
     tracing::debug!(extensions = %setup.info.extensions, "connection open");
 
-    if let Some(instance) = conn.ready_instance() {
-        let result = instance.on_open(&setup.info).await;
+    let registration = setup.registration;
+    let count_in = |n: usize| registration.mailbox().count_in(n);
+    if let Some((instance, watch)) = conn.ready_instance() {
+        let result = watch
+            .run(&mut stream, count_in, instance.on_open(&setup.info))
+            .await;
         conn.after_call(result);
     }
     drop(setup.info);
-    let registration = setup.registration;
     let metrics = setup.metrics;
 
     let mut timers = Timers::new(setup.keepalive);
@@ -303,7 +316,7 @@ pub async fn run<S: Transport>(
             // close), so they are handed over first unless it is another
             // plain message.
             if !inbox.is_empty() && !conn.engine.next_is_plain_message() {
-                deliver(&mut conn, &mut inbox).await;
+                deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
             }
             let Some(event) = conn.engine.next_event() else {
                 break;
@@ -312,22 +325,40 @@ pub async fn run<S: Transport>(
                 Event::Message(message) => {
                     inbox.push(message);
                     if inbox.is_full() {
-                        deliver(&mut conn, &mut inbox).await;
+                        deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
                     }
                     continue;
                 }
                 other => other,
             };
-            deliver(&mut conn, &mut inbox).await;
+            deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
             if matches!(event, Event::Pong(_)) {
                 timers.pong_deadline = None;
             }
-            if let Some(info) = dispatch(&mut conn, event).await {
+            if let Some(info) = dispatch(&mut conn, event, &mut stream, count_in).await {
                 conn.close_info.get_or_insert(info);
             }
         }
-        deliver(&mut conn, &mut inbox).await;
+        deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
         inbox.recycle();
+        if conn.watch.gone {
+            eof = true;
+            if !conn.engine.receive_eof() {
+                conn.close_info.get_or_insert(CloseInfo {
+                    code: None,
+                    reason: String::new(),
+                    cause: CloseCause::ConnectionLost,
+                });
+            }
+            break;
+        }
+        if !conn.watch.ahead.is_empty() {
+            // Read while a call ran: parse it before reading more.
+            let ahead = std::mem::take(&mut conn.watch.ahead);
+            conn.engine.receive(&ahead);
+            timers.activity();
+            continue;
+        }
 
         let state = conn.engine.state();
         let pending = conn.engine.pending_output().len();
@@ -354,7 +385,10 @@ pub async fn run<S: Transport>(
             if !out.is_empty() {
                 match Pin::new(&mut stream).poll_write(cx, out) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Io::Eof),
-                    Poll::Ready(Ok(n)) => return Poll::Ready(Io::Wrote(n)),
+                    Poll::Ready(Ok(n)) => {
+                        registration.mailbox().count_out(n);
+                        return Poll::Ready(Io::Wrote(n));
+                    }
                     Poll::Ready(Err(e)) => return Poll::Ready(Io::Failed(e)),
                     Poll::Pending => {}
                 }
@@ -394,7 +428,6 @@ pub async fn run<S: Transport>(
             Io::Read => timers.activity(),
             Io::Wrote(n) => {
                 timers.activity();
-                registration.mailbox().count_out(n);
                 conn.engine.consume_output(n);
             }
             Io::Mail => conn.apply_mail(registration.mailbox().take()),
@@ -586,13 +619,18 @@ pub(crate) async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
 
 /// Hands the gathered messages to the handler (or drops them when the
 /// handler is gone).
-async fn deliver(conn: &mut Conn, inbox: &mut Inbox) {
+async fn deliver<S: Transport>(
+    conn: &mut Conn,
+    inbox: &mut Inbox,
+    stream: &mut S,
+    count_in: impl Fn(usize),
+) {
     if inbox.is_empty() {
         return;
     }
     match conn.ready_instance() {
-        Some(instance) => {
-            let result = inbox.deliver(instance).await;
+        Some((instance, watch)) => {
+            let result = watch.run(stream, count_in, inbox.deliver(instance)).await;
             conn.after_call(result);
         }
         None => inbox.clear(),
@@ -601,20 +639,25 @@ async fn deliver(conn: &mut Conn, inbox: &mut Inbox) {
 
 /// Hands one engine event other than a message to the handler. Returns how
 /// the connection ended if this event ended it.
-async fn dispatch(conn: &mut Conn, event: Event) -> Option<CloseInfo> {
+async fn dispatch<S: Transport>(
+    conn: &mut Conn,
+    event: Event,
+    stream: &mut S,
+    count_in: impl Fn(usize),
+) -> Option<CloseInfo> {
     match event {
         // Messages go to the handler through the `Inbox`.
         Event::Message(_) => None,
         Event::Ping(data) => {
-            if let Some(instance) = conn.ready_instance() {
-                let result = instance.on_ping(&data).await;
+            if let Some((instance, watch)) = conn.ready_instance() {
+                let result = watch.run(stream, count_in, instance.on_ping(&data)).await;
                 conn.after_call(result);
             }
             None
         }
         Event::Pong(data) => {
-            if let Some(instance) = conn.ready_instance() {
-                let result = instance.on_pong(&data).await;
+            if let Some((instance, watch)) = conn.ready_instance() {
+                let result = watch.run(stream, count_in, instance.on_pong(&data)).await;
                 conn.after_call(result);
             }
             None

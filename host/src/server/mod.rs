@@ -8,6 +8,7 @@ pub mod mailbox;
 mod memory;
 pub mod origin;
 mod pages;
+mod peer_watch;
 pub mod routes;
 pub mod tenants;
 mod upgrade;
