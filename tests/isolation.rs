@@ -344,6 +344,36 @@ async fn a_call_is_cancelled_when_its_peer_goes_away() {
     assert_eq!(ask(&mut next, "slot free").await, "slot free");
 }
 
+/// `cpu_time_per_second` throttles a connection that keeps its handler
+/// busy: eight calls spinning for 100 ms of wall time (70–100 ms of CPU
+/// time on a busy machine) at 100 ms/s, with 300 ms saved up, take two
+/// seconds or more (the eighth starts once the debt is earned back), not
+/// 0.8 s; a bystander is served meanwhile.
+#[tokio::test]
+async fn a_connection_over_its_cpu_time_per_second_waits_for_it() {
+    let server = TestServer::start(chaos_config(
+        "/allowance",
+        wsbox::config::RouteLimits {
+            cpu_time_per_second: Duration::from_millis(100),
+            ..test_limits()
+        },
+    ))
+    .await;
+    let mut worker = server.connect("/allowance").await;
+    let mut bystander = server.connect("/allowance").await;
+    let started = Instant::now();
+    for _ in 0..8 {
+        assert_eq!(ask(&mut worker, "!work 100").await, "worked");
+        assert_eq!(ask(&mut bystander, "meanwhile").await, "meanwhile");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500),
+        "not throttled: {took:?}"
+    );
+    wait_for_log("handler over its CPU time per second; its next call waits").await;
+}
+
 /// The client picks the batch size (by how many frames it writes at once),
 /// so a batch must not multiply the handler's CPU budget: 16 spinning
 /// messages in one write get one call's budget (300 ms here), not 16.

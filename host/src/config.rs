@@ -22,6 +22,8 @@ pub const DEFAULT_MAX_MEMORY_PER_INSTANCE: u64 = 128 * 1024 * 1024;
 /// The default CPU time a handler may spend in one event before it is stopped.
 pub const DEFAULT_CPU_TIME_PER_EVENT: Duration = Duration::from_millis(500);
 /// The default wall-clock time one handler call may take.
+/// Half a core per connection, sustained.
+pub const DEFAULT_CPU_TIME_PER_SECOND: Duration = Duration::from_millis(500);
 pub const DEFAULT_WALL_TIME_PER_CALL: Duration = Duration::from_secs(10);
 /// The default resolution of the clocks a handler sees.
 pub const DEFAULT_CLOCK_RESOLUTION: Duration = Duration::from_millis(1);
@@ -274,6 +276,11 @@ pub struct RouteLimits {
     /// The CPU time one handler call (one event) may use before the
     /// connection is closed with 1011.
     pub cpu_time_per_event: Duration,
+    /// The CPU time one connection's handler may use per second, on
+    /// average, whatever its batches: a connection over it waits before its
+    /// next call (and is not read meanwhile) until it is back within it.
+    /// Up to `cpu_time_per_event` can be used at once.
+    pub cpu_time_per_second: Duration,
     /// The wall-clock time any one handler call may take, whatever it
     /// waits for (a sleep, a starved worker) and however many messages it
     /// holds; beyond it the call is cancelled and the connection closed
@@ -299,6 +306,7 @@ impl Default for RouteLimits {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             memory_limit: DEFAULT_MEMORY_LIMIT,
             cpu_time_per_event: DEFAULT_CPU_TIME_PER_EVENT,
+            cpu_time_per_second: DEFAULT_CPU_TIME_PER_SECOND,
             wall_time_per_call: DEFAULT_WALL_TIME_PER_CALL,
             log_lines_per_second: DEFAULT_LOG_LINES_PER_SECOND,
             clock_resolution: DEFAULT_CLOCK_RESOLUTION,
@@ -574,6 +582,18 @@ impl Config {
                         d.span().start,
                         &key("cpu_time_per_event"),
                         "must be greater than zero",
+                    ));
+                }
+            }
+            if let Some(d) = &r.cpu_time_per_second {
+                limits.cpu_time_per_second = located.duration(d, &key("cpu_time_per_second"))?;
+                if limits.cpu_time_per_second.is_zero()
+                    || limits.cpu_time_per_second > Duration::from_secs(1)
+                {
+                    return Err(located.error(
+                        d.span().start,
+                        &key("cpu_time_per_second"),
+                        "must be greater than zero and at most 1s (one core)",
                     ));
                 }
             }
@@ -860,6 +880,7 @@ struct RawRoute {
     max_message_size: Option<Spanned<SizeValue>>,
     memory_limit: Option<Spanned<SizeValue>>,
     cpu_time_per_event: Option<Spanned<DurationValue>>,
+    cpu_time_per_second: Option<Spanned<DurationValue>>,
     wall_time_per_call: Option<Spanned<DurationValue>>,
     log_lines_per_second: Option<Spanned<u32>>,
     clock_resolution: Option<Spanned<DurationValue>>,

@@ -88,6 +88,17 @@ impl CpuMeter {
         self.used
     }
 
+    /// The call is over: its total. A call that never reached a tick is
+    /// charged its wall time, capped at one tick, with no system call.
+    pub fn finish(&mut self) -> Duration {
+        if std::mem::take(&mut self.first_tick_pending) {
+            self.used += self.started.elapsed().min(self.tick);
+            self.used
+        } else {
+            self.charge()
+        }
+    }
+
     /// A handle that restarts the meter on the current thread, from the
     /// future that resumes a yielded call.
     pub fn restarter(&mut self) -> impl FnOnce() + Send + 'static {

@@ -12,6 +12,7 @@ use super::bindings::{
 };
 use super::clocks::{CoarseMonotonicClock, CoarseWallClock};
 use super::contract::Exports;
+use super::cpu_allowance::CpuAllowance;
 use super::cpu_time::CpuMeter;
 use super::effects::Effect;
 use super::guest_log::{GuestLog, GuestStream};
@@ -58,6 +59,8 @@ pub struct HostState {
     /// The CPU time the current call may use, and what it used so far.
     cpu_budget: std::time::Duration,
     cpu: CpuMeter,
+    /// The connection's CPU time per second, across its calls.
+    allowance: CpuAllowance,
     /// This instance's turns to run among its route's calls, made at its
     /// first tick (most instances never reach one).
     turns: Option<Arc<Turns>>,
@@ -156,6 +159,11 @@ impl HandlerModule {
             ),
             cpu_budget: limits.cpu_time_per_event,
             cpu: CpuMeter::new(self.epoch_tick),
+            allowance: CpuAllowance::new(
+                limits.cpu_time_per_second,
+                limits.cpu_time_per_event,
+                std::time::Instant::now(),
+            ),
             turns: None,
             route_turns: Arc::clone(&limits.turns),
             ticked: false,
@@ -264,7 +272,7 @@ impl HandlerInstance {
     /// Calls the handler's `upgrade` export. The instance keeps the
     /// request for the connection's later events.
     pub async fn upgrade(&mut self, request: UpgradeRequest) -> Result<UpgradeDecision, CallError> {
-        self.begin_call()?;
+        self.begin_call().await?;
         let call = self.exports.upgrade(&mut self.store, request);
         let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
@@ -272,7 +280,7 @@ impl HandlerInstance {
 
     /// Calls `on-open`.
     pub async fn on_open(&mut self, info: &OpenInfo) -> Result<(), CallError> {
-        self.begin_call()?;
+        self.begin_call().await?;
         let call = self.exports.on_open(&mut self.store, info);
         let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
@@ -280,7 +288,7 @@ impl HandlerInstance {
 
     /// Calls `on-message`.
     pub async fn on_message(&mut self, message: Message) -> Result<(), CallError> {
-        self.begin_call()?;
+        self.begin_call().await?;
         let call = self.exports.on_message(&mut self.store, message);
         let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
@@ -313,7 +321,7 @@ impl HandlerInstance {
             }
             return Ok(());
         }
-        self.begin_call()?;
+        self.begin_call().await?;
         let call = self.exports.on_messages(&mut self.store, batch);
         let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
@@ -321,7 +329,7 @@ impl HandlerInstance {
 
     /// Calls `on-ping`.
     pub async fn on_ping(&mut self, data: &[u8]) -> Result<(), CallError> {
-        self.begin_call()?;
+        self.begin_call().await?;
         let call = self.exports.on_ping_or_pong(&mut self.store, false, data);
         let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
@@ -329,7 +337,7 @@ impl HandlerInstance {
 
     /// Calls `on-pong`.
     pub async fn on_pong(&mut self, data: &[u8]) -> Result<(), CallError> {
-        self.begin_call()?;
+        self.begin_call().await?;
         let call = self.exports.on_ping_or_pong(&mut self.store, true, data);
         let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
@@ -337,15 +345,27 @@ impl HandlerInstance {
 
     /// Calls `on-close`.
     pub async fn on_close(&mut self, info: &CloseInfo) -> Result<(), CallError> {
-        self.begin_call()?;
+        self.begin_call().await?;
         let call = self.exports.on_close(&mut self.store, info);
         let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
     }
 
-    fn begin_call(&mut self) -> Result<(), CallError> {
+    async fn begin_call(&mut self) -> Result<(), CallError> {
         if self.dead {
             return Err(CallError::Dead);
+        }
+        let wait = self
+            .store
+            .data_mut()
+            .allowance
+            .wait(std::time::Instant::now());
+        if let Some(wait) = wait {
+            tracing::debug!(
+                wait_ms = wait.as_millis() as u64,
+                "handler over its CPU time per second; its next call waits"
+            );
+            tokio::time::sleep(wait).await;
         }
         self.store.data_mut().cpu.start();
         self.store.set_epoch_deadline(1);
@@ -356,6 +376,9 @@ impl HandlerInstance {
         &mut self,
         result: Result<wasmtime::Result<T>, WallTimeOver>,
     ) -> Result<T, CallError> {
+        let state = self.store.data_mut();
+        let used = state.cpu.finish();
+        state.allowance.charge(used, std::time::Instant::now());
         if std::mem::take(&mut self.store.data_mut().ticked)
             && let Some(turns) = &self.store.data().turns
         {

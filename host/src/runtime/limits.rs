@@ -15,6 +15,8 @@ pub struct InstanceLimits {
     pub memory_limit: usize,
     /// The CPU time one call into the instance may take.
     pub cpu_time_per_event: Duration,
+    /// The CPU time the connection's calls may use per second, on average.
+    pub cpu_time_per_second: Duration,
     /// The wall-clock time one call may take, whatever it waits for.
     pub wall_time_per_call: Duration,
     /// Guest log lines per second (`log` calls and stdout/stderr lines).
@@ -36,6 +38,7 @@ impl InstanceLimits {
         InstanceLimits {
             memory_limit: usize::try_from(limits.memory_limit).unwrap_or(usize::MAX),
             cpu_time_per_event: limits.cpu_time_per_event,
+            cpu_time_per_second: limits.cpu_time_per_second,
             wall_time_per_call: limits.wall_time_per_call,
             log_lines_per_second: limits.log_lines_per_second,
             clock_resolution: limits.clock_resolution,

@@ -5,6 +5,7 @@
 mod bindings;
 mod clocks;
 mod contract;
+pub mod cpu_allowance;
 pub mod cpu_time;
 pub mod effects;
 mod guest_log;

@@ -148,6 +148,16 @@ impl Chaos {
                 std::thread::sleep(std::time::Duration::from_secs(secs));
                 reply(ws, "slept");
             }
+            ("!work", Some(ms)) => {
+                // Busy for about MS milliseconds of CPU, then answers.
+                let ms = ms.parse::<u64>().unwrap_or(1);
+                let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+                let mut spins = 0u64;
+                while std::time::Instant::now() < until {
+                    spins = std::hint::black_box(spins.wrapping_add(1));
+                }
+                reply(ws, "worked");
+            }
             ("!loop", arg) => {
                 if arg == Some("loudly") {
                     log::info("chaos: spinning");
