@@ -476,6 +476,92 @@ async fn tenants_have_namespaces_and_connection_caps() {
     plane.stop().await;
 }
 
+/// A tenant's `max_memory_total` is shared by its instances: once spent,
+/// its new connections get 503 with a body that names it, while another
+/// tenant's still connect; memory comes back when a connection closes, and
+/// the setting survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_memory_budget_refuses_its_new_instances_and_no_one_elses() {
+    let dir = TempDir::new("tenant-memory");
+    let mut plane = Plane::start(&dir.0, 8 << 20).await;
+    let (status, v) = plane
+        .api(
+            "POST",
+            "/v1/tenants/acme/modules/echo/versions",
+            &echo_bytes(),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = plane
+        .api("PUT", "/v1/tenants/acme", br#"{"path_prefix": "/acme"}"#)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let bind = json!({"module": "echo", "route": "/echo"}).to_string();
+    let (status, d) = plane
+        .api("POST", "/v1/tenants/acme/deployments", bind.as_bytes())
+        .await;
+    assert_eq!(status, 200, "{d}");
+
+    let acme = |tenants: &Value| {
+        tenants["tenants"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["name"] == "acme").cloned())
+            .expect("acme listed")
+    };
+    let mut first = connect(plane.server.addr, "/acme/echo").await;
+    assert_eq!(ask(&mut first, "one").await, "one");
+    let (_, tenants) = plane.api("GET", "/v1/tenants", b"").await;
+    let one = acme(&tenants)["memory_used"].as_u64().expect("memory_used");
+    assert!(one > 0, "{tenants}");
+
+    // Room for one instance and a half.
+    let settings = json!({"path_prefix": "/acme", "max_memory_total": one + one / 2}).to_string();
+    let (status, v) = plane
+        .api("PUT", "/v1/tenants/acme", settings.as_bytes())
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = plane
+        .api("PUT", "/v1/tenants/acme", br#"{"max_memory_total": 0}"#)
+        .await;
+    assert_eq!(status, 422, "{v}");
+
+    for round in ["before a restart", "after a restart"] {
+        let refused = upgrade_answer(plane.server.addr, "/acme/echo").await;
+        assert!(refused.starts_with("HTTP/1.1 503"), "{round}: {refused}");
+        assert!(
+            refused.contains("tenant `acme`'s memory for handlers is spent"),
+            "{round}: {refused}"
+        );
+        let mut other = connect(plane.server.addr, "/chaos").await;
+        assert_eq!(ask(&mut other, "fine").await, "fine");
+        assert_eq!(ask(&mut first, "still served").await, "still served");
+        other.close(None).await.expect("close");
+        first.close(None).await.expect("close");
+        drop(first);
+        // The closed connection's memory comes back.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, tenants) = plane.api("GET", "/v1/tenants", b"").await;
+            let acme = acme(&tenants);
+            assert_eq!(acme["max_memory_total"], one + one / 2, "{round}");
+            if acme["memory_used"] == 0 || Instant::now() > deadline {
+                assert_eq!(acme["memory_used"], 0, "{round}: {tenants}");
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        first = connect(plane.server.addr, "/acme/echo").await;
+        assert_eq!(ask(&mut first, "again").await, "again");
+        first.close(None).await.expect("close");
+        if round == "before a restart" {
+            plane.stop().await;
+            plane = Plane::start(&dir.0, 8 << 20).await;
+            first = connect(plane.server.addr, "/acme/echo").await;
+        }
+    }
+    plane.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_closes_older_connections_with_1012_spread_over_the_window() {
     let dir = TempDir::new("drain");

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 pub use wsbox_protocol::deflate::DeflateConfig;
 
@@ -313,6 +313,24 @@ impl Default for RouteLimits {
             max_concurrent_calls: None,
         }
     }
+}
+
+/// The limits all of a tenant's connections share; each is unbounded when
+/// absent (the process's own limits still hold).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TenantLimits {
+    /// Bytes of linear memory all its instances may use together; a new
+    /// instance over it is refused with 503, a growing one traps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_total: Option<u64>,
+    /// Handler calls of the tenant that may run past an epoch tick at once,
+    /// across its routes; more wait their turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_calls: Option<u32>,
+    /// Guest log lines per second for all its connections together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_lines_per_second: Option<u32>,
 }
 
 /// A config error, located in its file.

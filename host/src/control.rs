@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::config::{ModuleSource, RouteConfig};
+use crate::config::{ModuleSource, RouteConfig, TenantLimits};
 use crate::registry::{self, ModuleRegistry, Recovery, RegistryError, TenantRecord, VersionRecord};
 use crate::server::ServerHandle;
 use crate::server::routes::{self, DEFAULT_TENANT, Route, ServedModule};
@@ -74,6 +74,10 @@ pub struct TenantView {
     pub name: String,
     pub path_prefix: Option<String>,
     pub max_connections: Option<u64>,
+    #[serde(flatten)]
+    pub limits: TenantLimits,
+    /// Bytes of linear memory its instances use now.
+    pub memory_used: u64,
     pub modules: Vec<String>,
     pub live_connections: usize,
 }
@@ -141,7 +145,8 @@ impl ControlPlane {
         let registry = Arc::clone(&self.registry);
         let settings = blocking(move || Ok(registry.db().tenant_settings()?)).await?;
         for t in settings {
-            self.server.set_tenant_limit(&t.name, t.max_connections);
+            self.server
+                .set_tenant_limits(&t.name, t.max_connections, &t.limits);
             self.settings().insert(t.name.clone(), t);
         }
         let registry = Arc::clone(&self.registry);
@@ -188,12 +193,14 @@ impl ControlPlane {
     }
 
     /// Creates or changes a tenant: its namespace (`path_prefix`, which its
-    /// API-bound routes live under) and its connection cap.
+    /// API-bound routes live under), its connection cap and the limits its
+    /// instances share.
     pub async fn set_tenant(
         &self,
         name: &str,
         path_prefix: Option<String>,
         max_connections: Option<u64>,
+        limits: TenantLimits,
         by: &str,
     ) -> Result<TenantRecord, RegistryError> {
         registry::check_name("tenant", name)?;
@@ -218,22 +225,42 @@ impl ControlPlane {
                 }
             }
         }
-        if max_connections == Some(0) {
-            return Err(RegistryError::Invalid(
-                "max_connections must be at least 1 (leave it out for no cap)".into(),
-            ));
+        for (key, zero) in [
+            ("max_connections", max_connections == Some(0)),
+            ("max_memory_total", limits.max_memory_total == Some(0)),
+            (
+                "max_concurrent_calls",
+                limits.max_concurrent_calls == Some(0),
+            ),
+            (
+                "log_lines_per_second",
+                limits.log_lines_per_second == Some(0),
+            ),
+        ] {
+            if zero {
+                return Err(RegistryError::Invalid(format!(
+                    "{key} must be at least 1 (leave it out for no limit)"
+                )));
+            }
         }
         let record = TenantRecord {
             name: name.to_string(),
             path_prefix,
             max_connections,
+            limits,
         };
         let registry = Arc::clone(&self.registry);
         let r = record.clone();
         blocking(move || Ok(registry.db().put_tenant(&r)?)).await?;
         let previous = self.settings().insert(name.to_string(), record.clone());
-        self.server.set_tenant_limit(name, max_connections);
-        if previous.as_ref().map(|p| &p.path_prefix) != Some(&record.path_prefix) {
+        self.server
+            .set_tenant_limits(name, max_connections, &record.limits);
+        // Routes carry the tenant's turns bound: rebuild them when it changes.
+        if previous
+            .as_ref()
+            .map(|p| (&p.path_prefix, p.limits.max_concurrent_calls))
+            != Some((&record.path_prefix, record.limits.max_concurrent_calls))
+        {
             self.install(&loaded).await?;
         }
         tracing::info!(
@@ -241,6 +268,9 @@ impl ControlPlane {
             tenant = %name,
             path_prefix = record.path_prefix.as_deref().unwrap_or(""),
             max_connections = record.max_connections,
+            max_memory_total = record.limits.max_memory_total,
+            max_concurrent_calls = record.limits.max_concurrent_calls,
+            log_lines_per_second = record.limits.log_lines_per_second,
             by = %by,
             "tenant settings changed"
         );
@@ -335,7 +365,8 @@ impl ControlPlane {
                 keepalive: Default::default(),
                 compression: None,
             };
-            let built = Route::new(config, Arc::clone(module))
+            let share = self.server.tenant_share(&module.tenant);
+            let built = Route::new(config, Arc::clone(module), share)
                 .map_err(|e| RegistryError::Invalid(format!("route `{}`: {e:#}", route.pattern)))?;
             table.push(built);
         }
@@ -697,6 +728,8 @@ impl ControlPlane {
                     live_connections: connections.iter().filter(|c| c.tenant == name).count(),
                     path_prefix: settings.path_prefix,
                     max_connections: settings.max_connections,
+                    limits: settings.limits,
+                    memory_used: self.server.tenant_memory_used(&name),
                     name,
                     modules,
                 }

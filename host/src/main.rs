@@ -42,6 +42,9 @@ enum Command {
     Connections(cli::TargetArgs),
     /// List the tenants and their modules.
     Tenants(cli::TargetArgs),
+    /// Create or change a tenant: namespace, connection cap and the limits
+    /// its instances share.
+    Tenant(cli::TenantArgs),
     /// Send a text message to one live connection's client.
     Send(cli::SendArgs),
     /// Close one live connection.
@@ -117,6 +120,7 @@ fn main() -> ExitCode {
         Command::Versions(args) => cli::versions(args),
         Command::Connections(args) => cli::connections(args),
         Command::Tenants(args) => cli::tenants(args),
+        Command::Tenant(args) => cli::tenant(args),
         Command::Send(args) => cli::send(args),
         Command::Close(args) => cli::close(args),
     };

@@ -161,6 +161,9 @@ const DEFAULT_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 struct TenantRequest {
     path_prefix: Option<String>,
     max_connections: Option<u64>,
+    max_memory_total: Option<u64>,
+    max_concurrent_calls: Option<u32>,
+    log_lines_per_second: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -252,7 +255,17 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
             let tenant = tenant.to_string();
             let request: TenantRequest = read_json(req, "tenant settings").await?;
             let record = plane
-                .set_tenant(&tenant, request.path_prefix, request.max_connections, by)
+                .set_tenant(
+                    &tenant,
+                    request.path_prefix,
+                    request.max_connections,
+                    crate::config::TenantLimits {
+                        max_memory_total: request.max_memory_total,
+                        max_concurrent_calls: request.max_concurrent_calls,
+                        log_lines_per_second: request.log_lines_per_second,
+                    },
+                    by,
+                )
                 .await?;
             ok(StatusCode::OK, &record)
         }

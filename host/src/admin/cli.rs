@@ -88,6 +88,31 @@ pub struct ModuleArgs {
     pub target: AdminTarget,
 }
 
+/// A tenant's settings; what is left out is unbounded (the settings are
+/// replaced whole, like the API's PUT).
+#[derive(clap::Args, Debug)]
+pub struct TenantArgs {
+    /// The tenant's name.
+    pub name: String,
+    /// The path prefix its API-bound routes live under (e.g. /acme).
+    #[arg(long)]
+    pub path_prefix: Option<String>,
+    /// Connections it may have open at once (503 beyond).
+    #[arg(long)]
+    pub max_connections: Option<u64>,
+    /// Memory all its instances may use together (e.g. 512MiB).
+    #[arg(long, value_parser = crate::config::parse_size_text)]
+    pub max_memory_total: Option<u64>,
+    /// Its handler calls that may run past an epoch tick at once.
+    #[arg(long)]
+    pub max_concurrent_calls: Option<u32>,
+    /// Guest log lines per second for all its connections together.
+    #[arg(long)]
+    pub log_lines_per_second: Option<u32>,
+    #[command(flatten)]
+    pub target: AdminTarget,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct TargetArgs {
     #[command(flatten)]
@@ -272,6 +297,25 @@ pub fn tenants(args: TargetArgs) -> Result<()> {
             join(&t["modules"])
         );
     }
+    Ok(())
+}
+
+pub fn tenant(args: TenantArgs) -> Result<()> {
+    let client = args.target.client()?;
+    let body = serde_json::json!({
+        "path_prefix": args.path_prefix,
+        "max_connections": args.max_connections,
+        "max_memory_total": args.max_memory_total,
+        "max_concurrent_calls": args.max_concurrent_calls,
+        "log_lines_per_second": args.log_lines_per_second,
+    });
+    let t = client.request(
+        "PUT",
+        &format!("/v1/tenants/{}", encode(&args.name)),
+        Some("application/json"),
+        body.to_string().as_bytes(),
+    )?;
+    println!("tenant {} set: {t}", args.name);
     Ok(())
 }
 

@@ -65,12 +65,18 @@ pub fn document() -> Value {
                 "responses": with_errors("200", "Tenants", json!({"type": "object",
                     "properties": {"tenants": {"type": "array", "items": {"$ref": "#/components/schemas/Tenant"}}}}))}},
             "/v1/tenants/{tenant}": {"put": {
-                "summary": "Create or change a tenant: its namespace (path prefix its API-bound routes live under) and connection cap (503 beyond it)",
+                "summary": "Create or change a tenant: its namespace (path prefix its API-bound routes live under), connection cap (503 beyond it) and the limits its instances share. Fields left out are unbounded.",
                 "parameters": [tenant],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {
                     "type": "object",
                     "properties": {"path_prefix": {"type": "string", "example": "/acme"},
-                                   "max_connections": {"type": "integer", "minimum": 1}}}}}},
+                                   "max_connections": {"type": "integer", "minimum": 1},
+                                   "max_memory_total": {"type": "integer", "minimum": 1,
+                                       "description": "bytes of linear memory all its instances may use together; a new instance over it gets 503, a growing one traps"},
+                                   "max_concurrent_calls": {"type": "integer", "minimum": 1,
+                                       "description": "its handler calls that may run past an epoch tick at once, across its routes; more wait their turn"},
+                                   "log_lines_per_second": {"type": "integer", "minimum": 1,
+                                       "description": "guest log lines per second for all its connections together; more are dropped and counted"}}}}}},
                 "responses": with_errors("200", "The tenant's settings", json!({"type": "object"}))}},
             "/v1/tenants/{tenant}/modules/{module}/versions": {
                 "post": {"summary": "Upload a new immutable version (validated and compiled first)",
@@ -149,6 +155,10 @@ pub fn document() -> Value {
                     "name": {"type": "string"}, "modules": {"type": "array", "items": {"type": "string"}},
                     "path_prefix": {"type": "string", "nullable": true},
                     "max_connections": {"type": "integer", "nullable": true},
+                    "max_memory_total": {"type": "integer"},
+                    "max_concurrent_calls": {"type": "integer"},
+                    "log_lines_per_second": {"type": "integer"},
+                    "memory_used": {"type": "integer"},
                     "live_connections": {"type": "integer"}}},
                 "Connection": {"type": "object", "properties": {
                     "id": {"type": "integer"}, "tenant": {"type": "string"}, "route": {"type": "string"},

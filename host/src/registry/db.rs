@@ -9,6 +9,8 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
+pub use crate::config::TenantLimits;
+
 /// One uploaded, immutable version of a module.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct VersionRecord {
@@ -53,6 +55,9 @@ pub struct TenantRecord {
     pub path_prefix: Option<String>,
     /// The most connections it may have open at once.
     pub max_connections: Option<u64>,
+    /// What all its instances share.
+    #[serde(flatten)]
+    pub limits: TenantLimits,
 }
 
 const SCHEMA: &str = "
@@ -110,6 +115,22 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// Brings a database written by an older wsbox up to date, one step per
+/// `user_version`.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version < 1 {
+        // Tenants' shared limits, as JSON (a `TenantLimits`).
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE tenants ADD COLUMN limits TEXT;
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )?;
+    }
+    Ok(())
+}
+
 impl Db {
     /// Opens (or creates) the database file.
     pub fn open(path: &Path) -> rusqlite::Result<Db> {
@@ -120,6 +141,7 @@ impl Db {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(Db { conn })
     }
 
@@ -231,14 +253,25 @@ impl Db {
 
     /// Every tenant's settings.
     pub fn tenant_settings(&self) -> rusqlite::Result<Vec<TenantRecord>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, path_prefix, max_connections FROM tenants ORDER BY name")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT name, path_prefix, max_connections, limits FROM tenants ORDER BY name",
+        )?;
         stmt.query_map([], |r| {
+            let limits = match r.get::<_, Option<String>>(3)? {
+                Some(json) => serde_json::from_str(&json).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        3,
+                        rusqlite::types::Type::Text,
+                        e.into(),
+                    )
+                })?,
+                None => TenantLimits::default(),
+            };
             Ok(TenantRecord {
                 name: r.get(0)?,
                 path_prefix: r.get(1)?,
                 max_connections: r.get::<_, Option<i64>>(2)?.map(to_u64),
+                limits,
             })
         })?
         .collect()
@@ -247,13 +280,14 @@ impl Db {
     /// Creates or replaces a tenant's settings.
     pub fn put_tenant(&mut self, tenant: &TenantRecord) -> rusqlite::Result<()> {
         self.conn.execute(
-            "INSERT INTO tenants (name, path_prefix, max_connections) VALUES (?1, ?2, ?3)
+            "INSERT INTO tenants (name, path_prefix, max_connections, limits) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (name) DO UPDATE SET path_prefix = excluded.path_prefix,
-                 max_connections = excluded.max_connections",
+                 max_connections = excluded.max_connections, limits = excluded.limits",
             params![
                 tenant.name,
                 tenant.path_prefix,
-                tenant.max_connections.map(to_i64)
+                tenant.max_connections.map(to_i64),
+                serde_json::to_string(&tenant.limits).ok()
             ],
         )?;
         Ok(())
@@ -383,6 +417,35 @@ mod tests {
         assert_eq!(db.routes().unwrap().len(), 1);
         assert_eq!(db.active_of("default", "m").unwrap().unwrap().version, 2);
         assert_eq!(db.versions("default", "m").unwrap(), vec![v1, v2]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_database_from_before_tenant_limits_is_migrated_and_keeps_its_tenants() {
+        let dir = std::env::temp_dir().join(format!("wsbox-db-mig-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("registry.sqlite3");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE tenants (name TEXT PRIMARY KEY, path_prefix TEXT UNIQUE,
+                                       max_connections INTEGER);
+                 INSERT INTO tenants VALUES ('acme', '/acme', 5);",
+            )
+            .unwrap();
+        }
+        let mut db = Db::open(&path).unwrap();
+        let acme = &db.tenant_settings().unwrap()[0];
+        assert_eq!(acme.max_connections, Some(5));
+        assert_eq!(acme.limits, TenantLimits::default());
+        let mut changed = acme.clone();
+        changed.limits.max_memory_total = Some(1 << 30);
+        changed.limits.log_lines_per_second = Some(7);
+        db.put_tenant(&changed).unwrap();
+        drop(db);
+        // Reopening runs no migration twice.
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.tenant_settings().unwrap(), vec![changed]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -24,7 +24,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::runtime::Runtime;
-pub use db::{ActiveRecord, RouteRecord, TenantRecord, VersionRecord};
+pub use db::{ActiveRecord, RouteRecord, TenantLimits, TenantRecord, VersionRecord};
 
 /// Why a registry operation failed. Nothing was changed.
 #[derive(Debug, thiserror::Error)]

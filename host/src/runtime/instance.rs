@@ -45,7 +45,7 @@ pub enum CallError {
     /// The process's memory budget for handlers has no room for the
     /// instance (`runtime.max_memory_total`).
     #[error("could not instantiate handler: {0}")]
-    MemoryBudget(String),
+    MemoryBudget(MemoryBudgetSpent),
     /// The instance could not be created (pool exhausted, start trap).
     #[error("could not instantiate handler: {0}")]
     Instantiate(String),
@@ -64,8 +64,9 @@ pub struct HostState {
     /// This instance's turns to run among its route's calls, made at its
     /// first tick (most instances never reach one).
     turns: Option<Arc<Turns>>,
-    /// The route's semaphore those turns come from.
+    /// The route's and the tenant's semaphores those turns come from.
     route_turns: Arc<tokio::sync::Semaphore>,
+    tenant_turns: Option<Arc<tokio::sync::Semaphore>>,
     /// The current call reached an epoch tick (and so may hold a turn).
     ticked: bool,
     /// The connection this instance serves.
@@ -121,7 +122,10 @@ impl HandlerModule {
         limits: &InstanceLimits,
         connection_id: u64,
     ) -> Result<HandlerInstance, CallError> {
-        let log_budget = Arc::new(LogBudget::new(limits.log_lines_per_second));
+        let log_budget = Arc::new(LogBudget::new(
+            limits.log_lines_per_second,
+            limits.tenant.log.clone(),
+        ));
         let wasi = WasiCtx::builder()
             .stdout(GuestLog {
                 connection_id,
@@ -156,6 +160,7 @@ impl HandlerModule {
                     .trap_on_grow_failure(true)
                     .build(),
                 Arc::clone(&self.memory_budget),
+                limits.tenant.memory.clone(),
             ),
             cpu_budget: limits.cpu_time_per_event,
             cpu: CpuMeter::new(self.epoch_tick),
@@ -166,6 +171,7 @@ impl HandlerModule {
             ),
             turns: None,
             route_turns: Arc::clone(&limits.turns),
+            tenant_turns: limits.tenant.turns.clone(),
             ticked: false,
             log_budget,
             conn: ConnState {
@@ -191,10 +197,11 @@ impl HandlerModule {
             }
             let restart = state.cpu.restarter();
             let route = Arc::clone(&state.route_turns);
+            let tenant = state.tenant_turns.clone();
             let turns = Arc::clone(
                 state
                     .turns
-                    .get_or_insert_with(|| Arc::new(Turns::new(route))),
+                    .get_or_insert_with(|| Arc::new(Turns::new(route, tenant))),
             );
             // The call gives any turn it holds to the next long call of its
             // route, yields to tokio (whose `yield_now` lets the I/O driver
@@ -213,7 +220,7 @@ impl HandlerModule {
         store.set_epoch_deadline(1);
         let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| {
             match e.downcast_ref::<MemoryBudgetSpent>() {
-                Some(spent) => CallError::MemoryBudget(spent.to_string()),
+                Some(spent) => CallError::MemoryBudget(spent.clone()),
                 None => CallError::Instantiate(format!("{e:#}")),
             }
         })?;

@@ -6,7 +6,21 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use super::log_budget::SharedLogRate;
+use super::memory_budget::MemoryBudget;
 use crate::config::RouteLimits;
+
+/// What all instances of one tenant share: a memory budget, turns to run
+/// long calls, a log rate. `None` parts are unbounded. The memory budget
+/// and the log rate are shared objects whose limits the operator may
+/// change while instances run; the turns bound applies to instances made
+/// after a change.
+#[derive(Debug, Clone, Default)]
+pub struct TenantShare {
+    pub memory: Option<Arc<MemoryBudget>>,
+    pub turns: Option<Arc<Semaphore>>,
+    pub log: Option<Arc<SharedLogRate>>,
+}
 
 /// The limits one handler instance runs under.
 #[derive(Debug, Clone)]
@@ -29,11 +43,13 @@ pub struct InstanceLimits {
     pub max_pending_output: usize,
     /// The route's turns for running calls (shared by its instances).
     pub turns: Arc<Semaphore>,
+    /// What the instance shares with the rest of its tenant.
+    pub tenant: TenantShare,
 }
 
 impl InstanceLimits {
     /// The limits for a connection on a route with these settings.
-    pub fn for_route(limits: &RouteLimits) -> InstanceLimits {
+    pub fn for_route(limits: &RouteLimits, tenant: TenantShare) -> InstanceLimits {
         let max_message = usize::try_from(limits.max_message_size).unwrap_or(usize::MAX);
         InstanceLimits {
             memory_limit: usize::try_from(limits.memory_limit).unwrap_or(usize::MAX),
@@ -46,6 +62,7 @@ impl InstanceLimits {
             // plus headroom for small messages around it.
             max_pending_output: max_message.saturating_mul(2).saturating_add(1 << 20),
             turns: super::turns::route_turns(limits.max_concurrent_calls),
+            tenant,
         }
     }
 }
@@ -56,7 +73,7 @@ mod tests {
 
     #[test]
     fn pending_output_allows_an_echo_of_the_largest_message() {
-        let l = InstanceLimits::for_route(&RouteLimits::default());
+        let l = InstanceLimits::for_route(&RouteLimits::default(), TenantShare::default());
         assert!(l.max_pending_output > 2 * 10 * 1024 * 1024);
     }
 }

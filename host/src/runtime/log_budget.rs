@@ -5,7 +5,7 @@
 //! reported with the next line that gets through, and when the connection
 //! ends.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// The longest guest log line kept; longer ones are cut with a marker.
@@ -58,18 +58,46 @@ pub fn process_allows(now: Instant) -> bool {
     PROCESS.lock().unwrap_or_else(|e| e.into_inner()).take(now)
 }
 
+/// A tenant's log lines per second, shared by all its connections; no
+/// limit until one is set.
+#[derive(Debug, Default)]
+pub struct SharedLogRate {
+    bucket: Mutex<Option<Bucket>>,
+}
+
+impl SharedLogRate {
+    /// Sets (or, with `None`, lifts) the rate.
+    pub fn set(&self, lines_per_second: Option<u32>) {
+        *self.bucket.lock().unwrap_or_else(|e| e.into_inner()) = lines_per_second.map(|n| {
+            let rate = f64::from(n.max(1));
+            Bucket::new(rate, rate.max(MIN_BURST))
+        });
+    }
+
+    fn allows(&self, now: Instant) -> bool {
+        self.bucket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .is_none_or(|b| b.take(now))
+    }
+}
+
 /// One connection's log budget.
 #[derive(Debug)]
 pub struct LogBudget {
     inner: Mutex<(Bucket, u64)>,
+    tenant: Option<Arc<SharedLogRate>>,
 }
 
 impl LogBudget {
-    /// `lines_per_second` for this connection (at least 1 is kept).
-    pub fn new(lines_per_second: u32) -> LogBudget {
+    /// `lines_per_second` for this connection (at least 1 is kept), within
+    /// its tenant's rate, if any.
+    pub fn new(lines_per_second: u32, tenant: Option<Arc<SharedLogRate>>) -> LogBudget {
         let rate = f64::from(lines_per_second.max(1));
         LogBudget {
             inner: Mutex::new((Bucket::new(rate, rate.max(MIN_BURST)), 0)),
+            tenant,
         }
     }
 
@@ -79,7 +107,10 @@ impl LogBudget {
         let now = Instant::now();
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (bucket, dropped) = &mut *inner;
-        if bucket.take(now) && process_allows(now) {
+        if bucket.take(now)
+            && self.tenant.as_ref().is_none_or(|t| t.allows(now))
+            && process_allows(now)
+        {
             Some(std::mem::take(dropped))
         } else {
             *dropped += 1;
@@ -114,6 +145,19 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn a_tenants_rate_is_shared_by_its_connections() {
+        let tenant = Arc::new(SharedLogRate::default());
+        tenant.set(Some(1));
+        let a = LogBudget::new(1000, Some(Arc::clone(&tenant)));
+        let b = LogBudget::new(1000, Some(Arc::clone(&tenant)));
+        let admitted = (0..150).filter(|_| a.admit().is_some()).count()
+            + (0..150).filter(|_| b.admit().is_some()).count();
+        assert!((100..=102).contains(&admitted), "{admitted}");
+        tenant.set(None);
+        assert!(b.admit().is_some(), "lifted");
+    }
+
+    #[test]
     fn a_bucket_refills_at_its_rate_up_to_its_burst() {
         let t0 = Instant::now();
         let mut b = Bucket::new(10.0, 3.0);
@@ -132,7 +176,7 @@ mod tests {
 
     #[test]
     fn drops_are_counted_and_reported_once() {
-        let budget = LogBudget::new(1);
+        let budget = LogBudget::new(1, None);
         let admitted = (0..150).filter(|_| budget.admit().is_some()).count();
         assert!((100..=101).contains(&admitted), "{admitted}");
         assert_eq!(budget.take_dropped(), 150 - admitted as u64);

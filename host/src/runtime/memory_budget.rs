@@ -3,7 +3,9 @@
 //! as it grows and released when the instance is dropped. A new instance
 //! that would go over is refused (the connection gets 503) and a growing
 //! one traps (its connection closes with 1011), so the process is never the
-//! one the kernel's OOM killer picks for a handler's sake.
+//! one the kernel's OOM killer picks for a handler's sake. A tenant may
+//! have a budget of its own (`max_memory_total` in its settings), charged
+//! beside the process's, so one tenant cannot spend the others' share.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,27 +13,51 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::{ResourceLimiter, StoreLimits};
 
 /// The budget was spent: nothing was allocated.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "the server's memory for handlers is spent ({limit} bytes in use or asked for; runtime.max_memory_total)"
-)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{owner} memory for handlers is spent ({limit} bytes in use or asked for; {setting})")]
 pub struct MemoryBudgetSpent {
     pub limit: u64,
+    /// Whose: "the server's", "tenant `acme`'s".
+    pub owner: String,
+    /// The setting that sets it.
+    pub setting: &'static str,
 }
 
-/// The process-wide budget.
+/// A budget: the process's, or one tenant's.
 #[derive(Debug)]
 pub struct MemoryBudget {
-    limit: u64,
+    /// Changed by the operator while instances run; growth is checked
+    /// against the limit of the moment.
+    limit: AtomicU64,
     used: AtomicU64,
+    owner: String,
+    setting: &'static str,
 }
 
 impl MemoryBudget {
+    /// The process-wide budget.
     pub fn new(limit: u64) -> MemoryBudget {
         MemoryBudget {
-            limit,
+            limit: AtomicU64::new(limit),
             used: AtomicU64::new(0),
+            owner: "the server's".into(),
+            setting: "runtime.max_memory_total",
         }
+    }
+
+    /// A tenant's budget (`u64::MAX`: none).
+    pub fn for_tenant(tenant: &str, limit: u64) -> MemoryBudget {
+        MemoryBudget {
+            limit: AtomicU64::new(limit),
+            used: AtomicU64::new(0),
+            owner: format!("tenant `{tenant}`'s"),
+            setting: "the tenant's max_memory_total",
+        }
+    }
+
+    /// Changes the limit; what is in use stays.
+    pub fn set_limit(&self, limit: u64) {
+        self.limit.store(limit, Ordering::Release);
     }
 
     /// Bytes charged to live instances now.
@@ -40,11 +66,16 @@ impl MemoryBudget {
     }
 
     fn charge(&self, bytes: u64) -> Result<(), MemoryBudgetSpent> {
+        let limit = self.limit.load(Ordering::Acquire);
         let mut used = self.used.load(Ordering::Relaxed);
         loop {
             let next = used.saturating_add(bytes);
-            if next > self.limit {
-                return Err(MemoryBudgetSpent { limit: self.limit });
+            if next > limit {
+                return Err(MemoryBudgetSpent {
+                    limit,
+                    owner: self.owner.clone(),
+                    setting: self.setting,
+                });
             }
             match self
                 .used
@@ -82,10 +113,12 @@ pub fn default_limit() -> u64 {
 }
 
 /// One instance's limiter: its own caps (`StoreLimits`) and its share of
-/// the process budget, released when the instance is dropped.
+/// the process's and its tenant's budgets, released when the instance is
+/// dropped.
 pub struct InstanceLimiter {
     limits: StoreLimits,
     budget: Arc<MemoryBudget>,
+    tenant: Option<Arc<MemoryBudget>>,
     charged: u64,
     /// Charged by the last `memory_growing`, released again if the growth
     /// then fails.
@@ -93,19 +126,45 @@ pub struct InstanceLimiter {
 }
 
 impl InstanceLimiter {
-    pub fn new(limits: StoreLimits, budget: Arc<MemoryBudget>) -> InstanceLimiter {
+    pub fn new(
+        limits: StoreLimits,
+        budget: Arc<MemoryBudget>,
+        tenant: Option<Arc<MemoryBudget>>,
+    ) -> InstanceLimiter {
         InstanceLimiter {
             limits,
             budget,
+            tenant,
             charged: 0,
             pending: 0,
         }
     }
 }
 
+impl InstanceLimiter {
+    /// Charges the tenant's budget, then the process's; all or nothing.
+    fn charge(&self, bytes: u64) -> Result<(), MemoryBudgetSpent> {
+        if let Some(tenant) = &self.tenant {
+            tenant.charge(bytes)?;
+        }
+        self.budget.charge(bytes).inspect_err(|_| {
+            if let Some(tenant) = &self.tenant {
+                tenant.release(bytes);
+            }
+        })
+    }
+
+    fn release(&self, bytes: u64) {
+        if let Some(tenant) = &self.tenant {
+            tenant.release(bytes);
+        }
+        self.budget.release(bytes);
+    }
+}
+
 impl Drop for InstanceLimiter {
     fn drop(&mut self) {
-        self.budget.release(self.charged);
+        self.release(self.charged);
     }
 }
 
@@ -121,7 +180,7 @@ impl ResourceLimiter for InstanceLimiter {
             return Ok(false);
         }
         let grow = u64::try_from(desired.saturating_sub(current)).unwrap_or(u64::MAX);
-        self.budget.charge(grow)?;
+        self.charge(grow)?;
         self.charged += grow;
         self.pending = grow;
         Ok(true)
@@ -129,7 +188,7 @@ impl ResourceLimiter for InstanceLimiter {
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
         let pending = std::mem::take(&mut self.pending);
-        self.budget.release(pending);
+        self.release(pending);
         self.charged -= pending;
         self.limits.memory_grow_failed(error)
     }
@@ -169,9 +228,9 @@ mod tests {
     fn growth_is_charged_and_released_with_the_instance() {
         let budget = Arc::new(MemoryBudget::new(3 << 16));
         let limits = || StoreLimitsBuilder::new().memory_size(1 << 20).build();
-        let mut a = InstanceLimiter::new(limits(), Arc::clone(&budget));
+        let mut a = InstanceLimiter::new(limits(), Arc::clone(&budget), None);
         assert!(a.memory_growing(0, 2 << 16, None).unwrap());
-        let mut b = InstanceLimiter::new(limits(), Arc::clone(&budget));
+        let mut b = InstanceLimiter::new(limits(), Arc::clone(&budget), None);
         assert!(b.memory_growing(0, 1 << 16, None).unwrap());
         assert_eq!(budget.used(), 3 << 16);
         let spent = b.memory_growing(1 << 16, 2 << 16, None).unwrap_err();
@@ -189,6 +248,29 @@ mod tests {
         assert_eq!(budget.used(), 3 << 16);
         drop(b);
         assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn a_tenant_budget_is_charged_beside_the_process_budget() {
+        let process = Arc::new(MemoryBudget::new(4 << 16));
+        let acme = Arc::new(MemoryBudget::for_tenant("acme", 2 << 16));
+        let limits = || StoreLimitsBuilder::new().memory_size(1 << 20).build();
+        let tenant = || Some(Arc::clone(&acme));
+        let mut a = InstanceLimiter::new(limits(), Arc::clone(&process), tenant());
+        assert!(a.memory_growing(0, 2 << 16, None).unwrap());
+        let mut b = InstanceLimiter::new(limits(), Arc::clone(&process), tenant());
+        let spent = b.memory_growing(0, 1 << 16, None).unwrap_err();
+        let spent = spent.downcast_ref::<MemoryBudgetSpent>().unwrap();
+        assert!(spent.to_string().contains("tenant `acme`'s"), "{spent}");
+        // Another tenant still finds the process's room.
+        let mut other = InstanceLimiter::new(limits(), Arc::clone(&process), None);
+        assert!(other.memory_growing(0, 2 << 16, None).unwrap());
+        // Refused by the process: the tenant's charge is given back.
+        acme.set_limit(u64::MAX);
+        assert!(b.memory_growing(0, 1 << 16, None).is_err());
+        assert_eq!(acme.used(), 2 << 16);
+        drop(a);
+        assert_eq!((acme.used(), process.used()), (0, 2 << 16));
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub use bindings::{
 pub use bindings::{from_socket_address, to_socket_address};
 pub use effects::{BatchMessage, Effect, WriteBatch};
 pub use instance::{CallError, HandlerInstance, HostState};
-pub use limits::InstanceLimits;
+pub use limits::{InstanceLimits, TenantShare};
 
 use crate::config::{ModuleSource, RuntimeConfig};
 use contract::Contract;

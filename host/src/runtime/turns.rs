@@ -13,43 +13,60 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// One instance's place in its route's queue for turns.
+/// The permits a turn is made of: the tenant's (if it has a bound) and the
+/// route's.
+type Held = (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>);
+
+/// One instance's place in its route's (and tenant's) queue for turns.
 #[derive(Debug)]
 pub struct Turns {
     route: Arc<Semaphore>,
-    held: Mutex<Option<OwnedSemaphorePermit>>,
+    tenant: Option<Arc<Semaphore>>,
+    held: Mutex<Held>,
 }
 
 impl Turns {
-    pub fn new(route: Arc<Semaphore>) -> Turns {
+    pub fn new(route: Arc<Semaphore>, tenant: Option<Arc<Semaphore>>) -> Turns {
         Turns {
             route,
-            held: Mutex::new(None),
+            tenant,
+            held: Mutex::new((None, None)),
         }
     }
 
     /// Waits for a turn and holds it until the next [`Turns::pass`] or
-    /// [`Turns::end`].
+    /// [`Turns::end`]. The tenant's permit is taken first, always, so two
+    /// calls never wait for each other's second permit.
     async fn take(&self) {
-        // The route's semaphore is never closed; without a permit the call
-        // would simply run unthrottled.
-        if let Ok(permit) = Arc::clone(&self.route).acquire_owned().await {
-            *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(permit);
-        }
+        // The semaphores are never closed; without a permit the call would
+        // simply run unthrottled.
+        let tenant = match &self.tenant {
+            Some(t) => Arc::clone(t).acquire_owned().await.ok(),
+            None => None,
+        };
+        let route = Arc::clone(&self.route).acquire_owned().await.ok();
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = (tenant, route);
     }
 
     /// Gives the turn back (the call is over).
     pub fn end(&self) {
-        self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(std::mem::take(
+            &mut *self.held.lock().unwrap_or_else(|e| e.into_inner()),
+        ));
     }
 
     /// At an epoch tick: gives any turn held to the next in line, lets
     /// tokio run other tasks, then queues for a turn to run on with.
     pub async fn pass(&self) {
-        drop(self.held.lock().unwrap_or_else(|e| e.into_inner()).take());
+        self.end();
         tokio::task::yield_now().await;
         self.take().await;
     }
+}
+
+/// A tenant's semaphore, when it has a bound.
+pub fn tenant_turns(configured: Option<u32>) -> Option<Arc<Semaphore>> {
+    configured.map(|n| Arc::new(Semaphore::new(n.max(1) as usize)))
 }
 
 /// A route's semaphore: as configured, else one less than the worker
@@ -69,10 +86,28 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn a_tenants_bound_holds_across_its_routes() {
+        let tenant = tenant_turns(Some(1));
+        let a = Arc::new(Turns::new(route_turns(Some(4)), tenant.clone()));
+        let b = Arc::new(Turns::new(route_turns(Some(4)), tenant.clone()));
+        a.pass().await;
+        let waiting = tokio::spawn({
+            let b = Arc::clone(&b);
+            async move { b.pass().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "another route of the tenant waits");
+        a.end();
+        waiting.await.unwrap();
+        b.end();
+        assert_eq!(tenant.unwrap().available_permits(), 1);
+    }
+
+    #[tokio::test]
     async fn turns_are_taken_in_order_and_passed_on() {
         let route = route_turns(Some(1));
-        let a = Arc::new(Turns::new(Arc::clone(&route)));
-        let b = Arc::new(Turns::new(Arc::clone(&route)));
+        let a = Arc::new(Turns::new(Arc::clone(&route), None));
+        let b = Arc::new(Turns::new(Arc::clone(&route), None));
         a.pass().await;
         assert_eq!(route.available_permits(), 0);
         // b waits while a holds the turn...

@@ -74,6 +74,7 @@ impl Server {
         let runtime = Runtime::new(&config.runtime)?;
         let mut compiled = std::collections::HashMap::new();
         let mut routes = Vec::new();
+        let tenants = tenants::TenantGates::default();
         for route in &config.routes {
             let module = match compiled.get(&route.module) {
                 Some(m) => Arc::clone(m),
@@ -86,7 +87,8 @@ impl Server {
                     m
                 }
             };
-            routes.push(Arc::new(Route::new(route.clone(), module)?));
+            let share = tenants.share(&module.tenant);
+            routes.push(Arc::new(Route::new(route.clone(), module, share)?));
         }
         let pages = config
             .pages
@@ -114,7 +116,7 @@ impl Server {
                 settings: config.server.clone(),
                 tls,
                 metrics: Arc::default(),
-                tenants: Default::default(),
+                tenants,
             }),
         })
     }
@@ -259,9 +261,28 @@ impl ServerHandle {
         &self.shared.runtime
     }
 
-    /// Sets a tenant's connection cap (for new connections).
-    pub fn set_tenant_limit(&self, tenant: &str, max_connections: Option<u64>) {
-        self.shared.tenants.set_limit(tenant, max_connections);
+    /// Sets a tenant's connection cap (for new connections) and the limits
+    /// its instances share (routes built afterwards get a changed turns
+    /// bound; memory and log limits apply at once).
+    pub fn set_tenant_limits(
+        &self,
+        tenant: &str,
+        max_connections: Option<u64>,
+        limits: &crate::config::TenantLimits,
+    ) {
+        self.shared
+            .tenants
+            .set_limits(tenant, max_connections, limits);
+    }
+
+    /// What a tenant's instances share, for a route being built.
+    pub fn tenant_share(&self, tenant: &str) -> crate::runtime::TenantShare {
+        self.shared.tenants.share(tenant)
+    }
+
+    /// Bytes of handler memory a tenant's instances use now.
+    pub fn tenant_memory_used(&self, tenant: &str) -> u64 {
+        self.shared.tenants.memory_used(tenant)
     }
 
     /// The server's metrics.
@@ -318,6 +339,7 @@ impl ServerHandle {
                 Some(module) => table.push(Arc::new(Route::new(
                     route.config.clone(),
                     Arc::clone(module),
+                    self.tenant_share(&module.tenant),
                 )?)),
                 None => table.push(Arc::clone(route)),
             }

@@ -8,7 +8,7 @@ use regex::Regex;
 
 use super::origin::OriginPolicy;
 use crate::config::RouteConfig;
-use crate::runtime::{HandlerModule, InstanceLimits};
+use crate::runtime::{HandlerModule, InstanceLimits, TenantShare};
 
 /// Compiles a route pattern as it will be matched, for validation.
 pub fn check_pattern(pattern: &str) -> Result<(), regex::Error> {
@@ -70,8 +70,13 @@ pub struct Route {
 }
 
 impl Route {
-    /// Builds a route for a module already compiled.
-    pub fn new(config: RouteConfig, module: Arc<ServedModule>) -> Result<Route> {
+    /// Builds a route for a module already compiled; its instances share
+    /// `tenant` with the rest of their tenant.
+    pub fn new(
+        config: RouteConfig,
+        module: Arc<ServedModule>,
+        tenant: TenantShare,
+    ) -> Result<Route> {
         let regex = Regex::new(&anchor(&config.pattern))
             .with_context(|| format!("route pattern `{}`", config.pattern))?;
         let origin = OriginPolicy::new(&config.origin)
@@ -81,7 +86,7 @@ impl Route {
             pattern: config.pattern.clone(),
             regex,
             module,
-            instance_limits: InstanceLimits::for_route(&config.limits),
+            instance_limits: InstanceLimits::for_route(&config.limits, tenant),
             origin,
             config,
         })

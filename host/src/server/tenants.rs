@@ -1,16 +1,31 @@
-//! Per-tenant connection caps: each connection holds an [`Admission`] of
-//! its tenant from before its instance is created until it closes.
+//! Per-tenant connection caps and shares: each connection holds an
+//! [`Admission`] of its tenant from before its instance is created until it
+//! closes, and each instance gets its tenant's [`TenantShare`] (memory
+//! budget, turns, log rate) through its route.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// One tenant's live connection count and cap.
+use tokio::sync::Semaphore;
+
+use crate::config::TenantLimits;
+use crate::runtime::TenantShare;
+use crate::runtime::log_budget::SharedLogRate;
+use crate::runtime::memory_budget::MemoryBudget;
+
+/// One tenant's live connection count and cap, and what its instances
+/// share.
 #[derive(Debug)]
 struct Gate {
     /// `u64::MAX` when the tenant has no cap.
     max_connections: AtomicU64,
     live: AtomicU64,
+    memory: Arc<MemoryBudget>,
+    log: Arc<SharedLogRate>,
+    /// The bound on running calls and its semaphore; replaced when the
+    /// bound changes (instances made before keep the old one).
+    turns: Mutex<(Option<u32>, Option<Arc<Semaphore>>)>,
 }
 
 /// The tenants' gates, by name; created on first use.
@@ -51,15 +66,50 @@ impl TenantGates {
             Arc::new(Gate {
                 max_connections: AtomicU64::new(u64::MAX),
                 live: AtomicU64::new(0),
+                memory: Arc::new(MemoryBudget::for_tenant(tenant, u64::MAX)),
+                log: Arc::default(),
+                turns: Mutex::new((None, None)),
             })
         }))
     }
 
-    /// Sets a tenant's cap; connections already open stay open.
-    pub fn set_limit(&self, tenant: &str, max_connections: Option<u64>) {
-        self.gate(tenant)
-            .max_connections
+    /// Sets a tenant's cap and shared limits. Connections already open stay
+    /// open; a lower memory budget refuses growth and new instances.
+    pub fn set_limits(&self, tenant: &str, max_connections: Option<u64>, limits: &TenantLimits) {
+        let gate = self.gate(tenant);
+        gate.max_connections
             .store(max_connections.unwrap_or(u64::MAX), Ordering::Release);
+        gate.memory
+            .set_limit(limits.max_memory_total.unwrap_or(u64::MAX));
+        gate.log.set(limits.log_lines_per_second);
+        let mut turns = gate.turns.lock().unwrap_or_else(|e| e.into_inner());
+        if turns.0 != limits.max_concurrent_calls {
+            *turns = (
+                limits.max_concurrent_calls,
+                crate::runtime::turns::tenant_turns(limits.max_concurrent_calls),
+            );
+        }
+    }
+
+    /// What the tenant's instances share, for a route being built.
+    pub fn share(&self, tenant: &str) -> TenantShare {
+        let gate = self.gate(tenant);
+        let turns = gate
+            .turns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone();
+        TenantShare {
+            memory: Some(Arc::clone(&gate.memory)),
+            turns,
+            log: Some(Arc::clone(&gate.log)),
+        }
+    }
+
+    /// Bytes of handler memory the tenant's instances use now.
+    pub fn memory_used(&self, tenant: &str) -> u64 {
+        self.gate(tenant).memory.used()
     }
 
     /// Counts a new connection of `tenant`, unless it is at its cap.
@@ -92,7 +142,7 @@ mod tests {
     #[test]
     fn a_cap_refuses_until_an_admission_ends() {
         let gates = TenantGates::default();
-        gates.set_limit("acme", Some(2));
+        gates.set_limits("acme", Some(2), &TenantLimits::default());
         let a = gates.admit("acme").unwrap();
         let _b = gates.admit("acme").unwrap();
         let refused = gates.admit("acme").unwrap_err();

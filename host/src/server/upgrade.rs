@@ -209,7 +209,10 @@ pub(super) async fn handle(
         Ok(instance) => instance,
         Err(CallError::MemoryBudget(why)) => {
             tracing::warn!(parent: &span, %why, "handler instance refused: memory budget spent");
-            return unavailable("the server's memory for handlers is spent; try again later");
+            return unavailable(format!(
+                "{} memory for handlers is spent; try again later",
+                why.owner
+            ));
         }
         Err(e) => {
             tracing::warn!(parent: &span, error = %e, "cannot create a handler instance");
