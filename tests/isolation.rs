@@ -345,33 +345,47 @@ async fn a_call_is_cancelled_when_its_peer_goes_away() {
 }
 
 /// `cpu_time_per_second` throttles a connection that keeps its handler
-/// busy: eight calls spinning for 100 ms of wall time (70–100 ms of CPU
-/// time on a busy machine) at 100 ms/s, with 300 ms saved up, take two
-/// seconds or more (the eighth starts once the debt is earned back), not
-/// 0.8 s; a bystander is served meanwhile.
+/// busy: at 10 ms/s, calls that spin for 100 ms of wall time spend the
+/// 300 ms saved up within a few calls (however loaded the machine, each
+/// uses some CPU time); the next call then waits for the debt to be earned
+/// back, as long as the server says, while a bystander is served.
 #[tokio::test]
 async fn a_connection_over_its_cpu_time_per_second_waits_for_it() {
     let server = TestServer::start(chaos_config(
         "/allowance",
         wsbox::config::RouteLimits {
-            cpu_time_per_second: Duration::from_millis(100),
+            cpu_time_per_second: Duration::from_millis(10),
             ..test_limits()
         },
     ))
     .await;
     let mut worker = server.connect("/allowance").await;
     let mut bystander = server.connect("/allowance").await;
-    let started = Instant::now();
-    for _ in 0..8 {
+    let throttled = |logs: String| {
+        logs.lines()
+            .find(|l| l.contains("route=/allowance") && l.contains("its next call waits"))
+            .map(|l| {
+                l.split("wait_ms=")
+                    .nth(1)
+                    .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .expect("wait_ms in the line")
+            })
+    };
+    for _ in 0..60 {
+        let started = Instant::now();
         assert_eq!(ask(&mut worker, "!work 100").await, "worked");
+        let took = started.elapsed();
         assert_eq!(ask(&mut bystander, "meanwhile").await, "meanwhile");
+        if let Some(wait_ms) = throttled(logs()) {
+            assert!(
+                took >= Duration::from_millis(wait_ms),
+                "the call did not wait the {wait_ms} ms announced: {took:?}"
+            );
+            return;
+        }
     }
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(1500),
-        "not throttled: {took:?}"
-    );
-    wait_for_log("handler over its CPU time per second; its next call waits").await;
+    panic!("60 busy calls at 10 ms/s were never throttled");
 }
 
 /// The client picks the batch size (by how many frames it writes at once),

@@ -29,6 +29,8 @@ pub const DEFAULT_WALL_TIME_PER_CALL: Duration = Duration::from_secs(10);
 pub const DEFAULT_CLOCK_RESOLUTION: Duration = Duration::from_millis(1);
 /// The default rate of guest log lines per connection.
 pub const DEFAULT_LOG_LINES_PER_SECOND: u32 = 20;
+/// The default rate of guest log bytes per connection (bursts of 64 KiB).
+pub const DEFAULT_LOG_BYTES_PER_SECOND: u64 = 16 * 1024;
 /// The default number of live handler instances (one per connection).
 pub const DEFAULT_MAX_INSTANCES: u32 = 10_000;
 /// The default listen address of the bundled demo and of configs without one.
@@ -290,6 +292,9 @@ pub struct RouteLimits {
     /// calls and its stdout/stderr lines together); more are dropped and
     /// counted.
     pub log_lines_per_second: u32,
+    /// Log bytes per second one connection's handler may write (the same
+    /// lines, by size, after the 4 KiB cut); more are dropped and counted.
+    pub log_bytes_per_second: u64,
     /// The resolution of the wall and monotonic clocks the handler sees;
     /// zero gives it the host's own.
     pub clock_resolution: Duration,
@@ -309,6 +314,7 @@ impl Default for RouteLimits {
             cpu_time_per_second: DEFAULT_CPU_TIME_PER_SECOND,
             wall_time_per_call: DEFAULT_WALL_TIME_PER_CALL,
             log_lines_per_second: DEFAULT_LOG_LINES_PER_SECOND,
+            log_bytes_per_second: DEFAULT_LOG_BYTES_PER_SECOND,
             clock_resolution: DEFAULT_CLOCK_RESOLUTION,
             max_concurrent_calls: None,
         }
@@ -331,6 +337,9 @@ pub struct TenantLimits {
     /// Guest log lines per second for all its connections together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_lines_per_second: Option<u32>,
+    /// Guest log bytes per second for all its connections together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_bytes_per_second: Option<u64>,
 }
 
 /// A config error, located in its file.
@@ -635,6 +644,16 @@ impl Config {
                 }
                 limits.log_lines_per_second = *n.get_ref();
             }
+            if let Some(n) = &r.log_bytes_per_second {
+                limits.log_bytes_per_second = located.size(n, &key("log_bytes_per_second"))?;
+                if limits.log_bytes_per_second == 0 {
+                    return Err(located.error(
+                        n.span().start,
+                        &key("log_bytes_per_second"),
+                        "must be at least 1 (guest logs cannot be switched off here; lower RUST_LOG instead)",
+                    ));
+                }
+            }
             if let Some(d) = &r.clock_resolution {
                 limits.clock_resolution = located.duration(d, &key("clock_resolution"))?;
                 if limits.clock_resolution > Duration::from_secs(1) {
@@ -901,6 +920,7 @@ struct RawRoute {
     cpu_time_per_second: Option<Spanned<DurationValue>>,
     wall_time_per_call: Option<Spanned<DurationValue>>,
     log_lines_per_second: Option<Spanned<u32>>,
+    log_bytes_per_second: Option<Spanned<SizeValue>>,
     clock_resolution: Option<Spanned<DurationValue>>,
     max_concurrent_calls: Option<Spanned<u32>>,
     allowed_origins: Option<Spanned<Vec<String>>>,
@@ -1064,6 +1084,8 @@ max_message_size = "32MiB"
 memory_limit = 100000000
 cpu_time_per_event = 0.25
 wall_time_per_call = "3s"
+cpu_time_per_second = "200ms"
+log_bytes_per_second = "1MiB"
 "#,
         )
         .unwrap();
@@ -1079,6 +1101,8 @@ wall_time_per_call = "3s"
         assert_eq!(r.limits.memory_limit, 100_000_000);
         assert_eq!(r.limits.cpu_time_per_event, Duration::from_millis(250));
         assert_eq!(r.limits.wall_time_per_call, Duration::from_secs(3));
+        assert_eq!(r.limits.cpu_time_per_second, Duration::from_millis(200));
+        assert_eq!(r.limits.log_bytes_per_second, 1 << 20);
         assert_eq!(r.module, ModuleSource::File(dir.join("echo.wasm")));
     }
 

@@ -236,6 +236,10 @@ impl ControlPlane {
                 "log_lines_per_second",
                 limits.log_lines_per_second == Some(0),
             ),
+            (
+                "log_bytes_per_second",
+                limits.log_bytes_per_second == Some(0),
+            ),
         ] {
             if zero {
                 return Err(RegistryError::Invalid(format!(
@@ -271,6 +275,7 @@ impl ControlPlane {
             max_memory_total = record.limits.max_memory_total,
             max_concurrent_calls = record.limits.max_concurrent_calls,
             log_lines_per_second = record.limits.log_lines_per_second,
+            log_bytes_per_second = record.limits.log_bytes_per_second,
             by = %by,
             "tenant settings changed"
         );

@@ -164,6 +164,7 @@ struct TenantRequest {
     max_memory_total: Option<u64>,
     max_concurrent_calls: Option<u32>,
     log_lines_per_second: Option<u32>,
+    log_bytes_per_second: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -263,6 +264,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
                         max_memory_total: request.max_memory_total,
                         max_concurrent_calls: request.max_concurrent_calls,
                         log_lines_per_second: request.log_lines_per_second,
+                        log_bytes_per_second: request.log_bytes_per_second,
                     },
                     by,
                 )

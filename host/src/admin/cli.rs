@@ -109,6 +109,9 @@ pub struct TenantArgs {
     /// Guest log lines per second for all its connections together.
     #[arg(long)]
     pub log_lines_per_second: Option<u32>,
+    /// Guest log bytes per second for all its connections together (e.g. 1MiB).
+    #[arg(long, value_parser = crate::config::parse_size_text)]
+    pub log_bytes_per_second: Option<u64>,
     #[command(flatten)]
     pub target: AdminTarget,
 }
@@ -308,6 +311,7 @@ pub fn tenant(args: TenantArgs) -> Result<()> {
         "max_memory_total": args.max_memory_total,
         "max_concurrent_calls": args.max_concurrent_calls,
         "log_lines_per_second": args.log_lines_per_second,
+        "log_bytes_per_second": args.log_bytes_per_second,
     });
     let t = client.request(
         "PUT",

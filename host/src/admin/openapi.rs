@@ -76,7 +76,9 @@ pub fn document() -> Value {
                                    "max_concurrent_calls": {"type": "integer", "minimum": 1,
                                        "description": "its handler calls that may run past an epoch tick at once, across its routes; more wait their turn"},
                                    "log_lines_per_second": {"type": "integer", "minimum": 1,
-                                       "description": "guest log lines per second for all its connections together; more are dropped and counted"}}}}}},
+                                       "description": "guest log lines per second for all its connections together; more are dropped and counted"},
+                                   "log_bytes_per_second": {"type": "integer", "minimum": 1,
+                                       "description": "guest log bytes per second for all its connections together; more are dropped and counted"}}}}}},
                 "responses": with_errors("200", "The tenant's settings", json!({"type": "object"}))}},
             "/v1/tenants/{tenant}/modules/{module}/versions": {
                 "post": {"summary": "Upload a new immutable version (validated and compiled first)",
@@ -158,6 +160,7 @@ pub fn document() -> Value {
                     "max_memory_total": {"type": "integer"},
                     "max_concurrent_calls": {"type": "integer"},
                     "log_lines_per_second": {"type": "integer"},
+                    "log_bytes_per_second": {"type": "integer"},
                     "memory_used": {"type": "integer"},
                     "live_connections": {"type": "integer"}}},
                 "Connection": {"type": "object", "properties": {

@@ -93,7 +93,7 @@ impl LineWriter {
             self.line.pop();
         }
         let id = self.target.connection_id;
-        let Some(dropped) = self.target.budget.admit() else {
+        let Some(dropped) = self.target.budget.admit(self.line.len()) else {
             self.line.clear();
             return;
         };

@@ -116,7 +116,7 @@ impl ConnState {
 impl HostState {
     fn log(&mut self, level: LogLevel, message: String) {
         let id = self.conn.id;
-        let Some(dropped) = self.log_budget.admit() else {
+        let Some(dropped) = self.log_budget.admit(message.len()) else {
             return;
         };
         super::guest_log::report_dropped(id, dropped);

@@ -124,6 +124,7 @@ impl HandlerModule {
     ) -> Result<HandlerInstance, CallError> {
         let log_budget = Arc::new(LogBudget::new(
             limits.log_lines_per_second,
+            limits.log_bytes_per_second,
             limits.tenant.log.clone(),
         ));
         let wasi = WasiCtx::builder()

@@ -35,6 +35,8 @@ pub struct InstanceLimits {
     pub wall_time_per_call: Duration,
     /// Guest log lines per second (`log` calls and stdout/stderr lines).
     pub log_lines_per_second: u32,
+    /// Guest log bytes per second, the same lines counted by size.
+    pub log_bytes_per_second: u64,
     /// The resolution of the clocks the guest sees (zero: the host's).
     pub clock_resolution: Duration,
     /// The most bytes of frames the handler may have queued for its socket
@@ -57,6 +59,7 @@ impl InstanceLimits {
             cpu_time_per_second: limits.cpu_time_per_second,
             wall_time_per_call: limits.wall_time_per_call,
             log_lines_per_second: limits.log_lines_per_second,
+            log_bytes_per_second: limits.log_bytes_per_second,
             clock_resolution: limits.clock_resolution,
             // Room for an echo of the largest message the route accepts,
             // plus headroom for small messages around it.

@@ -81,7 +81,8 @@ impl TenantGates {
             .store(max_connections.unwrap_or(u64::MAX), Ordering::Release);
         gate.memory
             .set_limit(limits.max_memory_total.unwrap_or(u64::MAX));
-        gate.log.set(limits.log_lines_per_second);
+        gate.log
+            .set(limits.log_lines_per_second, limits.log_bytes_per_second);
         let mut turns = gate.turns.lock().unwrap_or_else(|e| e.into_inner());
         if turns.0 != limits.max_concurrent_calls {
             *turns = (
