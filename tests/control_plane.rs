@@ -562,6 +562,56 @@ async fn a_tenants_memory_budget_refuses_its_new_instances_and_no_one_elses() {
     plane.stop().await;
 }
 
+/// A tenant's `clock_resolution_ms` coarsens the clocks of all its
+/// handlers (new connections), beyond their routes' 1 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_can_coarsen_its_handlers_clocks() {
+    let dir = TempDir::new("tenant-clock");
+    let plane = Plane::start(&dir.0, 8 << 20).await;
+    let (status, v) = plane
+        .api(
+            "POST",
+            "/v1/tenants/timing/modules/c/versions",
+            &chaos_bytes(),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let settings = json!({"path_prefix": "/timing", "clock_resolution_ms": 1000}).to_string();
+    let (status, v) = plane
+        .api("PUT", "/v1/tenants/timing", settings.as_bytes())
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let bind = json!({"module": "c", "route": "/c"}).to_string();
+    let (status, d) = plane
+        .api("POST", "/v1/tenants/timing/deployments", bind.as_bytes())
+        .await;
+    assert_eq!(status, 200, "{d}");
+    let wall_ns = |reply: String| -> u128 {
+        reply
+            .strip_prefix("wall:")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{reply}"))
+    };
+    let mut ws = connect(plane.server.addr, "/timing/c").await;
+    for _ in 0..3 {
+        let ns = wall_ns(ask(&mut ws, "!clock").await);
+        assert_eq!(ns % 1_000_000_000, 0, "whole seconds: {ns}");
+    }
+    // The default tenant's route keeps its own resolution (1 ms): a
+    // reading off the whole second shows up within a few tries.
+    let mut other = connect(plane.server.addr, "/chaos").await;
+    let mut fine = false;
+    for _ in 0..20 {
+        let ns = wall_ns(ask(&mut other, "!clock").await);
+        assert_eq!(ns % 1_000_000, 0, "whole milliseconds: {ns}");
+        fine |= ns % 1_000_000_000 != 0;
+    }
+    assert!(fine, "the other tenant's clock is not coarsened");
+    ws.close(None).await.expect("close");
+    other.close(None).await.expect("close");
+    plane.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_closes_older_connections_with_1012_spread_over_the_window() {
     let dir = TempDir::new("drain");

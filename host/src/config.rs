@@ -340,6 +340,11 @@ pub struct TenantLimits {
     /// Guest log bytes per second for all its connections together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_bytes_per_second: Option<u64>,
+    /// The resolution, in milliseconds, of the clocks all its handlers
+    /// see, when coarser than their routes' `clock_resolution` (a defence
+    /// against timing attacks between tenants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_resolution_ms: Option<u64>,
 }
 
 /// A config error, located in its file.

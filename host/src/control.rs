@@ -259,12 +259,16 @@ impl ControlPlane {
         let previous = self.settings().insert(name.to_string(), record.clone());
         self.server
             .set_tenant_limits(name, max_connections, &record.limits);
-        // Routes carry the tenant's turns bound: rebuild them when it changes.
-        if previous
-            .as_ref()
-            .map(|p| (&p.path_prefix, p.limits.max_concurrent_calls))
-            != Some((&record.path_prefix, record.limits.max_concurrent_calls))
-        {
+        // Routes carry the tenant's turns bound and clock resolution:
+        // rebuild them when either changes.
+        let shape = |r: &TenantRecord| {
+            (
+                r.path_prefix.clone(),
+                r.limits.max_concurrent_calls,
+                r.limits.clock_resolution_ms,
+            )
+        };
+        if previous.as_ref().map(shape) != Some(shape(&record)) {
             self.install(&loaded).await?;
         }
         tracing::info!(
@@ -276,6 +280,7 @@ impl ControlPlane {
             max_concurrent_calls = record.limits.max_concurrent_calls,
             log_lines_per_second = record.limits.log_lines_per_second,
             log_bytes_per_second = record.limits.log_bytes_per_second,
+            clock_resolution_ms = record.limits.clock_resolution_ms,
             by = %by,
             "tenant settings changed"
         );

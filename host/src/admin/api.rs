@@ -165,6 +165,7 @@ struct TenantRequest {
     max_concurrent_calls: Option<u32>,
     log_lines_per_second: Option<u32>,
     log_bytes_per_second: Option<u64>,
+    clock_resolution_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -265,6 +266,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
                         max_concurrent_calls: request.max_concurrent_calls,
                         log_lines_per_second: request.log_lines_per_second,
                         log_bytes_per_second: request.log_bytes_per_second,
+                        clock_resolution_ms: request.clock_resolution_ms,
                     },
                     by,
                 )

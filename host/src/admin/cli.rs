@@ -112,6 +112,9 @@ pub struct TenantArgs {
     /// Guest log bytes per second for all its connections together (e.g. 1MiB).
     #[arg(long, value_parser = crate::config::parse_size_text)]
     pub log_bytes_per_second: Option<u64>,
+    /// Coarsen the clocks its handlers see to this many milliseconds.
+    #[arg(long)]
+    pub clock_resolution_ms: Option<u64>,
     #[command(flatten)]
     pub target: AdminTarget,
 }
@@ -312,6 +315,7 @@ pub fn tenant(args: TenantArgs) -> Result<()> {
         "max_concurrent_calls": args.max_concurrent_calls,
         "log_lines_per_second": args.log_lines_per_second,
         "log_bytes_per_second": args.log_bytes_per_second,
+        "clock_resolution_ms": args.clock_resolution_ms,
     });
     let t = client.request(
         "PUT",

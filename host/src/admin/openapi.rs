@@ -78,7 +78,9 @@ pub fn document() -> Value {
                                    "log_lines_per_second": {"type": "integer", "minimum": 1,
                                        "description": "guest log lines per second for all its connections together; more are dropped and counted"},
                                    "log_bytes_per_second": {"type": "integer", "minimum": 1,
-                                       "description": "guest log bytes per second for all its connections together; more are dropped and counted"}}}}}},
+                                       "description": "guest log bytes per second for all its connections together; more are dropped and counted"},
+                                   "clock_resolution_ms": {"type": "integer", "minimum": 0,
+                                       "description": "the resolution of the clocks its handlers see, when coarser than their routes' (against timing attacks); applies to connections opened afterwards"}}}}}},
                 "responses": with_errors("200", "The tenant's settings", json!({"type": "object"}))}},
             "/v1/tenants/{tenant}/modules/{module}/versions": {
                 "post": {"summary": "Upload a new immutable version (validated and compiled first)",
@@ -161,6 +163,7 @@ pub fn document() -> Value {
                     "max_concurrent_calls": {"type": "integer"},
                     "log_lines_per_second": {"type": "integer"},
                     "log_bytes_per_second": {"type": "integer"},
+                    "clock_resolution_ms": {"type": "integer"},
                     "memory_used": {"type": "integer"},
                     "live_connections": {"type": "integer"}}},
                 "Connection": {"type": "object", "properties": {

@@ -139,10 +139,10 @@ impl HandlerModule {
                 budget: Arc::clone(&log_budget),
             })
             .wall_clock(CoarseWallClock {
-                resolution: limits.clock_resolution,
+                resolution: limits.effective_clock_resolution(),
             })
             .monotonic_clock(CoarseMonotonicClock {
-                resolution: limits.clock_resolution,
+                resolution: limits.effective_clock_resolution(),
                 start: std::time::Instant::now(),
             })
             .allow_tcp(false)

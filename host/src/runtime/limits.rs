@@ -20,6 +20,9 @@ pub struct TenantShare {
     pub memory: Option<Arc<MemoryBudget>>,
     pub turns: Option<Arc<Semaphore>>,
     pub log: Option<Arc<SharedLogRate>>,
+    /// The tenant's clock resolution, when it asks for coarser clocks
+    /// than its routes'.
+    pub clock_resolution: Option<Duration>,
 }
 
 /// The limits one handler instance runs under.
@@ -50,6 +53,12 @@ pub struct InstanceLimits {
 }
 
 impl InstanceLimits {
+    /// The coarser of the route's and the tenant's clock resolutions.
+    pub fn effective_clock_resolution(&self) -> Duration {
+        self.clock_resolution
+            .max(self.tenant.clock_resolution.unwrap_or_default())
+    }
+
     /// The limits for a connection on a route with these settings.
     pub fn for_route(limits: &RouteLimits, tenant: TenantShare) -> InstanceLimits {
         let max_message = usize::try_from(limits.max_message_size).unwrap_or(usize::MAX);

@@ -26,6 +26,8 @@ struct Gate {
     /// The bound on running calls and its semaphore; replaced when the
     /// bound changes (instances made before keep the old one).
     turns: Mutex<(Option<u32>, Option<Arc<Semaphore>>)>,
+    /// For instances made from now on.
+    clock_resolution_ms: AtomicU64,
 }
 
 /// The tenants' gates, by name; created on first use.
@@ -69,6 +71,7 @@ impl TenantGates {
                 memory: Arc::new(MemoryBudget::for_tenant(tenant, u64::MAX)),
                 log: Arc::default(),
                 turns: Mutex::new((None, None)),
+                clock_resolution_ms: AtomicU64::new(0),
             })
         }))
     }
@@ -83,6 +86,8 @@ impl TenantGates {
             .set_limit(limits.max_memory_total.unwrap_or(u64::MAX));
         gate.log
             .set(limits.log_lines_per_second, limits.log_bytes_per_second);
+        gate.clock_resolution_ms
+            .store(limits.clock_resolution_ms.unwrap_or(0), Ordering::Release);
         let mut turns = gate.turns.lock().unwrap_or_else(|e| e.into_inner());
         if turns.0 != limits.max_concurrent_calls {
             *turns = (
@@ -105,6 +110,10 @@ impl TenantGates {
             memory: Some(Arc::clone(&gate.memory)),
             turns,
             log: Some(Arc::clone(&gate.log)),
+            clock_resolution: match gate.clock_resolution_ms.load(Ordering::Acquire) {
+                0 => None,
+                ms => Some(std::time::Duration::from_millis(ms)),
+            },
         }
     }
 
