@@ -246,8 +246,10 @@ async fn json_and_print_reach_their_destinations() {
 /// counted and reported, while the connection itself carries on.
 #[tokio::test]
 async fn a_log_flood_is_cut_and_rate_limited() {
+    // Lines are what this test counts: bytes get room for all of them.
     let limits = wsbox::config::RouteLimits {
         log_lines_per_second: 5,
+        log_bytes_per_second: 1 << 30,
         ..test_limits()
     };
     let server = TestServer::start(chaos_config("/chaos", limits)).await;
@@ -271,6 +273,25 @@ async fn a_log_flood_is_cut_and_rate_limited() {
         .expect("first line kept");
     assert!(first.contains("[cut: 10000 bytes in all]"), "{first}");
     assert!(first.len() < 4096 + 512, "{} bytes", first.len());
+}
+
+/// Log bytes are budgeted beside lines: with lines to spare, 300 lines of
+/// 10 KB (each counted as its 4 KiB cut) get through the default 16 KiB/s
+/// only as far as its 64 KiB burst (and refill) goes.
+#[tokio::test]
+async fn a_log_byte_flood_is_rate_limited() {
+    let limits = wsbox::config::RouteLimits {
+        log_lines_per_second: 100_000,
+        ..test_limits()
+    };
+    let server = TestServer::start(chaos_config("/chaos", limits)).await;
+    let mut ws = server.connect("/chaos").await;
+    // The lines are logged before the reply.
+    assert_eq!(ask(&mut ws, "!logflood 300 10000 b8e1").await, "flooded");
+    assert_eq!(ask(&mut ws, "still served").await, "still served");
+    let logs = logs();
+    let kept = logs.lines().filter(|l| l.contains("b8e1 log ")).count();
+    assert!((8..=40).contains(&kept), "{kept} of 300 long lines kept");
 }
 
 /// Handlers see clocks coarsened to the route's `clock_resolution` (1 ms

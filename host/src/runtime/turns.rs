@@ -1,5 +1,6 @@
-//! Fair shares of the worker threads: each route lets only so many of its
-//! long-running handler calls run at once (`max_concurrent_calls`). A call
+//! Fair shares of the worker threads: each route, and each tenant across
+//! its routes, lets only so many of its long-running handler calls run at
+//! once (`max_concurrent_calls`). A call
 //! that is still running at an epoch tick gives back the turn it holds (if
 //! any), yields, and queues for a turn (first come, first served) before it
 //! runs on; it keeps that turn until its next tick or its end. So calls of
@@ -64,13 +65,9 @@ impl Turns {
     }
 }
 
-/// A tenant's semaphore, when it has a bound.
-pub fn tenant_turns(configured: Option<u32>) -> Option<Arc<Semaphore>> {
-    configured.map(|n| Arc::new(Semaphore::new(n.max(1) as usize)))
-}
-
-/// A route's semaphore: as configured, else one less than the worker
-/// threads (so another route always finds one free), at least 1.
+/// A route's or a tenant's semaphore: as configured, else one less than
+/// the worker threads (so another route or tenant always finds one free),
+/// at least 1.
 pub fn route_turns(configured: Option<u32>) -> Arc<Semaphore> {
     let n = match configured {
         Some(n) => n as usize,
@@ -87,9 +84,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_tenants_bound_holds_across_its_routes() {
-        let tenant = tenant_turns(Some(1));
-        let a = Arc::new(Turns::new(route_turns(Some(4)), tenant.clone()));
-        let b = Arc::new(Turns::new(route_turns(Some(4)), tenant.clone()));
+        let tenant = route_turns(Some(1));
+        let a = Arc::new(Turns::new(route_turns(Some(4)), Some(Arc::clone(&tenant))));
+        let b = Arc::new(Turns::new(route_turns(Some(4)), Some(Arc::clone(&tenant))));
         a.pass().await;
         let waiting = tokio::spawn({
             let b = Arc::clone(&b);
@@ -100,7 +97,7 @@ mod tests {
         a.end();
         waiting.await.unwrap();
         b.end();
-        assert_eq!(tenant.unwrap().available_permits(), 1);
+        assert_eq!(tenant.available_permits(), 1);
     }
 
     #[tokio::test]

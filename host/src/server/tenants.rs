@@ -23,9 +23,10 @@ struct Gate {
     live: AtomicU64,
     memory: Arc<MemoryBudget>,
     log: Arc<SharedLogRate>,
-    /// The bound on running calls and its semaphore; replaced when the
-    /// bound changes (instances made before keep the old one).
-    turns: Mutex<(Option<u32>, Option<Arc<Semaphore>>)>,
+    /// The bound on running calls (`None`: the default, one less than the
+    /// worker threads) and its semaphore; replaced when the bound changes
+    /// (instances made before keep the old one).
+    turns: Mutex<(Option<u32>, Arc<Semaphore>)>,
     /// For instances made from now on.
     clock_resolution_ms: AtomicU64,
 }
@@ -70,7 +71,7 @@ impl TenantGates {
                 live: AtomicU64::new(0),
                 memory: Arc::new(MemoryBudget::for_tenant(tenant, u64::MAX)),
                 log: Arc::default(),
-                turns: Mutex::new((None, None)),
+                turns: Mutex::new((None, crate::runtime::turns::route_turns(None))),
                 clock_resolution_ms: AtomicU64::new(0),
             })
         }))
@@ -92,7 +93,7 @@ impl TenantGates {
         if turns.0 != limits.max_concurrent_calls {
             *turns = (
                 limits.max_concurrent_calls,
-                crate::runtime::turns::tenant_turns(limits.max_concurrent_calls),
+                crate::runtime::turns::route_turns(limits.max_concurrent_calls),
             );
         }
     }
@@ -100,15 +101,10 @@ impl TenantGates {
     /// What the tenant's instances share, for a route being built.
     pub fn share(&self, tenant: &str) -> TenantShare {
         let gate = self.gate(tenant);
-        let turns = gate
-            .turns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .clone();
+        let turns = Arc::clone(&gate.turns.lock().unwrap_or_else(|e| e.into_inner()).1);
         TenantShare {
             memory: Some(Arc::clone(&gate.memory)),
-            turns,
+            turns: Some(turns),
             log: Some(Arc::clone(&gate.log)),
             clock_resolution: match gate.clock_resolution_ms.load(Ordering::Acquire) {
                 0 => None,
