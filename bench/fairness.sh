@@ -8,11 +8,24 @@
 # default (workers - 1) and at the number of workers (no reserve), to show
 # what the turns buy.
 #
+# `tenants` mode: the same between two tenants made through the admin API.
+# Tenant `a` serves the chaos handler at two routes (/a/spin1, /a/spin2;
+# each route's own turns would then let it take both workers of a 2-core
+# machine), tenant `b` the echo demo at /b/calm; the spinners are split
+# over a's two routes. Repeated with a's `max_concurrent_calls` at the
+# default (workers - 1) and at the number of workers.
+#
+# `logs` mode: routes /calm and /spin as in `routes`, but the hostile load
+# is 10 connections (SPINNERS is ignored) making /spin handlers log as fast
+# as they can (bench/peers/logflood.py: 300 lines of 10 KB and 300 stdout
+# lines per message); the table also gives the bytes the server logged.
+#
 # Server and load generators share the machine's cores (the server is not
 # pinned: fairness is about its worker threads). Loopback only; every run is
 # bounded in time.
 #
-# Usage: bench/fairness.sh [SPINNERS] [SECONDS]   (default 50 spinners, 5 s runs)
+# Usage: bench/fairness.sh [SPINNERS] [SECONDS] [routes|tenants|logs]
+#        (default 50 spinners, 5 s runs, routes)
 # Needs: a release build (cargo build --release), the test guests built by
 # `cargo test --no-run`, and tests/peers/.venv (bash tests/peers/setup.sh).
 set -euo pipefail
@@ -20,6 +33,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 spinners=${1:-50}
 seconds=${2:-5}
+mode=${3:-routes}
 target="${CARGO_TARGET_DIR:-$root/target}"
 wsbox="${WSBOX_BIN:-$target/release/wsbox}"
 guests="$target/wasm-guests/wasm32-wasip2/guest"
@@ -28,7 +42,7 @@ for f in "$wsbox" "$guests/wsbox_example_echo.wasm" "$guests/wsbox_test_guest_ch
     [ -e "$f" ] || { echo "fairness.sh: missing $f (see the header for what to build)" >&2; exit 1; }
 done
 workers=$(nproc)
-out="$root/bench/results/fairness-$(date -u +%Y%m%d-%H%M%S)"
+out="$root/bench/results/fairness-$mode-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 port=9420
 
@@ -55,8 +69,32 @@ TOML
     exit 1
 }
 
+admin_port=9421
+export WSBOX_ADMIN="http://127.0.0.1:$admin_port" WSBOX_ADMIN_TOKEN="fairness-bench-token"
+
+run_tenant_server() { # $1 = tenant a's max_concurrent_calls
+    rm -rf "$out/data"
+    printf 'listen = "127.0.0.1:%s"\n' "$port" >"$out/wsbox.toml"
+    "$wsbox" serve --config "$out/wsbox.toml" --admin-listen "127.0.0.1:$admin_port" \
+        --data-dir "$out/data" >"$out/server-$1.log" 2>&1 &
+    server=$!
+    for _ in $(seq 1 100); do
+        grep -q listening "$out/server-$1.log" 2>/dev/null && break
+        sleep 0.1
+    done
+    "$wsbox" tenant a --path-prefix /a --max-concurrent-calls "$1" >/dev/null
+    "$wsbox" tenant b --path-prefix /b >/dev/null
+    for r in spin1 spin2; do
+        "$wsbox" deploy "$guests/wsbox_test_guest_chaos.wasm" --tenant a --module "$r" --route "/$r" >/dev/null
+    done
+    "$wsbox" deploy "$guests/wsbox_example_echo.wasm" --tenant b --module calm --route /calm >/dev/null
+}
+
+calm_path=/calm
+[ "$mode" = tenants ] && calm_path=/b/calm
+
 bystander() { # prints the bench's JSON line
-    "$wsbox" bench echo --url "ws://127.0.0.1:$port/calm" -c 10 -k 4 -s 20 \
+    "$wsbox" bench echo --url "ws://127.0.0.1:$port$calm_path" -c 10 -k 4 -s 20 \
         -d "${seconds}s" --warmup 1s --json -q | tail -n 1
 }
 
@@ -74,19 +112,42 @@ print("| %s | %s | %s | %s | %s |" % (label, format(int(rate), ","), format(int(
 PY
 }
 
+spin() { # $1 = turns; runs the spinners in the background, sets $spin
+    if [ "$mode" = tenants ]; then
+        half=$((spinners / 2))
+        ( "$python" bench/peers/spinners.py "ws://127.0.0.1:$port/a/spin1" "$half" $((seconds + 3)) &
+          "$python" bench/peers/spinners.py "ws://127.0.0.1:$port/a/spin2" $((spinners - half)) $((seconds + 3))
+          wait ) >"$out/kills-$1.txt" &
+    elif [ "$mode" = logs ]; then
+        "$python" bench/peers/logflood.py "ws://127.0.0.1:$port/spin" 10 $((seconds + 3)) >"$out/kills-$1.txt" &
+    else
+        "$python" bench/peers/spinners.py "ws://127.0.0.1:$port/spin" "$spinners" $((seconds + 3)) >"$out/kills-$1.txt" &
+    fi
+    spin=$!
+}
+
 trap 'kill "${server:-}" 2>/dev/null || true' EXIT
-echo "| /spin turns (max_concurrent_calls) | bystander messages/s | p50 us | p99 us | vs alone: throughput / p99 |" >"$out/table.md"
+what="/spin turns"
+[ "$mode" = tenants ] && what="tenant a's turns"
+echo "| $what (max_concurrent_calls) | bystander messages/s | p50 us | p99 us | vs alone: throughput / p99 |" >"$out/table.md"
 echo "|---|---:|---:|---:|---:|" >>"$out/table.md"
-for turns in $(( workers > 1 ? workers - 1 : 1 )) "$workers"; do
-    run_server "$turns"
+rounds="$(( workers > 1 ? workers - 1 : 1 )) $workers"
+[ "$mode" = logs ] && rounds="$(( workers > 1 ? workers - 1 : 1 ))"
+for turns in $rounds; do
+    if [ "$mode" = tenants ]; then run_tenant_server "$turns"; else run_server "$turns"; fi
     alone=$(bystander)
     row "$turns, bystander alone" "$alone" >>"$out/table.md"
-    "$python" bench/peers/spinners.py "ws://127.0.0.1:$port/spin" "$spinners" $((seconds + 3)) >"$out/kills-$turns.txt" &
-    spin=$!
+    spin "$turns"
     sleep 1
+    log_before=$(stat -c %s "$out/server-$turns.log")
     busy=$(bystander)
+    log_after=$(stat -c %s "$out/server-$turns.log")
     wait "$spin" || true
-    row "$turns, with $spinners spinners ($(cat "$out/kills-$turns.txt") killed)" "$busy" "$alone" >>"$out/table.md"
+    if [ "$mode" = logs ]; then
+        row "$turns, with 10 log flooders ($(( (log_after - log_before) / seconds / 1024 )) KiB/s of log)" "$busy" "$alone" >>"$out/table.md"
+    else
+        row "$turns, with $spinners spinners" "$busy" "$alone" >>"$out/table.md"
+    fi
     kill "$server"
     wait "$server" 2>/dev/null || true
 done
