@@ -67,8 +67,21 @@ struct Plane {
 
 impl Plane {
     async fn start(data_dir: &Path, max_module_size: u64) -> Plane {
+        Plane::start_with(
+            chaos_config("/chaos", test_limits()),
+            data_dir,
+            max_module_size,
+        )
+        .await
+    }
+
+    async fn start_with(
+        config: wsbox::config::Config,
+        data_dir: &Path,
+        max_module_size: u64,
+    ) -> Plane {
         init_logging();
-        let server = TestServer::start(chaos_config("/chaos", test_limits())).await;
+        let server = TestServer::start(config).await;
         let config = AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.to_path_buf(),
@@ -609,6 +622,64 @@ async fn a_tenant_can_coarsen_its_handlers_clocks() {
     assert!(fine, "the other tenant's clock is not coarsened");
     ws.close(None).await.expect("close");
     other.close(None).await.expect("close");
+    plane.stop().await;
+}
+
+/// Tenants declared in the config file: their routes live under their
+/// prefix, their caps hold, the API lists them and refuses to change them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_file_tenants_have_namespaces_and_caps_and_are_read_only() {
+    let dir = TempDir::new("config-tenants");
+    let mut config = chaos_config("/chaos", test_limits());
+    let mut route = config.routes[0].clone();
+    route.tenant = "acme".into();
+    route.pattern = "/acme/(?:chat)".into();
+    config.routes.push(route);
+    config.tenants.push(wsbox::config::TenantConfig {
+        name: "acme".into(),
+        path_prefix: Some("/acme".into()),
+        max_connections: Some(1),
+        limits: Default::default(),
+    });
+    let plane = Plane::start_with(config, &dir.0, 8 << 20).await;
+    let mut ws = connect(plane.server.addr, "/acme/chat").await;
+    assert_eq!(ask(&mut ws, "in acme").await, "in acme");
+    let refused = upgrade_answer(plane.server.addr, "/acme/chat").await;
+    assert!(
+        refused.contains("tenant `acme` is at its limit of 1 open connections"),
+        "{refused}"
+    );
+    let (_, list) = plane.api("GET", "/v1/connections", b"").await;
+    assert!(
+        list["connections"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["tenant"] == "acme")),
+        "{list}"
+    );
+    let (_, tenants) = plane.api("GET", "/v1/tenants", b"").await;
+    let acme = tenants["tenants"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "acme").cloned())
+        .expect("acme listed");
+    assert_eq!(acme["from_config"], true, "{acme}");
+    assert_eq!(acme["path_prefix"], "/acme");
+    let (status, v) = plane
+        .api("PUT", "/v1/tenants/acme", br#"{"path_prefix": "/other"}"#)
+        .await;
+    assert_eq!(status, 409, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("config file"),
+        "{v}"
+    );
+    // Another tenant may not take a namespace inside it.
+    let (status, v) = plane
+        .api("PUT", "/v1/tenants/beta", br#"{"path_prefix": "/acme/b"}"#)
+        .await;
+    assert_eq!(status, 409, "{v}");
+    ws.close(None).await.expect("close");
     plane.stop().await;
 }
 

@@ -122,12 +122,14 @@ pub fn module_config(pattern: &str, path: &str, limits: RouteLimits) -> Config {
         runtime: test_runtime(),
         routes: vec![RouteConfig {
             pattern: pattern.to_string(),
+            tenant: "default".to_string(),
             module: ModuleSource::File(PathBuf::from(path)),
             limits,
             origin: Default::default(),
             keepalive: Default::default(),
             compression: None,
         }],
+        tenants: Vec::new(),
         pages: Vec::new(),
         admin: None,
     }

@@ -49,6 +49,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// The routes, tried in order; the first whose pattern matches the path wins.
     pub routes: Vec<RouteConfig>,
+    /// Tenants declared in the file (`[[tenant]]`); routes name theirs.
+    pub tenants: Vec<TenantConfig>,
     /// Plain HTTP pages served beside the routes (a page that talks to them
     /// from the same origin, so the default origin rule lets it in).
     pub pages: Vec<PageConfig>,
@@ -225,8 +227,11 @@ impl ModuleSource {
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
     /// The path regex as written; it must match the whole path (Tornado
-    /// anchors its patterns the same way).
+    /// anchors its patterns the same way). A tenant's route is matched
+    /// under its `path_prefix`.
     pub pattern: String,
+    /// The tenant the route belongs to (`default` unless it names one).
+    pub tenant: String,
     /// The handler component.
     pub module: ModuleSource,
     /// Limits for this route's connections.
@@ -347,6 +352,51 @@ pub struct TenantLimits {
     pub clock_resolution_ms: Option<u64>,
 }
 
+/// A tenant declared in the config file (`[[tenant]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantConfig {
+    pub name: String,
+    /// The namespace its routes are matched under (`/acme`).
+    pub path_prefix: Option<String>,
+    /// Connections it may have open at once (503 beyond).
+    pub max_connections: Option<u64>,
+    /// What all its instances share.
+    pub limits: TenantLimits,
+}
+
+/// The pattern a tenant's route is matched with: under its namespace
+/// (`/acme` + `/chat` → `/acme/(?:chat)`), so the pattern cannot escape it.
+/// `None` when the pattern does not start with `/`.
+pub fn namespaced(prefix: &str, pattern: &str) -> Option<String> {
+    let rest = pattern.strip_prefix('/')?;
+    Some(format!("{}/(?:{rest})", regex::escape(prefix)))
+}
+
+/// Checks a tenant's path prefix: `/name` or `/name/sub`, no regex or URL
+/// syntax.
+pub fn check_path_prefix(prefix: &str) -> Result<(), String> {
+    let ok = prefix.len() >= 2
+        && prefix.len() <= 64
+        && prefix.starts_with('/')
+        && !prefix.ends_with('/')
+        && !prefix.contains("//")
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "path prefix {prefix:?} must look like /name or /name/sub: letters, digits, '-', '_', '.', no trailing '/'"
+        ))
+    }
+}
+
+/// Whether two namespaces overlap (equal, or one inside the other).
+pub fn prefixes_overlap(a: &str, b: &str) -> bool {
+    a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
+}
+
 /// A config error, located in its file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -379,6 +429,7 @@ impl Config {
             runtime: RuntimeConfig::default(),
             routes: vec![RouteConfig {
                 pattern: r"/echo(?:/(?P<room>[^/]+))?".to_string(),
+                tenant: crate::server::routes::DEFAULT_TENANT.to_string(),
                 module: ModuleSource::Bundled {
                     name: "echo",
                     bytes: crate::bundled::ECHO_WASM,
@@ -393,6 +444,7 @@ impl Config {
                 path: "/".to_string(),
                 source: PageSource::Bundled(crate::bundled::ECHO_PAGE),
             }],
+            tenants: Vec::new(),
             admin: Some(AdminConfig::default()),
         }
     }
@@ -555,10 +607,59 @@ impl Config {
                     .to_string(),
             });
         }
+        let tenants = located.tenants(&raw.tenant)?;
         let mut routes = Vec::with_capacity(raw.route.len());
         for (i, r) in raw.route.iter().enumerate() {
             let key = |k: &str| format!("route[{i}].{k}");
             let pattern = r.path.get_ref().clone();
+            let tenant = match &r.tenant {
+                None => crate::server::routes::DEFAULT_TENANT.to_string(),
+                Some(t) => {
+                    let declared = tenants.iter().find(|d| &d.name == t.get_ref());
+                    match declared {
+                        Some(d) if d.path_prefix.is_some() => d.name.clone(),
+                        Some(_) => {
+                            return Err(located.error(
+                                t.span().start,
+                                &key("tenant"),
+                                format!(
+                                    "tenant `{}` has no path_prefix: give it one, its routes are matched under it",
+                                    t.get_ref()
+                                ),
+                            ));
+                        }
+                        None if t.get_ref() == crate::server::routes::DEFAULT_TENANT => {
+                            t.get_ref().clone()
+                        }
+                        None => {
+                            return Err(located.error(
+                                t.span().start,
+                                &key("tenant"),
+                                format!(
+                                    "no tenant `{}`: declare it with a [[tenant]] section (name, path_prefix)",
+                                    t.get_ref()
+                                ),
+                            ));
+                        }
+                    }
+                }
+            };
+            // A tenant's route is matched under its namespace, as the
+            // admin API binds them.
+            let prefix = tenants
+                .iter()
+                .find(|d| d.name == tenant)
+                .and_then(|d| d.path_prefix.as_deref());
+            let pattern = match prefix {
+                None => pattern,
+                Some(prefix) => namespaced(prefix, &pattern).ok_or_else(|| {
+                    located.error(
+                        r.path.span().start,
+                        &key("path"),
+                        format!("`{pattern}` must start with `/`: a tenant's routes are matched under its path_prefix"),
+                    )
+                })?,
+            };
             if let Err(e) = regex::Regex::new(&crate::server::routes::anchor(&pattern)) {
                 return Err(located.error(
                     r.path.span().start,
@@ -742,6 +843,7 @@ impl Config {
             };
             routes.push(RouteConfig {
                 pattern,
+                tenant,
                 module: ModuleSource::File(module_path),
                 limits,
                 origin,
@@ -786,6 +888,7 @@ impl Config {
             tls,
             runtime,
             routes,
+            tenants,
             pages,
             admin,
         })
@@ -811,6 +914,96 @@ impl Locator<'_> {
             key: key.to_string(),
             message: message.into(),
         }
+    }
+
+    /// The `[[tenant]]` sections: names valid and unique, namespaces that
+    /// do not nest, limits of at least 1.
+    fn tenants(&self, raw: &[RawTenant]) -> Result<Vec<TenantConfig>, ConfigError> {
+        let mut tenants: Vec<TenantConfig> = Vec::with_capacity(raw.len());
+        for (i, t) in raw.iter().enumerate() {
+            let key = |k: &str| format!("tenant[{i}].{k}");
+            let name = t.name.get_ref().clone();
+            if let Err(e) = crate::registry::check_name("tenant", &name) {
+                return Err(self.error(t.name.span().start, &key("name"), e.to_string()));
+            }
+            if tenants.iter().any(|o| o.name == name) {
+                return Err(self.error(
+                    t.name.span().start,
+                    &key("name"),
+                    format!("tenant `{name}` is declared twice"),
+                ));
+            }
+            let path_prefix = match &t.path_prefix {
+                None => None,
+                Some(p) => {
+                    let prefix = p.get_ref();
+                    if name == crate::server::routes::DEFAULT_TENANT {
+                        return Err(self.error(
+                            p.span().start,
+                            &key("path_prefix"),
+                            "the default tenant has no namespace: its routes are matched as written",
+                        ));
+                    }
+                    check_path_prefix(prefix)
+                        .map_err(|m| self.error(p.span().start, &key("path_prefix"), m))?;
+                    if let Some(o) = tenants.iter().find(|o| {
+                        o.path_prefix
+                            .as_deref()
+                            .is_some_and(|q| prefixes_overlap(q, prefix))
+                    }) {
+                        return Err(self.error(
+                            p.span().start,
+                            &key("path_prefix"),
+                            format!("{prefix} overlaps tenant `{}`'s namespace: namespaces must not nest", o.name),
+                        ));
+                    }
+                    Some(prefix.clone())
+                }
+            };
+            let at_least_1 =
+                |v: Option<u64>, span: Option<std::ops::Range<usize>>, k: &str| match (v, span) {
+                    (Some(0), Some(span)) => Err(self.error(
+                        span.start,
+                        &key(k),
+                        "must be at least 1 (leave it out for no limit)",
+                    )),
+                    _ => Ok(v),
+                };
+            let size =
+                |v: &Option<Spanned<SizeValue>>, k: &str| -> Result<Option<u64>, ConfigError> {
+                    match v {
+                        None => Ok(None),
+                        Some(v) => at_least_1(Some(self.size(v, &key(k))?), Some(v.span()), k),
+                    }
+                };
+            let max_connections = at_least_1(
+                t.max_connections.as_ref().map(|v| *v.get_ref()),
+                t.max_connections.as_ref().map(|v| v.span()),
+                "max_connections",
+            )?;
+            let small = |v: &Option<Spanned<u32>>, k: &str| {
+                at_least_1(
+                    v.as_ref().map(|v| u64::from(*v.get_ref())),
+                    v.as_ref().map(|v| v.span()),
+                    k,
+                )
+                .map(|v| v.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+            };
+            let limits = TenantLimits {
+                max_memory_total: size(&t.max_memory_total, "max_memory_total")?,
+                max_concurrent_calls: small(&t.max_concurrent_calls, "max_concurrent_calls")?,
+                log_lines_per_second: small(&t.log_lines_per_second, "log_lines_per_second")?,
+                log_bytes_per_second: size(&t.log_bytes_per_second, "log_bytes_per_second")?,
+                clock_resolution_ms: t.clock_resolution_ms.as_ref().map(|v| *v.get_ref()),
+            };
+            tenants.push(TenantConfig {
+                name,
+                path_prefix,
+                max_connections,
+                limits,
+            });
+        }
+        Ok(tenants)
     }
 
     fn size(&self, value: &Spanned<SizeValue>, key: &str) -> Result<u64, ConfigError> {
@@ -871,8 +1064,23 @@ struct RawConfig {
     #[serde(default)]
     route: Vec<RawRoute>,
     #[serde(default)]
+    tenant: Vec<RawTenant>,
+    #[serde(default)]
     page: Vec<RawPage>,
     admin: Option<RawAdmin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    name: Spanned<String>,
+    path_prefix: Option<Spanned<String>>,
+    max_connections: Option<Spanned<u64>>,
+    max_memory_total: Option<Spanned<SizeValue>>,
+    max_concurrent_calls: Option<Spanned<u32>>,
+    log_lines_per_second: Option<Spanned<u32>>,
+    log_bytes_per_second: Option<Spanned<SizeValue>>,
+    clock_resolution_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -918,6 +1126,7 @@ struct RawRuntime {
 #[serde(deny_unknown_fields)]
 struct RawRoute {
     path: Spanned<String>,
+    tenant: Option<Spanned<String>>,
     module: Spanned<String>,
     max_message_size: Option<Spanned<SizeValue>>,
     memory_limit: Option<Spanned<SizeValue>>,
@@ -1122,6 +1331,81 @@ log_bytes_per_second = "1MiB"
     fn err(text: &str) -> String {
         let dir = temp_dir_with_module();
         parse_in(&dir, text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn tenants_are_declared_and_their_routes_live_under_their_prefix() {
+        let dir = temp_dir_with_module();
+        let cfg = parse_in(
+            &dir,
+            r#"
+[[tenant]]
+name = "acme"
+path_prefix = "/acme"
+max_connections = 5
+max_memory_total = "64MiB"
+max_concurrent_calls = 1
+log_lines_per_second = 50
+log_bytes_per_second = "32KiB"
+clock_resolution_ms = 10
+
+[[route]]
+tenant = "acme"
+path = '/chat/(\w+)'
+module = "echo.wasm"
+
+[[route]]
+path = "/e"
+module = "echo.wasm"
+"#,
+        )
+        .unwrap();
+        let acme = &cfg.tenants[0];
+        assert_eq!(acme.path_prefix.as_deref(), Some("/acme"));
+        assert_eq!(acme.max_connections, Some(5));
+        assert_eq!(
+            acme.limits,
+            TenantLimits {
+                max_memory_total: Some(64 << 20),
+                max_concurrent_calls: Some(1),
+                log_lines_per_second: Some(50),
+                log_bytes_per_second: Some(32 << 10),
+                clock_resolution_ms: Some(10),
+            }
+        );
+        assert_eq!(cfg.routes[0].tenant, "acme");
+        assert_eq!(cfg.routes[0].pattern, r"/acme/(?:chat/(\w+))");
+        assert_eq!(cfg.routes[1].tenant, "default");
+        assert_eq!(cfg.routes[1].pattern, "/e");
+
+        let route = "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n";
+        let e = err(&format!("{route}tenant = \"nobody\"\n"));
+        assert!(
+            e.contains("route[0].tenant") && e.contains("no tenant `nobody`"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "[[tenant]]\nname = \"t\"\n{route}tenant = \"t\"\n"
+        ));
+        assert!(e.contains("has no path_prefix"), "{e}");
+        let e = err(
+            "[[tenant]]\nname = \"a\"\npath_prefix = \"/a\"\n[[tenant]]\nname = \"b\"\npath_prefix = \"/a/b\"\n[admin]\n",
+        );
+        assert!(
+            e.contains("tenant[1].path_prefix") && e.contains("must not nest"),
+            "{e}"
+        );
+        let e = err("[[tenant]]\nname = \"a\"\npath_prefix = \"a(\"\n[admin]\n");
+        assert!(e.contains("must look like /name"), "{e}");
+        let e = err("[[tenant]]\nname = \"a\"\nmax_connections = 0\n[admin]\n");
+        assert!(
+            e.contains("tenant[0].max_connections") && e.contains("at least 1"),
+            "{e}"
+        );
+        let e = err("[[tenant]]\nname = \"a\"\n[[tenant]]\nname = \"a\"\n[admin]\n");
+        assert!(e.contains("declared twice"), "{e}");
+        let e = err("[[tenant]]\nname = \"default\"\npath_prefix = \"/d\"\n[admin]\n");
+        assert!(e.contains("default tenant has no namespace"), "{e}");
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub struct TenantView {
     pub max_connections: Option<u64>,
     #[serde(flatten)]
     pub limits: TenantLimits,
+    /// Declared in the config file (changed there, not through the API).
+    pub from_config: bool,
     /// Bytes of linear memory its instances use now.
     pub memory_used: u64,
     pub modules: Vec<String>,
@@ -144,7 +146,28 @@ impl ControlPlane {
         let mut loaded = self.loaded.lock().await;
         let registry = Arc::clone(&self.registry);
         let settings = blocking(move || Ok(registry.db().tenant_settings()?)).await?;
+        // The config file's tenants are the server's; settings stored for
+        // the same name earlier through the API give way to them.
+        for t in self.server.config_tenants() {
+            self.settings().insert(
+                t.name.clone(),
+                TenantRecord {
+                    name: t.name.clone(),
+                    path_prefix: t.path_prefix.clone(),
+                    max_connections: t.max_connections,
+                    limits: t.limits.clone(),
+                    from_config: true,
+                },
+            );
+        }
         for t in settings {
+            if self.settings().contains_key(&t.name) {
+                tracing::warn!(
+                    tenant = %t.name,
+                    "tenant declared in the config file: its settings stored through the API are not used"
+                );
+                continue;
+            }
             self.server
                 .set_tenant_limits(&t.name, t.max_connections, &t.limits);
             self.settings().insert(t.name.clone(), t);
@@ -188,8 +211,7 @@ impl ControlPlane {
             return Some(pattern.to_string());
         }
         let prefix = self.settings().get(tenant)?.path_prefix.clone()?;
-        let rest = pattern.strip_prefix('/')?;
-        Some(format!("{}/(?:{rest})", regex::escape(&prefix)))
+        crate::config::namespaced(&prefix, pattern)
     }
 
     /// Creates or changes a tenant: its namespace (`path_prefix`, which its
@@ -205,6 +227,11 @@ impl ControlPlane {
     ) -> Result<TenantRecord, RegistryError> {
         registry::check_name("tenant", name)?;
         let loaded = self.loaded.lock().await;
+        if self.settings().get(name).is_some_and(|t| t.from_config) {
+            return Err(RegistryError::Conflict(format!(
+                "tenant `{name}` is declared in the config file: change its [[tenant]] section there and restart"
+            )));
+        }
         if let Some(prefix) = &path_prefix {
             if name == DEFAULT_TENANT {
                 return Err(RegistryError::Invalid(
@@ -252,6 +279,7 @@ impl ControlPlane {
             path_prefix,
             max_connections,
             limits,
+            from_config: false,
         };
         let registry = Arc::clone(&self.registry);
         let r = record.clone();
@@ -357,6 +385,7 @@ impl ControlPlane {
             };
             let config = RouteConfig {
                 pattern,
+                tenant: route.tenant.clone(),
                 module: ModuleSource::File(
                     self.registry.blob_path(
                         &self
@@ -380,13 +409,8 @@ impl ControlPlane {
                 .map_err(|e| RegistryError::Invalid(format!("route `{}`: {e:#}", route.pattern)))?;
             table.push(built);
         }
-        let default_tenant: HashMap<String, Arc<ServedModule>> = loaded
-            .iter()
-            .filter(|((tenant, _), _)| tenant == DEFAULT_TENANT)
-            .map(|((_, module), served)| (module.clone(), Arc::clone(served)))
-            .collect();
         self.server
-            .install_routes(table, &default_tenant)
+            .install_routes(table, loaded)
             .map_err(|e| RegistryError::Invalid(format!("{e:#}")))
     }
 
@@ -717,9 +741,21 @@ impl ControlPlane {
     /// Every tenant: `default`, and those that uploaded modules.
     pub async fn tenants(&self) -> Result<Vec<TenantView>, RegistryError> {
         let registry = Arc::clone(&self.registry);
+        let configured: Vec<String> = self
+            .server
+            .config_tenants()
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
         let listed = blocking(move || {
             let db = registry.db();
             let mut names = db.tenants()?;
+            for name in configured {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            names.sort();
             if !names.iter().any(|n| n == DEFAULT_TENANT) {
                 names.insert(0, DEFAULT_TENANT.to_string());
             }
@@ -739,6 +775,7 @@ impl ControlPlane {
                     path_prefix: settings.path_prefix,
                     max_connections: settings.max_connections,
                     limits: settings.limits,
+                    from_config: settings.from_config,
                     memory_used: self.server.tenant_memory_used(&name),
                     name,
                     modules,
@@ -761,19 +798,5 @@ impl ControlPlane {
 
 /// A namespace: `/` and then path segments of safe characters.
 fn check_prefix(prefix: &str) -> Result<(), RegistryError> {
-    let ok = prefix.len() >= 2
-        && prefix.len() <= 64
-        && prefix.starts_with('/')
-        && !prefix.ends_with('/')
-        && !prefix.contains("//")
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(RegistryError::Invalid(format!(
-            "path prefix {prefix:?} must look like /name or /name/sub: letters, digits, '-', '_', '.', no trailing '/'"
-        )))
-    }
+    crate::config::check_path_prefix(prefix).map_err(RegistryError::Invalid)
 }

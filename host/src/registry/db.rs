@@ -58,6 +58,10 @@ pub struct TenantRecord {
     /// What all its instances share.
     #[serde(flatten)]
     pub limits: TenantLimits,
+    /// Declared in the config file (`[[tenant]]`): changed there, not
+    /// through the API, and not stored in the registry.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub from_config: bool,
 }
 
 const SCHEMA: &str = "
@@ -272,6 +276,7 @@ impl Db {
                 path_prefix: r.get(1)?,
                 max_connections: r.get::<_, Option<i64>>(2)?.map(to_u64),
                 limits,
+                from_config: false,
             })
         })?
         .collect()

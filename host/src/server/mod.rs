@@ -40,6 +40,8 @@ pub struct Shared {
     /// table keeps (with a newer module when one of the default tenant
     /// of the same name is deployed).
     config_routes: Vec<Arc<Route>>,
+    /// The tenants the config file declares.
+    config_tenants: Vec<crate::config::TenantConfig>,
     /// Static pages, answered to plain `GET`/`HEAD` requests.
     pages: Vec<pages::Page>,
     /// The live (upgraded) connections' mailboxes, by connection id.
@@ -75,15 +77,19 @@ impl Server {
         let mut compiled = std::collections::HashMap::new();
         let mut routes = Vec::new();
         let tenants = tenants::TenantGates::default();
+        for t in &config.tenants {
+            tenants.set_limits(&t.name, t.max_connections, &t.limits);
+        }
         for route in &config.routes {
-            let module = match compiled.get(&route.module) {
+            let key = (route.tenant.clone(), route.module.clone());
+            let module = match compiled.get(&key) {
                 Some(m) => Arc::clone(m),
                 None => {
                     let m = runtime
                         .load_module(&route.module)
                         .with_context(|| format!("route `{}`", route.pattern))?;
-                    let m = ServedModule::from_config(m);
-                    compiled.insert(route.module.clone(), Arc::clone(&m));
+                    let m = ServedModule::from_config(m, &route.tenant);
+                    compiled.insert(key, Arc::clone(&m));
                     m
                 }
             };
@@ -108,6 +114,7 @@ impl Server {
                 runtime,
                 routes: arc_swap::ArcSwap::from_pointee(RouteTable::new(routes.clone())),
                 config_routes: routes,
+                config_tenants: config.tenants.clone(),
                 pages,
                 live: Arc::default(),
                 next_connection_id: AtomicU64::new(1),
@@ -275,6 +282,11 @@ impl ServerHandle {
             .set_limits(tenant, max_connections, limits);
     }
 
+    /// The tenants the config file declares.
+    pub fn config_tenants(&self) -> &[crate::config::TenantConfig] {
+        &self.shared.config_tenants
+    }
+
     /// What a tenant's instances share, for a route being built.
     pub fn tenant_share(&self, tenant: &str) -> crate::runtime::TenantShare {
         self.shared.tenants.share(tenant)
@@ -325,17 +337,19 @@ impl ServerHandle {
     }
 
     /// Swaps in a new route table: `deployed` (routes bound through the
-    /// admin API) first, then the config file's routes, each served by
-    /// the module of the same name in `default_tenant` when there is one.
-    /// New connections use it at once; live ones keep their module.
+    /// admin API) first, then the config file's routes, each served by the
+    /// deployed module of the same name in its tenant (`loaded`, by tenant
+    /// and module) when there is one. New connections use it at once; live
+    /// ones keep their module.
     pub fn install_routes(
         &self,
         deployed: Vec<Route>,
-        default_tenant: &std::collections::HashMap<String, Arc<ServedModule>>,
+        loaded: &std::collections::HashMap<(String, String), Arc<ServedModule>>,
     ) -> Result<()> {
         let mut table: Vec<Arc<Route>> = deployed.into_iter().map(Arc::new).collect();
         for route in &self.shared.config_routes {
-            match default_tenant.get(route.module.name.as_str()) {
+            let key = (route.module.tenant.clone(), route.module.name.clone());
+            match loaded.get(&key) {
                 Some(module) => table.push(Arc::new(Route::new(
                     route.config.clone(),
                     Arc::clone(module),

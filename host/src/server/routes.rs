@@ -35,12 +35,12 @@ pub struct ServedModule {
 }
 
 impl ServedModule {
-    /// A module from the config file, in the default tenant.
-    pub fn from_config(handler: Arc<HandlerModule>) -> Arc<ServedModule> {
+    /// A module from the config file, in the tenant of its route.
+    pub fn from_config(handler: Arc<HandlerModule>, tenant: &str) -> Arc<ServedModule> {
         Arc::new(ServedModule {
             name: handler.name().to_string(),
             handler,
-            tenant: DEFAULT_TENANT.to_string(),
+            tenant: tenant.to_string(),
             version: None,
         })
     }
