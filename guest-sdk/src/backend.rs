@@ -2,9 +2,10 @@
 //! component, or a recording fake in native tests ([`testing`](crate::testing)).
 
 use crate::bindings::wsbox::websocket::connection as host;
+use crate::bindings::wsbox::websocket::pubsub as host_pubsub;
 use crate::bindings::wsbox::websocket::types as wit;
-use crate::errors::{CloseError, Closed, PingError};
-use crate::types::{OutMessage, UpgradeRequest};
+use crate::errors::{CloseError, Closed, PingError, PubsubError};
+use crate::types::{OutMessage, Published, UpgradeRequest};
 
 /// The calls a handler makes on its connection.
 pub(crate) trait Backend {
@@ -18,6 +19,16 @@ pub(crate) trait Backend {
     fn ping(&self, data: &[u8]) -> Result<(), PingError>;
     fn close(&self, code: Option<u16>, reason: Option<&str>) -> Result<(), CloseError>;
     fn set_nodelay(&self, enabled: bool);
+    fn subscribe(&self, topic: &str) -> Result<(), PubsubError>;
+    fn unsubscribe(&self, topic: &str) -> Result<bool, PubsubError>;
+    fn publish(
+        &self,
+        topic: &str,
+        message: &OutMessage<'_>,
+        exclude_self: bool,
+    ) -> Result<Published, PubsubError>;
+    fn subscriber_count(&self, topic: &str) -> Result<u32, PubsubError>;
+    fn send_to(&self, connection_id: u64, message: &OutMessage<'_>) -> Result<bool, PubsubError>;
     /// The host's resource itself, when there is one.
     fn host(&self) -> Option<&host::Connection> {
         None
@@ -67,7 +78,53 @@ impl Backend for HostConnection<'_> {
         self.0.set_nodelay(enabled);
     }
 
+    fn subscribe(&self, topic: &str) -> Result<(), PubsubError> {
+        host_pubsub::subscribe(self.0, topic).map_err(pubsub_error)
+    }
+
+    fn unsubscribe(&self, topic: &str) -> Result<bool, PubsubError> {
+        host_pubsub::unsubscribe(self.0, topic).map_err(pubsub_error)
+    }
+
+    fn publish(
+        &self,
+        topic: &str,
+        message: &OutMessage<'_>,
+        exclude_self: bool,
+    ) -> Result<Published, PubsubError> {
+        host_pubsub::publish(
+            self.0,
+            topic,
+            message.as_wit(),
+            host_pubsub::PublishOptions { exclude_self },
+        )
+        .map(|r| Published {
+            delivered: r.delivered,
+            skipped: r.skipped,
+        })
+        .map_err(pubsub_error)
+    }
+
+    fn subscriber_count(&self, topic: &str) -> Result<u32, PubsubError> {
+        host_pubsub::subscriber_count(self.0, topic).map_err(pubsub_error)
+    }
+
+    fn send_to(&self, connection_id: u64, message: &OutMessage<'_>) -> Result<bool, PubsubError> {
+        host_pubsub::send_to(self.0, connection_id, message.as_wit()).map_err(pubsub_error)
+    }
+
     fn host(&self) -> Option<&host::Connection> {
         Some(self.0)
+    }
+}
+
+fn pubsub_error(e: host_pubsub::PubsubError) -> PubsubError {
+    match e {
+        host_pubsub::PubsubError::EmptyTopic => PubsubError::EmptyTopic,
+        host_pubsub::PubsubError::TopicTooLong => PubsubError::TopicTooLong,
+        host_pubsub::PubsubError::TooManySubscriptions => PubsubError::TooManySubscriptions,
+        host_pubsub::PubsubError::RateExceeded => PubsubError::RateExceeded,
+        host_pubsub::PubsubError::UnknownConnection => PubsubError::UnknownConnection,
+        host_pubsub::PubsubError::Closed => PubsubError::Closed,
     }
 }

@@ -86,6 +86,8 @@ pub struct ConnectionSetup {
     pub shutdown: CancellationToken,
     /// This connection's place among the server's live connections.
     pub registration: Registration,
+    /// Its place in the pub/sub hub: its subscriptions end when it drops.
+    pub pubsub: super::pubsub::Membership,
     /// Where the connection's byte counts go when it closes.
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -197,6 +199,13 @@ impl Conn {
                         let _ = self.engine.send_message(&message);
                     }
                 }
+                Command::Frame(frame) => {
+                    // The poster (pub/sub fan-out) already applied the
+                    // slow-consumer bound; a closing connection drops it.
+                    if self.engine.send_encoded(&frame).is_err() {
+                        tracing::debug!("published frame for a closing connection dropped");
+                    }
+                }
                 Command::Close { code, reason } => {
                     // The server (an operator, a backend) closed it.
                     self.close_with(code, &reason, CloseCause::ClosedByServer);
@@ -279,6 +288,7 @@ pub async fn run<S: Transport>(
     }
     drop(setup.info);
     let registration = setup.registration;
+    let membership = setup.pubsub;
     let metrics = setup.metrics;
 
     let mut timers = Timers::new(setup.keepalive);
@@ -331,6 +341,8 @@ pub async fn run<S: Transport>(
 
         let state = conn.engine.state();
         let pending = conn.engine.pending_output().len();
+        // What pub/sub's slow-consumer bound sees.
+        registration.mailbox().set_backlog(pending);
         if (state == State::Closed || eof) && pending == 0 {
             break;
         }
@@ -464,6 +476,9 @@ pub async fn run<S: Transport>(
         crate::metrics::ModuleLabels::new(&meta.route, &meta.module),
         registration.mailbox().traffic(),
     );
+    // Its subscriptions end before `on_close`, which may still publish
+    // (a "left the room" notice).
+    drop(membership);
     drop(registration);
 
     if !eof {

@@ -8,6 +8,7 @@ pub mod mailbox;
 mod memory;
 pub mod origin;
 mod pages;
+pub mod pubsub;
 pub mod routes;
 pub mod tenants;
 mod upgrade;
@@ -53,6 +54,8 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Per-tenant connection caps.
     pub tenants: tenants::TenantGates,
+    /// Topics and direct messages between a tenant's connections.
+    pub pubsub: Arc<pubsub::Hub>,
 }
 
 impl Shared {
@@ -96,6 +99,14 @@ impl Server {
             Some(t) => Some(crate::tls::acceptor(&t.cert, &t.key)?),
             None => None,
         };
+        let metrics: Arc<crate::metrics::Metrics> = Arc::default();
+        let hub = Arc::new(pubsub::Hub::new(
+            Arc::clone(&metrics),
+            config.pubsub.default_limits,
+        ));
+        for (tenant, limits) in &config.pubsub.tenants {
+            hub.set_limits(tenant, *limits);
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -112,8 +123,9 @@ impl Server {
                 connections: TaskTracker::new(),
                 settings: config.server.clone(),
                 tls,
-                metrics: Arc::default(),
+                metrics,
                 tenants: Default::default(),
+                pubsub: hub,
             }),
         })
     }
@@ -384,6 +396,32 @@ impl ServerHandle {
             reason: reason.to_string(),
         });
         Ok(())
+    }
+
+    /// Publishes a message to a tenant's topic from outside (a backend,
+    /// through the admin API): framed once, queued on every subscriber of
+    /// the tenant's topic on this server, without calling any handler.
+    /// Not counted against the tenant's publish rate.
+    pub fn publish(
+        &self,
+        tenant: &str,
+        topic: &str,
+        message: &wsbox_protocol::Message,
+    ) -> Result<pubsub::PublishReport, pubsub::PubsubError> {
+        let report = self.shared.pubsub.publish(tenant, topic, message)?;
+        tracing::debug!(
+            tenant,
+            topic,
+            delivered = report.delivered,
+            skipped = report.skipped,
+            "published from outside"
+        );
+        Ok(report)
+    }
+
+    /// How many connections of a tenant subscribe to a topic.
+    pub fn subscriber_count(&self, tenant: &str, topic: &str) -> u32 {
+        self.shared.pubsub.subscriber_count(tenant, topic)
     }
 
     fn mailbox(&self, id: u64) -> Result<Arc<mailbox::Mailbox>, ConnectionCommandError> {
