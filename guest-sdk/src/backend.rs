@@ -19,16 +19,30 @@ pub(crate) trait Backend {
     fn ping(&self, data: &[u8]) -> Result<(), PingError>;
     fn close(&self, code: Option<u16>, reason: Option<&str>) -> Result<(), CloseError>;
     fn set_nodelay(&self, enabled: bool);
-    fn subscribe(&self, topic: &str) -> Result<(), PubsubError>;
-    fn unsubscribe(&self, topic: &str) -> Result<bool, PubsubError>;
+    // Pub/sub, for backends without a host resource (the test fake). With
+    // the host's resource, `Ws` calls the host's `pubsub` functions below
+    // directly, so a component imports `pubsub` only if its handler uses
+    // it (through the trait object, every handler would).
+    fn subscribe(&self, _topic: &str) -> Result<(), PubsubError> {
+        Err(PubsubError::Closed)
+    }
+    fn unsubscribe(&self, _topic: &str) -> Result<bool, PubsubError> {
+        Err(PubsubError::Closed)
+    }
     fn publish(
         &self,
-        topic: &str,
-        message: &OutMessage<'_>,
-        exclude_self: bool,
-    ) -> Result<Published, PubsubError>;
-    fn subscriber_count(&self, topic: &str) -> Result<u32, PubsubError>;
-    fn send_to(&self, connection_id: u64, message: &OutMessage<'_>) -> Result<bool, PubsubError>;
+        _topic: &str,
+        _message: &OutMessage<'_>,
+        _exclude_self: bool,
+    ) -> Result<Published, PubsubError> {
+        Err(PubsubError::Closed)
+    }
+    fn subscriber_count(&self, _topic: &str) -> Result<u32, PubsubError> {
+        Err(PubsubError::Closed)
+    }
+    fn send_to(&self, _connection_id: u64, _message: &OutMessage<'_>) -> Result<bool, PubsubError> {
+        Err(PubsubError::Closed)
+    }
     /// The host's resource itself, when there is one.
     fn host(&self) -> Option<&host::Connection> {
         None
@@ -78,41 +92,6 @@ impl Backend for HostConnection<'_> {
         self.0.set_nodelay(enabled);
     }
 
-    fn subscribe(&self, topic: &str) -> Result<(), PubsubError> {
-        host_pubsub::subscribe(self.0, topic).map_err(pubsub_error)
-    }
-
-    fn unsubscribe(&self, topic: &str) -> Result<bool, PubsubError> {
-        host_pubsub::unsubscribe(self.0, topic).map_err(pubsub_error)
-    }
-
-    fn publish(
-        &self,
-        topic: &str,
-        message: &OutMessage<'_>,
-        exclude_self: bool,
-    ) -> Result<Published, PubsubError> {
-        host_pubsub::publish(
-            self.0,
-            topic,
-            message.as_wit(),
-            host_pubsub::PublishOptions { exclude_self },
-        )
-        .map(|r| Published {
-            delivered: r.delivered,
-            skipped: r.skipped,
-        })
-        .map_err(pubsub_error)
-    }
-
-    fn subscriber_count(&self, topic: &str) -> Result<u32, PubsubError> {
-        host_pubsub::subscriber_count(self.0, topic).map_err(pubsub_error)
-    }
-
-    fn send_to(&self, connection_id: u64, message: &OutMessage<'_>) -> Result<bool, PubsubError> {
-        host_pubsub::send_to(self.0, connection_id, message.as_wit()).map_err(pubsub_error)
-    }
-
     fn host(&self) -> Option<&host::Connection> {
         Some(self.0)
     }
@@ -127,4 +106,51 @@ fn pubsub_error(e: host_pubsub::PubsubError) -> PubsubError {
         host_pubsub::PubsubError::UnknownConnection => PubsubError::UnknownConnection,
         host_pubsub::PubsubError::Closed => PubsubError::Closed,
     }
+}
+
+/// `pubsub.subscribe` on the host.
+pub(crate) fn host_subscribe(conn: &host::Connection, topic: &str) -> Result<(), PubsubError> {
+    host_pubsub::subscribe(conn, topic).map_err(pubsub_error)
+}
+
+/// `pubsub.unsubscribe` on the host.
+pub(crate) fn host_unsubscribe(conn: &host::Connection, topic: &str) -> Result<bool, PubsubError> {
+    host_pubsub::unsubscribe(conn, topic).map_err(pubsub_error)
+}
+
+/// `pubsub.publish` on the host.
+pub(crate) fn host_publish(
+    conn: &host::Connection,
+    topic: &str,
+    message: &OutMessage<'_>,
+    exclude_self: bool,
+) -> Result<Published, PubsubError> {
+    host_pubsub::publish(
+        conn,
+        topic,
+        message.as_wit(),
+        host_pubsub::PublishOptions { exclude_self },
+    )
+    .map(|r| Published {
+        delivered: r.delivered,
+        skipped: r.skipped,
+    })
+    .map_err(pubsub_error)
+}
+
+/// `pubsub.subscriber-count` on the host.
+pub(crate) fn host_subscriber_count(
+    conn: &host::Connection,
+    topic: &str,
+) -> Result<u32, PubsubError> {
+    host_pubsub::subscriber_count(conn, topic).map_err(pubsub_error)
+}
+
+/// `pubsub.send-to` on the host.
+pub(crate) fn host_send_to(
+    conn: &host::Connection,
+    connection_id: u64,
+    message: &OutMessage<'_>,
+) -> Result<bool, PubsubError> {
+    host_pubsub::send_to(conn, connection_id, message.as_wit()).map_err(pubsub_error)
 }

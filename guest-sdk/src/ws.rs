@@ -219,12 +219,18 @@ impl Ws<'_> {
     /// calling this handler. Subscribing again changes nothing.
     /// Subscriptions end when the connection closes.
     pub fn subscribe(&self, topic: &str) -> Result<(), PubsubError> {
-        self.backend.subscribe(topic)
+        match self.backend.host() {
+            Some(conn) => crate::backend::host_subscribe(conn, topic),
+            None => self.backend.subscribe(topic),
+        }
     }
 
     /// Unsubscribes from a topic; `Ok(true)` if it was subscribed.
     pub fn unsubscribe(&self, topic: &str) -> Result<bool, PubsubError> {
-        self.backend.unsubscribe(topic)
+        match self.backend.host() {
+            Some(conn) => crate::backend::host_unsubscribe(conn, topic),
+            None => self.backend.unsubscribe(topic),
+        }
     }
 
     /// Publishes a message to every subscriber of a topic of this tenant,
@@ -237,8 +243,7 @@ impl Ws<'_> {
         topic: &str,
         message: impl Into<OutMessage<'m>>,
     ) -> Result<Published, PubsubError> {
-        self.flush();
-        self.backend.publish(topic, &message.into(), false)
+        self.publish_as(topic, &message.into(), false)
     }
 
     /// [`publish`](Self::publish) to everyone but this connection.
@@ -247,14 +252,30 @@ impl Ws<'_> {
         topic: &str,
         message: impl Into<OutMessage<'m>>,
     ) -> Result<Published, PubsubError> {
+        self.publish_as(topic, &message.into(), true)
+    }
+
+    fn publish_as(
+        &self,
+        topic: &str,
+        message: &OutMessage<'_>,
+        exclude_self: bool,
+    ) -> Result<Published, PubsubError> {
+        // This call's writes go out before its own copy of the message.
         self.flush();
-        self.backend.publish(topic, &message.into(), true)
+        match self.backend.host() {
+            Some(conn) => crate::backend::host_publish(conn, topic, message, exclude_self),
+            None => self.backend.publish(topic, message, exclude_self),
+        }
     }
 
     /// How many connections of this tenant subscribe to a topic on this
     /// server.
     pub fn subscriber_count(&self, topic: &str) -> Result<u32, PubsubError> {
-        self.backend.subscriber_count(topic)
+        match self.backend.host() {
+            Some(conn) => crate::backend::host_subscriber_count(conn, topic),
+            None => self.backend.subscriber_count(topic),
+        }
     }
 
     /// Sends a message to another connection of this tenant by its
@@ -265,7 +286,11 @@ impl Ws<'_> {
         connection_id: u64,
         message: impl Into<OutMessage<'m>>,
     ) -> Result<bool, PubsubError> {
-        self.backend.send_to(connection_id, &message.into())
+        let message = message.into();
+        match self.backend.host() {
+            Some(conn) => crate::backend::host_send_to(conn, connection_id, &message),
+            None => self.backend.send_to(connection_id, &message),
+        }
     }
 
     /// The host's `connection` resource, for calls the SDK does not wrap

@@ -1225,6 +1225,45 @@ wall_time_per_call = "3s"
     }
 
     #[test]
+    fn pubsub_settings_and_their_errors() {
+        let dir = temp_dir_with_module();
+        let cfg = parse_in(
+            &dir,
+            "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmax_backpressure = \"64KiB\"\nslow_consumer = \"close\"\n\
+             [pubsub]\nmax_subscriptions_per_connection = 5\n\
+             [pubsub.tenants.acme]\nmax_publishes_per_second = 7\n",
+        )
+        .unwrap();
+        let r = &cfg.routes[0];
+        assert_eq!(r.limits.max_backpressure, 64 * 1024);
+        assert_eq!(r.limits.slow_consumer, SlowConsumerPolicy::Close);
+        assert_eq!(cfg.pubsub.default_limits.max_subscriptions_per_connection, 5);
+        assert_eq!(
+            cfg.pubsub.tenants["acme"],
+            PubsubLimits {
+                max_subscriptions_per_connection: 5,
+                max_publishes_per_second: 7,
+            }
+        );
+        let defaults = parse_in(&dir, "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n").unwrap();
+        assert_eq!(defaults.routes[0].limits.max_backpressure, 256 * 1024);
+        assert_eq!(defaults.routes[0].limits.slow_consumer, SlowConsumerPolicy::Drop);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let e = err("[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nslow_consumer = \"wait\"\n");
+        assert!(e.contains(":4:") && e.contains("route[0].slow_consumer"), "{e}");
+        let e = err("[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmax_backpressure = 10\n");
+        assert!(e.contains("at least 1KiB"), "{e}");
+        let e = err(
+            "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n[pubsub.tenants.x]\nmax_publishes_per_second = 0\n",
+        );
+        assert!(
+            e.contains(":5:") && e.contains("pubsub.tenants.x.max_publishes_per_second"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn origin_and_keepalive_settings() {
         let dir = temp_dir_with_module();
         let cfg = parse_in(
