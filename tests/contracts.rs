@@ -17,7 +17,10 @@ async fn the_host_says_which_contract_each_module_implements() {
         line.contains("contract=wsbox:websocket/websocket-handler@0.2.1"),
         "{line}"
     );
-    assert!(!line.contains("pubsub"), "it does not import pubsub: {line}");
+    assert!(
+        !line.contains("pubsub"),
+        "it does not import pubsub: {line}"
+    );
     let _pubsub = TestServer::start(module_config("/pubsub", PUBSUB_WASM, test_limits())).await;
     let line = wait_for_log("module=wsbox_test_guest_pubsub contract=").await;
     assert!(

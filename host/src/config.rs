@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::server::pubsub::{PubsubLimits, SlowConsumerPolicy};
 use serde::Deserialize;
 use toml::Spanned;
-pub use crate::server::pubsub::{PubsubLimits, SlowConsumerPolicy};
 pub use wsbox_protocol::deflate::DeflateConfig;
 
 /// The default `max_message_size`, Tornado's `websocket_max_message_size`.
@@ -360,28 +360,31 @@ impl Config {
             server: ServerConfig::default(),
             tls: None,
             runtime: RuntimeConfig::default(),
-            routes: vec![RouteConfig {
-                pattern: r"/echo(?:/(?P<room>[^/]+))?".to_string(),
-                module: ModuleSource::Bundled {
-                    name: "echo",
-                    bytes: crate::bundled::ECHO_WASM,
+            routes: vec![
+                RouteConfig {
+                    pattern: r"/echo(?:/(?P<room>[^/]+))?".to_string(),
+                    module: ModuleSource::Bundled {
+                        name: "echo",
+                        bytes: crate::bundled::ECHO_WASM,
+                    },
+                    limits: RouteLimits::default(),
+                    origin: OriginConfig::default(),
+                    keepalive: Keepalive::default(),
+                    // The demo shows off compression: browsers always offer it.
+                    compression: Some(DeflateConfig::default()),
                 },
-                limits: RouteLimits::default(),
-                origin: OriginConfig::default(),
-                keepalive: Keepalive::default(),
-                // The demo shows off compression: browsers always offer it.
-                compression: Some(DeflateConfig::default()),
-            }, RouteConfig {
-                pattern: r"/chat/(?P<room>[A-Za-z0-9_-]{1,32})".to_string(),
-                module: ModuleSource::Bundled {
-                    name: "chat",
-                    bytes: crate::bundled::CHAT_WASM,
+                RouteConfig {
+                    pattern: r"/chat/(?P<room>[A-Za-z0-9_-]{1,32})".to_string(),
+                    module: ModuleSource::Bundled {
+                        name: "chat",
+                        bytes: crate::bundled::CHAT_WASM,
+                    },
+                    limits: RouteLimits::default(),
+                    origin: OriginConfig::default(),
+                    keepalive: Keepalive::default(),
+                    compression: Some(DeflateConfig::default()),
                 },
-                limits: RouteLimits::default(),
-                origin: OriginConfig::default(),
-                keepalive: Keepalive::default(),
-                compression: Some(DeflateConfig::default()),
-            }],
+            ],
             pages: vec![
                 PageConfig {
                     path: "/".to_string(),
@@ -1237,7 +1240,10 @@ wall_time_per_call = "3s"
         let r = &cfg.routes[0];
         assert_eq!(r.limits.max_backpressure, 64 * 1024);
         assert_eq!(r.limits.slow_consumer, SlowConsumerPolicy::Close);
-        assert_eq!(cfg.pubsub.default_limits.max_subscriptions_per_connection, 5);
+        assert_eq!(
+            cfg.pubsub.default_limits.max_subscriptions_per_connection,
+            5
+        );
         assert_eq!(
             cfg.pubsub.tenants["acme"],
             PubsubLimits {
@@ -1245,13 +1251,20 @@ wall_time_per_call = "3s"
                 max_publishes_per_second: 7,
             }
         );
-        let defaults = parse_in(&dir, "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n").unwrap();
+        let defaults =
+            parse_in(&dir, "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n").unwrap();
         assert_eq!(defaults.routes[0].limits.max_backpressure, 256 * 1024);
-        assert_eq!(defaults.routes[0].limits.slow_consumer, SlowConsumerPolicy::Drop);
+        assert_eq!(
+            defaults.routes[0].limits.slow_consumer,
+            SlowConsumerPolicy::Drop
+        );
         let _ = std::fs::remove_dir_all(&dir);
 
         let e = err("[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nslow_consumer = \"wait\"\n");
-        assert!(e.contains(":4:") && e.contains("route[0].slow_consumer"), "{e}");
+        assert!(
+            e.contains(":4:") && e.contains("route[0].slow_consumer"),
+            "{e}"
+        );
         let e = err("[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmax_backpressure = 10\n");
         assert!(e.contains("at least 1KiB"), "{e}");
         let e = err(

@@ -116,7 +116,10 @@ impl WebSocketHandler for Chat {
             "welcome to {}, {}: /nick <name>, /msg <name> <text>, /who",
             self.room, self.nick
         ));
-        self.notice(ws, &format!("{} joined {} ({here} here)", self.nick, self.room));
+        self.notice(
+            ws,
+            &format!("{} joined {} ({here} here)", self.nick, self.room),
+        );
     }
 
     fn on_message(&mut self, ws: &Ws, message: Message) {

@@ -15,9 +15,9 @@ use super::bindings::{
     CloseError, ConnectionResource, IpAddress, LogLevel, Message, MessageBatch, PingError,
     PublishOptions, PublishReport, PubsubError, SocketAddress, UpgradeRequest, WriteError,
 };
-use crate::server::pubsub::{PubsubError as HubError, PubsubHandle};
 use super::effects::{Effect, WriteBatch};
 use super::instance::{ConnState, HostState};
+use crate::server::pubsub::{PubsubError as HubError, PubsubHandle};
 
 impl types::Host for HostState {}
 

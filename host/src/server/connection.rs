@@ -304,6 +304,13 @@ pub async fn run<S: Transport>(
             tracing::debug!(error = %e, "set_nodelay failed");
         }
 
+        // What was posted before the input just read goes out before the
+        // handler's answers to that input (a published message the peer
+        // could see before its own request's answer).
+        if registration.mailbox().take_posted() {
+            conn.apply_mail(registration.mailbox().take());
+        }
+
         // Dispatch every complete event to the handler: consecutive
         // messages in batches, so a busy connection makes one call for many.
         let mut inbox = Inbox::new();

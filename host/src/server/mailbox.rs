@@ -108,6 +108,12 @@ impl Mailbox {
         }
     }
 
+    /// Whether something was posted since the last check, clearing the
+    /// flag: the caller then takes the queue.
+    pub fn take_posted(&self) -> bool {
+        self.has_mail.swap(false, Ordering::Acquire)
+    }
+
     /// Takes the queued commands, oldest first.
     pub fn take(&self) -> VecDeque<Command> {
         std::mem::take(&mut *lock(&self.queue))

@@ -337,7 +337,9 @@ impl Hub {
         if entry.topics.contains(topic) {
             return Ok(());
         }
-        let max = self.limits(&entry.member.tenant).max_subscriptions_per_connection;
+        let max = self
+            .limits(&entry.member.tenant)
+            .max_subscriptions_per_connection;
         if entry.topics.len() >= max as usize {
             return Err(PubsubError::TooManySubscriptions);
         }
@@ -561,18 +563,25 @@ mod tests {
         let report = a
             .publish("room", &Message::Text("hi".into()), false)
             .unwrap();
-        assert_eq!(report, PublishReport { delivered: 2, skipped: 0 });
+        assert_eq!(
+            report,
+            PublishReport {
+                delivered: 2,
+                skipped: 0
+            }
+        );
         let (fa, fb) = (frames(&boxes[0]), frames(&boxes[1]));
         assert_eq!(fa[0], &[0x81, 2, b'h', b'i'][..]);
         // The very same allocation, not a copy.
         assert_eq!(fa[0].as_ptr(), fb[0].as_ptr());
         assert!(frames(&boxes[2]).is_empty(), "another tenant's topic");
-        let report = a
-            .publish("room", &Message::Text("x".into()), true)
-            .unwrap();
+        let report = a.publish("room", &Message::Text("x".into()), true).unwrap();
         assert_eq!(report.delivered, 1);
         assert!(frames(&boxes[0]).is_empty(), "excluded itself");
-        assert_eq!(a.send_to(3, &Message::Text("x".into())), Err(PubsubError::UnknownConnection));
+        assert_eq!(
+            a.send_to(3, &Message::Text("x".into())),
+            Err(PubsubError::UnknownConnection)
+        );
         assert_eq!(a.send_to(2, &Message::Text("x".into())), Ok(true));
     }
 
@@ -585,7 +594,10 @@ mod tests {
         let mailbox: Arc<Mailbox> = Arc::default();
         let (membership, a) = hub.join(1, "t", Arc::clone(&mailbox), Backpressure::default());
         assert_eq!(a.subscribe(""), Err(PubsubError::EmptyTopic));
-        assert_eq!(a.subscribe(&"x".repeat(257)), Err(PubsubError::TopicTooLong));
+        assert_eq!(
+            a.subscribe(&"x".repeat(257)),
+            Err(PubsubError::TopicTooLong)
+        );
         a.subscribe(&"x".repeat(256)).unwrap();
         a.subscribe("b").unwrap();
         a.subscribe("b").unwrap();
@@ -614,7 +626,12 @@ mod tests {
             policy,
         };
         let (_m1, a) = hub.join(1, "t", Arc::clone(&slow), bound(SlowConsumerPolicy::Drop));
-        let (_m2, b) = hub.join(2, "t", Arc::clone(&closing), bound(SlowConsumerPolicy::Close));
+        let (_m2, b) = hub.join(
+            2,
+            "t",
+            Arc::clone(&closing),
+            bound(SlowConsumerPolicy::Close),
+        );
         a.subscribe("t").unwrap();
         b.subscribe("t").unwrap();
         let big = Message::Binary(Bytes::from(vec![0u8; 60]));
@@ -622,7 +639,13 @@ mod tests {
         assert_eq!(hub.publish("t", "t", &big).unwrap().delivered, 2);
         // Now 62 bytes wait on each: another 62 would pass 100.
         let report = hub.publish("t", "t", &big).unwrap();
-        assert_eq!(report, PublishReport { delivered: 0, skipped: 2 });
+        assert_eq!(
+            report,
+            PublishReport {
+                delivered: 0,
+                skipped: 2
+            }
+        );
         let closes = closing
             .take()
             .into_iter()
@@ -634,6 +657,12 @@ mod tests {
         slow.set_backlog(0);
         closing.set_backlog(0);
         let report = hub.publish("t", "t", &big).unwrap();
-        assert_eq!(report, PublishReport { delivered: 1, skipped: 1 });
+        assert_eq!(
+            report,
+            PublishReport {
+                delivered: 1,
+                skipped: 1
+            }
+        );
     }
 }

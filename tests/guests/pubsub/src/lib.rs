@@ -14,6 +14,7 @@
 //! | `count <topic>` | `count <n>` or `error ...` |
 //! | `send <id> <text>` | `sent <queued>` or `error ...` |
 //!
+//! Errors are answered with the WIT name, e.g. `error rate-exceeded`.
 //! A topic may not contain spaces here (the WIT allows them). `sub` of
 //! an empty topic is written `sub` alone. On open, a route capture
 //! `topic` is subscribed to.
@@ -30,8 +31,7 @@ use wsbox::websocket::connection::Connection;
 use wsbox::websocket::logging::log;
 use wsbox::websocket::pubsub::{self, PublishOptions, PubsubError};
 use wsbox::websocket::types::{
-    Accept, CloseInfo, LogLevel, Message, OpenInfo, OriginDecision, UpgradeDecision,
-    UpgradeRequest,
+    Accept, CloseInfo, LogLevel, Message, OpenInfo, OriginDecision, UpgradeDecision, UpgradeRequest,
 };
 
 thread_local! {
@@ -41,7 +41,7 @@ thread_local! {
 struct PubsubGuest;
 
 fn error(e: PubsubError) -> String {
-    format!("error {e:?}")
+    format!("error {}", e.name())
 }
 
 fn publish(conn: &Connection, topic: &str, message: &Message, exclude_self: bool) -> String {
@@ -79,7 +79,8 @@ fn command(conn: &Connection, text: &str) -> String {
             let payload = Message::Binary(vec![7u8; size]);
             let (mut delivered, mut skipped, mut errors) = (0u32, 0u32, 0u32);
             for _ in 0..n {
-                match pubsub::publish(conn, first, &payload, PublishOptions { exclude_self: true }) {
+                match pubsub::publish(conn, first, &payload, PublishOptions { exclude_self: true })
+                {
                     Ok(r) => {
                         delivered += r.delivered;
                         skipped += r.skipped;
@@ -116,6 +117,7 @@ impl Guest for PubsubGuest {
     fn on_open(conn: &Connection, _info: OpenInfo) {
         let request = conn.request();
         if let Some(topic) = request.named_captures.iter().find(|c| c.name == "topic")
+            && !topic.value.is_empty()
             && let Err(e) = pubsub::subscribe(conn, &topic.value)
         {
             let _ = conn.write_message(&Message::Text(error(e)));
