@@ -135,11 +135,14 @@ struct MemberEntry {
     topics: HashSet<String>,
 }
 
+/// A topic's subscribers, by connection id.
+type Subscribers = HashMap<u64, Arc<Member>>;
+
 #[derive(Default)]
 struct State {
     members: HashMap<u64, MemberEntry>,
-    /// tenant → topic → subscribers by connection id.
-    topics: HashMap<Arc<str>, HashMap<String, HashMap<u64, Arc<Member>>>>,
+    /// tenant → topic → subscribers.
+    topics: HashMap<Arc<str>, HashMap<String, Subscribers>>,
 }
 
 /// A tenant's publishes in the current one-second window.
