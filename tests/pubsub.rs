@@ -438,3 +438,55 @@ async fn the_admin_api_and_the_cli_publish_to_a_tenants_topic() {
     let _ = admin_task.await;
     server.shut_down().await;
 }
+
+/// Asks `text` of a wsbox client and returns the text answer.
+async fn client_ask(ws: &mut wsbox::client::WebSocketClient, text: &str) -> String {
+    ws.write_text(text).await.expect("write");
+    client_text(ws).await
+}
+
+async fn client_text(ws: &mut wsbox::client::WebSocketClient) -> String {
+    match tokio::time::timeout(WAIT, ws.read_message()).await {
+        Ok(Some(wsbox::client::Message::Text(t))) => t,
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// With permessage-deflate (context takeover on both sides), published
+/// frames go out uncompressed between the subscriber's compressed
+/// answers, and the peer's inflater follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_frames_reach_compressed_connections_uncompressed_and_intact() {
+    let mut config = pubsub_config(limits());
+    enable_compression(&mut config);
+    let server = TestServer::start(config).await;
+    let options = || {
+        wsbox::client::ClientOptions::default()
+            .with_compression(wsbox::protocol::deflate::DeflateConfig::default())
+    };
+    let url = server.url("/p/zipped");
+    let mut sub = tokio::time::timeout(WAIT, wsbox::client::connect(&url, options()))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    assert!(sub.is_compressed());
+    let mut publisher =
+        tokio::time::timeout(WAIT, wsbox::client::connect(&server.url("/p"), options()))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+    assert!(client_ask(&mut sub, "id").await.starts_with("id "));
+    for round in 0..3 {
+        // Long, repetitive texts: the handler's answers are compressed.
+        let text = format!("round {round} ").repeat(200);
+        assert_eq!(
+            client_ask(&mut publisher, &format!("pub zipped {text}")).await,
+            "published 1 0"
+        );
+        assert_eq!(client_text(&mut sub).await, text);
+        assert_eq!(client_ask(&mut sub, "count zipped").await, "count 1");
+        // A compressed answer after the uncompressed published frame.
+        let echo = format!("echo {round} ").repeat(100);
+        assert_eq!(client_ask(&mut sub, &format!("echo {echo}")).await, echo);
+    }
+}

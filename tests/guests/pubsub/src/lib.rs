@@ -5,6 +5,7 @@
 //! | command | answer |
 //! |---|---|
 //! | `id` | `id <connection id>` |
+//! | `echo <text>` | `<text>` (a handler's own write: compressed when the route compresses) |
 //! | `tag <word>` | `tagged`; `on-close` then logs `pubsub guest closed: <word>` |
 //! | `sub <topic>` | `subscribed` or `error <pubsub-error>` |
 //! | `unsub <topic>` | `unsubscribed <was subscribed>` or `error ...` |
@@ -58,6 +59,7 @@ fn command(conn: &Connection, text: &str) -> String {
     let rest = words.next().unwrap_or("");
     match verb {
         "id" => format!("id {}", conn.id()),
+        "echo" => text.strip_prefix("echo ").unwrap_or("").to_string(),
         "tag" => {
             TAG.with_borrow_mut(|t| *t = first.to_string());
             "tagged".to_string()
