@@ -277,6 +277,9 @@ async fn a_slow_consumer_is_skipped_under_drop_and_the_publisher_is_told() {
         drops.ends_with(&format!(" {skipped}")),
         "{drops} vs {skipped}"
     );
+    if !skip_peers(Peers::Promtool) {
+        promtool_check(&wsbox::metrics::to_prometheus_text(&metrics));
+    }
     assert!(
         !metrics.contains("wsbox_pubsub_slow_consumer_closes_total{tenant=\"default\"} 1"),
         "drop does not close"

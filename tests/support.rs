@@ -195,6 +195,48 @@ pub fn echo_configs() -> [Config; 3] {
 /// from outside the project (Python packages, Debian's Chromium).
 pub const SKIP_PEERS_VAR: &str = "WSBOX_SKIP_PEERS";
 
+/// `promtool`, installed from Debian's `prometheus` package on first use.
+pub fn promtool() -> String {
+    let path = std::env::var("WSBOX_PROMTOOL").unwrap_or_else(|_| "/usr/bin/promtool".into());
+    if !std::path::Path::new(&path).exists() && std::env::var_os("WSBOX_PROMTOOL").is_none() {
+        announce(&format!(
+            "wsbox tests: installing Debian's prometheus (for promtool) with apt-get (once; {SKIP_PEERS_VAR}=promtool skips this test)"
+        ));
+        let _ = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus",
+            ])
+            .status();
+    }
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "promtool not found at {path}: install Debian's `prometheus` package (.ci/run does) or set WSBOX_PROMTOOL"
+    );
+    path
+}
+
+/// Runs `promtool check metrics` on a Prometheus text exposition; panics
+/// with promtool's complaint if it fails.
+pub fn promtool_check(text: &str) {
+    let mut check = std::process::Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    std::io::Write::write_all(&mut check.stdin.take().expect("stdin"), text.as_bytes())
+        .expect("feed promtool");
+    let out = check.wait_with_output().expect("promtool finishes");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Peers that `cargo test` installs on first use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peers {
