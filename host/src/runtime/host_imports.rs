@@ -248,7 +248,8 @@ impl ConnState {
     }
 
     fn log_refusal(&self, call: &str, topic: &str, e: PubsubError) {
-        tracing::debug!(conn = self.id, call, topic, error = ?e, "pubsub call refused");
+        let tenant = self.pubsub.as_ref().map_or("", |hub| hub.tenant());
+        tracing::debug!(tenant, conn = self.id, call, topic, error = ?e, "pubsub call refused");
     }
 }
 

@@ -210,6 +210,11 @@ pub struct PubsubHandle {
 }
 
 impl PubsubHandle {
+    /// The tenant this connection's topics belong to.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
     pub fn subscribe(&self, topic: &str) -> Result<(), PubsubError> {
         self.hub.subscribe(self.id, topic)
     }
