@@ -391,17 +391,24 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
             let id = connection_id(id)?;
             let message = read_message(req).await?;
             let len = message.len();
-            plane.server().send(id, message)?;
+            let queued = plane.server().send(id, message)?;
             tracing::info!(
                 audit = "send",
                 conn = id,
                 len,
+                queued,
                 by,
-                "message queued for a connection"
+                "message sent to a connection (queued unless it is a slow consumer)"
             );
+            // `queued_bytes` is 0 when the connection was over its
+            // route's max_backpressure and the message was skipped.
             ok(
                 StatusCode::ACCEPTED,
-                &json!({"connection": id, "queued_bytes": len}),
+                &json!({
+                    "connection": id,
+                    "queued": queued,
+                    "queued_bytes": if queued { len } else { 0 },
+                }),
             )
         }
         (&Method::POST, ["connections", id, "close"]) | (&Method::DELETE, ["connections", id]) => {

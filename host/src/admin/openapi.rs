@@ -136,12 +136,15 @@ pub fn document() -> Value {
                     "properties": {"code": {"type": "integer", "default": 1000}, "reason": {"type": "string"}}}}}},
                 "responses": with_errors("202", "Closing", json!({"type": "object"}))}},
             "/v1/connections/{id}/messages": {"post": {
-                "summary": "Send a message to the client (text, or binary with application/octet-stream); the handler is not called",
+                "summary": "Send a message to the client (text, or binary with application/octet-stream); the handler is not called. Like pub/sub's send-to: framed once, skipped when the connection is over its route's max_backpressure",
                 "parameters": [conn],
                 "requestBody": {"required": true, "content": {
                     "text/plain": {"schema": {"type": "string"}},
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
-                "responses": with_errors("202", "Queued", json!({"type": "object"}))}}
+                "responses": with_errors("202", "Sent", json!({"type": "object",
+                    "properties": {"connection": {"type": "integer"},
+                        "queued": {"type": "boolean", "description": "false when skipped as a slow consumer"},
+                        "queued_bytes": {"type": "integer"}}}))}}
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

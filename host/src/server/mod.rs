@@ -370,16 +370,20 @@ impl ServerHandle {
     }
 
     /// Sends a message to one connection's peer without calling its
-    /// handler. At most once: a connection that closes meanwhile, or whose
-    /// output is over its limit, drops it (logged).
+    /// handler, the way pub/sub's `send-to` does: framed once
+    /// (uncompressed) and queued through its mailbox, unless the
+    /// connection is over its route's `max_backpressure` (`Ok(false)`,
+    /// counted as a drop; with `slow_consumer = "close"` it is closed with
+    /// 1008). At most once: a connection that closes meanwhile drops it.
     pub fn send(
         &self,
         connection_id: u64,
         message: wsbox_protocol::Message,
-    ) -> Result<(), ConnectionCommandError> {
-        self.mailbox(connection_id)?
-            .post(mailbox::Command::Send(message));
-        Ok(())
+    ) -> Result<bool, ConnectionCommandError> {
+        self.shared
+            .pubsub
+            .send_to_connection(connection_id, &message)
+            .ok_or(ConnectionCommandError::UnknownConnection(connection_id))
     }
 
     /// Closes one connection with a code and reason; its handler's

@@ -512,6 +512,17 @@ impl Hub {
         report
     }
 
+    /// Sends to one connection of any tenant (the operator, through the
+    /// admin API): `None` when no open connection has this id, else
+    /// whether it was queued (not skipped as a slow consumer).
+    pub fn send_to_connection(&self, connection_id: u64, message: &Message) -> Option<bool> {
+        let tenant = {
+            let state = lock(&self.state);
+            Arc::clone(&state.members.get(&connection_id)?.member.tenant)
+        };
+        self.send_to(&tenant, connection_id, message).ok()
+    }
+
     /// Sends to one connection of `tenant`.
     pub fn send_to(
         &self,
