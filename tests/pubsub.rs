@@ -493,3 +493,67 @@ async fn published_frames_reach_compressed_connections_uncompressed_and_intact()
         assert_eq!(client_ask(&mut sub, &format!("echo {echo}")).await, echo);
     }
 }
+
+/// Subscribers whose server-side compressor resets per message
+/// (`server_no_context_takeover`) get the message compressed once for all
+/// of them; context-takeover subscribers get it uncompressed; both read it
+/// intact, between the handler's own compressed answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_context_takeover_subscribers_share_one_compressed_frame() {
+    let mut config = pubsub_config(limits());
+    config.routes[0].compression = Some(wsbox::protocol::deflate::DeflateConfig {
+        server_no_context_takeover: true,
+        ..Default::default()
+    });
+    let mut takeover = config.routes[0].clone();
+    takeover.pattern = "/q(?:/(?P<topic>[a-z0-9]+))?".to_string();
+    takeover.compression = Some(Default::default());
+    config.routes.push(takeover);
+    let server = TestServer::start(config).await;
+    let options = || {
+        wsbox::client::ClientOptions::default()
+            .with_compression(wsbox::protocol::deflate::DeflateConfig::default())
+    };
+    let connect = |path: &str| {
+        let url = server.url(path);
+        let options = options();
+        async move {
+            tokio::time::timeout(WAIT, wsbox::client::connect(&url, options))
+                .await
+                .expect("connect in time")
+                .expect("connect")
+        }
+    };
+    let mut resetting = [connect("/p/shared").await, connect("/p/shared").await];
+    let mut keeping = connect("/q/shared").await;
+    let mut publisher = connect("/p").await;
+    for ws in resetting.iter_mut().chain([&mut keeping]) {
+        assert!(ws.is_compressed());
+        assert!(client_ask(ws, "id").await.starts_with("id "));
+    }
+    let before: Vec<u64> = server
+        .handle
+        .connections()
+        .iter()
+        .map(|c| c.bytes_out)
+        .collect();
+    let text = "all the news that fits ".repeat(2000); // 46 KB, very repetitive
+    assert_eq!(
+        client_ask(&mut publisher, &format!("pub shared {text}")).await,
+        "published 3 0"
+    );
+    for ws in resetting.iter_mut().chain([&mut keeping]) {
+        assert_eq!(client_text(ws).await, text);
+        let echo = "compressed answer ".repeat(50);
+        assert_eq!(client_ask(ws, &format!("echo {echo}")).await, echo);
+    }
+    let after = server.handle.connections();
+    let sent: Vec<u64> = after
+        .iter()
+        .zip(&before)
+        .map(|(c, b)| c.bytes_out - b)
+        .collect();
+    // Connections are listed by id: the two resetting ones first.
+    assert!(sent[0] < 2_000 && sent[1] < 2_000, "compressed: {sent:?}");
+    assert!(sent[2] > text.len() as u64, "uncompressed: {sent:?}");
+}

@@ -6,12 +6,15 @@
 //! the same bytes to each subscriber's [`Mailbox`]: the subscribers'
 //! handlers are not called, and no subscriber re-encodes it.
 //!
-//! permessage-deflate: the shared frame is sent uncompressed (RSV1 clear)
-//! to every subscriber, compressed connections included. RFC 7692 makes
-//! compression a per-message choice, and an uncompressed message leaves
-//! both sides' compression contexts untouched, so this is valid for every
-//! negotiated variant; it trades bandwidth for not compressing once per
-//! subscriber.
+//! permessage-deflate: a subscriber whose server-side compressor resets
+//! after every message (`server_no_context_takeover` negotiated) gets a
+//! message compressed once for all subscribers with the same settings
+//! ([`compress_once`]), RSV1 set. Every other subscriber, compressed
+//! connections with context takeover included, gets the shared frame
+//! uncompressed (RSV1 clear): RFC 7692 makes compression a per-message
+//! choice, and an uncompressed message leaves both sides' compression
+//! contexts untouched, so this is valid for every negotiated variant; it
+//! trades bandwidth for not compressing once per subscriber.
 //!
 //! Slow consumers: a subscriber whose socket already has queued output and
 //! would go over its route's `max_backpressure` with this message is
@@ -25,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use wsbox_protocol::Message;
+use wsbox_protocol::deflate::{SharedCompression, compress_once};
 use wsbox_protocol::frame::{OpCode, encode_frame};
 
 use super::mailbox::{Command, Mailbox};
@@ -126,6 +130,9 @@ struct Member {
     tenant: Arc<str>,
     mailbox: Arc<Mailbox>,
     backpressure: Backpressure,
+    /// Set when its compressor resets after every message: it can take a
+    /// message compressed once for many.
+    shared_compression: Option<SharedCompression>,
     /// Closed as a slow consumer: skipped from then on.
     slow_closed: AtomicBool,
 }
@@ -165,16 +172,63 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn opcode_and_payload(message: &Message) -> (OpCode, &[u8]) {
+    match message {
+        Message::Text(text) => (OpCode::Text, text.as_bytes()),
+        Message::Binary(data) => (OpCode::Binary, &data[..]),
+    }
+}
+
 /// Frames a message once, for every subscriber: one complete, unmasked,
 /// uncompressed data frame.
 pub fn encode_message(message: &Message) -> Bytes {
-    let (opcode, payload) = match message {
-        Message::Text(text) => (OpCode::Text, text.as_bytes()),
-        Message::Binary(data) => (OpCode::Binary, &data[..]),
-    };
+    let (opcode, payload) = opcode_and_payload(message);
     let mut out = BytesMut::new();
     encode_frame(&mut out, true, false, opcode, payload, None);
     out.freeze()
+}
+
+/// One message's frames, each made once, on first need: uncompressed, and
+/// compressed per set of shared compression settings.
+struct Frames<'m> {
+    message: &'m Message,
+    plain: Bytes,
+    compressed: Vec<(SharedCompression, Bytes)>,
+}
+
+impl<'m> Frames<'m> {
+    fn new(message: &'m Message) -> Frames<'m> {
+        Frames {
+            message,
+            plain: encode_message(message),
+            compressed: Vec::new(),
+        }
+    }
+
+    /// The frame for a member with these settings.
+    fn for_member(&mut self, shared: Option<SharedCompression>) -> &Bytes {
+        let Some(settings) = shared else {
+            return &self.plain;
+        };
+        let index = match self.compressed.iter().position(|(s, _)| *s == settings) {
+            Some(i) => i,
+            None => {
+                let (opcode, payload) = opcode_and_payload(self.message);
+                let frame = match compress_once(payload, &settings) {
+                    Some(deflated) => {
+                        let mut out = BytesMut::new();
+                        encode_frame(&mut out, true, true, opcode, &deflated, None);
+                        out.freeze()
+                    }
+                    // Too short, or it does not shrink: the plain frame.
+                    None => self.plain.clone(),
+                };
+                self.compressed.push((settings, frame));
+                self.compressed.len() - 1
+            }
+        };
+        &self.compressed[index].1
+    }
 }
 
 fn check_topic(topic: &str) -> Result<(), PubsubError> {
@@ -280,12 +334,14 @@ impl Hub {
         tenant: &str,
         mailbox: Arc<Mailbox>,
         backpressure: Backpressure,
+        shared_compression: Option<SharedCompression>,
     ) -> (Membership, PubsubHandle) {
         let tenant: Arc<str> = Arc::from(tenant);
         let member = Arc::new(Member {
             tenant: Arc::clone(&tenant),
             mailbox,
             backpressure,
+            shared_compression,
             slow_closed: AtomicBool::new(false),
         });
         lock(&self.state).members.insert(
@@ -490,13 +546,15 @@ impl Hub {
         let Some(subscribers) = state.topics.get(tenant).and_then(|t| t.get(topic)) else {
             return report;
         };
-        // Encoded once; every subscriber gets the same bytes.
-        let frame = encode_message(message);
+        // Encoded once (and compressed once per set of shared compression
+        // settings); subscribers get the same bytes.
+        let mut frames = Frames::new(message);
         for (&id, member) in subscribers {
             if Some(id) == exclude {
                 continue;
             }
-            if self.offer(id, member, &frame, &labels) {
+            let frame = frames.for_member(member.shared_compression);
+            if self.offer(id, member, frame, &labels) {
                 report.delivered += 1;
             } else {
                 report.skipped += 1;
@@ -540,8 +598,9 @@ impl Hub {
         let labels = TenantLabels {
             tenant: tenant.to_string(),
         };
-        let frame = encode_message(message);
-        let queued = self.offer(connection_id, &member, &frame, &labels);
+        let mut frames = Frames::new(message);
+        let frame = frames.for_member(member.shared_compression);
+        let queued = self.offer(connection_id, &member, frame, &labels);
         if queued {
             self.metrics.pubsub_deliveries.get_or_create(&labels).inc();
         }
@@ -572,9 +631,27 @@ mod tests {
     fn fan_out_shares_one_encoded_frame_within_a_tenant() {
         let hub = hub(PubsubLimits::default());
         let boxes: Vec<Arc<Mailbox>> = (0..3).map(|_| Arc::default()).collect();
-        let (_m1, a) = hub.join(1, "acme", Arc::clone(&boxes[0]), Backpressure::default());
-        let (_m2, b) = hub.join(2, "acme", Arc::clone(&boxes[1]), Backpressure::default());
-        let (_m3, other) = hub.join(3, "other", Arc::clone(&boxes[2]), Backpressure::default());
+        let (_m1, a) = hub.join(
+            1,
+            "acme",
+            Arc::clone(&boxes[0]),
+            Backpressure::default(),
+            None,
+        );
+        let (_m2, b) = hub.join(
+            2,
+            "acme",
+            Arc::clone(&boxes[1]),
+            Backpressure::default(),
+            None,
+        );
+        let (_m3, other) = hub.join(
+            3,
+            "other",
+            Arc::clone(&boxes[2]),
+            Backpressure::default(),
+            None,
+        );
         a.subscribe("room").unwrap();
         b.subscribe("room").unwrap();
         other.subscribe("room").unwrap();
@@ -605,13 +682,45 @@ mod tests {
     }
 
     #[test]
+    fn one_compressed_frame_per_set_of_settings() {
+        let text = "compress me once ".repeat(100);
+        let message = Message::Text(text.clone());
+        let settings = SharedCompression {
+            window_bits: 15,
+            level: 6,
+            mem_level: 8,
+            min_compress_size: 256,
+        };
+        let mut frames = Frames::new(&message);
+        let a = frames.for_member(Some(settings)).clone();
+        let b = frames.for_member(Some(settings)).clone();
+        assert_eq!(a.as_ptr(), b.as_ptr(), "compressed once");
+        assert_eq!(a[0], 0x80 | 0x40 | 0x1, "FIN, RSV1, text");
+        assert!(a.len() < text.len() / 4, "{} bytes", a.len());
+        let other = frames
+            .for_member(Some(SharedCompression {
+                window_bits: 10,
+                ..settings
+            }))
+            .clone();
+        assert_ne!(other.as_ptr(), a.as_ptr());
+        let plain = frames.for_member(None).clone();
+        assert_eq!(plain[0], 0x81, "uncompressed for context takeover");
+        // Below min_compress_size: the plain frame, shared.
+        let short = Message::Text("hi".into());
+        let mut frames = Frames::new(&short);
+        let s = frames.for_member(Some(settings)).clone();
+        assert_eq!(s.as_ptr(), frames.for_member(None).as_ptr());
+    }
+
+    #[test]
     fn limits_topics_and_leaving() {
         let hub = hub(PubsubLimits {
             max_subscriptions_per_connection: 2,
             max_publishes_per_second: 3,
         });
         let mailbox: Arc<Mailbox> = Arc::default();
-        let (membership, a) = hub.join(1, "t", Arc::clone(&mailbox), Backpressure::default());
+        let (membership, a) = hub.join(1, "t", Arc::clone(&mailbox), Backpressure::default(), None);
         assert_eq!(a.subscribe(""), Err(PubsubError::EmptyTopic));
         assert_eq!(
             a.subscribe(&"x".repeat(257)),
@@ -644,12 +753,19 @@ mod tests {
             max_bytes: 100,
             policy,
         };
-        let (_m1, a) = hub.join(1, "t", Arc::clone(&slow), bound(SlowConsumerPolicy::Drop));
+        let (_m1, a) = hub.join(
+            1,
+            "t",
+            Arc::clone(&slow),
+            bound(SlowConsumerPolicy::Drop),
+            None,
+        );
         let (_m2, b) = hub.join(
             2,
             "t",
             Arc::clone(&closing),
             bound(SlowConsumerPolicy::Close),
+            None,
         );
         a.subscribe("t").unwrap();
         b.subscribe("t").unwrap();

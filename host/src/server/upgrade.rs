@@ -338,6 +338,9 @@ pub(super) async fn handle(
             max_bytes: route.config.limits.max_backpressure,
             policy: route.config.limits.slow_consumer,
         },
+        deflate
+            .as_ref()
+            .and_then(|(negotiated, _)| negotiated.server_shared_compression()),
     );
     instance.set_pubsub(pubsub);
     let setup = ConnectionSetup {
