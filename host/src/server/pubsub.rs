@@ -713,6 +713,47 @@ mod tests {
         assert_eq!(s.as_ptr(), frames.for_member(None).as_ptr());
     }
 
+    /// What a publish to 1,000 no-context-takeover subscribers costs in
+    /// compression, compressing once or once per subscriber (what the
+    /// connection's own compressor would do). Numbers, not a check:
+    /// `cargo test --release -p wsbox --lib -- --ignored --nocapture
+    /// compress_once_against_per_subscriber`.
+    #[test]
+    #[ignore]
+    fn compress_once_against_per_subscriber() {
+        let settings = SharedCompression {
+            window_bits: 15,
+            level: 6,
+            mem_level: 8,
+            min_compress_size: 256,
+        };
+        let subscribers = 1_000;
+        for size in [1024usize, 16 * 1024] {
+            let payload: Vec<u8> = (0..size)
+                .map(|i| b"{\"user\":\"alice\",\"text\":\"hello room\"} "[i % 37])
+                .collect();
+            let message = Message::Binary(Bytes::from(payload.clone()));
+            let once = std::time::Instant::now();
+            let mut frames = Frames::new(&message);
+            let mut bytes = 0;
+            for _ in 0..subscribers {
+                bytes += frames.for_member(Some(settings)).len();
+            }
+            let once = once.elapsed();
+            let each = std::time::Instant::now();
+            let mut bytes_each = 0;
+            for _ in 0..subscribers {
+                bytes_each += compress_once(&payload, &settings).map_or(0, |c| c.len());
+            }
+            let each = each.elapsed();
+            println!(
+                "{size} B to {subscribers} subscribers: compress once {once:?} ({bytes} B queued), \
+                 per subscriber {each:?} ({bytes_each} B), {:.0}x",
+                each.as_secs_f64() / once.as_secs_f64()
+            );
+        }
+    }
+
     #[test]
     fn limits_topics_and_leaving() {
         let hub = hub(PubsubLimits {
