@@ -716,7 +716,7 @@ mod tests {
     /// What a publish to 1,000 no-context-takeover subscribers costs in
     /// compression, compressing once or once per subscriber (what the
     /// connection's own compressor would do). Numbers, not a check:
-    /// `cargo test --release -p wsbox --lib -- --ignored --nocapture
+    /// `cargo test -p wsbox --lib -- --ignored --nocapture
     /// compress_once_against_per_subscriber`.
     #[test]
     #[ignore]
