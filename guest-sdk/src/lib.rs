@@ -161,6 +161,7 @@
 //! | `set_nodelay(value)`                | [`Ws::set_nodelay`]                                      |
 //! | `WebSocketClosedError`              | [`Closed`]                                               |
 //! | `logging`                           | [`log`] (and `println!`, which the host logs too)        |
+//! | `for waiter in cls.waiters: waiter.write_message(m)` | [`Ws::subscribe`] once, then [`Ws::publish`]: the host delivers |
 //!
 //! The errors of [`Ws`]'s calls all implement [`std::error::Error`], so a
 //! helper returning `Result<(), Box<dyn std::error::Error>>` can use `?` on
