@@ -672,4 +672,81 @@ mod tests {
             (Some(1001), "away", CloseCause::PeerClosed)
         );
     }
+
+    /// Subscribes to "t" on open; "pub X" publishes X to "t", "others X"
+    /// to everyone else, "to N X" sends X to connection N.
+    #[derive(Default)]
+    struct Room;
+
+    impl WebSocketHandler for Room {
+        fn open(&mut self, ws: &Ws) {
+            ws.subscribe("t").unwrap();
+        }
+
+        fn on_message(&mut self, ws: &Ws, message: Message) {
+            let text = message.as_text().unwrap_or_default();
+            let _ = ws.write_message("before");
+            if let Some(rest) = text.strip_prefix("pub ") {
+                let published = ws.publish("t", rest).unwrap();
+                let _ = ws.write_message(format!("delivered {}", published.delivered));
+            } else if let Some(rest) = text.strip_prefix("others ") {
+                let published = ws.publish_to_others("t", rest).unwrap();
+                let _ = ws.write_message(format!("delivered {}", published.delivered));
+            } else if let Some(rest) = text.strip_prefix("to ") {
+                let (id, body) = rest.split_once(' ').unwrap_or((rest, ""));
+                let result = ws.send_to(id.parse().unwrap_or(0), body);
+                let _ = ws.write_message(format!("{result:?}"));
+            }
+        }
+    }
+
+    fn in_room(hub: &super::TestHub, id: u64) -> TestConnection<Room> {
+        TestConnection::connect_in(
+            hub,
+            UpgradeRequest {
+                connection_id: id,
+                ..UpgradeRequest::default()
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_hub_delivers_publishes_like_the_host() {
+        let text = |s: &str| Sent::Text(s.into());
+        let hub = super::TestHub::new();
+        let mut a = in_room(&hub, 1);
+        let mut b = in_room(&hub, 2);
+        assert_eq!(hub.subscriber_count("t"), 2);
+        a.receive("pub hi");
+        // The publisher's own copy comes after the event's writes.
+        assert_eq!(
+            a.take_sent(),
+            vec![text("before"), text("delivered 2"), text("hi")]
+        );
+        assert_eq!(b.take_sent(), vec![text("hi")]);
+        b.receive("others psst");
+        assert_eq!(a.take_sent(), vec![text("psst")]);
+        assert_eq!(b.take_sent(), vec![text("before"), text("delivered 1")]);
+        a.receive("to 2 direct");
+        assert_eq!(b.take_sent(), vec![text("direct")]);
+        a.receive("to 9 nobody");
+        assert_eq!(
+            a.take_sent(),
+            vec![
+                text("before"),
+                text("Ok(true)"),
+                text("before"),
+                text("Err(UnknownConnection)")
+            ]
+        );
+        // Closing ends its subscriptions.
+        b.close_from_peer(Some(1000), "");
+        assert_eq!(hub.subscriber_count("t"), 1);
+        a.receive("pub alone");
+        assert_eq!(
+            a.take_sent(),
+            vec![text("before"), text("delivered 1"), text("alone")]
+        );
+    }
 }
