@@ -74,12 +74,17 @@ export WSBOX_ADMIN="http://127.0.0.1:$admin_port" WSBOX_ADMIN_TOKEN="fairness-be
 
 run_tenant_server() { # $1 = tenant a's max_concurrent_calls
     rm -rf "$out/data"
-    printf 'listen = "127.0.0.1:%s"\n' "$port" >"$out/wsbox.toml"
-    "$wsbox" serve --config "$out/wsbox.toml" --admin-listen "127.0.0.1:$admin_port" \
-        --data-dir "$out/data" >"$out/server-$1.log" 2>&1 &
+    cat >"$out/wsbox.toml" <<TOML
+listen = "127.0.0.1:$port"
+
+[admin]
+listen = "127.0.0.1:$admin_port"
+data_dir = "$out/data"
+TOML
+    "$wsbox" serve --config "$out/wsbox.toml" >"$out/server-$1.log" 2>&1 &
     server=$!
     for _ in $(seq 1 100); do
-        grep -q listening "$out/server-$1.log" 2>/dev/null && break
+        "$wsbox" tenants >/dev/null 2>&1 && break
         sleep 0.1
     done
     "$wsbox" tenant a --path-prefix /a --max-concurrent-calls "$1" >/dev/null

@@ -5,4 +5,6 @@ fn main() {
     // The bundled demo that `wsbox serve` runs with no config.
     let echo = build_guest("wsbox-example-echo");
     println!("cargo:rustc-env=WSBOX_BUNDLED_ECHO_WASM={}", echo.display());
+    let chat = build_guest("wsbox-example-chat");
+    println!("cargo:rustc-env=WSBOX_BUNDLED_CHAT_WASM={}", chat.display());
 }

@@ -199,16 +199,17 @@ async fn headless_chromium_round_trips_with_permessage_deflate() {
     );
 }
 
-/// The no-config server's own page at `/`, with its default origin rule.
+/// The no-config server's own echo page (`/echo.html`; `/` is the chat's
+/// since the chat demo), with its default origin rule.
 #[tokio::test]
-async fn the_demo_page_at_the_root_round_trips_from_its_own_origin() {
+async fn the_demo_echo_page_round_trips_from_its_own_origin() {
     if skip_peers(Peers::Chromium) {
         return;
     }
     let (report_port, mut results) = page_server().await;
     let server = TestServer::start(demo_config()).await;
     let url = format!(
-        "http://127.0.0.1:{}/?selftest=http://127.0.0.1:{report_port}/result",
+        "http://127.0.0.1:{}/echo.html?selftest=http://127.0.0.1:{report_port}/result",
         server.addr.port()
     );
     let report = run_page(&url, &mut results).await;
@@ -219,4 +220,146 @@ async fn the_demo_page_at_the_root_round_trips_from_its_own_origin() {
         "the greeting carries the route capture: {report}"
     );
     assert!(report.contains("permessage-deflate"), "{report}");
+}
+
+/// A Chromium process on one page, stopped with [`Chromium::stop`].
+struct Chromium {
+    child: tokio::process::Child,
+    profile: std::path::PathBuf,
+}
+
+impl Chromium {
+    fn start(url: &str) -> Chromium {
+        let profile = std::env::temp_dir().join(format!(
+            "wsbox-chromium-{}-{}",
+            std::process::id(),
+            PROFILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let child = tokio::process::Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("--remote-debugging-port=0")
+            .arg(url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chromium");
+        Chromium { child, profile }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        let _ = self.child.wait().await;
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// A query-string value, percent-encoded.
+fn query_value(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Reads the pages' reports (`{"nick", "line"}`) into `seen` until one
+/// satisfies `done`; panics after 90 s.
+async fn wait_for_line(
+    results: &mut mpsc::Receiver<String>,
+    seen: &mut Vec<(String, String)>,
+    done: impl Fn(&str, &str) -> bool,
+) {
+    if seen.iter().any(|(n, l)| done(n, l)) {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let report = tokio::time::timeout_at(deadline, results.recv())
+            .await
+            .unwrap_or_else(|_| panic!("the pages did not report in time; seen: {seen:?}"))
+            .expect("report");
+        let v: serde_json::Value = serde_json::from_str(&report).expect("a JSON report");
+        let nick = v["nick"].as_str().unwrap_or_default().to_string();
+        let line = v["line"].as_str().unwrap_or_default().to_string();
+        let hit = done(&nick, &line);
+        seen.push((nick, line));
+        if hit {
+            return;
+        }
+    }
+}
+
+/// The chat page at `/` in three real browsers: alice and bob chat in
+/// `lobby`, carol sits in `attic` and must see none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_chromium_pages_chat_and_a_third_in_another_room_sees_nothing() {
+    if skip_peers(Peers::Chromium) {
+        return;
+    }
+    let (report_port, mut results) = page_server().await;
+    let server = TestServer::start(demo_config()).await;
+    let base = format!("http://127.0.0.1:{}/", server.addr.port());
+    let report = query_value(&format!("http://127.0.0.1:{report_port}/result"));
+    let mut seen = Vec::new();
+
+    let carol = Chromium::start(&format!("{base}?bot=carol&room=attic&report={report}"));
+    wait_for_line(&mut results, &mut seen, |n, l| {
+        n == "carol" && l.starts_with("* carol joined attic")
+    })
+    .await;
+    let alice = Chromium::start(&format!(
+        "{base}?bot=alice&room=lobby&report={report}&expect={}&say={}",
+        query_value("* bob joined"),
+        query_value("hello bob")
+    ));
+    wait_for_line(&mut results, &mut seen, |n, l| {
+        n == "alice" && l.starts_with("* alice joined lobby")
+    })
+    .await;
+    let bob = Chromium::start(&format!(
+        "{base}?bot=bob&room=lobby&report={report}&expect={}&say={}",
+        query_value("alice: hello bob"),
+        query_value("hello alice")
+    ));
+    wait_for_line(&mut results, &mut seen, |n, l| {
+        n == "alice" && l == "bob: hello alice"
+    })
+    .await;
+    // Each line is reported by its own request: bob's may come later.
+    wait_for_line(&mut results, &mut seen, |n, l| {
+        n == "bob" && l == "alice: hello bob"
+    })
+    .await;
+    let carol_saw: Vec<&String> = seen
+        .iter()
+        .filter(|(n, _)| n == "carol")
+        .map(|(_, l)| l)
+        .collect();
+    assert!(
+        carol_saw
+            .iter()
+            .all(|l| !l.contains("alice") && !l.contains("bob")),
+        "carol is in another room: {carol_saw:?}"
+    );
+    assert_eq!(server.handle.subscriber_count("default", "room:lobby"), 2);
+    assert_eq!(server.handle.subscriber_count("default", "room:attic"), 1);
+    for browser in [alice, bob, carol] {
+        browser.stop().await;
+    }
 }

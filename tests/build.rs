@@ -6,4 +6,6 @@ fn main() {
     println!("cargo:rustc-env=WSBOX_CHAOS_WASM={}", chaos.display());
     let basic = build_guest("wsbox-test-guest-basic");
     println!("cargo:rustc-env=WSBOX_BASIC_WASM={}", basic.display());
+    let pubsub = build_guest("wsbox-test-guest-pubsub");
+    println!("cargo:rustc-env=WSBOX_PUBSUB_WASM={}", pubsub.display());
 }

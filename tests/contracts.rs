@@ -1,6 +1,7 @@
 //! Contract versions and optional interfaces: the host detects what a
-//! component implements (0.2.0 with or without the batch interface, or
-//! 0.1.0), says so in its log, and runs each the way its contract says.
+//! component implements (0.2.1 or 0.2.0 with or without the batch
+//! interface, with or without pubsub, or 0.1.0), says so in its log, and
+//! runs each the way its contract says.
 
 use futures_util::SinkExt;
 use tokio::io::AsyncWriteExt;
@@ -13,13 +14,32 @@ async fn the_host_says_which_contract_each_module_implements() {
     let _basic = TestServer::start(module_config("/basic", BASIC_WASM, test_limits())).await;
     let line = wait_for_log("module=wsbox_test_guest_basic contract=").await;
     assert!(
-        line.contains("contract=wsbox:websocket/websocket-handler@0.2.0"),
+        line.contains("contract=wsbox:websocket/websocket-handler@0.2.1"),
         "{line}"
     );
+    assert!(
+        !line.contains("pubsub"),
+        "it does not import pubsub: {line}"
+    );
+    let _pubsub = TestServer::start(module_config("/pubsub", PUBSUB_WASM, test_limits())).await;
+    let line = wait_for_log("module=wsbox_test_guest_pubsub contract=").await;
+    assert!(
+        line.contains("contract=wsbox:websocket/websocket-handler@0.2.1 + pubsub"),
+        "{line}"
+    );
+    // Built against 0.2.0, before pubsub: linked and found through
+    // wasmtime's semver-compatible lookup, with no adapter.
+    let _v020 = TestServer::start(echo_0_2_0_config()).await;
+    let line = wait_for_log("module=echo-wit-0.2.0 contract=").await;
+    assert!(
+        line.contains("contract=wsbox:websocket/websocket-batch-handler@0.2.0"),
+        "{line}"
+    );
+    assert!(!line.contains("pubsub"), "{line}");
     let _chaos = TestServer::start(chaos_config("/chaos", test_limits())).await;
     let line = wait_for_log("module=wsbox_test_guest_chaos contract=").await;
     assert!(
-        line.contains("contract=wsbox:websocket/websocket-batch-handler@0.2.0"),
+        line.contains("contract=wsbox:websocket/websocket-batch-handler@0.2.1"),
         "{line}"
     );
     let _old = TestServer::start(echo_0_1_0_config()).await;

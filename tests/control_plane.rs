@@ -18,8 +18,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wsbox::config::AdminConfig;
 use wsbox_tests::{
-    CHAOS_WASM, Client, Peers, SKIP_PEERS_VAR, TestServer, WAIT, announce, ask, chaos_config,
-    expect_close, init_logging, next_message, skip_peers, test_limits, wait_for_log, wsbox_binary,
+    CHAOS_WASM, Client, Peers, TestServer, WAIT, ask, chaos_config, expect_close, init_logging,
+    next_message, promtool_check, skip_peers, test_limits, wait_for_log, wsbox_binary,
 };
 
 const TOKEN: &str = "test-operator-token";
@@ -988,27 +988,6 @@ async fn the_api_sends_to_and_closes_connections() {
     plane.stop().await;
 }
 
-/// `promtool`, installed from Debian's `prometheus` package on first use.
-fn promtool() -> String {
-    let path = std::env::var("WSBOX_PROMTOOL").unwrap_or_else(|_| "/usr/bin/promtool".into());
-    if !Path::new(&path).exists() && std::env::var_os("WSBOX_PROMTOOL").is_none() {
-        announce(&format!(
-            "wsbox tests: installing Debian's prometheus (for promtool) with apt-get (once; {SKIP_PEERS_VAR}=promtool skips this test)"
-        ));
-        let _ = std::process::Command::new("sh")
-            .args([
-                "-c",
-                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus",
-            ])
-            .status();
-    }
-    assert!(
-        Path::new(&path).exists(),
-        "promtool not found at {path}: install Debian's `prometheus` package (.ci/run does) or set WSBOX_PROMTOOL"
-    );
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_by_tenant_route_module_version_and_pass_promtool() {
     if skip_peers(Peers::Promtool) {
@@ -1058,22 +1037,7 @@ async fn metrics_count_by_tenant_route_module_version_and_pass_promtool() {
         .expect("received bytes of the connection");
     assert!(received > "count me".len() as u64, "{received}");
 
-    let mut check = std::process::Command::new(promtool())
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    std::io::Write::write_all(&mut check.stdin.take().expect("stdin"), text.as_bytes())
-        .expect("feed promtool");
-    let out = check.wait_with_output().expect("promtool finishes");
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check(&text);
     ws.close(None).await.expect("close");
     plane.stop().await;
 }

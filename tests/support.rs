@@ -20,6 +20,9 @@ pub const CHAOS_WASM: &str = env!("WSBOX_CHAOS_WASM");
 /// A handler on the bare 0.2.0 bindings, without the batch interface.
 pub const BASIC_WASM: &str = env!("WSBOX_BASIC_WASM");
 
+/// A handler on the bare 0.2.1 bindings that drives `pubsub` by commands.
+pub const PUBSUB_WASM: &str = env!("WSBOX_PUBSUB_WASM");
+
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -132,6 +135,7 @@ pub fn module_config(pattern: &str, path: &str, limits: RouteLimits) -> Config {
         tenants: Vec::new(),
         pages: Vec::new(),
         admin: None,
+        pubsub: Default::default(),
     }
 }
 
@@ -157,24 +161,83 @@ pub fn demo_config() -> Config {
 pub const ECHO_0_1_0_WASM: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/echo-wit-0.1.0.wasm");
 
-/// The bundled demo with its echo module replaced by the 0.1.0 build.
-pub fn echo_0_1_0_config() -> Config {
+/// The echo example built against `wsbox:websocket@0.2.0` (before
+/// `pubsub` made the package 0.2.1), checked in for the same reason.
+pub const ECHO_0_2_0_WASM: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/echo-wit-0.2.0.wasm");
+
+/// The bundled demo with its echo route's module replaced by `wasm`.
+fn demo_with_echo(wasm: &str) -> Config {
     let mut config = demo_config();
     for route in &mut config.routes {
-        route.module = wsbox::config::ModuleSource::File(ECHO_0_1_0_WASM.into());
+        if route.pattern.starts_with("/echo") {
+            route.module = wsbox::config::ModuleSource::File(wasm.into());
+        }
     }
     config
 }
 
-/// The echo demo as built today (contract 0.2.0) and as built against
-/// 0.1.0: the echo end-to-end tests run on both.
-pub fn echo_configs() -> [Config; 2] {
-    [demo_config(), echo_0_1_0_config()]
+/// The bundled demo with its echo module replaced by the 0.1.0 build.
+pub fn echo_0_1_0_config() -> Config {
+    demo_with_echo(ECHO_0_1_0_WASM)
+}
+
+/// The bundled demo with its echo module replaced by the 0.2.0 build.
+pub fn echo_0_2_0_config() -> Config {
+    demo_with_echo(ECHO_0_2_0_WASM)
+}
+
+/// The echo demo as built today (contract 0.2.1), and as built against
+/// 0.2.0 and 0.1.0: the echo end-to-end tests run on all three.
+pub fn echo_configs() -> [Config; 3] {
+    [demo_config(), echo_0_2_0_config(), echo_0_1_0_config()]
 }
 
 /// The environment variable that skips the tests needing peers installed
 /// from outside the project (Python packages, Debian's Chromium).
 pub const SKIP_PEERS_VAR: &str = "WSBOX_SKIP_PEERS";
+
+/// `promtool`, installed from Debian's `prometheus` package on first use.
+pub fn promtool() -> String {
+    let path = std::env::var("WSBOX_PROMTOOL").unwrap_or_else(|_| "/usr/bin/promtool".into());
+    if !std::path::Path::new(&path).exists() && std::env::var_os("WSBOX_PROMTOOL").is_none() {
+        announce(&format!(
+            "wsbox tests: installing Debian's prometheus (for promtool) with apt-get (once; {SKIP_PEERS_VAR}=promtool skips this test)"
+        ));
+        let _ = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus",
+            ])
+            .status();
+    }
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "promtool not found at {path}: install Debian's `prometheus` package (.ci/run does) or set WSBOX_PROMTOOL"
+    );
+    path
+}
+
+/// Runs `promtool check metrics` on a Prometheus text exposition; panics
+/// with promtool's complaint if it fails.
+pub fn promtool_check(text: &str) {
+    let mut check = std::process::Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    std::io::Write::write_all(&mut check.stdin.take().expect("stdin"), text.as_bytes())
+        .expect("feed promtool");
+    let out = check.wait_with_output().expect("promtool finishes");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 /// Peers that `cargo test` installs on first use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,9 +2,10 @@
 //! component, or a recording fake in native tests ([`testing`](crate::testing)).
 
 use crate::bindings::wsbox::websocket::connection as host;
+use crate::bindings::wsbox::websocket::pubsub as host_pubsub;
 use crate::bindings::wsbox::websocket::types as wit;
-use crate::errors::{CloseError, Closed, PingError};
-use crate::types::{OutMessage, UpgradeRequest};
+use crate::errors::{CloseError, Closed, PingError, PubsubError};
+use crate::types::{OutMessage, Published, UpgradeRequest};
 
 /// The calls a handler makes on its connection.
 pub(crate) trait Backend {
@@ -18,6 +19,30 @@ pub(crate) trait Backend {
     fn ping(&self, data: &[u8]) -> Result<(), PingError>;
     fn close(&self, code: Option<u16>, reason: Option<&str>) -> Result<(), CloseError>;
     fn set_nodelay(&self, enabled: bool);
+    // Pub/sub, for backends without a host resource (the test fake). With
+    // the host's resource, `Ws` calls the host's `pubsub` functions below
+    // directly, so a component imports `pubsub` only if its handler uses
+    // it (through the trait object, every handler would).
+    fn subscribe(&self, _topic: &str) -> Result<(), PubsubError> {
+        Err(PubsubError::Closed)
+    }
+    fn unsubscribe(&self, _topic: &str) -> Result<bool, PubsubError> {
+        Err(PubsubError::Closed)
+    }
+    fn publish(
+        &self,
+        _topic: &str,
+        _message: &OutMessage<'_>,
+        _exclude_self: bool,
+    ) -> Result<Published, PubsubError> {
+        Err(PubsubError::Closed)
+    }
+    fn subscriber_count(&self, _topic: &str) -> Result<u32, PubsubError> {
+        Err(PubsubError::Closed)
+    }
+    fn send_to(&self, _connection_id: u64, _message: &OutMessage<'_>) -> Result<bool, PubsubError> {
+        Err(PubsubError::Closed)
+    }
     /// The host's resource itself, when there is one.
     fn host(&self) -> Option<&host::Connection> {
         None
@@ -70,4 +95,62 @@ impl Backend for HostConnection<'_> {
     fn host(&self) -> Option<&host::Connection> {
         Some(self.0)
     }
+}
+
+fn pubsub_error(e: host_pubsub::PubsubError) -> PubsubError {
+    match e {
+        host_pubsub::PubsubError::EmptyTopic => PubsubError::EmptyTopic,
+        host_pubsub::PubsubError::TopicTooLong => PubsubError::TopicTooLong,
+        host_pubsub::PubsubError::TooManySubscriptions => PubsubError::TooManySubscriptions,
+        host_pubsub::PubsubError::RateExceeded => PubsubError::RateExceeded,
+        host_pubsub::PubsubError::UnknownConnection => PubsubError::UnknownConnection,
+        host_pubsub::PubsubError::Closed => PubsubError::Closed,
+    }
+}
+
+/// `pubsub.subscribe` on the host.
+pub(crate) fn host_subscribe(conn: &host::Connection, topic: &str) -> Result<(), PubsubError> {
+    host_pubsub::subscribe(conn, topic).map_err(pubsub_error)
+}
+
+/// `pubsub.unsubscribe` on the host.
+pub(crate) fn host_unsubscribe(conn: &host::Connection, topic: &str) -> Result<bool, PubsubError> {
+    host_pubsub::unsubscribe(conn, topic).map_err(pubsub_error)
+}
+
+/// `pubsub.publish` on the host.
+pub(crate) fn host_publish(
+    conn: &host::Connection,
+    topic: &str,
+    message: &OutMessage<'_>,
+    exclude_self: bool,
+) -> Result<Published, PubsubError> {
+    host_pubsub::publish(
+        conn,
+        topic,
+        message.as_wit(),
+        host_pubsub::PublishOptions { exclude_self },
+    )
+    .map(|r| Published {
+        delivered: r.delivered,
+        skipped: r.skipped,
+    })
+    .map_err(pubsub_error)
+}
+
+/// `pubsub.subscriber-count` on the host.
+pub(crate) fn host_subscriber_count(
+    conn: &host::Connection,
+    topic: &str,
+) -> Result<u32, PubsubError> {
+    host_pubsub::subscriber_count(conn, topic).map_err(pubsub_error)
+}
+
+/// `pubsub.send-to` on the host.
+pub(crate) fn host_send_to(
+    conn: &host::Connection,
+    connection_id: u64,
+    message: &OutMessage<'_>,
+) -> Result<bool, PubsubError> {
+    host_pubsub::send_to(conn, connection_id, message.as_wit()).map_err(pubsub_error)
 }

@@ -132,3 +132,52 @@ impl From<serde_json::Error> for JsonError {
         JsonError::Serialize(e)
     }
 }
+
+/// Why a pub/sub call failed ([`Ws::subscribe`](crate::Ws::subscribe),
+/// [`Ws::publish`](crate::Ws::publish), ...). Nothing was done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PubsubError {
+    /// A topic is 1 to 256 bytes; this one is empty.
+    EmptyTopic,
+    /// The topic is longer than 256 bytes.
+    TopicTooLong,
+    /// The connection has as many subscriptions as its tenant allows.
+    TooManySubscriptions,
+    /// The tenant published more this second than it may.
+    RateExceeded,
+    /// No open connection of this tenant has that id.
+    UnknownConnection,
+    /// The connection is not open (from `prepare`, or after it closed).
+    Closed,
+}
+
+impl PubsubError {
+    /// The WIT name of the error, e.g. `"rate-exceeded"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PubsubError::EmptyTopic => "empty-topic",
+            PubsubError::TopicTooLong => "topic-too-long",
+            PubsubError::TooManySubscriptions => "too-many-subscriptions",
+            PubsubError::RateExceeded => "rate-exceeded",
+            PubsubError::UnknownConnection => "unknown-connection",
+            PubsubError::Closed => "closed",
+        }
+    }
+}
+
+impl fmt::Display for PubsubError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PubsubError::EmptyTopic => "the topic is empty",
+            PubsubError::TopicTooLong => "the topic is longer than 256 bytes",
+            PubsubError::TooManySubscriptions => {
+                "the connection has as many subscriptions as its tenant allows"
+            }
+            PubsubError::RateExceeded => "the tenant is over its publishes per second",
+            PubsubError::UnknownConnection => "no open connection of this tenant has that id",
+            PubsubError::Closed => "the WebSocket connection is not open",
+        })
+    }
+}
+
+impl std::error::Error for PubsubError {}

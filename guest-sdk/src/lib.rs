@@ -131,9 +131,11 @@
 //! Keep the handler crate outside the wsbox checkout: inside it, cargo
 //! makes it part of wsbox's workspace.
 //!
-//! The component implements `wsbox:websocket@0.2.0` (`wit/websocket.wit`),
+//! The component implements `wsbox:websocket@0.2.1` (`wit/websocket.wit`),
 //! world `websocket-batch-handler`: the SDK exports the batch interface, so
-//! messages that arrive together reach the instance in one call.
+//! messages that arrive together reach the instance in one call. A handler
+//! that uses [`Ws::subscribe`], [`Ws::publish`] and the other pub/sub calls
+//! also imports `pubsub` (world `websocket-pubsub-handler`).
 //!
 //! # From Tornado
 //!
@@ -159,6 +161,7 @@
 //! | `set_nodelay(value)`                | [`Ws::set_nodelay`]                                      |
 //! | `WebSocketClosedError`              | [`Closed`]                                               |
 //! | `logging`                           | [`log`] (and `println!`, which the host logs too)        |
+//! | `for waiter in cls.waiters: waiter.write_message(m)` | [`Ws::subscribe`] once, then [`Ws::publish`]: the host delivers |
 //!
 //! The errors of [`Ws`]'s calls all implement [`std::error::Error`], so a
 //! helper returning `Result<(), Box<dyn std::error::Error>>` can use `?` on
@@ -175,9 +178,9 @@ pub mod testing;
 mod types;
 mod ws;
 
-pub use errors::{CloseError, Closed, JsonError, PingError};
+pub use errors::{CloseError, Closed, JsonError, PingError, PubsubError};
 pub use handler::WebSocketHandler;
-pub use types::{CloseCause, CloseInfo, Message, OutMessage, Reject, UpgradeRequest};
+pub use types::{CloseCause, CloseInfo, Message, OutMessage, Published, Reject, UpgradeRequest};
 pub use ws::Ws;
 
 use __private::bindings;
@@ -194,7 +197,9 @@ pub mod __private {
             path: "../wit",
             // The SDK exports the batch interface for every handler: the
             // host then hands over messages that arrive together in one call.
-            world: "websocket-batch-handler",
+            // It can call `pubsub`; a handler that never does does not
+            // import it (unused imports do not reach the component).
+            world: "websocket-host",
             pub_export_macro: true,
             default_bindings_module: "wsbox_guest::__private::bindings",
             ownership: Borrowing { duplicate_if_necessary: true },

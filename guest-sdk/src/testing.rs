@@ -26,15 +26,80 @@
 //! conn.receive("hello");
 //! assert_eq!(conn.take_sent(), vec![Sent::Text("HELLO".into())]);
 //! ```
+//!
+//! Pub/sub works too: connections made with the same [`TestHub`] share
+//! topics, and what is published to a topic shows up in each subscriber's
+//! [`take_sent`](TestConnection::take_sent), as the host would deliver it
+//! (the publisher's own copy after the writes of the event that published
+//! it). The hub plays one tenant with no limits: topics are checked for
+//! length, not for counts or rates.
 
 use std::cell::{Cell, Ref, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use crate::backend::Backend;
 use crate::bindings::wsbox::websocket::types as wit;
-use crate::errors::{CloseError, Closed, PingError};
+use crate::errors::{CloseError, Closed, PingError, PubsubError};
 use crate::handler::WebSocketHandler;
 use crate::runtime::Slot;
-use crate::types::{CloseCause, CloseInfo, Message, OutMessage, Reject, UpgradeRequest};
+use crate::types::{CloseCause, CloseInfo, Message, OutMessage, Published, Reject, UpgradeRequest};
+
+/// The topics several [`TestConnection`]s share, as one tenant's on the
+/// host. Cheap to clone: clones are the same hub.
+#[derive(Clone, Default)]
+pub struct TestHub(Rc<RefCell<HubState>>);
+
+#[derive(Default)]
+struct HubState {
+    /// topic → subscribers' connection ids.
+    topics: BTreeMap<String, BTreeSet<u64>>,
+    /// The open connections' recorded output, by id.
+    members: BTreeMap<u64, Rc<RefCell<Vec<Sent>>>>,
+}
+
+impl TestHub {
+    /// A hub with no connections.
+    pub fn new() -> TestHub {
+        TestHub::default()
+    }
+
+    /// How many connections subscribe to `topic`.
+    pub fn subscriber_count(&self, topic: &str) -> u32 {
+        let state = self.0.borrow();
+        u32::try_from(state.topics.get(topic).map_or(0, BTreeSet::len)).unwrap_or(u32::MAX)
+    }
+
+    fn join(&self, id: u64, sent: Rc<RefCell<Vec<Sent>>>) {
+        self.0.borrow_mut().members.insert(id, sent);
+    }
+
+    fn leave(&self, id: u64) {
+        let mut state = self.0.borrow_mut();
+        state.members.remove(&id);
+        for subscribers in state.topics.values_mut() {
+            subscribers.remove(&id);
+        }
+        state.topics.retain(|_, s| !s.is_empty());
+    }
+}
+
+fn check_topic(topic: &str) -> Result<(), PubsubError> {
+    if topic.is_empty() {
+        Err(PubsubError::EmptyTopic)
+    } else if topic.len() > 256 {
+        Err(PubsubError::TopicTooLong)
+    } else {
+        Ok(())
+    }
+}
+
+fn sent_message(message: &OutMessage<'_>) -> Sent {
+    match message {
+        OutMessage::Text(text) => Sent::Text(text.to_string()),
+        OutMessage::Binary(bytes) => Sent::Binary(bytes.to_vec()),
+    }
+}
 
 /// What a handler sent, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,15 +145,25 @@ pub struct TestConnection<H: WebSocketHandler> {
 
 impl<H: WebSocketHandler> TestConnection<H> {
     /// A connection that will present `request`; nothing is called yet.
+    /// It has a [`TestHub`] of its own.
     pub fn new(request: UpgradeRequest) -> Self {
+        Self::new_in(&TestHub::new(), request)
+    }
+
+    /// A connection in `hub`, sharing its topics with the hub's other
+    /// connections. Give each one its own `connection_id`.
+    pub fn new_in(hub: &TestHub, request: UpgradeRequest) -> Self {
         TestConnection {
             slot: Slot::new(),
             fake: Fake {
                 id: request.connection_id,
                 request: request.clone(),
-                sent: RefCell::new(Vec::new()),
+                sent: Rc::new(RefCell::new(Vec::new())),
+                own_deliveries: RefCell::new(Vec::new()),
                 closing: Cell::new(false),
                 own_close: RefCell::new(None),
+                hub: hub.clone(),
+                member: Cell::new(false),
             },
             request,
             accepted: None,
@@ -100,7 +175,12 @@ impl<H: WebSocketHandler> TestConnection<H> {
     /// Runs the upgrade and opens the connection, as the host does: `Err`
     /// when the handler rejects it, or refuses its origin (a 403 then).
     pub fn connect(request: UpgradeRequest) -> Result<Self, Reject> {
-        let mut conn = Self::new(request);
+        Self::connect_in(&TestHub::new(), request)
+    }
+
+    /// [`connect`](Self::connect) in `hub`.
+    pub fn connect_in(hub: &TestHub, request: UpgradeRequest) -> Result<Self, Reject> {
+        let mut conn = Self::new_in(hub, request);
         let accepted = conn.upgrade()?;
         if !accepted.origin_allowed {
             return Err(Reject::new(
@@ -142,6 +222,8 @@ impl<H: WebSocketHandler> TestConnection<H> {
     pub fn open(&mut self) {
         let subprotocol = self.accepted.as_ref().and_then(|a| a.subprotocol.clone());
         self.opened = true;
+        self.fake.hub.join(self.fake.id, Rc::clone(&self.fake.sent));
+        self.fake.member.set(true);
         self.slot.on_open_with(
             &self.fake,
             wit::OpenInfo {
@@ -149,6 +231,7 @@ impl<H: WebSocketHandler> TestConnection<H> {
                 extensions: String::new(),
             },
         );
+        self.fake.settle();
     }
 
     /// Delivers one message, as the host does for a message that arrives
@@ -162,6 +245,7 @@ impl<H: WebSocketHandler> TestConnection<H> {
             Message::Binary(data) => wit::MessageResult::Binary(data),
         };
         self.slot.on_message_with(&self.fake, message);
+        self.fake.settle();
     }
 
     /// Delivers several messages in one batch, as the host does for
@@ -186,16 +270,19 @@ impl<H: WebSocketHandler> TestConnection<H> {
         }
         self.slot
             .on_messages_with(&self.fake, wit::MessageBatchResult { data, spans });
+        self.fake.settle();
     }
 
     /// Delivers a ping from the peer (the host has answered it already).
     pub fn ping(&mut self, data: &[u8]) {
         self.slot.on_ping_with(&self.fake, data.to_vec());
+        self.fake.settle();
     }
 
     /// Delivers a pong from the peer.
     pub fn pong(&mut self, data: &[u8]) {
         self.slot.on_pong_with(&self.fake, data.to_vec());
+        self.fake.settle();
     }
 
     /// The peer closes with `code` and `reason`: `on_close` runs with cause
@@ -225,6 +312,9 @@ impl<H: WebSocketHandler> TestConnection<H> {
         }
         self.closed = true;
         self.fake.closing.set(true);
+        // Its subscriptions end before `on_close`, as on the host.
+        self.fake.hub.leave(self.fake.id);
+        self.fake.member.set(false);
         let info = wit::CloseInfo {
             code: info.code,
             reason: info.reason,
@@ -241,11 +331,17 @@ impl<H: WebSocketHandler> TestConnection<H> {
             },
         };
         self.slot.on_close_with(&self.fake, info);
+        self.fake.settle();
     }
 
     /// What the handler sent since the last call, in order.
     pub fn take_sent(&mut self) -> Vec<Sent> {
         self.fake.sent.take()
+    }
+
+    /// This connection's id (the request's `connection_id`).
+    pub fn id(&self) -> u64 {
+        self.fake.id
     }
 
     /// Whether the connection is closing: the handler closed it, or it
@@ -278,10 +374,42 @@ fn text_headers(headers: Vec<wit::Header>) -> Vec<(String, String)> {
 struct Fake {
     id: u64,
     request: UpgradeRequest,
-    sent: RefCell<Vec<Sent>>,
+    /// Shared with the hub, which delivers other connections' publishes.
+    sent: Rc<RefCell<Vec<Sent>>>,
+    /// This connection's own publishes to itself, delivered after the
+    /// event's writes.
+    own_deliveries: RefCell<Vec<Sent>>,
     closing: Cell<bool>,
     /// The handler's own close, which the peer echoes.
     own_close: RefCell<Option<(Option<u16>, String)>>,
+    hub: TestHub,
+    /// Open and in the hub.
+    member: Cell<bool>,
+}
+
+impl Drop for Fake {
+    /// A connection dropped without closing leaves its hub too.
+    fn drop(&mut self) {
+        if self.member.get() {
+            self.hub.leave(self.id);
+        }
+    }
+}
+
+impl Fake {
+    /// After an event: the connection's own publishes follow its writes.
+    fn settle(&self) {
+        let own = self.own_deliveries.take();
+        self.sent.borrow_mut().extend(own);
+    }
+
+    fn deliver(&self, to: u64, message: Sent) {
+        if to == self.id {
+            self.own_deliveries.borrow_mut().push(message);
+        } else if let Some(sent) = self.hub.0.borrow().members.get(&to) {
+            sent.borrow_mut().push(message);
+        }
+    }
 }
 
 impl Backend for Fake {
@@ -359,6 +487,71 @@ impl Backend for Fake {
 
     fn set_nodelay(&self, enabled: bool) {
         self.sent.borrow_mut().push(Sent::Nodelay(enabled));
+    }
+
+    fn subscribe(&self, topic: &str) -> Result<(), PubsubError> {
+        check_topic(topic)?;
+        if !self.member.get() || self.closing.get() {
+            return Err(PubsubError::Closed);
+        }
+        self.hub
+            .0
+            .borrow_mut()
+            .topics
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(self.id);
+        Ok(())
+    }
+
+    fn unsubscribe(&self, topic: &str) -> Result<bool, PubsubError> {
+        check_topic(topic)?;
+        let mut state = self.hub.0.borrow_mut();
+        let was = state
+            .topics
+            .get_mut(topic)
+            .is_some_and(|s| s.remove(&self.id));
+        state.topics.retain(|_, s| !s.is_empty());
+        Ok(was)
+    }
+
+    fn publish(
+        &self,
+        topic: &str,
+        message: &OutMessage<'_>,
+        exclude_self: bool,
+    ) -> Result<Published, PubsubError> {
+        check_topic(topic)?;
+        let subscribers: Vec<u64> = self
+            .hub
+            .0
+            .borrow()
+            .topics
+            .get(topic)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        let mut report = Published::default();
+        for id in subscribers {
+            if exclude_self && id == self.id {
+                continue;
+            }
+            self.deliver(id, sent_message(message));
+            report.delivered += 1;
+        }
+        Ok(report)
+    }
+
+    fn subscriber_count(&self, topic: &str) -> Result<u32, PubsubError> {
+        check_topic(topic)?;
+        Ok(self.hub.subscriber_count(topic))
+    }
+
+    fn send_to(&self, connection_id: u64, message: &OutMessage<'_>) -> Result<bool, PubsubError> {
+        if !self.hub.0.borrow().members.contains_key(&connection_id) {
+            return Err(PubsubError::UnknownConnection);
+        }
+        self.deliver(connection_id, sent_message(message));
+        Ok(true)
     }
 }
 
@@ -477,6 +670,83 @@ mod tests {
         assert_eq!(
             (info.code, info.reason.as_str(), info.cause),
             (Some(1001), "away", CloseCause::PeerClosed)
+        );
+    }
+
+    /// Subscribes to "t" on open; "pub X" publishes X to "t", "others X"
+    /// to everyone else, "to N X" sends X to connection N.
+    #[derive(Default)]
+    struct Room;
+
+    impl WebSocketHandler for Room {
+        fn open(&mut self, ws: &Ws) {
+            ws.subscribe("t").unwrap();
+        }
+
+        fn on_message(&mut self, ws: &Ws, message: Message) {
+            let text = message.as_text().unwrap_or_default();
+            let _ = ws.write_message("before");
+            if let Some(rest) = text.strip_prefix("pub ") {
+                let published = ws.publish("t", rest).unwrap();
+                let _ = ws.write_message(format!("delivered {}", published.delivered));
+            } else if let Some(rest) = text.strip_prefix("others ") {
+                let published = ws.publish_to_others("t", rest).unwrap();
+                let _ = ws.write_message(format!("delivered {}", published.delivered));
+            } else if let Some(rest) = text.strip_prefix("to ") {
+                let (id, body) = rest.split_once(' ').unwrap_or((rest, ""));
+                let result = ws.send_to(id.parse().unwrap_or(0), body);
+                let _ = ws.write_message(format!("{result:?}"));
+            }
+        }
+    }
+
+    fn in_room(hub: &super::TestHub, id: u64) -> TestConnection<Room> {
+        TestConnection::connect_in(
+            hub,
+            UpgradeRequest {
+                connection_id: id,
+                ..UpgradeRequest::default()
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_hub_delivers_publishes_like_the_host() {
+        let text = |s: &str| Sent::Text(s.into());
+        let hub = super::TestHub::new();
+        let mut a = in_room(&hub, 1);
+        let mut b = in_room(&hub, 2);
+        assert_eq!(hub.subscriber_count("t"), 2);
+        a.receive("pub hi");
+        // The publisher's own copy comes after the event's writes.
+        assert_eq!(
+            a.take_sent(),
+            vec![text("before"), text("delivered 2"), text("hi")]
+        );
+        assert_eq!(b.take_sent(), vec![text("hi")]);
+        b.receive("others psst");
+        assert_eq!(a.take_sent(), vec![text("psst")]);
+        assert_eq!(b.take_sent(), vec![text("before"), text("delivered 1")]);
+        a.receive("to 2 direct");
+        assert_eq!(b.take_sent(), vec![text("direct")]);
+        a.receive("to 9 nobody");
+        assert_eq!(
+            a.take_sent(),
+            vec![
+                text("before"),
+                text("Ok(true)"),
+                text("before"),
+                text("Err(UnknownConnection)")
+            ]
+        );
+        // Closing ends its subscriptions.
+        b.close_from_peer(Some(1000), "");
+        assert_eq!(hub.subscriber_count("t"), 1);
+        a.receive("pub alone");
+        assert_eq!(
+            a.take_sent(),
+            vec![text("before"), text("delivered 1"), text("alone")]
         );
     }
 }

@@ -458,3 +458,14 @@ pub(crate) fn wit_headers(headers: Vec<(String, String)>) -> Vec<wit::Header> {
         })
         .collect()
 }
+
+/// What a [`Ws::publish`](crate::Ws::publish) did, counting the
+/// subscribers on this server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Published {
+    /// Subscribers the message was queued on.
+    pub delivered: u32,
+    /// Subscribers skipped as slow consumers (over their route's
+    /// `max_backpressure`).
+    pub skipped: u32,
+}

@@ -6,8 +6,8 @@ use std::cell::{OnceCell, RefCell};
 
 use crate::backend::Backend;
 use crate::bindings::wsbox::websocket::types as wit;
-use crate::errors::{CloseError, Closed, JsonError, PingError};
-use crate::types::{CloseInfo, OutMessage, UpgradeRequest};
+use crate::errors::{CloseError, Closed, JsonError, PingError, PubsubError};
+use crate::types::{CloseInfo, OutMessage, Published, UpgradeRequest};
 
 /// The connection an event is about (Tornado's `WebSocketHandler` methods
 /// that act on the connection: `write_message`, `ping`, `close`,
@@ -212,6 +212,85 @@ impl Ws<'_> {
     /// coalesced. Off by default.
     pub fn set_nodelay(&self, enabled: bool) {
         self.backend.set_nodelay(enabled);
+    }
+
+    /// Subscribes this connection to a topic of its tenant: messages
+    /// published to it reach the peer straight from the host, without
+    /// calling this handler. Subscribing again changes nothing.
+    /// Subscriptions end when the connection closes.
+    pub fn subscribe(&self, topic: &str) -> Result<(), PubsubError> {
+        match self.backend.host() {
+            Some(conn) => crate::backend::host_subscribe(conn, topic),
+            None => self.backend.subscribe(topic),
+        }
+    }
+
+    /// Unsubscribes from a topic; `Ok(true)` if it was subscribed.
+    pub fn unsubscribe(&self, topic: &str) -> Result<bool, PubsubError> {
+        match self.backend.host() {
+            Some(conn) => crate::backend::host_unsubscribe(conn, topic),
+            None => self.backend.unsubscribe(topic),
+        }
+    }
+
+    /// Publishes a message to every subscriber of a topic of this tenant,
+    /// this connection included if it subscribes (it gets the message
+    /// after this call's writes). The host frames it once and queues it on
+    /// each subscriber; [`Published`] says how many got it and how many
+    /// were skipped as slow consumers.
+    pub fn publish<'m>(
+        &self,
+        topic: &str,
+        message: impl Into<OutMessage<'m>>,
+    ) -> Result<Published, PubsubError> {
+        self.publish_as(topic, &message.into(), false)
+    }
+
+    /// [`publish`](Self::publish) to everyone but this connection.
+    pub fn publish_to_others<'m>(
+        &self,
+        topic: &str,
+        message: impl Into<OutMessage<'m>>,
+    ) -> Result<Published, PubsubError> {
+        self.publish_as(topic, &message.into(), true)
+    }
+
+    fn publish_as(
+        &self,
+        topic: &str,
+        message: &OutMessage<'_>,
+        exclude_self: bool,
+    ) -> Result<Published, PubsubError> {
+        // This call's writes go out before its own copy of the message.
+        self.flush();
+        match self.backend.host() {
+            Some(conn) => crate::backend::host_publish(conn, topic, message, exclude_self),
+            None => self.backend.publish(topic, message, exclude_self),
+        }
+    }
+
+    /// How many connections of this tenant subscribe to a topic on this
+    /// server.
+    pub fn subscriber_count(&self, topic: &str) -> Result<u32, PubsubError> {
+        match self.backend.host() {
+            Some(conn) => crate::backend::host_subscriber_count(conn, topic),
+            None => self.backend.subscriber_count(topic),
+        }
+    }
+
+    /// Sends a message to another connection of this tenant by its
+    /// [`id`](Self::id), without calling its handler. `Ok(false)` when it
+    /// was skipped as a slow consumer.
+    pub fn send_to<'m>(
+        &self,
+        connection_id: u64,
+        message: impl Into<OutMessage<'m>>,
+    ) -> Result<bool, PubsubError> {
+        let message = message.into();
+        match self.backend.host() {
+            Some(conn) => crate::backend::host_send_to(conn, connection_id, &message),
+            None => self.backend.send_to(connection_id, &message),
+        }
     }
 
     /// The host's `connection` resource, for calls the SDK does not wrap

@@ -4,6 +4,15 @@
 /// script: what `wsbox serve` runs when given no config.
 pub const ECHO_WASM: &[u8] = include_bytes!(env!("WSBOX_BUNDLED_ECHO_WASM"));
 
-/// The demo's web page (`examples/echo/index.html`), served at `/` with no
-/// config: it talks to the echo routes from the same origin.
+/// The chat example (`examples/chat`), served at `/chat/<room>` with no
+/// config.
+pub const CHAT_WASM: &[u8] = include_bytes!(env!("WSBOX_BUNDLED_CHAT_WASM"));
+
+/// The echo demo's web page (`examples/echo/index.html`), served at
+/// `/echo.html` with no config: it talks to the echo routes from the same
+/// origin.
 pub const ECHO_PAGE: &str = include_str!("../../examples/echo/index.html");
+
+/// The chat demo's web page (`examples/chat/index.html`), served at `/`
+/// with no config.
+pub const CHAT_PAGE: &str = include_str!("../../examples/chat/index.html");

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::server::pubsub::{PubsubLimits, SlowConsumerPolicy};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 pub use wsbox_protocol::deflate::DeflateConfig;
@@ -58,6 +59,18 @@ pub struct Config {
     /// config has an `[admin]` section, and for `wsbox serve` without a
     /// config.
     pub admin: Option<AdminConfig>,
+    /// Pub/sub limits per tenant (`[pubsub]`).
+    pub pubsub: PubsubConfig,
+}
+
+/// `[pubsub]`: limits on what a tenant's handlers may do with topics.
+#[derive(Debug, Clone, Default)]
+pub struct PubsubConfig {
+    /// The limits of every tenant not listed in `tenants`.
+    pub default_limits: PubsubLimits,
+    /// `[pubsub.tenants.<name>]`: a tenant's own limits (a key left out
+    /// takes the default's value).
+    pub tenants: std::collections::BTreeMap<String, PubsubLimits>,
 }
 
 /// The default address of the admin API.
@@ -308,6 +321,12 @@ pub struct RouteLimits {
     /// others have work. `None`: one less than the worker threads (at
     /// least 1).
     pub max_concurrent_calls: Option<u32>,
+    /// Pub/sub: the most bytes that may wait for one connection's socket
+    /// before messages published to it count it as a slow consumer.
+    pub max_backpressure: usize,
+    /// Pub/sub: what happens to a slow consumer (skip its messages, or
+    /// close it with 1008).
+    pub slow_consumer: SlowConsumerPolicy,
 }
 
 impl Default for RouteLimits {
@@ -322,6 +341,8 @@ impl Default for RouteLimits {
             log_bytes_per_second: DEFAULT_LOG_BYTES_PER_SECOND,
             clock_resolution: DEFAULT_CLOCK_RESOLUTION,
             max_concurrent_calls: None,
+            max_backpressure: crate::server::pubsub::DEFAULT_MAX_BACKPRESSURE,
+            slow_consumer: SlowConsumerPolicy::Drop,
         }
     }
 }
@@ -417,35 +438,58 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// The built-in default: the bundled echo demo on `127.0.0.1:8080`.
+    /// The built-in default: the bundled demos on `127.0.0.1:8080`.
     ///
     /// The route `/echo` is a plain echo; `/echo/<room>` also greets with
     /// its capture, to show route captures reaching the handler.
+    /// `/chat/<room>` is the chat demo (pub/sub). The page at `/` is the
+    /// chat's, the echo's is at `/echo.html`.
     pub fn bundled_demo() -> Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             server: ServerConfig::default(),
             tls: None,
             runtime: RuntimeConfig::default(),
-            routes: vec![RouteConfig {
-                pattern: r"/echo(?:/(?P<room>[^/]+))?".to_string(),
-                tenant: crate::server::routes::DEFAULT_TENANT.to_string(),
-                module: ModuleSource::Bundled {
-                    name: "echo",
-                    bytes: crate::bundled::ECHO_WASM,
+            routes: vec![
+                RouteConfig {
+                    pattern: r"/echo(?:/(?P<room>[^/]+))?".to_string(),
+                    tenant: crate::server::routes::DEFAULT_TENANT.to_string(),
+                    module: ModuleSource::Bundled {
+                        name: "echo",
+                        bytes: crate::bundled::ECHO_WASM,
+                    },
+                    limits: RouteLimits::default(),
+                    origin: OriginConfig::default(),
+                    keepalive: Keepalive::default(),
+                    // The demo shows off compression: browsers always offer it.
+                    compression: Some(DeflateConfig::default()),
                 },
-                limits: RouteLimits::default(),
-                origin: OriginConfig::default(),
-                keepalive: Keepalive::default(),
-                // The demo shows off compression: browsers always offer it.
-                compression: Some(DeflateConfig::default()),
-            }],
-            pages: vec![PageConfig {
-                path: "/".to_string(),
-                source: PageSource::Bundled(crate::bundled::ECHO_PAGE),
-            }],
+                RouteConfig {
+                    pattern: r"/chat/(?P<room>[A-Za-z0-9_-]{1,32})".to_string(),
+                    tenant: crate::server::routes::DEFAULT_TENANT.to_string(),
+                    module: ModuleSource::Bundled {
+                        name: "chat",
+                        bytes: crate::bundled::CHAT_WASM,
+                    },
+                    limits: RouteLimits::default(),
+                    origin: OriginConfig::default(),
+                    keepalive: Keepalive::default(),
+                    compression: Some(DeflateConfig::default()),
+                },
+            ],
+            pages: vec![
+                PageConfig {
+                    path: "/".to_string(),
+                    source: PageSource::Bundled(crate::bundled::CHAT_PAGE),
+                },
+                PageConfig {
+                    path: "/echo.html".to_string(),
+                    source: PageSource::Bundled(crate::bundled::ECHO_PAGE),
+                },
+            ],
             tenants: Vec::new(),
             admin: Some(AdminConfig::default()),
+            pubsub: PubsubConfig::default(),
         }
     }
 
@@ -780,6 +824,30 @@ impl Config {
                 }
                 limits.max_concurrent_calls = Some(*n.get_ref());
             }
+            if let Some(s) = &r.max_backpressure {
+                let n = located.size(s, &key("max_backpressure"))?;
+                if n < 1024 {
+                    return Err(located.error(
+                        s.span().start,
+                        &key("max_backpressure"),
+                        "must be at least 1KiB",
+                    ));
+                }
+                limits.max_backpressure = usize::try_from(n).unwrap_or(usize::MAX);
+            }
+            if let Some(policy) = &r.slow_consumer {
+                limits.slow_consumer = match policy.get_ref().as_str() {
+                    "drop" => SlowConsumerPolicy::Drop,
+                    "close" => SlowConsumerPolicy::Close,
+                    other => {
+                        return Err(located.error(
+                            policy.span().start,
+                            &key("slow_consumer"),
+                            format!("`{other}` is not a policy: use \"drop\" (the default: skip messages for it while it is over max_backpressure) or \"close\" (close it with 1008)"),
+                        ));
+                    }
+                };
+            }
             let mut origin = OriginConfig::default();
             if let Some(list) = &r.allowed_origins {
                 for o in list.get_ref() {
@@ -882,6 +950,25 @@ impl Config {
                 source: PageSource::File(file),
             });
         }
+        let mut pubsub = PubsubConfig::default();
+        if let Some(raw_pubsub) = &raw.pubsub {
+            let own = RawPubsubLimits {
+                max_subscriptions_per_connection: raw_pubsub
+                    .max_subscriptions_per_connection
+                    .clone(),
+                max_publishes_per_second: raw_pubsub.max_publishes_per_second.clone(),
+            };
+            pubsub.default_limits =
+                located.pubsub_limits(&own, PubsubLimits::default(), "pubsub")?;
+            for (name, raw_limits) in &raw_pubsub.tenants {
+                let limits = located.pubsub_limits(
+                    raw_limits,
+                    pubsub.default_limits,
+                    &format!("pubsub.tenants.{name}"),
+                )?;
+                pubsub.tenants.insert(name.clone(), limits);
+            }
+        }
         Ok(Config {
             listen,
             server,
@@ -891,6 +978,7 @@ impl Config {
             tenants,
             pages,
             admin,
+            pubsub,
         })
     }
 }
@@ -1049,6 +1137,34 @@ impl Locator<'_> {
         Ok(c)
     }
 
+    fn pubsub_limits(
+        &self,
+        raw: &RawPubsubLimits,
+        defaults: PubsubLimits,
+        key: &str,
+    ) -> Result<PubsubLimits, ConfigError> {
+        let mut limits = defaults;
+        let at_least_one = |v: &Spanned<u32>, name: &str| {
+            if *v.get_ref() == 0 {
+                Err(self.error(
+                    v.span().start,
+                    &format!("{key}.{name}"),
+                    "must be at least 1",
+                ))
+            } else {
+                Ok(*v.get_ref())
+            }
+        };
+        if let Some(v) = &raw.max_subscriptions_per_connection {
+            limits.max_subscriptions_per_connection =
+                at_least_one(v, "max_subscriptions_per_connection")?;
+        }
+        if let Some(v) = &raw.max_publishes_per_second {
+            limits.max_publishes_per_second = at_least_one(v, "max_publishes_per_second")?;
+        }
+        Ok(limits)
+    }
+
     fn duration(&self, value: &Spanned<DurationValue>, key: &str) -> Result<Duration, ConfigError> {
         parse_duration(value.get_ref()).map_err(|m| self.error(value.span().start, key, m))
     }
@@ -1068,6 +1184,24 @@ struct RawConfig {
     #[serde(default)]
     page: Vec<RawPage>,
     admin: Option<RawAdmin>,
+    pubsub: Option<RawPubsub>,
+}
+
+/// `[pubsub]`: the default limits, and `[pubsub.tenants.<name>]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPubsub {
+    max_subscriptions_per_connection: Option<Spanned<u32>>,
+    max_publishes_per_second: Option<Spanned<u32>>,
+    #[serde(default)]
+    tenants: std::collections::BTreeMap<String, RawPubsubLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPubsubLimits {
+    max_subscriptions_per_connection: Option<Spanned<u32>>,
+    max_publishes_per_second: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1141,6 +1275,8 @@ struct RawRoute {
     origin_policy: Option<Spanned<String>>,
     ping_interval: Option<Spanned<DurationValue>>,
     ping_timeout: Option<Spanned<DurationValue>>,
+    max_backpressure: Option<Spanned<SizeValue>>,
+    slow_consumer: Option<Spanned<String>>,
     compression: Option<RawCompression>,
 }
 
@@ -1442,6 +1578,55 @@ module = "echo.wasm"
         assert!(e.contains("line 1"), "{e}");
         let e = err("listen = \"127.0.0.1:1\"\n");
         assert!(e.contains("no routes"), "{e}");
+    }
+
+    #[test]
+    fn pubsub_settings_and_their_errors() {
+        let dir = temp_dir_with_module();
+        let cfg = parse_in(
+            &dir,
+            "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmax_backpressure = \"64KiB\"\nslow_consumer = \"close\"\n\
+             [pubsub]\nmax_subscriptions_per_connection = 5\n\
+             [pubsub.tenants.acme]\nmax_publishes_per_second = 7\n",
+        )
+        .unwrap();
+        let r = &cfg.routes[0];
+        assert_eq!(r.limits.max_backpressure, 64 * 1024);
+        assert_eq!(r.limits.slow_consumer, SlowConsumerPolicy::Close);
+        assert_eq!(
+            cfg.pubsub.default_limits.max_subscriptions_per_connection,
+            5
+        );
+        assert_eq!(
+            cfg.pubsub.tenants["acme"],
+            PubsubLimits {
+                max_subscriptions_per_connection: 5,
+                max_publishes_per_second: 7,
+            }
+        );
+        let defaults =
+            parse_in(&dir, "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n").unwrap();
+        assert_eq!(defaults.routes[0].limits.max_backpressure, 256 * 1024);
+        assert_eq!(
+            defaults.routes[0].limits.slow_consumer,
+            SlowConsumerPolicy::Drop
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let e = err("[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nslow_consumer = \"wait\"\n");
+        assert!(
+            e.contains(":4:") && e.contains("route[0].slow_consumer"),
+            "{e}"
+        );
+        let e = err("[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmax_backpressure = 10\n");
+        assert!(e.contains("at least 1KiB"), "{e}");
+        let e = err(
+            "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n[pubsub.tenants.x]\nmax_publishes_per_second = 0\n",
+        );
+        assert!(
+            e.contains(":5:") && e.contains("pubsub.tenants.x.max_publishes_per_second"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -49,6 +49,9 @@ enum Command {
     Send(cli::SendArgs),
     /// Close one live connection.
     Close(cli::CloseArgs),
+    /// Publish a text message to a tenant's topic (every subscribed
+    /// connection's client gets it; no handler is called).
+    Publish(cli::PublishArgs),
 }
 
 #[derive(clap::Args)]
@@ -123,6 +126,7 @@ fn main() -> ExitCode {
         Command::Tenant(args) => cli::tenant(args),
         Command::Send(args) => cli::send(args),
         Command::Close(args) => cli::close(args),
+        Command::Publish(args) => cli::publish(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -236,7 +240,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             println!("  page  {http}://{addr}{path}");
         }
         if args.config.is_none() {
-            println!("open {http}://{addr}/ in a browser, or connect to {scheme}://{addr}/echo (echo) or {scheme}://{addr}/echo/lobby (greets with its route capture)");
+            println!("open {http}://{addr}/ in a browser (a chat: {scheme}://{addr}/chat/<room>), or connect to {scheme}://{addr}/echo (echo) or {scheme}://{addr}/echo/lobby (greets with its route capture)");
         }
         let admin_task = match &config.admin {
             None => None,

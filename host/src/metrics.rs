@@ -53,8 +53,23 @@ pub struct DeployLabels {
     pub action: String,
 }
 
+/// A tenant, for the pub/sub counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant: String,
+}
+
 /// The process's metrics.
 pub struct Metrics {
+    /// Messages published (by handlers and through the admin API), per tenant.
+    pub pubsub_publishes: Family<TenantLabels, Counter>,
+    /// Published messages queued on a subscriber (or `send-to` targets), per tenant.
+    pub pubsub_deliveries: Family<TenantLabels, Counter>,
+    /// Deliveries skipped because the subscriber was over its route's
+    /// `max_backpressure`, per tenant.
+    pub pubsub_drops: Family<TenantLabels, Counter>,
+    /// Subscribers closed (1008) as slow consumers, per tenant.
+    pub pubsub_slow_consumer_closes: Family<TenantLabels, Counter>,
     pub connections_accepted: Family<ModuleLabels, Counter>,
     /// Answers to HTTP requests on the WebSocket listener, by status (101
     /// for accepted upgrades; 4xx/5xx for refused ones).
@@ -69,6 +84,10 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
+            pubsub_publishes: Family::default(),
+            pubsub_deliveries: Family::default(),
+            pubsub_drops: Family::default(),
+            pubsub_slow_consumer_closes: Family::default(),
             connections_accepted: Family::default(),
             http_responses: Family::default(),
             control_actions: Family::default(),
@@ -110,6 +129,26 @@ impl Metrics {
             "http_responses",
             "Answers on the WebSocket listener by status: 101 accepted, others refused",
             self.http_responses.clone(),
+        );
+        registry.register(
+            "pubsub_publishes",
+            "Messages published to a topic (by handlers and the admin API)",
+            self.pubsub_publishes.clone(),
+        );
+        registry.register(
+            "pubsub_deliveries",
+            "Published or sent-to messages queued on a subscriber's socket",
+            self.pubsub_deliveries.clone(),
+        );
+        registry.register(
+            "pubsub_drops",
+            "Deliveries skipped: the subscriber was over its route's max_backpressure",
+            self.pubsub_drops.clone(),
+        );
+        registry.register(
+            "pubsub_slow_consumer_closes",
+            "Subscribers closed with 1008 as slow consumers (slow_consumer = \"close\")",
+            self.pubsub_slow_consumer_closes.clone(),
         );
         registry.register(
             "control_actions",

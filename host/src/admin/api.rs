@@ -15,6 +15,8 @@
 //! | `POST /v1/tenants/{t}/modules/{m}/rollback` | back to the previous version |
 //! | `GET /v1/connections` | live connections |
 //! | `POST /v1/connections/{id}/messages` | send a message to the client |
+//! | `POST /v1/tenants/{t}/topics/{topic}/messages` | publish to a tenant's topic |
+//! | `GET /v1/tenants/{t}/topics/{topic}` | a topic's subscriber count |
 //! | `POST /v1/connections/{id}/close`, `DELETE /v1/connections/{id}` | close it |
 
 use bytes::Bytes;
@@ -175,6 +177,57 @@ struct CloseRequest {
     reason: Option<String>,
 }
 
+/// A path segment, percent-decoded (a topic may hold `/`, sent as `%2F`).
+fn path_segment(segment: &str) -> Result<String, ApiError> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("`{segment}` has a malformed percent escape"))
+                })?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| ApiError::bad_request(format!("`{segment}` is not UTF-8 once decoded")))
+}
+
+/// A message from a request body: binary with
+/// `Content-Type: application/octet-stream`, else UTF-8 text.
+async fn read_message(req: Request<Incoming>) -> Result<wsbox_protocol::Message, ApiError> {
+    let binary = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/octet-stream"));
+    let body = read_body(req, MAX_MESSAGE_BODY, "message").await?;
+    if binary {
+        return Ok(wsbox_protocol::Message::Binary(body));
+    }
+    let text = String::from_utf8(body.to_vec()).map_err(|_| {
+        ApiError::bad_request(
+            "the message is not UTF-8 text: send binary messages with              `Content-Type: application/octet-stream`",
+        )
+    })?;
+    Ok(wsbox_protocol::Message::Text(text))
+}
+
+impl From<crate::server::pubsub::PubsubError> for ApiError {
+    fn from(e: crate::server::pubsub::PubsubError) -> ApiError {
+        ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+    }
+}
+
 fn connection_id(segment: &str) -> Result<u64, ApiError> {
     segment.parse().map_err(|_| {
         ApiError(
@@ -316,37 +369,63 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
             StatusCode::OK,
             &json!({"connections": plane.server().connections()}),
         ),
+        (&Method::POST, ["tenants", tenant, "topics", topic, "messages"]) => {
+            let tenant = path_segment(tenant)?;
+            let topic = path_segment(topic)?;
+            let message = read_message(req).await?;
+            let len = message.len();
+            let report = plane.server().publish(&tenant, &topic, &message)?;
+            tracing::info!(
+                audit = "publish",
+                tenant = %tenant,
+                topic = %topic,
+                len,
+                delivered = report.delivered,
+                skipped = report.skipped,
+                by,
+                "message published to a topic"
+            );
+            ok(
+                StatusCode::OK,
+                &json!({
+                    "tenant": tenant,
+                    "topic": topic,
+                    "delivered": report.delivered,
+                    "skipped": report.skipped,
+                }),
+            )
+        }
+        (&Method::GET, ["tenants", tenant, "topics", topic]) => {
+            let tenant = path_segment(tenant)?;
+            let topic = path_segment(topic)?;
+            let subscribers = plane.server().subscriber_count(&tenant, &topic);
+            ok(
+                StatusCode::OK,
+                &json!({"tenant": tenant, "topic": topic, "subscribers": subscribers}),
+            )
+        }
         (&Method::POST, ["connections", id, "messages"]) => {
             let id = connection_id(id)?;
-            let binary = req
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|t| t.starts_with("application/octet-stream"));
-            let body = read_body(req, MAX_MESSAGE_BODY, "message").await?;
-            let message = if binary {
-                wsbox_protocol::Message::Binary(body)
-            } else {
-                let text = String::from_utf8(body.to_vec()).map_err(|_| {
-                    ApiError::bad_request(
-                        "the message is not UTF-8 text: send binary messages with \
-                         `Content-Type: application/octet-stream`",
-                    )
-                })?;
-                wsbox_protocol::Message::Text(text)
-            };
+            let message = read_message(req).await?;
             let len = message.len();
-            plane.server().send(id, message)?;
+            let queued = plane.server().send(id, message)?;
             tracing::info!(
                 audit = "send",
                 conn = id,
                 len,
+                queued,
                 by,
-                "message queued for a connection"
+                "message sent to a connection (queued unless it is a slow consumer)"
             );
+            // `queued_bytes` is 0 when the connection was over its
+            // route's max_backpressure and the message was skipped.
             ok(
                 StatusCode::ACCEPTED,
-                &json!({"connection": id, "queued_bytes": len}),
+                &json!({
+                    "connection": id,
+                    "queued": queued,
+                    "queued_bytes": if queued { len } else { 0 },
+                }),
             )
         }
         (&Method::POST, ["connections", id, "close"]) | (&Method::DELETE, ["connections", id]) => {

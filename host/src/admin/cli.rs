@@ -1,5 +1,5 @@
 //! `wsbox deploy`, `rollback`, `versions`, `connections`, `tenants`,
-//! `send` and `close`: the admin API from the command line.
+//! `send`, `close` and `publish`: the admin API from the command line.
 
 use std::path::PathBuf;
 
@@ -130,6 +130,20 @@ pub struct SendArgs {
     /// The connection id (see `wsbox connections`).
     pub id: u64,
     /// The text to send.
+    pub message: String,
+    #[command(flatten)]
+    pub target: AdminTarget,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PublishArgs {
+    /// The tenant whose topic it is (`default` for routes from the config
+    /// file and the implicit tenant).
+    #[arg(long, default_value = "default")]
+    pub tenant: String,
+    /// The topic (1 to 256 bytes).
+    pub topic: String,
+    /// The text to publish.
     pub message: String,
     #[command(flatten)]
     pub target: AdminTarget,
@@ -339,6 +353,42 @@ pub fn send(args: SendArgs) -> Result<()> {
         "sent {} bytes to connection {}",
         args.message.len(),
         args.id
+    );
+    Ok(())
+}
+
+/// Percent-encodes a path segment (everything but unreserved characters).
+fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub fn publish(args: PublishArgs) -> Result<()> {
+    let client = args.target.client()?;
+    let answer = client.request(
+        "POST",
+        &format!(
+            "/v1/tenants/{}/topics/{}/messages",
+            encode_segment(&args.tenant),
+            encode_segment(&args.topic)
+        ),
+        Some("text/plain; charset=utf-8"),
+        args.message.as_bytes(),
+    )?;
+    println!(
+        "published {} bytes to topic {} of tenant {}: delivered to {}, skipped {}",
+        args.message.len(),
+        args.topic,
+        args.tenant,
+        answer["delivered"],
+        answer["skipped"]
     );
     Ok(())
 }

@@ -38,6 +38,11 @@ pub fn document() -> Value {
     );
     let module = path_param("module", "Module name", "string");
     let conn = path_param("id", "Connection id (from GET /v1/connections)", "integer");
+    let topic = path_param(
+        "topic",
+        "Topic name, 1 to 256 bytes, percent-encoded (`/` as %2F)",
+        "string",
+    );
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -93,6 +98,22 @@ pub fn document() -> Value {
                     "parameters": [tenant, module],
                     "responses": with_errors("200", "Versions", json!({"$ref": "#/components/schemas/Module"}))}
             },
+            "/v1/tenants/{tenant}/topics/{topic}/messages": {"post": {
+                "summary": "Publish a message (text, or binary with application/octet-stream) to a tenant's topic: framed once and queued on every subscriber on this server; no handler is called and the tenant's publish rate does not apply",
+                "parameters": [tenant, topic],
+                "requestBody": {"required": true, "content": {
+                    "text/plain": {"schema": {"type": "string"}},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                "responses": with_errors("200", "What the publish did", json!({"type": "object",
+                    "properties": {"tenant": {"type": "string"}, "topic": {"type": "string"},
+                        "delivered": {"type": "integer", "description": "Subscribers it was queued on"},
+                        "skipped": {"type": "integer", "description": "Subscribers skipped as slow consumers (over their route's max_backpressure)"}}}))}},
+            "/v1/tenants/{tenant}/topics/{topic}": {"get": {
+                "summary": "How many connections of the tenant subscribe to the topic on this server",
+                "parameters": [tenant, topic],
+                "responses": with_errors("200", "The count", json!({"type": "object",
+                    "properties": {"tenant": {"type": "string"}, "topic": {"type": "string"},
+                        "subscribers": {"type": "integer"}}}))}},
             "/v1/tenants/{tenant}/modules/{module}/rollback": {"post": {
                 "summary": "Activate the version that was active before the current one",
                 "parameters": [tenant, module],
@@ -125,12 +146,15 @@ pub fn document() -> Value {
                     "properties": {"code": {"type": "integer", "default": 1000}, "reason": {"type": "string"}}}}}},
                 "responses": with_errors("202", "Closing", json!({"type": "object"}))}},
             "/v1/connections/{id}/messages": {"post": {
-                "summary": "Send a message to the client (text, or binary with application/octet-stream); the handler is not called",
+                "summary": "Send a message to the client (text, or binary with application/octet-stream); the handler is not called. Like pub/sub's send-to: framed once, skipped when the connection is over its route's max_backpressure",
                 "parameters": [conn],
                 "requestBody": {"required": true, "content": {
                     "text/plain": {"schema": {"type": "string"}},
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
-                "responses": with_errors("202", "Queued", json!({"type": "object"}))}}
+                "responses": with_errors("202", "Sent", json!({"type": "object",
+                    "properties": {"connection": {"type": "integer"},
+                        "queued": {"type": "boolean", "description": "false when skipped as a slow consumer"},
+                        "queued_bytes": {"type": "integer"}}}))}}
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -1,16 +1,18 @@
 //! Host-side bindings generated from the WIT, one module per contract
-//! version the host runs: `wit/websocket.wit` (0.2.0, the current one) and
-//! the frozen `wit/v0.1.0/websocket.wit`.
+//! version the host runs: `wit/websocket.wit` (0.2.1, the current one;
+//! 0.2.0 components link to it through wasmtime's semver-compatible
+//! lookup) and the frozen `wit/v0.1.0/websocket.wit`.
 
-/// `wsbox:websocket@0.2.0`. Its types are the ones the rest of the host
+/// `wsbox:websocket@0.2.1`. Its types are the ones the rest of the host
 /// uses; components of older versions are adapted to them.
 pub mod v0_2 {
     wasmtime::component::bindgen!({
         path: "../wit",
-        // The world with every optional export: the host looks up each
-        // exported interface on its own, so a component that has only
-        // the required ones fits too.
-        world: "websocket-batch-handler",
+        // The world with every import and every optional export: the host
+        // looks up each exported interface on its own, so a component that
+        // has only the required ones fits too, and a component imports
+        // only what it uses.
+        world: "websocket-host",
         // Exports run on a fiber so that epoch deadlines can yield to tokio
         // and a looping guest never blocks a worker thread. Imports are
         // cheap and synchronous.
@@ -39,6 +41,7 @@ pub struct ConnectionResource;
 
 pub use v0_2::exports::wsbox::websocket::{batch_handler, handler};
 pub use v0_2::wsbox::websocket::connection::{CloseError, PingError, WriteError};
+pub use v0_2::wsbox::websocket::pubsub::{PublishOptions, PublishReport, PubsubError};
 pub use v0_2::wsbox::websocket::types::{
     Accept, CloseCause, CloseInfo, Header, IpAddress, LogLevel, Message, MessageBatch, MessageKind,
     MessageSpan, NamedCapture, OpenInfo, OriginDecision, Reject, SocketAddress, UpgradeDecision,

@@ -12,8 +12,11 @@ use super::bindings::{
 };
 use super::instance::HostState;
 
-const HANDLER_0_2: &str = "wsbox:websocket/handler@0.2.0";
-const BATCH_HANDLER_0_2: &str = "wsbox:websocket/batch-handler@0.2.0";
+// Looked up with wasmtime's semver-compatible matching: these find a
+// 0.2.0 component's exports as well as a 0.2.1 one's.
+const HANDLER_0_2: &str = "wsbox:websocket/handler@0.2.1";
+const BATCH_HANDLER_0_2: &str = "wsbox:websocket/batch-handler@0.2.1";
+const PUBSUB_PREFIX: &str = "wsbox:websocket/pubsub@";
 const HANDLER_0_1: &str = "wsbox:websocket/handler@0.1.0";
 
 /// The WASI 0.2 interfaces the host links (most of them with nothing
@@ -31,10 +34,15 @@ const GRANTED_WASI: &[&str] = &[
 pub(crate) enum Contract {
     /// `wsbox:websocket@0.1.0`: every handler exports `on-messages`.
     V0_1(v0_1::WebsocketHandlerIndices),
-    /// `wsbox:websocket@0.2.0`, with or without the batch interface.
+    /// `wsbox:websocket@0.2.x`, with or without the batch interface.
     V0_2 {
         handler: handler::GuestIndices,
         batch: Option<batch_handler::GuestIndices>,
+        /// The version of the package the component was built against
+        /// (`0.2.0`, `0.2.1`), from its handler export's name.
+        version: String,
+        /// Whether it imports `pubsub`.
+        pubsub: bool,
     },
 }
 
@@ -75,7 +83,24 @@ impl Contract {
                 }
                 None => None,
             };
-            return Ok(Contract::V0_2 { handler, batch });
+            let version = component
+                .component_type()
+                .exports(pre.engine())
+                .find_map(|(name, _)| {
+                    name.strip_prefix("wsbox:websocket/handler@")
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| "0.2".to_string());
+            let pubsub = component
+                .component_type()
+                .imports(pre.engine())
+                .any(|(name, _)| name.starts_with(PUBSUB_PREFIX));
+            return Ok(Contract::V0_2 {
+                handler,
+                batch,
+                version,
+                pubsub,
+            });
         }
         if component.get_export_index(None, HANDLER_0_1).is_some() {
             let indices = v0_1::WebsocketHandlerIndices::new(pre).map_err(anyhow::Error::from)?;
@@ -97,14 +122,21 @@ impl Contract {
         )
     }
 
-    /// The world the component was found to implement, for logs.
-    pub(crate) fn describe(&self) -> &'static str {
+    /// The world the component was found to implement, for logs, e.g.
+    /// `wsbox:websocket/websocket-batch-handler@0.2.1 + pubsub`.
+    pub(crate) fn describe(&self) -> String {
         match self {
-            Contract::V0_1(_) => "wsbox:websocket/websocket-handler@0.1.0 (adapted)",
-            Contract::V0_2 { batch: None, .. } => "wsbox:websocket/websocket-handler@0.2.0",
-            Contract::V0_2 { batch: Some(_), .. } => {
-                "wsbox:websocket/websocket-batch-handler@0.2.0"
-            }
+            Contract::V0_1(_) => "wsbox:websocket/websocket-handler@0.1.0 (adapted)".to_string(),
+            Contract::V0_2 {
+                batch,
+                version,
+                pubsub,
+                ..
+            } => format!(
+                "wsbox:websocket/websocket-{}handler@{version}{}",
+                if batch.is_some() { "batch-" } else { "" },
+                if *pubsub { " + pubsub" } else { "" }
+            ),
         }
     }
 
@@ -120,7 +152,7 @@ impl Contract {
                     .load(&mut *store, instance)
                     .map_err(anyhow::Error::from)?,
             ),
-            Contract::V0_2 { handler, batch } => Exports::V0_2 {
+            Contract::V0_2 { handler, batch, .. } => Exports::V0_2 {
                 handler: handler
                     .load(&mut *store, instance)
                     .map_err(anyhow::Error::from)?,

@@ -1,20 +1,23 @@
-//! The host functions a handler imports (`wsbox:websocket/connection` and
-//! `logging`, and their 0.1.0 forms).
-//! Each acts on the instance's own connection only, and only by recording
-//! an [`Effect`]: the connection task applies the effects to its protocol
-//! engine and socket after the call returns.
+//! The host functions a handler imports (`wsbox:websocket/connection`,
+//! `logging` and `pubsub`, and the 0.1.0 forms).
+//! `connection`'s act on the instance's own connection only, and only by
+//! recording an [`Effect`]: the connection task applies the effects to its
+//! protocol engine and socket after the call returns. `pubsub`'s act on
+//! the hub at once (a publish's report counts the subscribers it reached)
+//! and reach other connections only through their mailboxes.
 
 use wsbox_protocol::CloseError as EngineCloseError;
 
 use wasmtime::component::Resource;
 
-use super::bindings::v0_2::wsbox::websocket::{connection, logging, types};
+use super::bindings::v0_2::wsbox::websocket::{connection, logging, pubsub, types};
 use super::bindings::{
     CloseError, ConnectionResource, IpAddress, LogLevel, Message, MessageBatch, PingError,
-    SocketAddress, UpgradeRequest, WriteError,
+    PublishOptions, PublishReport, PubsubError, SocketAddress, UpgradeRequest, WriteError,
 };
 use super::effects::{Effect, WriteBatch};
 use super::instance::{ConnState, HostState};
+use crate::server::pubsub::{PubsubError as HubError, PubsubHandle};
 
 impl types::Host for HostState {}
 
@@ -208,6 +211,119 @@ pub(crate) fn empty_request(connection_id: u64) -> UpgradeRequest {
         subprotocols: Vec::new(),
         origin: None,
         origin_allowed: false,
+    }
+}
+
+fn hub_error(e: HubError) -> PubsubError {
+    match e {
+        HubError::EmptyTopic => PubsubError::EmptyTopic,
+        HubError::TopicTooLong => PubsubError::TopicTooLong,
+        HubError::TooManySubscriptions => PubsubError::TooManySubscriptions,
+        HubError::RateExceeded => PubsubError::RateExceeded,
+        HubError::UnknownConnection => PubsubError::UnknownConnection,
+        HubError::Closed => PubsubError::Closed,
+    }
+}
+
+fn wire_message(message: Message) -> wsbox_protocol::Message {
+    match message {
+        Message::Text(text) => wsbox_protocol::Message::Text(text),
+        Message::Binary(data) => wsbox_protocol::Message::Binary(data.into()),
+    }
+}
+
+impl ConnState {
+    /// The hub, for a connection that has been accepted.
+    fn pubsub(&self) -> Result<&PubsubHandle, PubsubError> {
+        self.pubsub.as_ref().ok_or(PubsubError::Closed)
+    }
+
+    /// Subscribing needs an open connection; publishing, counting and
+    /// sending also work from `on-close` (a "left the room" notice).
+    fn pubsub_open(&self) -> Result<&PubsubHandle, PubsubError> {
+        if !self.open {
+            return Err(PubsubError::Closed);
+        }
+        self.pubsub()
+    }
+
+    fn log_refusal(&self, call: &str, topic: &str, e: PubsubError) {
+        let tenant = self.pubsub.as_ref().map_or("", |hub| hub.tenant());
+        tracing::debug!(tenant, conn = self.id, call, topic, error = ?e, "pubsub call refused");
+    }
+}
+
+/// `wsbox:websocket/pubsub@0.2.1`: topics of the connection's tenant.
+impl pubsub::Host for HostState {
+    fn subscribe(
+        &mut self,
+        _conn: Resource<ConnectionResource>,
+        topic: String,
+    ) -> Result<(), PubsubError> {
+        let result = self
+            .conn
+            .pubsub_open()
+            .and_then(|hub| hub.subscribe(&topic).map_err(hub_error));
+        if let Err(e) = result {
+            self.conn.log_refusal("subscribe", &topic, e);
+        }
+        result
+    }
+
+    fn unsubscribe(
+        &mut self,
+        _conn: Resource<ConnectionResource>,
+        topic: String,
+    ) -> Result<bool, PubsubError> {
+        self.conn
+            .pubsub()
+            .and_then(|hub| hub.unsubscribe(&topic).map_err(hub_error))
+    }
+
+    fn publish(
+        &mut self,
+        _conn: Resource<ConnectionResource>,
+        topic: String,
+        message: Message,
+        options: PublishOptions,
+    ) -> Result<PublishReport, PubsubError> {
+        let message = wire_message(message);
+        let result = self.conn.pubsub().and_then(|hub| {
+            hub.publish(&topic, &message, options.exclude_self)
+                .map_err(hub_error)
+        });
+        match result {
+            Ok(report) => Ok(PublishReport {
+                delivered: report.delivered,
+                skipped: report.skipped,
+            }),
+            Err(e) => {
+                self.conn.log_refusal("publish", &topic, e);
+                Err(e)
+            }
+        }
+    }
+
+    fn subscriber_count(
+        &mut self,
+        _conn: Resource<ConnectionResource>,
+        topic: String,
+    ) -> Result<u32, PubsubError> {
+        self.conn
+            .pubsub()
+            .and_then(|hub| hub.subscriber_count(&topic).map_err(hub_error))
+    }
+
+    fn send_to(
+        &mut self,
+        _conn: Resource<ConnectionResource>,
+        connection_id: u64,
+        message: Message,
+    ) -> Result<bool, PubsubError> {
+        let message = wire_message(message);
+        self.conn
+            .pubsub()
+            .and_then(|hub| hub.send_to(connection_id, &message).map_err(hub_error))
     }
 }
 

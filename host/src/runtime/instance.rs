@@ -94,6 +94,9 @@ pub(crate) struct ConnState {
     /// The request the connection was opened with, kept after `upgrade`
     /// for `connection.request` (0.2) or `on-open` (0.1).
     pub request: Option<Box<UpgradeRequest>>,
+    /// The connection's way to the pub/sub hub, once it is accepted
+    /// (`None` during `upgrade`).
+    pub pubsub: Option<crate::server::pubsub::PubsubHandle>,
 }
 
 impl WasiView for HostState {
@@ -183,6 +186,7 @@ impl HandlerModule {
                 max_pending_output: limits.max_pending_output,
                 effects: Vec::new(),
                 request: None,
+                pubsub: None,
             },
         };
         let mut store = Store::new(self.pre.engine(), state);
@@ -256,6 +260,11 @@ impl HandlerInstance {
         let conn = &mut self.store.data_mut().conn;
         conn.open = open;
         conn.queued = queued;
+    }
+
+    /// Gives the handler its connection's way to the pub/sub hub.
+    pub fn set_pubsub(&mut self, handle: crate::server::pubsub::PubsubHandle) {
+        self.store.data_mut().conn.pubsub = Some(handle);
     }
 
     /// Hands over the effects the handler recorded since the last call, in

@@ -118,12 +118,12 @@ impl Runtime {
             .context("linking WASI")?;
         // Every contract version the host runs, side by side: their
         // interfaces have distinct versioned names.
-        bindings::v0_2::WebsocketBatchHandler::add_to_linker::<
+        bindings::v0_2::WebsocketHost::add_to_linker::<
             HostState,
             wasmtime::component::HasSelf<HostState>,
         >(&mut linker, |state| state)
         .map_err(anyhow::Error::from)
-        .context("linking the wsbox host interface 0.2.0")?;
+        .context("linking the wsbox host interface 0.2.1")?;
         bindings::v0_1::WebsocketHandler::add_to_linker::<
             HostState,
             wasmtime::component::HasSelf<HostState>,
@@ -268,8 +268,8 @@ impl HandlerModule {
     }
 
     /// The world the component implements, e.g.
-    /// `wsbox:websocket/websocket-batch-handler@0.2.0`.
-    pub fn contract(&self) -> &'static str {
+    /// `wsbox:websocket/websocket-batch-handler@0.2.1`.
+    pub fn contract(&self) -> String {
         self.contract.describe()
     }
 }

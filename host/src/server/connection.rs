@@ -87,6 +87,8 @@ pub struct ConnectionSetup {
     pub shutdown: CancellationToken,
     /// This connection's place among the server's live connections.
     pub registration: Registration,
+    /// Its place in the pub/sub hub: its subscriptions end when it drops.
+    pub pubsub: super::pubsub::Membership,
     /// Where the connection's byte counts go when it closes.
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -206,6 +208,13 @@ impl Conn {
                         let _ = self.engine.send_message(&message);
                     }
                 }
+                Command::Frame(frame) => {
+                    // The poster (pub/sub fan-out) already applied the
+                    // slow-consumer bound; a closing connection drops it.
+                    if self.engine.send_encoded(&frame).is_err() {
+                        tracing::debug!("published frame for a closing connection dropped");
+                    }
+                }
                 Command::Close { code, reason } => {
                     // The server (an operator, a backend) closed it.
                     self.close_with(code, &reason, CloseCause::ClosedByServer);
@@ -292,6 +301,7 @@ pub async fn run<S: Transport>(
         conn.after_call(result);
     }
     drop(setup.info);
+    let membership = setup.pubsub;
     let metrics = setup.metrics;
 
     let mut timers = Timers::new(setup.keepalive);
@@ -305,6 +315,13 @@ pub async fn run<S: Transport>(
             && let Err(e) = stream.set_nodelay(enabled)
         {
             tracing::debug!(error = %e, "set_nodelay failed");
+        }
+
+        // What was posted before the input just read goes out before the
+        // handler's answers to that input (a published message the peer
+        // could see before its own request's answer).
+        if registration.mailbox().take_posted() {
+            conn.apply_mail(registration.mailbox().take());
         }
 
         // Dispatch every complete event to the handler: consecutive
@@ -362,6 +379,8 @@ pub async fn run<S: Transport>(
 
         let state = conn.engine.state();
         let pending = conn.engine.pending_output().len();
+        // What pub/sub's slow-consumer bound sees.
+        registration.mailbox().set_backlog(pending);
         if (state == State::Closed || eof) && pending == 0 {
             break;
         }
@@ -497,6 +516,9 @@ pub async fn run<S: Transport>(
         crate::metrics::ModuleLabels::new(&meta.route, &meta.module),
         registration.mailbox().traffic(),
     );
+    // Its subscriptions end before `on_close`, which may still publish
+    // (a "left the room" notice).
+    drop(membership);
     drop(registration);
 
     if !eof {

@@ -4,7 +4,7 @@
 //! posted here goes straight to the peer: the handler is not called.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -20,6 +20,11 @@ use super::routes::ServedModule;
 pub enum Command {
     /// Send a message to the peer.
     Send(wsbox_protocol::Message),
+    /// Queue a frame encoded beforehand: one complete, unmasked,
+    /// uncompressed data frame, shared by every subscriber of a topic
+    /// (pub/sub fan-out encodes a message once). Its length was added to
+    /// [`Mailbox::backlog`] when it was posted.
+    Frame(bytes::Bytes),
     /// Start the closing handshake with this code and reason (already
     /// validated: a sendable code, a reason of at most 123 bytes).
     Close { code: u16, reason: String },
@@ -37,9 +42,31 @@ pub struct Mailbox {
     /// Bytes read from and written to the socket (frames, after TLS).
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    /// Bytes waiting for the socket as far as others can tell: the
+    /// connection task stores its engine's queued output on every turn,
+    /// and posters of frames add theirs. Approximate (a frame posted just
+    /// before the task stores is missed until the task applies it), which
+    /// is fine for a slow-consumer bound.
+    backlog: AtomicUsize,
 }
 
 impl Mailbox {
+    /// Bytes waiting for this connection's socket (see the field).
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::Relaxed)
+    }
+
+    /// The connection task's report of its queued output.
+    pub fn set_backlog(&self, queued: usize) {
+        self.backlog.store(queued, Ordering::Relaxed);
+    }
+
+    /// Posts a pre-encoded frame, counting it in the backlog.
+    pub fn post_frame(&self, frame: bytes::Bytes) {
+        self.backlog.fetch_add(frame.len(), Ordering::Relaxed);
+        self.post(Command::Frame(frame));
+    }
+
     /// Counts bytes read from the peer.
     pub fn count_in(&self, n: usize) {
         self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
@@ -79,6 +106,12 @@ impl Mailbox {
         } else {
             Poll::Pending
         }
+    }
+
+    /// Whether something was posted since the last check, clearing the
+    /// flag: the caller then takes the queue.
+    pub fn take_posted(&self) -> bool {
+        self.has_mail.swap(false, Ordering::Acquire)
     }
 
     /// Takes the queued commands, oldest first.
@@ -169,6 +202,11 @@ pub struct Registration<M = ConnectionMeta> {
 impl<M> Registration<M> {
     pub fn mailbox(&self) -> &Mailbox {
         &self.entry.mailbox
+    }
+
+    /// The mailbox, to be shared (the pub/sub hub posts to it).
+    pub fn shared_mailbox(&self) -> Arc<Mailbox> {
+        Arc::clone(&self.entry.mailbox)
     }
 
     pub fn meta(&self) -> &M {

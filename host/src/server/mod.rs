@@ -9,6 +9,7 @@ mod memory;
 pub mod origin;
 mod pages;
 mod peer_watch;
+pub mod pubsub;
 pub mod routes;
 pub mod tenants;
 mod upgrade;
@@ -56,6 +57,8 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Per-tenant connection caps.
     pub tenants: tenants::TenantGates,
+    /// Topics and direct messages between a tenant's connections.
+    pub pubsub: Arc<pubsub::Hub>,
 }
 
 impl Shared {
@@ -105,6 +108,14 @@ impl Server {
             Some(t) => Some(crate::tls::acceptor(&t.cert, &t.key)?),
             None => None,
         };
+        let metrics: Arc<crate::metrics::Metrics> = Arc::default();
+        let hub = Arc::new(pubsub::Hub::new(
+            Arc::clone(&metrics),
+            config.pubsub.default_limits,
+        ));
+        for (tenant, limits) in &config.pubsub.tenants {
+            hub.set_limits(tenant, *limits);
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -122,8 +133,9 @@ impl Server {
                 connections: TaskTracker::new(),
                 settings: config.server.clone(),
                 tls,
-                metrics: Arc::default(),
+                metrics,
                 tenants,
+                pubsub: hub,
             }),
         })
     }
@@ -395,16 +407,20 @@ impl ServerHandle {
     }
 
     /// Sends a message to one connection's peer without calling its
-    /// handler. At most once: a connection that closes meanwhile, or whose
-    /// output is over its limit, drops it (logged).
+    /// handler, the way pub/sub's `send-to` does: framed once
+    /// (uncompressed) and queued through its mailbox, unless the
+    /// connection is over its route's `max_backpressure` (`Ok(false)`,
+    /// counted as a drop; with `slow_consumer = "close"` it is closed with
+    /// 1008). At most once: a connection that closes meanwhile drops it.
     pub fn send(
         &self,
         connection_id: u64,
         message: wsbox_protocol::Message,
-    ) -> Result<(), ConnectionCommandError> {
-        self.mailbox(connection_id)?
-            .post(mailbox::Command::Send(message));
-        Ok(())
+    ) -> Result<bool, ConnectionCommandError> {
+        self.shared
+            .pubsub
+            .send_to_connection(connection_id, &message)
+            .ok_or(ConnectionCommandError::UnknownConnection(connection_id))
     }
 
     /// Closes one connection with a code and reason; its handler's
@@ -421,6 +437,32 @@ impl ServerHandle {
             reason: reason.to_string(),
         });
         Ok(())
+    }
+
+    /// Publishes a message to a tenant's topic from outside (a backend,
+    /// through the admin API): framed once, queued on every subscriber of
+    /// the tenant's topic on this server, without calling any handler.
+    /// Not counted against the tenant's publish rate.
+    pub fn publish(
+        &self,
+        tenant: &str,
+        topic: &str,
+        message: &wsbox_protocol::Message,
+    ) -> Result<pubsub::PublishReport, pubsub::PubsubError> {
+        let report = self.shared.pubsub.publish(tenant, topic, message)?;
+        tracing::debug!(
+            tenant,
+            topic,
+            delivered = report.delivered,
+            skipped = report.skipped,
+            "published from outside"
+        );
+        Ok(report)
+    }
+
+    /// How many connections of a tenant subscribe to a topic.
+    pub fn subscriber_count(&self, tenant: &str, topic: &str) -> u32 {
+        self.shared.pubsub.subscriber_count(tenant, topic)
     }
 
     fn mailbox(&self, id: u64) -> Result<Arc<mailbox::Mailbox>, ConnectionCommandError> {

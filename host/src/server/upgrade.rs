@@ -323,6 +323,29 @@ pub(super) async fn handle(
         resp.headers_mut().insert(name, value.clone());
     }
 
+    let registration = shared.live.register(
+        connection_id,
+        super::mailbox::ConnectionMeta {
+            route: route.pattern.clone(),
+            module: Arc::clone(&route.module),
+            remote: peer,
+            opened: std::time::Instant::now(),
+            admission,
+        },
+    );
+    let (membership, pubsub) = shared.pubsub.join(
+        connection_id,
+        &route.module.tenant,
+        registration.shared_mailbox(),
+        super::pubsub::Backpressure {
+            max_bytes: route.config.limits.max_backpressure,
+            policy: route.config.limits.slow_consumer,
+        },
+        deflate
+            .as_ref()
+            .and_then(|(negotiated, _)| negotiated.server_shared_compression()),
+    );
+    instance.set_pubsub(pubsub);
     let setup = ConnectionSetup {
         info: OpenInfo {
             subprotocol,
@@ -335,16 +358,8 @@ pub(super) async fn handle(
         keepalive: route.config.keepalive,
         shutdown: shared.shutdown.clone(),
         metrics: Arc::clone(&shared.metrics),
-        registration: shared.live.register(
-            connection_id,
-            super::mailbox::ConnectionMeta {
-                route: route.pattern.clone(),
-                module: Arc::clone(&route.module),
-                remote: peer,
-                opened: std::time::Instant::now(),
-                admission,
-            },
-        ),
+        registration,
+        pubsub: membership,
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     // Captured boxed: a value captured by the task stays in it for the

@@ -101,7 +101,32 @@ pub struct Negotiated {
     pub min_compress_size: usize,
 }
 
+/// How the server compresses for one connection when its compressor resets
+/// after every message (`server_no_context_takeover`): then one compressed
+/// message fits every such connection with the same settings, and a
+/// publisher can compress once for all of them ([`compress_once`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SharedCompression {
+    pub window_bits: u8,
+    pub level: u32,
+    pub mem_level: u8,
+    /// Messages shorter than this go out uncompressed.
+    pub min_compress_size: usize,
+}
+
 impl Negotiated {
+    /// The server side's settings when they allow sharing compressed
+    /// messages (`server_no_context_takeover`), else `None`.
+    pub fn server_shared_compression(&self) -> Option<SharedCompression> {
+        self.server_no_context_takeover
+            .then_some(SharedCompression {
+                window_bits: self.server_max_window_bits,
+                level: self.compression_level,
+                mem_level: self.mem_level,
+                min_compress_size: self.min_compress_size,
+            })
+    }
+
     /// Both sides keep their context and use 15-bit windows, with `config`'s local
     /// settings. Mostly for tests; real connections get theirs from a negotiation.
     pub fn with_defaults(config: &DeflateConfig) -> Self {
@@ -137,6 +162,23 @@ pub enum DeflateNegotiationError {
     WindowTooLarge(&'static str),
     #[error("server did not agree to the requested {0}")]
     MissingParameter(&'static str),
+}
+
+/// Compresses one message as a fresh permessage-deflate stream (what a
+/// compressor that resets after every message produces), for every
+/// connection with these settings. `None` when it is below
+/// `min_compress_size` or does not compress; send it uncompressed then.
+pub fn compress_once(payload: &[u8], settings: &SharedCompression) -> Option<Vec<u8>> {
+    if payload.len() < settings.min_compress_size {
+        return None;
+    }
+    codec::Compressor::new(
+        settings.level,
+        settings.mem_level,
+        settings.window_bits,
+        true,
+    )
+    .compress(payload)
 }
 
 // ----- server side -----
