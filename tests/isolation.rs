@@ -388,6 +388,57 @@ async fn a_connection_over_its_cpu_time_per_second_waits_for_it() {
     panic!("60 busy calls at 10 ms/s were never throttled");
 }
 
+/// `route_cpu_time_per_second` bounds what all of a route's connections
+/// use together: two connections taking turns with busy calls, each well
+/// within its own allowance, get the route throttled (at 50 ms/s here),
+/// for as long as the server says.
+#[tokio::test]
+async fn a_route_over_its_cpu_time_per_second_waits_for_it() {
+    let server = TestServer::start(chaos_config(
+        "/route-cpu",
+        wsbox::config::RouteLimits {
+            route_cpu_time_per_second: Some(Duration::from_millis(50)),
+            cpu_time_per_second: Duration::from_secs(1),
+            ..test_limits()
+        },
+    ))
+    .await;
+    let mut a = server.connect("/route-cpu").await;
+    let mut b = server.connect("/route-cpu").await;
+    let throttled = |logs: String| {
+        logs.lines()
+            .find(|l| {
+                l.contains("route=/route-cpu") && l.contains("route over its CPU time per second")
+            })
+            .map(|l| {
+                l.split("wait_ms=")
+                    .nth(1)
+                    .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .expect("wait_ms in the line")
+            })
+    };
+    for round in 0..60 {
+        let ws = if round % 2 == 0 { &mut a } else { &mut b };
+        let started = Instant::now();
+        assert_eq!(ask(ws, "!work 100").await, "worked");
+        let took = started.elapsed();
+        if let Some(wait_ms) = throttled(logs()) {
+            assert!(
+                took >= Duration::from_millis(wait_ms),
+                "the call did not wait the {wait_ms} ms announced: {took:?}"
+            );
+            assert!(
+                !logs().lines().any(|l| l.contains("route=/route-cpu")
+                    && l.contains("handler over its CPU time per second")),
+                "each connection stayed within its own allowance"
+            );
+            return;
+        }
+    }
+    panic!("60 busy calls at 50 ms/s for the route were never throttled");
+}
+
 /// The client picks the batch size (by how many frames it writes at once),
 /// so a batch must not multiply the handler's CPU budget: 16 spinning
 /// messages in one write get one call's budget (300 ms here), not 16.

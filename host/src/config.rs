@@ -296,6 +296,11 @@ pub struct RouteLimits {
     /// The CPU time one handler call (one event) may use before the
     /// connection is closed with 1011.
     pub cpu_time_per_event: Duration,
+    /// The CPU time all of the route's connections together may use per
+    /// second; over it, the route's next calls wait until it is back
+    /// within it. `None`: one second per worker thread but one (at least
+    /// one), so a route full of busy handlers leaves a worker to others.
+    pub route_cpu_time_per_second: Option<Duration>,
     /// The CPU time one connection's handler may use per second, on
     /// average, whatever its batches: a connection over it waits before its
     /// next call (and is not read meanwhile) until it is back within it.
@@ -336,6 +341,7 @@ impl Default for RouteLimits {
             memory_limit: DEFAULT_MEMORY_LIMIT,
             cpu_time_per_event: DEFAULT_CPU_TIME_PER_EVENT,
             cpu_time_per_second: DEFAULT_CPU_TIME_PER_SECOND,
+            route_cpu_time_per_second: None,
             wall_time_per_call: DEFAULT_WALL_TIME_PER_CALL,
             log_lines_per_second: DEFAULT_LOG_LINES_PER_SECOND,
             log_bytes_per_second: DEFAULT_LOG_BYTES_PER_SECOND,
@@ -773,6 +779,17 @@ impl Config {
                         "must be greater than zero and at most 1s (one core)",
                     ));
                 }
+            }
+            if let Some(d) = &r.route_cpu_time_per_second {
+                let v = located.duration(d, &key("route_cpu_time_per_second"))?;
+                if v.is_zero() {
+                    return Err(located.error(
+                        d.span().start,
+                        &key("route_cpu_time_per_second"),
+                        "must be greater than zero (\"1s\" is one core)",
+                    ));
+                }
+                limits.route_cpu_time_per_second = Some(v);
             }
             if let Some(d) = &r.wall_time_per_call {
                 limits.wall_time_per_call = located.duration(d, &key("wall_time_per_call"))?;
@@ -1266,6 +1283,7 @@ struct RawRoute {
     memory_limit: Option<Spanned<SizeValue>>,
     cpu_time_per_event: Option<Spanned<DurationValue>>,
     cpu_time_per_second: Option<Spanned<DurationValue>>,
+    route_cpu_time_per_second: Option<Spanned<DurationValue>>,
     wall_time_per_call: Option<Spanned<DurationValue>>,
     log_lines_per_second: Option<Spanned<u32>>,
     log_bytes_per_second: Option<Spanned<SizeValue>>,

@@ -372,15 +372,24 @@ impl HandlerInstance {
         if self.dead {
             return Err(CallError::Dead);
         }
-        let wait = self
-            .store
-            .data_mut()
-            .allowance
-            .wait(std::time::Instant::now());
-        if let Some(wait) = wait {
+        let now = std::time::Instant::now();
+        if let Some(wait) = self.store.data_mut().allowance.wait(now) {
             tracing::debug!(
                 wait_ms = wait.as_millis() as u64,
                 "handler over its CPU time per second; its next call waits"
+            );
+            tokio::time::sleep(wait).await;
+        }
+        let route_wait = self
+            .limits
+            .route_cpu
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .wait(now);
+        if let Some(wait) = route_wait {
+            tracing::debug!(
+                wait_ms = wait.as_millis() as u64,
+                "route over its CPU time per second; its next call waits"
             );
             tokio::time::sleep(wait).await;
         }
@@ -395,7 +404,13 @@ impl HandlerInstance {
     ) -> Result<T, CallError> {
         let state = self.store.data_mut();
         let used = state.cpu.finish();
-        state.allowance.charge(used, std::time::Instant::now());
+        let now = std::time::Instant::now();
+        state.allowance.charge(used, now);
+        self.limits
+            .route_cpu
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .charge(used, now);
         if std::mem::take(&mut self.store.data_mut().ticked)
             && let Some(turns) = &self.store.data().turns
         {

@@ -48,6 +48,9 @@ pub struct InstanceLimits {
     pub max_pending_output: usize,
     /// The route's turns for running calls (shared by its instances).
     pub turns: Arc<Semaphore>,
+    /// The CPU time all the route's connections may use per second
+    /// (shared by its instances).
+    pub route_cpu: Arc<std::sync::Mutex<super::cpu_allowance::CpuAllowance>>,
     /// What the instance shares with the rest of its tenant.
     pub tenant: TenantShare,
 }
@@ -74,9 +77,24 @@ impl InstanceLimits {
             // plus headroom for small messages around it.
             max_pending_output: max_message.saturating_mul(2).saturating_add(1 << 20),
             turns: super::turns::route_turns(limits.max_concurrent_calls),
+            route_cpu: Arc::new(std::sync::Mutex::new(
+                super::cpu_allowance::CpuAllowance::new(
+                    limits
+                        .route_cpu_time_per_second
+                        .unwrap_or_else(default_route_cpu_time_per_second),
+                    Duration::ZERO,
+                    std::time::Instant::now(),
+                ),
+            )),
             tenant,
         }
     }
+}
+
+/// All the worker threads but one: another route always finds CPU time.
+pub fn default_route_cpu_time_per_second() -> Duration {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Duration::from_secs(workers.saturating_sub(1).max(1) as u64)
 }
 
 #[cfg(test)]
