@@ -177,6 +177,17 @@ impl Conn {
         }
     }
 
+    /// The socket reached EOF: a connection not closed cleanly was lost.
+    fn peer_eof(&mut self) {
+        if !self.engine.receive_eof() {
+            self.close_info.get_or_insert(CloseInfo {
+                code: None,
+                reason: String::new(),
+                cause: CloseCause::ConnectionLost,
+            });
+        }
+    }
+
     /// Starts the closing handshake from the host's side, if still open.
     fn close_with(&mut self, code: u16, reason: &str, cause: CloseCause) {
         if self.engine.state() == State::Open {
@@ -360,13 +371,7 @@ pub async fn run<S: Transport>(
         inbox.recycle();
         if conn.watch.gone {
             eof = true;
-            if !conn.engine.receive_eof() {
-                conn.close_info.get_or_insert(CloseInfo {
-                    code: None,
-                    reason: String::new(),
-                    cause: CloseCause::ConnectionLost,
-                });
-            }
+            conn.peer_eof();
             break;
         }
         if !conn.watch.ahead.is_empty() {
@@ -452,13 +457,7 @@ pub async fn run<S: Transport>(
             Io::Mail => conn.apply_mail(registration.mailbox().take()),
             Io::Eof => {
                 eof = true;
-                if !conn.engine.receive_eof() {
-                    conn.close_info.get_or_insert(CloseInfo {
-                        code: None,
-                        reason: String::new(),
-                        cause: CloseCause::ConnectionLost,
-                    });
-                }
+                conn.peer_eof();
                 // Whatever is still queued cannot be delivered reliably.
                 break;
             }
