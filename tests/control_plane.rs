@@ -533,10 +533,13 @@ async fn a_tenants_memory_budget_refuses_its_new_instances_and_no_one_elses() {
         .api("PUT", "/v1/tenants/acme", settings.as_bytes())
         .await;
     assert_eq!(status, 200, "{v}");
-    let (status, v) = plane
-        .api("PUT", "/v1/tenants/acme", br#"{"max_memory_total": 0}"#)
-        .await;
-    assert_eq!(status, 422, "{v}");
+    for zero in [
+        r#"{"max_memory_total": 0}"#,
+        r#"{"max_publishes_per_second": 0}"#,
+    ] {
+        let (status, v) = plane.api("PUT", "/v1/tenants/acme", zero.as_bytes()).await;
+        assert_eq!(status, 422, "{zero}: {v}");
+    }
 
     for round in ["before a restart", "after a restart"] {
         let refused = upgrade_answer(plane.server.addr, "/acme/echo").await;

@@ -152,13 +152,15 @@ async fn bad_topics_and_tenant_limits_are_typed_errors() {
         max_subscriptions_per_connection: 2,
         max_publishes_per_second: 1_000,
     };
-    config.pubsub.tenants.insert(
-        "acme".to_string(),
-        PubsubLimits {
-            max_subscriptions_per_connection: 2,
-            max_publishes_per_second: 3,
+    config.tenants.push(wsbox::config::TenantConfig {
+        name: "acme".to_string(),
+        path_prefix: Some("/acme".to_string()),
+        max_connections: None,
+        limits: wsbox::config::TenantLimits {
+            max_publishes_per_second: Some(3),
+            ..Default::default()
         },
-    );
+    });
     let server = TestServer::start(config).await;
     add_acme_route(&server);
     let (mut a, _) = join(&server, "/p").await;

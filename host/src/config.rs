@@ -66,11 +66,9 @@ pub struct Config {
 /// `[pubsub]`: limits on what a tenant's handlers may do with topics.
 #[derive(Debug, Clone, Default)]
 pub struct PubsubConfig {
-    /// The limits of every tenant not listed in `tenants`.
+    /// The limits of every tenant that does not set its own (a tenant's
+    /// `max_subscriptions_per_connection` and `max_publishes_per_second`).
     pub default_limits: PubsubLimits,
-    /// `[pubsub.tenants.<name>]`: a tenant's own limits (a key left out
-    /// takes the default's value).
-    pub tenants: std::collections::BTreeMap<String, PubsubLimits>,
 }
 
 /// The default address of the admin API.
@@ -372,6 +370,13 @@ pub struct TenantLimits {
     /// Guest log bytes per second for all its connections together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_bytes_per_second: Option<u64>,
+    /// Topics one of its connections may subscribe to (default: `[pubsub]`'s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_subscriptions_per_connection: Option<u32>,
+    /// Publishes (and `send-to` messages) per second for all its
+    /// connections together (default: `[pubsub]`'s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_publishes_per_second: Option<u32>,
     /// The resolution, in milliseconds, of the clocks all its handlers
     /// see, when coarser than their routes' `clock_resolution` (a defence
     /// against timing attacks between tenants).
@@ -977,14 +982,6 @@ impl Config {
             };
             pubsub.default_limits =
                 located.pubsub_limits(&own, PubsubLimits::default(), "pubsub")?;
-            for (name, raw_limits) in &raw_pubsub.tenants {
-                let limits = located.pubsub_limits(
-                    raw_limits,
-                    pubsub.default_limits,
-                    &format!("pubsub.tenants.{name}"),
-                )?;
-                pubsub.tenants.insert(name.clone(), limits);
-            }
         }
         Ok(Config {
             listen,
@@ -1100,6 +1097,14 @@ impl Locator<'_> {
                 log_lines_per_second: small(&t.log_lines_per_second, "log_lines_per_second")?,
                 log_bytes_per_second: size(&t.log_bytes_per_second, "log_bytes_per_second")?,
                 clock_resolution_ms: t.clock_resolution_ms.as_ref().map(|v| *v.get_ref()),
+                max_subscriptions_per_connection: small(
+                    &t.max_subscriptions_per_connection,
+                    "max_subscriptions_per_connection",
+                )?,
+                max_publishes_per_second: small(
+                    &t.max_publishes_per_second,
+                    "max_publishes_per_second",
+                )?,
             };
             tenants.push(TenantConfig {
                 name,
@@ -1204,14 +1209,13 @@ struct RawConfig {
     pubsub: Option<RawPubsub>,
 }
 
-/// `[pubsub]`: the default limits, and `[pubsub.tenants.<name>]`.
+/// `[pubsub]`: the default limits (a tenant's own are in its
+/// `[[tenant]]` section).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPubsub {
     max_subscriptions_per_connection: Option<Spanned<u32>>,
     max_publishes_per_second: Option<Spanned<u32>>,
-    #[serde(default)]
-    tenants: std::collections::BTreeMap<String, RawPubsubLimits>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1232,6 +1236,8 @@ struct RawTenant {
     log_lines_per_second: Option<Spanned<u32>>,
     log_bytes_per_second: Option<Spanned<SizeValue>>,
     clock_resolution_ms: Option<Spanned<u64>>,
+    max_subscriptions_per_connection: Option<Spanned<u32>>,
+    max_publishes_per_second: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1525,6 +1531,8 @@ module = "echo.wasm"
                 log_lines_per_second: Some(50),
                 log_bytes_per_second: Some(32 << 10),
                 clock_resolution_ms: Some(10),
+                max_subscriptions_per_connection: None,
+                max_publishes_per_second: None,
             }
         );
         assert_eq!(cfg.routes[0].tenant, "acme");
@@ -1605,7 +1613,7 @@ module = "echo.wasm"
             &dir,
             "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmax_backpressure = \"64KiB\"\nslow_consumer = \"close\"\n\
              [pubsub]\nmax_subscriptions_per_connection = 5\n\
-             [pubsub.tenants.acme]\nmax_publishes_per_second = 7\n",
+             [[tenant]]\nname = \"acme\"\nmax_publishes_per_second = 7\n",
         )
         .unwrap();
         let r = &cfg.routes[0];
@@ -1615,13 +1623,8 @@ module = "echo.wasm"
             cfg.pubsub.default_limits.max_subscriptions_per_connection,
             5
         );
-        assert_eq!(
-            cfg.pubsub.tenants["acme"],
-            PubsubLimits {
-                max_subscriptions_per_connection: 5,
-                max_publishes_per_second: 7,
-            }
-        );
+        assert_eq!(cfg.tenants[0].limits.max_publishes_per_second, Some(7));
+        assert_eq!(cfg.tenants[0].limits.max_subscriptions_per_connection, None);
         let defaults =
             parse_in(&dir, "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n").unwrap();
         assert_eq!(defaults.routes[0].limits.max_backpressure, 256 * 1024);
@@ -1639,10 +1642,10 @@ module = "echo.wasm"
         let e = err("[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmax_backpressure = 10\n");
         assert!(e.contains("at least 1KiB"), "{e}");
         let e = err(
-            "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n[pubsub.tenants.x]\nmax_publishes_per_second = 0\n",
+            "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n[[tenant]]\nname = \"x\"\nmax_publishes_per_second = 0\n",
         );
         assert!(
-            e.contains(":5:") && e.contains("pubsub.tenants.x.max_publishes_per_second"),
+            e.contains(":6:") && e.contains("tenant[0].max_publishes_per_second"),
             "{e}"
         );
     }

@@ -267,6 +267,14 @@ impl ControlPlane {
                 "log_bytes_per_second",
                 limits.log_bytes_per_second == Some(0),
             ),
+            (
+                "max_subscriptions_per_connection",
+                limits.max_subscriptions_per_connection == Some(0),
+            ),
+            (
+                "max_publishes_per_second",
+                limits.max_publishes_per_second == Some(0),
+            ),
         ] {
             if zero {
                 return Err(RegistryError::Invalid(format!(

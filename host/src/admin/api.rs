@@ -168,6 +168,8 @@ struct TenantRequest {
     log_lines_per_second: Option<u32>,
     log_bytes_per_second: Option<u64>,
     clock_resolution_ms: Option<u64>,
+    max_subscriptions_per_connection: Option<u32>,
+    max_publishes_per_second: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -320,6 +322,8 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
                         log_lines_per_second: request.log_lines_per_second,
                         log_bytes_per_second: request.log_bytes_per_second,
                         clock_resolution_ms: request.clock_resolution_ms,
+                        max_subscriptions_per_connection: request.max_subscriptions_per_connection,
+                        max_publishes_per_second: request.max_publishes_per_second,
                     },
                     by,
                 )

@@ -115,6 +115,12 @@ pub struct TenantArgs {
     /// Coarsen the clocks its handlers see to this many milliseconds.
     #[arg(long)]
     pub clock_resolution_ms: Option<u64>,
+    /// Topics one of its connections may subscribe to.
+    #[arg(long)]
+    pub max_subscriptions_per_connection: Option<u32>,
+    /// Publishes and send-to messages per second for all its connections.
+    #[arg(long)]
+    pub max_publishes_per_second: Option<u32>,
     #[command(flatten)]
     pub target: AdminTarget,
 }
@@ -330,6 +336,8 @@ pub fn tenant(args: TenantArgs) -> Result<()> {
         "log_lines_per_second": args.log_lines_per_second,
         "log_bytes_per_second": args.log_bytes_per_second,
         "clock_resolution_ms": args.clock_resolution_ms,
+        "max_subscriptions_per_connection": args.max_subscriptions_per_connection,
+        "max_publishes_per_second": args.max_publishes_per_second,
     });
     let t = client.request(
         "PUT",

@@ -85,7 +85,11 @@ pub fn document() -> Value {
                                    "log_bytes_per_second": {"type": "integer", "minimum": 1,
                                        "description": "guest log bytes per second for all its connections together; more are dropped and counted"},
                                    "clock_resolution_ms": {"type": "integer", "minimum": 0,
-                                       "description": "the resolution of the clocks its handlers see, when coarser than their routes' (against timing attacks); applies to connections opened afterwards"}}}}}},
+                                       "description": "the resolution of the clocks its handlers see, when coarser than their routes' (against timing attacks); applies to connections opened afterwards"},
+                                   "max_subscriptions_per_connection": {"type": "integer", "minimum": 1,
+                                       "description": "topics one of its connections may subscribe to (default: [pubsub]'s)"},
+                                   "max_publishes_per_second": {"type": "integer", "minimum": 1,
+                                       "description": "publishes and send-to messages per second for all its connections (default: [pubsub]'s)"}}}}}},
                 "responses": with_errors("200", "The tenant's settings", json!({"type": "object"}))}},
             "/v1/tenants/{tenant}/modules/{module}/versions": {
                 "post": {"summary": "Upload a new immutable version (validated and compiled first)",
@@ -188,6 +192,8 @@ pub fn document() -> Value {
                     "log_lines_per_second": {"type": "integer"},
                     "log_bytes_per_second": {"type": "integer"},
                     "clock_resolution_ms": {"type": "integer"},
+                    "max_subscriptions_per_connection": {"type": "integer"},
+                    "max_publishes_per_second": {"type": "integer"},
                     "memory_used": {"type": "integer"},
                     "live_connections": {"type": "integer"}}},
                 "Connection": {"type": "object", "properties": {

@@ -113,8 +113,8 @@ impl Server {
             Arc::clone(&metrics),
             config.pubsub.default_limits,
         ));
-        for (tenant, limits) in &config.pubsub.tenants {
-            hub.set_limits(tenant, *limits);
+        for t in &config.tenants {
+            hub.set_tenant_limits(&t.name, &t.limits);
         }
         let listener = TcpListener::bind(config.listen)
             .await
@@ -292,6 +292,7 @@ impl ServerHandle {
         self.shared
             .tenants
             .set_limits(tenant, max_connections, limits);
+        self.shared.pubsub.set_tenant_limits(tenant, limits);
     }
 
     /// The tenants the config file declares.

@@ -319,6 +319,22 @@ impl Hub {
         lock(&self.limits).insert(tenant.to_string(), limits);
     }
 
+    /// Sets one tenant's limits from its settings: what it leaves out is
+    /// the default.
+    pub fn set_tenant_limits(&self, tenant: &str, limits: &crate::config::TenantLimits) {
+        self.set_limits(
+            tenant,
+            PubsubLimits {
+                max_subscriptions_per_connection: limits
+                    .max_subscriptions_per_connection
+                    .unwrap_or(self.default_limits.max_subscriptions_per_connection),
+                max_publishes_per_second: limits
+                    .max_publishes_per_second
+                    .unwrap_or(self.default_limits.max_publishes_per_second),
+            },
+        );
+    }
+
     fn limits(&self, tenant: &str) -> PubsubLimits {
         lock(&self.limits)
             .get(tenant)
