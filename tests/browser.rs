@@ -108,28 +108,12 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn chromium() -> String {
-    // Tests run in parallel: one apt-get at a time.
-    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let path = std::env::var("WSBOX_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !std::path::Path::new(&path).exists() && std::env::var_os("WSBOX_CHROMIUM").is_none() {
-        // A fresh machine: install Debian's package (needs root, as here).
-        announce(&format!(
-            "wsbox tests: installing Debian's chromium with apt-get (once; {SKIP_PEERS_VAR}=chromium skips the browser tests)"
-        ));
-        let _ = std::process::Command::new("sh")
-            .args([
-                "-c",
-                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",
-            ])
-            .status();
-    }
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "headless Chromium not found at {path}: install Debian's `chromium` package \
-         (apt-get install chromium; .ci/run does) or set WSBOX_CHROMIUM"
-    );
-    path
+    debian_program(
+        "/usr/bin/chromium",
+        "chromium",
+        "WSBOX_CHROMIUM",
+        "chromium",
+    )
 }
 
 /// Runs Chromium on `url` until the page reports (or 90 s pass).

@@ -197,25 +197,42 @@ pub fn echo_configs() -> [Config; 3] {
 /// from outside the project (Python packages, Debian's Chromium).
 pub const SKIP_PEERS_VAR: &str = "WSBOX_SKIP_PEERS";
 
-/// `promtool`, installed from Debian's `prometheus` package on first use.
-pub fn promtool() -> String {
-    let path = std::env::var("WSBOX_PROMTOOL").unwrap_or_else(|_| "/usr/bin/promtool".into());
-    if !std::path::Path::new(&path).exists() && std::env::var_os("WSBOX_PROMTOOL").is_none() {
+/// A program from a Debian package, installed with apt-get on first use
+/// (tests run as root on a fresh machine, as .ci/run does). `env` names a
+/// variable that overrides the path.
+pub fn debian_program(path: &str, package: &str, env: &str, skip_name: &str) -> String {
+    // Tests run in parallel: one apt-get at a time.
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let path = std::env::var(env).unwrap_or_else(|_| path.into());
+    if !std::path::Path::new(&path).exists() && std::env::var_os(env).is_none() {
         announce(&format!(
-            "wsbox tests: installing Debian's prometheus (for promtool) with apt-get (once; {SKIP_PEERS_VAR}=promtool skips this test)"
+            "wsbox tests: installing Debian's {package} with apt-get (once; {SKIP_PEERS_VAR}={skip_name} skips the tests that need it)"
         ));
         let _ = std::process::Command::new("sh")
             .args([
                 "-c",
-                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus",
+                &format!(
+                    "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package}"
+                ),
             ])
             .status();
     }
     assert!(
         std::path::Path::new(&path).exists(),
-        "promtool not found at {path}: install Debian's `prometheus` package (.ci/run does) or set WSBOX_PROMTOOL"
+        "{path} not found: install Debian's `{package}` package (.ci/run does) or set {env}"
     );
     path
+}
+
+/// `promtool`, installed from Debian's `prometheus` package on first use.
+pub fn promtool() -> String {
+    debian_program(
+        "/usr/bin/promtool",
+        "prometheus",
+        "WSBOX_PROMTOOL",
+        "promtool",
+    )
 }
 
 /// Runs `promtool check metrics` on a Prometheus text exposition; panics
@@ -248,6 +265,10 @@ pub enum Peers {
     Chromium,
     /// `promtool` from Debian's `prometheus`, apt-installed (as root).
     Promtool,
+    /// Debian's `redis-server`, apt-installed (as root).
+    Redis,
+    /// Debian's `nats-server`, apt-installed (as root).
+    Nats,
 }
 
 impl Peers {
@@ -256,6 +277,8 @@ impl Peers {
             Peers::Python => "python",
             Peers::Chromium => "chromium",
             Peers::Promtool => "promtool",
+            Peers::Redis => "redis",
+            Peers::Nats => "nats",
         }
     }
 }

@@ -69,6 +69,83 @@ pub struct PubsubConfig {
     /// The limits of every tenant that does not set its own (a tenant's
     /// `max_subscriptions_per_connection` and `max_publishes_per_second`).
     pub default_limits: PubsubLimits,
+    /// Where topics meet other nodes' (`backend`): `None` is this node
+    /// alone (`"local"`, the default).
+    pub broker: Option<BrokerConfig>,
+}
+
+/// `[pubsub] backend = "redis://..." | "nats://..."`: several nodes share
+/// topics and reach each other's connections through a broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerConfig {
+    pub kind: BrokerKind,
+    /// The broker's URL as configured.
+    pub url: String,
+    /// This node's id (`node_id`, 1 to 65535; default: random at start).
+    /// Connection ids carry it, so `send-to` can find another node's.
+    pub node_id: Option<u16>,
+    /// What the broker's channel (subject) names start with, so that
+    /// several clusters can share one broker (`channel_prefix`).
+    pub channel_prefix: String,
+}
+
+/// Which broker protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerKind {
+    Redis,
+    Nats,
+}
+
+impl BrokerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BrokerKind::Redis => "redis",
+            BrokerKind::Nats => "nats",
+        }
+    }
+}
+
+/// The default `[pubsub] channel_prefix`.
+pub const DEFAULT_CHANNEL_PREFIX: &str = "wsbox";
+
+/// Parses `[pubsub] backend`: `"local"`, `redis://host:port[/db]` or
+/// `nats://host:port`.
+pub fn parse_backend(value: &str) -> Result<Option<(BrokerKind, String)>, String> {
+    if value == "local" {
+        return Ok(None);
+    }
+    let scheme = value.split_once("://").map(|(s, _)| s);
+    let kind = match scheme {
+        Some("redis") => BrokerKind::Redis,
+        Some("nats") => BrokerKind::Nats,
+        Some("rediss" | "tls") => {
+            return Err(format!(
+                "`{value}`: TLS to the broker is not supported yet; use redis:// or nats:// on a private network"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "`{value}` is not a backend: use \"local\" (one node), \"redis://host:6379\" or \"nats://host:4222\""
+            ));
+        }
+    };
+    let rest = &value[value.find("://").map_or(0, |i| i + 3)..];
+    if rest.is_empty() || rest.starts_with(['/', ':']) {
+        return Err(format!(
+            "`{value}` names no host, as in \"{}://127.0.0.1:{}\"",
+            kind.as_str(),
+            match kind {
+                BrokerKind::Redis => 6379,
+                BrokerKind::Nats => 4222,
+            }
+        ));
+    }
+    if kind == BrokerKind::Redis && redis::Client::open(value).is_err() {
+        return Err(format!(
+            "`{value}` is not a Redis URL such as \"redis://127.0.0.1:6379\""
+        ));
+    }
+    Ok(Some((kind, value.to_string())))
 }
 
 /// The default address of the admin API.
@@ -982,6 +1059,7 @@ impl Config {
             };
             pubsub.default_limits =
                 located.pubsub_limits(&own, PubsubLimits::default(), "pubsub")?;
+            pubsub.broker = located.broker(raw_pubsub)?;
         }
         Ok(Config {
             listen,
@@ -1187,6 +1265,70 @@ impl Locator<'_> {
         Ok(limits)
     }
 
+    fn broker(&self, raw: &RawPubsub) -> Result<Option<BrokerConfig>, ConfigError> {
+        let backend = match &raw.backend {
+            Some(b) => parse_backend(b.get_ref())
+                .map_err(|m| self.error(b.span().start, "pubsub.backend", m))?,
+            None => None,
+        };
+        let Some((kind, url)) = backend else {
+            for (span, name) in [
+                (raw.node_id.as_ref().map(|v| v.span()), "node_id"),
+                (
+                    raw.channel_prefix.as_ref().map(|v| v.span()),
+                    "channel_prefix",
+                ),
+            ] {
+                if let Some(span) = span {
+                    return Err(self.error(
+                        span.start,
+                        &format!("pubsub.{name}"),
+                        "only means something with a broker: set `backend` to a redis:// or nats:// URL",
+                    ));
+                }
+            }
+            return Ok(None);
+        };
+        let node_id = match &raw.node_id {
+            Some(v) => match u16::try_from(*v.get_ref()) {
+                Ok(id) if id > 0 => Some(id),
+                _ => {
+                    return Err(self.error(
+                        v.span().start,
+                        "pubsub.node_id",
+                        "must be 1 to 65535, and different on every node",
+                    ));
+                }
+            },
+            None => None,
+        };
+        let channel_prefix = match &raw.channel_prefix {
+            Some(p) => {
+                let prefix = p.get_ref();
+                let ok = !prefix.is_empty()
+                    && prefix.len() <= 64
+                    && prefix
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+                if !ok {
+                    return Err(self.error(
+                        p.span().start,
+                        "pubsub.channel_prefix",
+                        "must be 1 to 64 letters, digits, `-` or `_`",
+                    ));
+                }
+                prefix.clone()
+            }
+            None => DEFAULT_CHANNEL_PREFIX.to_string(),
+        };
+        Ok(Some(BrokerConfig {
+            kind,
+            url,
+            node_id,
+            channel_prefix,
+        }))
+    }
+
     fn duration(&self, value: &Spanned<DurationValue>, key: &str) -> Result<Duration, ConfigError> {
         parse_duration(value.get_ref()).map_err(|m| self.error(value.span().start, key, m))
     }
@@ -1216,6 +1358,9 @@ struct RawConfig {
 struct RawPubsub {
     max_subscriptions_per_connection: Option<Spanned<u32>>,
     max_publishes_per_second: Option<Spanned<u32>>,
+    backend: Option<Spanned<String>>,
+    node_id: Option<Spanned<u32>>,
+    channel_prefix: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -70,6 +70,15 @@ pub struct Metrics {
     pub pubsub_drops: Family<TenantLabels, Counter>,
     /// Subscribers closed (1008) as slow consumers, per tenant.
     pub pubsub_slow_consumer_closes: Family<TenantLabels, Counter>,
+    /// Messages for other nodes (publishes and `send-to`s) that did not
+    /// reach the broker, per tenant.
+    pub pubsub_broker_errors: Family<TenantLabels, Counter>,
+    /// Messages from other nodes, through the broker, per tenant.
+    pub pubsub_broker_received: Family<TenantLabels, Counter>,
+    /// 1 while the node is connected to its broker (0 while it reconnects).
+    pub pubsub_broker_connected: Gauge,
+    /// Times the node (re)connected to its broker.
+    pub pubsub_broker_connects: Counter,
     pub connections_accepted: Family<ModuleLabels, Counter>,
     /// Answers to HTTP requests on the WebSocket listener, by status (101
     /// for accepted upgrades; 4xx/5xx for refused ones).
@@ -88,6 +97,10 @@ impl Default for Metrics {
             pubsub_deliveries: Family::default(),
             pubsub_drops: Family::default(),
             pubsub_slow_consumer_closes: Family::default(),
+            pubsub_broker_errors: Family::default(),
+            pubsub_broker_received: Family::default(),
+            pubsub_broker_connected: Gauge::default(),
+            pubsub_broker_connects: Counter::default(),
             connections_accepted: Family::default(),
             http_responses: Family::default(),
             control_actions: Family::default(),
@@ -149,6 +162,26 @@ impl Metrics {
             "pubsub_slow_consumer_closes",
             "Subscribers closed with 1008 as slow consumers (slow_consumer = \"close\")",
             self.pubsub_slow_consumer_closes.clone(),
+        );
+        registry.register(
+            "pubsub_broker_errors",
+            "Messages for other nodes that did not reach the broker (it was unreachable or too far behind)",
+            self.pubsub_broker_errors.clone(),
+        );
+        registry.register(
+            "pubsub_broker_received",
+            "Messages from other nodes received through the broker",
+            self.pubsub_broker_received.clone(),
+        );
+        registry.register(
+            "pubsub_broker_connected",
+            "1 while this node is connected to its pub/sub broker",
+            self.pubsub_broker_connected.clone(),
+        );
+        registry.register(
+            "pubsub_broker_connects",
+            "Connections made to the pub/sub broker (the first and every reconnection)",
+            self.pubsub_broker_connects.clone(),
         );
         registry.register(
             "control_actions",

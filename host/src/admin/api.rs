@@ -386,18 +386,24 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
                 len,
                 delivered = report.delivered,
                 skipped = report.skipped,
+                broker_error = report.broker_error.map(|e| e.to_string()),
                 by,
                 "message published to a topic"
             );
-            ok(
-                StatusCode::OK,
-                &json!({
-                    "tenant": tenant,
-                    "topic": topic,
-                    "delivered": report.delivered,
-                    "skipped": report.skipped,
-                }),
-            )
+            let mut answer = json!({
+                "tenant": tenant,
+                "topic": topic,
+                "delivered": report.delivered,
+                "skipped": report.skipped,
+            });
+            if let Some(e) = report.broker_error {
+                // Delivered here, not to the other nodes: say which and why.
+                answer["broker_error"] = json!(e);
+                answer["message"] = json!(format!(
+                    "delivered on this node only: {e}; the other nodes did not get it"
+                ));
+            }
+            ok(StatusCode::OK, &answer)
         }
         (&Method::GET, ["tenants", tenant, "topics", topic]) => {
             let tenant = path_segment(tenant)?;

@@ -398,6 +398,9 @@ pub fn publish(args: PublishArgs) -> Result<()> {
         answer["delivered"],
         answer["skipped"]
     );
+    if let Some(message) = answer.get("message").and_then(|m| m.as_str()) {
+        anyhow::bail!("{message}");
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! handshake with the handler's decision, then hands each upgraded socket to
 //! its own connection task.
 
+pub mod cluster;
 pub mod connection;
 mod inbox;
 pub mod mailbox;
@@ -116,6 +117,19 @@ impl Server {
         for t in &config.tenants {
             hub.set_tenant_limits(&t.name, &t.limits);
         }
+        let shutdown = CancellationToken::new();
+        let mut first_connection_id = 1;
+        if let Some(broker) = &config.pubsub.broker {
+            let deliver: Arc<dyn cluster::Deliver> = Arc::clone(&hub) as _;
+            let cluster = cluster::Cluster::start(
+                broker,
+                Arc::clone(&metrics),
+                Arc::downgrade(&deliver),
+                shutdown.clone(),
+            );
+            first_connection_id = cluster::first_connection_id(cluster.node());
+            hub.attach_cluster(cluster);
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -128,8 +142,8 @@ impl Server {
                 config_tenants: config.tenants.clone(),
                 pages,
                 live: Arc::default(),
-                next_connection_id: AtomicU64::new(1),
-                shutdown: CancellationToken::new(),
+                next_connection_id: AtomicU64::new(first_connection_id),
+                shutdown,
                 connections: TaskTracker::new(),
                 settings: config.server.clone(),
                 tls,
@@ -459,6 +473,13 @@ impl ServerHandle {
             "published from outside"
         );
         Ok(report)
+    }
+
+    /// With a broker (`[pubsub] backend`): this node's id and whether it
+    /// is connected to the broker now.
+    pub fn broker_status(&self) -> Option<(u16, bool)> {
+        let cluster = self.shared.pubsub.cluster()?;
+        Some((cluster.node(), cluster.is_connected()))
     }
 
     /// How many connections of a tenant subscribe to a topic.

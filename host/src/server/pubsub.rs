@@ -16,6 +16,10 @@
 //! contexts untouched, so this is valid for every negotiated variant; it
 //! trades bandwidth for not compressing once per subscriber.
 //!
+//! Several nodes: with a broker (`[pubsub] backend`), a publish also goes
+//! to the other nodes and theirs come in ([`super::cluster`]); the hub
+//! tells the cluster which topics have local subscribers.
+//!
 //! Slow consumers: a subscriber whose socket already has queued output and
 //! would go over its route's `max_backpressure` with this message is
 //! skipped (`drop`, the default) or closed with 1008 "slow consumer"
@@ -23,7 +27,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -31,6 +35,7 @@ use wsbox_protocol::Message;
 use wsbox_protocol::deflate::{SharedCompression, compress_once};
 use wsbox_protocol::frame::{OpCode, encode_frame};
 
+use super::cluster::{self, BrokerError, Cluster, envelope};
 use super::mailbox::{Command, Mailbox};
 use crate::metrics::{Metrics, TenantLabels};
 
@@ -123,6 +128,10 @@ pub struct PublishReport {
     pub delivered: u32,
     /// Subscribers skipped as slow consumers.
     pub skipped: u32,
+    /// With a broker: why the message did not go to the other nodes
+    /// (this node's subscribers have it anyway).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_error: Option<BrokerError>,
 }
 
 /// A connection as the hub knows it.
@@ -165,6 +174,8 @@ pub struct Hub {
     default_limits: PubsubLimits,
     rates: Mutex<HashMap<Arc<str>, RateWindow>>,
     metrics: Arc<Metrics>,
+    /// The other nodes, when there is a broker.
+    cluster: OnceLock<Arc<Cluster>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -254,6 +265,10 @@ impl Drop for Membership {
     }
 }
 
+/// The tenant of an operator's message to another node's connection: the
+/// receiving node does not check it (tenant names are never empty).
+const ANY_TENANT: &str = "";
+
 /// What a connection's handler uses to reach the hub: its own id and
 /// tenant are fixed, so a handler can only act as itself.
 #[derive(Clone)]
@@ -311,7 +326,20 @@ impl Hub {
             default_limits,
             rates: Mutex::default(),
             metrics,
+            cluster: OnceLock::new(),
         }
+    }
+
+    /// Connects this hub to other nodes' through a broker (once, at start).
+    pub fn attach_cluster(&self, cluster: Arc<Cluster>) {
+        if self.cluster.set(cluster).is_err() {
+            tracing::warn!("the pub/sub hub already has a broker; ignored a second one");
+        }
+    }
+
+    /// The broker side, if any.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.get()
     }
 
     /// Sets one tenant's limits (others keep the defaults).
@@ -392,6 +420,9 @@ impl Hub {
                     subscribers.remove(&id);
                     if subscribers.is_empty() {
                         topics.remove(topic.as_str());
+                        if let Some(cluster) = self.cluster.get() {
+                            cluster.unwant(&tenant, topic);
+                        }
                     }
                 }
             }
@@ -424,13 +455,20 @@ impl Hub {
             return Err(PubsubError::TooManySubscriptions);
         }
         entry.topics.insert(topic.to_string());
-        state
+        let subscribers = state
             .topics
             .entry(Arc::clone(&entry.member.tenant))
             .or_default()
             .entry(topic.to_string())
-            .or_default()
-            .insert(id, Arc::clone(&entry.member));
+            .or_default();
+        if subscribers.is_empty()
+            && let Some(cluster) = self.cluster.get()
+        {
+            // Under the lock, so that the broker follows subscribes and
+            // unsubscribes in their order.
+            cluster.want(&entry.member.tenant, topic);
+        }
+        subscribers.insert(id, Arc::clone(&entry.member));
         Ok(())
     }
 
@@ -448,6 +486,9 @@ impl Hub {
             subscribers.remove(&id);
             if subscribers.is_empty() {
                 topics.remove(topic);
+                if let Some(cluster) = self.cluster.get() {
+                    cluster.unwant(&entry.member.tenant, topic);
+                }
             }
         }
         Ok(true)
@@ -546,7 +587,30 @@ impl Hub {
         true
     }
 
+    /// Publishes from this node: to its subscribers, then (with a broker)
+    /// to the other nodes'.
     fn fan_out(
+        &self,
+        tenant: &str,
+        topic: &str,
+        message: &Message,
+        exclude: Option<u64>,
+    ) -> PublishReport {
+        self.metrics
+            .pubsub_publishes
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_string(),
+            })
+            .inc();
+        let mut report = self.fan_out_here(tenant, topic, message, exclude);
+        if let Some(cluster) = self.cluster.get() {
+            report.broker_error = cluster.publish(tenant, topic, message).err();
+        }
+        report
+    }
+
+    /// Delivers to this node's subscribers.
+    fn fan_out_here(
         &self,
         tenant: &str,
         topic: &str,
@@ -556,7 +620,6 @@ impl Hub {
         let labels = TenantLabels {
             tenant: tenant.to_string(),
         };
-        self.metrics.pubsub_publishes.get_or_create(&labels).inc();
         let mut report = PublishReport::default();
         let state = lock(&self.state);
         let Some(subscribers) = state.topics.get(tenant).and_then(|t| t.get(topic)) else {
@@ -589,7 +652,15 @@ impl Hub {
     /// Sends to one connection of any tenant (the operator, through the
     /// admin API): `None` when no open connection has this id, else
     /// whether it was queued (not skipped as a slow consumer).
+    ///
+    /// With a broker, an id of another node's connection is sent there:
+    /// `Some(true)` when the broker took it (the other node drops it if
+    /// the connection is gone), `Some(false)` when the broker is
+    /// unreachable.
     pub fn send_to_connection(&self, connection_id: u64, message: &Message) -> Option<bool> {
+        if let Some(cluster) = self.remote_node(connection_id) {
+            return Some(cluster.send_to(ANY_TENANT, connection_id, message).is_ok());
+        }
         let tenant = {
             let state = lock(&self.state);
             Arc::clone(&state.members.get(&connection_id)?.member.tenant)
@@ -597,8 +668,30 @@ impl Hub {
         self.send_to(&tenant, connection_id, message).ok()
     }
 
+    /// The cluster, when `connection_id` is another node's.
+    fn remote_node(&self, connection_id: u64) -> Option<&Arc<Cluster>> {
+        let cluster = self.cluster.get()?;
+        let node = cluster::node_of(connection_id);
+        (node != 0 && node != cluster.node()).then_some(cluster)
+    }
+
     /// Sends to one connection of `tenant`.
     pub fn send_to(
+        &self,
+        tenant: &str,
+        connection_id: u64,
+        message: &Message,
+    ) -> Result<bool, PubsubError> {
+        if let Some(cluster) = self.remote_node(connection_id) {
+            // At most once, as for publishes: `false` when the broker is
+            // unreachable; the other node drops it if it has no such
+            // connection of this tenant.
+            return Ok(cluster.send_to(tenant, connection_id, message).is_ok());
+        }
+        self.send_here(tenant, connection_id, message)
+    }
+
+    fn send_here(
         &self,
         tenant: &str,
         connection_id: u64,
@@ -621,6 +714,40 @@ impl Hub {
             self.metrics.pubsub_deliveries.get_or_create(&labels).inc();
         }
         Ok(queued)
+    }
+}
+
+impl cluster::Deliver for Hub {
+    /// A message from another node: to this node's subscribers or
+    /// connection, never back to the broker.
+    fn deliver(&self, envelope: envelope::Envelope) {
+        match envelope.target {
+            envelope::Target::Topic(topic) => {
+                if check_topic(&topic).is_ok() {
+                    self.fan_out_here(&envelope.tenant, &topic, &envelope.message, None);
+                }
+            }
+            envelope::Target::Connection(id) => {
+                let tenant = if envelope.tenant == ANY_TENANT {
+                    let state = lock(&self.state);
+                    match state.members.get(&id) {
+                        Some(entry) => Arc::clone(&entry.member.tenant),
+                        None => return,
+                    }
+                } else {
+                    Arc::from(envelope.tenant.as_str())
+                };
+                if let Err(e) = self.send_here(&tenant, id, &envelope.message) {
+                    tracing::debug!(
+                        tenant = %tenant,
+                        conn = id,
+                        from_node = envelope.origin,
+                        error = %e,
+                        "message from another node dropped"
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -679,7 +806,8 @@ mod tests {
             report,
             PublishReport {
                 delivered: 2,
-                skipped: 0
+                skipped: 0,
+                broker_error: None
             }
         );
         let (fa, fb) = (frames(&boxes[0]), frames(&boxes[1]));
@@ -835,7 +963,8 @@ mod tests {
             report,
             PublishReport {
                 delivered: 0,
-                skipped: 2
+                skipped: 2,
+                broker_error: None
             }
         );
         let closes = closing
@@ -853,7 +982,8 @@ mod tests {
             report,
             PublishReport {
                 delivered: 1,
-                skipped: 1
+                skipped: 1,
+                broker_error: None
             }
         );
     }
