@@ -1796,6 +1796,74 @@ module = "echo.wasm"
     }
 
     #[test]
+    fn pubsub_backends_name_a_broker_and_say_what_is_wrong() {
+        let route = "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n";
+        let dir = temp_dir_with_module();
+        let cfg = parse_in(
+            &dir,
+            &format!("{route}[pubsub]\nbackend = \"nats://127.0.0.1:4222\"\nnode_id = 3\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.pubsub.broker,
+            Some(BrokerConfig {
+                kind: BrokerKind::Nats,
+                url: "nats://127.0.0.1:4222".into(),
+                node_id: Some(3),
+                channel_prefix: DEFAULT_CHANNEL_PREFIX.into(),
+            })
+        );
+        let cfg = parse_in(
+            &dir,
+            &format!("{route}[pubsub]\nbackend = \"redis://10.0.0.5:6379/2\"\nchannel_prefix = \"prod-eu\"\n"),
+        )
+        .unwrap();
+        let broker = cfg.pubsub.broker.unwrap();
+        assert_eq!((broker.kind, broker.node_id), (BrokerKind::Redis, None));
+        assert_eq!(broker.channel_prefix, "prod-eu");
+        let local = parse_in(&dir, &format!("{route}[pubsub]\nbackend = \"local\"\n")).unwrap();
+        assert_eq!(local.pubsub.broker, None);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        for (toml, needles) in [
+            (
+                "backend = \"kafka://x\"",
+                &["pubsub.backend", "\"local\"", "redis://", "nats://"][..],
+            ),
+            ("backend = \"rediss://x:6380\"", &["TLS to the broker"][..]),
+            (
+                "backend = \"redis://\"",
+                &["names no host", "redis://127.0.0.1:6379"][..],
+            ),
+            (
+                "backend = \"nats://h:4222\"\nnode_id = 0",
+                &["pubsub.node_id", "1 to 65535"][..],
+            ),
+            (
+                "backend = \"nats://h:4222\"\nnode_id = 70000",
+                &["1 to 65535"][..],
+            ),
+            (
+                "backend = \"nats://h:4222\"\nchannel_prefix = \"a.b\"",
+                &["pubsub.channel_prefix", "letters, digits"][..],
+            ),
+            (
+                "node_id = 2",
+                &["pubsub.node_id", "only means something with a broker"][..],
+            ),
+        ] {
+            let e = err(&format!("{route}[pubsub]\n{toml}\n"));
+            for needle in needles {
+                assert!(e.contains(needle), "{toml}: {e}");
+            }
+            assert!(
+                e.contains(":5:") || e.contains(":6:"),
+                "{toml}: no line in {e}"
+            );
+        }
+    }
+
+    #[test]
     fn origin_and_keepalive_settings() {
         let dir = temp_dir_with_module();
         let cfg = parse_in(

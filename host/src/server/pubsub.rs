@@ -898,6 +898,64 @@ mod tests {
         }
     }
 
+    /// With a broker, the node asks it for exactly the topics that have a
+    /// subscriber here (and its own channel), following subscribes,
+    /// unsubscribes and closes.
+    #[tokio::test]
+    async fn the_broker_follows_the_topics_with_local_subscribers() {
+        let hub = hub(PubsubLimits::default());
+        let config = crate::config::BrokerConfig {
+            kind: crate::config::BrokerKind::Redis,
+            // Nothing listens there: the broker task keeps retrying.
+            url: "redis://127.0.0.1:1".into(),
+            node_id: Some(5),
+            channel_prefix: "p".into(),
+        };
+        let deliver: Arc<dyn cluster::Deliver> = Arc::clone(&hub) as _;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let c = Cluster::start(
+            &config,
+            Arc::default(),
+            Arc::downgrade(&deliver),
+            shutdown.clone(),
+        );
+        hub.attach_cluster(Arc::clone(&c));
+        let wanted = || {
+            let mut w: Vec<String> = c.wanted().into_iter().collect();
+            w.sort();
+            w
+        };
+        assert_eq!(wanted(), ["p.n.5"]);
+        let (m1, a) = hub.join(1, "t", Arc::default(), Backpressure::default(), None);
+        let (_m2, b) = hub.join(2, "u", Arc::default(), Backpressure::default(), None);
+        a.subscribe("x").unwrap();
+        a.subscribe("y").unwrap();
+        b.subscribe("x").unwrap();
+        let (tx, ty, ux) = (
+            c.topic_channel("t", "x"),
+            c.topic_channel("t", "y"),
+            c.topic_channel("u", "x"),
+        );
+        assert_ne!(tx, ux, "tenants have their own channels");
+        let mut all = vec!["p.n.5".to_string(), tx.clone(), ty.clone(), ux.clone()];
+        all.sort();
+        assert_eq!(wanted(), all);
+        assert_eq!(a.unsubscribe("y"), Ok(true));
+        assert!(!wanted().contains(&ty));
+        drop(m1);
+        let mut left = vec!["p.n.5".to_string(), ux];
+        left.sort();
+        assert_eq!(wanted(), left);
+        // Not connected: a publish is delivered here and fails for the rest.
+        let report = b.publish("x", &Message::Text("m".into()), false).unwrap();
+        assert_eq!(report.broker_error, Some(BrokerError::Unavailable));
+        assert_eq!(
+            b.send_to(7 << 36 | 1, &Message::Text("m".into())),
+            Ok(false)
+        );
+        shutdown.cancel();
+    }
+
     #[test]
     fn limits_topics_and_leaving() {
         let hub = hub(PubsubLimits {

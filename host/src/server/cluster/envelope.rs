@@ -6,6 +6,8 @@
 //! u8  format (1)
 //! u8  what: 0 = topic, 1 = one connection
 //! u16 origin node (big-endian)
+//! u64 origin process: random at start, so that two nodes given the same
+//!     id are told apart
 //! u8  message kind: 1 = text, 2 = binary
 //! u16 tenant length, tenant bytes (UTF-8)
 //! topic:      u16 topic length, topic bytes (UTF-8)
@@ -33,6 +35,7 @@ pub enum Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     pub origin: u16,
+    pub process: u64,
     pub tenant: String,
     pub target: Target,
     pub message: Message,
@@ -44,7 +47,12 @@ pub struct Envelope {
 #[error("not a wsbox envelope: {0}")]
 pub struct DecodeError(&'static str);
 
-pub fn encode(origin: u16, tenant: &str, target: &Target, message: &Message) -> Bytes {
+pub fn encode(
+    (origin, process): (u16, u64),
+    tenant: &str,
+    target: &Target,
+    message: &Message,
+) -> Bytes {
     let (kind, payload) = match message {
         Message::Text(t) => (TEXT, t.as_bytes()),
         Message::Binary(b) => (BINARY, &b[..]),
@@ -56,6 +64,7 @@ pub fn encode(origin: u16, tenant: &str, target: &Target, message: &Message) -> 
         Target::Connection(_) => DIRECT,
     });
     out.put_u16(origin);
+    out.put_u64(process);
     out.put_u8(kind);
     put_str(&mut out, tenant);
     match target {
@@ -114,6 +123,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
     }
     let what = r.u8()?;
     let origin = r.u16()?;
+    let process = r.u64()?;
     let kind = r.u8()?;
     let tenant = r.string()?;
     let target = match what {
@@ -131,6 +141,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
     };
     Ok(Envelope {
         origin,
+        process,
         tenant,
         target,
         message,
@@ -154,12 +165,13 @@ mod tests {
             ),
             (Target::Topic("t".into()), Message::Text(String::new())),
         ] {
-            let bytes = encode(7, "acme", &target, &message);
+            let bytes = encode((7, 99), "acme", &target, &message);
             let e = decode(&bytes).unwrap();
             assert_eq!(
                 e,
                 Envelope {
                     origin: 7,
+                    process: 99,
                     tenant: "acme".into(),
                     target,
                     message
@@ -167,7 +179,7 @@ mod tests {
             );
         }
         let good = encode(
-            1,
+            (1, 2),
             "a",
             &Target::Topic("t".into()),
             &Message::Text("x".into()),

@@ -78,6 +78,10 @@ pub trait Deliver: Send + Sync + 'static {
 /// This node's side of the cluster.
 pub struct Cluster {
     node: u16,
+    /// Random per process: tells this node's own messages from those of
+    /// another node given the same id by mistake.
+    process: u64,
+    warned_same_id: AtomicBool,
     prefix: String,
     kind: BrokerKind,
     url: String,
@@ -114,6 +118,8 @@ impl Cluster {
         let (tx, rx) = mpsc::channel(OUTGOING_CAPACITY);
         let cluster = Arc::new(Cluster {
             node,
+            process: rand::random(),
+            warned_same_id: AtomicBool::new(false),
             prefix: config.channel_prefix.clone(),
             kind: config.kind,
             url: config.url.clone(),
@@ -197,7 +203,7 @@ impl Cluster {
     }
 
     /// The channels to subscribe to now: the topics' and this node's own.
-    fn wanted(&self) -> HashSet<String> {
+    pub(crate) fn wanted(&self) -> HashSet<String> {
         let mut wanted = lock(&self.wanted).clone();
         wanted.insert(self.node_channel(self.node));
         wanted
@@ -231,7 +237,7 @@ impl Cluster {
         let result = if !self.is_connected() {
             Err(BrokerError::Unavailable)
         } else {
-            let payload = envelope::encode(self.node, tenant, target, message);
+            let payload = envelope::encode((self.node, self.process), tenant, target, message);
             self.outgoing
                 .try_send(Outgoing {
                     channel,
@@ -268,7 +274,16 @@ impl Cluster {
             }
         };
         if envelope.origin == self.node {
-            return;
+            if envelope.process == self.process {
+                return;
+            }
+            if !self.warned_same_id.swap(true, Ordering::Relaxed) {
+                tracing::error!(
+                    node = self.node,
+                    "another node has this node's id: give each node its own `[pubsub] node_id` \
+                     (direct messages between the two go astray)"
+                );
+            }
         }
         self.metrics
             .pubsub_broker_received
