@@ -364,7 +364,11 @@ async fn broker_faults(kind: BrokerKind) {
     until_broker(&n2, false).await;
 
     // Clients stay connected and local delivery goes on.
-    assert_eq!(ask(&mut a, "pubx room local only").await, "published 1 0");
+    // The handler learns that the other nodes did not get it.
+    assert_eq!(
+        ask(&mut a, "pubx room local only").await,
+        "published 1 0 unavailable"
+    );
     assert_eq!(text(&mut a2).await, "local only");
     assert_eq!(ask(&mut b, "id").await, format!("id {b_id}"));
     // Messages for the other node fail, and say so where they can.

@@ -1,5 +1,5 @@
 //! Contract versions and optional interfaces: the host detects what a
-//! component implements (0.2.1 or 0.2.0 with or without the batch
+//! component implements (0.2.2, 0.2.1 or 0.2.0 with or without the batch
 //! interface, with or without pubsub, or 0.1.0), says so in its log, and
 //! runs each the way its contract says.
 
@@ -14,7 +14,7 @@ async fn the_host_says_which_contract_each_module_implements() {
     let _basic = TestServer::start(module_config("/basic", BASIC_WASM, test_limits())).await;
     let line = wait_for_log("module=wsbox_test_guest_basic contract=").await;
     assert!(
-        line.contains("contract=wsbox:websocket/websocket-handler@0.2.1"),
+        line.contains("contract=wsbox:websocket/websocket-handler@0.2.2"),
         "{line}"
     );
     assert!(
@@ -24,9 +24,23 @@ async fn the_host_says_which_contract_each_module_implements() {
     let _pubsub = TestServer::start(module_config("/pubsub", PUBSUB_WASM, test_limits())).await;
     let line = wait_for_log("module=wsbox_test_guest_pubsub contract=").await;
     assert!(
+        line.contains("contract=wsbox:websocket/websocket-handler@0.2.2 + pubsub"),
+        "{line}"
+    );
+    // Built against 0.2.1, before publish-with-broker-report: linked to
+    // the 0.2.2 host, and its pubsub calls work.
+    let v021 = TestServer::start(module_config("/old", PUBSUB_0_2_1_WASM, test_limits())).await;
+    let line = wait_for_log("module=pubsub-wit-0.2.1 contract=").await;
+    assert!(
         line.contains("contract=wsbox:websocket/websocket-handler@0.2.1 + pubsub"),
         "{line}"
     );
+    let mut a = v021.connect("/old").await;
+    let mut b = v021.connect("/old").await;
+    assert_eq!(ask(&mut a, "sub t").await, "subscribed");
+    assert_eq!(ask(&mut b, "sub t").await, "subscribed");
+    assert_eq!(ask(&mut a, "pubx t hi").await, "published 1 0");
+    assert_eq!(next_message(&mut b).await, Message::Text("hi".into()));
     // Built against 0.2.0, before pubsub: linked and found through
     // wasmtime's semver-compatible lookup, with no adapter.
     let _v020 = TestServer::start(echo_0_2_0_config()).await;
@@ -39,7 +53,7 @@ async fn the_host_says_which_contract_each_module_implements() {
     let _chaos = TestServer::start(chaos_config("/chaos", test_limits())).await;
     let line = wait_for_log("module=wsbox_test_guest_chaos contract=").await;
     assert!(
-        line.contains("contract=wsbox:websocket/websocket-batch-handler@0.2.1"),
+        line.contains("contract=wsbox:websocket/websocket-batch-handler@0.2.2"),
         "{line}"
     );
     let _old = TestServer::start(echo_0_1_0_config()).await;

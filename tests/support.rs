@@ -20,7 +20,7 @@ pub const CHAOS_WASM: &str = env!("WSBOX_CHAOS_WASM");
 /// A handler on the bare 0.2.0 bindings, without the batch interface.
 pub const BASIC_WASM: &str = env!("WSBOX_BASIC_WASM");
 
-/// A handler on the bare 0.2.1 bindings that drives `pubsub` by commands.
+/// A handler on the bare 0.2.2 bindings that drives `pubsub` by commands.
 pub const PUBSUB_WASM: &str = env!("WSBOX_PUBSUB_WASM");
 
 /// How long any single wait in a test may take before it fails.
@@ -166,6 +166,14 @@ pub const ECHO_0_1_0_WASM: &str =
 pub const ECHO_0_2_0_WASM: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/echo-wit-0.2.0.wasm");
 
+/// The pubsub test guest built against `wsbox:websocket@0.2.1` (before
+/// 0.2.2 added `publish-with-broker-report`), checked in for the same
+/// reason.
+pub const PUBSUB_0_2_1_WASM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/pubsub-wit-0.2.1.wasm"
+);
+
 /// The bundled demo with its echo route's module replaced by `wasm`.
 fn demo_with_echo(wasm: &str) -> Config {
     let mut config = demo_config();
@@ -187,7 +195,7 @@ pub fn echo_0_2_0_config() -> Config {
     demo_with_echo(ECHO_0_2_0_WASM)
 }
 
-/// The echo demo as built today (contract 0.2.1), and as built against
+/// The echo demo as built today (contract 0.2.2), and as built against
 /// 0.2.0 and 0.1.0: the echo end-to-end tests run on all three.
 pub fn echo_configs() -> [Config; 3] {
     [demo_config(), echo_0_2_0_config(), echo_0_1_0_config()]

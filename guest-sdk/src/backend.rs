@@ -125,15 +125,19 @@ pub(crate) fn host_publish(
     message: &OutMessage<'_>,
     exclude_self: bool,
 ) -> Result<Published, PubsubError> {
-    host_pubsub::publish(
+    host_pubsub::publish_with_broker_report(
         conn,
         topic,
         message.as_wit(),
         host_pubsub::PublishOptions { exclude_self },
     )
     .map(|r| Published {
-        delivered: r.delivered,
-        skipped: r.skipped,
+        delivered: r.here.delivered,
+        skipped: r.here.skipped,
+        broker_error: r.broker_error.map(|e| match e {
+            host_pubsub::BrokerError::Unavailable => crate::BrokerError::Unavailable,
+            host_pubsub::BrokerError::Backlog => crate::BrokerError::Backlog,
+        }),
     })
     .map_err(pubsub_error)
 }

@@ -181,3 +181,29 @@ impl fmt::Display for PubsubError {
 }
 
 impl std::error::Error for PubsubError {}
+
+/// Why a published message did not go to the other nodes (several nodes
+/// share topics through a broker). This node's subscribers got it anyway;
+/// nothing is retried (at most once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BrokerError {
+    /// The broker is unreachable; the node is reconnecting to it.
+    Unavailable,
+    /// Too many messages are waiting for the broker.
+    Backlog,
+}
+
+impl fmt::Display for BrokerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BrokerError::Unavailable => {
+                "the pub/sub broker is unreachable: the other nodes did not get the message"
+            }
+            BrokerError::Backlog => {
+                "too many messages wait for the pub/sub broker: the other nodes did not get the message"
+            }
+        })
+    }
+}
+
+impl std::error::Error for BrokerError {}

@@ -131,7 +131,7 @@
 //! Keep the handler crate outside the wsbox checkout: inside it, cargo
 //! makes it part of wsbox's workspace.
 //!
-//! The component implements `wsbox:websocket@0.2.1` (`wit/websocket.wit`),
+//! The component implements `wsbox:websocket@0.2.2` (`wit/websocket.wit`),
 //! world `websocket-batch-handler`: the SDK exports the batch interface, so
 //! messages that arrive together reach the instance in one call. A handler
 //! that uses [`Ws::subscribe`], [`Ws::publish`] and the other pub/sub calls
@@ -178,7 +178,7 @@ pub mod testing;
 mod types;
 mod ws;
 
-pub use errors::{CloseError, Closed, JsonError, PingError, PubsubError};
+pub use errors::{BrokerError, CloseError, Closed, JsonError, PingError, PubsubError};
 pub use handler::WebSocketHandler;
 pub use types::{CloseCause, CloseInfo, Message, OutMessage, Published, Reject, UpgradeRequest};
 pub use ws::Ws;

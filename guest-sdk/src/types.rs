@@ -468,4 +468,7 @@ pub struct Published {
     /// Subscribers skipped as slow consumers (over their route's
     /// `max_backpressure`).
     pub skipped: u32,
+    /// With several nodes (a broker): why the message did not go to the
+    /// other nodes, if it did not. Always `None` on a single node.
+    pub broker_error: Option<crate::BrokerError>,
 }

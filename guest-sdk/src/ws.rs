@@ -237,7 +237,8 @@ impl Ws<'_> {
     /// this connection included if it subscribes (it gets the message
     /// after this call's writes). The host frames it once and queues it on
     /// each subscriber; [`Published`] says how many got it and how many
-    /// were skipped as slow consumers.
+    /// were skipped as slow consumers, and, with several nodes, whether
+    /// it went to the other nodes ([`Published::broker_error`]).
     pub fn publish<'m>(
         &self,
         topic: &str,

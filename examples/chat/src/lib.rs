@@ -84,7 +84,13 @@ impl Chat {
     fn say(&self, ws: &Ws, text: &str) {
         let line = format!("{}: {text}", self.nick);
         match ws.publish(&room_topic(&self.room), line) {
-            Ok(_) => {}
+            Ok(published) => {
+                // Several servers share the room through a broker: say
+                // when the others' users did not get it.
+                if let Some(e) = published.broker_error {
+                    let _ = ws.write_message(format!("! only this server's users got it: {e}"));
+                }
+            }
             Err(PubsubError::RateExceeded) => {
                 let _ = ws.write_message("! slow down: the server is over its message rate");
             }

@@ -1,9 +1,9 @@
 //! Host-side bindings generated from the WIT, one module per contract
-//! version the host runs: `wit/websocket.wit` (0.2.1, the current one;
-//! 0.2.0 components link to it through wasmtime's semver-compatible
+//! version the host runs: `wit/websocket.wit` (0.2.2, the current one;
+//! 0.2.0 and 0.2.1 components link to it through wasmtime's semver-compatible
 //! lookup) and the frozen `wit/v0.1.0/websocket.wit`.
 
-/// `wsbox:websocket@0.2.1`. Its types are the ones the rest of the host
+/// `wsbox:websocket@0.2.2`. Its types are the ones the rest of the host
 /// uses; components of older versions are adapted to them.
 pub mod v0_2 {
     wasmtime::component::bindgen!({
@@ -41,7 +41,9 @@ pub struct ConnectionResource;
 
 pub use v0_2::exports::wsbox::websocket::{batch_handler, handler};
 pub use v0_2::wsbox::websocket::connection::{CloseError, PingError, WriteError};
-pub use v0_2::wsbox::websocket::pubsub::{PublishOptions, PublishReport, PubsubError};
+pub use v0_2::wsbox::websocket::pubsub::{
+    BrokerError, BrokerPublishReport, PublishOptions, PublishReport, PubsubError,
+};
 pub use v0_2::wsbox::websocket::types::{
     Accept, CloseCause, CloseInfo, Header, IpAddress, LogLevel, Message, MessageBatch, MessageKind,
     MessageSpan, NamedCapture, OpenInfo, OriginDecision, Reject, SocketAddress, UpgradeDecision,

@@ -13,9 +13,9 @@ use super::bindings::{
 use super::instance::HostState;
 
 // Looked up with wasmtime's semver-compatible matching: these find a
-// 0.2.0 component's exports as well as a 0.2.1 one's.
-const HANDLER_0_2: &str = "wsbox:websocket/handler@0.2.1";
-const BATCH_HANDLER_0_2: &str = "wsbox:websocket/batch-handler@0.2.1";
+// 0.2.0 or 0.2.1 component's exports as well as a 0.2.2 one's.
+const HANDLER_0_2: &str = "wsbox:websocket/handler@0.2.2";
+const BATCH_HANDLER_0_2: &str = "wsbox:websocket/batch-handler@0.2.2";
 const PUBSUB_PREFIX: &str = "wsbox:websocket/pubsub@";
 const HANDLER_0_1: &str = "wsbox:websocket/handler@0.1.0";
 
@@ -39,7 +39,7 @@ pub(crate) enum Contract {
         handler: handler::GuestIndices,
         batch: Option<batch_handler::GuestIndices>,
         /// The version of the package the component was built against
-        /// (`0.2.0`, `0.2.1`), from its handler export's name.
+        /// (`0.2.0`, `0.2.1`, `0.2.2`), from its handler export's name.
         version: String,
         /// Whether it imports `pubsub`.
         pubsub: bool,
@@ -123,7 +123,7 @@ impl Contract {
     }
 
     /// The world the component was found to implement, for logs, e.g.
-    /// `wsbox:websocket/websocket-batch-handler@0.2.1 + pubsub`.
+    /// `wsbox:websocket/websocket-batch-handler@0.2.2 + pubsub`.
     pub(crate) fn describe(&self) -> String {
         match self {
             Contract::V0_1(_) => "wsbox:websocket/websocket-handler@0.1.0 (adapted)".to_string(),

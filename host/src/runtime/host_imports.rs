@@ -12,8 +12,9 @@ use wasmtime::component::Resource;
 
 use super::bindings::v0_2::wsbox::websocket::{connection, logging, pubsub, types};
 use super::bindings::{
-    CloseError, ConnectionResource, IpAddress, LogLevel, Message, MessageBatch, PingError,
-    PublishOptions, PublishReport, PubsubError, SocketAddress, UpgradeRequest, WriteError,
+    BrokerError, BrokerPublishReport, CloseError, ConnectionResource, IpAddress, LogLevel, Message,
+    MessageBatch, PingError, PublishOptions, PublishReport, PubsubError, SocketAddress,
+    UpgradeRequest, WriteError,
 };
 use super::effects::{Effect, WriteBatch};
 use super::instance::{ConnState, HostState};
@@ -253,7 +254,7 @@ impl ConnState {
     }
 }
 
-/// `wsbox:websocket/pubsub@0.2.1`: topics of the connection's tenant.
+/// `wsbox:websocket/pubsub@0.2.2`: topics of the connection's tenant.
 impl pubsub::Host for HostState {
     fn subscribe(
         &mut self,
@@ -282,20 +283,37 @@ impl pubsub::Host for HostState {
 
     fn publish(
         &mut self,
-        _conn: Resource<ConnectionResource>,
+        conn: Resource<ConnectionResource>,
         topic: String,
         message: Message,
         options: PublishOptions,
     ) -> Result<PublishReport, PubsubError> {
+        self.publish_with_broker_report(conn, topic, message, options)
+            .map(|report| report.here)
+    }
+
+    fn publish_with_broker_report(
+        &mut self,
+        _conn: Resource<ConnectionResource>,
+        topic: String,
+        message: Message,
+        options: PublishOptions,
+    ) -> Result<BrokerPublishReport, PubsubError> {
         let message = wire_message(message);
         let result = self.conn.pubsub().and_then(|hub| {
             hub.publish(&topic, &message, options.exclude_self)
                 .map_err(hub_error)
         });
         match result {
-            Ok(report) => Ok(PublishReport {
-                delivered: report.delivered,
-                skipped: report.skipped,
+            Ok(report) => Ok(BrokerPublishReport {
+                here: PublishReport {
+                    delivered: report.delivered,
+                    skipped: report.skipped,
+                },
+                broker_error: report.broker_error.map(|e| match e {
+                    crate::server::cluster::BrokerError::Unavailable => BrokerError::Unavailable,
+                    crate::server::cluster::BrokerError::Backlog => BrokerError::Backlog,
+                }),
             }),
             Err(e) => {
                 self.conn.log_refusal("publish", &topic, e);

@@ -123,7 +123,7 @@ impl Runtime {
             wasmtime::component::HasSelf<HostState>,
         >(&mut linker, |state| state)
         .map_err(anyhow::Error::from)
-        .context("linking the wsbox host interface 0.2.1")?;
+        .context("linking the wsbox host interface 0.2.2")?;
         bindings::v0_1::WebsocketHandler::add_to_linker::<
             HostState,
             wasmtime::component::HasSelf<HostState>,
@@ -268,7 +268,7 @@ impl HandlerModule {
     }
 
     /// The world the component implements, e.g.
-    /// `wsbox:websocket/websocket-batch-handler@0.2.1`.
+    /// `wsbox:websocket/websocket-batch-handler@0.2.2`.
     pub fn contract(&self) -> String {
         self.contract.describe()
     }

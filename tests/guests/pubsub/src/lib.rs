@@ -1,4 +1,4 @@
-//! A handler on the bare bindings of `wsbox:websocket@0.2.1`, world
+//! A handler on the bare bindings of `wsbox:websocket@0.2.2`, world
 //! `websocket-pubsub-handler`, for the pub/sub end-to-end tests. Each text
 //! message is one command, answered with one text message:
 //!
@@ -30,7 +30,7 @@ wit_bindgen::generate!({
 use exports::wsbox::websocket::handler::Guest;
 use wsbox::websocket::connection::Connection;
 use wsbox::websocket::logging::log;
-use wsbox::websocket::pubsub::{self, PublishOptions, PubsubError};
+use wsbox::websocket::pubsub::{self, BrokerError, PublishOptions, PubsubError};
 use wsbox::websocket::types::{
     Accept, CloseInfo, LogLevel, Message, OpenInfo, OriginDecision, UpgradeDecision, UpgradeRequest,
 };
@@ -45,9 +45,19 @@ fn error(e: PubsubError) -> String {
     format!("error {}", e.name())
 }
 
+/// `published <delivered> <skipped>`, and the broker error if the
+/// message did not go to the other nodes (`published 1 0 unavailable`).
 fn publish(conn: &Connection, topic: &str, message: &Message, exclude_self: bool) -> String {
-    match pubsub::publish(conn, topic, message, PublishOptions { exclude_self }) {
-        Ok(r) => format!("published {} {}", r.delivered, r.skipped),
+    match pubsub::publish_with_broker_report(conn, topic, message, PublishOptions { exclude_self })
+    {
+        Ok(r) => {
+            let broker = match r.broker_error {
+                None => "",
+                Some(BrokerError::Unavailable) => " unavailable",
+                Some(BrokerError::Backlog) => " backlog",
+            };
+            format!("published {} {}{broker}", r.here.delivered, r.here.skipped)
+        }
         Err(e) => error(e),
     }
 }
