@@ -909,6 +909,178 @@ async fn the_api_needs_the_operator_token() {
     plane.stop().await;
 }
 
+/// A tenant token reaches its tenant's paths and connections: another
+/// tenant's are 404, operator-only endpoints 403; it survives a restart
+/// (stored hashed in the registry) and stops working when revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_tokens_reach_their_tenant_only() {
+    let dir = TempDir::new("tenant-tokens");
+    let plane = Plane::start(&dir.0, 8 << 20).await;
+    let addr = plane.admin.to_string();
+    let settings = json!({"path_prefix": "/acme"}).to_string();
+    assert_eq!(
+        plane
+            .api("PUT", "/v1/tenants/acme", settings.as_bytes())
+            .await
+            .0,
+        200
+    );
+    let ci = json!({"name": "ci"}).to_string();
+    let (status, v) = plane
+        .api("POST", "/v1/tenants/acme/tokens", ci.as_bytes())
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let token = v["token"].as_str().expect("the token").to_string();
+    assert!(token.starts_with("wsbt_"), "{token}");
+    let (status, v) = plane
+        .api("POST", "/v1/tenants/acme/tokens", ci.as_bytes())
+        .await;
+    assert_eq!(status, 409, "same name twice: {v}");
+    let (status, v) = plane
+        .api("POST", "/v1/tenants/nope/tokens", ci.as_bytes())
+        .await;
+    assert_eq!(status, 404, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("PUT /v1/tenants/nope")
+    );
+
+    let acme = |method: &'static str, path: String, body: Vec<u8>| {
+        let (addr, token) = (addr.clone(), token.clone());
+        async move { http(&addr, method, &path, Some(&token), &body).await }
+    };
+    // Only its own tenant is listed.
+    let (status, v) = acme("GET", "/v1/tenants".into(), vec![]).await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = v["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["acme"]);
+    // Operator-only endpoints: 403, saying what the token can reach.
+    for (method, path, body) in [
+        ("GET", "/v1/status", vec![]),
+        ("GET", "/metrics", vec![]),
+        ("PUT", "/v1/tenants/acme", settings.clone().into_bytes()),
+        ("POST", "/v1/tenants/acme/tokens", ci.clone().into_bytes()),
+    ] {
+        let (status, v) = acme(method, path.into(), body).await;
+        assert_eq!(status, 403, "{method} {path}: {v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("operator token"),
+            "{v}"
+        );
+    }
+    // Its own modules: upload (recorded as uploaded by acme/ci) and deploy.
+    let (status, v) = acme(
+        "POST",
+        "/v1/tenants/acme/modules/echo/versions".into(),
+        echo_bytes(),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["uploaded_by"], "acme/ci");
+    let bind = json!({"module": "echo", "route": "/echo"}).to_string();
+    let (status, v) = acme(
+        "POST",
+        "/v1/tenants/acme/deployments".into(),
+        bind.into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    // Another tenant's: not found, as if it did not exist.
+    for (method, path) in [
+        ("POST", "/v1/tenants/default/modules/echo/versions"),
+        ("GET", "/v1/tenants/default/deployments"),
+        ("POST", "/v1/tenants/default/topics/t/messages"),
+        ("GET", "/v1/tenants/default/tokens"),
+    ] {
+        let (status, v) = acme(method, path.into(), b"x".to_vec()).await;
+        assert_eq!(status, 404, "{method} {path}: {v}");
+    }
+    // Connections: its own only.
+    let mut own = connect(plane.server.addr, "/acme/echo").await;
+    let mut other = connect(plane.server.addr, "/chaos").await;
+    assert_eq!(ask(&mut own, "ping").await, "ping");
+    let _ = which(&mut other).await;
+    let (status, v) = acme("GET", "/v1/connections".into(), vec![]).await;
+    assert_eq!(status, 200);
+    let listed = v["connections"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{v}");
+    assert_eq!(listed[0]["tenant"], "acme");
+    let own_id = listed[0]["id"].as_u64().unwrap();
+    let (_, all) = plane.api("GET", "/v1/connections", b"").await;
+    let other_id = all["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["tenant"] == "default")
+        .and_then(|c| c["id"].as_u64())
+        .expect("the default tenant's connection");
+    for id in [other_id, 999_999] {
+        let (status, v) = acme(
+            "POST",
+            format!("/v1/connections/{id}/messages"),
+            b"hi".to_vec(),
+        )
+        .await;
+        assert_eq!(status, 404, "{v}");
+        let (status, _) = acme("DELETE", format!("/v1/connections/{id}"), vec![]).await;
+        assert_eq!(status, 404);
+    }
+    let (status, v) = acme(
+        "POST",
+        format!("/v1/connections/{own_id}/messages"),
+        b"from the backend".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(
+        next_message(&mut own).await,
+        WsMessage::Text("from the backend".into())
+    );
+    drop((own, other));
+
+    // Stored hashed in the registry: it works after a restart.
+    plane.stop().await;
+    let plane = Plane::start(&dir.0, 8 << 20).await;
+    let addr = plane.admin.to_string();
+    let (status, v) = http(&addr, "GET", "/v1/tenants/acme/tokens", Some(&token), b"").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["tokens"][0]["name"], "ci");
+    assert!(
+        v["tokens"][0].get("token").is_none(),
+        "never shown again: {v}"
+    );
+    for file in ["registry.sqlite3", "registry.sqlite3-wal"] {
+        let bytes = std::fs::read(dir.0.join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "the token itself is not stored in {file}"
+        );
+    }
+    // Revoked: refused at once.
+    let (status, v) = http(
+        &addr,
+        "DELETE",
+        "/v1/tenants/acme/tokens/ci",
+        Some(&token),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, _) = http(&addr, "GET", "/v1/tenants", Some(&token), b"").await;
+    assert_eq!(status, 401);
+    plane.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_sends_to_and_closes_connections() {
     let dir = TempDir::new("conns");
@@ -1262,6 +1434,43 @@ async fn zero_config_serve_and_the_cli_deploy_and_reach_connections() {
     );
     let (ok, out, err) = cli(&["rollback", "--module", "my"], &env).await;
     assert!(ok && out.contains("to version 1"), "{out} {err}");
+
+    // A tenant token from the CLI: it lists its tenant's versions, cannot
+    // make tokens, and is refused once revoked.
+    let (ok, out, err) = cli(&["token", "create", "--tenant", "default", "ci"], &env).await;
+    assert!(ok && err.contains("shown once"), "{out} {err}");
+    let tenant_token = out.trim().to_string();
+    assert!(tenant_token.starts_with("wsbt_"), "{out}");
+    let as_tenant = ["--token", tenant_token.as_str()];
+    let (ok, out, err) = cli(
+        &[&["versions", "--module", "my"][..], &as_tenant[..]].concat(),
+        &env,
+    )
+    .await;
+    assert!(ok && out.contains("UPLOADED_BY"), "{out} {err}");
+    let (ok, _, err) = cli(
+        &[
+            &["token", "create", "--tenant", "default", "x"][..],
+            &as_tenant[..],
+        ]
+        .concat(),
+        &env,
+    )
+    .await;
+    assert!(
+        !ok && err.contains("HTTP 403") && err.contains("operator token"),
+        "{err}"
+    );
+    let (ok, out, err) = cli(&["token", "list", "--tenant", "default"], &env).await;
+    assert!(ok && out.starts_with("ci "), "{out} {err}");
+    let (ok, _, err) = cli(&["token", "revoke", "--tenant", "default", "ci"], &env).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(
+        &[&["versions", "--module", "my"][..], &as_tenant[..]].concat(),
+        &env,
+    )
+    .await;
+    assert!(!ok && err.contains("HTTP 401"), "{err}");
     demo.close(None).await.expect("close");
     served.kill().await;
 }

@@ -323,6 +323,87 @@ impl ControlPlane {
         Ok(record)
     }
 
+    /// Makes a token for one tenant, stored as its hash and accepted by
+    /// `tokens` from now on. Returns the token: it is shown only once.
+    pub async fn create_token(
+        &self,
+        tenant: &str,
+        name: &str,
+        tokens: &crate::admin::Tokens,
+        by: &str,
+    ) -> Result<String, RegistryError> {
+        registry::check_name("token", name)?;
+        if !self.tenants().await?.iter().any(|t| t.name == tenant) {
+            return Err(RegistryError::NotFound(format!(
+                "no tenant `{tenant}`: create it first with PUT /v1/tenants/{tenant} (wsbox tenant {tenant})"
+            )));
+        }
+        let token = crate::admin::auth::generate("wsbt_");
+        let hash = crate::admin::auth::digest(token.as_bytes());
+        let registry = Arc::clone(&self.registry);
+        let (t, n, b) = (tenant.to_string(), name.to_string(), by.to_string());
+        let inserted = blocking(move || Ok(registry.db().insert_token(&t, &n, &hash, &b)?)).await?;
+        if !inserted {
+            return Err(RegistryError::Conflict(format!(
+                "tenant `{tenant}` already has a token named `{name}`: revoke it first, or choose another name"
+            )));
+        }
+        tokens.add_tenant_token(hash, tenant, name);
+        tracing::info!(
+            audit = "token",
+            tenant,
+            token = name,
+            by,
+            "tenant token created"
+        );
+        Ok(token)
+    }
+
+    /// Revokes a tenant's token at once.
+    pub async fn revoke_token(
+        &self,
+        tenant: &str,
+        name: &str,
+        tokens: &crate::admin::Tokens,
+        by: &str,
+    ) -> Result<(), RegistryError> {
+        let registry = Arc::clone(&self.registry);
+        let (t, n) = (tenant.to_string(), name.to_string());
+        let deleted = blocking(move || Ok(registry.db().delete_token(&t, &n)?)).await?;
+        if !deleted {
+            return Err(RegistryError::NotFound(format!(
+                "tenant `{tenant}` has no token named `{name}` (GET /v1/tenants/{tenant}/tokens lists them)"
+            )));
+        }
+        tokens.remove_tenant_token(tenant, name);
+        tracing::info!(
+            audit = "token",
+            tenant,
+            token = name,
+            by,
+            "tenant token revoked"
+        );
+        Ok(())
+    }
+
+    /// A tenant's tokens (names and when they were made, never the tokens).
+    pub async fn tokens(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<crate::registry::db::TokenRecord>, RegistryError> {
+        let registry = Arc::clone(&self.registry);
+        let tenant = tenant.to_string();
+        blocking(move || {
+            Ok(registry
+                .db()
+                .tokens()?
+                .into_iter()
+                .filter(|t| t.tenant == tenant)
+                .collect())
+        })
+        .await
+    }
+
     /// The registry (for its statistics).
     pub fn registry(&self) -> &ModuleRegistry {
         &self.registry

@@ -45,6 +45,9 @@ enum Command {
     /// Create or change a tenant: namespace, connection cap and the limits
     /// its instances share.
     Tenant(cli::TenantArgs),
+    /// Make, list or revoke tenant tokens: admin API tokens that reach one
+    /// tenant only.
+    Token(cli::TokenArgs),
     /// Send a text message to one live connection's client.
     Send(cli::SendArgs),
     /// Close one live connection.
@@ -124,6 +127,7 @@ fn main() -> ExitCode {
         Command::Connections(args) => cli::connections(args),
         Command::Tenants(args) => cli::tenants(args),
         Command::Tenant(args) => cli::tenant(args),
+        Command::Token(args) => cli::token(args),
         Command::Send(args) => cli::send(args),
         Command::Close(args) => cli::close(args),
         Command::Publish(args) => cli::publish(args),

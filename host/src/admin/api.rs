@@ -8,6 +8,14 @@
 //! | `GET /metrics` | Prometheus text format (token needed) |
 //! | `GET /v1/tenants` | tenants and their modules |
 //! | `PUT /v1/tenants/{t}` | a tenant's namespace and connection cap |
+//! | `POST /v1/tenants/{t}/tokens` | a token for one tenant `{name}` (shown once) |
+//! | `GET /v1/tenants/{t}/tokens` | a tenant's token names |
+//! | `DELETE /v1/tenants/{t}/tokens/{name}` | revoke one |
+//!
+//! The operator token reaches everything; a tenant token reaches its
+//! tenant's paths (`/v1/tenants/{t}/...`, not `PUT /v1/tenants/{t}` nor
+//! making tokens) and connections. Another tenant's are 404, operator-only
+//! endpoints (`status`, `metrics`, tenant settings, tokens) 403.
 //! | `POST /v1/tenants/{t}/modules/{m}/versions?note=` | upload (body: the component) |
 //! | `GET /v1/tenants/{t}/modules/{m}/versions` | versions, active one, live connections each |
 //! | `POST /v1/tenants/{t}/deployments` | activate `{module, version?, route?}` |
@@ -27,7 +35,7 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::AdminState;
+use super::{AdminState, Principal};
 use crate::registry::RegistryError;
 use crate::server::ConnectionCommandError;
 
@@ -137,6 +145,13 @@ async fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|e| ApiError::bad_request(format!("the {what} is not the expected JSON: {e}")))
 }
 
+/// `POST /v1/tenants/{t}/tokens`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    name: String,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActivateRequest {
@@ -239,6 +254,54 @@ fn connection_id(segment: &str) -> Result<u64, ApiError> {
     })
 }
 
+/// What a request's token may reach.
+struct Scope<'p>(&'p Principal);
+
+impl Scope<'_> {
+    /// Operator-only endpoints: 403 for a tenant token.
+    fn operator(&self) -> Result<(), ApiError> {
+        match self.0 {
+            Principal::Operator => Ok(()),
+            Principal::Tenant { tenant, .. } => Err(ApiError(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this needs the operator token: tenant `{tenant}`'s token reaches \
+                     /v1/tenants/{tenant}/... and the tenant's connections"
+                ),
+            )),
+        }
+    }
+
+    /// A tenant's resources: another tenant's are not found, so a token
+    /// learns nothing of other tenants, not even whether they exist.
+    fn tenant(&self, tenant: &str) -> Result<(), ApiError> {
+        if self.0.reaches(tenant) {
+            return Ok(());
+        }
+        Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no tenant `{tenant}` for this token"),
+        ))
+    }
+
+    /// A live connection: another tenant's is unknown to a tenant token.
+    fn connection(&self, plane: &crate::control::ControlPlane, id: u64) -> Result<(), ApiError> {
+        if *self.0 == Principal::Operator {
+            return Ok(());
+        }
+        let reachable = plane
+            .server()
+            .connections()
+            .iter()
+            .any(|c| c.id == id && self.0.reaches(&c.tenant));
+        if reachable {
+            Ok(())
+        } else {
+            Err(ConnectionCommandError::UnknownConnection(id).into())
+        }
+    }
+}
+
 async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -263,21 +326,29 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
             format!("no endpoint {path}: GET /openapi.json lists them"),
         ));
     }
-    let by = state
+    let principal = state
         .tokens
         .check(req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes))
         .ok_or_else(|| {
             ApiError(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong token: send `Authorization: Bearer <token>` with the operator \
-                 token (WSBOX_ADMIN_TOKEN, or the admin-token file in the data directory)"
+                 token (WSBOX_ADMIN_TOKEN, or the admin-token file in the data directory) or a \
+                 tenant token"
                     .into(),
             )
         })?;
+    let by_name = principal.audit_name();
+    let by: &str = &by_name;
+    let scope = Scope(&principal);
     let plane = &state.plane;
     match (&method, &segments[1..]) {
-        (&Method::GET, ["status"]) => ok(StatusCode::OK, &plane.status()),
+        (&Method::GET, ["status"]) => {
+            scope.operator()?;
+            ok(StatusCode::OK, &plane.status())
+        }
         (&Method::GET, ["metrics"]) => {
+            scope.operator()?;
             let stats = &plane.registry().stats;
             let text = plane
                 .server()
@@ -306,9 +377,49 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
             Ok(resp)
         }
         (&Method::GET, ["tenants"]) => {
-            ok(StatusCode::OK, &json!({"tenants": plane.tenants().await?}))
+            let mut tenants = plane.tenants().await?;
+            tenants.retain(|t| principal.reaches(&t.name));
+            ok(StatusCode::OK, &json!({"tenants": tenants}))
+        }
+        (&Method::POST, ["tenants", tenant, "tokens"]) => {
+            scope.operator()?;
+            let tenant = path_segment(tenant)?;
+            let request: TokenRequest = read_json(req, "token request").await?;
+            let token = plane
+                .create_token(&tenant, &request.name, &state.tokens, by)
+                .await?;
+            ok(
+                StatusCode::CREATED,
+                &json!({
+                    "tenant": tenant,
+                    "name": request.name,
+                    "token": token,
+                    "note": "shown once: only its hash is kept",
+                }),
+            )
+        }
+        (&Method::GET, ["tenants", tenant, "tokens"]) => {
+            let tenant = path_segment(tenant)?;
+            scope.tenant(&tenant)?;
+            ok(
+                StatusCode::OK,
+                &json!({"tenant": tenant, "tokens": plane.tokens(&tenant).await?}),
+            )
+        }
+        (&Method::DELETE, ["tenants", tenant, "tokens", name]) => {
+            let tenant = path_segment(tenant)?;
+            scope.tenant(&tenant)?;
+            let name = path_segment(name)?;
+            plane
+                .revoke_token(&tenant, &name, &state.tokens, by)
+                .await?;
+            ok(
+                StatusCode::OK,
+                &json!({"tenant": tenant, "name": name, "revoked": true}),
+            )
         }
         (&Method::PUT, ["tenants", tenant]) => {
+            scope.operator()?;
             let tenant = tenant.to_string();
             let request: TenantRequest = read_json(req, "tenant settings").await?;
             let record = plane
@@ -331,18 +442,22 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
             ok(StatusCode::OK, &record)
         }
         (&Method::POST, ["tenants", tenant, "modules", module, "versions"]) => {
+            scope.tenant(tenant)?;
             let note = query_param(&req, "note");
             let bytes = read_body(req, state.max_body, "module").await?;
             let record = plane.upload(tenant, module, bytes, by, note).await?;
             ok(StatusCode::CREATED, &record)
         }
         (&Method::GET, ["tenants", tenant, "modules", module, "versions"]) => {
+            scope.tenant(tenant)?;
             ok(StatusCode::OK, &plane.versions(tenant, module).await?)
         }
         (&Method::POST, ["tenants", tenant, "modules", module, "rollback"]) => {
+            scope.tenant(tenant)?;
             ok(StatusCode::OK, &plane.rollback(tenant, module, by).await?)
         }
         (&Method::POST, ["tenants", tenant, "deployments"]) => {
+            scope.tenant(tenant)?;
             let tenant = tenant.to_string();
             let request: ActivateRequest = read_json(req, "deployment request").await?;
             let drain = match &request.drain {
@@ -365,16 +480,21 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
             }
             ok(StatusCode::OK, &deployment)
         }
-        (&Method::GET, ["tenants", tenant, "deployments"]) => ok(
-            StatusCode::OK,
-            &json!({"deployments": plane.deployments(tenant).await?}),
-        ),
-        (&Method::GET, ["connections"]) => ok(
-            StatusCode::OK,
-            &json!({"connections": plane.server().connections()}),
-        ),
+        (&Method::GET, ["tenants", tenant, "deployments"]) => {
+            scope.tenant(tenant)?;
+            ok(
+                StatusCode::OK,
+                &json!({"deployments": plane.deployments(tenant).await?}),
+            )
+        }
+        (&Method::GET, ["connections"]) => {
+            let mut connections = plane.server().connections();
+            connections.retain(|c| principal.reaches(&c.tenant));
+            ok(StatusCode::OK, &json!({"connections": connections}))
+        }
         (&Method::POST, ["tenants", tenant, "topics", topic, "messages"]) => {
             let tenant = path_segment(tenant)?;
+            scope.tenant(&tenant)?;
             let topic = path_segment(topic)?;
             let message = read_message(req).await?;
             let len = message.len();
@@ -407,6 +527,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
         }
         (&Method::GET, ["tenants", tenant, "topics", topic]) => {
             let tenant = path_segment(tenant)?;
+            scope.tenant(&tenant)?;
             let topic = path_segment(topic)?;
             let subscribers = plane.server().subscriber_count(&tenant, &topic);
             ok(
@@ -416,6 +537,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
         }
         (&Method::POST, ["connections", id, "messages"]) => {
             let id = connection_id(id)?;
+            scope.connection(plane, id)?;
             let message = read_message(req).await?;
             let len = message.len();
             let queued = plane.server().send(id, message)?;
@@ -440,6 +562,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
         }
         (&Method::POST, ["connections", id, "close"]) | (&Method::DELETE, ["connections", id]) => {
             let id = connection_id(id)?;
+            scope.connection(plane, id)?;
             let request = if method == Method::DELETE {
                 CloseRequest {
                     code: query_param(&req, "code")

@@ -1,10 +1,16 @@
 //! The operator token: from `WSBOX_ADMIN_TOKEN`, else generated once and
 //! kept in `<data_dir>/admin-token` (owner-only). Only its SHA-256 stays in
 //! memory, compared in constant time.
+//!
+//! Tenant tokens: made by the operator for one tenant (`POST
+//! /v1/tenants/{t}/tokens`), shown once, stored as SHA-256 in the
+//! registry. They reach only their tenant's resources.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -25,13 +31,54 @@ pub enum TokenSource {
     File { path: PathBuf, created: bool },
 }
 
+/// Who a request's token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The operator: everything.
+    Operator,
+    /// A tenant token: that tenant's resources only.
+    Tenant { tenant: String, name: String },
+}
+
+impl Principal {
+    /// The name recorded in audit lines and as `uploaded_by`:
+    /// `operator`, or `<tenant>/<token name>`.
+    pub fn audit_name(&self) -> String {
+        match self {
+            Principal::Operator => OPERATOR.to_string(),
+            Principal::Tenant { tenant, name } => format!("{tenant}/{name}"),
+        }
+    }
+
+    /// Whether it may act on `tenant`'s resources.
+    pub fn reaches(&self, tenant: &str) -> bool {
+        match self {
+            Principal::Operator => true,
+            Principal::Tenant { tenant: own, .. } => own == tenant,
+        }
+    }
+}
+
 /// The accepted tokens, hashed.
 pub struct Tokens {
     operator: [u8; 32],
+    /// Tenant tokens by their SHA-256: (tenant, name).
+    tenants: RwLock<HashMap<[u8; 32], (String, String)>>,
 }
 
-fn digest(token: &[u8]) -> [u8; 32] {
+/// The SHA-256 of a token (tokens are 256 random bits: a fast hash is
+/// enough, and the lookup by hash reveals nothing of the token).
+pub fn digest(token: &[u8]) -> [u8; 32] {
     Sha256::digest(token).into()
+}
+
+/// A new random token; tenant tokens start with `wsbt_`.
+pub fn generate(prefix: &str) -> String {
+    format!(
+        "{prefix}{:032x}{:032x}",
+        rand::random::<u128>(),
+        rand::random::<u128>()
+    )
 }
 
 impl Tokens {
@@ -39,7 +86,24 @@ impl Tokens {
     pub fn new(operator: &str) -> Tokens {
         Tokens {
             operator: digest(operator.as_bytes()),
+            tenants: RwLock::default(),
         }
+    }
+
+    /// Accepts a tenant token (by its hash) from now on.
+    pub fn add_tenant_token(&self, sha256: [u8; 32], tenant: &str, name: &str) {
+        self.tenants
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sha256, (tenant.to_string(), name.to_string()));
+    }
+
+    /// Stops accepting a tenant's token.
+    pub fn remove_tenant_token(&self, tenant: &str, name: &str) {
+        self.tenants
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (t, n)| !(t == tenant && n == name));
     }
 
     /// The operator token from the environment, else from the data
@@ -63,11 +127,7 @@ impl Tokens {
                 },
             ));
         }
-        let token = format!(
-            "{:032x}{:032x}",
-            rand::random::<u128>(),
-            rand::random::<u128>()
-        );
+        let token = generate("");
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
         let mut file = std::fs::OpenOptions::new()
@@ -88,13 +148,21 @@ impl Tokens {
         ))
     }
 
-    /// The name of the token in an `Authorization: Bearer <token>` header
-    /// value, if it is one of ours.
-    pub fn check(&self, authorization: Option<&[u8]>) -> Option<&'static str> {
+    /// Whose token is in an `Authorization: Bearer <token>` header value,
+    /// if it is one of ours.
+    pub fn check(&self, authorization: Option<&[u8]>) -> Option<Principal> {
         let value = authorization?;
         let token = value.strip_prefix(b"Bearer ")?;
-        let token = token.trim_ascii();
-        bool::from(digest(token).ct_eq(&self.operator)).then_some(OPERATOR)
+        let hash = digest(token.trim_ascii());
+        if bool::from(hash.ct_eq(&self.operator)) {
+            return Some(Principal::Operator);
+        }
+        let tenants = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+        let (tenant, name) = tenants.get(&hash)?;
+        Some(Principal::Tenant {
+            tenant: tenant.clone(),
+            name: name.clone(),
+        })
     }
 }
 
@@ -105,9 +173,21 @@ mod tests {
     #[test]
     fn only_the_exact_bearer_token_passes() {
         let tokens = Tokens::new("s3cret");
-        assert_eq!(tokens.check(Some(b"Bearer s3cret")), Some(OPERATOR));
+        assert_eq!(
+            tokens.check(Some(b"Bearer s3cret")),
+            Some(Principal::Operator)
+        );
         assert_eq!(tokens.check(Some(b"Bearer s3cret2")), None);
         assert_eq!(tokens.check(Some(b"Basic s3cret")), None);
         assert_eq!(tokens.check(None), None);
+        let acme = generate("wsbt_");
+        assert!(acme.starts_with("wsbt_") && acme.len() == 69, "{acme}");
+        tokens.add_tenant_token(digest(acme.as_bytes()), "acme", "ci");
+        let header = format!("Bearer {acme}");
+        let principal = tokens.check(Some(header.as_bytes())).unwrap();
+        assert_eq!(principal.audit_name(), "acme/ci");
+        assert!(principal.reaches("acme") && !principal.reaches("default"));
+        tokens.remove_tenant_token("acme", "ci");
+        assert_eq!(tokens.check(Some(header.as_bytes())), None);
     }
 }

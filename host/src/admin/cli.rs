@@ -142,6 +142,42 @@ pub struct SendArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub action: TokenAction,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TokenAction {
+    /// Make a token that reaches one tenant only (operator token needed);
+    /// it is printed once.
+    Create {
+        /// The tenant it is for.
+        #[arg(long)]
+        tenant: String,
+        /// A name for it (in audit lines and `uploaded_by`), e.g. `ci`.
+        name: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// List a tenant's tokens (names only).
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Revoke a tenant's token at once.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        name: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+}
+
+#[derive(clap::Args, Debug)]
 pub struct PublishArgs {
     /// The tenant whose topic it is (`default` for routes from the config
     /// file and the implicit tenant).
@@ -346,6 +382,60 @@ pub fn tenant(args: TenantArgs) -> Result<()> {
         body.to_string().as_bytes(),
     )?;
     println!("tenant {} set: {t}", args.name);
+    Ok(())
+}
+
+pub fn token(args: TokenArgs) -> Result<()> {
+    match args.action {
+        TokenAction::Create {
+            tenant,
+            name,
+            target,
+        } => {
+            let body = json!({ "name": name }).to_string();
+            let answer = target.client()?.request(
+                "POST",
+                &format!("/v1/tenants/{}/tokens", encode_segment(&tenant)),
+                Some("application/json"),
+                body.as_bytes(),
+            )?;
+            eprintln!("token `{name}` of tenant {tenant} (shown once; keep it secret):");
+            println!("{}", answer["token"].as_str().unwrap_or(""));
+        }
+        TokenAction::List { tenant, target } => {
+            let answer = target.client()?.request(
+                "GET",
+                &format!("/v1/tenants/{}/tokens", encode_segment(&tenant)),
+                None,
+                b"",
+            )?;
+            for t in answer["tokens"].as_array().into_iter().flatten() {
+                println!(
+                    "{}  created by {} at {} ms",
+                    t["name"].as_str().unwrap_or(""),
+                    t["created_by"].as_str().unwrap_or(""),
+                    t["created_at_ms"]
+                );
+            }
+        }
+        TokenAction::Revoke {
+            tenant,
+            name,
+            target,
+        } => {
+            target.client()?.request(
+                "DELETE",
+                &format!(
+                    "/v1/tenants/{}/tokens/{}",
+                    encode_segment(&tenant),
+                    encode_segment(&name)
+                ),
+                None,
+                b"",
+            )?;
+            println!("token `{name}` of tenant {tenant} revoked");
+        }
+    }
     Ok(())
 }
 

@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::control::ControlPlane;
-pub use auth::{TokenSource, Tokens};
+pub use auth::{Principal, TokenSource, Tokens};
 
 /// What every admin request needs.
 pub struct AdminState {
@@ -99,6 +99,9 @@ pub async fn start(
             .await
             .context("opening the registry")?
             .with_context(|| format!("opening the registry in {}", config.data_dir.display()))?;
+    for token in registry.db().tokens()? {
+        tokens.add_tenant_token(token.sha256, &token.tenant, &token.name);
+    }
     tracing::info!(
         data_dir = %config.data_dir.display(),
         temp_files_removed = recovery.temp_files_removed,

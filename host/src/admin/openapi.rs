@@ -8,6 +8,7 @@ fn error_responses() -> Value {
     json!({
         "400": {"$ref": "#/components/responses/Error"},
         "401": {"$ref": "#/components/responses/Error"},
+        "403": {"$ref": "#/components/responses/Error"},
         "404": {"$ref": "#/components/responses/Error"},
         "409": {"$ref": "#/components/responses/Error"},
         "413": {"$ref": "#/components/responses/Error"},
@@ -50,7 +51,10 @@ pub fn document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Upload WebAssembly handler components as immutable versions, \
                 deploy them to routes without dropping connections, roll back, and reach \
-                live connections. Every /v1 endpoint needs `Authorization: Bearer <token>`."
+                live connections. Every /v1 endpoint needs `Authorization: Bearer <token>`: \
+                the operator token reaches everything; a tenant token reaches its tenant's \
+                /v1/tenants/{t}/... paths and connections, answers 404 for other tenants' and \
+                403 for operator-only endpoints (status, metrics, tenant settings, making tokens)."
         },
         "security": [{"bearer": []}],
         "paths": {
@@ -103,7 +107,7 @@ pub fn document() -> Value {
                     "responses": with_errors("200", "Versions", json!({"$ref": "#/components/schemas/Module"}))}
             },
             "/v1/tenants/{tenant}/topics/{topic}/messages": {"post": {
-                "summary": "Publish a message (text, or binary with application/octet-stream) to a tenant's topic: framed once and queued on every subscriber on this server; no handler is called and the tenant's publish rate does not apply",
+                "summary": "Publish a message (text, or binary with application/octet-stream) to a tenant's topic: framed once and queued on every subscriber on this server, and with a broker ([pubsub] backend) sent to the other nodes; no handler is called and the tenant's publish rate does not apply",
                 "parameters": [tenant, topic],
                 "requestBody": {"required": true, "content": {
                     "text/plain": {"schema": {"type": "string"}},
@@ -111,7 +115,27 @@ pub fn document() -> Value {
                 "responses": with_errors("200", "What the publish did", json!({"type": "object",
                     "properties": {"tenant": {"type": "string"}, "topic": {"type": "string"},
                         "delivered": {"type": "integer", "description": "Subscribers it was queued on"},
-                        "skipped": {"type": "integer", "description": "Subscribers skipped as slow consumers (over their route's max_backpressure)"}}}))}},
+                        "skipped": {"type": "integer", "description": "Subscribers skipped as slow consumers (over their route's max_backpressure)"},
+                        "broker_error": {"type": "string", "enum": ["unavailable", "backlog"],
+                            "description": "With a broker: present when the message did not go to the other nodes (this node's subscribers got it)"},
+                        "message": {"type": "string", "description": "With broker_error: what happened, in words"}}}))}},
+            "/v1/tenants/{tenant}/tokens": {
+                "post": {"summary": "Make a token that reaches this tenant only (operator token needed). The answer holds the token, shown once: only its SHA-256 is stored",
+                    "parameters": [tenant],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["name"],
+                        "properties": {"name": {"type": "string", "example": "ci"}}}}}},
+                    "responses": with_errors("201", "The new token", json!({"type": "object",
+                        "properties": {"tenant": {"type": "string"}, "name": {"type": "string"},
+                            "token": {"type": "string"}}}))},
+                "get": {"summary": "The tenant's tokens: names and when they were made, never the tokens",
+                    "parameters": [tenant],
+                    "responses": with_errors("200", "Tokens", json!({"type": "object"}))}
+            },
+            "/v1/tenants/{tenant}/tokens/{name}": {"delete": {
+                "summary": "Revoke a tenant token at once (operator token or the tenant's own)",
+                "parameters": [tenant, path_param("name", "The token's name", "string")],
+                "responses": with_errors("200", "Revoked", json!({"type": "object"}))}},
             "/v1/tenants/{tenant}/topics/{topic}": {"get": {
                 "summary": "How many connections of the tenant subscribe to the topic on this server",
                 "parameters": [tenant, topic],

@@ -64,6 +64,17 @@ pub struct TenantRecord {
     pub from_config: bool,
 }
 
+/// A tenant token as stored: its SHA-256, never the token.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenRecord {
+    pub tenant: String,
+    pub name: String,
+    #[serde(skip)]
+    pub sha256: [u8; 32],
+    pub created_by: String,
+    pub created_at_ms: u64,
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
     name TEXT PRIMARY KEY,
@@ -89,6 +100,14 @@ CREATE TABLE IF NOT EXISTS active (
     activated_at_ms INTEGER NOT NULL,
     PRIMARY KEY (tenant, module),
     FOREIGN KEY (tenant, module, version) REFERENCES versions (tenant, module, version)
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sha256 BLOB NOT NULL UNIQUE,
+    created_by TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name)
 );
 CREATE TABLE IF NOT EXISTS routes (
     position INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -296,6 +315,55 @@ impl Db {
             ],
         )?;
         Ok(())
+    }
+
+    /// Stores a tenant token's hash; `false` when the tenant already has a
+    /// token of that name.
+    pub fn insert_token(
+        &mut self,
+        tenant: &str,
+        name: &str,
+        sha256: &[u8; 32],
+        created_by: &str,
+    ) -> rusqlite::Result<bool> {
+        let inserted = self.conn.execute(
+            "INSERT INTO tokens (tenant, name, sha256, created_by, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant, name) DO NOTHING",
+            params![tenant, name, &sha256[..], created_by, now_ms()],
+        )?;
+        Ok(inserted == 1)
+    }
+
+    /// Deletes a tenant token; `false` when there was none of that name.
+    pub fn delete_token(&mut self, tenant: &str, name: &str) -> rusqlite::Result<bool> {
+        let deleted = self.conn.execute(
+            "DELETE FROM tokens WHERE tenant = ?1 AND name = ?2",
+            params![tenant, name],
+        )?;
+        Ok(deleted == 1)
+    }
+
+    /// Every tenant token (hashes, never the tokens).
+    pub fn tokens(&self) -> rusqlite::Result<Vec<TokenRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT tenant, name, sha256, created_by, created_at_ms FROM tokens
+             ORDER BY tenant, name",
+        )?;
+        stmt.query_map([], |r| {
+            let hash: Vec<u8> = r.get(2)?;
+            let mut sha256 = [0u8; 32];
+            if hash.len() == 32 {
+                sha256.copy_from_slice(&hash);
+            }
+            Ok(TokenRecord {
+                tenant: r.get(0)?,
+                name: r.get(1)?,
+                sha256,
+                created_by: r.get(3)?,
+                created_at_ms: to_u64(r.get(4)?),
+            })
+        })?
+        .collect()
     }
 
     /// The modules of a tenant.
