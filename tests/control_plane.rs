@@ -909,6 +909,140 @@ async fn the_api_needs_the_operator_token() {
     plane.stop().await;
 }
 
+/// Gradual rollout: a version gets its share of new connections beside
+/// the active one, testers pin either with `wsbox-version`, the share can
+/// change, it survives a restart, and a rollback or a full deploy ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_rollouts_share_new_connections_and_testers_pin_versions() {
+    let dir = TempDir::new("split");
+    let plane = Plane::start(&dir.0, 8 << 20).await;
+    let v1 = plane.upload("sp", &echo_bytes(), "stable").await;
+    plane.activate("sp", v1, "/sp").await;
+    let v2 = plane.upload("sp", &chaos_bytes(), "canary").await;
+    let split = |version: u64, percent: u8, pinning: bool| {
+        json!({"module": "sp", "version": version, "split": percent, "pinning": pinning})
+            .to_string()
+    };
+    let (status, d) = plane
+        .api(
+            "POST",
+            "/v1/tenants/default/deployments",
+            split(v2, 30, true).as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["version"].as_u64(), Some(v1), "v1 stays active");
+    assert_eq!(
+        d["rollout"],
+        json!({"version": v2, "percent": 30, "pinning": true})
+    );
+
+    // 200 new connections: about 30% on v2. The bounds are ~7 standard
+    // deviations wide: a correct split never misses them.
+    async fn share_on_chaos(addr: SocketAddr, n: usize) -> usize {
+        let mut on_chaos = 0;
+        for _ in 0..n {
+            let mut ws = connect(addr, "/sp").await;
+            if which(&mut ws).await == "chaos" {
+                on_chaos += 1;
+            }
+        }
+        on_chaos
+    }
+    let n = share_on_chaos(plane.server.addr, 200).await;
+    assert!((20..=100).contains(&n), "{n} of 200 on the 30% version");
+
+    // Pinning, by query parameter and by header; another version is 400.
+    for _ in 0..5 {
+        let mut ws = connect(plane.server.addr, &format!("/sp?wsbox-version={v2}")).await;
+        assert_eq!(which(&mut ws).await, "chaos");
+        let mut ws = connect(plane.server.addr, &format!("/sp?wsbox-version={v1}")).await;
+        assert_eq!(which(&mut ws).await, "echo");
+    }
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{}/sp",
+            plane.server.addr
+        ))
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("wsbox-version", v2.to_string().parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(which(&mut ws).await, "chaos");
+    let answer = upgrade_answer(plane.server.addr, "/sp?wsbox-version=9").await;
+    assert!(
+        answer.starts_with("HTTP/1.1 400") && answer.contains(&format!("versions {v1} and {v2}")),
+        "{answer}"
+    );
+
+    // The share changes; without pinning, the parameter is just ignored.
+    let (status, d) = plane
+        .api(
+            "POST",
+            "/v1/tenants/default/deployments",
+            split(v2, 95, false).as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200, "{d}");
+    let n = share_on_chaos(plane.server.addr, 100).await;
+    assert!(n >= 75, "{n} of 100 on the 95% version");
+    let answer = upgrade_answer(plane.server.addr, "/sp?wsbox-version=9").await;
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+
+    // Bad splits are refused with the reason.
+    for (body, needle) in [
+        (split(v2, 0, false), "1 to 99"),
+        (split(v1, 10, false), "already the active version"),
+        (split(77, 10, false), "no version 77"),
+    ] {
+        let (status, v) = plane
+            .api("POST", "/v1/tenants/default/deployments", body.as_bytes())
+            .await;
+        assert!(status >= 400, "{body}: {v}");
+        assert!(
+            v["error"].as_str().unwrap_or_default().contains(needle),
+            "{v}"
+        );
+    }
+
+    // A restart keeps the rollout.
+    plane.stop().await;
+    let plane = Plane::start(&dir.0, 8 << 20).await;
+    let (_, list) = plane
+        .api("GET", "/v1/tenants/default/deployments", b"")
+        .await;
+    let sp = list["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["module"] == "sp")
+        .cloned()
+        .expect("the sp deployment");
+    assert_eq!(sp["rollout"]["percent"], 95, "{list}");
+    let n = share_on_chaos(plane.server.addr, 40).await;
+    assert!(n >= 25, "{n} of 40 on the 95% version after a restart");
+
+    // Rollback ends the rollout: everyone on v1 again.
+    let (status, d) = plane
+        .api("POST", "/v1/tenants/default/modules/sp/rollback", b"")
+        .await;
+    assert_eq!(status, 200, "{d}");
+    assert!(d.get("rollout").is_none(), "{d}");
+    assert_eq!(share_on_chaos(plane.server.addr, 20).await, 0);
+    // A full deploy promotes a version for all.
+    plane
+        .api(
+            "POST",
+            "/v1/tenants/default/deployments",
+            split(v2, 50, false).as_bytes(),
+        )
+        .await;
+    plane.activate("sp", v2, "/sp").await;
+    assert_eq!(share_on_chaos(plane.server.addr, 20).await, 20);
+    plane.stop().await;
+}
+
 /// A tenant token reaches its tenant's paths and connections: another
 /// tenant's are 404, operator-only endpoints 403; it survives a restart
 /// (stored hashed in the registry) and stops working when revoked.
@@ -1434,6 +1568,46 @@ async fn zero_config_serve_and_the_cli_deploy_and_reach_connections() {
     );
     let (ok, out, err) = cli(&["rollback", "--module", "my"], &env).await;
     assert!(ok && out.contains("to version 1"), "{out} {err}");
+
+    // A gradual rollout from the CLI, then promoted to all.
+    let (ok, out, err) = cli(
+        &[
+            "deploy",
+            CHAOS_WASM,
+            "--module",
+            "my",
+            "--split",
+            "50",
+            "--pinning",
+        ],
+        &env,
+    )
+    .await;
+    assert!(
+        ok && out.contains("to 50% of new connections"),
+        "{out} {err}"
+    );
+    let rolled = out
+        .split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)
+        .expect("the version rolled out")
+        .to_string();
+    let (ok, out, err) = cli(
+        &["rollout", "--module", "my", "--version", &rolled, "100"],
+        &env,
+    )
+    .await;
+    assert!(ok && out.contains("active for all"), "{out} {err}");
+    let (ok, _, err) = cli(
+        &["deploy", CHAOS_WASM, "--module", "my", "--split", "0"],
+        &env,
+    )
+    .await;
+    assert!(
+        !ok && err.contains("1..=99"),
+        "refused before uploading: {err}"
+    );
 
     // A tenant token from the CLI: it lists its tenant's versions, cannot
     // make tokens, and is refused once revoked.

@@ -14,10 +14,11 @@ use tokio::sync::{Mutex, Semaphore};
 use crate::config::{ModuleSource, RouteConfig, TenantLimits};
 use crate::registry::{self, ModuleRegistry, Recovery, RegistryError, TenantRecord, VersionRecord};
 use crate::server::ServerHandle;
-use crate::server::routes::{self, DEFAULT_TENANT, Route, ServedModule};
+use crate::server::routes::{self, Canary, DEFAULT_TENANT, Deployed, Route, ServedModule};
 
-/// The active module versions, by (tenant, module).
-type Loaded = HashMap<(String, String), Arc<ServedModule>>;
+/// The deployed module versions (active, and rolling out), by (tenant,
+/// module).
+type Loaded = HashMap<(String, String), Deployed>;
 
 /// The control plane of one server.
 pub struct ControlPlane {
@@ -48,6 +49,19 @@ pub struct Deployment {
     pub routes: Vec<String>,
     /// Connections of older versions being closed with 1012 (`drain`).
     pub draining: usize,
+    /// A version rolling out to a share of new connections, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+}
+
+/// A gradual rollout as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rollout {
+    pub version: u64,
+    /// Percent of new connections it gets.
+    pub percent: u8,
+    /// Whether clients may pin a version with `wsbox-version`.
+    pub pinning: bool,
 }
 
 /// A version with the number of live connections running it.
@@ -193,7 +207,30 @@ impl ControlPlane {
                 tenant = %record.tenant, module = %record.module, version = record.version,
                 "deployment restored"
             );
-            loaded.insert((record.tenant, record.module), module);
+            loaded.insert((record.tenant, record.module), Deployed::new(module));
+        }
+        let registry = Arc::clone(&self.registry);
+        let canaries = blocking(move || Ok(registry.db().canaries()?)).await?;
+        for c in canaries {
+            let key = (c.tenant.clone(), c.module.clone());
+            let Some(version) = self.version_record(&c.tenant, &c.module, c.version).await? else {
+                continue;
+            };
+            if !loaded.contains_key(&key) || self.recovery.missing_blobs.contains(&version.sha256) {
+                continue;
+            }
+            let module = self.load(&version).await?;
+            tracing::info!(
+                tenant = %c.tenant, module = %c.module, version = c.version, percent = c.percent,
+                "rollout restored"
+            );
+            if let Some(d) = loaded.get_mut(&key) {
+                d.canary = Some(Canary {
+                    module,
+                    percent: c.percent,
+                    pinning: c.pinning,
+                });
+            }
         }
         self.install(&loaded).await
     }
@@ -462,7 +499,7 @@ impl ControlPlane {
         let bound = blocking(move || Ok(registry.db().routes()?)).await?;
         let mut table = Vec::with_capacity(bound.len());
         for route in bound {
-            let Some(module) = loaded.get(&(route.tenant.clone(), route.module.clone())) else {
+            let Some(deployed) = loaded.get(&(route.tenant.clone(), route.module.clone())) else {
                 continue; // its module's blob is missing (logged at restore)
             };
             let Some(pattern) = self.effective_pattern(&route.tenant, &route.pattern) else {
@@ -481,7 +518,7 @@ impl ControlPlane {
                             .version_record(
                                 &route.tenant,
                                 &route.module,
-                                module.version.unwrap_or(0),
+                                deployed.active.version.unwrap_or(0),
                             )
                             .await?
                             .map(|v| v.sha256)
@@ -493,8 +530,8 @@ impl ControlPlane {
                 keepalive: Default::default(),
                 compression: None,
             };
-            let share = self.server.tenant_share(&module.tenant);
-            let built = Route::new(config, Arc::clone(module), share)
+            let share = self.server.tenant_share(&deployed.active.tenant);
+            let built = Route::deployed(config, deployed, share)
                 .map_err(|e| RegistryError::Invalid(format!("route `{}`: {e:#}", route.pattern)))?;
             table.push(built);
         }
@@ -662,6 +699,160 @@ impl ControlPlane {
         n
     }
 
+    /// Rolls `version` out to `percent` (1 to 99) of the module's new
+    /// connections beside its active version; again with another percent
+    /// to raise or lower it. A full deploy of a version ends the rollout.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn roll_out(
+        &self,
+        tenant: &str,
+        module: &str,
+        version: u64,
+        percent: u8,
+        pinning: bool,
+        by: &str,
+    ) -> Result<Deployment, RegistryError> {
+        registry::check_name("tenant", tenant)?;
+        registry::check_name("module", module)?;
+        if !(1..=99).contains(&percent) {
+            return Err(RegistryError::Invalid(format!(
+                "split {percent}: a rollout gets 1 to 99 percent of new connections; deploy without a split for all of them"
+            )));
+        }
+        let mut loaded = self.loaded.lock().await;
+        let key = (tenant.to_string(), module.to_string());
+        let Some(active) = loaded.get(&key).map(|d| Arc::clone(&d.active)) else {
+            return Err(RegistryError::Conflict(format!(
+                "module `{module}` of tenant `{tenant}` has no active version to split new connections with: deploy one without a split first"
+            )));
+        };
+        if active.version == Some(version) {
+            return Err(RegistryError::Conflict(format!(
+                "version {version} is already the active version of `{module}`"
+            )));
+        }
+        let record = self
+            .version_record(tenant, module, version)
+            .await?
+            .ok_or_else(|| {
+                RegistryError::NotFound(format!(
+                    "module `{module}` of tenant `{tenant}` has no version {version}: GET /v1/tenants/{tenant}/modules/{module}/versions lists them"
+                ))
+            })?;
+        let served = self.load(&record).await?;
+        let canary = routes::Canary {
+            module: served,
+            percent,
+            pinning,
+        };
+        let stored = crate::registry::db::CanaryRecord {
+            tenant: tenant.to_string(),
+            module: module.to_string(),
+            version,
+            percent,
+            pinning,
+        };
+        let registry = Arc::clone(&self.registry);
+        blocking(move || Ok(registry.db().set_canary(&stored)?)).await?;
+        let previous = loaded.get_mut(&key).and_then(|d| d.canary.replace(canary));
+        if let Err(e) = self.install(&loaded).await {
+            if let Some(d) = loaded.get_mut(&key) {
+                d.canary = previous;
+            }
+            return Err(e);
+        }
+        self.count_action(tenant, module, "rollout");
+        tracing::info!(
+            audit = "rollout",
+            tenant = %tenant,
+            module = %module,
+            version,
+            percent,
+            pinning,
+            active_version = active.version,
+            by = %by,
+            "version rolling out to a share of new connections"
+        );
+        self.deployment_view(tenant, module, &loaded).await
+    }
+
+    async fn end_rollout(
+        &self,
+        loaded: &mut Loaded,
+        tenant: &str,
+        module: &str,
+        canary: Canary,
+        by: &str,
+    ) -> Result<Deployment, RegistryError> {
+        let registry = Arc::clone(&self.registry);
+        let (t, m) = (tenant.to_string(), module.to_string());
+        blocking(move || Ok(registry.db().clear_canary(&t, &m)?)).await?;
+        let key = (tenant.to_string(), module.to_string());
+        if let Some(d) = loaded.get_mut(&key) {
+            d.canary = None;
+        }
+        if let Err(e) = self.install(loaded).await {
+            if let Some(d) = loaded.get_mut(&key) {
+                d.canary = Some(canary);
+            }
+            return Err(e);
+        }
+        self.count_action(tenant, module, "rollback");
+        tracing::info!(
+            audit = "rollback",
+            tenant = %tenant,
+            module = %module,
+            version = canary.module.version,
+            by = %by,
+            "rollout ended: the active version takes all new connections again"
+        );
+        self.deployment_view(tenant, module, loaded).await
+    }
+
+    fn count_action(&self, tenant: &str, module: &str, action: &str) {
+        self.server
+            .metrics()
+            .control_actions
+            .get_or_create(&crate::metrics::DeployLabels {
+                tenant: tenant.to_string(),
+                module: module.to_string(),
+                action: action.into(),
+            })
+            .inc();
+    }
+
+    /// The deployment of one module as it is now.
+    async fn deployment_view(
+        &self,
+        tenant: &str,
+        module: &str,
+        loaded: &Loaded,
+    ) -> Result<Deployment, RegistryError> {
+        let registry = Arc::clone(&self.registry);
+        let (t, m) = (tenant.to_string(), module.to_string());
+        let active = blocking(move || Ok(registry.db().active_of(&t, &m)?))
+            .await?
+            .ok_or_else(|| not_found_module(tenant, module))?;
+        let rollout = loaded
+            .get(&(tenant.to_string(), module.to_string()))
+            .and_then(|d| d.canary.as_ref())
+            .map(|c| Rollout {
+                version: c.module.version.unwrap_or(0),
+                percent: c.percent,
+                pinning: c.pinning,
+            });
+        Ok(Deployment {
+            tenant: tenant.to_string(),
+            module: module.to_string(),
+            version: active.version,
+            previous_version: active.previous_version,
+            activated_at_ms: active.activated_at_ms,
+            routes: self.routes_of(tenant, module),
+            draining: 0,
+            rollout,
+        })
+    }
+
     /// Activates the version that was active before the current one.
     pub async fn rollback(
         &self,
@@ -672,6 +863,14 @@ impl ControlPlane {
         registry::check_name("tenant", tenant)?;
         registry::check_name("module", module)?;
         let mut loaded = self.loaded.lock().await;
+        let key = (tenant.to_string(), module.to_string());
+        if let Some(canary) = loaded.get(&key).and_then(|d| d.canary.clone()) {
+            // Rolling back a rollout ends it: the active version takes all
+            // new connections again.
+            return self
+                .end_rollout(&mut loaded, tenant, module, canary, by)
+                .await;
+        }
         let registry = Arc::clone(&self.registry);
         let (t, m) = (tenant.to_string(), module.to_string());
         let active = blocking(move || Ok(registry.db().active_of(&t, &m)?))
@@ -717,7 +916,10 @@ impl ControlPlane {
         let (t, m, r) = (tenant.to_string(), module.to_string(), route.clone());
         let active =
             blocking(move || Ok(registry.db().activate(&t, &m, version, r.as_deref())?)).await?;
-        let previous = loaded.insert((tenant.to_string(), module.to_string()), served);
+        let previous = loaded.insert(
+            (tenant.to_string(), module.to_string()),
+            Deployed::new(served),
+        );
         if let Err(e) = self.install(loaded).await {
             // Committed but not swapped in: put the old module back in
             // memory; a restart serves what was committed.
@@ -727,15 +929,7 @@ impl ControlPlane {
             };
             return Err(e);
         }
-        self.server
-            .metrics()
-            .control_actions
-            .get_or_create(&crate::metrics::DeployLabels {
-                tenant: tenant.to_string(),
-                module: module.to_string(),
-                action: action.into(),
-            })
-            .inc();
+        self.count_action(tenant, module, action);
         tracing::info!(
             audit = action,
             tenant = %tenant,
@@ -754,6 +948,7 @@ impl ControlPlane {
             activated_at_ms: active.activated_at_ms,
             routes: self.routes_of(tenant, module),
             draining: 0,
+            rollout: None,
         })
     }
 
@@ -811,11 +1006,23 @@ impl ControlPlane {
     pub async fn deployments(&self, tenant: &str) -> Result<Vec<Deployment>, RegistryError> {
         registry::check_name("tenant", tenant)?;
         let registry = Arc::clone(&self.registry);
-        let active = blocking(move || Ok(registry.db().active()?)).await?;
+        let (active, canaries) = blocking(move || {
+            let db = registry.db();
+            Ok((db.active()?, db.canaries()?))
+        })
+        .await?;
         Ok(active
             .into_iter()
             .filter(|a| a.tenant == tenant)
             .map(|a| Deployment {
+                rollout: canaries
+                    .iter()
+                    .find(|c| c.tenant == a.tenant && c.module == a.module)
+                    .map(|c| Rollout {
+                        version: c.version,
+                        percent: c.percent,
+                        pinning: c.pinning,
+                    }),
                 routes: self.routes_of(&a.tenant, &a.module),
                 tenant: a.tenant,
                 module: a.module,

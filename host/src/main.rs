@@ -34,8 +34,12 @@ enum Command {
     /// Upload a handler component to a running server's registry and
     /// activate it (admin API).
     Deploy(cli::DeployArgs),
-    /// Activate the version that was active before the current one.
+    /// Activate the version that was active before the current one, or end
+    /// a gradual rollout.
     Rollback(cli::ModuleArgs),
+    /// Change a gradual rollout's share of new connections (100: make its
+    /// version active for all).
+    Rollout(cli::RolloutArgs),
     /// List a module's versions.
     Versions(cli::ModuleArgs),
     /// List the live connections.
@@ -123,6 +127,7 @@ fn main() -> ExitCode {
         Command::Connect(args) => wsbox::client::cli::run(args),
         Command::Deploy(args) => cli::deploy(args),
         Command::Rollback(args) => cli::rollback(args),
+        Command::Rollout(args) => cli::rollout(args),
         Command::Versions(args) => cli::versions(args),
         Command::Connections(args) => cli::connections(args),
         Command::Tenants(args) => cli::tenants(args),

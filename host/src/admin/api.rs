@@ -157,6 +157,12 @@ struct TokenRequest {
 struct ActivateRequest {
     module: String,
     version: Option<u64>,
+    /// A gradual rollout: the version gets this percent of new connections
+    /// (1 to 99) beside the active one.
+    split: Option<u8>,
+    /// With `split`: clients may pin a version with `wsbox-version`.
+    #[serde(default)]
+    pinning: bool,
     route: Option<String>,
     /// Close older versions' connections with 1012 over this window
     /// (`"30s"`, `"500ms"`; `true` for the default 30 s).
@@ -471,6 +477,28 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
                     })?)
                 }
             };
+            if let Some(percent) = request.split {
+                if drain.is_some() || request.route.is_some() {
+                    return Err(ApiError::bad_request(
+                        "a split rolls a version out beside the active one: it takes no `drain` \
+                         or `route` (bind the route with a full deploy)",
+                    ));
+                }
+                let version = request.version.ok_or_else(|| {
+                    ApiError::bad_request("a split needs the `version` to roll out")
+                })?;
+                let deployment = plane
+                    .roll_out(
+                        &tenant,
+                        &request.module,
+                        version,
+                        percent,
+                        request.pinning,
+                        by,
+                    )
+                    .await?;
+                return ok(StatusCode::OK, &deployment);
+            }
             let mut deployment = plane
                 .activate(&tenant, &request.module, request.version, request.route, by)
                 .await?;

@@ -74,6 +74,35 @@ pub struct DeployArgs {
     /// version; by default they stay on their version until they close.
     #[arg(long, value_name = "DURATION")]
     pub drain: Option<String>,
+    /// Roll the new version out to this percent (1-99) of new connections
+    /// beside the active one, instead of activating it for all; change
+    /// the share with `wsbox rollout`.
+    #[arg(long, value_name = "PCT", conflicts_with_all = ["drain", "route"],
+          value_parser = clap::value_parser!(u8).range(1..=99))]
+    pub split: Option<u8>,
+    /// With --split: let clients pin a version with a `wsbox-version`
+    /// header or query parameter (for testers).
+    #[arg(long, requires = "split")]
+    pub pinning: bool,
+    #[command(flatten)]
+    pub target: AdminTarget,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RolloutArgs {
+    #[arg(long, default_value = "default")]
+    pub tenant: String,
+    #[arg(long)]
+    pub module: String,
+    /// The version rolling out.
+    #[arg(long)]
+    pub version: u64,
+    /// Its share of new connections: 1-99, or 100 to make it the active
+    /// version for all (ending the rollout).
+    pub percent: u8,
+    /// Let clients pin a version with `wsbox-version` (for testers).
+    #[arg(long)]
+    pub pinning: bool,
     #[command(flatten)]
     pub target: AdminTarget,
 }
@@ -232,25 +261,59 @@ pub fn deploy(args: DeployArgs) -> Result<()> {
     }
     let version = client.request("POST", &path, Some("application/wasm"), &bytes)?;
     let number = version["version"].as_u64().unwrap_or(0);
-    let request =
-        json!({"module": module, "version": number, "route": args.route, "drain": args.drain});
+    let request = json!({"module": module, "version": number, "route": args.route,
+        "drain": args.drain, "split": args.split, "pinning": args.pinning});
     let deployment = client.request(
         "POST",
         &format!("/v1/tenants/{}/deployments", encode(&args.tenant)),
         Some("application/json"),
         request.to_string().as_bytes(),
     )?;
-    println!(
-        "deployed {}/{module} version {number} (sha256 {}), serving routes: {}",
-        args.tenant,
-        version["sha256"].as_str().unwrap_or("?"),
-        join(&deployment["routes"])
-    );
+    match args.split {
+        Some(percent) => println!(
+            "rolling {}/{module} version {number} (sha256 {}) out to {percent}% of new connections \
+             beside version {}; raise it with `wsbox rollout --module {module} --version {number} PCT`",
+            args.tenant,
+            version["sha256"].as_str().unwrap_or("?"),
+            deployment["version"]
+        ),
+        None => println!(
+            "deployed {}/{module} version {number} (sha256 {}), serving routes: {}",
+            args.tenant,
+            version["sha256"].as_str().unwrap_or("?"),
+            join(&deployment["routes"])
+        ),
+    }
     if let Some(window) = &args.drain {
         println!(
             "draining {} older connections with 1012 over {window}",
             deployment["draining"]
         );
+    }
+    Ok(())
+}
+
+/// Changes a rollout's share, or (100%) makes its version the active one.
+pub fn rollout(args: RolloutArgs) -> Result<()> {
+    let client = args.target.client()?;
+    let split = (args.percent < 100).then_some(args.percent);
+    let request = json!({"module": args.module, "version": args.version,
+        "split": split, "pinning": args.pinning});
+    let deployment = client.request(
+        "POST",
+        &format!("/v1/tenants/{}/deployments", encode(&args.tenant)),
+        Some("application/json"),
+        request.to_string().as_bytes(),
+    )?;
+    match split {
+        Some(p) => println!(
+            "{}/{} version {} now gets {p}% of new connections (version {} the rest)",
+            args.tenant, args.module, args.version, deployment["version"]
+        ),
+        None => println!(
+            "{}/{} version {} is active for all new connections",
+            args.tenant, args.module, args.version
+        ),
     }
     Ok(())
 }

@@ -64,6 +64,16 @@ pub struct TenantRecord {
     pub from_config: bool,
 }
 
+/// A version rolling out to a share of a module's new connections.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CanaryRecord {
+    pub tenant: String,
+    pub module: String,
+    pub version: u64,
+    pub percent: u8,
+    pub pinning: bool,
+}
+
 /// A tenant token as stored: its SHA-256, never the token.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TokenRecord {
@@ -98,6 +108,15 @@ CREATE TABLE IF NOT EXISTS active (
     version INTEGER NOT NULL,
     previous_version INTEGER,
     activated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, module),
+    FOREIGN KEY (tenant, module, version) REFERENCES versions (tenant, module, version)
+);
+CREATE TABLE IF NOT EXISTS canaries (
+    tenant TEXT NOT NULL,
+    module TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    percent INTEGER NOT NULL,
+    pinning INTEGER NOT NULL,
     PRIMARY KEY (tenant, module),
     FOREIGN KEY (tenant, module, version) REFERENCES versions (tenant, module, version)
 );
@@ -317,6 +336,50 @@ impl Db {
         Ok(())
     }
 
+    /// Starts or changes a rollout: `version` gets `percent` of the
+    /// module's new connections.
+    pub fn set_canary(&mut self, canary: &CanaryRecord) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT INTO canaries (tenant, module, version, percent, pinning) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (tenant, module) DO UPDATE SET version = excluded.version,
+                 percent = excluded.percent, pinning = excluded.pinning",
+            params![
+                canary.tenant,
+                canary.module,
+                to_i64(canary.version),
+                canary.percent,
+                canary.pinning
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Ends a module's rollout; `false` when there was none.
+    pub fn clear_canary(&mut self, tenant: &str, module: &str) -> rusqlite::Result<bool> {
+        let n = self.conn.execute(
+            "DELETE FROM canaries WHERE tenant = ?1 AND module = ?2",
+            params![tenant, module],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Every rollout under way.
+    pub fn canaries(&self) -> rusqlite::Result<Vec<CanaryRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT tenant, module, version, percent, pinning FROM canaries ORDER BY tenant, module",
+        )?;
+        stmt.query_map([], |r| {
+            Ok(CanaryRecord {
+                tenant: r.get(0)?,
+                module: r.get(1)?,
+                version: to_u64(r.get(2)?),
+                percent: r.get(3)?,
+                pinning: r.get(4)?,
+            })
+        })?
+        .collect()
+    }
+
     /// Stores a tenant token's hash; `false` when the tenant already has a
     /// token of that name.
     pub fn insert_token(
@@ -385,6 +448,11 @@ impl Db {
     ) -> rusqlite::Result<ActiveRecord> {
         let tx = self.conn.transaction()?;
         let record = activate_in(&tx, tenant, module, version)?;
+        // A full deploy (or a rollback) ends any rollout.
+        tx.execute(
+            "DELETE FROM canaries WHERE tenant = ?1 AND module = ?2",
+            params![tenant, module],
+        )?;
         if let Some(pattern) = route {
             tx.execute(
                 "INSERT INTO routes (tenant, pattern, module) VALUES (?1, ?2, ?3)

@@ -371,16 +371,16 @@ impl ServerHandle {
     pub fn install_routes(
         &self,
         deployed: Vec<Route>,
-        loaded: &std::collections::HashMap<(String, String), Arc<ServedModule>>,
+        loaded: &std::collections::HashMap<(String, String), routes::Deployed>,
     ) -> Result<()> {
         let mut table: Vec<Arc<Route>> = deployed.into_iter().map(Arc::new).collect();
         for route in &self.shared.config_routes {
             let key = (route.module.tenant.clone(), route.module.name.clone());
             match loaded.get(&key) {
-                Some(module) => table.push(Arc::new(Route::new(
+                Some(deployed) => table.push(Arc::new(Route::deployed(
                     route.config.clone(),
-                    Arc::clone(module),
-                    self.tenant_share(&module.tenant),
+                    deployed,
+                    self.tenant_share(&deployed.active.tenant),
                 )?)),
                 None => table.push(Arc::clone(route)),
             }

@@ -54,6 +54,38 @@ impl ServedModule {
     }
 }
 
+/// A version deployed to a share of new connections beside the active one
+/// (gradual rollout).
+#[derive(Clone)]
+pub struct Canary {
+    pub module: Arc<ServedModule>,
+    /// Percent of new connections it gets, 1 to 99.
+    pub percent: u8,
+    /// Whether a client may choose between the two versions with a
+    /// `wsbox-version` header or query parameter (for testers).
+    pub pinning: bool,
+}
+
+/// What serves one module of a tenant: its active version and, during a
+/// gradual rollout, the version rolling out.
+#[derive(Clone)]
+pub struct Deployed {
+    pub active: Arc<ServedModule>,
+    pub canary: Option<Canary>,
+}
+
+impl Deployed {
+    pub fn new(active: Arc<ServedModule>) -> Deployed {
+        Deployed {
+            active,
+            canary: None,
+        }
+    }
+}
+
+/// The name of the header and query parameter that pin a version.
+pub const PIN: &str = "wsbox-version";
+
 /// One route, ready to serve.
 pub struct Route {
     /// The pattern as configured.
@@ -61,6 +93,8 @@ pub struct Route {
     regex: Regex,
     /// The module (and version) serving it.
     pub module: Arc<ServedModule>,
+    /// A version rolling out to a share of new connections.
+    pub canary: Option<Canary>,
     /// The route's settings as configured.
     pub config: RouteConfig,
     /// The sandbox limits of each connection's instance.
@@ -86,10 +120,58 @@ impl Route {
             pattern: config.pattern.clone(),
             regex,
             module,
+            canary: None,
             instance_limits: InstanceLimits::for_route(&config.limits, tenant),
             origin,
             config,
         })
+    }
+}
+
+impl Route {
+    /// Builds a route for a module's deployment (its active version and
+    /// any version rolling out).
+    pub fn deployed(
+        config: RouteConfig,
+        deployed: &Deployed,
+        tenant: TenantShare,
+    ) -> Result<Route> {
+        let mut route = Route::new(config, Arc::clone(&deployed.active), tenant)?;
+        route.canary = deployed.canary.clone();
+        Ok(route)
+    }
+
+    /// The module version a new connection gets: the version rolling out
+    /// for its share of connections (`roll` is uniform in 0..100), else
+    /// the active one. With pinning on, `pin` (a `wsbox-version` value)
+    /// chooses one of the two; another value is an error that says which
+    /// ones there are.
+    pub fn choose(&self, pin: Option<&str>, roll: u8) -> Result<&Arc<ServedModule>, String> {
+        let Some(canary) = &self.canary else {
+            return Ok(&self.module);
+        };
+        if canary.pinning
+            && let Some(pin) = pin
+        {
+            let wanted = pin.trim().parse::<u64>().ok();
+            if wanted.is_some() && wanted == canary.module.version {
+                return Ok(&canary.module);
+            }
+            if wanted.is_some() && wanted == self.module.version {
+                return Ok(&self.module);
+            }
+            return Err(format!(
+                "{PIN}: {pin} is not served here: module `{}` runs versions {} and {}",
+                self.module.name,
+                self.module.version.unwrap_or(0),
+                canary.module.version.unwrap_or(0)
+            ));
+        }
+        if roll < canary.percent {
+            Ok(&canary.module)
+        } else {
+            Ok(&self.module)
+        }
     }
 }
 

@@ -34,6 +34,15 @@ fn is_host_managed(name: &str) -> bool {
     ) || name.starts_with("sec-websocket-")
 }
 
+/// A query parameter's value (percent-decoding is not needed for the
+/// numbers it is used for).
+fn query_value(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| v.to_string())
+    })
+}
+
 fn text_response(status: StatusCode, body: impl Into<String>) -> Response<Body> {
     let mut body = body.into();
     body.push('\n');
@@ -148,14 +157,25 @@ pub(super) async fn handle(
     };
 
     let route = matched.route;
+    // During a gradual rollout: which version this connection gets.
+    let pin = req
+        .headers()
+        .get(super::routes::PIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| query_value(req.uri().query().unwrap_or(""), super::routes::PIN));
+    let module = match route.choose(pin.as_deref(), rand::random_range(0..100)) {
+        Ok(m) => Arc::clone(m),
+        Err(why) => return text_response(StatusCode::BAD_REQUEST, why),
+    };
     let connection_id = shared.next_connection_id();
     let span = tracing::info_span!(
         "conn",
         id = connection_id,
         route = %route.pattern,
-        tenant = %route.module.tenant,
-        module = %route.module.name,
-        version = route.module.version,
+        tenant = %module.tenant,
+        module = %module.name,
+        version = module.version,
     );
 
     let host_verdict = route
@@ -191,7 +211,7 @@ pub(super) async fn handle(
     };
 
     // Before the instance: a tenant at its cap costs no instantiation.
-    let admission = match shared.tenants.admit(&route.module.tenant) {
+    let admission = match shared.tenants.admit(&module.tenant) {
         Ok(a) => a,
         Err(full) => {
             tracing::info!(parent: &span, max = full.max, "upgrade refused: tenant at its connection limit");
@@ -199,8 +219,7 @@ pub(super) async fn handle(
         }
     };
 
-    let mut instance = match route
-        .module
+    let mut instance = match module
         .handler
         .instantiate(&route.instance_limits, connection_id)
         .instrument(span.clone())
@@ -327,7 +346,7 @@ pub(super) async fn handle(
         connection_id,
         super::mailbox::ConnectionMeta {
             route: route.pattern.clone(),
-            module: Arc::clone(&route.module),
+            module: Arc::clone(&module),
             remote: peer,
             opened: std::time::Instant::now(),
             admission,
@@ -335,7 +354,7 @@ pub(super) async fn handle(
     );
     let (membership, pubsub) = shared.pubsub.join(
         connection_id,
-        &route.module.tenant,
+        &module.tenant,
         registration.shared_mailbox(),
         super::pubsub::Backpressure {
             max_bytes: route.config.limits.max_backpressure,
@@ -413,10 +432,7 @@ pub(super) async fn handle(
     shared
         .metrics
         .connections_accepted
-        .get_or_create(&crate::metrics::ModuleLabels::new(
-            &route.pattern,
-            &route.module,
-        ))
+        .get_or_create(&crate::metrics::ModuleLabels::new(&route.pattern, &module))
         .inc();
     resp
 }
