@@ -1308,6 +1308,15 @@ async fn metrics_count_by_tenant_route_module_version_and_pass_promtool() {
     plane.activate("metered", v, "/metered").await;
     let mut ws = connect(plane.server.addr, "/metered").await;
     assert_eq!(ask(&mut ws, "count me").await, "count me");
+    assert_eq!(ask(&mut ws, "and me").await, "and me");
+    // A handler that traps: counted by kind.
+    let c = plane.upload("crashy", &chaos_bytes(), "c").await;
+    plane.activate("crashy", c, "/crashy").await;
+    let mut crashy = connect(plane.server.addr, "/crashy").await;
+    futures_util::SinkExt::send(&mut crashy, WsMessage::Text("!trap".into()))
+        .await
+        .expect("send");
+    assert_eq!(expect_close(&mut crashy).await.0, 1011);
     let _ = tokio::time::timeout(WAIT, async {
         // The WebSocket listener answers 404 in text, not JSON: read raw.
         let mut s = TcpStream::connect(plane.server.addr)
@@ -1333,8 +1342,17 @@ async fn metrics_count_by_tenant_route_module_version_and_pass_promtool() {
         r#"wsbox_control_actions_total{tenant="default",module="metered",action="upload"} 1"#
             .to_string(),
         r#"wsbox_http_responses_total{status="404"} 1"#.to_string(),
-        "wsbox_module_compile_seconds_count 1".to_string(),
-        "wsbox_module_compiles_total 1".to_string(),
+        "wsbox_module_compile_seconds_count 2".to_string(),
+        "wsbox_module_compiles_total 2".to_string(),
+        format!("wsbox_messages_received_total{labels} 2"),
+        format!("wsbox_messages_sent_total{labels} 2"),
+        format!("wsbox_instantiate_seconds_count{labels} 1"),
+        format!(
+            r#"wsbox_handler_failures_total{{tenant="default",route="/crashy",module="crashy",version="{c}",kind="trap"}} 1"#
+        ),
+        format!(
+            r#"wsbox_handler_failures_total{{tenant="default",route="/metered",module="metered",version="{v}",kind="trap"}} 0"#
+        ),
     ] {
         assert!(text.contains(&needle), "{needle} in:\n{text}");
     }
@@ -1345,6 +1363,14 @@ async fn metrics_count_by_tenant_route_module_version_and_pass_promtool() {
         .and_then(|n| n.parse::<u64>().ok())
         .expect("received bytes of the connection");
     assert!(received > "count me".len() as u64, "{received}");
+    // on_open and the two messages (one call each, or fewer in a batch).
+    let calls = text
+        .lines()
+        .find(|l| l.starts_with(&format!("wsbox_handler_call_seconds_count{labels}")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("handler calls of the route");
+    assert!((2..=3).contains(&calls), "{calls} calls");
 
     promtool_check(&text);
     ws.close(None).await.expect("close");

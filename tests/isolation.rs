@@ -382,6 +382,15 @@ async fn a_connection_over_its_cpu_time_per_second_waits_for_it() {
                 took >= Duration::from_millis(wait_ms),
                 "the call did not wait the {wait_ms} ms announced: {took:?}"
             );
+            // And the metrics count it.
+            let metrics = server.handle.encode_metrics(0, 0).expect("metrics");
+            let line = metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with("wsbox_handler_throttled_total{") && l.contains("/allowance")
+                })
+                .unwrap_or_else(|| panic!("no throttled counter in {metrics}"));
+            assert!(!line.ends_with(" 0"), "{line}");
             return;
         }
     }

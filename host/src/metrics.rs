@@ -6,7 +6,7 @@
 //! state at each scrape, so they cannot drift from it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -38,6 +38,90 @@ impl ModuleLabels {
                 .map_or_else(|| "config".to_string(), |v| v.to_string()),
         }
     }
+}
+
+/// A handler failure (or refused instantiation) of a module version of a
+/// route, by kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    pub tenant: String,
+    pub route: String,
+    pub module: String,
+    pub version: String,
+    pub kind: String,
+}
+
+impl FailureLabels {
+    fn new(labels: &ModuleLabels, kind: &str) -> FailureLabels {
+        FailureLabels {
+            tenant: labels.tenant.clone(),
+            route: labels.route.clone(),
+            module: labels.module.clone(),
+            version: labels.version.clone(),
+            kind: kind.to_string(),
+        }
+    }
+}
+
+/// Why a handler's connection was closed with 1011.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// It trapped (a panic, an out-of-bounds access, a memory limit).
+    Trap,
+    /// It ran past its CPU time for one event.
+    CpuDeadline,
+    /// A call did not return within its wall-clock bound.
+    WallTime,
+    /// It queued more output than its route allows.
+    OutputLimit,
+}
+
+impl FailureKind {
+    const ALL: [FailureKind; 4] = [
+        FailureKind::Trap,
+        FailureKind::CpuDeadline,
+        FailureKind::WallTime,
+        FailureKind::OutputLimit,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Trap => "trap",
+            FailureKind::CpuDeadline => "cpu_deadline",
+            FailureKind::WallTime => "wall_time",
+            FailureKind::OutputLimit => "output_limit",
+        }
+    }
+}
+
+/// One module version of one route's metrics, looked up once and shared
+/// by its connections (each holds an `Arc`, not a map lookup per event).
+pub struct ModuleMetrics {
+    /// Duration of each handler call (an event, or a batch of messages).
+    pub calls: Histogram,
+    pub messages_in: Counter,
+    pub messages_out: Counter,
+    failures: [Counter; 4],
+    /// Calls that waited because the connection or route was over its CPU
+    /// time per second.
+    pub throttled: Counter,
+}
+
+impl ModuleMetrics {
+    pub fn failed(&self, kind: FailureKind) {
+        let i = FailureKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0);
+        self.failures[i].inc();
+    }
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn call_histogram() -> Histogram {
+    // 10 µs to ~2.6 s.
+    Histogram::new(exponential_buckets(0.000_01, 4.0, 10))
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -85,6 +169,15 @@ pub struct Metrics {
     pub http_responses: Family<StatusLabels, Counter>,
     pub control_actions: Family<DeployLabels, Counter>,
     pub compile_seconds: Histogram,
+    pub handler_call_seconds: HistogramFamily<ModuleLabels>,
+    pub messages_received: Family<ModuleLabels, Counter>,
+    pub messages_sent: Family<ModuleLabels, Counter>,
+    pub handler_failures: Family<FailureLabels, Counter>,
+    pub handler_throttled: Family<ModuleLabels, Counter>,
+    pub instantiate_seconds: HistogramFamily<ModuleLabels>,
+    /// Instantiations refused, by kind (`memory_budget`, `failed`).
+    pub instantiate_failures: Family<FailureLabels, Counter>,
+    modules: Mutex<HashMap<ModuleLabels, Arc<ModuleMetrics>>>,
     /// Bytes of connections that have closed, by labels (the open ones'
     /// are added at scrape time).
     closed_bytes: Mutex<HashMap<ModuleLabels, (u64, u64)>>,
@@ -106,6 +199,14 @@ impl Default for Metrics {
             control_actions: Family::default(),
             // 1 ms to ~33 s.
             compile_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            handler_call_seconds: Family::new_with_constructor(call_histogram),
+            messages_received: Family::default(),
+            messages_sent: Family::default(),
+            handler_failures: Family::default(),
+            handler_throttled: Family::default(),
+            instantiate_seconds: Family::new_with_constructor(call_histogram),
+            instantiate_failures: Family::default(),
+            modules: Mutex::default(),
             closed_bytes: Mutex::default(),
         }
     }
@@ -121,6 +222,35 @@ pub struct LiveState {
 }
 
 impl Metrics {
+    /// The metrics of one module version of one route, shared by its
+    /// connections.
+    pub fn for_module(&self, labels: &ModuleLabels) -> Arc<ModuleMetrics> {
+        let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = modules.get(labels) {
+            return Arc::clone(m);
+        }
+        let m = Arc::new(ModuleMetrics {
+            calls: self.handler_call_seconds.get_or_create(labels).clone(),
+            messages_in: self.messages_received.get_or_create(labels).clone(),
+            messages_out: self.messages_sent.get_or_create(labels).clone(),
+            failures: FailureKind::ALL.map(|k| {
+                self.handler_failures
+                    .get_or_create(&FailureLabels::new(labels, k.as_str()))
+                    .clone()
+            }),
+            throttled: self.handler_throttled.get_or_create(labels).clone(),
+        });
+        modules.insert(labels.clone(), Arc::clone(&m));
+        m
+    }
+
+    /// Counts a refused instantiation.
+    pub fn instantiate_failed(&self, labels: &ModuleLabels, kind: &str) {
+        self.instantiate_failures
+            .get_or_create(&FailureLabels::new(labels, kind))
+            .inc();
+    }
+
     /// Adds a closed connection's bytes to its labels' totals.
     pub fn connection_closed(&self, labels: ModuleLabels, bytes: (u64, u64)) {
         let mut closed = self.closed_bytes.lock().unwrap_or_else(|e| e.into_inner());
@@ -187,6 +317,41 @@ impl Metrics {
             "control_actions",
             "Control-plane changes: uploads, deploys, rollbacks",
             self.control_actions.clone(),
+        );
+        registry.register(
+            "handler_call_seconds",
+            "Duration of handler calls (one event, or one batch of messages)",
+            self.handler_call_seconds.clone(),
+        );
+        registry.register(
+            "messages_received",
+            "WebSocket messages received from clients (complete, after reassembly)",
+            self.messages_received.clone(),
+        );
+        registry.register(
+            "messages_sent",
+            "WebSocket messages sent to clients (handler writes, pub/sub deliveries, admin sends)",
+            self.messages_sent.clone(),
+        );
+        registry.register(
+            "handler_failures",
+            "Connections closed with 1011 because their handler failed, by kind: trap, cpu_deadline, wall_time, output_limit",
+            self.handler_failures.clone(),
+        );
+        registry.register(
+            "handler_throttled",
+            "Handler calls that waited: the connection or route was over its CPU time per second",
+            self.handler_throttled.clone(),
+        );
+        registry.register(
+            "instantiate_seconds",
+            "Time to create a handler instance for a new connection",
+            self.instantiate_seconds.clone(),
+        );
+        registry.register(
+            "instantiate_failures",
+            "New connections refused because no handler instance could be made, by kind: memory_budget, failed",
+            self.instantiate_failures.clone(),
         );
         registry.register(
             "module_compile_seconds",

@@ -114,6 +114,8 @@ pub struct HandlerInstance {
     exports: Exports,
     limits: InstanceLimits,
     dead: bool,
+    /// The last call waited for a CPU allowance (for the metrics).
+    throttled: bool,
 }
 
 impl HandlerModule {
@@ -238,11 +240,31 @@ impl HandlerModule {
             exports,
             limits: limits.clone(),
             dead: false,
+            throttled: false,
         })
     }
 }
 
+/// Waits out a CPU-time debt, if any (`who`: the handler's own allowance,
+/// or its route's). Returns whether it waited.
+async fn throttle(wait: Option<std::time::Duration>, who: &str) -> bool {
+    let Some(wait) = wait else {
+        return false;
+    };
+    tracing::debug!(
+        wait_ms = wait.as_millis() as u64,
+        "{who} over its CPU time per second; its next call waits"
+    );
+    tokio::time::sleep(wait).await;
+    true
+}
+
 impl HandlerInstance {
+    /// Whether the last call waited for a CPU allowance (reading clears it).
+    pub fn take_throttled(&mut self) -> bool {
+        std::mem::take(&mut self.throttled)
+    }
+
     /// Host state of this instance.
     pub fn state(&self) -> &HostState {
         self.store.data()
@@ -373,26 +395,15 @@ impl HandlerInstance {
             return Err(CallError::Dead);
         }
         let now = std::time::Instant::now();
-        if let Some(wait) = self.store.data_mut().allowance.wait(now) {
-            tracing::debug!(
-                wait_ms = wait.as_millis() as u64,
-                "handler over its CPU time per second; its next call waits"
-            );
-            tokio::time::sleep(wait).await;
-        }
-        let route_wait = self
+        let own = self.store.data_mut().allowance.wait(now);
+        self.throttled = throttle(own, "handler").await;
+        let route = self
             .limits
             .route_cpu
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .wait(now);
-        if let Some(wait) = route_wait {
-            tracing::debug!(
-                wait_ms = wait.as_millis() as u64,
-                "route over its CPU time per second; its next call waits"
-            );
-            tokio::time::sleep(wait).await;
-        }
+        self.throttled |= throttle(route, "route").await;
         self.store.data_mut().cpu.start();
         self.store.set_epoch_deadline(1);
         Ok(())

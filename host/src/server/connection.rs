@@ -22,6 +22,7 @@ use super::inbox::Inbox;
 use super::mailbox::{Command, Registration};
 use super::peer_watch::PeerWatch;
 use crate::config::Keepalive;
+use crate::metrics::{FailureKind, ModuleMetrics};
 use crate::runtime::{
     BatchMessage, CallError, CloseCause, CloseInfo, Effect, HandlerInstance, Message, OpenInfo,
 };
@@ -91,6 +92,8 @@ pub struct ConnectionSetup {
     pub pubsub: super::pubsub::Membership,
     /// Where the connection's byte counts go when it closes.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Its module version's counters (calls, messages, failures).
+    pub module_metrics: Arc<ModuleMetrics>,
 }
 
 /// The outcome of one wait on the socket.
@@ -126,6 +129,9 @@ struct Conn {
     close_info: Option<CloseInfo>,
     /// The socket as seen while handler calls run.
     watch: PeerWatch,
+    metrics: Arc<ModuleMetrics>,
+    /// When the call being made started.
+    call_started: Option<Instant>,
 }
 
 impl Conn {
@@ -136,17 +142,25 @@ impl Conn {
         let queued = self.engine.pending_output().len();
         let instance = self.instance.as_mut()?;
         instance.set_connection(open, queued);
+        self.call_started = Some(Instant::now());
         Some((instance, &mut self.watch))
     }
 
     /// After a call: applies what the handler asked for, in order, then
     /// handles a failed call.
     fn after_call(&mut self, result: Result<(), CallError>) {
+        if let Some(started) = self.call_started.take() {
+            self.metrics.calls.observe(started.elapsed().as_secs_f64());
+        }
         if let Some(instance) = self.instance.as_mut() {
+            if instance.take_throttled() {
+                self.metrics.throttled.inc();
+            }
+            let mut sent = 0;
             EFFECTS.with_borrow_mut(|effects| {
                 instance.take_effects(effects);
                 for effect in effects.drain(..) {
-                    apply(
+                    sent += apply(
                         &mut self.engine,
                         effect,
                         &mut self.handler_closed,
@@ -154,10 +168,12 @@ impl Conn {
                     );
                 }
             });
+            self.metrics.messages_out.inc_by(sent);
             if instance.output_overflowed() && !self.overflow_closed {
                 // What the handler queued before (within the cap) goes out,
                 // then a close frame that says why.
                 self.overflow_closed = true;
+                self.metrics.failed(FailureKind::OutputLimit);
                 self.close_with(1011, OUTPUT_LIMIT_REASON, CloseCause::OutputLimit);
             }
         }
@@ -167,6 +183,12 @@ impl Conn {
             return;
         }
         if let Err(e) = result {
+            match e {
+                CallError::Trap(_) => self.metrics.failed(FailureKind::Trap),
+                CallError::Deadline(_) => self.metrics.failed(FailureKind::CpuDeadline),
+                CallError::WallTime(_) => self.metrics.failed(FailureKind::WallTime),
+                _ => {}
+            }
             if crate::runtime::log_budget::process_allows(std::time::Instant::now()) {
                 tracing::warn!(error = %e, "handler failed; closing the connection with 1011");
             } else {
@@ -215,8 +237,8 @@ impl Conn {
                             len,
                             "message posted to a connection over its output limit dropped"
                         );
-                    } else {
-                        let _ = self.engine.send_message(&message);
+                    } else if self.engine.send_message(&message).is_ok() {
+                        self.metrics.messages_out.inc();
                     }
                 }
                 Command::Frame(frame) => {
@@ -224,6 +246,8 @@ impl Conn {
                     // slow-consumer bound; a closing connection drops it.
                     if self.engine.send_encoded(&frame).is_err() {
                         tracing::debug!("published frame for a closing connection dropped");
+                    } else {
+                        self.metrics.messages_out.inc();
                     }
                 }
                 Command::Close { code, reason } => {
@@ -235,30 +259,34 @@ impl Conn {
     }
 }
 
-/// Applies one effect of a handler call to the engine.
+/// Applies one effect of a handler call to the engine. Returns how many
+/// messages it queued.
 fn apply(
     engine: &mut Connection,
     effect: Effect,
     handler_closed: &mut bool,
     nodelay: &mut Option<bool>,
-) {
+) -> u64 {
     // The host imports accepted these only while the connection was open
     // and checked their arguments, so the engine's own refusals (closing
     // meanwhile) need no answer.
     match effect {
         Effect::Write(Message::Text(text)) => {
-            let _ = engine.send_text(&text);
+            return u64::from(engine.send_text(&text).is_ok());
         }
         Effect::Write(Message::Binary(data)) => {
-            let _ = engine.send_binary(&data);
+            return u64::from(engine.send_binary(&data).is_ok());
         }
         Effect::WriteBatch(batch) => {
+            let mut sent = 0;
             for message in batch.messages() {
-                let _ = match message {
+                let result = match message {
                     BatchMessage::Text(text) => engine.send_text(text),
                     BatchMessage::Binary(bytes) => engine.send_binary(bytes),
                 };
+                sent += u64::from(result.is_ok());
             }
+            return sent;
         }
         Effect::Ping(data) => {
             let _ = engine.send_ping(&data);
@@ -270,6 +298,7 @@ fn apply(
         }
         Effect::SetNodelay(enabled) => *nodelay = Some(enabled),
     }
+    0
 }
 
 /// Serves one upgraded connection until it is closed.
@@ -300,6 +329,8 @@ pub async fn run<S: Transport>(
         max_pending_output: setup.max_pending_output,
         close_info: None,
         watch: PeerWatch::default(),
+        metrics: setup.module_metrics,
+        call_started: None,
     });
     tracing::debug!(extensions = %setup.info.extensions, "connection open");
 
@@ -351,6 +382,7 @@ pub async fn run<S: Transport>(
             };
             let event = match event {
                 Event::Message(message) => {
+                    conn.metrics.messages_in.inc();
                     inbox.push(message);
                     if inbox.is_full() {
                         deliver(&mut conn, &mut inbox, &mut stream, count_in).await;

@@ -219,14 +219,22 @@ pub(super) async fn handle(
         }
     };
 
-    let mut instance = match module
+    let labels = crate::metrics::ModuleLabels::new(&route.pattern, &module);
+    let started = std::time::Instant::now();
+    let instantiated = module
         .handler
         .instantiate(&route.instance_limits, connection_id)
         .instrument(span.clone())
-        .await
-    {
+        .await;
+    shared
+        .metrics
+        .instantiate_seconds
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    let mut instance = match instantiated {
         Ok(instance) => instance,
         Err(CallError::MemoryBudget(why)) => {
+            shared.metrics.instantiate_failed(&labels, "memory_budget");
             tracing::warn!(parent: &span, %why, "handler instance refused: memory budget spent");
             return unavailable(format!(
                 "{} memory for handlers is spent; try again later",
@@ -234,6 +242,7 @@ pub(super) async fn handle(
             ));
         }
         Err(e) => {
+            shared.metrics.instantiate_failed(&labels, "failed");
             tracing::warn!(parent: &span, error = %e, "cannot create a handler instance");
             return unavailable("the handler for this route is unavailable; try again later");
         }
@@ -379,6 +388,7 @@ pub(super) async fn handle(
         metrics: Arc::clone(&shared.metrics),
         registration,
         pubsub: membership,
+        module_metrics: shared.metrics.for_module(&labels),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     // Captured boxed: a value captured by the task stays in it for the
@@ -432,7 +442,7 @@ pub(super) async fn handle(
     shared
         .metrics
         .connections_accepted
-        .get_or_create(&crate::metrics::ModuleLabels::new(&route.pattern, &module))
+        .get_or_create(&labels)
         .inc();
     resp
 }
