@@ -909,6 +909,49 @@ async fn the_api_needs_the_operator_token() {
     plane.stop().await;
 }
 
+/// `wsbox serve --watch`: a config route's module file rebuilt in place is
+/// served to new connections once it settles; live connections keep
+/// their build; a broken build is reported and the previous one kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watched_module_files_are_reloaded_for_new_connections() {
+    let dir = TempDir::new("watch");
+    let file = dir.0.join("handler.wasm");
+    std::fs::write(&file, echo_bytes()).expect("write the module");
+    let server = TestServer::start(wsbox_tests::module_config(
+        "/watched",
+        file.to_str().expect("utf-8"),
+        test_limits(),
+    ))
+    .await;
+    assert_eq!(server.handle.config_module_files(), [file.clone()]);
+    let watcher = tokio::spawn(wsbox::server::watch::watch(
+        server.handle.clone(),
+        vec![file.clone()],
+        Duration::from_millis(50),
+    ));
+    let mut before = connect(server.addr, "/watched").await;
+    assert_eq!(which(&mut before).await, "echo");
+
+    // A broken build: reported, the running one kept.
+    std::fs::write(&file, b"not wasm").expect("write");
+    let line = wait_for_log("still serving the previous build").await;
+    assert!(line.contains("handler.wasm"), "{line}");
+    let mut still = connect(server.addr, "/watched").await;
+    assert_eq!(which(&mut still).await, "echo");
+
+    std::fs::write(&file, chaos_bytes()).expect("write");
+    let line = wait_for_log("module file changed: new connections get the new build").await;
+    assert!(line.contains("routes=/watched"), "{line}");
+    let mut after = connect(server.addr, "/watched").await;
+    assert_eq!(which(&mut after).await, "chaos");
+    assert_eq!(
+        which(&mut before).await,
+        "echo",
+        "a live connection keeps its build"
+    );
+    watcher.abort();
+}
+
 /// Gradual rollout: a version gets its share of new connections beside
 /// the active one, testers pin either with `wsbox-version`, the share can
 /// change, it survives a restart, and a rollback or a full deploy ends it.

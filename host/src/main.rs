@@ -93,6 +93,10 @@ struct ServeArgs {
     /// Serve no admin API (and use no registry).
     #[arg(long, conflicts_with_all = ["admin_listen", "data_dir"])]
     no_admin: bool,
+    /// Watch the config routes' module files and serve a file's new build
+    /// to new connections when it changes (the local edit-build loop).
+    #[arg(long, requires = "config")]
+    watch: bool,
 }
 
 fn parse_message_size(s: &str) -> Result<u64, String> {
@@ -204,6 +208,9 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// How often `--watch` looks at the module files.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(300);
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
@@ -280,9 +287,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 Some(tokio::spawn(admin.run()))
             }
         };
+        let watch_task = if args.watch {
+            let files = server.handle().config_module_files();
+            for file in &files {
+                println!("  watching {}", file.display());
+            }
+            Some(tokio::spawn(wsbox::server::watch::watch(
+                server.handle(),
+                files,
+                WATCH_INTERVAL,
+            )))
+        } else {
+            None
+        };
         let result = server
             .run_until(shutdown_signal(), config.server.drain_time)
             .await;
+        if let Some(task) = watch_task {
+            task.abort();
+        }
         if let Some(task) = admin_task {
             task.abort();
         }

@@ -14,6 +14,7 @@ pub mod pubsub;
 pub mod routes;
 pub mod tenants;
 mod upgrade;
+pub mod watch;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -33,15 +34,29 @@ use crate::config::{Config, ServerConfig};
 use crate::runtime::Runtime;
 use routes::{Route, RouteTable, ServedModule};
 
+/// What the control plane installed last (see `install_routes`).
+#[derive(Default)]
+struct Installed {
+    routes: Vec<Arc<Route>>,
+    loaded: std::collections::HashMap<(String, String), routes::Deployed>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Everything a request needs, shared by all connections.
 pub struct Shared {
     pub runtime: Runtime,
     /// The routes being served; a deploy swaps in a new table whole.
     pub routes: arc_swap::ArcSwap<RouteTable>,
-    /// The config file's routes as compiled at start, which a rebuilt
-    /// table keeps (with a newer module when one of the default tenant
-    /// of the same name is deployed).
-    config_routes: Vec<Arc<Route>>,
+    /// The config file's routes as compiled at start (or recompiled by
+    /// `--watch`), which a rebuilt table keeps (with a newer module when
+    /// one of the default tenant of the same name is deployed).
+    config_routes: std::sync::Mutex<Vec<Arc<Route>>>,
+    /// What the control plane installed last: its routes and deployed
+    /// modules, to rebuild the table when a config route changes.
+    installed: std::sync::Mutex<Installed>,
     /// The tenants the config file declares.
     config_tenants: Vec<crate::config::TenantConfig>,
     /// Static pages, answered to plain `GET`/`HEAD` requests.
@@ -138,7 +153,8 @@ impl Server {
             shared: Arc::new(Shared {
                 runtime,
                 routes: arc_swap::ArcSwap::from_pointee(RouteTable::new(routes.clone())),
-                config_routes: routes,
+                config_routes: std::sync::Mutex::new(routes),
+                installed: std::sync::Mutex::default(),
                 config_tenants: config.tenants.clone(),
                 pages,
                 live: Arc::default(),
@@ -373,10 +389,23 @@ impl ServerHandle {
         deployed: Vec<Route>,
         loaded: &std::collections::HashMap<(String, String), routes::Deployed>,
     ) -> Result<()> {
-        let mut table: Vec<Arc<Route>> = deployed.into_iter().map(Arc::new).collect();
-        for route in &self.shared.config_routes {
+        let mut installed = lock(&self.shared.installed);
+        let next = Installed {
+            routes: deployed.into_iter().map(Arc::new).collect(),
+            loaded: loaded.clone(),
+        };
+        self.rebuild(&next)?;
+        *installed = next;
+        Ok(())
+    }
+
+    /// Builds the route table from what the control plane installed and
+    /// the config file's routes, and swaps it in.
+    fn rebuild(&self, installed: &Installed) -> Result<()> {
+        let mut table = installed.routes.clone();
+        for route in lock(&self.shared.config_routes).iter() {
             let key = (route.module.tenant.clone(), route.module.name.clone());
-            match loaded.get(&key) {
+            match installed.loaded.get(&key) {
                 Some(deployed) => table.push(Arc::new(Route::deployed(
                     route.config.clone(),
                     deployed,
@@ -387,6 +416,56 @@ impl ServerHandle {
         }
         self.shared.routes.store(Arc::new(RouteTable::new(table)));
         Ok(())
+    }
+
+    /// The module files the config's routes are served from.
+    pub fn config_module_files(&self) -> Vec<std::path::PathBuf> {
+        let mut files: Vec<std::path::PathBuf> = lock(&self.shared.config_routes)
+            .iter()
+            .filter_map(|r| match &r.config.module {
+                crate::config::ModuleSource::File(path) => Some(path.clone()),
+                crate::config::ModuleSource::Bundled { .. } => None,
+            })
+            .collect();
+        files.sort();
+        files.dedup();
+        files
+    }
+
+    /// Compiles a config route's module file again and serves the new
+    /// build on the config routes that name it (`wsbox serve --watch`).
+    /// New connections get it; live ones keep their instance. Returns the
+    /// routes that changed; on a compile error nothing changes.
+    pub async fn reload_module_file(&self, path: &std::path::Path) -> Result<Vec<String>> {
+        let source = crate::config::ModuleSource::File(path.to_path_buf());
+        let uses = lock(&self.shared.config_routes)
+            .iter()
+            .any(|r| r.config.module == source);
+        if !uses {
+            return Ok(Vec::new());
+        }
+        let shared = Arc::clone(&self.shared);
+        let compile_source = source.clone();
+        let handler =
+            tokio::task::spawn_blocking(move || shared.runtime.load_module(&compile_source))
+                .await
+                .context("the compile task failed")??;
+        let installed = lock(&self.shared.installed);
+        let mut changed = Vec::new();
+        {
+            let mut config_routes = lock(&self.shared.config_routes);
+            for route in config_routes.iter_mut() {
+                if route.config.module != source {
+                    continue;
+                }
+                let module = ServedModule::from_config(Arc::clone(&handler), &route.config.tenant);
+                let share = self.tenant_share(&module.tenant);
+                *route = Arc::new(Route::new(route.config.clone(), module, share)?);
+                changed.push(route.pattern.clone());
+            }
+        }
+        self.rebuild(&installed)?;
+        Ok(changed)
     }
 
     /// The live connections, oldest first.
