@@ -923,7 +923,10 @@ async fn watched_module_files_are_reloaded_for_new_connections() {
         test_limits(),
     ))
     .await;
-    assert_eq!(server.handle.config_module_files(), [file.clone()]);
+    assert_eq!(
+        server.handle.config_module_files(),
+        std::slice::from_ref(&file)
+    );
     let watcher = tokio::spawn(wsbox::server::watch::watch(
         server.handle.clone(),
         vec![file.clone()],
