@@ -86,6 +86,7 @@ impl Plane {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.to_path_buf(),
             max_module_size,
+            ..Default::default()
         };
         let started = Instant::now();
         let (admin, _plane) = wsbox::admin::start(
@@ -907,6 +908,77 @@ async fn the_api_needs_the_operator_token() {
             .contains("openapi.json")
     );
     plane.stop().await;
+}
+
+/// `[admin.tls]`: the admin API over https, reached by the CLI's client
+/// with the server's certificate as CA; a plain http request gets no
+/// answer, and a client that does not trust the certificate fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_serves_https_when_configured() {
+    let dir = TempDir::new("admin-tls");
+    let cert = wsbox::tls::write_dev_certificate(&dir.0.join("tls")).expect("dev certificate");
+    init_logging();
+    let server = TestServer::start(chaos_config("/chaos", test_limits())).await;
+    let config = AdminConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: dir.0.join("data"),
+        tls: Some(wsbox::config::TlsConfig {
+            cert: cert.cert.clone(),
+            key: cert.key.clone(),
+        }),
+        ..Default::default()
+    };
+    let (admin, _plane) = wsbox::admin::start(
+        server.handle.clone(),
+        &config,
+        wsbox::admin::Tokens::new(TOKEN),
+    )
+    .await
+    .expect("control plane starts");
+    assert_eq!(admin.scheme(), "https");
+    let addr = admin.local_addr().expect("addr");
+    let task = tokio::spawn(admin.run());
+
+    let url = format!("https://{addr}");
+    let (ca, token) = (cert.cert.clone(), TOKEN.to_string());
+    let answer = tokio::task::spawn_blocking(move || {
+        wsbox::admin::client::AdminClient::new(&url, Some(token), Some(&ca))?.request(
+            "GET",
+            "/v1/tenants",
+            None,
+            b"",
+        )
+    })
+    .await
+    .expect("client task")
+    .expect("the https request succeeds");
+    assert_eq!(answer["tenants"][0]["name"], "default");
+
+    // Without the CA: the certificate is not trusted.
+    let url = format!("https://{addr}");
+    let refused = tokio::task::spawn_blocking(move || {
+        wsbox::admin::client::AdminClient::new(&url, Some(TOKEN.into()), None)?.request(
+            "GET",
+            "/v1/tenants",
+            None,
+            b"",
+        )
+    })
+    .await
+    .expect("client task");
+    let e = format!("{:#}", refused.expect_err("an untrusted certificate"));
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+
+    // Plain http to the TLS port: no HTTP answer.
+    let mut plain = TcpStream::connect(addr).await.expect("connect");
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, plain.read_to_end(&mut out)).await;
+    assert!(!out.starts_with(b"HTTP/1.1 200"), "answered plain http");
+    task.abort();
 }
 
 /// `wsbox serve --watch`: a config route's module file rebuilt in place is

@@ -368,6 +368,7 @@ async fn the_admin_api_and_the_cli_publish_to_a_tenants_topic() {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: dir.0.clone(),
         max_module_size: 1 << 20,
+        ..Default::default()
     };
     let (admin, _plane) = wsbox::admin::start(
         server.handle.clone(),

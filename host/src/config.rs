@@ -163,6 +163,8 @@ pub struct AdminConfig {
     pub data_dir: PathBuf,
     /// The largest module accepted for upload.
     pub max_module_size: u64,
+    /// Serve the admin API over TLS (`[admin.tls]`: `cert`, `key`).
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for AdminConfig {
@@ -171,6 +173,7 @@ impl Default for AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             data_dir: default_data_dir(),
             max_module_size: DEFAULT_MAX_MODULE_SIZE,
+            tls: None,
         }
     }
 }
@@ -726,6 +729,12 @@ impl Config {
                 }
                 if let Some(size) = &a.max_module_size {
                     admin.max_module_size = located.size(size, "admin.max_module_size")?;
+                }
+                if let Some(t) = &a.tls {
+                    admin.tls = Some(TlsConfig {
+                        cert: existing_file(&t.cert, "admin.tls.cert")?,
+                        key: existing_file(&t.key, "admin.tls.key")?,
+                    });
                 }
                 Some(admin)
             }
@@ -1391,6 +1400,7 @@ struct RawAdmin {
     listen: Option<Spanned<String>>,
     data_dir: Option<Spanned<String>>,
     max_module_size: Option<Spanned<SizeValue>>,
+    tls: Option<RawTls>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1793,6 +1803,28 @@ module = "echo.wasm"
             e.contains(":6:") && e.contains("tenant[0].max_publishes_per_second"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_admin_api_takes_a_certificate_pair() {
+        let dir = temp_dir_with_module();
+        std::fs::write(dir.join("a.pem"), "x").unwrap();
+        std::fs::write(dir.join("k.pem"), "x").unwrap();
+        let cfg = parse_in(
+            &dir,
+            "[admin]\n[admin.tls]\ncert = \"a.pem\"\nkey = \"k.pem\"\n",
+        )
+        .unwrap();
+        let tls = cfg.admin.unwrap().tls.unwrap();
+        assert_eq!((tls.cert, tls.key), (dir.join("a.pem"), dir.join("k.pem")));
+        let e = parse_in(
+            &dir,
+            "[admin]\n[admin.tls]\ncert = \"a.pem\"\nkey = \"missing.pem\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("admin.tls.key") && e.contains("missing.pem"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

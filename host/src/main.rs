@@ -266,7 +266,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     wsbox::admin::start(server.handle(), admin_config, tokens).await?;
                 let admin_addr = admin.local_addr()?;
                 println!(
-                    "wsbox admin API on http://{admin_addr} (data dir {})",
+                    "wsbox admin API on {}://{admin_addr} (data dir {})",
+                    admin.scheme(),
                     admin_config.data_dir.display()
                 );
                 match source {

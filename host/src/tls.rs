@@ -56,6 +56,12 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor> {
 
 /// The client side: trusts the web PKI roots, plus `extra_ca` if given.
 pub fn connector(extra_ca: Option<&Path>) -> Result<tokio_rustls::TlsConnector> {
+    Ok(tokio_rustls::TlsConnector::from(client_config(extra_ca)?))
+}
+
+/// A client configuration that trusts the web PKI roots, plus `extra_ca`
+/// if given.
+pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = extra_ca {
@@ -71,7 +77,7 @@ pub fn connector(extra_ca: Option<&Path>) -> Result<tokio_rustls::TlsConnector> 
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 /// The files written by [`write_dev_certificate`].

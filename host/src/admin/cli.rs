@@ -24,6 +24,10 @@ pub struct AdminTarget {
     /// file in the default data directory].
     #[arg(long)]
     pub token: Option<String>,
+    /// A CA certificate (PEM) to trust for an https:// admin URL, e.g. the
+    /// server's self-signed one [env: WSBOX_ADMIN_CA].
+    #[arg(long, value_name = "FILE")]
+    pub admin_ca: Option<PathBuf>,
 }
 
 impl AdminTarget {
@@ -46,7 +50,11 @@ impl AdminTarget {
                     .map(|t| t.trim().to_string())
             }
         };
-        AdminClient::new(&url, token)
+        let ca = self
+            .admin_ca
+            .clone()
+            .or_else(|| std::env::var_os("WSBOX_ADMIN_CA").map(PathBuf::from));
+        AdminClient::new(&url, token, ca.as_deref())
     }
 }
 

@@ -3,9 +3,16 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use rustls::pki_types::ServerName;
+
+/// A plain or TLS connection.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 /// How long the CLI waits for an answer: an upload of a large component
 /// includes its compilation.
@@ -16,22 +23,35 @@ pub struct AdminClient {
     /// `host:port`
     authority: String,
     token: Option<String>,
+    /// For `https://`: the TLS settings and the server's name.
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
 
 impl AdminClient {
-    /// `url` is `http://host:port` (a trailing `/` is fine).
-    pub fn new(url: &str, token: Option<String>) -> Result<AdminClient> {
+    /// `url` is `http://host:port` or `https://host:port` (a trailing `/`
+    /// is fine). `ca` is a PEM file of a CA to trust besides the web PKI
+    /// (a self-signed admin certificate, for instance).
+    pub fn new(url: &str, token: Option<String>, ca: Option<&Path>) -> Result<AdminClient> {
         let parsed = url::Url::parse(url).with_context(|| format!("admin URL `{url}`"))?;
-        if parsed.scheme() != "http" {
-            bail!("admin URL `{url}`: only http:// is supported");
-        }
         let host = parsed
             .host_str()
             .ok_or_else(|| anyhow!("admin URL `{url}` has no host"))?;
+        let tls = match parsed.scheme() {
+            "http" => None,
+            "https" => {
+                // IP addresses come bracketed from the URL for v6.
+                let name = host.trim_start_matches('[').trim_end_matches(']');
+                let server_name = ServerName::try_from(name.to_string())
+                    .with_context(|| format!("admin URL `{url}`: `{name}` is not a TLS name"))?;
+                Some((crate::tls::client_config(ca)?, server_name))
+            }
+            other => bail!("admin URL `{url}`: use http:// or https://, not {other}://"),
+        };
         let port = parsed.port_or_known_default().unwrap_or(80);
         Ok(AdminClient {
             authority: format!("{host}:{port}"),
             token,
+            tls,
         })
     }
 
@@ -44,9 +64,17 @@ impl AdminClient {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<serde_json::Value> {
-        let mut stream = TcpStream::connect(&self.authority)
+        let tcp = TcpStream::connect(&self.authority)
             .with_context(|| format!("connecting to the admin API at {}", self.authority))?;
-        stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+        tcp.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+        let mut stream: Box<dyn ReadWrite> = match &self.tls {
+            None => Box::new(tcp),
+            Some((config, name)) => {
+                let conn = rustls::ClientConnection::new(Arc::clone(config), name.clone())
+                    .context("starting TLS to the admin API")?;
+                Box::new(rustls::StreamOwned::new(conn, tcp))
+            }
+        };
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
             self.authority,

@@ -34,6 +34,8 @@ pub struct AdminState {
 pub struct AdminServer {
     listener: TcpListener,
     state: Arc<AdminState>,
+    /// `https://` when set.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl AdminServer {
@@ -47,7 +49,19 @@ impl AdminServer {
         Ok(AdminServer {
             listener,
             state: Arc::new(state),
+            tls: None,
         })
+    }
+
+    /// Serves over TLS with this acceptor (`[admin.tls]`).
+    pub fn with_tls(mut self, acceptor: tokio_rustls::TlsAcceptor) -> AdminServer {
+        self.tls = Some(acceptor);
+        self
+    }
+
+    /// `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr> {
@@ -67,22 +81,51 @@ impl AdminServer {
                 }
             };
             let state = Arc::clone(&self.state);
+            let tls = self.tls.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let state = Arc::clone(&state);
-                    async move { Ok::<_, Infallible>(api::handle(&state, req).await) }
-                });
-                if let Err(e) = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
+                let result = match tls {
+                    None => serve_http(stream, state).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls_stream)) => serve_http(tls_stream, state).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "admin TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "admin TLS handshake timed out");
+                                return;
+                            }
+                        }
+                    }
+                };
+                if let Err(e) = result {
                     tracing::debug!(%peer, error = %e, "admin connection ended with an error");
                 }
             });
         }
     }
+}
+
+/// How long a client may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one admin connection (plain or TLS) until it closes.
+async fn serve_http<S>(stream: S, state: Arc<AdminState>) -> Result<(), hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let state = Arc::clone(&state);
+        async move { Ok::<_, Infallible>(api::handle(&state, req).await) }
+    });
+    http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(TokioIo::new(stream), service)
+        .await
 }
 
 /// Opens the registry in `config.data_dir`, restores its deployments into
@@ -92,6 +135,13 @@ pub async fn start(
     config: &crate::config::AdminConfig,
     tokens: Tokens,
 ) -> Result<(AdminServer, Arc<ControlPlane>)> {
+    // A bad certificate is found before the registry is touched.
+    let tls = match &config.tls {
+        Some(t) => {
+            Some(crate::tls::acceptor(&t.cert, &t.key).context("the admin API's [admin.tls]")?)
+        }
+        None => None,
+    };
     let dir = config.data_dir.clone();
     let engine = server.runtime().engine().clone();
     let (registry, recovery) =
@@ -112,7 +162,7 @@ pub async fn start(
     let plane = ControlPlane::start(registry, recovery, server, config.max_module_size)
         .await
         .context("restoring the deployments")?;
-    let admin = AdminServer::bind(
+    let mut admin = AdminServer::bind(
         config.listen,
         AdminState {
             plane: Arc::clone(&plane),
@@ -121,5 +171,8 @@ pub async fn start(
         },
     )
     .await?;
+    if let Some(acceptor) = tls {
+        admin = admin.with_tls(acceptor);
+    }
     Ok((admin, plane))
 }
