@@ -80,14 +80,19 @@ impl Plane {
         data_dir: &Path,
         max_module_size: u64,
     ) -> Plane {
-        init_logging();
-        let server = TestServer::start(config).await;
-        let config = AdminConfig {
+        let admin = AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.to_path_buf(),
             max_module_size,
             ..Default::default()
         };
+        Plane::start_admin(config, admin).await
+    }
+
+    async fn start_admin(config: wsbox::config::Config, admin: AdminConfig) -> Plane {
+        init_logging();
+        let server = TestServer::start(config).await;
+        let config = admin;
         let started = Instant::now();
         let (admin, _plane) = wsbox::admin::start(
             server.handle.clone(),
@@ -910,6 +915,43 @@ async fn the_api_needs_the_operator_token() {
     plane.stop().await;
 }
 
+/// `[admin] max_compile_time`: an upload that takes longer to compile is
+/// refused with the reason and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_over_the_compile_time_cap_are_refused() {
+    let dir = TempDir::new("compile-cap");
+    let plane = Plane::start_admin(
+        chaos_config("/chaos", test_limits()),
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: dir.0.clone(),
+            max_compile_time: Duration::from_micros(1),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (status, v) = plane
+        .api(
+            "POST",
+            "/v1/tenants/default/modules/slow/versions",
+            &echo_bytes(),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("max_compile_time"),
+        "{v}"
+    );
+    let (status, v) = plane
+        .api("GET", "/v1/tenants/default/modules/slow/versions", b"")
+        .await;
+    assert_eq!(status, 404, "nothing stored: {v}");
+    plane.stop().await;
+}
+
 /// `[admin.tls]`: the admin API over https, reached by the CLI's client
 /// with the server's certificate as CA; a plain http request gets no
 /// answer, and a client that does not trust the certificate fails.
@@ -1712,6 +1754,43 @@ async fn zero_config_serve_and_the_cli_deploy_and_reach_connections() {
     );
     let (ok, out, err) = cli(&["rollback", "--module", "my"], &env).await;
     assert!(ok && out.contains("to version 1"), "{out} {err}");
+
+    // A large upload reports its progress: a 2 MiB component (the chaos
+    // handler with a custom section appended).
+    let mut big = std::fs::read(CHAOS_WASM).expect("read");
+    let name = b"padding";
+    let payload = vec![0u8; 2 << 20];
+    let mut len = name.len() + 1 + payload.len();
+    big.push(0); // a custom section
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        big.push(if len == 0 { byte } else { byte | 0x80 });
+        if len == 0 {
+            break;
+        }
+    }
+    big.push(name.len() as u8);
+    big.extend_from_slice(name);
+    big.extend_from_slice(&payload);
+    let big_file = home.0.join("big.wasm");
+    std::fs::write(&big_file, &big).expect("write");
+    let (ok, out, err) = cli(
+        &[
+            "deploy",
+            big_file.to_str().expect("utf-8"),
+            "--module",
+            "big",
+        ],
+        &env,
+    )
+    .await;
+    assert!(ok, "{out} {err}");
+    assert!(
+        err.contains("sent 2.1 of 2.1 MiB; the server compiles it now")
+            && err.contains("stored as version 1 in"),
+        "{err}"
+    );
 
     // A gradual rollout from the CLI, then promoted to all.
     let (ok, out, err) = cli(

@@ -165,7 +165,13 @@ pub struct AdminConfig {
     pub max_module_size: u64,
     /// Serve the admin API over TLS (`[admin.tls]`: `cert`, `key`).
     pub tls: Option<TlsConfig>,
+    /// The longest an upload may take to compile; a slower one is refused
+    /// (422) and not stored.
+    pub max_compile_time: Duration,
 }
+
+/// The default cap on compiling one upload.
+pub const DEFAULT_MAX_COMPILE_TIME: Duration = Duration::from_secs(120);
 
 impl Default for AdminConfig {
     fn default() -> Self {
@@ -174,6 +180,7 @@ impl Default for AdminConfig {
             data_dir: default_data_dir(),
             max_module_size: DEFAULT_MAX_MODULE_SIZE,
             tls: None,
+            max_compile_time: DEFAULT_MAX_COMPILE_TIME,
         }
     }
 }
@@ -729,6 +736,16 @@ impl Config {
                 }
                 if let Some(size) = &a.max_module_size {
                     admin.max_module_size = located.size(size, "admin.max_module_size")?;
+                }
+                if let Some(t) = &a.max_compile_time {
+                    admin.max_compile_time = located.duration(t, "admin.max_compile_time")?;
+                    if admin.max_compile_time.is_zero() {
+                        return Err(located.error(
+                            t.span().start,
+                            "admin.max_compile_time",
+                            "must be greater than zero",
+                        ));
+                    }
                 }
                 if let Some(t) = &a.tls {
                     admin.tls = Some(TlsConfig {
@@ -1400,6 +1417,7 @@ struct RawAdmin {
     listen: Option<Spanned<String>>,
     data_dir: Option<Spanned<String>>,
     max_module_size: Option<Spanned<SizeValue>>,
+    max_compile_time: Option<Spanned<DurationValue>>,
     tls: Option<RawTls>,
 }
 
@@ -1823,7 +1841,10 @@ module = "echo.wasm"
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("admin.tls.key") && e.contains("missing.pem"), "{e}");
+        assert!(
+            e.contains("admin.tls.key") && e.contains("missing.pem"),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

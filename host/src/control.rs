@@ -25,7 +25,9 @@ pub struct ControlPlane {
     registry: Arc<ModuleRegistry>,
     server: ServerHandle,
     /// Compilations running at once.
-    compile_slots: Semaphore,
+    compile_slots: Arc<Semaphore>,
+    /// The longest an upload may take to compile (`[admin] max_compile_time`).
+    max_compile_time: Duration,
     /// Held for the whole of a change, so that route tables are built from
     /// a consistent state and swapped in the order the changes commit.
     loaded: Mutex<Loaded>,
@@ -137,6 +139,7 @@ impl ControlPlane {
         recovery: Recovery,
         server: ServerHandle,
         max_module_size: u64,
+        max_compile_time: Duration,
     ) -> Result<Arc<ControlPlane>, RegistryError> {
         // Compiling is CPU-bound and Cranelift already uses several
         // threads per module: half the cores leaves room for traffic.
@@ -146,7 +149,8 @@ impl ControlPlane {
         let plane = Arc::new(ControlPlane {
             registry: Arc::new(registry),
             server,
-            compile_slots: Semaphore::new(slots),
+            compile_slots: Arc::new(Semaphore::new(slots)),
+            max_compile_time,
             loaded: Mutex::new(HashMap::new()),
             max_module_size,
             recovery,
@@ -560,7 +564,12 @@ impl ControlPlane {
                 self.max_module_size
             )));
         }
-        let _slot = self.compile_slot().await?;
+        // The slot goes with the compile: a compile past the cap still holds
+        // it until it ends, so the bound on compiles at once holds.
+        let slot = Arc::clone(&self.compile_slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| RegistryError::Conflict("the server is shutting down".into()))?;
         let registry = Arc::clone(&self.registry);
         let server = self.server.clone();
         let (t, m, by) = (
@@ -569,13 +578,41 @@ impl ControlPlane {
             uploaded_by.to_string(),
         );
         let started = std::time::Instant::now();
-        let record = blocking(move || {
+        let to_compile = bytes.clone();
+        let name = m.clone();
+        let compile = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let runtime = server.runtime();
-            let component = registry.compile_upload(runtime, &bytes)?;
+            let component = registry.compile_upload(runtime, &to_compile)?;
             // Checks the world and names any import wsbox does not grant.
             runtime
-                .prepare(m.clone(), &component)
+                .prepare(name, &component)
                 .map_err(|e| RegistryError::Invalid(format!("{e:#}")))?;
+            Ok::<_, RegistryError>(component)
+        });
+        let component = match tokio::time::timeout(self.max_compile_time, compile).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(e)) => {
+                return Err(RegistryError::Conflict(format!(
+                    "the compile task failed ({e}); nothing was stored"
+                )));
+            }
+            Err(_) => {
+                tracing::warn!(
+                    tenant,
+                    module,
+                    cap_ms = self.max_compile_time.as_millis() as u64,
+                    "upload refused: compiling took longer than the cap"
+                );
+                return Err(RegistryError::Invalid(format!(
+                    "compiling the module took longer than {:?} ([admin] max_compile_time); \
+                     nothing was stored. Raise the cap for large components",
+                    self.max_compile_time
+                )));
+            }
+        };
+        let registry = Arc::clone(&self.registry);
+        let record = blocking(move || {
             registry.store_version(&t, &m, &bytes, &component, &by, note.as_deref())
         })
         .await?;

@@ -241,6 +241,9 @@ pub struct CloseArgs {
 }
 
 /// Uploads a component, then activates it (binding `--route`).
+/// Uploads at least this large report their progress.
+const PROGRESS_MIN_BYTES: usize = 1024 * 1024;
+
 pub fn deploy(args: DeployArgs) -> Result<()> {
     let client = args.target.client()?;
     let bytes =
@@ -267,8 +270,38 @@ pub fn deploy(args: DeployArgs) -> Result<()> {
     if let Some(note) = &args.note {
         path.push_str(&format!("?note={}", encode(note)));
     }
-    let version = client.request("POST", &path, Some("application/wasm"), &bytes)?;
+    let started = std::time::Instant::now();
+    let total = bytes.len();
+    let mut next_report = 0;
+    let mut progress = |sent: usize| {
+        // Large modules: a line per quarter, then one while it compiles.
+        if total < PROGRESS_MIN_BYTES || (sent < next_report && sent < total) {
+            return;
+        }
+        next_report = sent + total / 4;
+        eprintln!(
+            "  sent {:.1} of {:.1} MiB{}",
+            sent as f64 / 1048576.0,
+            total as f64 / 1048576.0,
+            if sent == total {
+                "; the server compiles it now (large components take a while)..."
+            } else {
+                ""
+            }
+        );
+    };
+    let version = client.request_with_progress(
+        "POST",
+        &path,
+        Some("application/wasm"),
+        &bytes,
+        &mut progress,
+    )?;
     let number = version["version"].as_u64().unwrap_or(0);
+    eprintln!(
+        "  stored as version {number} in {:.1} s (upload, validation, compile)",
+        started.elapsed().as_secs_f64()
+    );
     let request = json!({"module": module, "version": number, "route": args.route,
         "drain": args.drain, "split": args.split, "pinning": args.pinning});
     let deployment = client.request(

@@ -17,6 +17,8 @@ impl<T: Read + Write> ReadWrite for T {}
 /// How long the CLI waits for an answer: an upload of a large component
 /// includes its compilation.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
+/// A request body goes out in pieces of this size (progress reports).
+const UPLOAD_CHUNK: usize = 256 * 1024;
 
 /// An admin API endpoint and the token to use.
 pub struct AdminClient {
@@ -64,6 +66,19 @@ impl AdminClient {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<serde_json::Value> {
+        self.request_with_progress(method, path, content_type, body, &mut |_| {})
+    }
+
+    /// [`request`](Self::request), calling `progress` with the bytes of
+    /// the body sent so far as it goes (for a large upload).
+    pub fn request_with_progress(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<serde_json::Value> {
         let tcp = TcpStream::connect(&self.authority)
             .with_context(|| format!("connecting to the admin API at {}", self.authority))?;
         tcp.set_read_timeout(Some(ANSWER_TIMEOUT))?;
@@ -89,7 +104,17 @@ impl AdminClient {
         head.push_str("\r\n");
         stream
             .write_all(head.as_bytes())
-            .and_then(|()| stream.write_all(body))
+            .with_context(|| format!("sending {method} {path}"))?;
+        let mut sent = 0;
+        for chunk in body.chunks(UPLOAD_CHUNK) {
+            stream
+                .write_all(chunk)
+                .with_context(|| format!("sending {method} {path}"))?;
+            sent += chunk.len();
+            progress(sent);
+        }
+        stream
+            .flush()
             .with_context(|| format!("sending {method} {path}"))?;
         let mut answer = Vec::new();
         stream

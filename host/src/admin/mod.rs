@@ -159,9 +159,15 @@ pub async fn start(
         missing_blobs = recovery.missing_blobs.len(),
         "registry opened"
     );
-    let plane = ControlPlane::start(registry, recovery, server, config.max_module_size)
-        .await
-        .context("restoring the deployments")?;
+    let plane = ControlPlane::start(
+        registry,
+        recovery,
+        server,
+        config.max_module_size,
+        config.max_compile_time,
+    )
+    .await
+    .context("restoring the deployments")?;
     let mut admin = AdminServer::bind(
         config.listen,
         AdminState {
