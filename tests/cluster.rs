@@ -11,16 +11,12 @@
 //!
 //! The handler is `tests/guests/pubsub` (text commands, see its docs).
 
-use std::collections::HashMap;
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use wsbox::config::{BrokerConfig, BrokerKind, Config, ModuleSource, RouteConfig};
-use wsbox::server::routes::{Route, ServedModule};
+use wsbox::config::{BrokerConfig, BrokerKind, Config};
 use wsbox_tests::*;
 
 /// A broker process on a fixed loopback port; killed when dropped.
@@ -147,35 +143,12 @@ async fn node(broker: &Broker, node_id: u16) -> TestServer {
         channel_prefix: format!("wsbox-test-{}", broker.port),
     });
     let server = TestServer::start(config).await;
-    let handler = server
-        .handle
-        .runtime()
-        .load_module(&ModuleSource::File(PathBuf::from(PUBSUB_WASM)))
-        .expect("the pubsub guest loads");
-    let module = Arc::new(ServedModule {
-        handler,
-        tenant: "acme".to_string(),
-        name: "pubsub".to_string(),
-        version: Some(1),
-    });
-    let route = Route::new(
-        RouteConfig {
-            pattern: "/acme(?:/(?P<topic>[a-z0-9]+))?".to_string(),
-            tenant: "acme".to_string(),
-            module: ModuleSource::File(PathBuf::from(PUBSUB_WASM)),
-            limits: test_limits(),
-            origin: Default::default(),
-            keepalive: Default::default(),
-            compression: None,
-        },
-        module,
-        server.handle.tenant_share("acme"),
-    )
-    .expect("route");
-    server
-        .handle
-        .install_routes(vec![route], &HashMap::new())
-        .expect("routes installed");
+    add_tenant_route(
+        &server,
+        "acme",
+        "/acme(?:/(?P<topic>[a-z0-9]+))?",
+        PUBSUB_WASM,
+    );
     server
 }
 

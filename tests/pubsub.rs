@@ -6,20 +6,15 @@
 //! The handler is `tests/guests/pubsub`: every text message is a command
 //! (`sub T`, `pub T text`, `count T`...) answered with its result.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use wsbox::config::{
-    Config, ModuleSource, PubsubLimits, RouteConfig, RouteLimits, SlowConsumerPolicy,
-};
-use wsbox::server::routes::{Route, ServedModule};
+use wsbox::config::{Config, PubsubLimits, RouteLimits, SlowConsumerPolicy};
 use wsbox_tests::*;
 
 const TOKEN: &str = "pubsub-test-token";
@@ -36,35 +31,12 @@ fn pubsub_config(limits: RouteLimits) -> Config {
 
 /// Adds a route of tenant `acme` at `/acme/<topic>` serving the same guest.
 fn add_acme_route(server: &TestServer) {
-    let handler = server
-        .handle
-        .runtime()
-        .load_module(&ModuleSource::File(PathBuf::from(PUBSUB_WASM)))
-        .expect("the pubsub guest loads");
-    let module = Arc::new(ServedModule {
-        handler,
-        tenant: "acme".to_string(),
-        name: "pubsub".to_string(),
-        version: Some(1),
-    });
-    let route = Route::new(
-        RouteConfig {
-            pattern: "/acme(?:/(?P<topic>[a-z0-9]+))?".to_string(),
-            tenant: "acme".to_string(),
-            module: ModuleSource::File(PathBuf::from(PUBSUB_WASM)),
-            limits: limits(),
-            origin: Default::default(),
-            keepalive: Default::default(),
-            compression: None,
-        },
-        module,
-        server.handle.tenant_share("acme"),
-    )
-    .expect("route");
-    server
-        .handle
-        .install_routes(vec![route], &HashMap::new())
-        .expect("routes installed");
+    add_tenant_route(
+        server,
+        "acme",
+        "/acme(?:/(?P<topic>[a-z0-9]+))?",
+        PUBSUB_WASM,
+    );
 }
 
 /// Connects and waits until the handler's `on-open` has run (its answer

@@ -139,6 +139,40 @@ pub fn module_config(pattern: &str, path: &str, limits: RouteLimits) -> Config {
     }
 }
 
+/// Serves `wasm` at `pattern` in `tenant` beside a running server's
+/// config routes, as a deploy through the admin API would.
+pub fn add_tenant_route(server: &TestServer, tenant: &str, pattern: &str, wasm: &str) {
+    let handler = server
+        .handle
+        .runtime()
+        .load_module(&ModuleSource::File(PathBuf::from(wasm)))
+        .expect("the module loads");
+    let module = Arc::new(wsbox::server::routes::ServedModule {
+        name: handler.name().to_string(),
+        handler,
+        tenant: tenant.to_string(),
+        version: Some(1),
+    });
+    let route = wsbox::server::routes::Route::new(
+        RouteConfig {
+            pattern: pattern.to_string(),
+            tenant: tenant.to_string(),
+            module: ModuleSource::File(PathBuf::from(wasm)),
+            limits: test_limits(),
+            origin: Default::default(),
+            keepalive: Default::default(),
+            compression: None,
+        },
+        module,
+        server.handle.tenant_share(tenant),
+    )
+    .expect("route");
+    server
+        .handle
+        .install_routes(vec![route], &std::collections::HashMap::new())
+        .expect("routes installed");
+}
+
 /// Limits suited to tests: small memory, a short CPU deadline.
 pub fn test_limits() -> RouteLimits {
     RouteLimits {

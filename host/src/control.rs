@@ -466,6 +466,23 @@ impl ControlPlane {
         blocking(move || Ok(registry.db().version(&t, &m, version)?)).await
     }
 
+    /// A stored version, or an error that says how to list them.
+    async fn existing_version(
+        &self,
+        tenant: &str,
+        module: &str,
+        version: u64,
+    ) -> Result<VersionRecord, RegistryError> {
+        self.version_record(tenant, module, version)
+            .await?
+            .ok_or_else(|| {
+                RegistryError::NotFound(format!(
+                    "module `{module}` of tenant `{tenant}` has no version {version}: \
+                     GET /v1/tenants/{tenant}/modules/{module}/versions lists them"
+                ))
+            })
+    }
+
     /// One of the bounded compile slots (compiles and cache loads run off
     /// the serving threads, a few at once).
     async fn compile_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, RegistryError> {
@@ -768,14 +785,7 @@ impl ControlPlane {
                 "version {version} is already the active version of `{module}`"
             )));
         }
-        let record = self
-            .version_record(tenant, module, version)
-            .await?
-            .ok_or_else(|| {
-                RegistryError::NotFound(format!(
-                    "module `{module}` of tenant `{tenant}` has no version {version}: GET /v1/tenants/{tenant}/modules/{module}/versions lists them"
-                ))
-            })?;
+        let record = self.existing_version(tenant, module, version).await?;
         let served = self.load(&record).await?;
         let canary = routes::Canary {
             module: served,
@@ -938,14 +948,7 @@ impl ControlPlane {
         action: &'static str,
         by: &str,
     ) -> Result<Deployment, RegistryError> {
-        let record = self
-            .version_record(tenant, module, version)
-            .await?
-            .ok_or_else(|| {
-                RegistryError::NotFound(format!(
-                    "module `{module}` of tenant `{tenant}` has no version {version}:                      GET /v1/tenants/{tenant}/modules/{module}/versions lists them"
-                ))
-            })?;
+        let record = self.existing_version(tenant, module, version).await?;
         // Loaded before the commit: a version that cannot be served is
         // never made active.
         let served = self.load(&record).await?;

@@ -304,12 +304,7 @@ pub fn deploy(args: DeployArgs) -> Result<()> {
     );
     let request = json!({"module": module, "version": number, "route": args.route,
         "drain": args.drain, "split": args.split, "pinning": args.pinning});
-    let deployment = client.request(
-        "POST",
-        &format!("/v1/tenants/{}/deployments", encode(&args.tenant)),
-        Some("application/json"),
-        request.to_string().as_bytes(),
-    )?;
+    let deployment = post_deployment(&client, &args.tenant, &request)?;
     match args.split {
         Some(percent) => println!(
             "rolling {}/{module} version {number} (sha256 {}) out to {percent}% of new connections \
@@ -334,18 +329,23 @@ pub fn deploy(args: DeployArgs) -> Result<()> {
     Ok(())
 }
 
+/// `POST /v1/tenants/{t}/deployments`.
+fn post_deployment(client: &AdminClient, tenant: &str, request: &Value) -> Result<Value> {
+    client.request(
+        "POST",
+        &format!("/v1/tenants/{}/deployments", encode(tenant)),
+        Some("application/json"),
+        request.to_string().as_bytes(),
+    )
+}
+
 /// Changes a rollout's share, or (100%) makes its version the active one.
 pub fn rollout(args: RolloutArgs) -> Result<()> {
     let client = args.target.client()?;
     let split = (args.percent < 100).then_some(args.percent);
     let request = json!({"module": args.module, "version": args.version,
         "split": split, "pinning": args.pinning});
-    let deployment = client.request(
-        "POST",
-        &format!("/v1/tenants/{}/deployments", encode(&args.tenant)),
-        Some("application/json"),
-        request.to_string().as_bytes(),
-    )?;
+    let deployment = post_deployment(&client, &args.tenant, &request)?;
     match split {
         Some(p) => println!(
             "{}/{} version {} now gets {p}% of new connections (version {} the rest)",
