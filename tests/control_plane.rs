@@ -94,19 +94,12 @@ impl Plane {
         let server = TestServer::start(config).await;
         let config = admin;
         let started = Instant::now();
-        let (admin, _plane) = wsbox::admin::start(
-            server.handle.clone(),
-            &config,
-            wsbox::admin::Tokens::new(TOKEN),
-        )
-        .await
-        .expect("control plane starts");
+        let (addr, admin_task) = wsbox_tests::start_admin(&server, &config, TOKEN).await;
         let control_start = started.elapsed();
-        let addr = admin.local_addr().expect("admin addr");
         Plane {
             server,
             admin: addr,
-            admin_task: tokio::spawn(admin.run()),
+            admin_task,
             control_start,
         }
     }

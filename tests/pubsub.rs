@@ -342,15 +342,7 @@ async fn the_admin_api_and_the_cli_publish_to_a_tenants_topic() {
         max_module_size: 1 << 20,
         ..Default::default()
     };
-    let (admin, _plane) = wsbox::admin::start(
-        server.handle.clone(),
-        &config,
-        wsbox::admin::Tokens::new(TOKEN),
-    )
-    .await
-    .expect("control plane starts");
-    let admin_addr = admin.local_addr().expect("admin addr");
-    let admin_task = tokio::spawn(admin.run());
+    let (admin_addr, admin_task) = start_admin(&server, &config, TOKEN).await;
     // After the control plane: starting, it installs its (empty) registry's
     // routes.
     add_acme_route(&server);

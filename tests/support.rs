@@ -139,6 +139,25 @@ pub fn module_config(pattern: &str, path: &str, limits: RouteLimits) -> Config {
     }
 }
 
+/// Starts the control plane (registry and admin API) of a running test
+/// server, with `token` as the operator token: the admin listener's
+/// address and the task serving it.
+pub async fn start_admin(
+    server: &TestServer,
+    config: &wsbox::config::AdminConfig,
+    token: &str,
+) -> (SocketAddr, JoinHandle<()>) {
+    let (admin, _plane) = wsbox::admin::start(
+        server.handle.clone(),
+        config,
+        wsbox::admin::Tokens::new(token),
+    )
+    .await
+    .expect("control plane starts");
+    let addr = admin.local_addr().expect("admin addr");
+    (addr, tokio::spawn(admin.run()))
+}
+
 /// Serves `wasm` at `pattern` in `tenant` beside a running server's
 /// config routes, as a deploy through the admin API would.
 pub fn add_tenant_route(server: &TestServer, tenant: &str, pattern: &str, wasm: &str) {
