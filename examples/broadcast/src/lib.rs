@@ -26,6 +26,10 @@ struct Broadcast {
 
 impl WebSocketHandler for Broadcast {
     fn open(&mut self, ws: &Ws) {
+        // Deliveries are small and latency is measured: no Nagle delay (as
+        // Node's ws and Python's asyncio do by default, and the other
+        // broadcast peers are told to).
+        ws.set_nodelay(true);
         if ws.request().query.split('&').any(|kv| kv == "subscribe=0") {
             return;
         }

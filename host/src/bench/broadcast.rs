@@ -414,7 +414,7 @@ pub async fn run(target: Target, args: BroadcastArgs) -> anyhow::Result<Report> 
     report.set("publishers", json!(p));
     report.set("publishers_open", json!(publishers_open));
     report.set("rate", json!(args.rate));
-    report.set("size", json!(args.size));
+    report.set("size", json!(ctx.template.size()));
     report.set("compress", json!(args.compress));
     report.set(
         "server_no_context_takeover",
