@@ -175,6 +175,7 @@ BROADCAST_SCENARIOS = [
     ("broadcast_10k_1k", "1 publisher -> 10,000 subscribers, 1 KiB"),
     ("broadcast_1k_1k_compress", "1 publisher -> 1,000 subscribers, 1 KiB JSON-like, permessage-deflate (server_no_context_takeover offered)"),
     ("broadcast_10k_1k_compress", "1 publisher -> 10,000 subscribers, 1 KiB JSON-like, permessage-deflate (server_no_context_takeover offered)"),
+    ("broadcast_1k_1k_compress_takeover", "1 publisher -> 1,000 subscribers, 1 KiB JSON-like, permessage-deflate with context takeover (wsbox shared: sent uncompressed)"),
 ]
 
 

@@ -19,6 +19,7 @@
 #   --scenarios "..." subset of: echo_20b echo_4k echo_64k echo_compress connect idle
 #                     broadcast_1k_20b broadcast_1k_1k broadcast_10k_20b broadcast_10k_1k
 #                     broadcast_1k_1k_compress broadcast_10k_1k_compress
+#                     broadcast_1k_1k_compress_takeover
 #                     idle_subscribed idle_unsubscribed (wsbox only: -s 0 idle
 #                     connections to examples/broadcast, with and without a subscription)
 #                     (default: the echo, connect and idle ones)
@@ -244,6 +245,9 @@ run_one() { # scenario peer round
         broadcast_10k_1k) args=(broadcast -n 10000 -r "$brate_10k" -s 1KiB "${bargs[@]}") ;;
         broadcast_1k_1k_compress) args=(broadcast -n 1000 -r "$brate_1k" -s 1KiB --compress --server-no-context-takeover "${bargs[@]}"); compress=1 ;;
         broadcast_10k_1k_compress) args=(broadcast -n 10000 -r "$brate_10k" -s 1KiB --compress --server-no-context-takeover "${bargs[@]}"); compress=1 ;;
+        # Without server_no_context_takeover: wsbox sends these subscribers the
+        # shared frame uncompressed; the others compress with context takeover.
+        broadcast_1k_1k_compress_takeover) args=(broadcast -n 1000 -r "$brate_1k" -s 1KiB --compress "${bargs[@]}"); compress=1 ;;
         idle_subscribed|idle_unsubscribed)
             if [ "$peer" != wsbox ]; then return 0; fi
             args=(idle -c "$idle_n" -s 0 -d 2s --settle 2s --open-concurrency 128)

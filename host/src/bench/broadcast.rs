@@ -45,8 +45,10 @@ const SEQ_MASK: u64 = (1 << 48) - 1;
 const OPEN_DEADLINE: Duration = Duration::from_secs(120);
 /// How long it may take until every subscriber has seen a probe.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Time between readiness probes.
+/// Time between readiness probes: the first, doubling up to the last (a
+/// slow server is not sent probes faster than it delivers them).
 const PROBE_INTERVAL: Duration = Duration::from_millis(100);
+const PROBE_INTERVAL_MAX: Duration = Duration::from_secs(2);
 /// How long subscribers may take, once publishing stopped, to receive what
 /// was published; what is still missing then counts as dropped.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -333,6 +335,7 @@ pub async fn run(target: Target, args: BroadcastArgs) -> anyhow::Result<Report> 
     {
         let probe = ctx.template.probe(0);
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        let mut interval = PROBE_INTERVAL;
         while ctx.ready.load(Ordering::Relaxed) < connected {
             if tokio::time::Instant::now() >= deadline {
                 break;
@@ -345,7 +348,8 @@ pub async fn run(target: Target, args: BroadcastArgs) -> anyhow::Result<Report> 
             if ctx.ready.load(Ordering::Relaxed) >= connected {
                 break;
             }
-            let _ = tokio::time::timeout(PROBE_INTERVAL, notified).await;
+            let _ = tokio::time::timeout(interval, notified).await;
+            interval = (interval * 2).min(PROBE_INTERVAL_MAX);
             progress.line(&format!(
                 "waiting for subscribers: {}/{connected} ready",
                 ctx.ready.load(Ordering::Relaxed)
@@ -381,8 +385,17 @@ pub async fn run(target: Target, args: BroadcastArgs) -> anyhow::Result<Report> 
     }
     // Publishers stop at the end of the window (each within one tick and
     // its last writes).
+    // They stay connected until the drain is over: a server may drop what
+    // a closed connection sent but it had not handled yet.
     let bound = client::CLOSE_TIMEOUT + Duration::from_secs(10);
-    let all_done = async { while pub_tasks.join_next().await.is_some() {} };
+    let mut open_publishers = Vec::new();
+    let all_done = async {
+        while let Some(done) = pub_tasks.join_next().await {
+            if let Ok(Some(conn)) = done {
+                open_publishers.push(conn);
+            }
+        }
+    };
     if tokio::time::timeout(bound, all_done).await.is_err() {
         pub_tasks.abort_all();
     }
@@ -400,6 +413,10 @@ pub async fn run(target: Target, args: BroadcastArgs) -> anyhow::Result<Report> 
         sub_tasks.abort_all();
     }
     progress.done();
+    for (sink, reader) in open_publishers {
+        reader.abort();
+        drop(sink);
+    }
 
     let drops = ctx.drops.load(Ordering::Relaxed);
     let total_published: u64 = published.iter().sum();
@@ -530,9 +547,17 @@ async fn subscriber(mut conn: SubConn, ctx: Arc<Ctx>) {
     drop(conn);
 }
 
+/// A publisher's connection, kept open until the drain is over: its sink
+/// and the task reading (and discarding) what it receives.
+type OpenPublisher = (
+    futures_util::stream::SplitSink<Ws, Message>,
+    tokio::task::JoinHandle<()>,
+);
+
 /// One publisher: `rate` messages per second until the run stops. What it
-/// receives (other publishers' messages) is read and discarded.
-async fn publisher(ws: Ws, id: usize, rate: f64, ctx: Arc<Ctx>) {
+/// receives (other publishers' messages) is read and discarded. Returns
+/// its connection unless it failed.
+async fn publisher(ws: Ws, id: usize, rate: f64, ctx: Arc<Ctx>) -> Option<OpenPublisher> {
     let shared = &ctx.shared;
     let (mut sink, mut stream) = ws.split();
     let reader = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
@@ -563,8 +588,10 @@ async fn publisher(ws: Ws, id: usize, rate: f64, ctx: Arc<Ctx>) {
     ctx.published[id].store(sent, Ordering::Relaxed);
     if let Err(e) = result {
         shared.error(ErrorKind::of_ws_error(&e));
+        reader.abort();
+        return None;
     }
-    reader.abort();
+    Some((sink, reader))
 }
 
 #[cfg(test)]

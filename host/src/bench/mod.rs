@@ -78,9 +78,10 @@ sends is sent, unchanged, to every other client connected to the same URL
 for tokio-tungstenite, Node ws, Python websockets and Tornado.
 
 The run: open the N subscribers (--open-concurrency at a time), open the
-P publishers, then publisher 0 sends probe messages until every subscriber
-has seen one (so all are subscribed before anything is measured; at most
-60 s, subscribers still without a probe count as `not_ready` errors).
+P publishers, then publisher 0 sends probe messages (100 ms apart, the gap
+doubling up to 2 s) until every subscriber has seen one, so all are
+subscribed before anything is measured (at most 60 s; subscribers still
+without a probe then count as `not_ready` errors).
 Then the publishers send --rate binary messages per second in total, open
 loop, each of --size bytes carrying its publisher id, a sequence number
 and its send time; after --warmup, deliveries are counted for --duration.
