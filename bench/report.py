@@ -171,6 +171,7 @@ BROADCAST_NAMES = {
 BROADCAST_SCENARIOS = [
     ("broadcast_1k_20b", "1 publisher -> 1,000 subscribers, 20 B"),
     ("broadcast_1k_1k", "1 publisher -> 1,000 subscribers, 1 KiB"),
+    ("broadcast_1k_20b_light", "1 publisher -> 1,000 subscribers, 20 B, 100 messages/s (100,000 deliveries/s offered: below saturation)"),
     ("broadcast_10k_20b", "1 publisher -> 10,000 subscribers, 20 B"),
     ("broadcast_10k_1k", "1 publisher -> 10,000 subscribers, 1 KiB"),
     ("broadcast_1k_1k_compress", "1 publisher -> 1,000 subscribers, 1 KiB JSON-like, permessage-deflate (server_no_context_takeover offered)"),
@@ -260,8 +261,13 @@ def broadcast_section(results, meta, timing):
               "gaps and messages still missing 5 s after publishing stopped are drops); latency "
               "is from the send timestamp in the message to the subscriber's read, in the same "
               "client process. The client is one single-threaded `wsbox bench` on the other "
-              "core: at about 1M deliveries/s it is itself near its limit, so the top rows "
-              "measure the client as much as the server (see the analysis).")
+              "core; against native at 1M deliveries/s it used 40-50% of that core (20 B and "
+              "1 KiB, `/usr/bin/time`), so what saturates is the server's core. A server that "
+              "falls behind shows it as latency (seconds: the backlog) and drops; drops depend "
+              "on each server's slow-consumer policy (wsbox skips a subscriber over "
+              "`max_backpressure`, 1 MiB here; native's channel keeps 4,096 messages; Node, "
+              "websockets and Tornado buffer without bound, so their drops are what was still "
+              "queued when the 5 s drain ended).")
     md.append("")
     all_medians = {}
     for scenario, title in BROADCAST_SCENARIOS:

@@ -18,6 +18,7 @@
 #                     pubsub_fanout = "per_connection": the compression baseline)
 #   --scenarios "..." subset of: echo_20b echo_4k echo_64k echo_compress connect idle
 #                     broadcast_1k_20b broadcast_1k_1k broadcast_10k_20b broadcast_10k_1k
+#                     broadcast_1k_20b_light (100,000 deliveries/s offered: latency below saturation)
 #                     broadcast_1k_1k_compress broadcast_10k_1k_compress
 #                     broadcast_1k_1k_compress_takeover
 #                     idle_subscribed idle_unsubscribed (wsbox only: -s 0 idle
@@ -241,6 +242,8 @@ run_one() { # scenario peer round
     case $scenario in
         broadcast_1k_20b) args=(broadcast -n 1000 -r "$brate_1k" -s 20 "${bargs[@]}") ;;
         broadcast_1k_1k) args=(broadcast -n 1000 -r "$brate_1k" -s 1KiB "${bargs[@]}") ;;
+        # Below saturation: 100,000 deliveries/s offered, for latency.
+        broadcast_1k_20b_light) args=(broadcast -n 1000 -r 100 -s 20 "${bargs[@]}") ;;
         broadcast_10k_20b) args=(broadcast -n 10000 -r "$brate_10k" -s 20 "${bargs[@]}") ;;
         broadcast_10k_1k) args=(broadcast -n 10000 -r "$brate_10k" -s 1KiB "${bargs[@]}") ;;
         broadcast_1k_1k_compress) args=(broadcast -n 1000 -r "$brate_1k" -s 1KiB --compress --server-no-context-takeover "${bargs[@]}"); compress=1 ;;

@@ -91,7 +91,12 @@ messages still missing when the drain after the run times out: 5 s).
 Latency is from the send timestamp to the subscriber's read.
 
 Publishers are clients too, so with P > 1 they receive each other's
-messages (read and discarded, not counted).
+messages (read and discarded, not counted). They stay connected until the
+drain is over; at the end every connection is dropped without a closing
+handshake (the echo and idle scenarios test closing).
+
+The report: deliveries/s in the measured window, latency percentiles,
+drops, published messages and errors by kind; --json adds one JSON line.
 
 Compression (--compress): subscribers offer permessage-deflate (the
 publishers do not: what is measured is the server compressing its fan-out),
@@ -133,7 +138,7 @@ pub struct BroadcastArgs {
     /// Subscribers: connections that only receive.
     #[arg(long, short = 'n', default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub subscribers: u32,
-    /// Publishers: connections that send (they are not subscribers).
+    /// Publishers: connections that send (what they receive is not counted).
     #[arg(long, short = 'p', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=255))]
     pub publishers: u32,
     /// Messages published per second, all publishers together (open loop:
