@@ -79,6 +79,9 @@ mod tests {
         let mut b = join(&hub, 2);
         let mut c = join(&hub, 3);
         assert_eq!(hub.subscriber_count(TOPIC), 3);
+        for conn in [&mut a, &mut b, &mut c] {
+            assert_eq!(conn.take_sent(), [Sent::Nodelay(true)]);
+        }
         a.receive(Message::Binary(vec![0, 1, 2]));
         a.receive("text too");
         assert!(a.take_sent().is_empty(), "the sender is excluded");
