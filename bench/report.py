@@ -9,6 +9,9 @@ criterion estimates under RESULTS_DIR/criterion. For each scenario and peer
 it reports the median over the rounds, the spread (min-max, and as +-% of
 the median), and the ratio of the median to native tokio-tungstenite's.
 bench/ANALYSIS.md (hand-written: profiles, proposals) is appended verbatim.
+
+With --broadcast-only it writes just the broadcast section (the
+broadcast_* and idle_(un)subscribed scenarios), to paste into BENCHMARKS.md.
 """
 
 import glob
@@ -156,6 +159,178 @@ def scenario_table(results, scenario, metric, unit):
     return "\n".join(lines + [""] + notes), medians
 
 
+BROADCAST_PEERS = ["wsbox", "wsbox_per_connection", "native", "node", "websockets", "tornado"]
+BROADCAST_NAMES = {
+    "wsbox": "wsbox (examples/broadcast, shared fan-out)",
+    "wsbox_per_connection": "wsbox, pubsub_fanout = per_connection",
+    "native": "native tokio-tungstenite + tokio broadcast",
+    "node": "Node ws (loop over clients)",
+    "websockets": "Python websockets (broadcast())",
+    "tornado": "Tornado (loop over waiters)",
+}
+BROADCAST_SCENARIOS = [
+    ("broadcast_1k_20b", "1 publisher -> 1,000 subscribers, 20 B"),
+    ("broadcast_1k_1k", "1 publisher -> 1,000 subscribers, 1 KiB"),
+    ("broadcast_1k_20b_light", "1 publisher -> 1,000 subscribers, 20 B, 100 messages/s (100,000 deliveries/s offered: below saturation)"),
+    ("broadcast_10k_20b", "1 publisher -> 10,000 subscribers, 20 B"),
+    ("broadcast_10k_1k", "1 publisher -> 10,000 subscribers, 1 KiB"),
+    ("broadcast_1k_1k_compress", "1 publisher -> 1,000 subscribers, 1 KiB JSON-like, permessage-deflate (server_no_context_takeover offered)"),
+    ("broadcast_10k_1k_compress", "1 publisher -> 10,000 subscribers, 1 KiB JSON-like, permessage-deflate (server_no_context_takeover offered)"),
+    ("broadcast_1k_1k_compress_takeover", "1 publisher -> 1,000 subscribers, 1 KiB JSON-like, permessage-deflate with context takeover (wsbox shared: sent uncompressed)"),
+]
+
+
+def ms(us):
+    return None if us is None else us / 1000
+
+
+def broadcast_table(results, scenario):
+    runs = load_runs(results, scenario)
+    if not runs:
+        return None, {}
+    medians = {}
+    rows = []
+    for peer in BROADCAST_PEERS:
+        pr = runs.get(peer)
+        if not pr:
+            continue
+        good = [r for r in pr if not r.get("skipped") and not r.get("failed") and r.get("deliveries_per_s") is not None]
+        skipped = [r.get("skipped") for r in pr if r.get("skipped")]
+        failed = sum(1 for r in pr if r.get("failed"))
+        if not good:
+            why = skipped[0] if skipped else f"{failed} failed run(s)"
+            rows.append([BROADCAST_NAMES[peer], "n/a", "", "", "", "", "", "", "", why])
+            continue
+        vals = [r["deliveries_per_s"] for r in good]
+        med = median(vals)
+        medians[peer] = med
+        errors = sum(r.get("errors", 0) for r in good)
+        kinds = {}
+        for r in good:
+            for k, v in (r.get("errors_by_kind") or {}).items():
+                kinds[k] = kinds.get(k, 0) + v
+        err_text = str(errors) + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + ")" if kinds else "")
+        if failed:
+            err_text += f"; {failed} run(s) failed"
+        rows.append([
+            BROADCAST_NAMES[peer],
+            fmt_num(med),
+            spread(vals, med),
+            peer,
+            peer,
+            fmt_num(median([r.get("published") for r in good])),
+            fmt_num(ms(median([lat(r, "p50") for r in good])), 1),
+            " / ".join(fmt_num(ms(median([lat(r, k) for r in good])), 1) for k in ("p99", "p99_9")),
+            fmt_num(median([r.get("drops") for r in good])),
+            err_text,
+        ])
+    for row in rows:
+        peer = row[3]
+        if peer == "":
+            continue
+        for col, base in ((3, "native"), (4, "node")):
+            b = medians.get(base)
+            row[col] = f"{medians[peer] / b:.2f}x" if b and medians.get(peer) is not None else "-"
+    header = ["peer", "median deliveries/s", "spread (min-max)", "ratio to native", "ratio to Node",
+              "published (whole run)", "p50 ms", "p99 / p99.9 ms", "drops (median)", "errors (all rounds)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    notes = []
+    cmd_path = os.path.join(results, scenario, "command.txt")
+    if os.path.exists(cmd_path):
+        with open(cmd_path) as f:
+            notes.append(f"Command (last peer shown; `--url`/`--label` vary): `{f.read().strip()}`")
+    return "\n".join(lines + [""] + notes), medians
+
+
+def broadcast_section(results, meta, timing):
+    md = ["## Broadcast (`wsbox bench broadcast`)", ""]
+    md.append(f"{meta.get('date', '?')}, commit `{meta.get('commit', '?')}`"
+              + (" (with uncommitted changes)" if meta.get("dirty") else "")
+              + f"; {meta.get('cpu', '?')}, {meta.get('nproc', '?')} cores; load average "
+              f"{meta.get('loadavg_start', '?')} at the start, {timing.get('loadavg_end', '?')} at the end; "
+              f"{meta.get('rounds', '?')} round(s), medians over rounds; pinning: {meta.get('pinning', '?')}.")
+    md.append("")
+    md.append("Protocol: every message a client sends to `/broadcast` goes to every other client "
+              "(wsbox: `examples/broadcast`, subscribe on open, publish excluding self, served by "
+              "`bench/broadcast.toml`; the others: `bench/peers/*broadcast*`). Every peer sets "
+              "TCP_NODELAY. One publisher sends binary messages at a fixed rate (open loop); "
+              "1,000 subscribers at 1,000 messages/s and 10,000 at 100/s are both offered 1M "
+              "deliveries/s. Every delivery is checked (size, contents, publisher, sequence: "
+              "gaps and messages still missing 5 s after publishing stopped are drops); latency "
+              "is from the send timestamp in the message to the subscriber's read, in the same "
+              "client process. The client is one single-threaded `wsbox bench` on the other "
+              "core; against native at 1M deliveries/s it used 40-50% of that core (20 B and "
+              "1 KiB, `/usr/bin/time`), so what saturates is the server's core. A server that "
+              "falls behind shows it as latency (seconds: the backlog) and drops; drops depend "
+              "on each server's slow-consumer policy (wsbox skips a subscriber over "
+              "`max_backpressure`, 1 MiB here; native's channel keeps 4,096 messages; Node, "
+              "websockets and Tornado buffer without bound, so their drops are what was still "
+              "queued when the 5 s drain ended).")
+    md.append("")
+    all_medians = {}
+    for scenario, title in BROADCAST_SCENARIOS:
+        table, medians = broadcast_table(results, scenario)
+        if table is None:
+            continue
+        all_medians[scenario] = medians
+        md.append(f"### {title}")
+        md.append("")
+        md.append(table)
+        md.append("")
+    idle = {}
+    for scenario in ("idle_subscribed", "idle_unsubscribed"):
+        runs = load_runs(results, scenario).get("wsbox", [])
+        good = [r for r in runs if r.get("rss_per_connection_kib") is not None]
+        if good:
+            idle[scenario] = (median([r["rss_per_connection_kib"] for r in good]),
+                              median([r.get("anon_per_connection_kib") for r in good]),
+                              median([r.get("held") for r in good]),
+                              sum(r.get("errors", 0) for r in good))
+    if idle:
+        md.append("### Idle connections with and without a subscription (wsbox)")
+        md.append("")
+        md.append("`wsbox bench idle -s 0` against `examples/broadcast`: `/broadcast` subscribes "
+                  "on open, `/broadcast?subscribe=0` does not (same handler, same route); server RSS "
+                  "per connection, read 2 s after the last one opened.")
+        md.append("")
+        md.append("| connections | held | RSS KiB/conn | anon KiB/conn | errors |")
+        md.append("|---|---|---|---|---|")
+        for scenario, label in (("idle_unsubscribed", "not subscribed"), ("idle_subscribed", "subscribed to one topic")):
+            if scenario in idle:
+                rss, anon, held, err = idle[scenario]
+                md.append(f"| {label} | {fmt_num(held)} | {fmt_num(rss, 2)} | {fmt_num(anon, 2)} | {err} |")
+        md.append("")
+    md.append("#### Broadcast targets")
+    md.append("")
+    md.append("| target | goal | measured | met? |")
+    md.append("|---|---|---|---|")
+
+    def ratio(scn, a, b):
+        m = all_medians.get(scn, {})
+        if m.get(a) and m.get(b):
+            return m[a] / m[b]
+        return None
+
+    for scn in ("broadcast_10k_20b", "broadcast_10k_1k"):
+        r = ratio(scn, "wsbox", "native")
+        if r is not None:
+            md.append(f"| {scn}: wsbox / native deliveries/s | >= 1.0x | {r:.2f}x | {'yes' if r >= 1.0 else 'no'} |")
+        r = ratio(scn, "wsbox", "node")
+        if r is not None:
+            md.append(f"| {scn}: wsbox / Node ws deliveries/s | >= 5x | {r:.2f}x | {'yes' if r >= 5 else 'no'} |")
+    for scn in ("broadcast_1k_1k_compress", "broadcast_10k_1k_compress"):
+        r = ratio(scn, "wsbox", "wsbox_per_connection")
+        if r is not None:
+            md.append(f"| {scn}: shared / per-connection compression deliveries/s | >= 3x | {r:.2f}x | {'yes' if r >= 3 else 'no'} |")
+    if "idle_subscribed" in idle and "idle_unsubscribed" in idle:
+        d = idle["idle_subscribed"][0] - idle["idle_unsubscribed"][0]
+        md.append(f"| idle RSS: subscribed - unsubscribed | <= 1 KiB | {d:+.2f} KiB | {'yes' if d <= 1 else 'no'} |")
+    md.append("")
+    return "\n".join(md)
+
+
 def criterion_results(results):
     rows = []
     for est in sorted(glob.glob(os.path.join(results, "criterion", "**", "new", "estimates.json"), recursive=True)):
@@ -192,7 +367,10 @@ def fmt_time(ns):
 
 
 def main():
-    results, out = sys.argv[1], sys.argv[2]
+    args = sys.argv[1:]
+    broadcast_only = "--broadcast-only" in args
+    args = [a for a in args if a != "--broadcast-only"]
+    results, out = args[0], args[1]
     meta = {}
     timing = {}
     for name, target in (("meta.json", meta), ("timing.json", timing)):
@@ -201,6 +379,10 @@ def main():
                 target.update(json.load(f))
         except (OSError, ValueError):
             pass
+    if broadcast_only:
+        with open(out, "w") as f:
+            f.write(broadcast_section(results, meta, timing) + "\n")
+        return
     md = []
     md.append("# wsbox benchmarks")
     md.append("")
@@ -263,6 +445,11 @@ def main():
         md.append(f"## {title}")
         md.append("")
         md.append(table)
+        md.append("")
+
+    if any(os.path.isdir(os.path.join(results, s)) for s, _ in BROADCAST_SCENARIOS) or \
+            os.path.isdir(os.path.join(results, "idle_subscribed")):
+        md.append(broadcast_section(results, meta, timing))
         md.append("")
 
     micro = criterion_results(results)

@@ -13,8 +13,18 @@
 #   --duration D      measured time per echo/connect run (default 3s)
 #   --warmup D        warm-up per run, excluded from results (default 1s)
 #   --idle N          connections of the idle scenario (default 10000)
-#   --peers "..."     subset of: wsbox native tornado websockets node
+#   --peers "..."     subset of: wsbox native tornado websockets node, and for
+#                     the broadcast scenarios wsbox_per_connection (wsbox with
+#                     pubsub_fanout = "per_connection": the compression baseline)
 #   --scenarios "..." subset of: echo_20b echo_4k echo_64k echo_compress connect idle
+#                     broadcast_1k_20b broadcast_1k_1k broadcast_10k_20b broadcast_10k_1k
+#                     broadcast_1k_20b_light (100,000 deliveries/s offered: latency below saturation)
+#                     broadcast_1k_1k_compress broadcast_10k_1k_compress
+#                     broadcast_1k_1k_compress_takeover
+#                     idle_subscribed idle_unsubscribed (wsbox only: -s 0 idle
+#                     connections to examples/broadcast, with and without a subscription)
+#                     (default: the echo, connect and idle ones)
+#   --broadcast-duration D  measured time per broadcast run (default 3s)
 #   --no-micro        skip the criterion micro-benchmarks
 #   --no-install      do not (re)install the Python/Node peers' dependencies
 #   --no-build        use the existing release binaries
@@ -31,6 +41,10 @@ rounds=3
 duration=3s
 warmup=1s
 idle_n=10000
+bduration=3s
+# Publish rates (messages/s): 1,000 x 1000/s = 10,000 x 100/s = 1M deliveries/s offered.
+brate_1k=${BRATE_1K:-1000}
+brate_10k=${BRATE_10K:-100}
 peers="wsbox native tornado websockets node"
 scenarios="echo_20b echo_4k echo_64k echo_compress connect idle"
 micro=1
@@ -43,6 +57,7 @@ while [ $# -gt 0 ]; do
         --duration) duration=$2; shift 2 ;;
         --warmup) warmup=$2; shift 2 ;;
         --idle) idle_n=$2; shift 2 ;;
+        --broadcast-duration) bduration=$2; shift 2 ;;
         --peers) peers=$2; shift 2 ;;
         --scenarios) scenarios=$2; shift 2 ;;
         --no-micro) micro=0; shift ;;
@@ -57,6 +72,7 @@ done
 target="${CARGO_TARGET_DIR:-$root/target}"
 wsbox="$target/release/wsbox"
 native="$target/release/native-echo"
+native_broadcast="$target/release/native-broadcast"
 results="$bench/results/$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$results/logs"
 out="${out:-$results/BENCHMARKS.md}"
@@ -138,11 +154,34 @@ printf '%s\n' "${skipped[@]:-}" >"$results/skipped.txt"
 # ---------------------------------------------------------------- servers
 port=9100
 server_pid=
-start_server() { # peer compress
-    local peer=$1 compress=$2 flag=
+# wsbox's broadcast server: bench/broadcast.toml with the handler next to it.
+broadcast_dir="$results/broadcast-config"
+mkdir -p "$broadcast_dir"
+cp "$bench/broadcast.toml" "$broadcast_dir/broadcast.toml"
+cp "$target/wasm-guests/wasm32-wasip2/guest/wsbox_example_broadcast.wasm" "$broadcast_dir/broadcast.wasm" 2>/dev/null ||
+    log "examples/broadcast's wasm is missing: the wsbox broadcast runs will fail"
+
+start_server() { # peer compress [kind: echo|broadcast]
+    local peer=$1 compress=$2 kind=${3:-echo} flag=
     port=$((port + 1))
     [ "$compress" = 1 ] && flag=--compress
     local slog="$results/logs/server-$peer-$port.log"
+    if [ "$kind" = broadcast ]; then
+        case $peer in
+            wsbox|wsbox_per_connection)
+                # /broadcast and /broadcast-per-connection, compression on for
+                # clients that offer it.
+                sed "s/^listen = .*/listen = \"127.0.0.1:$port\"/" "$bench/broadcast.toml" >"$broadcast_dir/broadcast.toml"
+                "${server_cpu[@]}" "$wsbox" serve --config "$broadcast_dir/broadcast.toml" >"$slog" 2>&1 & ;;
+            native) "${server_cpu[@]}" "$native_broadcast" $flag "$port" >"$slog" 2>&1 & ;;
+            tornado) "${server_cpu[@]}" "$py" "$bench/peers/tornado_broadcast.py" --port "$port" $flag >"$slog" 2>&1 & ;;
+            websockets) "${server_cpu[@]}" "$py" "$bench/peers/websockets_broadcast.py" --port "$port" $flag >"$slog" 2>&1 & ;;
+            node) "${server_cpu[@]}" node "$bench/peers/node/broadcast.js" --port "$port" $flag >"$slog" 2>&1 & ;;
+        esac
+        server_pid=$!
+        wait_listening "$peer" "$slog"
+        return
+    fi
     case $peer in
         wsbox)
             # The bundled demo: /echo, permessage-deflate offered to clients that ask.
@@ -153,6 +192,10 @@ start_server() { # peer compress
         node) "${server_cpu[@]}" node "$bench/peers/node/echo.js" --port "$port" $flag >"$slog" 2>&1 & ;;
     esac
     server_pid=$!
+    wait_listening "$peer" "$slog"
+}
+wait_listening() { # peer log
+    local peer=$1 slog=$2
     # Ready when it says it listens (every peer prints that line).
     for _ in $(seq 1 300); do
         if grep -q "listening" "$slog" 2>/dev/null; then return 0; fi
@@ -182,11 +225,36 @@ supports_compress() { # peer: can it negotiate permessage-deflate?
 }
 
 run_one() { # scenario peer round
-    local scenario=$1 peer=$2 round=$3 compress=0
+    local scenario=$1 peer=$2 round=$3 compress=0 kind=echo path=/echo
     local dir="$results/$scenario"
     mkdir -p "$dir"
     local args=()
+    # Broadcast runs: rates chosen so that 1,000 and 10,000 subscribers are
+    # offered the same deliveries per second (publish rate x subscribers).
+    local bargs=(-d "$bduration" --warmup "$warmup" --open-concurrency 128)
     case $scenario in
+        broadcast_*|idle_*)
+            kind=broadcast; path=/broadcast
+            [ "$peer" = wsbox_per_connection ] && path=/broadcast-per-connection ;;
+        *)
+            if [ "$peer" = wsbox_per_connection ]; then return 0; fi ;;
+    esac
+    case $scenario in
+        broadcast_1k_20b) args=(broadcast -n 1000 -r "$brate_1k" -s 20 "${bargs[@]}") ;;
+        broadcast_1k_1k) args=(broadcast -n 1000 -r "$brate_1k" -s 1KiB "${bargs[@]}") ;;
+        # Below saturation: 100,000 deliveries/s offered, for latency.
+        broadcast_1k_20b_light) args=(broadcast -n 1000 -r 100 -s 20 "${bargs[@]}") ;;
+        broadcast_10k_20b) args=(broadcast -n 10000 -r "$brate_10k" -s 20 "${bargs[@]}") ;;
+        broadcast_10k_1k) args=(broadcast -n 10000 -r "$brate_10k" -s 1KiB "${bargs[@]}") ;;
+        broadcast_1k_1k_compress) args=(broadcast -n 1000 -r "$brate_1k" -s 1KiB --compress --server-no-context-takeover "${bargs[@]}"); compress=1 ;;
+        broadcast_10k_1k_compress) args=(broadcast -n 10000 -r "$brate_10k" -s 1KiB --compress --server-no-context-takeover "${bargs[@]}"); compress=1 ;;
+        # Without server_no_context_takeover: wsbox sends these subscribers the
+        # shared frame uncompressed; the others compress with context takeover.
+        broadcast_1k_1k_compress_takeover) args=(broadcast -n 1000 -r "$brate_1k" -s 1KiB --compress "${bargs[@]}"); compress=1 ;;
+        idle_subscribed|idle_unsubscribed)
+            if [ "$peer" != wsbox ]; then return 0; fi
+            args=(idle -c "$idle_n" -s 0 -d 2s --settle 2s --open-concurrency 128)
+            [ "$scenario" = idle_unsubscribed ] && path="/broadcast?subscribe=0" ;;
         echo_20b) args=(echo -c 100 -k 16 -s 20 -d "$duration" --warmup "$warmup") ;;
         echo_4k) args=(echo -c 100 -k 16 -s 4KiB -d "$duration" --warmup "$warmup") ;;
         echo_64k) args=(echo -c 100 -k 16 -s 64KiB -d "$duration" --warmup "$warmup") ;;
@@ -198,12 +266,12 @@ run_one() { # scenario peer round
         echo "{\"scenario\":\"$scenario\",\"label\":\"$peer\",\"skipped\":\"no permessage-deflate on this pair\"}" >"$dir/$peer.$round.json"
         return 0
     fi
-    start_server "$peer" "$compress" || {
+    start_server "$peer" "$compress" "$kind" || {
         echo "{\"scenario\":\"$scenario\",\"label\":\"$peer\",\"skipped\":\"server did not start\"}" >"$dir/$peer.$round.json"
         return 0
     }
-    [ "$scenario" = idle ] && args+=(--pid "$server_pid")
-    local cmd=("$wsbox" bench "${args[@]}" --url "ws://127.0.0.1:$port/echo" --json --label "$peer")
+    case $scenario in idle*) args+=(--pid "$server_pid") ;; esac
+    local cmd=("$wsbox" bench "${args[@]}" --url "ws://127.0.0.1:$port$path" --json --label "$peer")
     echo "${cmd[*]}" | sed "s|$target/release/||" >"$dir/command.txt"
     local outf="$dir/$peer.$round.out"
     if "${client_cpu[@]}" "${cmd[@]}" >"$outf" 2>"$dir/$peer.$round.err"; then
@@ -218,7 +286,7 @@ run_one() { # scenario peer round
     fi
     stop_server
     local summary
-    summary=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d.get("rss_per_connection_kib") or d.get("messages_per_s") or d.get("connections_per_s"), "errors", d.get("errors"))' "$dir/$peer.$round.json" 2>/dev/null || echo "?")
+    summary=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d.get("rss_per_connection_kib") or d.get("deliveries_per_s") or d.get("messages_per_s") or d.get("connections_per_s"), "errors", d.get("errors"), "drops", d.get("drops"))' "$dir/$peer.$round.json" 2>/dev/null || echo "?")
     log "  $scenario/$peer round $round: $summary"
 }
 

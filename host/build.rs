@@ -7,4 +7,10 @@ fn main() {
     println!("cargo:rustc-env=WSBOX_BUNDLED_ECHO_WASM={}", echo.display());
     let chat = build_guest("wsbox-example-chat");
     println!("cargo:rustc-env=WSBOX_BUNDLED_CHAT_WASM={}", chat.display());
+    // The broadcast benchmark handler (`wsbox bench broadcast`, bench/run.sh).
+    let broadcast = build_guest("wsbox-example-broadcast");
+    println!(
+        "cargo:rustc-env=WSBOX_BUNDLED_BROADCAST_WASM={}",
+        broadcast.display()
+    );
 }

@@ -8,6 +8,12 @@ pub const ECHO_WASM: &[u8] = include_bytes!(env!("WSBOX_BUNDLED_ECHO_WASM"));
 /// config.
 pub const CHAT_WASM: &[u8] = include_bytes!(env!("WSBOX_BUNDLED_CHAT_WASM"));
 
+/// The broadcast benchmark handler (`examples/broadcast`): every message
+/// a client sends goes to every other client of its route. Not in the
+/// default demo; `bench/broadcast.toml` serves it (from the wasm file) and
+/// the bench's end-to-end test embeds it.
+pub const BROADCAST_WASM: &[u8] = include_bytes!(env!("WSBOX_BUNDLED_BROADCAST_WASM"));
+
 /// The echo demo's web page (`examples/echo/index.html`), served at
 /// `/echo.html` with no config: it talks to the echo routes from the same
 /// origin.

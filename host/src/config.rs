@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use crate::server::pubsub::{PubsubLimits, SlowConsumerPolicy};
+pub use crate::server::pubsub::{Fanout, PubsubLimits, SlowConsumerPolicy};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 pub use wsbox_protocol::deflate::DeflateConfig;
@@ -417,6 +417,11 @@ pub struct RouteLimits {
     /// Pub/sub: what happens to a slow consumer (skip its messages, or
     /// close it with 1008).
     pub slow_consumer: SlowConsumerPolicy,
+    /// Pub/sub: `shared` (the default: each published message encoded and
+    /// compressed once for all subscribers) or `per_connection` (each
+    /// subscriber's connection encodes and compresses it itself: the
+    /// baseline of `wsbox bench broadcast --compress`).
+    pub pubsub_fanout: Fanout,
 }
 
 impl Default for RouteLimits {
@@ -434,6 +439,7 @@ impl Default for RouteLimits {
             max_concurrent_calls: None,
             max_backpressure: crate::server::pubsub::DEFAULT_MAX_BACKPRESSURE,
             slow_consumer: SlowConsumerPolicy::Drop,
+            pubsub_fanout: Fanout::Shared,
         }
     }
 }
@@ -973,6 +979,19 @@ impl Config {
                     }
                 };
             }
+            if let Some(fanout) = &r.pubsub_fanout {
+                limits.pubsub_fanout = match fanout.get_ref().as_str() {
+                    "shared" => Fanout::Shared,
+                    "per_connection" => Fanout::PerConnection,
+                    other => {
+                        return Err(located.error(
+                            fanout.span().start,
+                            &key("pubsub_fanout"),
+                            format!("`{other}` is not a fan-out: use \"shared\" (the default: encode and compress once for every subscriber) or \"per_connection\" (each connection compresses itself; a benchmark baseline)"),
+                        ));
+                    }
+                };
+            }
             let mut origin = OriginConfig::default();
             if let Some(list) = &r.allowed_origins {
                 for o in list.get_ref() {
@@ -1474,6 +1493,7 @@ struct RawRoute {
     ping_timeout: Option<Spanned<DurationValue>>,
     max_backpressure: Option<Spanned<SizeValue>>,
     slow_consumer: Option<Spanned<String>>,
+    pubsub_fanout: Option<Spanned<String>>,
     compression: Option<RawCompression>,
 }
 
@@ -1784,7 +1804,7 @@ module = "echo.wasm"
         let dir = temp_dir_with_module();
         let cfg = parse_in(
             &dir,
-            "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmax_backpressure = \"64KiB\"\nslow_consumer = \"close\"\n\
+            "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmax_backpressure = \"64KiB\"\nslow_consumer = \"close\"\npubsub_fanout = \"per_connection\"\n\
              [pubsub]\nmax_subscriptions_per_connection = 5\n\
              [[tenant]]\nname = \"acme\"\nmax_publishes_per_second = 7\n",
         )
@@ -1792,6 +1812,7 @@ module = "echo.wasm"
         let r = &cfg.routes[0];
         assert_eq!(r.limits.max_backpressure, 64 * 1024);
         assert_eq!(r.limits.slow_consumer, SlowConsumerPolicy::Close);
+        assert_eq!(r.limits.pubsub_fanout, Fanout::PerConnection);
         assert_eq!(
             cfg.pubsub.default_limits.max_subscriptions_per_connection,
             5
@@ -1812,6 +1833,8 @@ module = "echo.wasm"
             e.contains(":4:") && e.contains("route[0].slow_consumer"),
             "{e}"
         );
+        let e = err("[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\npubsub_fanout = \"each\"\n");
+        assert!(e.contains("route[0].pubsub_fanout"), "{e}");
         let e = err("[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmax_backpressure = 10\n");
         assert!(e.contains("at least 1KiB"), "{e}");
         let e = err(

@@ -83,10 +83,15 @@ pub enum ErrorKind {
     Unanswered,
     /// The closing handshake did not complete in time.
     CloseTimeout,
+    /// Broadcast: a delivery seen twice, or older than one already seen
+    /// from the same publisher (reordered).
+    Duplicate,
+    /// Broadcast: a subscriber that saw none of the readiness probes.
+    NotReady,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 8] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::Connect,
         ErrorKind::Handshake,
         ErrorKind::ConnectTimeout,
@@ -95,6 +100,8 @@ impl ErrorKind {
         ErrorKind::Io,
         ErrorKind::Unanswered,
         ErrorKind::CloseTimeout,
+        ErrorKind::Duplicate,
+        ErrorKind::NotReady,
     ];
 
     pub fn name(self) -> &'static str {
@@ -107,6 +114,8 @@ impl ErrorKind {
             ErrorKind::Io => "io",
             ErrorKind::Unanswered => "unanswered",
             ErrorKind::CloseTimeout => "close_timeout",
+            ErrorKind::Duplicate => "duplicate",
+            ErrorKind::NotReady => "not_ready",
         }
     }
 

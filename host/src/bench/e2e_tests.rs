@@ -59,7 +59,7 @@ async fn server(behaviour: Behaviour) -> SocketAddr {
 
 fn common(addr: SocketAddr) -> CommonArgs {
     CommonArgs {
-        url: format!("ws://{addr}/echo"),
+        url: Some(format!("ws://{addr}/echo")),
         json: true,
         threads: 1,
         quiet: true,
@@ -213,4 +213,172 @@ async fn idle_reads_rss_of_a_pid() {
     assert_eq!(num(&r, "errors"), 0.0, "{:?}", r.fields);
     assert!(r.fields["memory_after"]["rss_kib"].as_u64().unwrap() > 0);
     assert!(r.fields.contains_key("rss_per_connection_kib"));
+}
+
+fn broadcast_args(url: String, subscribers: u32) -> BroadcastArgs {
+    BroadcastArgs {
+        common: CommonArgs {
+            url: Some(url.clone()),
+            ..common(SocketAddr::from(([127, 0, 0, 1], 0)))
+        },
+        subscribers,
+        publishers: 1,
+        rate: 200,
+        size: 64,
+        duration: Duration::from_millis(500),
+        warmup: Duration::from_millis(100),
+        open_concurrency: 8,
+        compress: false,
+        server_no_context_takeover: false,
+    }
+}
+
+/// An in-process wsbox serving `examples/broadcast` at `/broadcast`, with
+/// permessage-deflate, shared fan-out or per connection.
+async fn wsbox_broadcast_server(fanout: crate::config::Fanout) -> SocketAddr {
+    let mut config = crate::config::Config::bundled_demo();
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.runtime.max_instances = 32;
+    config.admin = None;
+    config.pages.clear();
+    let mut route = config.routes.remove(0);
+    route.pattern = "/broadcast".to_string();
+    route.module = crate::config::ModuleSource::Bundled {
+        name: "broadcast",
+        bytes: crate::bundled::BROADCAST_WASM,
+    };
+    route.limits.pubsub_fanout = fanout;
+    config.routes = vec![route];
+    let server = crate::server::Server::bind(&config).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let drain = config.server.drain_time;
+    tokio::spawn(server.run_until(std::future::pending(), drain));
+    addr
+}
+
+#[tokio::test]
+async fn broadcast_through_wsbox_counts_every_delivery() {
+    let addr = wsbox_broadcast_server(crate::config::Fanout::Shared).await;
+    let url = format!("ws://{addr}/broadcast");
+    let r = broadcast::run(Target::parse(&url).unwrap(), broadcast_args(url, 5))
+        .await
+        .unwrap();
+    assert_eq!(num(&r, "errors"), 0.0, "{:?}", r.fields);
+    assert_eq!(num(&r, "drops"), 0.0, "{:?}", r.fields);
+    assert_eq!(num(&r, "ready"), 5.0);
+    assert!(num(&r, "published") > 0.0);
+    // Every measured message reached all 5 (give or take the window edges).
+    assert!(num(&r, "events") > 0.0, "{:?}", r.fields);
+    assert!(r.fields["latency_us"]["p99"].as_f64().unwrap() > 0.0);
+    assert!(!r.fatal());
+}
+
+#[tokio::test]
+async fn compressed_broadcast_through_wsbox_shared_and_per_connection() {
+    for fanout in [
+        crate::config::Fanout::Shared,
+        crate::config::Fanout::PerConnection,
+    ] {
+        for no_context_takeover in [false, true] {
+            let addr = wsbox_broadcast_server(fanout).await;
+            let url = format!("ws://{addr}/broadcast");
+            let mut args = broadcast_args(url.clone(), 3);
+            args.size = 1024;
+            args.compress = true;
+            args.server_no_context_takeover = no_context_takeover;
+            let r = broadcast::run(Target::parse(&url).unwrap(), args)
+                .await
+                .unwrap();
+            let what = format!("{fanout:?} {no_context_takeover}: {:?}", r.fields);
+            assert_eq!(num(&r, "errors"), 0.0, "{what}");
+            assert_eq!(num(&r, "drops"), 0.0, "{what}");
+            assert!(num(&r, "events") > 0.0, "{what}");
+        }
+    }
+}
+
+/// A tokio-tungstenite broadcast server (the native peer's design); with
+/// `skip_every`, every n-th message is not sent to the first subscriber
+/// (sending a corrupted copy instead with `corrupt`).
+async fn broadcast_server(skip_every: Option<u64>, corrupt: bool) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, _) = tokio::sync::broadcast::channel::<(u64, Message)>(4096);
+    tokio::spawn(async move {
+        let mut next_id = 0u64;
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (id, tx) = (next_id, tx.clone());
+            next_id += 1;
+            tokio::spawn(async move {
+                let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                let (mut sink, mut stream) = ws.split();
+                let mut rx = tx.subscribe();
+                let mut n = 0u64;
+                loop {
+                    tokio::select! {
+                        m = stream.next() => match m {
+                            Some(Ok(m)) if m.is_binary() || m.is_text() => { let _ = tx.send((id, m)); }
+                            Some(Ok(_)) => {}
+                            _ => break,
+                        },
+                        m = rx.recv() => {
+                            let Ok((from, m)) = m else { break };
+                            if from == id { continue; }
+                            n += 1;
+                            let m = match skip_every {
+                                // Connection 0 is the first subscriber.
+                                Some(k) if id == 0 && n.is_multiple_of(k) => {
+                                    if !corrupt { continue; }
+                                    let mut v = m.into_data().to_vec();
+                                    let last = v.len() - 1;
+                                    v[last] ^= 1;
+                                    Message::binary(v)
+                                }
+                                _ => m,
+                            };
+                            if sink.send(m).await.is_err() { break; }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn broadcast_against_a_native_server() {
+    let addr = broadcast_server(None, false).await;
+    let url = format!("ws://{addr}/broadcast");
+    let r = broadcast::run(Target::parse(&url).unwrap(), broadcast_args(url, 4))
+        .await
+        .unwrap();
+    assert_eq!(num(&r, "errors"), 0.0, "{:?}", r.fields);
+    assert_eq!(num(&r, "drops"), 0.0, "{:?}", r.fields);
+    assert!(num(&r, "deliveries_per_s") > 0.0);
+}
+
+#[tokio::test]
+async fn broadcast_counts_missing_messages_as_drops() {
+    let addr = broadcast_server(Some(7), false).await;
+    let url = format!("ws://{addr}/broadcast");
+    let r = broadcast::run(Target::parse(&url).unwrap(), broadcast_args(url, 3))
+        .await
+        .unwrap();
+    assert!(num(&r, "drops") > 0.0, "{:?}", r.fields);
+}
+
+#[tokio::test]
+async fn broadcast_counts_corrupted_messages_as_mismatches() {
+    let addr = broadcast_server(Some(7), true).await;
+    let url = format!("ws://{addr}/broadcast");
+    let r = broadcast::run(Target::parse(&url).unwrap(), broadcast_args(url, 3))
+        .await
+        .unwrap();
+    let mismatches = r.fields["errors_by_kind"]["mismatch"].as_u64().unwrap_or(0);
+    assert!(mismatches > 0, "{:?}", r.fields);
+    // A corrupted delivery is not counted, so it is a gap too.
+    assert!(num(&r, "drops") > 0.0, "{:?}", r.fields);
 }

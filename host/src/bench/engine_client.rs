@@ -51,18 +51,40 @@ fn deflate_config() -> DeflateConfig {
 
 /// TCP connect and opening handshake offering permessage-deflate.
 pub async fn open(target: &Target) -> Result<EngineWs, ErrorKind> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, open_inner(target)).await {
+    open_with(target, deflate_config(), READ_CHUNK).await
+}
+
+/// [`open`] with this deflate offer (e.g. asking for
+/// `server_no_context_takeover`) and reads of at most `read_chunk` bytes.
+pub async fn open_with(
+    target: &Target,
+    config: DeflateConfig,
+    read_chunk: usize,
+) -> Result<EngineWs, ErrorKind> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, open_inner(target, config, read_chunk)).await {
         Ok(r) => r,
         Err(_) => Err(ErrorKind::ConnectTimeout),
     }
 }
 
-async fn open_inner(target: &Target) -> Result<EngineWs, ErrorKind> {
+/// The client's deflate offer: the defaults, or asking the server to reset
+/// its compressor after every message.
+pub fn offer_config(server_no_context_takeover: bool) -> DeflateConfig {
+    DeflateConfig {
+        server_no_context_takeover,
+        ..deflate_config()
+    }
+}
+
+async fn open_inner(
+    target: &Target,
+    config: DeflateConfig,
+    read_chunk: usize,
+) -> Result<EngineWs, ErrorKind> {
     let mut tcp = TcpStream::connect(&target.authority)
         .await
         .map_err(|_| ErrorKind::Connect)?;
     let _ = tcp.set_nodelay(true);
-    let config = deflate_config();
     let key = handshake::generate_key();
     let offer = deflate::client_offer(&config);
     let headers = handshake::client_request_headers(&target.authority, &key, &[], Some(&offer))
@@ -117,7 +139,7 @@ async fn open_inner(target: &Target) -> Result<EngineWs, ErrorKind> {
     Ok(EngineWs {
         tcp,
         engine,
-        buf: vec![0; READ_CHUNK],
+        buf: vec![0; read_chunk.max(1024)],
     })
 }
 
@@ -143,6 +165,38 @@ fn parse_head(head: &[u8]) -> Option<(StatusCode, HeaderMap)> {
 }
 
 impl EngineWs {
+    /// The next data message (pings are answered, pongs skipped).
+    /// Cancel-safe while it waits for the socket.
+    pub async fn recv(&mut self) -> Result<Message, ErrorKind> {
+        loop {
+            while let Some(event) = self.engine.next_event() {
+                match event {
+                    Event::Message(m) => return Ok(m),
+                    Event::Ping(_) | Event::Pong(_) => {}
+                    Event::Closed(_) => return Err(ErrorKind::Closed),
+                    Event::ProtocolError(_) => return Err(ErrorKind::Io),
+                }
+            }
+            let out = self.engine.pending_output().len();
+            if out > 0 {
+                self.tcp
+                    .write_all(self.engine.pending_output())
+                    .await
+                    .map_err(|_| ErrorKind::Io)?;
+                self.engine.consume_output(out);
+            }
+            let n = self
+                .tcp
+                .read(&mut self.buf)
+                .await
+                .map_err(|_| ErrorKind::Io)?;
+            if n == 0 {
+                return Err(ErrorKind::Closed);
+            }
+            self.engine.receive(&self.buf[..n]);
+        }
+    }
+
     /// Queues message `seq` of `payload`.
     fn send(&mut self, payload: &Payload, seq: u64) -> Result<(), ErrorKind> {
         let bytes = payload.bytes(seq);

@@ -67,6 +67,13 @@ impl Mailbox {
         self.post(Command::Frame(frame));
     }
 
+    /// Posts a message for the connection to encode itself, counting its
+    /// payload in the backlog (pub/sub's per-connection fan-out).
+    pub fn post_message(&self, message: wsbox_protocol::Message) {
+        self.backlog.fetch_add(message.len(), Ordering::Relaxed);
+        self.post(Command::Send(message));
+    }
+
     /// Counts bytes read from the peer.
     pub fn count_in(&self, n: usize) {
         self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);

@@ -20,6 +20,13 @@
 //! to the other nodes and theirs come in ([`super::cluster`]); the hub
 //! tells the cluster which topics have local subscribers.
 //!
+//! A route can instead set `pubsub_fanout = "per_connection"` ([`Fanout`]):
+//! each subscriber's own connection then encodes (and, with
+//! permessage-deflate, compresses with its own compressor, context takeover
+//! and all) every message, as a server without a shared fan-out does. It is
+//! the baseline `wsbox bench broadcast --compress` compares the shared path
+//! with, not a setting to serve with.
+//!
 //! Slow consumers: a subscriber whose socket already has queued output and
 //! would go over its route's `max_backpressure` with this message is
 //! skipped (`drop`, the default) or closed with 1008 "slow consumer"
@@ -72,11 +79,35 @@ impl SlowConsumerPolicy {
     }
 }
 
-/// A route's slow-consumer settings.
+/// How published messages reach a route's subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fanout {
+    /// Encoded once (compressed once per set of shared compression
+    /// settings), the same bytes queued on every subscriber.
+    #[default]
+    Shared,
+    /// Each subscriber's connection encodes the message itself, compressing
+    /// it with its own compressor when it negotiated permessage-deflate:
+    /// what a server compressing per connection does. A benchmark baseline.
+    PerConnection,
+}
+
+impl Fanout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fanout::Shared => "shared",
+            Fanout::PerConnection => "per_connection",
+        }
+    }
+}
+
+/// A route's slow-consumer settings (and how its subscribers get
+/// published messages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backpressure {
     pub max_bytes: usize,
     pub policy: SlowConsumerPolicy,
+    pub fanout: Fanout,
 }
 
 impl Default for Backpressure {
@@ -84,6 +115,7 @@ impl Default for Backpressure {
         Backpressure {
             max_bytes: DEFAULT_MAX_BACKPRESSURE,
             policy: SlowConsumerPolicy::Drop,
+            fanout: Fanout::Shared,
         }
     }
 }
@@ -541,6 +573,34 @@ impl Hub {
     /// Queues `frame` on one member unless it is a slow consumer. Returns
     /// whether it was queued.
     fn offer(&self, id: u64, member: &Member, frame: &Bytes, labels: &TenantLabels) -> bool {
+        self.offer_with(id, member, frame.len(), labels, || {
+            member.mailbox.post_frame(frame.clone());
+        })
+    }
+
+    /// Like [`offer`](Self::offer) for a member whose route encodes per
+    /// connection ([`Fanout::PerConnection`]): its connection gets the
+    /// message to encode and compress itself.
+    fn offer_message(
+        &self,
+        id: u64,
+        member: &Member,
+        message: &Message,
+        labels: &TenantLabels,
+    ) -> bool {
+        self.offer_with(id, member, message.len(), labels, || {
+            member.mailbox.post_message(message.clone());
+        })
+    }
+
+    fn offer_with(
+        &self,
+        id: u64,
+        member: &Member,
+        len: usize,
+        labels: &TenantLabels,
+        post: impl FnOnce(),
+    ) -> bool {
         if member.slow_closed.load(Ordering::Relaxed) {
             self.metrics.pubsub_drops.get_or_create(labels).inc();
             return false;
@@ -548,7 +608,7 @@ impl Hub {
         let backlog = member.mailbox.backlog();
         // A subscriber with nothing queued always takes one message, however
         // large: the bound is on what piles up.
-        if backlog > 0 && backlog.saturating_add(frame.len()) > member.backpressure.max_bytes {
+        if backlog > 0 && backlog.saturating_add(len) > member.backpressure.max_bytes {
             match member.backpressure.policy {
                 SlowConsumerPolicy::Drop => {
                     self.metrics.pubsub_drops.get_or_create(labels).inc();
@@ -583,7 +643,7 @@ impl Hub {
             }
             return false;
         }
-        member.mailbox.post_frame(frame.clone());
+        post();
         true
     }
 
@@ -632,8 +692,13 @@ impl Hub {
             if Some(id) == exclude {
                 continue;
             }
-            let frame = frames.for_member(member.shared_compression);
-            if self.offer(id, member, frame, &labels) {
+            let queued = if member.backpressure.fanout == Fanout::PerConnection {
+                self.offer_message(id, member, message, &labels)
+            } else {
+                let frame = frames.for_member(member.shared_compression);
+                self.offer(id, member, frame, &labels)
+            };
+            if queued {
                 report.delivered += 1;
             } else {
                 report.skipped += 1;
@@ -826,6 +891,26 @@ mod tests {
     }
 
     #[test]
+    fn per_connection_fanout_posts_the_message_to_encode() {
+        let hub = hub(PubsubLimits::default());
+        let mailbox: Arc<Mailbox> = Arc::default();
+        let per_connection = Backpressure {
+            fanout: Fanout::PerConnection,
+            ..Backpressure::default()
+        };
+        let (_m, a) = hub.join(1, "t", Arc::clone(&mailbox), per_connection, None);
+        a.subscribe("t").unwrap();
+        let report = hub.publish("t", "t", &Message::Text("hi".into())).unwrap();
+        assert_eq!(report.delivered, 1);
+        let posted = mailbox.take();
+        assert!(
+            matches!(posted.front(), Some(Command::Send(Message::Text(t))) if t == "hi"),
+            "the connection encodes it itself"
+        );
+        assert_eq!(mailbox.backlog(), 2, "counted against max_backpressure");
+    }
+
+    #[test]
     fn one_compressed_frame_per_set_of_settings() {
         let text = "compress me once ".repeat(100);
         let message = Message::Text(text.clone());
@@ -995,6 +1080,7 @@ mod tests {
         let bound = |policy| Backpressure {
             max_bytes: 100,
             policy,
+            ..Backpressure::default()
         };
         let (_m1, a) = hub.join(
             1,

@@ -368,6 +368,7 @@ pub(super) async fn handle(
         super::pubsub::Backpressure {
             max_bytes: route.config.limits.max_backpressure,
             policy: route.config.limits.slow_consumer,
+            fanout: route.config.limits.pubsub_fanout,
         },
         deflate
             .as_ref()
