@@ -358,6 +358,11 @@ async fn rollback_and_restart_restore_without_recompiling() {
         status["compiles"], 0,
         "rollback loaded cached code: {status}"
     );
+    // The same bytes uploaded again: a new version, from the cache too.
+    let v3 = plane.upload("rs", &echo_bytes(), "again").await;
+    assert_eq!(v3, v2 + 1);
+    let (_, status) = plane.api("GET", "/v1/status", b"").await;
+    assert_eq!(status["compiles"], 0, "re-upload not recompiled: {status}");
     eprintln!(
         "restart with one active deployment: registry opened and deployment restored in {restore_ms:.1} ms, 0 compiles"
     );

@@ -296,12 +296,17 @@ impl ModuleRegistry {
         Ok(component)
     }
 
-    /// Compiles bytes for an upload (counted as a compile).
+    /// Compiles bytes for an upload (counted as a compile); bytes stored
+    /// before (the same SHA-256) take their cached compiled code instead.
     pub fn compile_upload(
         &self,
         runtime: &Runtime,
         bytes: &[u8],
     ) -> Result<Component, RegistryError> {
+        let sha256 = sha256_hex(bytes);
+        if self.compiled_path(&sha256).is_file() && self.blob_path(&sha256).is_file() {
+            return self.load_component(runtime, &sha256);
+        }
         let component = runtime
             .compile(bytes)
             .map_err(|e| RegistryError::Invalid(format!("{e:#}")))?;
