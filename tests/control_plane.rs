@@ -913,6 +913,68 @@ async fn the_api_needs_the_operator_token() {
     plane.stop().await;
 }
 
+/// A tenant's caps on message size and output apply over its routes':
+/// a bigger message gets 1009, a handler writing more than the tenant's
+/// output buffer gets 1011 "output limit exceeded".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_message_and_output_caps_apply_to_its_routes() {
+    let dir = TempDir::new("tenant-caps");
+    let plane = Plane::start(&dir.0, 8 << 20).await;
+    let settings = json!({"path_prefix": "/acme", "max_message_size": 1024,
+        "max_output_buffer": 16384})
+    .to_string();
+    let (status, v) = plane
+        .api("PUT", "/v1/tenants/acme", settings.as_bytes())
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["max_output_buffer"], 16384, "{v}");
+    let (status, v) = plane
+        .api(
+            "POST",
+            "/v1/tenants/acme/modules/c/versions",
+            &chaos_bytes(),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let bind = json!({"module": "c", "route": "/c"}).to_string();
+    let (status, v) = plane
+        .api("POST", "/v1/tenants/acme/deployments", bind.as_bytes())
+        .await;
+    assert_eq!(status, 200, "{v}");
+
+    let mut ws = connect(plane.server.addr, "/acme/c").await;
+    assert_eq!(ask(&mut ws, &"s".repeat(1000)).await, "s".repeat(1000));
+    futures_util::SinkExt::send(&mut ws, WsMessage::Text("b".repeat(2000).into()))
+        .await
+        .expect("send");
+    assert_eq!(expect_close(&mut ws).await.0, 1009);
+
+    let mut ws = connect(plane.server.addr, "/acme/c").await;
+    futures_util::SinkExt::send(&mut ws, WsMessage::Text("!burst 100 1000".into()))
+        .await
+        .expect("send");
+    let mut received = 0;
+    let (code, reason) = loop {
+        match next_message(&mut ws).await {
+            WsMessage::Close(Some(frame)) => {
+                break (u16::from(frame.code), frame.reason.to_string());
+            }
+            WsMessage::Text(_) => received += 1,
+            _ => {}
+        }
+    };
+    assert_eq!((code, reason.as_str()), (1011, "output limit exceeded"));
+    assert!(
+        received < 20,
+        "{received} messages of 1000 bytes under a 16 KiB cap"
+    );
+    // The default tenant's routes are not capped by acme's settings.
+    let mut other = connect(plane.server.addr, "/chaos").await;
+    let big = "d".repeat(4000);
+    assert_eq!(ask(&mut other, &big).await, big);
+    plane.stop().await;
+}
+
 /// `[admin] max_compile_time`: an upload that takes longer to compile is
 /// refused with the reason and nothing is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

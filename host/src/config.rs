@@ -475,6 +475,15 @@ pub struct TenantLimits {
     /// against timing attacks between tenants).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock_resolution_ms: Option<u64>,
+    /// The largest message its connections may receive, when smaller than
+    /// their routes' `max_message_size` (1009 beyond it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_message_size: Option<u64>,
+    /// The most bytes that may wait to be sent on one of its connections,
+    /// when smaller than their routes' (the handler's writes fail beyond
+    /// it, and its connection closes with 1011 "output limit exceeded").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_buffer: Option<u64>,
 }
 
 /// A tenant declared in the config file (`[[tenant]]`).
@@ -1228,6 +1237,8 @@ impl Locator<'_> {
                     &t.max_publishes_per_second,
                     "max_publishes_per_second",
                 )?,
+                max_message_size: size(&t.max_message_size, "max_message_size")?,
+                max_output_buffer: size(&t.max_output_buffer, "max_output_buffer")?,
             };
             tenants.push(TenantConfig {
                 name,
@@ -1428,6 +1439,8 @@ struct RawTenant {
     clock_resolution_ms: Option<Spanned<u64>>,
     max_subscriptions_per_connection: Option<Spanned<u32>>,
     max_publishes_per_second: Option<Spanned<u32>>,
+    max_message_size: Option<Spanned<SizeValue>>,
+    max_output_buffer: Option<Spanned<SizeValue>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1726,6 +1739,8 @@ module = "echo.wasm"
                 clock_resolution_ms: Some(10),
                 max_subscriptions_per_connection: None,
                 max_publishes_per_second: None,
+                max_message_size: None,
+                max_output_buffer: None,
             }
         );
         assert_eq!(cfg.routes[0].tenant, "acme");
@@ -1844,6 +1859,29 @@ module = "echo.wasm"
             e.contains(":6:") && e.contains("tenant[0].max_publishes_per_second"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn tenants_cap_message_size_and_output() {
+        let dir = temp_dir_with_module();
+        let cfg = parse_in(
+            &dir,
+            "[[tenant]]\nname = \"acme\"\npath_prefix = \"/acme\"\nmax_message_size = \"64KiB\"\nmax_output_buffer = \"1MiB\"\n[admin]\n",
+        )
+        .unwrap();
+        let limits = &cfg.tenants[0].limits;
+        assert_eq!(
+            (limits.max_message_size, limits.max_output_buffer),
+            (Some(64 << 10), Some(1 << 20))
+        );
+        let e = parse_in(
+            &dir,
+            "[[tenant]]\nname = \"acme\"\npath_prefix = \"/acme\"\nmax_output_buffer = 0\n[admin]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("tenant[0].max_output_buffer"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -316,6 +316,8 @@ impl ControlPlane {
                 "max_publishes_per_second",
                 limits.max_publishes_per_second == Some(0),
             ),
+            ("max_message_size", limits.max_message_size == Some(0)),
+            ("max_output_buffer", limits.max_output_buffer == Some(0)),
         ] {
             if zero {
                 return Err(RegistryError::Invalid(format!(

@@ -191,6 +191,8 @@ struct TenantRequest {
     clock_resolution_ms: Option<u64>,
     max_subscriptions_per_connection: Option<u32>,
     max_publishes_per_second: Option<u32>,
+    max_message_size: Option<u64>,
+    max_output_buffer: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -441,6 +443,8 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
                         clock_resolution_ms: request.clock_resolution_ms,
                         max_subscriptions_per_connection: request.max_subscriptions_per_connection,
                         max_publishes_per_second: request.max_publishes_per_second,
+                        max_message_size: request.max_message_size,
+                        max_output_buffer: request.max_output_buffer,
                     },
                     by,
                 )

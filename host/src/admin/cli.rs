@@ -158,6 +158,14 @@ pub struct TenantArgs {
     /// Publishes and send-to messages per second for all its connections.
     #[arg(long)]
     pub max_publishes_per_second: Option<u32>,
+    /// The largest message its connections may receive (e.g. 64KiB), when
+    /// smaller than their routes'.
+    #[arg(long, value_parser = crate::config::parse_size_text)]
+    pub max_message_size: Option<u64>,
+    /// The most bytes that may wait to be sent on one of its connections
+    /// (e.g. 1MiB), when smaller than their routes'.
+    #[arg(long, value_parser = crate::config::parse_size_text)]
+    pub max_output_buffer: Option<u64>,
     #[command(flatten)]
     pub target: AdminTarget,
 }
@@ -477,6 +485,8 @@ pub fn tenant(args: TenantArgs) -> Result<()> {
         "log_bytes_per_second": args.log_bytes_per_second,
         "clock_resolution_ms": args.clock_resolution_ms,
         "max_subscriptions_per_connection": args.max_subscriptions_per_connection,
+        "max_message_size": args.max_message_size,
+        "max_output_buffer": args.max_output_buffer,
         "max_publishes_per_second": args.max_publishes_per_second,
     });
     let t = client.request(

@@ -93,7 +93,11 @@ pub fn document() -> Value {
                                    "max_subscriptions_per_connection": {"type": "integer", "minimum": 1,
                                        "description": "topics one of its connections may subscribe to (default: [pubsub]'s)"},
                                    "max_publishes_per_second": {"type": "integer", "minimum": 1,
-                                       "description": "publishes and send-to messages per second for all its connections (default: [pubsub]'s)"}}}}}},
+                                       "description": "publishes and send-to messages per second for all its connections (default: [pubsub]'s)"},
+                                   "max_message_size": {"type": "integer", "minimum": 1,
+                                       "description": "bytes: the largest message its connections may receive, when smaller than their routes' (1009 beyond)"},
+                                   "max_output_buffer": {"type": "integer", "minimum": 1,
+                                       "description": "bytes that may wait to be sent on one of its connections, when fewer than their routes' (1011 output limit beyond)"}}}}}},
                 "responses": with_errors("200", "The tenant's settings", json!({"type": "object"}))}},
             "/v1/tenants/{tenant}/modules/{module}/versions": {
                 "post": {"summary": "Upload a new immutable version (validated and compiled first)",
@@ -225,6 +229,8 @@ pub fn document() -> Value {
                     "clock_resolution_ms": {"type": "integer"},
                     "max_subscriptions_per_connection": {"type": "integer"},
                     "max_publishes_per_second": {"type": "integer"},
+                    "max_message_size": {"type": "integer"},
+                    "max_output_buffer": {"type": "integer"},
                     "memory_used": {"type": "integer"},
                     "live_connections": {"type": "integer"}}},
                 "Connection": {"type": "object", "properties": {

@@ -29,6 +29,17 @@ struct Gate {
     turns: Mutex<(Option<u32>, Arc<Semaphore>)>,
     /// For instances made from now on.
     clock_resolution_ms: AtomicU64,
+    /// Caps on its connections' message size and output (`u64::MAX`:
+    /// their routes' alone), for connections opened from now on.
+    max_message_size: AtomicU64,
+    max_output_buffer: AtomicU64,
+}
+
+/// A tenant's caps on one connection, applied over its route's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionCaps {
+    pub max_message_size: u64,
+    pub max_output_buffer: u64,
 }
 
 /// The tenants' gates, by name; created on first use.
@@ -73,6 +84,8 @@ impl TenantGates {
                 log: Arc::default(),
                 turns: Mutex::new((None, crate::runtime::turns::route_turns(None))),
                 clock_resolution_ms: AtomicU64::new(0),
+                max_message_size: AtomicU64::new(u64::MAX),
+                max_output_buffer: AtomicU64::new(u64::MAX),
             })
         }))
     }
@@ -89,6 +102,14 @@ impl TenantGates {
             .set(limits.log_lines_per_second, limits.log_bytes_per_second);
         gate.clock_resolution_ms
             .store(limits.clock_resolution_ms.unwrap_or(0), Ordering::Release);
+        gate.max_message_size.store(
+            limits.max_message_size.unwrap_or(u64::MAX),
+            Ordering::Release,
+        );
+        gate.max_output_buffer.store(
+            limits.max_output_buffer.unwrap_or(u64::MAX),
+            Ordering::Release,
+        );
         let mut turns = gate.turns.lock().unwrap_or_else(|e| e.into_inner());
         if turns.0 != limits.max_concurrent_calls {
             *turns = (
@@ -110,6 +131,15 @@ impl TenantGates {
                 0 => None,
                 ms => Some(std::time::Duration::from_millis(ms)),
             },
+        }
+    }
+
+    /// The tenant's caps on a new connection (`u64::MAX`: none).
+    pub fn connection_caps(&self, tenant: &str) -> ConnectionCaps {
+        let gate = self.gate(tenant);
+        ConnectionCaps {
+            max_message_size: gate.max_message_size.load(Ordering::Acquire),
+            max_output_buffer: gate.max_output_buffer.load(Ordering::Acquire),
         }
     }
 

@@ -219,11 +219,31 @@ pub(super) async fn handle(
         }
     };
 
+    // The tenant's caps, when tighter than the route's.
+    let caps = shared.tenants.connection_caps(&module.tenant);
+    let max_message_size = route
+        .config
+        .limits
+        .max_message_size
+        .min(caps.max_message_size);
+    let max_pending_output = route
+        .instance_limits
+        .max_pending_output
+        .min(usize::try_from(caps.max_output_buffer).unwrap_or(usize::MAX));
+    let capped;
+    let instance_limits = if max_pending_output < route.instance_limits.max_pending_output {
+        let mut limits = route.instance_limits.clone();
+        limits.max_pending_output = max_pending_output;
+        capped = limits;
+        &capped
+    } else {
+        &route.instance_limits
+    };
     let labels = crate::metrics::ModuleLabels::new(&route.pattern, &module);
     let started = std::time::Instant::now();
     let instantiated = module
         .handler
-        .instantiate(&route.instance_limits, connection_id)
+        .instantiate(instance_limits, connection_id)
         .instrument(span.clone())
         .await;
     shared
@@ -381,9 +401,8 @@ pub(super) async fn handle(
             extensions,
         },
         deflate: deflate.map(|(negotiated, _)| negotiated),
-        max_message_size: usize::try_from(route.config.limits.max_message_size)
-            .unwrap_or(usize::MAX),
-        max_pending_output: route.instance_limits.max_pending_output,
+        max_message_size: usize::try_from(max_message_size).unwrap_or(usize::MAX),
+        max_pending_output,
         keepalive: route.config.keepalive,
         shutdown: shared.shutdown.clone(),
         metrics: Arc::clone(&shared.metrics),
