@@ -1591,6 +1591,15 @@ async fn metrics_count_by_tenant_route_module_version_and_pass_promtool() {
         .and_then(|n| n.parse::<u64>().ok())
         .expect("handler calls of the route");
     assert!((2..=3).contains(&calls), "{calls} calls");
+    let gauge = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{name} in:\n{text}"))
+    };
+    // The metered connection's instance; the trapped one was dropped.
+    assert_eq!(gauge("wsbox_pool_instances"), 1);
+    assert_eq!(gauge("wsbox_pool_instances_max"), 64);
 
     promtool_check(&text);
     ws.close(None).await.expect("close");

@@ -217,6 +217,8 @@ pub struct LiveState {
     /// Per open connection: its labels and (bytes in, bytes out).
     pub connections: Vec<(ModuleLabels, (u64, u64))>,
     pub instance_memory_bytes: u64,
+    /// Handler instances alive, and the pool's slots.
+    pub pool: (u64, u64),
     pub compiles: u64,
     pub compiled_cache_hits: u64,
 }
@@ -374,6 +376,20 @@ impl Metrics {
             "instance_memory_bytes",
             "Linear memory held by the live handler instances",
             memory,
+        );
+        let instances: Gauge = Gauge::default();
+        instances.set(i64::try_from(live.pool.0).unwrap_or(i64::MAX));
+        registry.register(
+            "pool_instances",
+            "Handler instances alive in the instance pool",
+            instances,
+        );
+        let slots: Gauge = Gauge::default();
+        slots.set(i64::try_from(live.pool.1).unwrap_or(i64::MAX));
+        registry.register(
+            "pool_instances_max",
+            "Instance slots in the pool (runtime.max_instances): new connections get 503 when all are taken",
+            slots,
         );
         let open: Family<ModuleLabels, Gauge> = Family::default();
         let mut bytes: HashMap<ModuleLabels, (u64, u64)> = self

@@ -61,6 +61,8 @@ pub struct Runtime {
     /// What all instances' linear memories may take together.
     memory_budget: Arc<memory_budget::MemoryBudget>,
     epoch_tick: Duration,
+    /// Instance slots in the pool (`runtime.max_instances`).
+    max_instances: u32,
     _ticker: EpochTicker,
 }
 
@@ -137,6 +139,7 @@ impl Runtime {
             linker,
             memory_budget: Arc::new(memory_budget::MemoryBudget::new(config.max_memory_total)),
             epoch_tick: config.epoch_tick,
+            max_instances: n,
             _ticker: ticker,
         })
     }
@@ -203,6 +206,15 @@ impl Runtime {
             memory_budget: Arc::clone(&self.memory_budget),
             epoch_tick: self.epoch_tick,
         }))
+    }
+
+    /// Handler instances alive now, and the pool's slots for them.
+    pub fn pool_usage(&self) -> (u64, u64) {
+        let live = self
+            .engine
+            .pooling_allocator_metrics()
+            .map_or(0, |m| m.component_instances());
+        (live, u64::from(self.max_instances))
     }
 
     /// Bytes of linear memory the live instances hold now.

@@ -363,6 +363,7 @@ impl ServerHandle {
         Ok(self.shared.metrics.encode(crate::metrics::LiveState {
             connections,
             instance_memory_bytes: self.shared.runtime.memory_in_use(),
+            pool: self.shared.runtime.pool_usage(),
             compiles,
             compiled_cache_hits,
         })?)
