@@ -921,7 +921,7 @@ async fn a_tenants_message_and_output_caps_apply_to_its_routes() {
     let dir = TempDir::new("tenant-caps");
     let plane = Plane::start(&dir.0, 8 << 20).await;
     let settings = json!({"path_prefix": "/acme", "max_message_size": 1024,
-        "max_output_buffer": 16384})
+        "max_output_buffer": 16384, "memory_limit": 8 << 20, "cpu_time_per_event_ms": 100})
     .to_string();
     let (status, v) = plane
         .api("PUT", "/v1/tenants/acme", settings.as_bytes())
@@ -968,6 +968,22 @@ async fn a_tenants_message_and_output_caps_apply_to_its_routes() {
         received < 20,
         "{received} messages of 1000 bytes under a 16 KiB cap"
     );
+    // Memory per instance: 32 MiB is over the tenant's 8 MiB.
+    let mut ws = connect(plane.server.addr, "/acme/c").await;
+    assert_eq!(ask(&mut ws, "!alloc 1").await, "alloc:1");
+    futures_util::SinkExt::send(&mut ws, WsMessage::Text("!alloc 32".into()))
+        .await
+        .expect("send");
+    assert_eq!(expect_close(&mut ws).await.0, 1011);
+    // CPU time per event: an endless loop is stopped after the tenant's
+    // 100 ms, not the route's.
+    let mut ws = connect(plane.server.addr, "/acme/c").await;
+    futures_util::SinkExt::send(&mut ws, WsMessage::Text("!loop".into()))
+        .await
+        .expect("send");
+    assert_eq!(expect_close(&mut ws).await.0, 1011);
+    let line = wait_for_log("exceeded its CPU time of 100ms").await;
+    assert!(line.contains("route=/acme/(?:c)"), "{line}");
     // The default tenant's routes are not capped by acme's settings.
     let mut other = connect(plane.server.addr, "/chaos").await;
     let big = "d".repeat(4000);

@@ -484,6 +484,14 @@ pub struct TenantLimits {
     /// it, and its connection closes with 1011 "output limit exceeded").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_buffer: Option<u64>,
+    /// The most linear memory one of its instances may grow to, when
+    /// smaller than their routes' `memory_limit` (it traps beyond).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<u64>,
+    /// The CPU time, in milliseconds, one call of its handlers may take,
+    /// when shorter than their routes' `cpu_time_per_event` (1011 beyond).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_time_per_event_ms: Option<u64>,
 }
 
 /// A tenant declared in the config file (`[[tenant]]`).
@@ -1239,6 +1247,12 @@ impl Locator<'_> {
                 )?,
                 max_message_size: size(&t.max_message_size, "max_message_size")?,
                 max_output_buffer: size(&t.max_output_buffer, "max_output_buffer")?,
+                memory_limit: size(&t.memory_limit, "memory_limit")?,
+                cpu_time_per_event_ms: at_least_1(
+                    t.cpu_time_per_event_ms.as_ref().map(|v| *v.get_ref()),
+                    t.cpu_time_per_event_ms.as_ref().map(|v| v.span()),
+                    "cpu_time_per_event_ms",
+                )?,
             };
             tenants.push(TenantConfig {
                 name,
@@ -1441,6 +1455,8 @@ struct RawTenant {
     max_publishes_per_second: Option<Spanned<u32>>,
     max_message_size: Option<Spanned<SizeValue>>,
     max_output_buffer: Option<Spanned<SizeValue>>,
+    memory_limit: Option<Spanned<SizeValue>>,
+    cpu_time_per_event_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1741,6 +1757,8 @@ module = "echo.wasm"
                 max_publishes_per_second: None,
                 max_message_size: None,
                 max_output_buffer: None,
+                memory_limit: None,
+                cpu_time_per_event_ms: None,
             }
         );
         assert_eq!(cfg.routes[0].tenant, "acme");
@@ -1866,13 +1884,17 @@ module = "echo.wasm"
         let dir = temp_dir_with_module();
         let cfg = parse_in(
             &dir,
-            "[[tenant]]\nname = \"acme\"\npath_prefix = \"/acme\"\nmax_message_size = \"64KiB\"\nmax_output_buffer = \"1MiB\"\n[admin]\n",
+            "[[tenant]]\nname = \"acme\"\npath_prefix = \"/acme\"\nmax_message_size = \"64KiB\"\nmax_output_buffer = \"1MiB\"\nmemory_limit = \"16MiB\"\ncpu_time_per_event_ms = 50\n[admin]\n",
         )
         .unwrap();
         let limits = &cfg.tenants[0].limits;
         assert_eq!(
             (limits.max_message_size, limits.max_output_buffer),
             (Some(64 << 10), Some(1 << 20))
+        );
+        assert_eq!(
+            (limits.memory_limit, limits.cpu_time_per_event_ms),
+            (Some(16 << 20), Some(50))
         );
         let e = parse_in(
             &dir,

@@ -318,6 +318,11 @@ impl ControlPlane {
             ),
             ("max_message_size", limits.max_message_size == Some(0)),
             ("max_output_buffer", limits.max_output_buffer == Some(0)),
+            ("memory_limit", limits.memory_limit == Some(0)),
+            (
+                "cpu_time_per_event_ms",
+                limits.cpu_time_per_event_ms == Some(0),
+            ),
         ] {
             if zero {
                 return Err(RegistryError::Invalid(format!(

@@ -193,6 +193,8 @@ struct TenantRequest {
     max_publishes_per_second: Option<u32>,
     max_message_size: Option<u64>,
     max_output_buffer: Option<u64>,
+    memory_limit: Option<u64>,
+    cpu_time_per_event_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -445,6 +447,8 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
                         max_publishes_per_second: request.max_publishes_per_second,
                         max_message_size: request.max_message_size,
                         max_output_buffer: request.max_output_buffer,
+                        memory_limit: request.memory_limit,
+                        cpu_time_per_event_ms: request.cpu_time_per_event_ms,
                     },
                     by,
                 )

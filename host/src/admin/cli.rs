@@ -166,6 +166,14 @@ pub struct TenantArgs {
     /// (e.g. 1MiB), when smaller than their routes'.
     #[arg(long, value_parser = crate::config::parse_size_text)]
     pub max_output_buffer: Option<u64>,
+    /// The most memory one of its instances may grow to (e.g. 32MiB), when
+    /// less than their routes'.
+    #[arg(long, value_parser = crate::config::parse_size_text)]
+    pub memory_limit: Option<u64>,
+    /// The CPU time one call of its handlers may take, in milliseconds,
+    /// when shorter than their routes'.
+    #[arg(long)]
+    pub cpu_time_per_event_ms: Option<u64>,
     #[command(flatten)]
     pub target: AdminTarget,
 }
@@ -487,6 +495,8 @@ pub fn tenant(args: TenantArgs) -> Result<()> {
         "max_subscriptions_per_connection": args.max_subscriptions_per_connection,
         "max_message_size": args.max_message_size,
         "max_output_buffer": args.max_output_buffer,
+        "memory_limit": args.memory_limit,
+        "cpu_time_per_event_ms": args.cpu_time_per_event_ms,
         "max_publishes_per_second": args.max_publishes_per_second,
     });
     let t = client.request(

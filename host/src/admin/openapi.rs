@@ -97,7 +97,11 @@ pub fn document() -> Value {
                                    "max_message_size": {"type": "integer", "minimum": 1,
                                        "description": "bytes: the largest message its connections may receive, when smaller than their routes' (1009 beyond)"},
                                    "max_output_buffer": {"type": "integer", "minimum": 1,
-                                       "description": "bytes that may wait to be sent on one of its connections, when fewer than their routes' (1011 output limit beyond)"}}}}}},
+                                       "description": "bytes that may wait to be sent on one of its connections, when fewer than their routes' (1011 output limit beyond)"},
+                                   "memory_limit": {"type": "integer", "minimum": 1,
+                                       "description": "bytes of linear memory one of its instances may grow to, when fewer than their routes' (it traps beyond)"},
+                                   "cpu_time_per_event_ms": {"type": "integer", "minimum": 1,
+                                       "description": "CPU time one call of its handlers may take, when shorter than their routes' (1011 beyond)"}}}}}},
                 "responses": with_errors("200", "The tenant's settings", json!({"type": "object"}))}},
             "/v1/tenants/{tenant}/modules/{module}/versions": {
                 "post": {"summary": "Upload a new immutable version (validated and compiled first)",
@@ -231,6 +235,8 @@ pub fn document() -> Value {
                     "max_publishes_per_second": {"type": "integer"},
                     "max_message_size": {"type": "integer"},
                     "max_output_buffer": {"type": "integer"},
+                    "memory_limit": {"type": "integer"},
+                    "cpu_time_per_event_ms": {"type": "integer"},
                     "memory_used": {"type": "integer"},
                     "live_connections": {"type": "integer"}}},
                 "Connection": {"type": "object", "properties": {

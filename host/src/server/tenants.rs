@@ -33,6 +33,8 @@ struct Gate {
     /// their routes' alone), for connections opened from now on.
     max_message_size: AtomicU64,
     max_output_buffer: AtomicU64,
+    memory_limit: AtomicU64,
+    cpu_time_per_event_ms: AtomicU64,
 }
 
 /// A tenant's caps on one connection, applied over its route's.
@@ -40,6 +42,8 @@ struct Gate {
 pub struct ConnectionCaps {
     pub max_message_size: u64,
     pub max_output_buffer: u64,
+    pub memory_limit: u64,
+    pub cpu_time_per_event_ms: u64,
 }
 
 /// The tenants' gates, by name; created on first use.
@@ -86,6 +90,8 @@ impl TenantGates {
                 clock_resolution_ms: AtomicU64::new(0),
                 max_message_size: AtomicU64::new(u64::MAX),
                 max_output_buffer: AtomicU64::new(u64::MAX),
+                memory_limit: AtomicU64::new(u64::MAX),
+                cpu_time_per_event_ms: AtomicU64::new(u64::MAX),
             })
         }))
     }
@@ -108,6 +114,12 @@ impl TenantGates {
         );
         gate.max_output_buffer.store(
             limits.max_output_buffer.unwrap_or(u64::MAX),
+            Ordering::Release,
+        );
+        gate.memory_limit
+            .store(limits.memory_limit.unwrap_or(u64::MAX), Ordering::Release);
+        gate.cpu_time_per_event_ms.store(
+            limits.cpu_time_per_event_ms.unwrap_or(u64::MAX),
             Ordering::Release,
         );
         let mut turns = gate.turns.lock().unwrap_or_else(|e| e.into_inner());
@@ -140,6 +152,8 @@ impl TenantGates {
         ConnectionCaps {
             max_message_size: gate.max_message_size.load(Ordering::Acquire),
             max_output_buffer: gate.max_output_buffer.load(Ordering::Acquire),
+            memory_limit: gate.memory_limit.load(Ordering::Acquire),
+            cpu_time_per_event_ms: gate.cpu_time_per_event_ms.load(Ordering::Acquire),
         }
     }
 

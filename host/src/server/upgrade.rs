@@ -226,18 +226,28 @@ pub(super) async fn handle(
         .limits
         .max_message_size
         .min(caps.max_message_size);
-    let max_pending_output = route
-        .instance_limits
+    let route_limits = &route.instance_limits;
+    let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let max_pending_output = route_limits
         .max_pending_output
-        .min(usize::try_from(caps.max_output_buffer).unwrap_or(usize::MAX));
+        .min(as_usize(caps.max_output_buffer));
+    let memory_limit = route_limits.memory_limit.min(as_usize(caps.memory_limit));
+    let cpu_time_per_event = route_limits
+        .cpu_time_per_event
+        .min(std::time::Duration::from_millis(caps.cpu_time_per_event_ms));
     let capped;
-    let instance_limits = if max_pending_output < route.instance_limits.max_pending_output {
-        let mut limits = route.instance_limits.clone();
+    let instance_limits = if max_pending_output < route_limits.max_pending_output
+        || memory_limit < route_limits.memory_limit
+        || cpu_time_per_event < route_limits.cpu_time_per_event
+    {
+        let mut limits = route_limits.clone();
         limits.max_pending_output = max_pending_output;
+        limits.memory_limit = memory_limit;
+        limits.cpu_time_per_event = cpu_time_per_event;
         capped = limits;
         &capped
     } else {
-        &route.instance_limits
+        route_limits
     };
     let labels = crate::metrics::ModuleLabels::new(&route.pattern, &module);
     let started = std::time::Instant::now();
