@@ -1602,7 +1602,7 @@ async fn metrics_count_by_tenant_route_module_version_and_pass_promtool() {
     // on_open and the two messages (one call each, or fewer in a batch).
     let calls = text
         .lines()
-        .find(|l| l.starts_with(&format!("wsbox_handler_call_seconds_count{labels}")))
+        .find(|l| l.starts_with(&format!("wsbox_handler_cpu_seconds_count{labels}")))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|n| n.parse::<u64>().ok())
         .expect("handler calls of the route");

@@ -6,13 +6,15 @@
 //! state at each scrape, so they cannot drift from it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::server::routes::ServedModule;
@@ -94,11 +96,80 @@ impl FailureKind {
     }
 }
 
+/// Upper bounds of the handler CPU time buckets, in nanoseconds: 10 µs to
+/// ~2.6 s, ×4 each.
+const CPU_BUCKETS_NS: [u64; 10] = [
+    10_000,
+    40_000,
+    160_000,
+    640_000,
+    2_560_000,
+    10_240_000,
+    40_960_000,
+    163_840_000,
+    655_360_000,
+    2_621_440_000,
+];
+
+/// A histogram of handler CPU times that costs two relaxed atomic adds
+/// per observation (prometheus-client's takes a lock): it is recorded for
+/// every handler call.
+#[derive(Clone, Default, Debug)]
+pub struct CpuHistogram(Arc<CpuHistogramInner>);
+
+#[derive(Default, Debug)]
+struct CpuHistogramInner {
+    /// Per bucket (not cumulative); the last one is over every bound.
+    buckets: [AtomicU64; CPU_BUCKETS_NS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl CpuHistogram {
+    pub fn observe(&self, time: std::time::Duration) {
+        let ns = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
+        let i = CPU_BUCKETS_NS
+            .iter()
+            .position(|b| ns <= *b)
+            .unwrap_or(CPU_BUCKETS_NS.len());
+        self.0.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.0.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for CpuHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for CpuHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        // Per bucket, as prometheus-client's own histogram hands them over:
+        // the encoder makes them cumulative.
+        let mut buckets = Vec::with_capacity(CPU_BUCKETS_NS.len() + 1);
+        let mut count = 0;
+        for (i, bound) in CPU_BUCKETS_NS.iter().chain([&u64::MAX]).enumerate() {
+            let n = self.0.buckets[i].load(Ordering::Relaxed);
+            count += n;
+            let bound = if *bound == u64::MAX {
+                f64::MAX
+            } else {
+                *bound as f64 / 1e9
+            };
+            buckets.push((bound, n));
+        }
+        let sum = self.0.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
 /// One module version of one route's metrics, looked up once and shared
 /// by its connections (each holds an `Arc`, not a map lookup per event).
 pub struct ModuleMetrics {
-    /// Duration of each handler call (an event, or a batch of messages).
-    pub calls: Histogram,
+    /// CPU time of each handler call (an event, or a batch of messages).
+    pub calls: CpuHistogram,
     pub messages_in: Counter,
     pub messages_out: Counter,
     failures: [Counter; 4],
@@ -169,7 +240,7 @@ pub struct Metrics {
     pub http_responses: Family<StatusLabels, Counter>,
     pub control_actions: Family<DeployLabels, Counter>,
     pub compile_seconds: Histogram,
-    pub handler_call_seconds: HistogramFamily<ModuleLabels>,
+    pub handler_cpu_seconds: Family<ModuleLabels, CpuHistogram>,
     pub messages_received: Family<ModuleLabels, Counter>,
     pub messages_sent: Family<ModuleLabels, Counter>,
     pub handler_failures: Family<FailureLabels, Counter>,
@@ -199,7 +270,7 @@ impl Default for Metrics {
             control_actions: Family::default(),
             // 1 ms to ~33 s.
             compile_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
-            handler_call_seconds: Family::new_with_constructor(call_histogram),
+            handler_cpu_seconds: Family::default(),
             messages_received: Family::default(),
             messages_sent: Family::default(),
             handler_failures: Family::default(),
@@ -232,7 +303,7 @@ impl Metrics {
             return Arc::clone(m);
         }
         let m = Arc::new(ModuleMetrics {
-            calls: self.handler_call_seconds.get_or_create(labels).clone(),
+            calls: self.handler_cpu_seconds.get_or_create(labels).clone(),
             messages_in: self.messages_received.get_or_create(labels).clone(),
             messages_out: self.messages_sent.get_or_create(labels).clone(),
             failures: FailureKind::ALL.map(|k| {
@@ -321,9 +392,9 @@ impl Metrics {
             self.control_actions.clone(),
         );
         registry.register(
-            "handler_call_seconds",
-            "Duration of handler calls (one event, or one batch of messages)",
-            self.handler_call_seconds.clone(),
+            "handler_cpu_seconds",
+            "CPU time of handler calls (one event, or one batch of messages; a call shorter than an epoch tick counts its wall time)",
+            self.handler_cpu_seconds.clone(),
         );
         registry.register(
             "messages_received",
@@ -461,6 +532,28 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::to_prometheus_text;
+
+    #[test]
+    fn cpu_histogram_buckets_are_cumulative_with_sum_and_count() {
+        let h = super::CpuHistogram::default();
+        for us in [5u64, 10, 11, 3_000_000] {
+            h.observe(std::time::Duration::from_micros(us));
+        }
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("cpu", "x", h);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        for line in [
+            "cpu_bucket{le=\"0.00001\"} 2",
+            "cpu_bucket{le=\"0.00004\"} 3",
+            "cpu_bucket{le=\"2.62144\"} 3",
+            "cpu_bucket{le=\"+Inf\"} 4",
+            "cpu_count 4",
+        ] {
+            assert!(out.contains(line), "{line} in {out}");
+        }
+        assert!(out.contains("cpu_sum 3.000026"), "{out}");
+    }
 
     #[test]
     fn counters_are_renamed_for_the_old_format() {

@@ -116,6 +116,8 @@ pub struct HandlerInstance {
     dead: bool,
     /// The last call waited for a CPU allowance (for the metrics).
     throttled: bool,
+    /// The CPU time the last call was charged (for the metrics).
+    last_cpu: std::time::Duration,
 }
 
 impl HandlerModule {
@@ -241,6 +243,7 @@ impl HandlerModule {
             limits: limits.clone(),
             dead: false,
             throttled: false,
+            last_cpu: std::time::Duration::ZERO,
         })
     }
 }
@@ -260,9 +263,14 @@ async fn throttle(wait: Option<std::time::Duration>, who: &str) -> bool {
 }
 
 impl HandlerInstance {
-    /// Whether the last call waited for a CPU allowance (reading clears it).
-    pub fn take_throttled(&mut self) -> bool {
-        std::mem::take(&mut self.throttled)
+    /// What the last call cost: the CPU time it was charged (its wall
+    /// time when shorter than an epoch tick), and whether it waited for a
+    /// CPU allowance first (reading clears both).
+    pub fn take_call_stats(&mut self) -> (std::time::Duration, bool) {
+        (
+            std::mem::take(&mut self.last_cpu),
+            std::mem::take(&mut self.throttled),
+        )
     }
 
     /// Host state of this instance.
@@ -415,6 +423,7 @@ impl HandlerInstance {
     ) -> Result<T, CallError> {
         let state = self.store.data_mut();
         let used = state.cpu.finish();
+        self.last_cpu = used;
         let now = std::time::Instant::now();
         state.allowance.charge(used, now);
         self.limits

@@ -130,8 +130,6 @@ struct Conn {
     /// The socket as seen while handler calls run.
     watch: PeerWatch,
     metrics: Arc<ModuleMetrics>,
-    /// When the call being made started.
-    call_started: Option<Instant>,
 }
 
 impl Conn {
@@ -142,18 +140,16 @@ impl Conn {
         let queued = self.engine.pending_output().len();
         let instance = self.instance.as_mut()?;
         instance.set_connection(open, queued);
-        self.call_started = Some(Instant::now());
         Some((instance, &mut self.watch))
     }
 
     /// After a call: applies what the handler asked for, in order, then
     /// handles a failed call.
     fn after_call(&mut self, result: Result<(), CallError>) {
-        if let Some(started) = self.call_started.take() {
-            self.metrics.calls.observe(started.elapsed().as_secs_f64());
-        }
         if let Some(instance) = self.instance.as_mut() {
-            if instance.take_throttled() {
+            let (cpu, throttled) = instance.take_call_stats();
+            self.metrics.calls.observe(cpu);
+            if throttled {
                 self.metrics.throttled.inc();
             }
             let mut sent = 0;
@@ -330,7 +326,6 @@ pub async fn run<S: Transport>(
         close_info: None,
         watch: PeerWatch::default(),
         metrics: setup.module_metrics,
-        call_started: None,
     });
     tracing::debug!(extensions = %setup.info.extensions, "connection open");
 
