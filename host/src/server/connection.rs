@@ -377,7 +377,6 @@ pub async fn run<S: Transport>(
             };
             let event = match event {
                 Event::Message(message) => {
-                    conn.metrics.messages_in.inc();
                     inbox.push(message);
                     if inbox.is_full() {
                         deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
@@ -676,6 +675,8 @@ async fn deliver<S: Transport>(
     if inbox.is_empty() {
         return;
     }
+    // Counted here, once per batch: the counter is shared by the route.
+    conn.metrics.messages_in.inc_by(inbox.len() as u64);
     match conn.ready_instance() {
         Some((instance, watch)) => {
             let result = watch.run(stream, count_in, inbox.deliver(instance)).await;

@@ -50,6 +50,15 @@ impl Inbox {
         }
     }
 
+    /// How many messages it holds.
+    pub(super) fn len(&self) -> usize {
+        if self.first.is_some() {
+            1
+        } else {
+            self.batch.spans.len()
+        }
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.first.is_none() && self.batch.spans.is_empty()
     }
