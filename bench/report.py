@@ -265,7 +265,7 @@ def broadcast_section(results, meta, timing):
               "1 KiB, `/usr/bin/time`), so what saturates is the server's core. A server that "
               "falls behind shows it as latency (seconds: the backlog) and drops; drops depend "
               "on each server's slow-consumer policy (wsbox skips a subscriber over "
-              "`max_backpressure`, 1 MiB here; native's channel keeps 4,096 messages; Node, "
+              "`max_backpressure`, the default 256 KiB here; native's channel keeps 4,096 messages; Node, "
               "websockets and Tornado buffer without bound, so their drops are what was still "
               "queued when the 5 s drain ended).")
     md.append("")
