@@ -173,23 +173,6 @@ async fn until_broker(server: &TestServer, connected: bool) {
     }
 }
 
-/// Connects and waits for on-open: the client and its connection id.
-async fn join(server: &TestServer, path: &str) -> (Client, u64) {
-    let mut ws = server.connect(path).await;
-    let answer = ask(&mut ws, "id").await;
-    let id = answer
-        .strip_prefix("id ")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected answer to id: {answer}"));
-    (ws, id)
-}
-
-async fn text(ws: &mut Client) -> String {
-    match next_message(ws).await {
-        WsMessage::Text(t) => t.to_string(),
-        other => panic!("expected a text message, got {other:?}"),
-    }
-}
 
 /// Waits until the nodes of `tos` (each subscribed to `topic`) get what
 /// `from` publishes to it: `from` (not subscribed to it) publishes

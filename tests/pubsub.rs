@@ -13,7 +13,6 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wsbox::config::{Config, PubsubLimits, RouteLimits, SlowConsumerPolicy};
 use wsbox_tests::*;
 
@@ -39,24 +38,6 @@ fn add_acme_route(server: &TestServer) {
     );
 }
 
-/// Connects and waits until the handler's `on-open` has run (its answer
-/// to `id` comes after it): returns the client and its connection id.
-async fn join(server: &TestServer, path: &str) -> (Client, u64) {
-    let mut ws = server.connect(path).await;
-    let answer = ask(&mut ws, "id").await;
-    let id = answer
-        .strip_prefix("id ")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected answer to id: {answer}"));
-    (ws, id)
-}
-
-async fn text(ws: &mut Client) -> String {
-    match next_message(ws).await {
-        WsMessage::Text(t) => t.to_string(),
-        other => panic!("expected a text message, got {other:?}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_reach_their_tenants_subscribers_only_with_counts_and_exclude_self() {

@@ -139,6 +139,27 @@ pub fn module_config(pattern: &str, path: &str, limits: RouteLimits) -> Config {
     }
 }
 
+/// Connects to a handler that answers `id` with `id <connection id>` (the
+/// pubsub guest) and waits until its `on-open` has run (the answer comes
+/// after it): the client and its connection id.
+pub async fn join(server: &TestServer, path: &str) -> (Client, u64) {
+    let mut ws = server.connect(path).await;
+    let answer = ask(&mut ws, "id").await;
+    let id = answer
+        .strip_prefix("id ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected answer to id: {answer}"));
+    (ws, id)
+}
+
+/// The next message, which must be text.
+pub async fn text(ws: &mut Client) -> String {
+    match next_message(ws).await {
+        WsMessage::Text(t) => t.to_string(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
 /// Starts the control plane (registry and admin API) of a running test
 /// server, with `token` as the operator token: the admin listener's
 /// address and the task serving it.
