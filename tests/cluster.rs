@@ -173,7 +173,6 @@ async fn until_broker(server: &TestServer, connected: bool) {
     }
 }
 
-
 /// Waits until the nodes of `tos` (each subscribed to `topic`) get what
 /// `from` publishes to it: `from` (not subscribed to it) publishes
 /// numbered probes until each of them got one, then each takes the rest

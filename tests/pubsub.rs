@@ -38,7 +38,6 @@ fn add_acme_route(server: &TestServer) {
     );
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_reach_their_tenants_subscribers_only_with_counts_and_exclude_self() {
     let server = TestServer::start(pubsub_config(limits())).await;
