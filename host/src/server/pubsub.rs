@@ -656,30 +656,26 @@ impl Hub {
         message: &Message,
         exclude: Option<u64>,
     ) -> PublishReport {
-        self.metrics
-            .pubsub_publishes
-            .get_or_create(&TenantLabels {
-                tenant: tenant.to_string(),
-            })
-            .inc();
-        let mut report = self.fan_out_here(tenant, topic, message, exclude);
+        let labels = TenantLabels {
+            tenant: tenant.to_string(),
+        };
+        self.metrics.pubsub_publishes.get_or_create(&labels).inc();
+        let mut report = self.fan_out_here(&labels, topic, message, exclude);
         if let Some(cluster) = self.cluster.get() {
             report.broker_error = cluster.publish(tenant, topic, message).err();
         }
         report
     }
 
-    /// Delivers to this node's subscribers.
+    /// Delivers to this node's subscribers of `labels.tenant`'s topic.
     fn fan_out_here(
         &self,
-        tenant: &str,
+        labels: &TenantLabels,
         topic: &str,
         message: &Message,
         exclude: Option<u64>,
     ) -> PublishReport {
-        let labels = TenantLabels {
-            tenant: tenant.to_string(),
-        };
+        let tenant = labels.tenant.as_str();
         let mut report = PublishReport::default();
         let state = lock(&self.state);
         let Some(subscribers) = state.topics.get(tenant).and_then(|t| t.get(topic)) else {
@@ -693,10 +689,10 @@ impl Hub {
                 continue;
             }
             let queued = if member.backpressure.fanout == Fanout::PerConnection {
-                self.offer_message(id, member, message, &labels)
+                self.offer_message(id, member, message, labels)
             } else {
                 let frame = frames.for_member(member.shared_compression);
-                self.offer(id, member, frame, &labels)
+                self.offer(id, member, frame, labels)
             };
             if queued {
                 report.delivered += 1;
@@ -708,7 +704,7 @@ impl Hub {
         if report.delivered > 0 {
             self.metrics
                 .pubsub_deliveries
-                .get_or_create(&labels)
+                .get_or_create(labels)
                 .inc_by(u64::from(report.delivered));
         }
         report
@@ -789,7 +785,10 @@ impl cluster::Deliver for Hub {
         match envelope.target {
             envelope::Target::Topic(topic) => {
                 if check_topic(&topic).is_ok() {
-                    self.fan_out_here(&envelope.tenant, &topic, &envelope.message, None);
+                    let labels = TenantLabels {
+                        tenant: envelope.tenant,
+                    };
+                    self.fan_out_here(&labels, &topic, &envelope.message, None);
                 }
             }
             envelope::Target::Connection(id) => {
