@@ -18,11 +18,14 @@
 //! on 127.0.0.1 only. tokio-tungstenite has no permessage-deflate, so
 //! `--compress` is refused.
 
+#[path = "listen.rs"]
+mod listen;
+
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -32,56 +35,8 @@ const CAPACITY: usize = 4096;
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 fn main() -> ExitCode {
-    let mut port: Option<u16> = std::env::var("PORT").ok().and_then(|p| p.parse().ok());
-    for arg in std::env::args().skip(1) {
-        match arg.as_str() {
-            "--compress" => {
-                eprintln!("native-broadcast: tokio-tungstenite has no permessage-deflate");
-                return ExitCode::from(2);
-            }
-            other => match other.parse() {
-                Ok(p) => port = Some(p),
-                Err(_) => {
-                    eprintln!("native-broadcast: usage: native-broadcast [PORT]");
-                    return ExitCode::from(2);
-                }
-            },
-        }
-    }
-    let addr = format!("127.0.0.1:{}", port.unwrap_or(9000));
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("native-broadcast: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rt.block_on(async {
-        let listener = match TcpListener::bind(&addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("native-broadcast: binding {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let (tx, _) = broadcast::channel::<(u64, Message)>(CAPACITY);
-        println!("native-broadcast listening on {addr}");
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    tokio::spawn(serve(stream, tx.clone()));
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off, keep serving the others.
-                    eprintln!("native-broadcast: accept: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
-    })
+    let (tx, _) = broadcast::channel::<(u64, Message)>(CAPACITY);
+    listen::run("native-broadcast", move |stream| serve(stream, tx.clone()))
 }
 
 async fn serve(stream: TcpStream, tx: broadcast::Sender<(u64, Message)>) {

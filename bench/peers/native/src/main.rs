@@ -11,61 +11,16 @@
 //! 127.0.0.1 only. tokio-tungstenite has no permessage-deflate, so
 //! `--compress` is refused.
 
+#[path = "listen.rs"]
+mod listen;
+
 use std::process::ExitCode;
 
 use futures_util::{StreamExt, TryStreamExt, future};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 fn main() -> ExitCode {
-    let mut port: Option<u16> = std::env::var("PORT").ok().and_then(|p| p.parse().ok());
-    for arg in std::env::args().skip(1) {
-        match arg.as_str() {
-            "--compress" => {
-                eprintln!("native-echo: tokio-tungstenite has no permessage-deflate");
-                return ExitCode::from(2);
-            }
-            other => match other.parse() {
-                Ok(p) => port = Some(p),
-                Err(_) => {
-                    eprintln!("native-echo: usage: native-echo [PORT]");
-                    return ExitCode::from(2);
-                }
-            },
-        }
-    }
-    let addr = format!("127.0.0.1:{}", port.unwrap_or(9000));
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("native-echo: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rt.block_on(async {
-        let listener = match TcpListener::bind(&addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("native-echo: binding {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        println!("native-echo listening on {addr}");
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    tokio::spawn(serve(stream));
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off, keep serving the others.
-                    eprintln!("native-echo: accept: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
-    })
+    listen::run("native-echo", serve)
 }
 
 async fn serve(stream: TcpStream) {
