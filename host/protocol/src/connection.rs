@@ -1,6 +1,7 @@
 //! The sans-IO connection: feed it received bytes, take events and bytes to write.
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -8,6 +9,7 @@ use crate::close;
 use crate::deflate::Negotiated;
 use crate::deflate::codec::{InflateError, PerMessageDeflate};
 use crate::frame::{self, FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
+use crate::output::{Output, SHARE_MIN};
 use crate::utf8::Utf8Validator;
 
 /// Which side of the connection we are. Decides who masks (RFC 6455 §5.1).
@@ -243,11 +245,10 @@ pub struct Connection {
     message: Option<IncomingMessage>,
     utf8: Utf8Validator,
     events: VecDeque<Event>,
-    output: BytesMut,
-    /// Largest lengths `input`/`output` reached since they were last reallocated; a
-    /// buffer's capacity cannot be read back once it was advanced.
+    output: Output,
+    /// Largest length `input` reached since it was last reallocated; a buffer's
+    /// capacity cannot be read back once it was advanced.
     input_peak: usize,
-    output_peak: usize,
     close_sent: Option<CloseFrame>,
     close_received: Option<CloseFrame>,
     /// The close handshake completed (both close frames exchanged).
@@ -273,9 +274,8 @@ impl Connection {
             message: None,
             utf8: Utf8Validator::default(),
             events: VecDeque::new(),
-            output: BytesMut::new(),
+            output: Output::default(),
             input_peak: 0,
-            output_peak: 0,
             close_sent: None,
             close_received: None,
             clean_close: false,
@@ -393,7 +393,7 @@ impl Connection {
             Message::Text(_) => OpCode::Text,
             Message::Binary(_) => OpCode::Binary,
         };
-        self.write_message(opcode, message.as_bytes(), fragment_size.max(1));
+        self.write_message(opcode, message.as_bytes(), None, fragment_size.max(1));
         Ok(())
     }
 
@@ -424,10 +424,7 @@ impl Connection {
             self.input = BytesMut::new();
             self.input_peak = 0;
         }
-        if self.output.is_empty() {
-            self.output = BytesMut::new();
-            self.output_peak = 0;
-        }
+        self.output.compact();
         let Some(deflate) = self.deflate.as_mut() else {
             return;
         };
@@ -459,13 +456,30 @@ impl Connection {
         self.send_control(OpCode::Pong, payload)
     }
 
-    /// Queue a frame that was encoded beforehand with [`frame::encode_frame`], e.g. once
-    /// for many subscribers. The caller vouches that `encoded` is exactly one complete,
-    /// valid, non-close frame, masked according to our role (servers: unmasked).
-    pub fn send_encoded(&mut self, encoded: &[u8]) -> Result<(), SendError> {
+    /// Like [`Self::send_message`], taking the payload by value: a server queues a
+    /// large payload (or its compressed form) as it is, and writes it after the frame
+    /// header without copying it into the output.
+    pub fn send_owned(&mut self, message: Message) -> Result<(), SendError> {
         self.check_open()?;
-        self.output.extend_from_slice(encoded);
-        self.output_peak = self.output_peak.max(self.output.len());
+        let (opcode, payload) = match message {
+            Message::Text(text) => (OpCode::Text, Bytes::from(text)),
+            Message::Binary(data) => (OpCode::Binary, data),
+        };
+        self.write_message(opcode, &payload, Some(&payload), usize::MAX);
+        Ok(())
+    }
+
+    /// Queue a frame that was encoded beforehand with [`frame::encode_frame`], e.g. once
+    /// for many subscribers: a large one is queued by reference, not copied. The caller
+    /// vouches that `encoded` is exactly one complete, valid, non-close frame, masked
+    /// according to our role (servers: unmasked).
+    pub fn send_encoded(&mut self, encoded: Bytes) -> Result<(), SendError> {
+        self.check_open()?;
+        if encoded.len() >= SHARE_MIN {
+            self.output.share(encoded);
+        } else {
+            self.output.copy_with(|out| out.extend_from_slice(&encoded));
+        }
         Ok(())
     }
 
@@ -498,36 +512,38 @@ impl Connection {
         Ok(())
     }
 
-    /// Bytes waiting to be written to the transport.
+    /// The next contiguous bytes waiting to be written to the transport: the front of
+    /// the output queue, which may hold more after them (see
+    /// [`Self::pending_output_len`]). Writers that can write several buffers at once
+    /// use [`Self::pending_output_vectored`] instead.
     pub fn pending_output(&self) -> &[u8] {
-        &self.output
+        self.output.front()
     }
 
-    /// Mark the first `n` bytes of [`Self::pending_output`] as written.
+    /// Fills `dst` with the buffers waiting to be written, in order, for a vectored
+    /// write; returns how many it filled (0 when nothing is queued). Large payloads
+    /// and shared frames are among them as they are, never copied into one buffer.
+    pub fn pending_output_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        self.output.chunks_vectored(dst)
+    }
+
+    /// How many bytes wait to be written to the transport, in all.
+    pub fn pending_output_len(&self) -> usize {
+        self.output.len()
+    }
+
+    /// Mark the first `n` bytes of the pending output as written.
     pub fn consume_output(&mut self, n: usize) {
-        let n = n.min(self.output.len());
         self.output.advance(n);
-        if self.output.is_empty() {
-            self.release_large_output();
-        }
     }
 
-    /// Take all pending output at once, without copying (for writers that want owned
-    /// buffers).
+    /// Take all pending output at once, as one buffer (for writers that want owned
+    /// buffers): without copying when it is one buffer already.
     pub fn take_output(&mut self) -> Bytes {
-        let taken = self.output.split().freeze();
-        self.release_large_output();
-        taken
+        self.output.take()
     }
 
-    fn release_large_output(&mut self) {
-        if self.output_peak > KEEP_CAPACITY {
-            self.output = BytesMut::new();
-            self.output_peak = 0;
-        }
-    }
-
-    /// Whether [`Self::pending_output`] is non-empty.
+    /// Whether anything waits to be written to the transport.
     pub fn has_pending_output(&self) -> bool {
         !self.output.is_empty()
     }
@@ -875,26 +891,33 @@ impl Connection {
 
     fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
         self.check_open()?;
-        self.write_message(opcode, payload, usize::MAX);
+        self.write_message(opcode, payload, None, usize::MAX);
         Ok(())
     }
 
     /// Write a data message in frames of at most `fragment_size` payload bytes,
     /// compressed if permessage-deflate is on and the message is not too small.
-    fn write_message(&mut self, opcode: OpCode, payload: &[u8], fragment_size: usize) {
+    /// `owner`, when given, holds `payload`, which may then be queued by reference.
+    fn write_message(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        owner: Option<&Bytes>,
+        fragment_size: usize,
+    ) {
         let compressed = match self.deflate.as_mut() {
             Some(deflate) if payload.len() >= deflate.min_compress_size => {
-                deflate.compressor.compress(payload)
+                deflate.compressor.compress(payload).map(Bytes::from)
             }
             _ => None,
         };
-        let (rsv1, body) = match &compressed {
-            Some(data) => (true, data.as_slice()),
-            None => (false, payload),
+        let (rsv1, body, owner) = match &compressed {
+            Some(data) => (true, &data[..], Some(data)),
+            None => (false, payload, owner),
         };
         let mut chunks = body.chunks(fragment_size).peekable();
         if chunks.peek().is_none() {
-            self.write_frame_parts(true, rsv1, opcode, &[]);
+            self.write_frame_parts(true, rsv1, opcode, &[], None);
             return;
         }
         let mut first = true;
@@ -905,7 +928,7 @@ impl Connection {
             } else {
                 (false, OpCode::Continuation)
             };
-            self.write_frame_parts(fin, rsv1, opcode, chunk);
+            self.write_frame_parts(fin, rsv1, opcode, chunk, owner);
             first = false;
         }
     }
@@ -926,17 +949,36 @@ impl Connection {
     }
 
     fn write_frame(&mut self, opcode: OpCode, payload: &[u8]) {
-        self.write_frame_parts(true, false, opcode, payload);
+        self.write_frame_parts(true, false, opcode, payload, None);
     }
 
-    fn write_frame_parts(&mut self, fin: bool, rsv1: bool, opcode: OpCode, payload: &[u8]) {
-        // Clients mask every frame with a fresh key from a CSPRNG (RFC 6455 §5.3).
+    /// `owner`, when given, is a buffer that holds `payload`: a server queues a large
+    /// payload from it by reference, after the header.
+    fn write_frame_parts(
+        &mut self,
+        fin: bool,
+        rsv1: bool,
+        opcode: OpCode,
+        payload: &[u8],
+        owner: Option<&Bytes>,
+    ) {
+        // Clients mask every frame with a fresh key from a CSPRNG (RFC 6455 §5.3),
+        // which needs a copy of the payload anyway.
         let mask = match self.role {
             Role::Server => None,
             Role::Client => Some(rand::random::<[u8; 4]>()),
         };
-        frame::encode_frame(&mut self.output, fin, rsv1, opcode, payload, mask);
-        self.output_peak = self.output_peak.max(self.output.len());
+        match owner {
+            Some(owner) if mask.is_none() && payload.len() >= SHARE_MIN => {
+                let len = payload.len() as u64;
+                self.output
+                    .copy_with(|out| frame::encode_header(out, fin, rsv1, opcode, len, None));
+                self.output.share(owner.slice_ref(payload));
+            }
+            _ => self.output.copy_with(|out| {
+                frame::encode_frame(out, fin, rsv1, opcode, payload, mask);
+            }),
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! No sockets, no async runtime: the host reads from its transport and calls
 //! [`Connection::receive`], drains [`Connection::next_event`], and writes
-//! [`Connection::pending_output`] (then [`Connection::consume_output`]). The design
+//! [`Connection::pending_output_vectored`] (or [`Connection::pending_output`], one
+//! buffer at a time), then [`Connection::consume_output`]. The design
 //! follows Python's `websockets` and `h11`.
 //!
 //! ```
@@ -30,6 +31,7 @@ pub mod frame;
 pub mod handshake;
 
 mod connection;
+mod output;
 mod utf8;
 
 pub use connection::*;

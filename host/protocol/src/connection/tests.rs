@@ -1,4 +1,5 @@
 use super::*;
+use std::io::IoSlice;
 use crate::frame::{apply_mask, parse_header};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -811,7 +812,7 @@ fn we_close_first() {
     assert_eq!(conn.send_binary(b"x"), Err(SendError::Closed));
     assert_eq!(conn.send_ping(b"x"), Err(SendError::Closed));
     assert_eq!(conn.send_pong(b"x"), Err(SendError::Closed));
-    assert_eq!(conn.send_encoded(b"\x81\x00"), Err(SendError::Closed));
+    assert_eq!(conn.send_encoded(Bytes::from_static(b"\x81\x00")), Err(SendError::Closed));
     assert_eq!(conn.close(Some(1000), ""), Ok(()));
     assert_eq!(
         conn.close(Some(5), ""),
@@ -947,7 +948,7 @@ fn send_encoded_passes_frames_through() {
     let mut shared = BytesMut::new();
     frame::encode_frame(&mut shared, true, false, OpCode::Text, b"fan-out", None);
     let mut conn = server();
-    conn.send_encoded(&shared).unwrap();
+    conn.send_encoded(shared.freeze()).unwrap();
     assert_eq!(take_frames(&mut conn), [(true, 1, b"fan-out".to_vec())]);
 }
 
@@ -1034,8 +1035,8 @@ fn large_buffers_are_released_when_drained() {
         let n = conn.pending_output().len().min(65_536);
         conn.consume_output(n);
     }
-    assert_eq!(conn.output.capacity(), 0);
-    assert_eq!((conn.input_peak, conn.output_peak), (0, 0));
+    assert_eq!(conn.output.tail_capacity(), 0);
+    assert_eq!((conn.input_peak, conn.output.tail_peak()), (0, 0));
 }
 
 #[test]
@@ -1044,14 +1045,14 @@ fn small_buffers_are_kept_until_compacted() {
     conn.receive(&masked(true, 2, &[7u8; 50_000]));
     assert_eq!(events(&mut conn).len(), 1);
     conn.send_binary(&[7u8; 50_000]).unwrap();
-    let n = conn.pending_output().len();
+    let n = conn.pending_output_len();
     conn.consume_output(n);
     // Kept for the next burst (a released buffer resets its peak)...
-    assert!(conn.input_peak >= 50_000 && conn.output_peak >= 50_000);
+    assert!(conn.input_peak >= 50_000 && conn.output.tail_peak() >= 50_000);
     // ...until the connection is idle.
     conn.compact_idle();
-    assert_eq!((conn.input.capacity(), conn.output.capacity()), (0, 0));
-    assert_eq!((conn.input_peak, conn.output_peak), (0, 0));
+    assert_eq!((conn.input.capacity(), conn.output.tail_capacity()), (0, 0));
+    assert_eq!((conn.input_peak, conn.output.tail_peak()), (0, 0));
 }
 
 #[test]
@@ -1087,7 +1088,7 @@ fn check_plain_message_promise(stream: &[u8], splits: &[usize]) -> usize {
         pos = end;
         loop {
             let promised = conn.next_is_plain_message();
-            let (output, state) = (conn.pending_output().len(), conn.state());
+            let (output, state) = (conn.pending_output_len(), conn.state());
             let Some(event) = conn.next_event() else {
                 break;
             };
@@ -1099,11 +1100,11 @@ fn check_plain_message_promise(stream: &[u8], splits: &[usize]) -> usize {
                     matches!(event, Event::Message(_)),
                     "promised a message, got {event:?}"
                 );
-                assert_eq!(conn.pending_output().len(), output, "parsing queued output");
+                assert_eq!(conn.pending_output_len(), output, "parsing queued output");
                 assert_eq!(conn.state(), state);
             }
         }
-        let n = conn.pending_output().len();
+        let n = conn.pending_output_len();
         conn.consume_output(n);
     }
     promises
@@ -1160,4 +1161,57 @@ fn plain_message_is_no_for_control_frames_fragments_and_oversize() {
     }
     // a (parsed on receive), b, ping, c, fragmented, oversize -> error, end.
     assert_eq!(seen, [true, true, false, true, false, false, false]);
+}
+
+#[test]
+fn owned_large_payloads_are_queued_by_reference_after_their_header() {
+    let mut conn = server();
+    let big = Bytes::from(vec![b'x'; 4096]);
+    conn.send_owned(Message::Binary(big.clone())).unwrap();
+    conn.send_owned(Message::Text("small".into())).unwrap();
+    let mut slices = [IoSlice::new(&[]); 8];
+    let n = conn.pending_output_vectored(&mut slices);
+    assert_eq!(n, 3, "header, the payload itself, then the small frame");
+    assert_eq!(slices[1].as_ptr(), big.as_ptr(), "not copied");
+    assert_eq!(conn.pending_output_len(), 4 + 4096 + 7);
+    let out = frames(&conn.take_output());
+    assert_eq!(out[0], (true, 2, big.to_vec()));
+    assert_eq!(out[1], (true, 1, b"small".to_vec()));
+}
+
+#[test]
+fn owned_payloads_are_masked_copies_for_clients() {
+    let mut conn = client();
+    let big = Bytes::from(vec![b'y'; 4096]);
+    conn.send_owned(Message::Binary(big.clone())).unwrap();
+    let mut slices = [IoSlice::new(&[]); 8];
+    assert_eq!(conn.pending_output_vectored(&mut slices), 1);
+    let out = frames(&conn.take_output());
+    assert_eq!(out, vec![(true, 2, big.to_vec())]);
+}
+
+#[test]
+fn shared_encoded_frames_keep_their_place_in_the_output() {
+    let mut conn = server();
+    let mut encoded = BytesMut::new();
+    frame::encode_frame(&mut encoded, true, false, OpCode::Text, &[b'p'; 1000], None);
+    let encoded = encoded.freeze();
+    conn.send_text("before").unwrap();
+    conn.send_encoded(encoded.clone()).unwrap();
+    conn.send_encoded(Bytes::from_static(b"\x81\x02hi")).unwrap();
+    conn.send_text("after").unwrap();
+    // Written a few bytes at a time, across buffer boundaries.
+    let mut wire = Vec::new();
+    while conn.has_pending_output() {
+        let n = conn.pending_output().len().min(333);
+        wire.extend_from_slice(&conn.pending_output()[..n]);
+        conn.consume_output(n);
+    }
+    let texts: Vec<Vec<u8>> = frames(&wire).into_iter().map(|f| f.2).collect();
+    assert_eq!(
+        texts,
+        vec![b"before".to_vec(), vec![b'p'; 1000], b"hi".to_vec(), b"after".to_vec()]
+    );
+    conn.close(Some(1000), "").unwrap();
+    assert_eq!(conn.send_encoded(encoded), Err(SendError::Closed));
 }
