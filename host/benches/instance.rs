@@ -193,7 +193,7 @@ fn lifecycle(c: &mut Criterion) {
                                     other => panic!("unexpected effect {other:?}"),
                                 }
                             }
-                            let n = engine.pending_output().len();
+                            let n = engine.pending_output_len();
                             assert!(n >= size * count, "the echo was written");
                             engine.consume_output(n);
                             done += count as u64;

@@ -18,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod metrics;
+mod output;
 pub mod registry;
 pub mod runtime;
 pub mod server;

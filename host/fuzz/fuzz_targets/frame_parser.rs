@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = conn.close(Some(1000), "bye");
         }
         // The host writes output as it goes.
-        let n = conn.pending_output().len() / 2;
+        let n = conn.pending_output_len() / 2;
         conn.consume_output(n);
     }
     conn.receive_eof();

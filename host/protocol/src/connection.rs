@@ -460,11 +460,18 @@ impl Connection {
     /// large payload (or its compressed form) as it is, and writes it after the frame
     /// header without copying it into the output.
     pub fn send_owned(&mut self, message: Message) -> Result<(), SendError> {
+        match message {
+            Message::Text(text) => self.send_payload(true, Bytes::from(text)),
+            Message::Binary(data) => self.send_payload(false, data),
+        }
+    }
+
+    /// Like [`Self::send_owned`], for a payload already in a `Bytes` (a slice of a
+    /// larger buffer, say): a text message when `text`, whose payload the caller
+    /// vouches is valid UTF-8, else a binary one.
+    pub fn send_payload(&mut self, text: bool, payload: Bytes) -> Result<(), SendError> {
         self.check_open()?;
-        let (opcode, payload) = match message {
-            Message::Text(text) => (OpCode::Text, Bytes::from(text)),
-            Message::Binary(data) => (OpCode::Binary, data),
-        };
+        let opcode = if text { OpCode::Text } else { OpCode::Binary };
         self.write_message(opcode, &payload, Some(&payload), usize::MAX);
         Ok(())
     }

@@ -17,10 +17,12 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use wsbox_protocol::deflate::{self, DeflateConfig};
 use wsbox_protocol::{Config, Connection, Event, Message, Role, State, handshake};
+
+use crate::output::{poll_write_output, write_all_output};
 
 use super::client::{CLOSE_TIMEOUT, CONNECT_TIMEOUT, ErrorKind, Target};
 use super::echo::InFlight;
@@ -177,14 +179,9 @@ impl EngineWs {
                     Event::ProtocolError(_) => return Err(ErrorKind::Io),
                 }
             }
-            let out = self.engine.pending_output().len();
-            if out > 0 {
-                self.tcp
-                    .write_all(self.engine.pending_output())
-                    .await
-                    .map_err(|_| ErrorKind::Io)?;
-                self.engine.consume_output(out);
-            }
+            write_all_output(&mut self.tcp, &mut self.engine)
+                .await
+                .map_err(|_| ErrorKind::Io)?;
             let n = self
                 .tcp
                 .read(&mut self.buf)
@@ -250,7 +247,7 @@ pub async fn pump(
             // Write what is queued.
             let mut wrote = false;
             while ws.engine.has_pending_output() {
-                match Pin::new(&mut ws.tcp).poll_write(cx, ws.engine.pending_output()) {
+                match poll_write_output(&mut ws.tcp, cx, &ws.engine) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Err(ErrorKind::Closed)),
                     Poll::Ready(Ok(n)) => {
                         ws.engine.consume_output(n);
@@ -286,14 +283,9 @@ pub async fn close(mut ws: EngineWs) -> Result<(), ErrorKind> {
             .close(Some(1000), "")
             .map_err(|_| ErrorKind::Closed)?;
         loop {
-            let out = ws.engine.pending_output().len();
-            if out > 0 {
-                ws.tcp
-                    .write_all(ws.engine.pending_output())
-                    .await
-                    .map_err(|_| ErrorKind::Io)?;
-                ws.engine.consume_output(out);
-            }
+            write_all_output(&mut ws.tcp, &mut ws.engine)
+                .await
+                .map_err(|_| ErrorKind::Io)?;
             while let Some(event) = ws.engine.next_event() {
                 if let Event::Closed(_) = event {
                     return Ok(());

@@ -483,7 +483,7 @@ impl ClientHandle {
             drained.as_mut().enable();
             {
                 let state = self.engine();
-                if state.done || state.conn.pending_output().len() <= OUTPUT_HIGH_WATER {
+                if state.done || state.conn.pending_output_len() <= OUTPUT_HIGH_WATER {
                     return Ok(());
                 }
             }

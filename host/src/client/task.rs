@@ -154,7 +154,7 @@ async fn run<S>(
                 };
                 on_event(st, event, &mut timers, &mut cause, &mut undelivered);
             }
-            (st.conn.state(), st.conn.pending_output().len())
+            (st.conn.state(), st.conn.pending_output_len())
         };
         if pending <= OUTPUT_HIGH_WATER {
             shared.drained.notify_waiters();
@@ -197,9 +197,8 @@ async fn run<S>(
                 }
             }
             let mut guard = lock(&shared);
-            let out = guard.conn.pending_output();
-            if !out.is_empty() {
-                match Pin::new(&mut stream).poll_write(cx, out) {
+            if guard.conn.has_pending_output() {
+                match crate::output::poll_write_output(&mut stream, cx, &guard.conn) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Io::Eof),
                     Poll::Ready(Ok(n)) => return Poll::Ready(Io::Wrote(n)),
                     Poll::Ready(Err(e)) => return Poll::Ready(Io::Failed(e)),

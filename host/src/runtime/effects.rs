@@ -3,6 +3,8 @@
 //! engine and socket when the call returns, so the instance never holds the
 //! connection itself (and can be dropped while the socket lives on).
 
+use bytes::Bytes;
+
 use super::bindings::{Message, MessageBatch, MessageKind};
 
 /// One request of the handler, in the order it made them.
@@ -73,6 +75,16 @@ impl WriteBatch {
         self.0.spans.is_empty()
     }
 
+    /// The messages, in order, each as a slice of the batch's data (no copy):
+    /// `true` for text.
+    pub fn into_messages(self) -> impl Iterator<Item = (bool, Bytes)> {
+        let mut data = Bytes::from(self.0.data);
+        self.0.spans.into_iter().map(move |span| {
+            let bytes = data.split_to((span.len as usize).min(data.len()));
+            (span.kind == MessageKind::Text, bytes)
+        })
+    }
+
     /// The messages, in order.
     pub fn messages(&self) -> impl Iterator<Item = BatchMessage<'_>> {
         let mut rest = self.0.data.as_slice();
@@ -118,6 +130,13 @@ mod tests {
             vec![BatchMessage::Text("hi"), BatchMessage::Binary(&[0, 1])]
         );
         assert_eq!((ok.len(), ok.data_len()), (2, 4));
+        assert_eq!(
+            ok.into_messages().collect::<Vec<_>>(),
+            vec![
+                (true, Bytes::from_static(b"hi")),
+                (false, Bytes::from_static(&[0, 1]))
+            ]
+        );
         let short = WriteBatch::new(batch(b"abc", &[(MessageKind::Binary, 2)])).unwrap_err();
         assert!(short.contains("do not add up"), "{short}");
         let overflow = WriteBatch::new(batch(

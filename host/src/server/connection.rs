@@ -23,6 +23,7 @@ use super::mailbox::{Command, Registration};
 use super::peer_watch::PeerWatch;
 use crate::config::Keepalive;
 use crate::metrics::{FailureKind, ModuleMetrics};
+use crate::output::{poll_write_output, write_all_output};
 use crate::runtime::{
     BatchMessage, CallError, CloseCause, CloseInfo, Effect, HandlerInstance, Message, OpenInfo,
 };
@@ -43,6 +44,10 @@ const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
 /// The close reason when a handler exceeds its output cap.
 const OUTPUT_LIMIT_REASON: &str = "output limit exceeded";
+/// A handler's batch of replies at least this large is handed to the engine
+/// as slices of its buffer (large messages in it are then not copied);
+/// smaller ones are copied message by message, which costs less.
+const SHARE_BATCH_MIN: usize = 4096;
 /// Size of the per-thread read buffer shared by all connections on a thread.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -137,7 +142,7 @@ impl Conn {
     /// the watch to run the call under.
     fn ready_instance(&mut self) -> Option<(&mut HandlerInstance, &mut PeerWatch)> {
         let open = self.engine.state() == State::Open && !self.handler_closed;
-        let queued = self.engine.pending_output().len();
+        let queued = self.engine.pending_output_len();
         let instance = self.instance.as_mut()?;
         instance.set_connection(open, queued);
         Some((instance, &mut self.watch))
@@ -224,7 +229,7 @@ impl Conn {
             match command {
                 Command::Send(message) => {
                     let len = message.len();
-                    let queued = self.engine.pending_output().len();
+                    let queued = self.engine.pending_output_len();
                     if self.engine.state() != State::Open {
                         tracing::debug!("message posted to a closing connection dropped");
                     } else if queued.saturating_add(len) > self.max_pending_output {
@@ -233,14 +238,14 @@ impl Conn {
                             len,
                             "message posted to a connection over its output limit dropped"
                         );
-                    } else if self.engine.send_message(&message).is_ok() {
+                    } else if self.engine.send_owned(message).is_ok() {
                         self.metrics.messages_out.inc();
                     }
                 }
                 Command::Frame(frame) => {
                     // The poster (pub/sub fan-out) already applied the
                     // slow-consumer bound; a closing connection drops it.
-                    if self.engine.send_encoded(&frame).is_err() {
+                    if self.engine.send_encoded(frame).is_err() {
                         tracing::debug!("published frame for a closing connection dropped");
                     } else {
                         self.metrics.messages_out.inc();
@@ -267,11 +272,20 @@ fn apply(
     // and checked their arguments, so the engine's own refusals (closing
     // meanwhile) need no answer.
     match effect {
+        // Payloads are handed over, not copied: a large one is written
+        // after its frame header from the handler's own buffer.
         Effect::Write(Message::Text(text)) => {
-            return u64::from(engine.send_text(&text).is_ok());
+            return u64::from(engine.send_payload(true, Bytes::from(text)).is_ok());
         }
         Effect::Write(Message::Binary(data)) => {
-            return u64::from(engine.send_binary(&data).is_ok());
+            return u64::from(engine.send_payload(false, Bytes::from(data)).is_ok());
+        }
+        Effect::WriteBatch(batch) if batch.data_len() >= SHARE_BATCH_MIN => {
+            let mut sent = 0;
+            for (text, payload) in batch.into_messages() {
+                sent += u64::from(engine.send_payload(text, payload).is_ok());
+            }
+            return sent;
         }
         Effect::WriteBatch(batch) => {
             let mut sent = 0;
@@ -409,7 +423,7 @@ pub async fn run<S: Transport>(
         }
 
         let state = conn.engine.state();
-        let pending = conn.engine.pending_output().len();
+        let pending = conn.engine.pending_output_len();
         // What pub/sub's slow-consumer bound sees.
         registration.mailbox().set_backlog(pending);
         if (state == State::Closed || eof) && pending == 0 {
@@ -431,9 +445,8 @@ pub async fn run<S: Transport>(
         let watch_shutdown = !shutting_down;
         let io = poll_fn(|cx| {
             let engine = &mut conn.engine;
-            let out = engine.pending_output();
-            if !out.is_empty() {
-                match Pin::new(&mut stream).poll_write(cx, out) {
+            if engine.has_pending_output() {
+                match poll_write_output(&mut stream, cx, engine) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Io::Eof),
                     Poll::Ready(Ok(n)) => {
                         registration.mailbox().count_out(n);
@@ -632,18 +645,7 @@ impl Timers {
 /// Writes what is still queued (our close frame, typically) within a short
 /// time, then lingers so the peer reads it before the socket goes away.
 async fn finish<S: Transport>(stream: &mut S, engine: &mut Connection) {
-    let flush = async {
-        loop {
-            let out = engine.pending_output();
-            if out.is_empty() {
-                break;
-            }
-            match stream.write(out).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => engine.consume_output(n),
-            }
-        }
-    };
+    let flush = write_all_output(stream, engine);
     let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, flush).await;
     linger(stream).await;
 }

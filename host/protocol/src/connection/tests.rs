@@ -1,8 +1,8 @@
 use super::*;
-use std::io::IoSlice;
 use crate::frame::{apply_mask, parse_header};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::io::IoSlice;
 
 use ProtocolError as PE;
 
@@ -812,7 +812,10 @@ fn we_close_first() {
     assert_eq!(conn.send_binary(b"x"), Err(SendError::Closed));
     assert_eq!(conn.send_ping(b"x"), Err(SendError::Closed));
     assert_eq!(conn.send_pong(b"x"), Err(SendError::Closed));
-    assert_eq!(conn.send_encoded(Bytes::from_static(b"\x81\x00")), Err(SendError::Closed));
+    assert_eq!(
+        conn.send_encoded(Bytes::from_static(b"\x81\x00")),
+        Err(SendError::Closed)
+    );
     assert_eq!(conn.close(Some(1000), ""), Ok(()));
     assert_eq!(
         conn.close(Some(5), ""),
@@ -1198,7 +1201,8 @@ fn shared_encoded_frames_keep_their_place_in_the_output() {
     let encoded = encoded.freeze();
     conn.send_text("before").unwrap();
     conn.send_encoded(encoded.clone()).unwrap();
-    conn.send_encoded(Bytes::from_static(b"\x81\x02hi")).unwrap();
+    conn.send_encoded(Bytes::from_static(b"\x81\x02hi"))
+        .unwrap();
     conn.send_text("after").unwrap();
     // Written a few bytes at a time, across buffer boundaries.
     let mut wire = Vec::new();
@@ -1210,7 +1214,12 @@ fn shared_encoded_frames_keep_their_place_in_the_output() {
     let texts: Vec<Vec<u8>> = frames(&wire).into_iter().map(|f| f.2).collect();
     assert_eq!(
         texts,
-        vec![b"before".to_vec(), vec![b'p'; 1000], b"hi".to_vec(), b"after".to_vec()]
+        vec![
+            b"before".to_vec(),
+            vec![b'p'; 1000],
+            b"hi".to_vec(),
+            b"after".to_vec()
+        ]
     );
     conn.close(Some(1000), "").unwrap();
     assert_eq!(conn.send_encoded(encoded), Err(SendError::Closed));
