@@ -274,8 +274,21 @@ run_one() { # scenario peer round
     local cmd=("$wsbox" bench "${args[@]}" --url "ws://127.0.0.1:$port$path" --json --label "$peer")
     echo "${cmd[*]}" | sed "s|$target/release/||" >"$dir/command.txt"
     local outf="$dir/$peer.$round.out"
+    # The server's CPU time (user + system) over the whole load run, opening
+    # and warm-up included: when the load generator is what saturates, the
+    # server's CPU per event still tells servers apart.
+    local ticks0
+    ticks0=$(awk '{print $14 + $15}' "/proc/$server_pid/stat" 2>/dev/null || echo 0)
     if "${client_cpu[@]}" "${cmd[@]}" >"$outf" 2>"$dir/$peer.$round.err"; then
-        tail -n 1 "$outf" >"$dir/$peer.$round.json"
+        local ticks
+        ticks=$(( $(awk '{print $14 + $15}' "/proc/$server_pid/stat" 2>/dev/null || echo "$ticks0") - ticks0 ))
+        tail -n 1 "$outf" | python3 -c 'import json, os, sys
+r = json.loads(sys.stdin.read())
+r["server_cpu_s"] = int(sys.argv[1]) / os.sysconf("SC_CLK_TCK")
+events = r.get("events", 0) + r.get("events_per_s", 0) * r.get("warmup_s", 0)
+if events:
+    r["server_cpu_us_per_event"] = round(r["server_cpu_s"] * 1e6 / events, 3)
+print(json.dumps(r))' "$ticks" >"$dir/$peer.$round.json"
     else
         log "  $scenario/$peer round $round: load generator failed ($(tail -n 1 "$dir/$peer.$round.err"))"
         echo "{\"scenario\":\"$scenario\",\"label\":\"$peer\",\"failed\":true}" >"$dir/$peer.$round.json"
@@ -286,7 +299,7 @@ run_one() { # scenario peer round
     fi
     stop_server
     local summary
-    summary=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d.get("rss_per_connection_kib") or d.get("deliveries_per_s") or d.get("messages_per_s") or d.get("connections_per_s"), "errors", d.get("errors"), "drops", d.get("drops"))' "$dir/$peer.$round.json" 2>/dev/null || echo "?")
+    summary=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d.get("rss_per_connection_kib") or d.get("deliveries_per_s") or d.get("messages_per_s") or d.get("connections_per_s"), "errors", d.get("errors"), "drops", d.get("drops"), "server CPU us/event", d.get("server_cpu_us_per_event"))' "$dir/$peer.$round.json" 2>/dev/null || echo "?")
     log "  $scenario/$peer round $round: $summary"
 }
 

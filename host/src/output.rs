@@ -21,8 +21,9 @@ pub(crate) fn poll_write_output<S: AsyncWrite + Unpin + ?Sized>(
     cx: &mut Context<'_>,
     engine: &Connection,
 ) -> Poll<io::Result<usize>> {
-    if !stream.is_write_vectored() {
-        return Pin::new(stream).poll_write(cx, engine.pending_output());
+    let front = engine.pending_output();
+    if front.len() == engine.pending_output_len() || !stream.is_write_vectored() {
+        return Pin::new(stream).poll_write(cx, front);
     }
     let mut buffers = [IoSlice::new(&[]); MAX_BUFFERS];
     let n = engine.pending_output_vectored(&mut buffers);
