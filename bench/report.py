@@ -184,6 +184,13 @@ def ms(us):
     return None if us is None else us / 1000
 
 
+def server_cpu(runs):
+    """Median server CPU time per event (run.sh measures it over the whole
+    load run, opening and warm-up included), or "-" for older runs."""
+    values = [r["server_cpu_us_per_event"] for r in runs if r.get("server_cpu_us_per_event") is not None]
+    return fmt_num(median(values), 2) if values else "-"
+
+
 def broadcast_table(results, scenario):
     runs = load_runs(results, scenario)
     if not runs:
@@ -199,7 +206,7 @@ def broadcast_table(results, scenario):
         failed = sum(1 for r in pr if r.get("failed"))
         if not good:
             why = skipped[0] if skipped else f"{failed} failed run(s)"
-            rows.append([BROADCAST_NAMES[peer], "n/a", "", "", "", "", "", "", "", why])
+            rows.append([BROADCAST_NAMES[peer], "n/a", "", "", "", "", "", "", "", "", why])
             continue
         vals = [r["deliveries_per_s"] for r in good]
         med = median(vals)
@@ -222,6 +229,7 @@ def broadcast_table(results, scenario):
             fmt_num(ms(median([lat(r, "p50") for r in good])), 1),
             " / ".join(fmt_num(ms(median([lat(r, k) for r in good])), 1) for k in ("p99", "p99_9")),
             fmt_num(median([r.get("drops") for r in good])),
+            server_cpu(good),
             err_text,
         ])
     for row in rows:
@@ -232,7 +240,8 @@ def broadcast_table(results, scenario):
             b = medians.get(base)
             row[col] = f"{medians[peer] / b:.2f}x" if b and medians.get(peer) is not None else "-"
     header = ["peer", "median deliveries/s", "spread (min-max)", "ratio to native", "ratio to Node",
-              "published (whole run)", "p50 ms", "p99 / p99.9 ms", "drops (median)", "errors (all rounds)"]
+              "published (whole run)", "p50 ms", "p99 / p99.9 ms", "drops (median)",
+              "server CPU us/delivery", "errors (all rounds)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         lines.append("| " + " | ".join(str(c) for c in row) + " |")
