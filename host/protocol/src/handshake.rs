@@ -1,13 +1,16 @@
 //! The HTTP/1.1 opening handshake (RFC 6455 §4), both sides, on `http` types.
 //!
 //! Reading and writing the HTTP messages is the host's job (hyper or a client);
-//! this module only decides whether headers are acceptable and what to answer.
+//! this module decides whether headers are acceptable and what to answer, and
+//! [`client`] encodes a client's request and parses the server's answer.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use http::header::{self, AsHeaderName, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 use sha1::{Digest, Sha1};
+
+pub mod client;
 
 /// Appended to the client's key before hashing (RFC 6455 §1.3).
 pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";

@@ -29,6 +29,7 @@ pub mod close;
 pub mod deflate;
 pub mod frame;
 pub mod handshake;
+pub mod timers;
 
 mod connection;
 mod output;

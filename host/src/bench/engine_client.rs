@@ -16,11 +16,11 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::Poll;
 
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use wsbox_protocol::deflate::{self, DeflateConfig};
-use wsbox_protocol::{Config, Connection, Event, Message, Role, State, handshake};
+use wsbox_protocol::handshake::{self, client::ClientHandshake};
+use wsbox_protocol::{Config, Connection, Event, Message, Role, State};
 
 use crate::output::{poll_write_output, write_all_output};
 
@@ -29,8 +29,6 @@ use super::echo::InFlight;
 use super::payload::Payload;
 use super::report::Shared;
 
-/// Largest response head accepted.
-const MAX_HEAD: usize = 16 * 1024;
 /// Size of a read.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -96,37 +94,24 @@ async fn open_inner(
         .strip_prefix("ws://")
         .and_then(|rest| rest.find('/').map(|i| &rest[i..]))
         .unwrap_or("/");
-    let mut request = format!("GET {path} HTTP/1.1\r\n").into_bytes();
-    for (name, value) in &headers {
-        request.extend_from_slice(name.as_str().as_bytes());
-        request.extend_from_slice(b": ");
-        request.extend_from_slice(value.as_bytes());
-        request.extend_from_slice(b"\r\n");
-    }
-    request.extend_from_slice(b"\r\n");
+    let (mut opening, request) = ClientHandshake::new(path, &headers, key, Vec::new());
     tcp.write_all(&request)
         .await
         .map_err(|_| ErrorKind::Connect)?;
 
-    // Read the response head.
-    let mut buf = Vec::with_capacity(1024);
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(ErrorKind::Handshake);
-        }
-        let mut chunk = [0u8; 2048];
+    let mut chunk = [0u8; 2048];
+    let head = loop {
         let n = tcp.read(&mut chunk).await.map_err(|_| ErrorKind::Connect)?;
         if n == 0 {
             return Err(ErrorKind::Handshake);
         }
-        buf.extend_from_slice(&chunk[..n]);
+        match opening.receive(&chunk[..n]) {
+            Ok(Some(head)) => break head,
+            Ok(None) => {}
+            Err(_) => return Err(ErrorKind::Handshake),
+        }
     };
-    let (status, response_headers) = parse_head(&buf[..head_end]).ok_or(ErrorKind::Handshake)?;
-    let info = handshake::validate_response(status, &response_headers, &key, &[])
-        .map_err(|_| ErrorKind::Handshake)?;
+    let info = opening.validate(&head).map_err(|_| ErrorKind::Handshake)?;
     let negotiated = deflate::negotiate_client_response(&info.extensions, &config)
         .map_err(|_| ErrorKind::Handshake)?
         .ok_or(ErrorKind::Handshake)?;
@@ -137,33 +122,12 @@ async fn open_inner(
         },
         Some(negotiated),
     );
-    engine.receive(&buf[head_end..]);
+    engine.receive(&head.rest);
     Ok(EngineWs {
         tcp,
         engine,
         buf: vec![0; read_chunk.max(1024)],
     })
-}
-
-/// Parses `HTTP/1.1 101 ...` and its headers.
-fn parse_head(head: &[u8]) -> Option<(StatusCode, HeaderMap)> {
-    let text = std::str::from_utf8(head).ok()?;
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next()?;
-    let mut parts = status_line.splitn(3, ' ');
-    if !parts.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    let status = StatusCode::from_bytes(parts.next()?.as_bytes()).ok()?;
-    let mut headers = HeaderMap::new();
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (name, value) = line.split_once(':')?;
-        headers.append(
-            HeaderName::from_bytes(name.trim().as_bytes()).ok()?,
-            HeaderValue::from_str(value.trim()).ok()?,
-        );
-    }
-    Some((status, headers))
 }
 
 impl EngineWs {
@@ -304,23 +268,5 @@ pub async fn close(mut ws: EngineWs) -> Result<(), ErrorKind> {
     match tokio::time::timeout(CLOSE_TIMEOUT, handshake).await {
         Ok(r) => r,
         Err(_) => Err(ErrorKind::CloseTimeout),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn response_heads() {
-        let (status, headers) = parse_head(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
-        assert_eq!(headers["upgrade"], "websocket");
-        assert!(parse_head(b"garbage\r\n\r\n").is_none());
-        assert!(parse_head(b"HTTP/1.1 abc\r\n\r\n").is_none());
-        assert!(parse_head(b"HTTP/1.1 101 x\r\nno colon\r\n\r\n").is_none());
     }
 }

@@ -5,7 +5,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -13,14 +12,13 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use url::{Host, Url};
 use wsbox_protocol::deflate::{self, Negotiated};
+use wsbox_protocol::handshake::client::{
+    MAX_RESPONSE_HEAD, ResponseError, ResponseHead, encode_request, parse_response_head,
+};
 use wsbox_protocol::handshake::{client_request_headers, generate_key, validate_response};
 
 use super::{ClientError, ClientOptions};
 
-/// Largest response head accepted.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Most response headers accepted.
-const MAX_HEADERS: usize = 128;
 /// How much of a refusal's body is kept for the error.
 const BODY_SNIPPET: usize = 1024;
 /// How long to wait for a refusal's body once the head arrived.
@@ -218,15 +216,7 @@ pub(super) fn build_request(
             headers.append(header_name, header_value);
         }
     }
-    let mut head = format!("GET {} HTTP/1.1\r\n", target.resource).into_bytes();
-    for (name, value) in &headers {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
-    Ok((head, key))
+    Ok((encode_request(&target.resource, &headers), key))
 }
 
 /// Connects, upgrades, and checks the answer, all within the connect timeout.
@@ -305,16 +295,10 @@ fn server_name(target: &Target) -> Result<ServerName<'static>, ClientError> {
     })
 }
 
-/// A parsed response head.
-struct Response {
-    status: u16,
-    reason: String,
-    headers: HeaderMap,
-    /// Bytes after the head.
-    rest: Vec<u8>,
-}
-
-async fn read_response(stream: &mut MaybeTls, deadline: Instant) -> Result<Response, ClientError> {
+async fn read_response(
+    stream: &mut MaybeTls,
+    deadline: Instant,
+) -> Result<ResponseHead, ClientError> {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     loop {
@@ -336,59 +320,26 @@ async fn read_response(stream: &mut MaybeTls, deadline: Instant) -> Result<Respo
             }
             return Ok(response);
         }
-        if buf.len() > MAX_HEAD_BYTES {
-            return Err(ClientError::MalformedResponse(format!(
-                "response head over {MAX_HEAD_BYTES} bytes"
-            )));
+        if buf.len() > MAX_RESPONSE_HEAD {
+            return Err(malformed(ResponseError::TooLarge));
         }
     }
 }
 
 /// The response head in `buf`, if complete.
-fn parse_head(buf: &[u8]) -> Result<Option<Response>, ClientError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut slots);
-    let len = match parsed.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => {
-            // A TLS record (handshake 0x16 or alert 0x15, version 3.x): the
-            // server speaks TLS and we sent plain HTTP.
-            if let [0x15 | 0x16, 0x03, ..] = buf {
-                return Err(ClientError::MalformedResponse(
-                    "the server answered with TLS: it serves wss://, not ws:// (use a wss:// URL)"
-                        .into(),
-                ));
-            }
-            let start = String::from_utf8_lossy(&buf[..buf.len().min(80)]).into_owned();
-            return Err(ClientError::MalformedResponse(format!(
-                "{e} (response starts with {start:?})"
-            )));
-        }
-    };
-    let status = parsed
-        .code
-        .ok_or_else(|| ClientError::MalformedResponse("no status code".into()))?;
-    let mut headers = HeaderMap::new();
-    for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
-            ClientError::MalformedResponse(format!("invalid header name {:?}", h.name))
-        })?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| {
-            ClientError::MalformedResponse(format!("invalid value of header {:?}", h.name))
-        })?;
-        headers.append(name, value);
-    }
-    Ok(Some(Response {
-        status,
-        reason: parsed.reason.unwrap_or_default().to_owned(),
-        headers,
-        rest: buf[len..].to_vec(),
-    }))
+fn parse_head(buf: &[u8]) -> Result<Option<ResponseHead>, ClientError> {
+    parse_response_head(buf).map_err(malformed)
+}
+
+fn malformed(error: ResponseError) -> ClientError {
+    ClientError::MalformedResponse(match error {
+        ResponseError::Malformed(what) => what,
+        other => other.to_string(),
+    })
 }
 
 /// Reads the start of a refusal's body into `response.rest` (best effort).
-async fn read_body_snippet(stream: &mut MaybeTls, response: &mut Response, deadline: Instant) {
+async fn read_body_snippet(stream: &mut MaybeTls, response: &mut ResponseHead, deadline: Instant) {
     let content_length = response
         .headers
         .get(header::CONTENT_LENGTH)
@@ -449,22 +400,25 @@ fn dechunk(mut data: &[u8]) -> (Vec<u8>, bool) {
 /// Checks the response and settles the negotiated parameters.
 fn finish(
     stream: MaybeTls,
-    response: Response,
+    response: ResponseHead,
     key: &str,
     options: &ClientOptions,
 ) -> Result<Opened, ClientError> {
     if response.status != 101 {
         let body = snippet(&response.rest);
         return Err(ClientError::HttpStatus {
-            status: response.status,
+            status: response.status.as_u16(),
             reason: response.reason,
             headers: Box::new(response.headers),
             body,
         });
     }
-    let status = StatusCode::from_u16(response.status)
-        .map_err(|_| ClientError::MalformedResponse("invalid status code".into()))?;
-    let info = validate_response(status, &response.headers, key, &options.subprotocols)?;
+    let info = validate_response(
+        response.status,
+        &response.headers,
+        key,
+        &options.subprotocols,
+    )?;
     let negotiated = match &options.compression {
         Some(config) => deflate::negotiate_client_response(&info.extensions, config)?,
         None if !info.extensions.is_empty() => {

@@ -8,12 +8,13 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, MutexGuard};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant as StdInstant};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, PollSender};
+use wsbox_protocol::timers::{Due, TimerConfig, Timers};
 use wsbox_protocol::{Config, Connection, Event, Message, Role, State};
 
 use super::handshake::Opened;
@@ -97,7 +98,7 @@ fn on_event(
         Event::Message(message) => deliver.push_back(message),
         Event::Ping(_) => {} // the engine has queued the pong
         Event::Pong(data) => {
-            timers.pong_deadline = None;
+            timers.pong_received();
             let waiters = std::mem::take(&mut state.pong_waiters);
             for (payload, waiter) in waiters {
                 if payload == data {
@@ -135,7 +136,15 @@ async fn run<S>(
     let mut sender = PollSender::new(messages);
     let mut undelivered: VecDeque<Message> = VecDeque::new();
     let mut cause: Option<CloseCause> = None;
-    let mut timers = Timers::new(settings.keepalive);
+    let mut timers = Timers::new(
+        TimerConfig {
+            ping_interval: settings.keepalive.interval,
+            pong_timeout: settings.keepalive.timeout,
+            close_timeout: settings.close_timeout,
+            idle_after: None,
+        },
+        StdInstant::now(),
+    );
     let mut sleep = Box::pin(tokio::time::sleep_until(Instant::now()));
     let mut handles_gone = Box::pin(alive.cancelled_owned());
     let mut watch_handles = true;
@@ -162,16 +171,10 @@ async fn run<S>(
         if (state == State::Closed || eof) && pending == 0 && undelivered.is_empty() {
             break;
         }
-        if state == State::Closing && timers.close_deadline.is_none() {
-            timers.close_deadline = Instant::now().checked_add(settings.close_timeout);
-        }
-        if state != State::Open {
-            timers.next_ping = None;
-            timers.pong_deadline = None;
-        }
+        timers.observe(state, StdInstant::now());
         let wake_at = timers.next_wake();
         if let Some(at) = wake_at {
-            sleep.as_mut().reset(at);
+            sleep.as_mut().reset(Instant::from_std(at));
         }
 
         let reading =
@@ -258,14 +261,13 @@ async fn run<S>(
                     st.client_initiated_close = true;
                 }
             }
-            Io::Timer => {
-                let now = Instant::now();
-                if timers.close_deadline.is_some_and(|t| t <= now) {
+            Io::Timer => match timers.poll(StdInstant::now()) {
+                Some(Due::CloseTimeout) => {
                     tracing::debug!("server did not answer our close frame in time");
                     cause.get_or_insert(CloseCause::CloseTimeout);
                     break;
                 }
-                if timers.pong_deadline.is_some_and(|t| t <= now) {
+                Some(Due::PongTimeout) => {
                     tracing::info!("keepalive ping not answered in time; closing with 1011");
                     let _ = lock(&shared)
                         .conn
@@ -274,11 +276,12 @@ async fn run<S>(
                     // The server is unresponsive: don't wait for its close.
                     break;
                 }
-                if timers.next_ping.is_some_and(|t| t <= now) {
+                Some(Due::Ping) => {
                     let _ = lock(&shared).conn.send_ping(b"");
-                    timers.ping_sent(now);
                 }
-            }
+                // Several at once: the loop comes back for the rest.
+                Some(Due::Idle) | None => {}
+            },
         }
     }
 
@@ -326,45 +329,4 @@ async fn run<S>(
         }
     };
     tokio::join!(deliver, finish);
-}
-
-/// Deadlines of one connection: keepalive pings and the closing handshake.
-struct Timers {
-    interval: Option<Duration>,
-    timeout: Duration,
-    /// When to send the next keepalive ping.
-    next_ping: Option<Instant>,
-    /// When an unanswered ping times out.
-    pong_deadline: Option<Instant>,
-    /// When to give up waiting for the server's close frame.
-    close_deadline: Option<Instant>,
-}
-
-impl Timers {
-    fn new(keepalive: Keepalive) -> Timers {
-        let interval = keepalive.interval;
-        Timers {
-            interval,
-            timeout: keepalive.timeout,
-            next_ping: interval.and_then(|i| Instant::now().checked_add(i)),
-            pong_deadline: None,
-            close_deadline: None,
-        }
-    }
-
-    fn ping_sent(&mut self, now: Instant) {
-        // Like Tornado, one ping in flight at a time; an earlier deadline
-        // still pending is kept.
-        if self.pong_deadline.is_none() {
-            self.pong_deadline = now.checked_add(self.timeout);
-        }
-        self.next_ping = self.interval.and_then(|i| now.checked_add(i));
-    }
-
-    fn next_wake(&self) -> Option<Instant> {
-        [self.next_ping, self.pong_deadline, self.close_deadline]
-            .into_iter()
-            .flatten()
-            .min()
-    }
 }

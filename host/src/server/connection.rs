@@ -7,7 +7,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant as StdInstant};
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +16,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use wsbox_protocol::deflate::Negotiated;
+use wsbox_protocol::timers::{Due, TimerConfig, Timers};
 use wsbox_protocol::{Config as EngineConfig, Connection, Event, Role, State};
 
 use super::inbox::Inbox;
@@ -355,8 +356,7 @@ pub async fn run<S: Transport>(
     let membership = setup.pubsub;
     let metrics = setup.metrics;
 
-    let mut timers = Timers::new(setup.keepalive);
-    timers.activity();
+    let mut timers = Timers::new(timer_config(setup.keepalive), StdInstant::now());
     let mut shutdown = Box::pin(setup.shutdown.cancelled_owned());
     let mut shutting_down = false;
     let mut sleep = Box::pin(tokio::time::sleep_until(Instant::now()));
@@ -401,7 +401,7 @@ pub async fn run<S: Transport>(
             };
             deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
             if matches!(event, Event::Pong(_)) {
-                timers.pong_deadline = None;
+                timers.pong_received();
             }
             if let Some(info) = dispatch(&mut conn, event, &mut stream, count_in).await {
                 conn.close_info.get_or_insert(info);
@@ -418,7 +418,7 @@ pub async fn run<S: Transport>(
             // Read while a call ran: parse it before reading more.
             let ahead = std::mem::take(&mut conn.watch.ahead);
             conn.engine.receive(&ahead);
-            timers.activity();
+            timers.activity(StdInstant::now());
             continue;
         }
 
@@ -429,16 +429,10 @@ pub async fn run<S: Transport>(
         if (state == State::Closed || eof) && pending == 0 {
             break;
         }
-        if state == State::Closing && timers.close_deadline.is_none() {
-            timers.close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
-        }
-        if state != State::Open {
-            timers.next_ping = None;
-            timers.pong_deadline = None;
-        }
+        timers.observe(state, StdInstant::now());
         let wake_at = timers.next_wake();
         if let Some(at) = wake_at {
-            sleep.as_mut().reset(at);
+            sleep.as_mut().reset(Instant::from_std(at));
         }
 
         let reading = !eof && state != State::Closed && pending < OUTPUT_HIGH_WATER;
@@ -488,9 +482,9 @@ pub async fn run<S: Transport>(
         .await;
 
         match io {
-            Io::Read => timers.activity(),
+            Io::Read => timers.activity(StdInstant::now()),
             Io::Wrote(n) => {
-                timers.activity();
+                timers.activity(StdInstant::now());
                 conn.engine.consume_output(n);
             }
             Io::Mail => conn.apply_mail(registration.mailbox().take()),
@@ -514,36 +508,50 @@ pub async fn run<S: Transport>(
                 conn.close_with(1001, "server shutting down", CloseCause::GoingAway);
             }
             Io::Timer => {
-                let now = Instant::now();
-                if timers.close_deadline.is_some_and(|t| t <= now) {
-                    tracing::debug!("peer did not answer our close frame in time");
-                    let sent = conn.engine.close_sent();
-                    let info = CloseInfo {
-                        code: sent.map(|f| f.code),
-                        reason: sent.map(|f| f.reason.clone()).unwrap_or_default(),
-                        cause: if conn.handler_closed {
-                            CloseCause::HandlerClosed
-                        } else {
-                            CloseCause::ConnectionLost
-                        },
-                    };
-                    conn.close_info.get_or_insert(info);
+                let now = StdInstant::now();
+                let mut ended = false;
+                while let Some(due) = timers.poll(now) {
+                    match due {
+                        Due::CloseTimeout => {
+                            tracing::debug!("peer did not answer our close frame in time");
+                            let sent = conn.engine.close_sent();
+                            let info = CloseInfo {
+                                code: sent.map(|f| f.code),
+                                reason: sent.map(|f| f.reason.clone()).unwrap_or_default(),
+                                cause: if conn.handler_closed {
+                                    CloseCause::HandlerClosed
+                                } else {
+                                    CloseCause::ConnectionLost
+                                },
+                            };
+                            conn.close_info.get_or_insert(info);
+                            ended = true;
+                            break;
+                        }
+                        Due::PongTimeout => {
+                            tracing::info!(
+                                "keepalive ping not answered in time; closing with 1011"
+                            );
+                            conn.close_with(
+                                1011,
+                                "keepalive ping timeout",
+                                CloseCause::PingTimeout,
+                            );
+                            // The peer is unresponsive: don't wait for its close.
+                            ended = true;
+                            break;
+                        }
+                        Due::Idle => {
+                            conn.engine.compact_idle();
+                            super::memory::request_trim();
+                        }
+                        Due::Ping => {
+                            let _ = conn.engine.send_ping(b"");
+                        }
+                    }
+                }
+                if ended {
                     break;
-                }
-                if timers.pong_deadline.is_some_and(|t| t <= now) {
-                    tracing::info!("keepalive ping not answered in time; closing with 1011");
-                    conn.close_with(1011, "keepalive ping timeout", CloseCause::PingTimeout);
-                    // The peer is unresponsive: don't wait for its close.
-                    break;
-                }
-                if timers.compact_at.is_some_and(|t| t <= now) {
-                    timers.compact_at = None;
-                    conn.engine.compact_idle();
-                    super::memory::request_trim();
-                }
-                if timers.next_ping.is_some_and(|t| t <= now) {
-                    let _ = conn.engine.send_ping(b"");
-                    timers.ping_sent(now);
                 }
             }
         }
@@ -587,58 +595,14 @@ pub async fn run<S: Transport>(
     }
 }
 
-/// Deadlines of one connection: keepalive pings and the closing handshake.
-struct Timers {
-    interval: Option<Duration>,
-    timeout: Duration,
-    /// When to send the next keepalive ping.
-    next_ping: Option<Instant>,
-    /// When an unanswered ping times out.
-    pong_deadline: Option<Instant>,
-    /// When to give up waiting for the peer's close frame.
-    close_deadline: Option<Instant>,
-    /// When to free an idle connection's buffers and compact its compression
-    /// state; `None` once done, until the next traffic.
-    compact_at: Option<Instant>,
-}
-
-impl Timers {
-    fn new(keepalive: Keepalive) -> Timers {
-        let interval = keepalive.ping_interval;
-        Timers {
-            interval,
-            timeout: keepalive.effective_timeout().unwrap_or(Duration::MAX),
-            next_ping: interval.map(|i| Instant::now() + i),
-            pong_deadline: None,
-            close_deadline: None,
-            compact_at: None,
-        }
-    }
-
-    /// Traffic happened: push idle compaction back.
-    fn activity(&mut self) {
-        self.compact_at = Some(Instant::now() + IDLE_COMPACT_AFTER);
-    }
-
-    fn ping_sent(&mut self, now: Instant) {
-        // Like Tornado, one ping in flight at a time; an earlier deadline
-        // still pending is kept.
-        if self.pong_deadline.is_none() {
-            self.pong_deadline = now.checked_add(self.timeout);
-        }
-        self.next_ping = self.interval.and_then(|i| now.checked_add(i));
-    }
-
-    fn next_wake(&self) -> Option<Instant> {
-        [
-            self.next_ping,
-            self.pong_deadline,
-            self.close_deadline,
-            self.compact_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+/// The connection's deadlines: keepalive as configured, the closing
+/// handshake, and idle compaction.
+fn timer_config(keepalive: Keepalive) -> TimerConfig {
+    TimerConfig {
+        ping_interval: keepalive.ping_interval,
+        pong_timeout: keepalive.effective_timeout().unwrap_or(Duration::MAX),
+        close_timeout: CLOSE_TIMEOUT,
+        idle_after: Some(IDLE_COMPACT_AFTER),
     }
 }
 
