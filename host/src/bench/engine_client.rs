@@ -13,16 +13,15 @@
 //! everything available, verify each echo, refill the window, write.
 
 use std::future::poll_fn;
-use std::pin::Pin;
 use std::task::Poll;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wsbox_protocol::deflate::{self, DeflateConfig};
 use wsbox_protocol::handshake::{self, client::ClientHandshake};
 use wsbox_protocol::{Config, Connection, Event, Message, Role, State};
 
-use crate::output::{poll_write_output, write_all_output};
+use crate::engine_io::{SocketIo, poll_socket, write_all_output};
 
 use super::client::{CLOSE_TIMEOUT, CONNECT_TIMEOUT, ErrorKind, Target};
 use super::echo::InFlight;
@@ -208,31 +207,11 @@ pub async fn pump(
             if stopping && in_flight.len() == 0 {
                 return Poll::Ready(Ok(()));
             }
-            // Write what is queued.
-            let mut wrote = false;
-            while ws.engine.has_pending_output() {
-                match poll_write_output(&mut ws.tcp, cx, &ws.engine) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(ErrorKind::Closed)),
-                    Poll::Ready(Ok(n)) => {
-                        ws.engine.consume_output(n);
-                        wrote = true;
-                    }
-                    Poll::Ready(Err(_)) => return Poll::Ready(Err(ErrorKind::Io)),
-                    Poll::Pending => break,
-                }
-            }
-            // Read what has arrived.
-            let mut read_buf = ReadBuf::new(&mut ws.buf);
-            match Pin::new(&mut ws.tcp).poll_read(cx, &mut read_buf) {
-                Poll::Ready(Ok(())) if read_buf.filled().is_empty() => {
-                    return Poll::Ready(Err(ErrorKind::Closed));
-                }
-                Poll::Ready(Ok(())) => {
-                    let n = read_buf.filled().len();
-                    ws.engine.receive(&ws.buf[..n]);
-                }
-                Poll::Ready(Err(_)) => return Poll::Ready(Err(ErrorKind::Io)),
-                Poll::Pending if wrote => {}
+            // Write what is queued, else read what has arrived.
+            match poll_socket(&mut ws.tcp, cx, &mut ws.engine, Some(&mut ws.buf[..])) {
+                Poll::Ready(SocketIo::Wrote(_) | SocketIo::Read(_)) => {}
+                Poll::Ready(SocketIo::Eof) => return Poll::Ready(Err(ErrorKind::Closed)),
+                Poll::Ready(SocketIo::Failed(_)) => return Poll::Ready(Err(ErrorKind::Io)),
                 Poll::Pending => return Poll::Pending,
             }
         }

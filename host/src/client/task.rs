@@ -5,12 +5,11 @@
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, MutexGuard};
 use std::task::Poll;
 use std::time::{Duration, Instant as StdInstant};
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, PollSender};
@@ -22,6 +21,7 @@ use super::{
     ClientOptions, CloseCause, CloseInfo, EngineState, Keepalive, OUTPUT_HIGH_WATER, Shared,
     WebSocketClient, new_handle,
 };
+use crate::engine_io::{SocketIo, poll_socket};
 
 /// Messages read ahead of the application; beyond them the task stops
 /// reading the socket (backpressure to the server).
@@ -66,9 +66,9 @@ struct Settings {
 
 /// The outcome of one wait.
 enum Io {
-    /// A message was handed to the application, or bytes were read.
+    /// A message was handed to the application, or bytes were read or
+    /// written.
     Progress,
-    Wrote(usize),
     Eof,
     Failed(io::Error),
     /// A handle queued something to write.
@@ -199,28 +199,19 @@ async fn run<S>(
                     Poll::Pending => {}
                 }
             }
-            let mut guard = lock(&shared);
-            if guard.conn.has_pending_output() {
-                match crate::output::poll_write_output(&mut stream, cx, &guard.conn) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Io::Eof),
-                    Poll::Ready(Ok(n)) => return Poll::Ready(Io::Wrote(n)),
-                    Poll::Ready(Err(e)) => return Poll::Ready(Io::Failed(e)),
-                    Poll::Pending => {}
+            let step = {
+                let mut guard = lock(&shared);
+                let read_buf = reading.then_some(&mut read_buf[..]);
+                poll_socket(&mut stream, cx, &mut guard.conn, read_buf)
+            };
+            match step {
+                Poll::Ready(SocketIo::Read(_) | SocketIo::Wrote(_)) => {
+                    return Poll::Ready(Io::Progress);
                 }
+                Poll::Ready(SocketIo::Eof) => return Poll::Ready(Io::Eof),
+                Poll::Ready(SocketIo::Failed(e)) => return Poll::Ready(Io::Failed(e)),
+                Poll::Pending => {}
             }
-            if reading {
-                let mut buf = ReadBuf::new(&mut read_buf);
-                match Pin::new(&mut stream).poll_read(cx, &mut buf) {
-                    Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Io::Eof),
-                    Poll::Ready(Ok(())) => {
-                        guard.conn.receive(buf.filled());
-                        return Poll::Ready(Io::Progress);
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Io::Failed(e)),
-                    Poll::Pending => {}
-                }
-            }
-            drop(guard);
             if woken.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Io::Woken);
             }
@@ -236,7 +227,6 @@ async fn run<S>(
 
         match io {
             Io::Progress | Io::Woken => {}
-            Io::Wrote(n) => lock(&shared).conn.consume_output(n),
             Io::Eof => {
                 eof = true;
                 let clean = lock(&shared).conn.receive_eof();

@@ -4,7 +4,6 @@
 use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant as StdInstant};
@@ -13,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wsbox_protocol::deflate::Negotiated;
 use wsbox_protocol::timers::{Due, TimerConfig, Timers};
@@ -23,8 +22,8 @@ use super::inbox::Inbox;
 use super::mailbox::{Command, Registration};
 use super::peer_watch::PeerWatch;
 use crate::config::Keepalive;
+use crate::engine_io::{SocketIo, poll_socket, write_all_output};
 use crate::metrics::{FailureKind, ModuleMetrics};
-use crate::output::{poll_write_output, write_all_output};
 use crate::runtime::{
     BatchMessage, CallError, CloseCause, CloseInfo, Effect, HandlerInstance, Message, OpenInfo,
 };
@@ -104,10 +103,7 @@ pub struct ConnectionSetup {
 
 /// The outcome of one wait on the socket.
 enum Io {
-    Read,
-    Wrote(usize),
-    Eof,
-    Failed(io::Error),
+    Socket(SocketIo),
     /// The server is shutting down.
     Shutdown,
     /// A deadline in [`Timers`] is due.
@@ -438,35 +434,19 @@ pub async fn run<S: Transport>(
         let reading = !eof && state != State::Closed && pending < OUTPUT_HIGH_WATER;
         let watch_shutdown = !shutting_down;
         let io = poll_fn(|cx| {
-            let engine = &mut conn.engine;
-            if engine.has_pending_output() {
-                match poll_write_output(&mut stream, cx, engine) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Io::Eof),
-                    Poll::Ready(Ok(n)) => {
-                        registration.mailbox().count_out(n);
-                        return Poll::Ready(Io::Wrote(n));
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Io::Failed(e)),
-                    Poll::Pending => {}
+            let step = READ_SCRATCH.with_borrow_mut(|scratch| {
+                let read_buf = reading.then_some(&mut scratch[..]);
+                poll_socket(&mut stream, cx, &mut conn.engine, read_buf)
+            });
+            if let Poll::Ready(step) = step {
+                // Counted here, before anything else runs: a peer that got
+                // the bytes may already ask the admin API about them.
+                match step {
+                    SocketIo::Wrote(n) => registration.mailbox().count_out(n),
+                    SocketIo::Read(n) => registration.mailbox().count_in(n),
+                    _ => {}
                 }
-            }
-            if reading {
-                let read = READ_SCRATCH.with_borrow_mut(|scratch| {
-                    let mut buf = ReadBuf::new(scratch);
-                    match Pin::new(&mut stream).poll_read(cx, &mut buf) {
-                        Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(Io::Eof),
-                        Poll::Ready(Ok(())) => {
-                            registration.mailbox().count_in(buf.filled().len());
-                            engine.receive(buf.filled());
-                            Poll::Ready(Io::Read)
-                        }
-                        Poll::Ready(Err(e)) => Poll::Ready(Io::Failed(e)),
-                        Poll::Pending => Poll::Pending,
-                    }
-                });
-                if read.is_ready() {
-                    return read;
-                }
+                return Poll::Ready(Io::Socket(step));
             }
             if registration.mailbox().poll_posted(cx).is_ready() {
                 return Poll::Ready(Io::Mail);
@@ -482,19 +462,17 @@ pub async fn run<S: Transport>(
         .await;
 
         match io {
-            Io::Read => timers.activity(StdInstant::now()),
-            Io::Wrote(n) => {
+            Io::Socket(SocketIo::Read(_) | SocketIo::Wrote(_)) => {
                 timers.activity(StdInstant::now());
-                conn.engine.consume_output(n);
             }
             Io::Mail => conn.apply_mail(registration.mailbox().take()),
-            Io::Eof => {
+            Io::Socket(SocketIo::Eof) => {
                 eof = true;
                 conn.peer_eof();
                 // Whatever is still queued cannot be delivered reliably.
                 break;
             }
-            Io::Failed(e) => {
+            Io::Socket(SocketIo::Failed(e)) => {
                 tracing::debug!(error = %e, "socket error");
                 conn.close_info.get_or_insert(CloseInfo {
                     code: None,

@@ -1,11 +1,13 @@
-//! Writing a protocol engine's queued output to its transport, several
-//! buffers per system call.
+//! The socket side of a protocol engine, shared by the server's connection
+//! tasks, the client and the load generator: one poll that writes the
+//! engine's queued output (several buffers per system call) or reads into
+//! it.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use wsbox_protocol::Connection;
 
 /// Buffers handed to one vectored write: enough for a burst of shared
@@ -31,6 +33,54 @@ pub(crate) fn poll_write_output<S: AsyncWrite + Unpin + ?Sized>(
         0 => Poll::Ready(Ok(0)),
         1 => Pin::new(stream).poll_write(cx, &buffers[0]),
         _ => Pin::new(stream).poll_write_vectored(cx, &buffers[..n]),
+    }
+}
+
+/// What one [`poll_socket`] did.
+#[derive(Debug)]
+pub(crate) enum SocketIo {
+    /// Wrote this many bytes of the engine's output (consumed already).
+    Wrote(usize),
+    /// Read this many bytes and fed them to the engine.
+    Read(usize),
+    /// The peer closed its side, or the socket takes no more bytes.
+    Eof,
+    Failed(io::Error),
+}
+
+/// One step of a connection's socket I/O: writes the engine's pending output
+/// if there is some and the socket takes it now; otherwise, given a
+/// `read_buf`, reads into it and feeds the engine. Pending when neither can
+/// progress (the waker is registered for both).
+pub(crate) fn poll_socket<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
+    stream: &mut S,
+    cx: &mut Context<'_>,
+    engine: &mut Connection,
+    read_buf: Option<&mut [u8]>,
+) -> Poll<SocketIo> {
+    if engine.has_pending_output() {
+        match poll_write_output(stream, cx, engine) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(SocketIo::Eof),
+            Poll::Ready(Ok(n)) => {
+                engine.consume_output(n);
+                return Poll::Ready(SocketIo::Wrote(n));
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(SocketIo::Failed(e)),
+            Poll::Pending => {}
+        }
+    }
+    let Some(read_buf) = read_buf else {
+        return Poll::Pending;
+    };
+    let mut buf = ReadBuf::new(read_buf);
+    match Pin::new(stream).poll_read(cx, &mut buf) {
+        Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(SocketIo::Eof),
+        Poll::Ready(Ok(())) => {
+            engine.receive(buf.filled());
+            Poll::Ready(SocketIo::Read(buf.filled().len()))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(SocketIo::Failed(e)),
+        Poll::Pending => Poll::Pending,
     }
 }
 
