@@ -1,0 +1,46 @@
+#!/bin/sh
+# Installs a guest-language toolchain on first use and prints its location.
+#
+#   guest-sdk/toolchains/ensure.sh python   -> prints the componentize-py path
+#
+# Toolchains live in ${WSBOX_TOOLCHAINS:-~/.cache/wsbox/toolchains}, one
+# directory per pinned version, installed from PyPI / npm only. One line
+# goes to stderr before an install; concurrent callers wait on a lock.
+set -eu
+lang="${1:?usage: ensure.sh python|javascript}"
+root="${WSBOX_TOOLCHAINS:-${XDG_CACHE_HOME:-$HOME/.cache}/wsbox/toolchains}"
+mkdir -p "$root"
+PYTHON="${PYTHON:-python3}"
+
+COMPONENTIZE_PY_VERSION=0.25.1
+JCO_VERSION=1.34.0
+COMPONENTIZE_JS_VERSION=0.18.4
+
+with_lock() {
+    # flock is in util-linux (Debian base); without it, no lock.
+    if command -v flock >/dev/null 2>&1; then
+        exec 9>"$root/.lock"
+        flock 9
+    fi
+}
+
+case "$lang" in
+python)
+    dir="$root/componentize-py-$COMPONENTIZE_PY_VERSION"
+    if [ ! -f "$dir/.complete" ]; then
+        with_lock
+        if [ ! -f "$dir/.complete" ]; then
+            echo "wsbox: installing componentize-py $COMPONENTIZE_PY_VERSION from PyPI into $dir (once, about 1 minute)" >&2
+            rm -rf "$dir"
+            "$PYTHON" -m venv "$dir" >&2
+            "$dir/bin/pip" install --quiet --disable-pip-version-check "componentize-py==$COMPONENTIZE_PY_VERSION" >&2
+            touch "$dir/.complete"
+        fi
+    fi
+    echo "$dir/bin/componentize-py"
+    ;;
+*)
+    echo "ensure.sh: unknown toolchain '$lang' (python)" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,364 @@
+//! One conformance suite for the echo example of every guest language.
+//!
+//! Each language's echo (`examples/echo` in Rust, `examples/echo-python`,
+//! ...) implements the same behaviour, written down in
+//! `examples/echo/src/lib.rs`: greeting with the route captures, echo of
+//! text and binary, `prepare` refusing a bad token with 401, subprotocol
+//! selection, and `wsbox:` text commands for JSON, close, ping/pong hooks,
+//! write after close and a trap. Every scenario below runs against every
+//! language; a language's test fails listing the scenarios it failed.
+//!
+//! Languages other than Rust are built by their example's build script,
+//! which installs the toolchain into `~/.cache/wsbox/toolchains` on first
+//! use (one line on stderr) and writes the component under this build's
+//! target directory. `WSBOX_SKIP_PEERS=polyglot` skips them.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use wsbox::config::{Config, ModuleSource, RouteConfig, RouteLimits};
+use wsbox_tests::*;
+
+/// Limits for every language: generous CPU time, since an interpreter
+/// echoing 1 MiB on a loaded 2-core machine takes a while.
+fn polyglot_limits() -> RouteLimits {
+    RouteLimits {
+        memory_limit: 128 << 20,
+        cpu_time_per_event: Duration::from_secs(5),
+        wall_time_per_call: Duration::from_secs(20),
+        ..RouteLimits::default()
+    }
+}
+
+/// The echo routes: `/echo` (no captures: a pure echo) and
+/// `/echo/<arg>/<room>` (one positional and one named capture).
+fn echo_config(module: ModuleSource) -> Config {
+    let mut config = module_config("/echo", "unused.wasm", polyglot_limits());
+    config.runtime.max_memory_per_instance = 128 << 20;
+    let route = |pattern: &str| RouteConfig {
+        pattern: pattern.to_string(),
+        tenant: "default".to_string(),
+        module: module.clone(),
+        limits: polyglot_limits(),
+        origin: Default::default(),
+        keepalive: Default::default(),
+        compression: None,
+    };
+    config.routes = vec![route("/echo"), route("/echo/([a-z]+)/(?P<room>[a-z]+)")];
+    config
+}
+
+type ScenarioFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+type Scenario = fn(Arc<TestServer>, &'static str) -> ScenarioFuture;
+
+/// Every scenario, by name.
+const SCENARIOS: &[(&str, Scenario)] = &[
+    ("greeting with captures", |s, l| Box::pin(greeting(s, l))),
+    ("text and binary echo", |s, l| Box::pin(echo_text_binary(s, l))),
+    ("1 MiB messages", |s, l| Box::pin(one_mebibyte(s, l))),
+    ("100 messages back to back", |s, l| Box::pin(back_to_back(s, l))),
+    ("close code and reason reach on_close", |s, l| {
+        Box::pin(close_reaches_on_close(s, l))
+    }),
+    ("handler closes with code and reason", |s, l| {
+        Box::pin(handler_close(s, l))
+    }),
+    ("ping and pong hooks", |s, l| Box::pin(ping_pong(s, l))),
+    ("prepare rejects with 401 and a header", |s, l| {
+        Box::pin(reject_in_prepare(s, l))
+    }),
+    ("subprotocol selection", |s, l| Box::pin(subprotocol(s, l))),
+    ("JSON write", |s, l| Box::pin(json_write(s, l))),
+    ("write after close fails with closed", |s, l| {
+        Box::pin(write_after_close(s, l))
+    }),
+    ("a trap closes only its connection with 1011", |s, l| {
+        Box::pin(trap(s, l))
+    }),
+];
+
+/// Runs every scenario against `module`, each in its own task, and fails
+/// listing those that failed.
+async fn conformance(lang: &'static str, module: ModuleSource) {
+    let started = Instant::now();
+    let server = Arc::new(TestServer::start(echo_config(module)).await);
+    announce(&format!(
+        "polyglot {lang}: server up in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
+    let mut failed = Vec::new();
+    for (name, scenario) in SCENARIOS {
+        let t = Instant::now();
+        let result = tokio::spawn(scenario(server.clone(), lang)).await;
+        let verdict = if result.is_ok() { "ok" } else { "FAILED" };
+        announce(&format!(
+            "polyglot {lang}: {name} ... {verdict} ({:.2}s)",
+            t.elapsed().as_secs_f64()
+        ));
+        if result.is_err() {
+            failed.push(*name);
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{lang} echo failed {} of {} conformance scenarios: {failed:?}",
+        failed.len(),
+        SCENARIOS.len()
+    );
+}
+
+async fn greeting(server: Arc<TestServer>, _lang: &'static str) {
+    let mut ws = server.connect("/echo/alpha/lobby").await;
+    assert_eq!(
+        text(&mut ws).await,
+        "hello from wsbox echo: args=[alpha] kwargs={room: lobby}"
+    );
+    // Without captures there is no greeting: the first answer is the echo.
+    let mut ws = server.connect("/echo").await;
+    assert_eq!(ask(&mut ws, "first").await, "first");
+}
+
+async fn echo_text_binary(server: Arc<TestServer>, _lang: &'static str) {
+    let mut ws = server.connect("/echo").await;
+    assert_eq!(ask(&mut ws, "héllo ✓").await, "héllo ✓");
+    let bytes = vec![0u8, 1, 2, 255, 254];
+    ws.send(WsMessage::binary(bytes.clone())).await.expect("send");
+    assert_eq!(next_message(&mut ws).await, WsMessage::binary(bytes));
+    ws.send(WsMessage::text("")).await.expect("send");
+    assert_eq!(next_message(&mut ws).await, WsMessage::text(""));
+}
+
+async fn one_mebibyte(server: Arc<TestServer>, _lang: &'static str) {
+    let mut ws = server.connect("/echo").await;
+    let text_payload: String = (0..1 << 20)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    ws.send(WsMessage::text(text_payload.clone()))
+        .await
+        .expect("send");
+    match next_message(&mut ws).await {
+        WsMessage::Text(t) => assert!(t.as_str() == text_payload, "1 MiB text came back changed"),
+        other => panic!("expected text, got {:?}", kind(&other)),
+    }
+    let binary: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    ws.send(WsMessage::binary(binary.clone()))
+        .await
+        .expect("send");
+    match next_message(&mut ws).await {
+        WsMessage::Binary(b) => assert!(b[..] == binary[..], "1 MiB binary came back changed"),
+        other => panic!("expected binary, got {:?}", kind(&other)),
+    }
+}
+
+fn kind(message: &WsMessage) -> &'static str {
+    match message {
+        WsMessage::Text(_) => "text",
+        WsMessage::Binary(_) => "binary",
+        WsMessage::Close(_) => "close",
+        _ => "control",
+    }
+}
+
+async fn back_to_back(server: Arc<TestServer>, _lang: &'static str) {
+    let mut ws = server.connect("/echo").await;
+    for i in 0..100 {
+        ws.feed(WsMessage::text(format!("m{i}"))).await.expect("feed");
+    }
+    ws.flush().await.expect("flush");
+    for i in 0..100 {
+        assert_eq!(text(&mut ws).await, format!("m{i}"), "message {i} in order");
+    }
+}
+
+async fn close_reaches_on_close(server: Arc<TestServer>, lang: &'static str) {
+    let mut ws = server.connect("/echo").await;
+    assert_eq!(ask(&mut ws, "before close").await, "before close");
+    let reason = format!("bye-{lang}");
+    ws.close(Some(CloseFrame {
+        code: CloseCode::from(4000),
+        reason: reason.clone().into(),
+    }))
+    .await
+    .expect("close");
+    let (code, _) = expect_close(&mut ws).await;
+    assert_eq!(code, 4000, "the server echoes the close code");
+    wait_for_log(&format!("echo closed: code=4000 reason={reason}")).await;
+}
+
+async fn handler_close(server: Arc<TestServer>, lang: &'static str) {
+    let mut ws = server.connect("/echo").await;
+    ws.send(WsMessage::text(format!("wsbox:close 4002 done-{lang}")))
+        .await
+        .expect("send");
+    assert_eq!(expect_close(&mut ws).await, (4002, format!("done-{lang}")));
+}
+
+async fn ping_pong(server: Arc<TestServer>, _lang: &'static str) {
+    let mut ws = server.connect("/echo").await;
+    assert_eq!(ask(&mut ws, "wsbox:hooks").await, "hooks on");
+    ws.send(WsMessage::Ping(b"from-client".to_vec().into()))
+        .await
+        .expect("ping");
+    assert_eq!(text(&mut ws).await, "on_ping: from-client");
+    // The handler pings; the client answers with a pong (tungstenite does
+    // so while reading), which reaches on_pong.
+    ws.send(WsMessage::text("wsbox:ping from-handler"))
+        .await
+        .expect("send");
+    assert_eq!(text(&mut ws).await, "on_pong: from-handler");
+}
+
+async fn reject_in_prepare(server: Arc<TestServer>, _lang: &'static str) {
+    let err = tokio_tungstenite::connect_async(server.url("/echo?token=wrong"))
+        .await
+        .expect_err("a bad token is refused");
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(response) => {
+            assert_eq!(response.status(), 401);
+            assert_eq!(
+                response
+                    .headers()
+                    .get("www-authenticate")
+                    .map(|v| v.as_bytes()),
+                Some(&b"Bearer"[..])
+            );
+            let body = response.body().as_deref().unwrap_or_default();
+            assert!(
+                String::from_utf8_lossy(body).contains("bad token"),
+                "the reason is the body: {body:?}"
+            );
+        }
+        other => panic!("expected an HTTP 401, got {other}"),
+    }
+    let mut ws = server.connect("/echo?token=letmein").await;
+    assert_eq!(ask(&mut ws, "in").await, "in");
+}
+
+async fn subprotocol(server: Arc<TestServer>, _lang: &'static str) {
+    let mut request = server.url("/echo").into_client_request().expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "chat.v9, echo.v1".parse().expect("header"),
+    );
+    let (mut ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("in time")
+        .expect("handshake");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.as_bytes()),
+        Some(&b"echo.v1"[..])
+    );
+    assert_eq!(ask(&mut ws, "sub").await, "sub");
+    // Not offered: none selected.
+    let mut request = server.url("/echo").into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "chat.v9".parse().expect("header"));
+    let (_ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("in time")
+        .expect("handshake");
+    assert!(response.headers().get("sec-websocket-protocol").is_none());
+}
+
+async fn json_write(server: Arc<TestServer>, _lang: &'static str) {
+    let mut ws = server.connect("/echo").await;
+    let answer = ask(&mut ws, "wsbox:json").await;
+    let value: serde_json::Value = serde_json::from_str(&answer)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {answer:?}"));
+    assert_eq!(value, serde_json::json!({"echo": "json", "n": [1, 2]}));
+}
+
+async fn write_after_close(server: Arc<TestServer>, lang: &'static str) {
+    let mut ws = server.connect("/echo").await;
+    let tag = format!("wac-{lang}");
+    ws.send(WsMessage::text(format!("wsbox:write-after-close {tag}")))
+        .await
+        .expect("send");
+    assert_eq!(expect_close(&mut ws).await, (4001, "closing".to_string()));
+    wait_for_log(&format!("write after close {tag}: closed")).await;
+}
+
+async fn trap(server: Arc<TestServer>, _lang: &'static str) {
+    let mut bystander = server.connect("/echo").await;
+    assert_eq!(ask(&mut bystander, "still here?").await, "still here?");
+    let mut victim = server.connect("/echo").await;
+    victim
+        .send(WsMessage::text("wsbox:trap"))
+        .await
+        .expect("send");
+    assert_eq!(expect_close(&mut victim).await.0, 1011);
+    assert_eq!(ask(&mut bystander, "still here").await, "still here");
+    // A new connection gets a fresh instance.
+    let mut fresh = server.connect("/echo").await;
+    assert_eq!(ask(&mut fresh, "fresh").await, "fresh");
+}
+
+// ---- the languages ------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_echo_passes_the_conformance_suite() {
+    conformance(
+        "rust",
+        ModuleSource::Bundled {
+            name: "echo",
+            bytes: wsbox::bundled::ECHO_WASM,
+        },
+    )
+    .await;
+}
+
+/// Builds `examples/<example>` with its `build.sh` into this build's
+/// target directory and returns the component, or `None` when the
+/// polyglot tests are skipped.
+fn build_example(example: &str) -> Option<PathBuf> {
+    if skip_peers(Peers::Polyglot) {
+        return None;
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("polyglot");
+    let out_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| PathBuf::from(d).join("polyglot"))
+        .unwrap_or(out_dir);
+    std::fs::create_dir_all(&out_dir).expect("create the polyglot output dir");
+    let out = out_dir.join(format!("{example}.wasm"));
+    let script = workspace.join("examples").join(example).join("build.sh");
+    let started = Instant::now();
+    let status = std::process::Command::new("sh")
+        .arg(&script)
+        .arg(&out)
+        .status()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(status.success(), "{} failed ({status})", script.display());
+    announce(&format!(
+        "polyglot: built {example} in {:.1}s ({} bytes)",
+        started.elapsed().as_secs_f64(),
+        std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0)
+    ));
+    Some(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_echo_passes_the_conformance_suite() {
+    let Some(wasm) = tokio::task::spawn_blocking(|| build_example("echo-python"))
+        .await
+        .expect("build task")
+    else {
+        return;
+    };
+    conformance("python", ModuleSource::File(wasm)).await;
+}
