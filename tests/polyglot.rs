@@ -362,3 +362,14 @@ async fn python_echo_passes_the_conformance_suite() {
     };
     conformance("python", ModuleSource::File(wasm)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_echo_passes_the_conformance_suite() {
+    let Some(wasm) = tokio::task::spawn_blocking(|| build_example("echo-js"))
+        .await
+        .expect("build task")
+    else {
+        return;
+    };
+    conformance("javascript", ModuleSource::File(wasm)).await;
+}

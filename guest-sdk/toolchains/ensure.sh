@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs a guest-language toolchain on first use and prints its location.
 #
-#   guest-sdk/toolchains/ensure.sh python   -> prints the componentize-py path
+#   guest-sdk/toolchains/ensure.sh python      -> prints the componentize-py path
+#   guest-sdk/toolchains/ensure.sh javascript  -> prints the node_modules/.bin with jco, rolldown
 #
 # Toolchains live in ${WSBOX_TOOLCHAINS:-~/.cache/wsbox/toolchains}, one
 # directory per pinned version, installed from PyPI / npm only. One line
@@ -14,7 +15,6 @@ PYTHON="${PYTHON:-python3}"
 
 COMPONENTIZE_PY_VERSION=0.25.1
 JCO_VERSION=1.34.0
-COMPONENTIZE_JS_VERSION=0.18.4
 
 with_lock() {
     # flock is in util-linux (Debian base); without it, no lock.
@@ -39,8 +39,26 @@ python)
     fi
     echo "$dir/bin/componentize-py"
     ;;
+javascript)
+    # jco 1.35's componentize fails reading the WIT: 1.34 works. It brings
+    # componentize-js (StarlingMonkey) and rolldown (to bundle the SDK
+    # and the handler into the one module componentize-js takes).
+    dir="$root/jco-$JCO_VERSION"
+    if [ ! -f "$dir/.complete" ]; then
+        with_lock
+        if [ ! -f "$dir/.complete" ]; then
+            echo "wsbox: installing jco $JCO_VERSION (componentize-js) from npm into $dir (once, about 1 minute)" >&2
+            rm -rf "$dir"
+            mkdir -p "$dir"
+            (cd "$dir" && echo '{"private":true}' > package.json &&
+                npm install --no-audit --no-fund --silent "@bytecodealliance/jco@$JCO_VERSION" >&2)
+            touch "$dir/.complete"
+        fi
+    fi
+    echo "$dir/node_modules/.bin"
+    ;;
 *)
-    echo "ensure.sh: unknown toolchain '$lang' (python)" >&2
+    echo "ensure.sh: unknown toolchain '$lang' (python, javascript)" >&2
     exit 2
     ;;
 esac
