@@ -62,9 +62,13 @@ type Scenario = fn(Arc<TestServer>, &'static str) -> ScenarioFuture;
 /// Every scenario, by name.
 const SCENARIOS: &[(&str, Scenario)] = &[
     ("greeting with captures", |s, l| Box::pin(greeting(s, l))),
-    ("text and binary echo", |s, l| Box::pin(echo_text_binary(s, l))),
+    ("text and binary echo", |s, l| {
+        Box::pin(echo_text_binary(s, l))
+    }),
     ("1 MiB messages", |s, l| Box::pin(one_mebibyte(s, l))),
-    ("100 messages back to back", |s, l| Box::pin(back_to_back(s, l))),
+    ("100 messages back to back", |s, l| {
+        Box::pin(back_to_back(s, l))
+    }),
     ("close code and reason reach on_close", |s, l| {
         Box::pin(close_reaches_on_close(s, l))
     }),
@@ -130,7 +134,9 @@ async fn echo_text_binary(server: Arc<TestServer>, _lang: &'static str) {
     let mut ws = server.connect("/echo").await;
     assert_eq!(ask(&mut ws, "héllo ✓").await, "héllo ✓");
     let bytes = vec![0u8, 1, 2, 255, 254];
-    ws.send(WsMessage::binary(bytes.clone())).await.expect("send");
+    ws.send(WsMessage::binary(bytes.clone()))
+        .await
+        .expect("send");
     assert_eq!(next_message(&mut ws).await, WsMessage::binary(bytes));
     ws.send(WsMessage::text("")).await.expect("send");
     assert_eq!(next_message(&mut ws).await, WsMessage::text(""));
@@ -170,7 +176,9 @@ fn kind(message: &WsMessage) -> &'static str {
 async fn back_to_back(server: Arc<TestServer>, _lang: &'static str) {
     let mut ws = server.connect("/echo").await;
     for i in 0..100 {
-        ws.feed(WsMessage::text(format!("m{i}"))).await.expect("feed");
+        ws.feed(WsMessage::text(format!("m{i}")))
+            .await
+            .expect("feed");
     }
     ws.flush().await.expect("flush");
     for i in 0..100 {
@@ -275,8 +283,8 @@ async fn subprotocol(server: Arc<TestServer>, _lang: &'static str) {
 async fn json_write(server: Arc<TestServer>, _lang: &'static str) {
     let mut ws = server.connect("/echo").await;
     let answer = ask(&mut ws, "wsbox:json").await;
-    let value: serde_json::Value = serde_json::from_str(&answer)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {answer:?}"));
+    let value: serde_json::Value =
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("not JSON ({e}): {answer:?}"));
     assert_eq!(value, serde_json::json!({"echo": "json", "n": [1, 2]}));
 }
 
