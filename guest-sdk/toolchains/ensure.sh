@@ -57,8 +57,21 @@ javascript)
     fi
     echo "$dir/node_modules/.bin"
     ;;
+c)
+    # Debian's clang and wasi-libc (apt, as root), and jco (npm) for
+    # `jco new --wasi-reactor` (wasm-tools component new with the adapter).
+    if [ ! -f /usr/lib/wasm32-wasi/libc.a ] || ! command -v clang >/dev/null 2>&1 \
+        || ! ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1; then
+        with_lock
+        echo "wsbox: installing Debian's clang, lld, wasi-libc and libclang-rt-dev-wasm32 with apt-get (once)" >&2
+        apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            clang lld wasi-libc libclang-rt-dev-wasm32 >&2
+    fi
+    bin="$(sh "$0" javascript)"
+    echo "$bin"
+    ;;
 *)
-    echo "ensure.sh: unknown toolchain '$lang' (python, javascript)" >&2
+    echo "ensure.sh: unknown toolchain '$lang' (python, javascript, c)" >&2
     exit 2
     ;;
 esac
