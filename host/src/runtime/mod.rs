@@ -227,6 +227,7 @@ impl Runtime {
             contract,
             memory_budget: Arc::clone(&self.memory_budget),
             epoch_tick: self.epoch_tick,
+            per_component: self.per_component,
         }))
     }
 
@@ -326,6 +327,8 @@ pub struct HandlerModule {
     contract: Contract,
     memory_budget: Arc<memory_budget::MemoryBudget>,
     epoch_tick: Duration,
+    /// The pool's per-component limits, which each Store's limits repeat.
+    per_component: PerComponentLimits,
 }
 
 impl HandlerModule {
