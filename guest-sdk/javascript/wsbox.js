@@ -18,6 +18,14 @@ import { log as hostLog } from 'wsbox:websocket/logging@0.2.2';
 const te = new TextEncoder();
 const td = new TextDecoder();
 
+/** Bytes as a Uint8Array, whatever view or array they came in. */
+function toBytes(data) {
+  if (data instanceof Uint8Array) return data;
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  return Uint8Array.from(data);
+}
+
 /** Minimal EventEmitter (`on`, `once`, `off`, `emit`). */
 class Emitter {
   constructor() { this._listeners = new Map(); }
@@ -104,10 +112,9 @@ export class WebSocket extends Emitter {
     let message;
     if (typeof data === 'string') {
       message = options.binary ? { tag: 'binary', val: te.encode(data) } : { tag: 'text', val: data };
-    } else if (data instanceof Uint8Array) {
-      message = options.binary === false ? { tag: 'text', val: td.decode(data) } : { tag: 'binary', val: data };
-    } else if (data instanceof ArrayBuffer) {
-      message = { tag: 'binary', val: new Uint8Array(data) };
+    } else if (ArrayBuffer.isView(data) || data instanceof ArrayBuffer || Array.isArray(data)) {
+      const bytes = toBytes(data);
+      message = options.binary === false ? { tag: 'text', val: td.decode(bytes) } : { tag: 'binary', val: bytes };
     } else {
       message = { tag: 'text', val: String(data) };
     }
@@ -129,7 +136,7 @@ export class WebSocket extends Emitter {
   /** Send a ping (at most 125 bytes); the answer arrives as a 'pong' event. */
   ping(data = new Uint8Array(0)) {
     if (this.readyState !== WebSocket.OPEN || !this._conn) throw new Error('WebSocket is not open');
-    this._conn.ping(typeof data === 'string' ? te.encode(data) : data);
+    this._conn.ping(typeof data === 'string' ? te.encode(data) : toBytes(data));
   }
 
   /** Start the closing handshake; 'close' follows. */
@@ -208,10 +215,12 @@ export class WebSocketServer extends Emitter {
       },
       onMessage(conn, message) {
         const ws = server._socket(conn);
-        if (ws.readyState === WebSocket.OPEN) ws.emit('message', message.val, message.tag === 'binary');
+        if (ws.readyState !== WebSocket.OPEN) return;
+        if (message.tag === 'binary') ws.emit('message', toBytes(message.val), true);
+        else ws.emit('message', message.val, false);
       },
-      onPing(conn, data) { server._socket(conn).emit('ping', data); },
-      onPong(conn, data) { server._socket(conn).emit('pong', data); },
+      onPing(conn, data) { server._socket(conn).emit('ping', toBytes(data)); },
+      onPong(conn, data) { server._socket(conn).emit('pong', toBytes(data)); },
       onClose(conn, info) {
         const ws = server._socket(conn);
         ws.readyState = WebSocket.CLOSED;
@@ -226,9 +235,10 @@ export class WebSocketServer extends Emitter {
     const batchHandler = {
       onMessages(conn, batch) {
         const ws = server._socket(conn);
+        const data = toBytes(batch.data);
         let at = 0;
         for (const span of batch.spans) {
-          const chunk = batch.data.subarray(at, at + span.len);
+          const chunk = data.subarray(at, at + span.len);
           at += span.len;
           if (ws.readyState !== WebSocket.OPEN) break;
           if (span.kind === 'text') ws.emit('message', td.decode(chunk), false);
