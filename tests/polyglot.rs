@@ -282,7 +282,9 @@ async fn subprotocol(server: Arc<TestServer>, _lang: &'static str) {
     .await;
     assert!(response.starts_with("HTTP/1.1 101"), "{response}");
     assert!(
-        !response.to_ascii_lowercase().contains("sec-websocket-protocol"),
+        !response
+            .to_ascii_lowercase()
+            .contains("sec-websocket-protocol"),
         "{response}"
     );
 }
@@ -470,7 +472,18 @@ async fn a_stub_wasi_python_build_fits_the_default_pool_limits() {
     .expect("build task") else {
         return;
     };
-    let server = TestServer::start(echo_config(ModuleSource::File(wasm))).await;
+    let server = TestServer::start(echo_config(ModuleSource::File(wasm.clone()))).await;
+    // The second load of the same large module takes its compiled code
+    // from the cache (when the test runtime has one: by default it does).
+    if server.handle.runtime().compiled_cache().is_some() {
+        server
+            .handle
+            .runtime()
+            .load_module(&ModuleSource::File(wasm))
+            .expect("the module loads again");
+        wait_for_log("loaded from the compiled-code cache module=echo-python-wsbox_stub_wasi ")
+            .await;
+    }
     let mut ws = server.connect("/echo/stub/wasi").await;
     assert_eq!(
         text(&mut ws).await,
@@ -505,7 +518,9 @@ fn the_committed_c_bindings_match_the_wit() {
         .arg("--version")
         .output()
     else {
-        announce("the C bindings match the WIT's hash; wit-bindgen is absent, so they were not regenerated");
+        announce(
+            "the C bindings match the WIT's hash; wit-bindgen is absent, so they were not regenerated",
+        );
         return;
     };
     let version = String::from_utf8_lossy(&version.stdout).trim().to_string();

@@ -299,6 +299,25 @@ pub struct RuntimeConfig {
     /// The most tables one component may define
     /// (`runtime.max_tables_per_component`).
     pub max_tables_per_component: u32,
+    /// Where compiled code of large module files (1 MiB and more: Python,
+    /// JavaScript) is cached, keyed by the module's SHA-256 and the
+    /// engine's configuration (`runtime.compiled_cache`; `None` disables
+    /// it). Default: `~/.cache/wsbox/compiled`.
+    pub compiled_cache: Option<PathBuf>,
+}
+
+/// The default compiled-code cache: `$XDG_CACHE_HOME/wsbox/compiled`, else
+/// `~/.cache/wsbox/compiled`; none without a home directory.
+pub fn default_compiled_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("wsbox").join("compiled"))
 }
 
 impl Default for RuntimeConfig {
@@ -311,6 +330,7 @@ impl Default for RuntimeConfig {
             max_core_instances_per_component: DEFAULT_MAX_CORE_INSTANCES_PER_COMPONENT,
             max_memories_per_component: DEFAULT_MAX_MEMORIES_PER_COMPONENT,
             max_tables_per_component: DEFAULT_MAX_TABLES_PER_COMPONENT,
+            compiled_cache: default_compiled_cache(),
         }
     }
 }
@@ -768,6 +788,13 @@ impl Config {
                     }
                     *field = *n.get_ref();
                 }
+            }
+            if let Some(dir) = &rt.compiled_cache {
+                runtime.compiled_cache = if dir.get_ref().is_empty() {
+                    None
+                } else {
+                    Some(base.join(dir.get_ref()))
+                };
             }
             if let Some(tick) = &rt.epoch_tick {
                 runtime.epoch_tick = located.duration(tick, "runtime.epoch_tick")?;
@@ -1544,6 +1571,7 @@ struct RawRuntime {
     max_core_instances_per_component: Option<Spanned<u32>>,
     max_memories_per_component: Option<Spanned<u32>>,
     max_tables_per_component: Option<Spanned<u32>>,
+    compiled_cache: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -63,6 +63,8 @@ pub struct Runtime {
     max_instances: u32,
     /// The per-component pool limits, for the errors that name them.
     per_component: PerComponentLimits,
+    /// Where compiled code of large module files is cached, if anywhere.
+    compiled_cache: Option<std::path::PathBuf>,
     _ticker: EpochTicker,
 }
 
@@ -155,6 +157,7 @@ impl Runtime {
             epoch_tick: config.epoch_tick,
             max_instances: n,
             per_component,
+            compiled_cache: config.compiled_cache.clone(),
             _ticker: ticker,
         })
     }
@@ -167,7 +170,7 @@ impl Runtime {
             ModuleSource::File(path) => {
                 let bytes = std::fs::read(path)
                     .with_context(|| format!("reading handler component {}", path.display()))?;
-                self.compile(&bytes)
+                self.compile_file(&name, &bytes)
                     .with_context(|| format!("{} cannot be a handler", path.display()))?
             }
             ModuleSource::Bundled { bytes, .. } => self
@@ -175,6 +178,61 @@ impl Runtime {
                 .with_context(|| format!("compiling bundled handler `{name}`"))?,
         };
         self.prepare(name, &component)
+    }
+
+    /// Compiles a module file's bytes, through the compiled-code cache for
+    /// large ones (a Python or JavaScript component takes 10-40 s to
+    /// compile; loading its cached code takes milliseconds). Says what it
+    /// does when it takes long.
+    fn compile_file(&self, name: &str, bytes: &[u8]) -> Result<Component> {
+        const CACHE_FROM: usize = 1 << 20;
+        let cache = self
+            .compiled_cache
+            .as_ref()
+            .filter(|_| bytes.len() >= CACHE_FROM);
+        let Some(dir) = cache else {
+            return self.compile(bytes);
+        };
+        let sha256 = crate::registry::sha256_hex(bytes);
+        let fingerprint = crate::registry::engine_fingerprint(&self.engine);
+        let cached = dir.join(format!("{sha256}-{fingerprint}.cwasm"));
+        if cached.is_file() {
+            // SAFETY: `deserialize_file` trusts the file to be code this
+            // wasmtime wrote. Files in the cache are written only below,
+            // whole (through a rename), from `Component::serialize` of an
+            // engine with the same fingerprint, which is part of the name.
+            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                Ok(component) => {
+                    tracing::info!(module = %name, path = %cached.display(), "loaded from the compiled-code cache");
+                    return Ok(component);
+                }
+                Err(e) => tracing::warn!(
+                    module = %name,
+                    path = %cached.display(),
+                    error = %format!("{e:#}"),
+                    "cached compiled code unusable; compiling again"
+                ),
+            }
+        }
+        let started = std::time::Instant::now();
+        tracing::info!(
+            module = %name,
+            bytes = bytes.len(),
+            "compiling a large module: this takes a while (once: its compiled code is cached)"
+        );
+        let component = self.compile(bytes)?;
+        tracing::info!(module = %name, seconds = started.elapsed().as_secs_f64(), "compiled");
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|()| {
+                component
+                    .serialize()
+                    .map_err(|e| std::io::Error::other(format!("{e:#}")))
+            })
+            .and_then(|code| crate::registry::files::write_atomically(&cached, &code));
+        if let Err(e) = written {
+            tracing::warn!(path = %cached.display(), error = %e, "cannot cache compiled code");
+        }
+        Ok(component)
     }
 
     /// Compiles component bytes (CPU-heavy: seconds for a large component;
@@ -229,6 +287,11 @@ impl Runtime {
             epoch_tick: self.epoch_tick,
             per_component: self.per_component,
         }))
+    }
+
+    /// Where compiled code of large module files is cached, if anywhere.
+    pub fn compiled_cache(&self) -> Option<&std::path::Path> {
+        self.compiled_cache.as_deref()
     }
 
     /// Handler instances alive now, and the pool's slots for them.
