@@ -111,6 +111,16 @@ async fn conformance(lang: &'static str, module: ModuleSource) {
             failed.push(*name);
         }
     }
+    if !failed.is_empty() {
+        // The host's account of what went wrong (traps, refusals).
+        for line in logs()
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .take(20)
+        {
+            announce(&format!("polyglot {lang}: host log: {line}"));
+        }
+    }
     assert!(
         failed.is_empty(),
         "{lang} echo failed {} of {} conformance scenarios: {failed:?}",

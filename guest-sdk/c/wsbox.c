@@ -185,6 +185,8 @@ void exports_wsbox_websocket_handler_on_open(exports_wsbox_websocket_handler_bor
     ensure_request(conn);
     wsbox_ws ws = {conn, false};
     if (wsbox_the_handler->open) wsbox_the_handler->open(&ws, &the_request);
+    /* The generated bindings leave dropping the lent connection to us. */
+    wsbox_websocket_connection_connection_drop_borrow(conn);
 }
 
 static void deliver(wsbox_ws *ws, bool text, const uint8_t *data, size_t len) {
@@ -207,6 +209,8 @@ void exports_wsbox_websocket_handler_on_message(exports_wsbox_websocket_handler_
     else
         deliver(&ws, false, message->val.binary.ptr, message->val.binary.len);
     wsbox_websocket_types_message_free(message);
+    /* The generated bindings leave dropping the lent connection to us. */
+    wsbox_websocket_connection_connection_drop_borrow(conn);
 }
 
 void exports_wsbox_websocket_batch_handler_on_messages(exports_wsbox_websocket_batch_handler_borrow_connection_t conn,
@@ -219,6 +223,8 @@ void exports_wsbox_websocket_batch_handler_on_messages(exports_wsbox_websocket_b
         at += span.len;
     }
     wsbox_websocket_types_message_batch_free(batch);
+    /* The generated bindings leave dropping the lent connection to us. */
+    wsbox_websocket_connection_connection_drop_borrow(conn);
 }
 
 void exports_wsbox_websocket_handler_on_ping(exports_wsbox_websocket_handler_borrow_connection_t conn,
@@ -226,6 +232,8 @@ void exports_wsbox_websocket_handler_on_ping(exports_wsbox_websocket_handler_bor
     wsbox_ws ws = {conn, false};
     if (wsbox_the_handler->on_ping) wsbox_the_handler->on_ping(&ws, data->ptr, data->len);
     websocket_batch_handler_list_u8_free(data);
+    /* The generated bindings leave dropping the lent connection to us. */
+    wsbox_websocket_connection_connection_drop_borrow(conn);
 }
 
 void exports_wsbox_websocket_handler_on_pong(exports_wsbox_websocket_handler_borrow_connection_t conn,
@@ -233,6 +241,8 @@ void exports_wsbox_websocket_handler_on_pong(exports_wsbox_websocket_handler_bor
     wsbox_ws ws = {conn, false};
     if (wsbox_the_handler->on_pong) wsbox_the_handler->on_pong(&ws, data->ptr, data->len);
     websocket_batch_handler_list_u8_free(data);
+    /* The generated bindings leave dropping the lent connection to us. */
+    wsbox_websocket_connection_connection_drop_borrow(conn);
 }
 
 void exports_wsbox_websocket_handler_on_close(exports_wsbox_websocket_handler_borrow_connection_t conn,
@@ -244,4 +254,6 @@ void exports_wsbox_websocket_handler_on_close(exports_wsbox_websocket_handler_bo
     wsbox_websocket_types_close_info_free(info);
     if (wsbox_the_handler->on_close) wsbox_the_handler->on_close(&ws, code, reason);
     free(reason);
+    /* The generated bindings leave dropping the lent connection to us. */
+    wsbox_websocket_connection_connection_drop_borrow(conn);
 }
