@@ -575,3 +575,34 @@ async fn c_echo_passes_the_conformance_suite() {
     };
     conformance("c", ModuleSource::File(wasm)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_echo_passes_the_conformance_suite() {
+    let Some(wasm) = tokio::task::spawn_blocking(|| build_example("echo-go", "go"))
+        .await
+        .expect("build task")
+    else {
+        return;
+    };
+    conformance("go", ModuleSource::File(wasm)).await;
+}
+
+/// The committed Go bindings were generated from this WIT (the hash
+/// recorded beside them is the WIT's).
+#[test]
+fn the_committed_go_bindings_match_the_wit() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace");
+    let recorded = std::fs::read_to_string(workspace.join("guest-sdk/go/bindings/WIT_SHA256"))
+        .expect("guest-sdk/go/bindings/WIT_SHA256 is committed");
+    let actual = wsbox::registry::sha256_hex(
+        &std::fs::read(workspace.join("wit/websocket.wit")).expect("read the WIT"),
+    );
+    assert_eq!(
+        recorded.trim(),
+        actual,
+        "wit/websocket.wit changed since the Go bindings were generated: run \
+         `sh guest-sdk/go/regen.sh` (needs wit-bindgen) and commit guest-sdk/go/bindings"
+    );
+}

