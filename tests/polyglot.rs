@@ -92,6 +92,13 @@ const SCENARIOS: &[(&str, Scenario)] = &[
 /// Runs every scenario against `module`, each in its own task, and fails
 /// listing those that failed.
 async fn conformance(lang: &'static str, module: ModuleSource) {
+    conformance_with_known_failures(lang, module, &[]).await;
+}
+
+/// [`conformance`] for a language that fails some scenarios for a known
+/// reason (written beside the call): the test fails if they pass (so the
+/// list is kept true) as well as if any other scenario fails.
+async fn conformance_with_known_failures(lang: &'static str, module: ModuleSource, known: &[&str]) {
     let started = Instant::now();
     let server = Arc::new(TestServer::start(echo_config(module)).await);
     announce(&format!(
@@ -111,19 +118,33 @@ async fn conformance(lang: &'static str, module: ModuleSource) {
             failed.push(*name);
         }
     }
-    if !failed.is_empty() {
-        // The host's account of what went wrong (traps, refusals).
-        for line in logs()
-            .lines()
-            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-            .take(20)
-        {
-            announce(&format!("polyglot {lang}: host log: {line}"));
+    if failed != known {
+        // The host's account of what went wrong (traps, refusals), with
+        // the lines that continue a multi-line error.
+        let logs = logs();
+        let lines: Vec<&str> = logs.lines().collect();
+        let mut shown = 0;
+        for (i, line) in lines.iter().enumerate() {
+            if shown >= 40 {
+                break;
+            }
+            if line.contains("WARN") || line.contains("ERROR") {
+                announce(&format!("polyglot {lang}: host log: {line}"));
+                shown += 1;
+                for more in lines[i + 1..]
+                    .iter()
+                    .take_while(|l| !l.starts_with("20"))
+                    .take(30)
+                {
+                    announce(&format!("polyglot {lang}: host log:     {more}"));
+                    shown += 1;
+                }
+            }
         }
     }
     assert!(
-        failed.is_empty(),
-        "{lang} echo failed {} of {} conformance scenarios: {failed:?}",
+        failed == known,
+        "{lang} echo failed {} of {} conformance scenarios: {failed:?} (known failures: {known:?})",
         failed.len(),
         SCENARIOS.len()
     );
@@ -584,7 +605,13 @@ async fn go_echo_passes_the_conformance_suite() {
     else {
         return;
     };
-    conformance("go", ModuleSource::File(wasm)).await;
+    // Known failure: a 1 MiB argument makes the host call the guest's
+    // `cabi_realloc`, whose Go allocation may run a garbage collection,
+    // which reads the clock: an import call from inside `cabi_realloc`,
+    // which the component model forbids ("cannot leave component
+    // instance"), so the instance traps and the connection gets 1011.
+    // The fix belongs in go.bytecodealliance.org/pkg's cabiRealloc.
+    conformance_with_known_failures("go", ModuleSource::File(wasm), &["1 MiB messages"]).await;
 }
 
 /// The committed Go bindings were generated from this WIT (the hash
