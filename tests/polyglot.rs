@@ -541,7 +541,7 @@ fn the_committed_c_bindings_match_the_wit() {
         recorded.trim(),
         actual,
         "wit/websocket.wit changed since the C bindings were generated: run \
-         `sh guest-sdk/c/regen.sh` (needs wit-bindgen: `cargo install wit-bindgen-cli --version 0.61.0`) \
+         `sh guest-sdk/c/regen.sh` (needs wit-bindgen: `cargo install wit-bindgen-cli --version 0.61.1`) \
          and commit guest-sdk/c/bindings"
     );
     let wit_bindgen = std::env::var("WIT_BINDGEN").unwrap_or_else(|_| "wit-bindgen".into());
@@ -618,14 +618,16 @@ async fn go_echo_passes_the_conformance_suite() {
     conformance_with_known_failures("go", ModuleSource::File(wasm), &["1 MiB messages"]).await;
 }
 
-/// The committed Go bindings were generated from this WIT (the hash
-/// recorded beside them is the WIT's).
+/// The committed Go bindings were generated from this WIT: the hash
+/// recorded beside them is the WIT's, and with `wit-bindgen` at hand (of
+/// the version that generated them) they are regenerated and compared.
 #[test]
 fn the_committed_go_bindings_match_the_wit() {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ is in the workspace");
-    let recorded = std::fs::read_to_string(workspace.join("guest-sdk/go/bindings/WIT_SHA256"))
+    let bindings = workspace.join("guest-sdk/go/bindings");
+    let recorded = std::fs::read_to_string(bindings.join("WIT_SHA256"))
         .expect("guest-sdk/go/bindings/WIT_SHA256 is committed");
     let actual = wsbox::registry::sha256_hex(
         &std::fs::read(workspace.join("wit/websocket.wit")).expect("read the WIT"),
@@ -636,4 +638,57 @@ fn the_committed_go_bindings_match_the_wit() {
         "wit/websocket.wit changed since the Go bindings were generated: run \
          `sh guest-sdk/go/regen.sh` (needs wit-bindgen) and commit guest-sdk/go/bindings"
     );
+    let wit_bindgen = std::env::var("WIT_BINDGEN").unwrap_or_else(|_| "wit-bindgen".into());
+    let Ok(version) = std::process::Command::new(&wit_bindgen)
+        .arg("--version")
+        .output()
+    else {
+        announce(
+            "the Go bindings match the WIT's hash; wit-bindgen is absent, so they were not regenerated",
+        );
+        return;
+    };
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    let generated_by = std::fs::read_to_string(bindings.join("GENERATED_BY")).unwrap_or_default();
+    if generated_by.trim() != version {
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("wsbox-go-bindings-{}", std::process::id()));
+    std::fs::create_dir_all(&out).expect("temp dir");
+    let status = std::process::Command::new(&wit_bindgen)
+        .args(["go", "-w", "websocket-batch-handler"])
+        .arg(workspace.join("wit"))
+        .current_dir(&out)
+        .status()
+        .expect("run wit-bindgen");
+    let mut generated = Vec::new();
+    collect_files(&out, &out, &mut generated);
+    let _ = std::fs::remove_dir_all(&out);
+    assert!(status.success(), "wit-bindgen go failed");
+    assert!(!generated.is_empty(), "wit-bindgen go wrote nothing");
+    for (name, fresh) in generated {
+        let committed = std::fs::read(bindings.join(&name)).unwrap_or_default();
+        assert!(
+            fresh == committed,
+            "guest-sdk/go/bindings/{name} differs from what wit-bindgen generates: run `sh guest-sdk/go/regen.sh`"
+        );
+    }
+}
+
+/// Every file under `dir`, by its path relative to `root`, with its bytes.
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(root, &path, out);
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            out.push((
+                rel.to_string_lossy().into_owned(),
+                std::fs::read(&path).unwrap_or_default(),
+            ));
+        }
+    }
 }

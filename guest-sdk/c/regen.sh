@@ -1,7 +1,7 @@
 #!/bin/sh
 # Regenerates the C bindings from wit/websocket.wit and records the WIT's
 # hash beside them (tests/polyglot.rs checks it). Needs `wit-bindgen`
-# (cargo install wit-bindgen-cli --version 0.61.0, ~8 minutes).
+# (cargo install wit-bindgen-cli --version 0.61.1, ~8 minutes).
 set -eu
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/../.."

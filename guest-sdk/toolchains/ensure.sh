@@ -64,6 +64,10 @@ c)
     if [ ! -f /usr/lib/wasm32-wasi/libc.a ] || ! command -v clang >/dev/null 2>&1 \
         || ! ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1; then
         with_lock
+        if [ "$(id -u)" != 0 ]; then
+            echo "ensure.sh: the C toolchain is missing: install Debian's clang, lld, wasi-libc and libclang-rt-dev-wasm32 as root (apt-get install clang lld wasi-libc libclang-rt-dev-wasm32), or skip the polyglot tests with WSBOX_SKIP_PEERS=polyglot" >&2
+            exit 1
+        fi
         echo "wsbox: installing Debian's clang, lld, wasi-libc and libclang-rt-dev-wasm32 with apt-get (once)" >&2
         apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
             clang lld wasi-libc libclang-rt-dev-wasm32 >&2
