@@ -179,3 +179,73 @@ async fn a_module_with_an_import_the_host_does_not_grant_is_named() {
         "{err}"
     );
 }
+
+/// A component built against a version of the contract this host does not
+/// speak is refused with the versions it does.
+#[tokio::test]
+async fn a_module_for_an_unsupported_contract_version_names_the_supported_ones() {
+    let runtime = wsbox::runtime::Runtime::new(&test_runtime()).unwrap();
+    let bytes =
+        wat::parse_str(r#"(component (import "wsbox:websocket/connection@0.3.0" (instance)))"#)
+            .unwrap();
+    let component = runtime.compile(&bytes).unwrap();
+    let err = runtime
+        .prepare("future".into(), &component)
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap();
+    assert!(
+        err.contains("built against wsbox:websocket@0.3.0, which this wsbox does not support")
+            && err.contains("supports 0.1.0, 0.2.0, 0.2.1, 0.2.2"),
+        "{err}"
+    );
+}
+
+/// The per-component pool limits are config keys, and a component over
+/// one is refused with the key to raise.
+#[tokio::test]
+async fn a_component_over_a_pool_limit_names_the_config_key() {
+    let mut config = test_runtime();
+    config.max_core_instances_per_component = 2;
+    let runtime = wsbox::runtime::Runtime::new(&config).unwrap();
+    let bytes = wat::parse_str(
+        r#"(component
+            (core module $m)
+            (core instance (instantiate $m))
+            (core instance (instantiate $m))
+            (core instance (instantiate $m)))"#,
+    )
+    .unwrap();
+    let err = runtime
+        .compile(&bytes)
+        .err()
+        .map(|e| format!("{e:#}"))
+        .expect("3 core instances over a limit of 2 are refused");
+    assert!(
+        err.contains("raise `max_core_instances_per_component` (now 2)"),
+        "{err}"
+    );
+    // The default admits it.
+    let runtime = wsbox::runtime::Runtime::new(&test_runtime()).unwrap();
+    runtime.compile(&bytes).expect("the default limit admits 3");
+
+    let mut config = test_runtime();
+    config.max_memories_per_component = 1;
+    let runtime = wsbox::runtime::Runtime::new(&config).unwrap();
+    let bytes = wat::parse_str(
+        r#"(component
+            (core module $m (memory 1))
+            (core instance (instantiate $m))
+            (core instance (instantiate $m)))"#,
+    )
+    .unwrap();
+    let err = match runtime.compile(&bytes) {
+        Err(e) => format!("{e:#}"),
+        Ok(component) => runtime
+            .prepare("two-memories".into(), &component)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .expect("2 memories over a limit of 1 are refused"),
+    };
+    assert!(err.contains("max_memories_per_component"), "{err}");
+}

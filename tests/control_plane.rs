@@ -770,7 +770,7 @@ async fn bad_modules_are_refused_with_the_reason_and_change_nothing() {
             "core",
             b"\0asm\x01\0\0\0".to_vec(),
             422,
-            "core WebAssembly module",
+            "this is a core module, not a component: run `wasm-tools component new`",
         ),
         (
             "http",

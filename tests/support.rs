@@ -351,6 +351,9 @@ pub enum Peers {
     Redis,
     /// Debian's `nats-server`, apt-installed (as root).
     Nats,
+    /// The guest-language toolchains (componentize-py, ...), installed
+    /// into `~/.cache/wsbox/toolchains` by `guest-sdk/toolchains/ensure.sh`.
+    Polyglot,
 }
 
 impl Peers {
@@ -361,6 +364,7 @@ impl Peers {
             Peers::Promtool => "promtool",
             Peers::Redis => "redis",
             Peers::Nats => "nats",
+            Peers::Polyglot => "polyglot",
         }
     }
 }

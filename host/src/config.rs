@@ -34,6 +34,13 @@ pub const DEFAULT_LOG_LINES_PER_SECOND: u32 = 20;
 pub const DEFAULT_LOG_BYTES_PER_SECOND: u64 = 16 * 1024;
 /// The default number of live handler instances (one per connection).
 pub const DEFAULT_MAX_INSTANCES: u32 = 10_000;
+/// The default per-component pool limits: enough for the stock output of
+/// every supported toolchain (a `--stub-wasi` componentize-py build has 38
+/// core instances, a QuickJS build 3 memories), far above a Rust handler's
+/// (a handful of core instances, 1 memory, 2 tables).
+pub const DEFAULT_MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+pub const DEFAULT_MAX_MEMORIES_PER_COMPONENT: u32 = 4;
+pub const DEFAULT_MAX_TABLES_PER_COMPONENT: u32 = 16;
 /// The default listen address of the bundled demo and of configs without one.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -283,6 +290,34 @@ pub struct RuntimeConfig {
     pub max_memory_total: u64,
     /// How often the engine's epoch advances: the granularity of CPU deadlines.
     pub epoch_tick: Duration,
+    /// The most core module instances one component may create
+    /// (`runtime.max_core_instances_per_component`).
+    pub max_core_instances_per_component: u32,
+    /// The most linear memories one component may define
+    /// (`runtime.max_memories_per_component`).
+    pub max_memories_per_component: u32,
+    /// The most tables one component may define
+    /// (`runtime.max_tables_per_component`).
+    pub max_tables_per_component: u32,
+    /// Where compiled code of large module files (1 MiB and more: Python,
+    /// JavaScript) is cached, keyed by the module's SHA-256 and the
+    /// engine's configuration (`runtime.compiled_cache`; `None` disables
+    /// it). Default: `~/.cache/wsbox/compiled`.
+    pub compiled_cache: Option<PathBuf>,
+}
+
+/// The default compiled-code cache: `$XDG_CACHE_HOME/wsbox/compiled`, else
+/// `~/.cache/wsbox/compiled`; none without a home directory.
+pub fn default_compiled_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("wsbox").join("compiled"))
 }
 
 impl Default for RuntimeConfig {
@@ -292,6 +327,10 @@ impl Default for RuntimeConfig {
             max_memory_per_instance: DEFAULT_MAX_MEMORY_PER_INSTANCE,
             max_memory_total: crate::runtime::memory_budget::default_limit(),
             epoch_tick: Duration::from_millis(10),
+            max_core_instances_per_component: DEFAULT_MAX_CORE_INSTANCES_PER_COMPONENT,
+            max_memories_per_component: DEFAULT_MAX_MEMORIES_PER_COMPONENT,
+            max_tables_per_component: DEFAULT_MAX_TABLES_PER_COMPONENT,
+            compiled_cache: default_compiled_cache(),
         }
     }
 }
@@ -725,6 +764,37 @@ impl Config {
                         "must be greater than zero",
                     ));
                 }
+            }
+            for (value, key, field) in [
+                (
+                    &rt.max_core_instances_per_component,
+                    "runtime.max_core_instances_per_component",
+                    &mut runtime.max_core_instances_per_component,
+                ),
+                (
+                    &rt.max_memories_per_component,
+                    "runtime.max_memories_per_component",
+                    &mut runtime.max_memories_per_component,
+                ),
+                (
+                    &rt.max_tables_per_component,
+                    "runtime.max_tables_per_component",
+                    &mut runtime.max_tables_per_component,
+                ),
+            ] {
+                if let Some(n) = value {
+                    if *n.get_ref() == 0 {
+                        return Err(located.error(n.span().start, key, "must be at least 1"));
+                    }
+                    *field = *n.get_ref();
+                }
+            }
+            if let Some(dir) = &rt.compiled_cache {
+                runtime.compiled_cache = if dir.get_ref().is_empty() {
+                    None
+                } else {
+                    Some(base.join(dir.get_ref()))
+                };
             }
             if let Some(tick) = &rt.epoch_tick {
                 runtime.epoch_tick = located.duration(tick, "runtime.epoch_tick")?;
@@ -1498,6 +1568,10 @@ struct RawRuntime {
     max_memory_per_instance: Option<Spanned<SizeValue>>,
     max_memory_total: Option<Spanned<SizeValue>>,
     epoch_tick: Option<Spanned<DurationValue>>,
+    max_core_instances_per_component: Option<Spanned<u32>>,
+    max_memories_per_component: Option<Spanned<u32>>,
+    max_tables_per_component: Option<Spanned<u32>>,
+    compiled_cache: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1672,6 +1746,9 @@ drain_time = 2
 max_instances = 500
 max_memory_per_instance = "256MiB"
 epoch_tick = "5ms"
+max_core_instances_per_component = 40
+max_memories_per_component = 3
+max_tables_per_component = 9
 
 [[route]]
 path = "/chat/(?P<room>\\w+)"
@@ -1692,6 +1769,9 @@ log_bytes_per_second = "1MiB"
         assert_eq!(cfg.runtime.max_instances, 500);
         assert_eq!(cfg.runtime.max_memory_per_instance, 256 << 20);
         assert_eq!(cfg.runtime.epoch_tick, Duration::from_millis(5));
+        assert_eq!(cfg.runtime.max_core_instances_per_component, 40);
+        assert_eq!(cfg.runtime.max_memories_per_component, 3);
+        assert_eq!(cfg.runtime.max_tables_per_component, 9);
         let r = &cfg.routes[0];
         assert_eq!(r.limits.max_message_size, 32 << 20);
         assert_eq!(r.limits.memory_limit, 100_000_000);

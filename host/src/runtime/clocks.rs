@@ -35,7 +35,8 @@ impl HostWallClock for CoarseWallClock {
 }
 
 /// `wasi:clocks/monotonic-clock`, to the resolution given, counted from
-/// when the instance was made.
+/// when the instance was made, plus one step: the first reading is never
+/// zero (Go's runtime dies with "nanotime returning zero" on a zero).
 pub struct CoarseMonotonicClock {
     pub resolution: Duration,
     pub start: Instant,
@@ -49,7 +50,8 @@ impl HostMonotonicClock for CoarseMonotonicClock {
     }
 
     fn now(&self) -> u64 {
-        let nanos = floor(self.start.elapsed().as_nanos(), self.resolution.as_nanos());
+        let step = self.resolution.as_nanos().max(1);
+        let nanos = floor(self.start.elapsed().as_nanos(), self.resolution.as_nanos()) + step;
         u64::try_from(nanos).unwrap_or(u64::MAX)
     }
 }
@@ -77,5 +79,11 @@ mod tests {
             start: Instant::now(),
         };
         assert_eq!(fine.resolution(), 1);
+        // A fresh instance's first reading is not zero.
+        let fresh = CoarseMonotonicClock {
+            resolution: Duration::from_secs(1),
+            start: Instant::now(),
+        };
+        assert_eq!(fresh.now(), 1_000_000_000);
     }
 }

@@ -18,6 +18,8 @@ const HANDLER_0_2: &str = "wsbox:websocket/handler@0.2.2";
 const BATCH_HANDLER_0_2: &str = "wsbox:websocket/batch-handler@0.2.2";
 const PUBSUB_PREFIX: &str = "wsbox:websocket/pubsub@";
 const HANDLER_0_1: &str = "wsbox:websocket/handler@0.1.0";
+/// The versions of the `wsbox:websocket` package this host links.
+const SUPPORTED_VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.2.1", "0.2.2"];
 
 /// The WASI 0.2 interfaces the host links (most of them with nothing
 /// behind: no files, no sockets, no environment).
@@ -49,6 +51,36 @@ pub(crate) enum Contract {
 impl Contract {
     /// Names the imports no host version grants, before wasmtime's linker
     /// gets to answer with its own wording.
+    /// Checks that every `wsbox:websocket` interface the component imports
+    /// or exports is of a version this host speaks.
+    pub(crate) fn check_versions(component: &Component, engine: &wasmtime::Engine) -> Result<()> {
+        let ty = component.component_type();
+        let names = ty
+            .imports(engine)
+            .map(|(name, _)| name.to_string())
+            .chain(ty.exports(engine).map(|(name, _)| name.to_string()));
+        let mut unsupported: Vec<String> = Vec::new();
+        for name in names {
+            let Some(rest) = name.strip_prefix("wsbox:websocket/") else {
+                continue;
+            };
+            let version = rest.rsplit_once('@').map_or("", |(_, v)| v);
+            if !SUPPORTED_VERSIONS.contains(&version) && !unsupported.iter().any(|v| v == version) {
+                unsupported.push(version.to_string());
+            }
+        }
+        if unsupported.is_empty() {
+            return Ok(());
+        }
+        bail!(
+            "it was built against wsbox:websocket@{}, which this wsbox does not support: it \
+             supports {}; rebuild the handler against this wsbox's wit/websocket.wit \
+             (package wsbox:websocket@0.2.2)",
+            unsupported.join(", @"),
+            SUPPORTED_VERSIONS.join(", ")
+        )
+    }
+
     pub(crate) fn check_imports(component: &Component, engine: &wasmtime::Engine) -> Result<()> {
         let refused: Vec<String> = component
             .component_type()

@@ -162,9 +162,9 @@ impl HandlerModule {
             limiter: InstanceLimiter::new(
                 StoreLimitsBuilder::new()
                     .memory_size(limits.memory_limit)
-                    .instances(super::MAX_CORE_INSTANCES_PER_COMPONENT as usize)
-                    .tables(super::MAX_TABLES_PER_COMPONENT as usize)
-                    .memories(super::MAX_MEMORIES_PER_COMPONENT as usize)
+                    .instances(self.per_component.core_instances as usize)
+                    .tables(self.per_component.tables as usize)
+                    .memories(self.per_component.memories as usize)
                     .trap_on_grow_failure(true)
                     .build(),
                 Arc::clone(&self.memory_budget),

@@ -40,14 +40,12 @@ pub use limits::{InstanceLimits, TenantShare};
 use crate::config::{ModuleSource, RuntimeConfig};
 use contract::Contract;
 
-/// Per-component maxima the pool is sized for. A Rust `wasm32-wasip2`
-/// component uses 1 memory, 2 tables and a handful of core instances; these
-/// leave room for components from other toolchains.
-const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
-const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
-const MAX_TABLES_PER_COMPONENT: u32 = 8;
-/// Pool slots per live instance: most components need fewer of each.
+/// Pool slots per live instance: most components need fewer of each. The
+/// per-component maxima are `[runtime]` config keys
+/// (`max_core_instances_per_component`, ...), whose defaults admit the
+/// stock output of every supported toolchain.
 const CORE_INSTANCE_SLOTS_PER_INSTANCE: u32 = 8;
+const MEMORY_SLOTS_PER_INSTANCE: u32 = 2;
 const TABLE_SLOTS_PER_INSTANCE: u32 = 3;
 /// Dirty pages of a freed instance's linear memory (and tables) up to this
 /// much are reset in place and stay resident for the next instance.
@@ -63,6 +61,10 @@ pub struct Runtime {
     epoch_tick: Duration,
     /// Instance slots in the pool (`runtime.max_instances`).
     max_instances: u32,
+    /// The per-component pool limits, for the errors that name them.
+    per_component: PerComponentLimits,
+    /// Where compiled code of large module files is cached, if anywhere.
+    compiled_cache: Option<std::path::PathBuf>,
     _ticker: EpochTicker,
 }
 
@@ -73,16 +75,30 @@ impl Runtime {
         let max_memory = usize::try_from(config.max_memory_per_instance)
             .context("runtime.max_memory_per_instance does not fit this platform")?;
 
+        let per_component = PerComponentLimits {
+            core_instances: config.max_core_instances_per_component,
+            memories: config.max_memories_per_component,
+            tables: config.max_tables_per_component,
+        };
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(n)
-            .total_core_instances(n.saturating_mul(CORE_INSTANCE_SLOTS_PER_INSTANCE))
-            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
-            .total_memories(n.saturating_mul(MAX_MEMORIES_PER_COMPONENT))
-            .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
-            .max_memories_per_module(1)
-            .total_tables(n.saturating_mul(TABLE_SLOTS_PER_INSTANCE))
-            .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
-            .max_tables_per_module(MAX_TABLES_PER_COMPONENT)
+            .total_core_instances(
+                n.saturating_mul(CORE_INSTANCE_SLOTS_PER_INSTANCE)
+                    .max(per_component.core_instances),
+            )
+            .max_core_instances_per_component(per_component.core_instances)
+            .total_memories(
+                n.saturating_mul(MEMORY_SLOTS_PER_INSTANCE)
+                    .max(per_component.memories),
+            )
+            .max_memories_per_component(per_component.memories)
+            .max_memories_per_module(per_component.memories)
+            .total_tables(
+                n.saturating_mul(TABLE_SLOTS_PER_INSTANCE)
+                    .max(per_component.tables),
+            )
+            .max_tables_per_component(per_component.tables)
+            .max_tables_per_module(per_component.tables)
             .table_elements(20_000)
             // Every live Store keeps its fiber stack once it has made an
             // async call, so there must be one stack per live instance.
@@ -140,6 +156,8 @@ impl Runtime {
             memory_budget: Arc::new(memory_budget::MemoryBudget::new(config.max_memory_total)),
             epoch_tick: config.epoch_tick,
             max_instances: n,
+            per_component,
+            compiled_cache: config.compiled_cache.clone(),
             _ticker: ticker,
         })
     }
@@ -152,7 +170,7 @@ impl Runtime {
             ModuleSource::File(path) => {
                 let bytes = std::fs::read(path)
                     .with_context(|| format!("reading handler component {}", path.display()))?;
-                self.compile(&bytes)
+                self.compile_file(&name, &bytes)
                     .with_context(|| format!("{} cannot be a handler", path.display()))?
             }
             ModuleSource::Bundled { bytes, .. } => self
@@ -162,13 +180,68 @@ impl Runtime {
         self.prepare(name, &component)
     }
 
+    /// Compiles a module file's bytes, through the compiled-code cache for
+    /// large ones (a Python or JavaScript component takes 10-40 s to
+    /// compile; loading its cached code takes milliseconds). Says what it
+    /// does when it takes long.
+    fn compile_file(&self, name: &str, bytes: &[u8]) -> Result<Component> {
+        const CACHE_FROM: usize = 1 << 20;
+        let cache = self
+            .compiled_cache
+            .as_ref()
+            .filter(|_| bytes.len() >= CACHE_FROM);
+        let Some(dir) = cache else {
+            return self.compile(bytes);
+        };
+        let sha256 = crate::registry::sha256_hex(bytes);
+        let fingerprint = crate::registry::engine_fingerprint(&self.engine);
+        let cached = dir.join(format!("{sha256}-{fingerprint}.cwasm"));
+        if cached.is_file() {
+            // SAFETY: `deserialize_file` trusts the file to be code this
+            // wasmtime wrote. Files in the cache are written only below,
+            // whole (through a rename), from `Component::serialize` of an
+            // engine with the same fingerprint, which is part of the name.
+            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                Ok(component) => {
+                    tracing::info!(module = %name, path = %cached.display(), "loaded from the compiled-code cache");
+                    return Ok(component);
+                }
+                Err(e) => tracing::warn!(
+                    module = %name,
+                    path = %cached.display(),
+                    error = %format!("{e:#}"),
+                    "cached compiled code unusable; compiling again"
+                ),
+            }
+        }
+        let started = std::time::Instant::now();
+        tracing::info!(
+            module = %name,
+            bytes = bytes.len(),
+            "compiling a large module: this takes a while (once: its compiled code is cached)"
+        );
+        let component = self.compile(bytes)?;
+        tracing::info!(module = %name, seconds = started.elapsed().as_secs_f64(), "compiled");
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|()| {
+                component
+                    .serialize()
+                    .map_err(|e| std::io::Error::other(format!("{e:#}")))
+            })
+            .and_then(|code| crate::registry::files::write_atomically(&cached, &code));
+        if let Err(e) = written {
+            tracing::warn!(path = %cached.display(), error = %e, "cannot cache compiled code");
+        }
+        Ok(component)
+    }
+
     /// Compiles component bytes (CPU-heavy: seconds for a large component;
     /// keep it off the connection-serving threads). The result can be
     /// cached with [`Component::serialize`].
     pub fn compile(&self, bytes: &[u8]) -> Result<Component> {
         check_component_bytes(bytes)?;
         Component::from_binary(&self.engine, bytes)
-            .map_err(anyhow::Error::from)
+            .map_err(|e| self.per_component.explain(anyhow::Error::from(e)))
             .context("compiling the component")
     }
 
@@ -176,19 +249,26 @@ impl Runtime {
     /// world, its imports, the pool's per-component limits) and links it.
     pub fn prepare(&self, name: String, component: &Component) -> Result<Arc<HandlerModule>> {
         if let Some(needs) = component.resources_required() {
-            if needs.num_memories > MAX_MEMORIES_PER_COMPONENT {
+            let limits = &self.per_component;
+            if needs.num_memories > limits.memories {
                 bail!(
-                    "module `{name}` has {} memories; wsbox allows {MAX_MEMORIES_PER_COMPONENT}",
-                    needs.num_memories
+                    "module `{name}` has {} memories; this server allows {} per component: raise \
+                     `max_memories_per_component` in the config's [runtime] table",
+                    needs.num_memories,
+                    limits.memories
                 );
             }
-            if needs.num_tables > MAX_TABLES_PER_COMPONENT {
+            if needs.num_tables > limits.tables {
                 bail!(
-                    "module `{name}` has {} tables; wsbox allows {MAX_TABLES_PER_COMPONENT}",
-                    needs.num_tables
+                    "module `{name}` has {} tables; this server allows {} per component: raise \
+                     `max_tables_per_component` in the config's [runtime] table",
+                    needs.num_tables,
+                    limits.tables
                 );
             }
         }
+        Contract::check_versions(component, &self.engine)
+            .with_context(|| format!("module `{name}` is not a wsbox handler"))?;
         Contract::check_imports(component, &self.engine)
             .with_context(|| format!("module `{name}` is not a wsbox handler"))?;
         let pre: InstancePre<HostState> = self
@@ -205,7 +285,13 @@ impl Runtime {
             contract,
             memory_budget: Arc::clone(&self.memory_budget),
             epoch_tick: self.epoch_tick,
+            per_component: self.per_component,
         }))
+    }
+
+    /// Where compiled code of large module files is cached, if anywhere.
+    pub fn compiled_cache(&self) -> Option<&std::path::Path> {
+        self.compiled_cache.as_deref()
     }
 
     /// Handler instances alive now, and the pool's slots for them.
@@ -230,6 +316,38 @@ impl Runtime {
 
 /// Says what a file is when it is not a WebAssembly component, before
 /// wasmtime's parser gets a chance to answer with byte offsets.
+/// The pool's per-component maxima (`[runtime]` config keys).
+#[derive(Debug, Clone, Copy)]
+struct PerComponentLimits {
+    core_instances: u32,
+    memories: u32,
+    tables: u32,
+}
+
+impl PerComponentLimits {
+    /// Adds to a pool-limit refusal from wasmtime which config key raises it.
+    fn explain(&self, error: anyhow::Error) -> anyhow::Error {
+        let text = format!("{error:#}");
+        if !text.contains("configured maximum") {
+            return error;
+        }
+        let (key, now) =
+            if text.contains("core module instances") || text.contains("core instances") {
+                ("max_core_instances_per_component", self.core_instances)
+            } else if text.contains("memories") {
+                ("max_memories_per_component", self.memories)
+            } else if text.contains("tables") {
+                ("max_tables_per_component", self.tables)
+            } else {
+                return error;
+            };
+        error.context(format!(
+            "the component exceeds a per-component limit of the instance pool: raise `{key}` \
+             (now {now}) in the config's [runtime] table"
+        ))
+    }
+}
+
 fn check_component_bytes(bytes: &[u8]) -> Result<()> {
     const MAGIC: &[u8] = b"\0asm";
     const CORE_MODULE: [u8; 4] = [1, 0, 0, 0];
@@ -253,8 +371,9 @@ fn check_component_bytes(bytes: &[u8]) -> Result<()> {
     }
     if bytes[4..8] == CORE_MODULE {
         bail!(
-            "this is a core WebAssembly module, not a component: build it for the wasm32-wasip2 \
-             target (which writes components), or wrap it with `wasm-tools component new`"
+            "this is a core module, not a component: run `wasm-tools component new` on it \
+             (with the WASI adapter if it imports wasi_snapshot_preview1), or build it for the \
+             wasm32-wasip2 target, which writes components"
         );
     }
     if bytes[6..8] != COMPONENT_LAYER {
@@ -271,6 +390,8 @@ pub struct HandlerModule {
     contract: Contract,
     memory_budget: Arc<memory_budget::MemoryBudget>,
     epoch_tick: Duration,
+    /// The pool's per-component limits, which each Store's limits repeat.
+    per_component: PerComponentLimits,
 }
 
 impl HandlerModule {
@@ -336,7 +457,10 @@ mod tests {
             "{text}"
         );
         assert!(err(&[0xff, 0xfe, 0, 1, 2, 3, 4, 5, 6]).contains("magic"));
-        assert!(err(b"\0asm\x01\0\0\0rest").contains("core WebAssembly module"));
+        assert!(
+            err(b"\0asm\x01\0\0\0rest")
+                .contains("this is a core module, not a component: run `wasm-tools component new`")
+        );
         assert!(check_component_bytes(b"\0asm\x0d\0\x01\0rest").is_ok());
     }
 }

@@ -1,0 +1,17 @@
+#!/bin/sh
+# Builds the JavaScript echo into a component: sh build.sh [OUT.wasm]
+# (default: echo-js.wasm here). jco 1.34 (componentize-js) is installed
+# into ~/.cache/wsbox/toolchains on first use.
+set -eu
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$here/../.."
+out="${1:-$here/echo-js.wasm}"
+bin="$(sh "$root/guest-sdk/toolchains/ensure.sh" javascript)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+# componentize-js takes one module: bundle the SDK and the handler.
+cp "$root/guest-sdk/javascript/wsbox.js" "$root/guest-sdk/javascript/wsbox.d.ts" "$here/echo.js" "$work/"
+"$bin/rolldown" "$work/echo.js" --format esm --external 'wsbox:websocket/logging@0.2.2' --file "$work/bundle.js" >/dev/null
+# -d http -d fetch-event: wsbox grants no wasi:http, so the build must not import it.
+"$bin/jco" componentize "$work/bundle.js" --wit "$root/wit" -n websocket-batch-handler \
+    -d http -d fetch-event -o "$out" >&2

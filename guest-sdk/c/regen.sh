@@ -1,0 +1,12 @@
+#!/bin/sh
+# Regenerates the C bindings from wit/websocket.wit and records the WIT's
+# hash beside them (tests/polyglot.rs checks it). Needs `wit-bindgen`
+# (cargo install wit-bindgen-cli --version 0.61.1, ~8 minutes).
+set -eu
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$here/../.."
+wit_bindgen="${WIT_BINDGEN:-wit-bindgen}"
+rm -rf "$here/bindings"
+"$wit_bindgen" c --world websocket-batch-handler --out-dir "$here/bindings" "$root/wit"
+sha256sum "$root/wit/websocket.wit" | cut -d' ' -f1 > "$here/bindings/WIT_SHA256"
+"$wit_bindgen" --version > "$here/bindings/GENERATED_BY"

@@ -1,0 +1,300 @@
+// Package wsbox: wsbox handlers in Go, over the bindings `wit-bindgen go`
+// generates (guest-sdk/go/bindings).
+//
+// A handler is any type with some of the optional methods below (Prepare,
+// SelectSubprotocol, Open, OnMessage, OnPing, OnPong, OnClose). Put it in
+// package `app` of the build (see examples/echo-go) and register a
+// constructor in init:
+//
+//	func init() { wsbox.Register(func() any { return &Echo{} }) }
+//
+// The host makes one instance per connection, so one handler value lives
+// per connection.
+package wsbox
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+
+	witTypes "go.bytecodealliance.org/pkg/wit/types"
+	conn "wit_component/wsbox_websocket_connection"
+	"wit_component/wsbox_websocket_logging"
+	types "wit_component/wsbox_websocket_types"
+)
+
+// ErrClosed is returned by writes on a closing or closed connection
+// (Tornado's WebSocketClosedError).
+var ErrClosed = errors.New("wsbox: the connection is closed")
+
+// Request is the opening handshake.
+type Request struct {
+	ConnectionID uint64
+	Path, Query  string
+	// Headers by lower-case name (the last one of a name wins).
+	Headers map[string]string
+	// Args are the route's unnamed captures, Kwargs its named ones
+	// (KwargNames in the route's order).
+	Args       []string
+	Kwargs     map[string]string
+	KwargNames []string
+	// Subprotocols offered by the client, in its order of preference.
+	Subprotocols []string
+	// Origin is "" when the request had none.
+	Origin string
+}
+
+// QueryArg returns a query parameter (no percent-decoding).
+func (r *Request) QueryArg(name string) (string, bool) {
+	for _, part := range strings.Split(r.Query, "&") {
+		k, v, _ := strings.Cut(part, "=")
+		if k == name && part != "" {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// Reject refuses an upgrade: return one from Prepare.
+type Reject struct {
+	Status  uint16
+	Reason  string
+	Headers map[string]string
+}
+
+// The optional methods of a handler.
+type (
+	Preparer            interface{ Prepare(*Request) *Reject }
+	SubprotocolSelector interface {
+		SelectSubprotocol(*Request) string
+	}
+	Opener         interface{ Open(*Ws) }
+	MessageHandler interface {
+		OnMessage(ws *Ws, data []byte, text bool)
+	}
+	PingHandler  interface{ OnPing(ws *Ws, data []byte) }
+	PongHandler  interface{ OnPong(ws *Ws, data []byte) }
+	CloseHandler interface {
+		// code is -1 when the close frame carried none.
+		OnClose(ws *Ws, code int, reason string)
+	}
+)
+
+// Ws is the connection during one event.
+type Ws struct {
+	c *conn.Connection
+}
+
+var (
+	newHandler func() any
+	handler    any
+	request    *Request
+	closing    bool
+)
+
+// Register names the constructor of the handler, one per connection.
+func Register(constructor func() any) { newHandler = constructor }
+
+func current() any {
+	if handler == nil {
+		if newHandler == nil {
+			panic("wsbox: no handler registered: call wsbox.Register in an init function of package app")
+		}
+		handler = newHandler()
+	}
+	return handler
+}
+
+// Request returns the opening handshake.
+func (w *Ws) Request() *Request {
+	if request == nil {
+		request = convert(w.c.Request())
+	}
+	return request
+}
+
+// ID is the connection's host-wide id.
+func (w *Ws) ID() uint64 { return w.c.Id() }
+
+func (w *Ws) write(m types.Message) error {
+	if closing {
+		return ErrClosed
+	}
+	if w.c.WriteMessage(m).IsErr() {
+		closing = true
+		return ErrClosed
+	}
+	return nil
+}
+
+// WriteText sends a text message.
+func (w *Ws) WriteText(text string) error { return w.write(types.MakeMessageText(text)) }
+
+// WriteBinary sends a binary message.
+func (w *Ws) WriteBinary(data []byte) error { return w.write(types.MakeMessageBinary(data)) }
+
+// WriteJSON sends v as a JSON text message.
+func (w *Ws) WriteJSON(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return w.WriteText(string(b))
+}
+
+// Ping sends a ping (at most 125 bytes); the answer arrives in OnPong.
+func (w *Ws) Ping(data []byte) error {
+	if closing {
+		return ErrClosed
+	}
+	r := w.c.Ping(data)
+	if r.IsErr() {
+		if r.Err() == conn.PingErrorClosed {
+			return ErrClosed
+		}
+		return errors.New("wsbox: a ping payload is at most 125 bytes")
+	}
+	return nil
+}
+
+// Close starts the closing handshake; code < 0 sends none.
+func (w *Ws) Close(code int, reason string) error {
+	if closing {
+		return nil
+	}
+	c := witTypes.None[uint16]()
+	r := witTypes.None[string]()
+	if code >= 0 {
+		c = witTypes.Some(uint16(code))
+		r = witTypes.Some(reason)
+	}
+	if w.c.Close(c, r).IsErr() {
+		return errors.New("wsbox: invalid close code or reason")
+	}
+	closing = true
+	return nil
+}
+
+// Log writes a line to the host's log.
+func Log(message string) { wsbox_websocket_logging.Log(types.LogLevelInfo, message) }
+
+func convert(raw types.UpgradeRequest) *Request {
+	r := &Request{
+		ConnectionID: raw.ConnectionId,
+		Path:         raw.Path,
+		Query:        raw.Query,
+		Headers:      map[string]string{},
+		Args:         raw.PositionalCaptures,
+		Kwargs:       map[string]string{},
+		Subprotocols: raw.Subprotocols,
+		Origin:       raw.Origin.SomeOr(""),
+	}
+	for _, h := range raw.Headers {
+		r.Headers[h.Name] = string(h.Value)
+	}
+	for _, c := range raw.NamedCaptures {
+		r.Kwargs[c.Name] = c.Value
+		r.KwargNames = append(r.KwargNames, c.Name)
+	}
+	return r
+}
+
+// ---- called by the export packages ----
+
+// Upgrade decides the handshake.
+func Upgrade(raw types.UpgradeRequest) types.UpgradeDecision {
+	request = convert(raw)
+	h := current()
+	if p, ok := h.(Preparer); ok {
+		if rej := p.Prepare(request); rej != nil {
+			var headers []types.Header
+			for k, v := range rej.Headers {
+				headers = append(headers, types.Header{Name: strings.ToLower(k), Value: []byte(v)})
+			}
+			return types.MakeUpgradeDecisionReject(types.Reject{Status: rej.Status, Reason: rej.Reason, Headers: headers})
+		}
+	}
+	sub := witTypes.None[string]()
+	if s, ok := h.(SubprotocolSelector); ok {
+		if chosen := s.SelectSubprotocol(request); chosen != "" {
+			sub = witTypes.Some(chosen)
+		}
+	}
+	return types.MakeUpgradeDecisionAccept(types.Accept{Subprotocol: sub, Origin: types.OriginDecisionHostVerdict})
+}
+
+func with(c *conn.Connection, f func(h any, ws *Ws)) {
+	// The lent connection must be dropped before the export returns.
+	defer c.Drop()
+	f(current(), &Ws{c})
+}
+
+// OnOpen: the connection is open.
+func OnOpen(c *conn.Connection, _ types.OpenInfo) {
+	with(c, func(h any, ws *Ws) {
+		ws.Request()
+		if o, ok := h.(Opener); ok {
+			o.Open(ws)
+		}
+	})
+}
+
+func deliver(h any, ws *Ws, data []byte, text bool) {
+	if m, ok := h.(MessageHandler); ok && !closing {
+		m.OnMessage(ws, data, text)
+	}
+}
+
+// OnMessage: one message.
+func OnMessage(c *conn.Connection, m types.Message) {
+	with(c, func(h any, ws *Ws) {
+		if m.Tag() == types.MessageText {
+			deliver(h, ws, []byte(m.Text()), true)
+		} else {
+			deliver(h, ws, m.Binary(), false)
+		}
+	})
+}
+
+// OnMessages: a batch.
+func OnMessages(c *conn.Connection, batch types.MessageBatch) {
+	with(c, func(h any, ws *Ws) {
+		at := uint32(0)
+		for _, span := range batch.Spans {
+			deliver(h, ws, batch.Data[at:at+span.Len], span.Kind == types.MessageKindText)
+			at += span.Len
+		}
+	})
+}
+
+// OnPing: a ping arrived.
+func OnPing(c *conn.Connection, data []byte) {
+	with(c, func(h any, ws *Ws) {
+		if p, ok := h.(PingHandler); ok {
+			p.OnPing(ws, data)
+		}
+	})
+}
+
+// OnPong: a pong arrived.
+func OnPong(c *conn.Connection, data []byte) {
+	with(c, func(h any, ws *Ws) {
+		if p, ok := h.(PongHandler); ok {
+			p.OnPong(ws, data)
+		}
+	})
+}
+
+// OnClose: the connection closed.
+func OnClose(c *conn.Connection, info types.CloseInfo) {
+	with(c, func(h any, ws *Ws) {
+		closing = true
+		code := -1
+		if info.Code.IsSome() {
+			code = int(info.Code.Some())
+		}
+		if cl, ok := h.(CloseHandler); ok {
+			cl.OnClose(ws, code, info.Reason)
+		}
+	})
+}

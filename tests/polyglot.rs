@@ -1,0 +1,694 @@
+//! One conformance suite for the echo example of every guest language.
+//!
+//! Each language's echo (`examples/echo` in Rust, `examples/echo-python`,
+//! ...) implements the same behaviour, written down in
+//! `examples/echo/src/lib.rs`: greeting with the route captures, echo of
+//! text and binary, `prepare` refusing a bad token with 401, subprotocol
+//! selection, and `wsbox:` text commands for JSON, close, ping/pong hooks,
+//! write after close and a trap. Every scenario below runs against every
+//! language; a language's test fails listing the scenarios it failed.
+//!
+//! Languages other than Rust are built by their example's build script,
+//! which installs the toolchain into `~/.cache/wsbox/toolchains` on first
+//! use (one line on stderr) and writes the component under this build's
+//! target directory. `WSBOX_SKIP_PEERS=polyglot` skips them.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use wsbox::config::{Config, ModuleSource, RouteConfig, RouteLimits};
+use wsbox_tests::*;
+
+/// Limits for every language: generous CPU time, since an interpreter
+/// echoing 1 MiB on a loaded 2-core machine takes a while.
+fn polyglot_limits() -> RouteLimits {
+    RouteLimits {
+        memory_limit: 128 << 20,
+        cpu_time_per_event: Duration::from_secs(5),
+        wall_time_per_call: Duration::from_secs(20),
+        ..RouteLimits::default()
+    }
+}
+
+/// The echo routes: `/echo` (no captures: a pure echo) and
+/// `/echo/<arg>/<room>` (one positional and one named capture).
+fn echo_config(module: ModuleSource) -> Config {
+    let mut config = module_config("/echo", "unused.wasm", polyglot_limits());
+    config.runtime.max_memory_per_instance = 128 << 20;
+    let route = |pattern: &str| RouteConfig {
+        pattern: pattern.to_string(),
+        tenant: "default".to_string(),
+        module: module.clone(),
+        limits: polyglot_limits(),
+        origin: Default::default(),
+        keepalive: Default::default(),
+        compression: None,
+    };
+    config.routes = vec![route("/echo"), route("/echo/([a-z]+)/(?P<room>[a-z]+)")];
+    config
+}
+
+type ScenarioFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+type Scenario = fn(Arc<TestServer>, &'static str) -> ScenarioFuture;
+
+/// Every scenario, by name.
+const SCENARIOS: &[(&str, Scenario)] = &[
+    ("greeting with captures", |s, l| Box::pin(greeting(s, l))),
+    ("text and binary echo", |s, l| {
+        Box::pin(echo_text_binary(s, l))
+    }),
+    ("1 MiB messages", |s, l| Box::pin(one_mebibyte(s, l))),
+    ("100 messages back to back", |s, l| {
+        Box::pin(back_to_back(s, l))
+    }),
+    ("close code and reason reach on_close", |s, l| {
+        Box::pin(close_reaches_on_close(s, l))
+    }),
+    ("handler closes with code and reason", |s, l| {
+        Box::pin(handler_close(s, l))
+    }),
+    ("ping and pong hooks", |s, l| Box::pin(ping_pong(s, l))),
+    ("prepare rejects with 401 and a header", |s, l| {
+        Box::pin(reject_in_prepare(s, l))
+    }),
+    ("subprotocol selection", |s, l| Box::pin(subprotocol(s, l))),
+    ("JSON write", |s, l| Box::pin(json_write(s, l))),
+    ("write after close fails with closed", |s, l| {
+        Box::pin(write_after_close(s, l))
+    }),
+    ("a trap closes only its connection with 1011", |s, l| {
+        Box::pin(trap(s, l))
+    }),
+];
+
+/// Runs every scenario against `module`, each in its own task, and fails
+/// listing those that failed.
+async fn conformance(lang: &'static str, module: ModuleSource) {
+    conformance_with_known_failures(lang, module, &[]).await;
+}
+
+/// [`conformance`] for a language that fails some scenarios for a known
+/// reason (written beside the call): the test fails if they pass (so the
+/// list is kept true) as well as if any other scenario fails.
+async fn conformance_with_known_failures(lang: &'static str, module: ModuleSource, known: &[&str]) {
+    let started = Instant::now();
+    let server = Arc::new(TestServer::start(echo_config(module)).await);
+    announce(&format!(
+        "polyglot {lang}: server up in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
+    let mut failed = Vec::new();
+    for (name, scenario) in SCENARIOS {
+        let t = Instant::now();
+        let result = tokio::spawn(scenario(server.clone(), lang)).await;
+        let verdict = if result.is_ok() { "ok" } else { "FAILED" };
+        announce(&format!(
+            "polyglot {lang}: {name} ... {verdict} ({:.2}s)",
+            t.elapsed().as_secs_f64()
+        ));
+        if result.is_err() {
+            failed.push(*name);
+        }
+    }
+    if failed != known {
+        // The host's account of what went wrong (traps, refusals), with
+        // the lines that continue a multi-line error.
+        let logs = logs();
+        let lines: Vec<&str> = logs.lines().collect();
+        let mut shown = 0;
+        for (i, line) in lines.iter().enumerate() {
+            if shown >= 40 {
+                break;
+            }
+            if line.contains("WARN") || line.contains("ERROR") {
+                announce(&format!("polyglot {lang}: host log: {line}"));
+                shown += 1;
+                for more in lines[i + 1..]
+                    .iter()
+                    .take_while(|l| !l.starts_with("20"))
+                    .take(30)
+                {
+                    announce(&format!("polyglot {lang}: host log:     {more}"));
+                    shown += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        failed == known,
+        "{lang} echo failed {} of {} conformance scenarios: {failed:?} (known failures: {known:?})",
+        failed.len(),
+        SCENARIOS.len()
+    );
+}
+
+async fn greeting(server: Arc<TestServer>, _lang: &'static str) {
+    let mut ws = server.connect("/echo/alpha/lobby").await;
+    assert_eq!(
+        text(&mut ws).await,
+        "hello from wsbox echo: args=[alpha] kwargs={room: lobby}"
+    );
+    // Without captures there is no greeting: the first answer is the echo.
+    let mut ws = server.connect("/echo").await;
+    assert_eq!(ask(&mut ws, "first").await, "first");
+}
+
+async fn echo_text_binary(server: Arc<TestServer>, _lang: &'static str) {
+    let mut ws = server.connect("/echo").await;
+    assert_eq!(ask(&mut ws, "héllo ✓").await, "héllo ✓");
+    let bytes = vec![0u8, 1, 2, 255, 254];
+    ws.send(WsMessage::binary(bytes.clone()))
+        .await
+        .expect("send");
+    assert_eq!(next_message(&mut ws).await, WsMessage::binary(bytes));
+    ws.send(WsMessage::text("")).await.expect("send");
+    assert_eq!(next_message(&mut ws).await, WsMessage::text(""));
+}
+
+async fn one_mebibyte(server: Arc<TestServer>, _lang: &'static str) {
+    let mut ws = server.connect("/echo").await;
+    let text_payload: String = (0..1 << 20)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    ws.send(WsMessage::text(text_payload.clone()))
+        .await
+        .expect("send");
+    match next_message(&mut ws).await {
+        WsMessage::Text(t) => assert!(t.as_str() == text_payload, "1 MiB text came back changed"),
+        other => panic!("expected text, got {:?}", kind(&other)),
+    }
+    let binary: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    ws.send(WsMessage::binary(binary.clone()))
+        .await
+        .expect("send");
+    match next_message(&mut ws).await {
+        WsMessage::Binary(b) => assert!(b[..] == binary[..], "1 MiB binary came back changed"),
+        other => panic!("expected binary, got {:?}", kind(&other)),
+    }
+}
+
+fn kind(message: &WsMessage) -> &'static str {
+    match message {
+        WsMessage::Text(_) => "text",
+        WsMessage::Binary(_) => "binary",
+        WsMessage::Close(_) => "close",
+        _ => "control",
+    }
+}
+
+async fn back_to_back(server: Arc<TestServer>, _lang: &'static str) {
+    let mut ws = server.connect("/echo").await;
+    for i in 0..100 {
+        ws.feed(WsMessage::text(format!("m{i}")))
+            .await
+            .expect("feed");
+    }
+    ws.flush().await.expect("flush");
+    for i in 0..100 {
+        assert_eq!(text(&mut ws).await, format!("m{i}"), "message {i} in order");
+    }
+}
+
+async fn close_reaches_on_close(server: Arc<TestServer>, lang: &'static str) {
+    let mut ws = server.connect("/echo").await;
+    assert_eq!(ask(&mut ws, "before close").await, "before close");
+    let reason = format!("bye-{lang}");
+    ws.close(Some(CloseFrame {
+        code: CloseCode::from(4000),
+        reason: reason.clone().into(),
+    }))
+    .await
+    .expect("close");
+    let (code, _) = expect_close(&mut ws).await;
+    assert_eq!(code, 4000, "the server echoes the close code");
+    wait_for_log(&format!("echo closed: code=4000 reason={reason}")).await;
+}
+
+async fn handler_close(server: Arc<TestServer>, lang: &'static str) {
+    let mut ws = server.connect("/echo").await;
+    ws.send(WsMessage::text(format!("wsbox:close 4002 done-{lang}")))
+        .await
+        .expect("send");
+    assert_eq!(expect_close(&mut ws).await, (4002, format!("done-{lang}")));
+}
+
+async fn ping_pong(server: Arc<TestServer>, _lang: &'static str) {
+    let mut ws = server.connect("/echo").await;
+    assert_eq!(ask(&mut ws, "wsbox:hooks").await, "hooks on");
+    ws.send(WsMessage::Ping(b"from-client".to_vec().into()))
+        .await
+        .expect("ping");
+    assert_eq!(text(&mut ws).await, "on_ping: from-client");
+    // The handler pings; the client answers with a pong (tungstenite does
+    // so while reading), which reaches on_pong.
+    ws.send(WsMessage::text("wsbox:ping from-handler"))
+        .await
+        .expect("send");
+    assert_eq!(text(&mut ws).await, "on_pong: from-handler");
+}
+
+async fn reject_in_prepare(server: Arc<TestServer>, _lang: &'static str) {
+    let err = tokio_tungstenite::connect_async(server.url("/echo?token=wrong"))
+        .await
+        .expect_err("a bad token is refused");
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(response) => {
+            assert_eq!(response.status(), 401);
+            assert_eq!(
+                response
+                    .headers()
+                    .get("www-authenticate")
+                    .map(|v| v.as_bytes()),
+                Some(&b"Bearer"[..])
+            );
+            let body = response.body().as_deref().unwrap_or_default();
+            assert!(
+                String::from_utf8_lossy(body).contains("bad token"),
+                "the reason is the body: {body:?}"
+            );
+        }
+        other => panic!("expected an HTTP 401, got {other}"),
+    }
+    let mut ws = server.connect("/echo?token=letmein").await;
+    assert_eq!(ask(&mut ws, "in").await, "in");
+}
+
+async fn subprotocol(server: Arc<TestServer>, _lang: &'static str) {
+    let mut request = server.url("/echo").into_client_request().expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "chat.v9, echo.v1".parse().expect("header"),
+    );
+    let (mut ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("in time")
+        .expect("handshake");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.as_bytes()),
+        Some(&b"echo.v1"[..])
+    );
+    assert_eq!(ask(&mut ws, "sub").await, "sub");
+    // Not offered: none selected (tungstenite refuses that answer, so
+    // the handshake goes by hand).
+    let response = raw_request(
+        server.addr,
+        &format!(
+            "GET /echo HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: chat.v9\r\n\r\n",
+            server.addr
+        ),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 101"), "{response}");
+    assert!(
+        !response
+            .to_ascii_lowercase()
+            .contains("sec-websocket-protocol"),
+        "{response}"
+    );
+}
+
+async fn json_write(server: Arc<TestServer>, _lang: &'static str) {
+    let mut ws = server.connect("/echo").await;
+    let answer = ask(&mut ws, "wsbox:json").await;
+    let value: serde_json::Value =
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("not JSON ({e}): {answer:?}"));
+    assert_eq!(value, serde_json::json!({"echo": "json", "n": [1, 2]}));
+}
+
+async fn write_after_close(server: Arc<TestServer>, lang: &'static str) {
+    let mut ws = server.connect("/echo").await;
+    let tag = format!("wac-{lang}");
+    ws.send(WsMessage::text(format!("wsbox:write-after-close {tag}")))
+        .await
+        .expect("send");
+    assert_eq!(expect_close(&mut ws).await, (4001, "closing".to_string()));
+    wait_for_log(&format!("write after close {tag}: closed")).await;
+}
+
+async fn trap(server: Arc<TestServer>, _lang: &'static str) {
+    let mut bystander = server.connect("/echo").await;
+    assert_eq!(ask(&mut bystander, "still here?").await, "still here?");
+    let mut victim = server.connect("/echo").await;
+    victim
+        .send(WsMessage::text("wsbox:trap"))
+        .await
+        .expect("send");
+    assert_eq!(expect_close(&mut victim).await.0, 1011);
+    assert_eq!(ask(&mut bystander, "still here").await, "still here");
+    // A new connection gets a fresh instance.
+    let mut fresh = server.connect("/echo").await;
+    assert_eq!(ask(&mut fresh, "fresh").await, "fresh");
+}
+
+// ---- the languages ------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_echo_passes_the_conformance_suite() {
+    conformance(
+        "rust",
+        ModuleSource::Bundled {
+            name: "echo",
+            bytes: wsbox::bundled::ECHO_WASM,
+        },
+    )
+    .await;
+}
+
+/// Builds `examples/<example>` with its `build.sh` into this build's
+/// target directory and returns the component, or `None` when the
+/// polyglot tests are skipped. The build is skipped when its inputs (the
+/// example, the language's SDK, the WIT, the toolchain script) hash to
+/// what they did for the component already there.
+fn build_example(example: &str, sdk: &str) -> Option<PathBuf> {
+    build_example_with(example, sdk, None)
+}
+
+/// [`build_example`] with an environment variable set for the build
+/// script, into an output named after the variable.
+fn build_example_with(example: &str, sdk: &str, env: Option<(&str, &str)>) -> Option<PathBuf> {
+    if skip_peers(Peers::Polyglot) {
+        return None;
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf();
+    let out_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"))
+        .join("polyglot");
+    std::fs::create_dir_all(&out_dir).expect("create the polyglot output dir");
+    let name = match env {
+        Some((var, _)) => format!("{example}-{}", var.to_lowercase()),
+        None => example.to_string(),
+    };
+    let out = out_dir.join(format!("{name}.wasm"));
+    let stamp = out_dir.join(format!("{name}.inputs"));
+    let inputs = inputs_hash(&[
+        workspace.join("examples").join(example),
+        workspace.join("guest-sdk").join(sdk),
+        workspace.join("guest-sdk/toolchains"),
+        workspace.join("wit/websocket.wit"),
+    ]);
+    if out.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(inputs.as_str()) {
+        announce(&format!(
+            "polyglot: {name} is up to date ({})",
+            out.display()
+        ));
+        return Some(out);
+    }
+    let script = workspace.join("examples").join(example).join("build.sh");
+    announce(&format!(
+        "polyglot: building {example} with {}",
+        script.display()
+    ));
+    let started = Instant::now();
+    let mut command = std::process::Command::new("sh");
+    command.arg(&script).arg(&out);
+    if let Some((var, value)) = env {
+        command.env(var, value);
+    }
+    let status = command
+        .status()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(status.success(), "{} failed ({status})", script.display());
+    std::fs::write(&stamp, &inputs).expect("write the build stamp");
+    announce(&format!(
+        "polyglot: built {name} in {:.1}s ({} bytes)",
+        started.elapsed().as_secs_f64(),
+        std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0)
+    ));
+    Some(out)
+}
+
+/// A hash of the paths and contents of every file under `roots` (build
+/// outputs and caches excluded).
+fn inputs_hash(roots: &[PathBuf]) -> String {
+    fn walk(path: &Path, files: &mut Vec<PathBuf>) {
+        if path.is_dir() {
+            let Ok(entries) = std::fs::read_dir(path) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let p = entry.path();
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name == "__pycache__" || name == "node_modules" || name.ends_with(".wasm") {
+                    continue;
+                }
+                walk(&p, files);
+            }
+        } else if path.is_file() {
+            files.push(path.to_path_buf());
+        }
+    }
+    let mut files = Vec::new();
+    for root in roots {
+        walk(root, &mut files);
+    }
+    files.sort();
+    let mut all = Vec::new();
+    for file in files {
+        all.extend_from_slice(file.to_string_lossy().as_bytes());
+        all.push(0);
+        all.extend(std::fs::read(&file).unwrap_or_default());
+        all.push(0);
+    }
+    wsbox::registry::sha256_hex(&all)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_echo_passes_the_conformance_suite() {
+    let Some(wasm) = tokio::task::spawn_blocking(|| build_example("echo-python", "python"))
+        .await
+        .expect("build task")
+    else {
+        return;
+    };
+    conformance("python", ModuleSource::File(wasm)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_echo_passes_the_conformance_suite() {
+    let Some(wasm) = tokio::task::spawn_blocking(|| build_example("echo-js", "javascript"))
+        .await
+        .expect("build task")
+    else {
+        return;
+    };
+    conformance("javascript", ModuleSource::File(wasm)).await;
+}
+
+/// componentize-py's `--stub-wasi` build (38 core instances, no WASI
+/// imports) loads with the default per-component pool limits and echoes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stub_wasi_python_build_fits_the_default_pool_limits() {
+    let Some(wasm) = tokio::task::spawn_blocking(|| {
+        build_example_with("echo-python", "python", Some(("WSBOX_STUB_WASI", "1")))
+    })
+    .await
+    .expect("build task") else {
+        return;
+    };
+    let server = TestServer::start(echo_config(ModuleSource::File(wasm.clone()))).await;
+    // The second load of the same large module takes its compiled code
+    // from the cache (when the test runtime has one: by default it does).
+    if server.handle.runtime().compiled_cache().is_some() {
+        server
+            .handle
+            .runtime()
+            .load_module(&ModuleSource::File(wasm))
+            .expect("the module loads again");
+        wait_for_log("loaded from the compiled-code cache module=echo-python-wsbox_stub_wasi ")
+            .await;
+    }
+    let mut ws = server.connect("/echo/stub/wasi").await;
+    assert_eq!(
+        text(&mut ws).await,
+        "hello from wsbox echo: args=[stub] kwargs={room: wasi}"
+    );
+    assert_eq!(ask(&mut ws, "stubbed").await, "stubbed");
+}
+
+/// The committed C bindings were generated from this WIT: the hash
+/// recorded beside them is the WIT's. When `wit-bindgen` is at hand
+/// (`WIT_BINDGEN`, or on the PATH), they are also regenerated and
+/// compared file by file.
+#[test]
+fn the_committed_c_bindings_match_the_wit() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace");
+    let wit = workspace.join("wit/websocket.wit");
+    let bindings = workspace.join("guest-sdk/c/bindings");
+    let recorded = std::fs::read_to_string(bindings.join("WIT_SHA256"))
+        .expect("guest-sdk/c/bindings/WIT_SHA256 is committed");
+    let actual = wsbox::registry::sha256_hex(&std::fs::read(&wit).expect("read the WIT"));
+    assert_eq!(
+        recorded.trim(),
+        actual,
+        "wit/websocket.wit changed since the C bindings were generated: run \
+         `sh guest-sdk/c/regen.sh` (needs wit-bindgen: `cargo install wit-bindgen-cli --version 0.61.1`) \
+         and commit guest-sdk/c/bindings"
+    );
+    let wit_bindgen = std::env::var("WIT_BINDGEN").unwrap_or_else(|_| "wit-bindgen".into());
+    let Ok(version) = std::process::Command::new(&wit_bindgen)
+        .arg("--version")
+        .output()
+    else {
+        announce(
+            "the C bindings match the WIT's hash; wit-bindgen is absent, so they were not regenerated",
+        );
+        return;
+    };
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    let generated_by = std::fs::read_to_string(bindings.join("GENERATED_BY")).unwrap_or_default();
+    if generated_by.trim() != version {
+        announce(&format!(
+            "the C bindings were generated by {}, not {version}: not regenerated",
+            generated_by.trim()
+        ));
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("wsbox-c-bindings-{}", std::process::id()));
+    let status = std::process::Command::new(&wit_bindgen)
+        .args(["c", "--world", "websocket-batch-handler", "--out-dir"])
+        .arg(&out)
+        .arg(workspace.join("wit"))
+        .status()
+        .expect("run wit-bindgen");
+    assert!(status.success(), "wit-bindgen c failed");
+    let names = [
+        "websocket_batch_handler.c",
+        "websocket_batch_handler.h",
+        "websocket_batch_handler_component_type.o",
+    ];
+    let fresh: Vec<Vec<u8>> = names
+        .iter()
+        .map(|name| std::fs::read(out.join(name)).unwrap_or_default())
+        .collect();
+    let _ = std::fs::remove_dir_all(&out);
+    for (name, fresh) in names.iter().zip(fresh) {
+        let committed = std::fs::read(bindings.join(name)).expect("committed file");
+        assert!(
+            fresh == committed,
+            "guest-sdk/c/bindings/{name} differs from what wit-bindgen generates: run `sh guest-sdk/c/regen.sh`"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_echo_passes_the_conformance_suite() {
+    let Some(wasm) = tokio::task::spawn_blocking(|| build_example("echo-c", "c"))
+        .await
+        .expect("build task")
+    else {
+        return;
+    };
+    conformance("c", ModuleSource::File(wasm)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_echo_passes_the_conformance_suite() {
+    let Some(wasm) = tokio::task::spawn_blocking(|| build_example("echo-go", "go"))
+        .await
+        .expect("build task")
+    else {
+        return;
+    };
+    // Known failure: a 1 MiB argument makes the host call the guest's
+    // `cabi_realloc`, whose Go allocation may run a garbage collection,
+    // which reads the clock: an import call from inside `cabi_realloc`,
+    // which the component model forbids ("cannot leave component
+    // instance"), so the instance traps and the connection gets 1011.
+    // The fix belongs in go.bytecodealliance.org/pkg's cabiRealloc.
+    conformance_with_known_failures("go", ModuleSource::File(wasm), &["1 MiB messages"]).await;
+}
+
+/// The committed Go bindings were generated from this WIT: the hash
+/// recorded beside them is the WIT's, and with `wit-bindgen` at hand (of
+/// the version that generated them) they are regenerated and compared.
+#[test]
+fn the_committed_go_bindings_match_the_wit() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace");
+    let bindings = workspace.join("guest-sdk/go/bindings");
+    let recorded = std::fs::read_to_string(bindings.join("WIT_SHA256"))
+        .expect("guest-sdk/go/bindings/WIT_SHA256 is committed");
+    let actual = wsbox::registry::sha256_hex(
+        &std::fs::read(workspace.join("wit/websocket.wit")).expect("read the WIT"),
+    );
+    assert_eq!(
+        recorded.trim(),
+        actual,
+        "wit/websocket.wit changed since the Go bindings were generated: run \
+         `sh guest-sdk/go/regen.sh` (needs wit-bindgen) and commit guest-sdk/go/bindings"
+    );
+    let wit_bindgen = std::env::var("WIT_BINDGEN").unwrap_or_else(|_| "wit-bindgen".into());
+    let Ok(version) = std::process::Command::new(&wit_bindgen)
+        .arg("--version")
+        .output()
+    else {
+        announce(
+            "the Go bindings match the WIT's hash; wit-bindgen is absent, so they were not regenerated",
+        );
+        return;
+    };
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    let generated_by = std::fs::read_to_string(bindings.join("GENERATED_BY")).unwrap_or_default();
+    if generated_by.trim() != version {
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("wsbox-go-bindings-{}", std::process::id()));
+    std::fs::create_dir_all(&out).expect("temp dir");
+    let status = std::process::Command::new(&wit_bindgen)
+        .args(["go", "-w", "websocket-batch-handler"])
+        .arg(workspace.join("wit"))
+        .current_dir(&out)
+        .status()
+        .expect("run wit-bindgen");
+    let mut generated = Vec::new();
+    collect_files(&out, &out, &mut generated);
+    let _ = std::fs::remove_dir_all(&out);
+    assert!(status.success(), "wit-bindgen go failed");
+    assert!(!generated.is_empty(), "wit-bindgen go wrote nothing");
+    for (name, fresh) in generated {
+        let committed = std::fs::read(bindings.join(&name)).unwrap_or_default();
+        assert!(
+            fresh == committed,
+            "guest-sdk/go/bindings/{name} differs from what wit-bindgen generates: run `sh guest-sdk/go/regen.sh`"
+        );
+    }
+}
+
+/// Every file under `dir`, by its path relative to `root`, with its bytes.
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(root, &path, out);
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            out.push((
+                rel.to_string_lossy().into_owned(),
+                std::fs::read(&path).unwrap_or_default(),
+            ));
+        }
+    }
+}
