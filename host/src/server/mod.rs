@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod connection;
+pub mod hibernation;
 mod inbox;
 pub mod mailbox;
 mod memory;
