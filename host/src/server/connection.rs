@@ -141,6 +141,8 @@ struct Conn {
     /// When the handler last got a message (or woke, or was asked to
     /// hibernate): `hibernate_after` counts from here.
     last_event: Instant,
+    /// Pool pressure asked it to hibernate now.
+    hibernate_now: bool,
 }
 
 impl Conn {
@@ -218,30 +220,29 @@ impl Conn {
             .flatten()
     }
 
-    /// While hibernated: answers the route's auto-response request without
-    /// waking. Returns whether it did.
-    fn auto_respond(&mut self, message: &wsbox_protocol::Message) -> bool {
-        if self.sleeping.is_none() {
-            return false;
-        }
+    /// Whether `message` is the route's auto-response request, which the
+    /// host answers itself, awake or hibernated, without a handler call.
+    fn is_auto_request(&self, message: &wsbox_protocol::Message) -> bool {
+        let auto = self
+            .wake
+            .as_ref()
+            .and_then(|w| w.config.auto_response.as_ref());
+        matches!((auto, message), (Some(auto), wsbox_protocol::Message::Text(text)) if *text == auto.request)
+    }
+
+    /// Sends the route's auto-response.
+    fn auto_respond(&mut self) {
         let Some(auto) = self
             .wake
             .as_ref()
             .and_then(|w| w.config.auto_response.as_ref())
         else {
-            return false;
+            return;
         };
-        let wsbox_protocol::Message::Text(text) = message else {
-            return false;
-        };
-        if *text != auto.request {
-            return false;
-        }
         if self.engine.send_text(&auto.response).is_ok() {
             self.metrics.messages_out.inc();
         }
-        tracing::debug!("auto-response sent while hibernated");
-        true
+        tracing::debug!(hibernated = self.sleeping.is_some(), "auto-response sent");
     }
 
     /// The socket reached EOF: a connection not closed cleanly was lost.
@@ -299,6 +300,8 @@ impl Conn {
                     // The server (an operator, a backend) closed it.
                     self.close_with(code, &reason, CloseCause::ClosedByServer);
                 }
+                // Pool pressure: hibernate at the next turn of the loop.
+                Command::Hibernate => self.hibernate_now = true,
             }
         }
     }
@@ -378,6 +381,7 @@ pub async fn run<S: Transport>(
         wake: setup.wake,
         sleeping: None,
         last_event: Instant::now(),
+        hibernate_now: false,
     });
     tracing::debug!(extensions = %setup.info.extensions, "connection open");
 
@@ -412,6 +416,9 @@ pub async fn run<S: Transport>(
         if registration.mailbox().take_posted() {
             conn.apply_mail(registration.mailbox().take());
         }
+        if std::mem::take(&mut conn.hibernate_now) {
+            hibernate(&mut conn, &mut stream, count_in).await;
+        }
 
         // Dispatch every complete event to the handler: consecutive
         // messages in batches, so a busy connection makes one call for many.
@@ -429,7 +436,11 @@ pub async fn run<S: Transport>(
             };
             let event = match event {
                 Event::Message(message) => {
-                    if inbox.is_empty() && conn.auto_respond(&message) {
+                    if conn.is_auto_request(&message) {
+                        // Answered by the host, after the replies to what
+                        // came before it; the handler never sees it.
+                        deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
+                        conn.auto_respond();
                         continue;
                     }
                     inbox.push(message);
@@ -478,6 +489,10 @@ pub async fn run<S: Transport>(
             timers.pong_deadline = None;
         }
         let hibernate_at = conn.hibernate_at();
+        // What pool pressure sees: whether it could hibernate, and since when.
+        registration
+            .mailbox()
+            .set_hibernatable(hibernate_at.map(|_| conn.last_event));
         let wake_at = [timers.next_wake(), hibernate_at]
             .into_iter()
             .flatten()
@@ -745,6 +760,9 @@ pub(crate) async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
 /// attachment and, when it gives one within the limit, drops the instance
 /// (freeing its pool slot) and keeps the attachment.
 async fn hibernate<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: impl Fn(usize)) {
+    if conn.hibernate_at().is_none() {
+        return;
+    }
     conn.last_event = Instant::now();
     let Some(max) = conn.wake.as_ref().map(|w| w.config.max_attachment) else {
         return;
@@ -803,6 +821,9 @@ async fn hibernate<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: impl
     }));
     conn.engine.compact_idle();
     super::memory::request_trim();
+    if let Some(source) = &conn.wake {
+        source.freed();
+    }
 }
 
 /// A fresh instance for a hibernated connection, of its route's version in

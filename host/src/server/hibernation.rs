@@ -77,6 +77,11 @@ impl WakeSource {
         }
     }
 
+    /// Tells upgrades waiting under pool pressure that an instance was freed.
+    pub(super) fn freed(&self) {
+        self.shared.hibernations.notify_waiters();
+    }
+
     /// Creates an instance of the route's version in force now.
     pub(super) async fn instantiate(&self) -> Result<Woken, WakeError> {
         let table = self.shared.routes.load_full();
@@ -94,10 +99,22 @@ impl WakeSource {
         let (limits, _) = super::upgrade::connection_limits(&self.shared, route, &module.tenant);
         let labels = ModuleLabels::new(&route.pattern, &module);
         let started = std::time::Instant::now();
-        let instantiated = module
+        let mut instantiated = module
             .handler
             .instantiate(&limits, self.connection_id)
             .await;
+        // A wake under pool pressure makes room like an upgrade does.
+        let mut attempts = 0;
+        while attempts < 3
+            && matches!(&instantiated, Err(e) if super::upgrade::is_pool_full(e))
+            && relieve_pressure(&self.shared).await
+        {
+            attempts += 1;
+            instantiated = module
+                .handler
+                .instantiate(&limits, self.connection_id)
+                .await;
+        }
         self.shared
             .metrics
             .instantiate_seconds
@@ -114,4 +131,42 @@ impl WakeSource {
             metrics,
         })
     }
+}
+
+/// How many connections pool pressure asks to hibernate at once.
+const PRESSURE_BATCH: usize = 4;
+/// How long an upgrade waits for a hibernation to free room.
+const PRESSURE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The instance pool (or a memory budget) is full: asks the least recently
+/// active connections that could hibernate to do so now, and waits until
+/// one did. Returns false when there is none to ask, or none hibernated in
+/// time (the caller answers 503 then).
+pub(super) async fn relieve_pressure(shared: &Shared) -> bool {
+    let mut candidates: Vec<(u64, Arc<super::mailbox::Mailbox>)> = shared
+        .live
+        .entries()
+        .into_iter()
+        .filter_map(|(_, entry)| {
+            let since = entry.mailbox.hibernatable_since()?;
+            Some((since, Arc::clone(&entry.mailbox)))
+        })
+        .collect();
+    if candidates.is_empty() {
+        return false;
+    }
+    candidates.sort_unstable_by_key(|(since, _)| *since);
+    // Registered before asking, so that a hibernation in between counts.
+    let freed = shared.hibernations.notified();
+    let mut freed = std::pin::pin!(freed);
+    freed.as_mut().enable();
+    let asked = candidates.len().min(PRESSURE_BATCH);
+    for (_, mailbox) in candidates.into_iter().take(PRESSURE_BATCH) {
+        mailbox.post(super::mailbox::Command::Hibernate);
+    }
+    tracing::info!(
+        asked,
+        "instance pool or memory budget full: hibernating the least recently active connections"
+    );
+    tokio::time::timeout(PRESSURE_WAIT, freed).await.is_ok()
 }

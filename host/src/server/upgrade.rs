@@ -124,6 +124,17 @@ fn detach_leftover(read_buf: Bytes) -> Bytes {
     }
 }
 
+/// Whether instantiation failed for want of room (the pool's slots or a
+/// memory budget), which hibernating other connections can make.
+pub(super) fn is_pool_full(e: &CallError) -> bool {
+    match e {
+        CallError::MemoryBudget(_) => true,
+        // wasmtime's pooling allocator: "maximum concurrent ... limit of N reached".
+        CallError::Instantiate(why) => why.contains("concurrent") && why.contains("limit"),
+        _ => false,
+    }
+}
+
 /// A connection's instance limits (its route's, with its tenant's caps
 /// where they are tighter) and its largest message.
 pub(super) fn connection_limits<'r>(
@@ -263,11 +274,27 @@ pub(super) async fn handle(
     let max_pending_output = instance_limits.max_pending_output;
     let labels = crate::metrics::ModuleLabels::new(&route.pattern, &module);
     let started = std::time::Instant::now();
-    let instantiated = module
+    let mut instantiated = module
         .handler
         .instantiate(instance_limits, connection_id)
         .instrument(span.clone())
         .await;
+    // Pool pressure: idle connections that can hibernate make room
+    // before the upgrade is refused.
+    let mut attempts = 0;
+    while attempts < 3
+        && matches!(&instantiated, Err(e) if is_pool_full(e))
+        && super::hibernation::relieve_pressure(&shared)
+            .instrument(span.clone())
+            .await
+    {
+        attempts += 1;
+        instantiated = module
+            .handler
+            .instantiate(instance_limits, connection_id)
+            .instrument(span.clone())
+            .await;
+    }
     shared
         .metrics
         .instantiate_seconds
@@ -431,7 +458,9 @@ pub(super) async fn handle(
         registration,
         pubsub: membership,
         module_metrics: shared.metrics.for_module(&labels),
-        wake: route.config.hibernation.after.map(|_| {
+        wake: (route.config.hibernation.after.is_some()
+            || route.config.hibernation.auto_response.is_some())
+        .then(|| {
             Box::new(super::hibernation::WakeSource::new(
                 Arc::clone(&shared),
                 route.pattern.clone(),
