@@ -814,7 +814,7 @@ async fn hibernate<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: impl
         );
     }
     drop(instance);
-    tracing::info!(attachment = attachment.len(), "connection hibernated");
+    tracing::debug!(attachment = attachment.len(), "connection hibernated");
     conn.sleeping = Some(Box::new(Sleeping {
         attachment: attachment.into_boxed_slice(),
         resumable,
@@ -846,7 +846,7 @@ async fn woken_instance(conn: &mut Conn) -> Option<HandlerInstance> {
                 ));
             }
             conn.metrics = woken.metrics;
-            tracing::info!(
+            tracing::debug!(
                 module = %woken.module.name,
                 version = ?woken.module.version,
                 instantiate_us = started.elapsed().as_micros() as u64,
