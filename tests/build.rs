@@ -9,5 +9,8 @@ fn main() {
     let pubsub = build_guest("wsbox-test-guest-pubsub");
     println!("cargo:rustc-env=WSBOX_PUBSUB_WASM={}", pubsub.display());
     let hibernate = build_guest("wsbox-test-guest-hibernate");
-    println!("cargo:rustc-env=WSBOX_HIBERNATE_WASM={}", hibernate.display());
+    println!(
+        "cargo:rustc-env=WSBOX_HIBERNATE_WASM={}",
+        hibernate.display()
+    );
 }

@@ -112,11 +112,7 @@ async fn hold_many_hibernated_connections() {
     let deflate = std::env::var("WSBOX_HIB_DEFLATE").is_ok_and(|v| v == "1");
     let dir = std::env::temp_dir().join(format!("wsbox-hib-scale-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let compression = if deflate {
-        "[route.compression]\n"
-    } else {
-        ""
-    };
+    let compression = if deflate { "[route.compression]\n" } else { "" };
     let config = dir.join("wsbox.toml");
     std::fs::write(
         &config,

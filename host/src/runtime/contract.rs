@@ -244,7 +244,10 @@ impl Exports {
             Exports::V0_2 {
                 hibernation: Some(h),
                 ..
-            } => h.call_on_hibernate(&mut *store, conn(), max_attachment).await,
+            } => {
+                h.call_on_hibernate(&mut *store, conn(), max_attachment)
+                    .await
+            }
             _ => Ok(None),
         }
     }

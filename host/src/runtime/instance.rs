@@ -391,7 +391,10 @@ impl HandlerInstance {
 
     /// Calls `on-hibernate`: the attachment to keep, or `None` when the
     /// handler stays awake.
-    pub async fn on_hibernate(&mut self, max_attachment: u32) -> Result<Option<Vec<u8>>, CallError> {
+    pub async fn on_hibernate(
+        &mut self,
+        max_attachment: u32,
+    ) -> Result<Option<Vec<u8>>, CallError> {
         self.begin_call().await?;
         let call = self.exports.on_hibernate(&mut self.store, max_attachment);
         let r = within(self.limits.wall_time_per_call, call).await;

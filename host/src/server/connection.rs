@@ -492,7 +492,7 @@ pub async fn run<S: Transport>(
         // What pool pressure sees: whether it could hibernate, and since when.
         registration
             .mailbox()
-            .set_hibernatable(hibernate_at.map(|_| conn.last_event));
+            .set_hibernatable(hibernate_at.map(|_| conn.last_event.into_std()));
         let wake_at = [timers.next_wake(), hibernate_at]
             .into_iter()
             .flatten()
