@@ -220,7 +220,7 @@ async fn a_deploy_while_hibernated_wakes_into_the_new_version() {
         .handle
         .install_routes(vec![v1], &std::collections::HashMap::new())
         .expect("v1 installed");
-    let mut ws = server.connect("/a-deploy-while-hibernate").await;
+    let mut ws = server.connect(P).await;
     assert_eq!(ask(&mut ws, "count").await, "count 1 messages 1 wakes 0");
     let id = counter_id(&mut ws).await;
     hibernated(P, id).await;

@@ -763,6 +763,15 @@ async fn hibernate<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: impl
     if conn.hibernate_at().is_none() {
         return;
     }
+    try_hibernate(conn, stream, count_in).await;
+    // Whatever the outcome, an upgrade waiting under pool pressure may go on.
+    if let Some(source) = &conn.wake {
+        source.attempt_ended();
+    }
+}
+
+/// One hibernation attempt (see [`hibernate`]).
+async fn try_hibernate<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: impl Fn(usize)) {
     conn.last_event = Instant::now();
     let Some(max) = conn.wake.as_ref().map(|w| w.config.max_attachment) else {
         return;
@@ -821,9 +830,6 @@ async fn hibernate<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: impl
     }));
     conn.engine.compact_idle();
     super::memory::request_trim();
-    if let Some(source) = &conn.wake {
-        source.freed();
-    }
 }
 
 /// A fresh instance for a hibernated connection, of its route's version in

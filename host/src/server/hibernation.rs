@@ -77,8 +77,9 @@ impl WakeSource {
         }
     }
 
-    /// Tells upgrades waiting under pool pressure that an instance was freed.
-    pub(super) fn freed(&self) {
+    /// Tells upgrades waiting under pool pressure that a hibernation
+    /// attempt ended (an instance freed, or the handler stayed awake).
+    pub(super) fn attempt_ended(&self) {
         self.shared.hibernations.notify_waiters();
     }
 
@@ -133,15 +134,18 @@ impl WakeSource {
     }
 }
 
-/// How many connections pool pressure asks to hibernate at once.
-const PRESSURE_BATCH: usize = 4;
+/// How many connections pool pressure asks to hibernate at once: one, the
+/// least recently active; the caller asks again (the next one) when that
+/// did not make room.
+const PRESSURE_BATCH: usize = 1;
 /// How long an upgrade waits for a hibernation to free room.
 const PRESSURE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The instance pool (or a memory budget) is full: asks the least recently
-/// active connections that could hibernate to do so now, and waits until
-/// one did. Returns false when there is none to ask, or none hibernated in
-/// time (the caller answers 503 then).
+/// active connection that could hibernate to do so now, and waits until it
+/// has answered (a handler that declines counts as recently active from
+/// then on, so the next call asks another). Returns false when there is
+/// none to ask, or no answer came in time (the caller answers 503 then).
 pub(super) async fn relieve_pressure(shared: &Shared) -> bool {
     let mut candidates: Vec<(u64, Arc<super::mailbox::Mailbox>)> = shared
         .live

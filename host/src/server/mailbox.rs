@@ -53,11 +53,12 @@ pub struct Mailbox {
     backlog: AtomicUsize,
     /// While the connection could hibernate (awake, on a hibernating route,
     /// its handler exports `hibernation`): when it last had a message, as
-    /// milliseconds since [`clock_base`] plus one; 0 otherwise.
+    /// microseconds since [`clock_base`] plus one; 0 otherwise.
     hibernatable_since: AtomicU64,
 }
 
-/// The base of the millisecond stamps in [`Mailbox::hibernatable_since`].
+/// The base of the stamps in [`Mailbox::hibernatable_since`]: set before
+/// the first connection registers, so every stamp is after it.
 fn clock_base() -> Instant {
     static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     *BASE.get_or_init(Instant::now)
@@ -93,7 +94,7 @@ impl Mailbox {
     /// recently active).
     pub fn set_hibernatable(&self, since: Option<Instant>) {
         let stamp = since.map_or(0, |t| {
-            u64::try_from(t.saturating_duration_since(clock_base()).as_millis())
+            u64::try_from(t.saturating_duration_since(clock_base()).as_micros())
                 .unwrap_or(u64::MAX - 1)
                 + 1
         });
@@ -202,6 +203,7 @@ impl<M> Default for Registry<M> {
 impl<M> Registry<M> {
     /// Registers a connection; it is removed when the returned guard drops.
     pub fn register(self: &Arc<Self>, id: u64, meta: M) -> Registration<M> {
+        clock_base();
         let entry = Arc::new(Entry {
             mailbox: Arc::new(Mailbox::default()),
             meta,
