@@ -2091,6 +2091,37 @@ module = "echo.wasm"
     }
 
     #[test]
+    fn hibernation_settings() {
+        let dir = temp_dir_with_module();
+        let cfg = parse_in(
+            &dir,
+            "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nhibernate_after = \"10s\"\nmax_attachment = \"4KiB\"\n[route.auto_response]\nrequest = \"ping\"\nresponse = \"pong\"\n",
+        )
+        .unwrap();
+        let h = &cfg.routes[0].hibernation;
+        assert_eq!(h.after, Some(Duration::from_secs(10)));
+        assert_eq!(h.max_attachment, 4096);
+        assert_eq!(
+            h.auto_response,
+            Some(AutoResponse {
+                request: "ping".into(),
+                response: "pong".into()
+            })
+        );
+        // Off by default, with the 16 KiB attachment limit.
+        let cfg = parse_in(&dir, "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n").unwrap();
+        assert_eq!(cfg.routes[0].hibernation, Hibernation::default());
+        assert_eq!(cfg.routes[0].hibernation.after, None);
+        assert_eq!(cfg.routes[0].hibernation.max_attachment, 16 * 1024);
+        let e =
+            err("[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmax_attachment = \"2MiB\"\n");
+        assert!(
+            e.contains("max_attachment") && e.contains("at most 1MiB"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn origin_and_keepalive_settings() {
         let dir = temp_dir_with_module();
         let cfg = parse_in(
