@@ -149,7 +149,7 @@ pub trait WebSocketHandler: Default + 'static {
     /// The default logs a warning.
     fn on_attachment_too_large(&mut self, ws: &Ws, size: usize, max: usize) {
         let _ = ws;
-        crate::log::warn(&format!(
+        crate::log::warn(format!(
             "wsbox-guest: state of {size} bytes is over the route's max_attachment of {max}; not hibernating"
         ));
     }

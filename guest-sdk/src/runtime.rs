@@ -205,7 +205,7 @@ impl<H: WebSocketHandler + serde::Serialize + serde::de::DeserializeOwned> Slot<
                 Some(bytes)
             }
             Err(e) => {
-                crate::log::warn(&format!(
+                crate::log::warn(format!(
                     "wsbox-guest: the handler's state cannot be serialized ({e}); staying awake"
                 ));
                 None
