@@ -8,4 +8,9 @@ fn main() {
     println!("cargo:rustc-env=WSBOX_BASIC_WASM={}", basic.display());
     let pubsub = build_guest("wsbox-test-guest-pubsub");
     println!("cargo:rustc-env=WSBOX_PUBSUB_WASM={}", pubsub.display());
+    let hibernate = build_guest("wsbox-test-guest-hibernate");
+    println!(
+        "cargo:rustc-env=WSBOX_HIBERNATE_WASM={}",
+        hibernate.display()
+    );
 }

@@ -1,6 +1,7 @@
 //! Contract versions and optional interfaces: the host detects what a
-//! component implements (0.2.2, 0.2.1 or 0.2.0 with or without the batch
-//! interface, with or without pubsub, or 0.1.0), says so in its log, and
+//! component implements (0.2.3, 0.2.2, 0.2.1 or 0.2.0 with or without the
+//! batch interface, with or without pubsub and hibernation, or 0.1.0),
+//! says so in its log, and
 //! runs each the way its contract says.
 
 use futures_util::SinkExt;
@@ -14,21 +15,36 @@ async fn the_host_says_which_contract_each_module_implements() {
     let _basic = TestServer::start(module_config("/basic", BASIC_WASM, test_limits())).await;
     let line = wait_for_log("module=wsbox_test_guest_basic contract=").await;
     assert!(
-        line.contains("contract=wsbox:websocket/websocket-handler@0.2.2"),
+        line.contains("contract=wsbox:websocket/websocket-handler@0.2.3"),
         "{line}"
     );
     assert!(
-        !line.contains("pubsub"),
+        !line.contains("pubsub") && !line.contains("hibernation"),
         "it does not import pubsub: {line}"
     );
     let _pubsub = TestServer::start(module_config("/pubsub", PUBSUB_WASM, test_limits())).await;
     let line = wait_for_log("module=wsbox_test_guest_pubsub contract=").await;
     assert!(
+        line.contains("contract=wsbox:websocket/websocket-handler@0.2.3 + pubsub"),
+        "{line}"
+    );
+    // Built against 0.2.2, before the hibernation export: linked to the
+    // 0.2.3 host, and its pubsub calls work.
+    let v022 = TestServer::start(module_config("/v022", PUBSUB_0_2_2_WASM, test_limits())).await;
+    let line = wait_for_log("module=pubsub-wit-0.2.2 contract=").await;
+    assert!(
         line.contains("contract=wsbox:websocket/websocket-handler@0.2.2 + pubsub"),
         "{line}"
     );
+    assert!(!line.contains("hibernation"), "{line}");
+    let mut a = v022.connect("/v022").await;
+    let mut b = v022.connect("/v022").await;
+    assert_eq!(ask(&mut a, "sub t").await, "subscribed");
+    assert_eq!(ask(&mut b, "sub t").await, "subscribed");
+    assert_eq!(ask(&mut a, "pubx t hi").await, "published 1 0");
+    assert_eq!(next_message(&mut b).await, Message::Text("hi".into()));
     // Built against 0.2.1, before publish-with-broker-report: linked to
-    // the 0.2.2 host, and its pubsub calls work.
+    // the 0.2.3 host, and its pubsub calls work.
     let v021 = TestServer::start(module_config("/old", PUBSUB_0_2_1_WASM, test_limits())).await;
     let line = wait_for_log("module=pubsub-wit-0.2.1 contract=").await;
     assert!(
@@ -53,7 +69,7 @@ async fn the_host_says_which_contract_each_module_implements() {
     let _chaos = TestServer::start(chaos_config("/chaos", test_limits())).await;
     let line = wait_for_log("module=wsbox_test_guest_chaos contract=").await;
     assert!(
-        line.contains("contract=wsbox:websocket/websocket-batch-handler@0.2.2"),
+        line.contains("contract=wsbox:websocket/websocket-batch-handler@0.2.3 + hibernation"),
         "{line}"
     );
     let _old = TestServer::start(echo_0_1_0_config()).await;
@@ -196,7 +212,7 @@ async fn a_module_for_an_unsupported_contract_version_names_the_supported_ones()
         .unwrap();
     assert!(
         err.contains("built against wsbox:websocket@0.3.0, which this wsbox does not support")
-            && err.contains("supports 0.1.0, 0.2.0, 0.2.1, 0.2.2"),
+            && err.contains("supports 0.1.0, 0.2.0, 0.2.1, 0.2.2, 0.2.3"),
         "{err}"
     );
 }

@@ -51,6 +51,7 @@ fn echo_config(module: ModuleSource) -> Config {
         origin: Default::default(),
         keepalive: Default::default(),
         compression: None,
+        hibernation: Default::default(),
     };
     config.routes = vec![route("/echo"), route("/echo/([a-z]+)/(?P<room>[a-z]+)")];
     config

@@ -20,8 +20,11 @@ pub const CHAOS_WASM: &str = env!("WSBOX_CHAOS_WASM");
 /// A handler on the bare 0.2.0 bindings, without the batch interface.
 pub const BASIC_WASM: &str = env!("WSBOX_BASIC_WASM");
 
-/// A handler on the bare 0.2.2 bindings that drives `pubsub` by commands.
+/// A handler on the bare 0.2.3 bindings that drives `pubsub` by commands.
 pub const PUBSUB_WASM: &str = env!("WSBOX_PUBSUB_WASM");
+
+/// A counter on the SDK that opts into hibernation (tests/guests/hibernate).
+pub const HIBERNATE_WASM: &str = env!("WSBOX_HIBERNATE_WASM");
 
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -131,6 +134,7 @@ pub fn module_config(pattern: &str, path: &str, limits: RouteLimits) -> Config {
             origin: Default::default(),
             keepalive: Default::default(),
             compression: None,
+            hibernation: Default::default(),
         }],
         tenants: Vec::new(),
         pages: Vec::new(),
@@ -202,6 +206,7 @@ pub fn add_tenant_route(server: &TestServer, tenant: &str, pattern: &str, wasm: 
             origin: Default::default(),
             keepalive: Default::default(),
             compression: None,
+            hibernation: Default::default(),
         },
         module,
         server.handle.tenant_share(tenant),
@@ -240,6 +245,13 @@ pub const ECHO_0_1_0_WASM: &str =
 pub const ECHO_0_2_0_WASM: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/echo-wit-0.2.0.wasm");
 
+/// The pubsub test guest built against `wsbox:websocket@0.2.2` (before
+/// 0.2.3 added the `hibernation` export), checked in for the same reason.
+pub const PUBSUB_0_2_2_WASM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/pubsub-wit-0.2.2.wasm"
+);
+
 /// The pubsub test guest built against `wsbox:websocket@0.2.1` (before
 /// 0.2.2 added `publish-with-broker-report`), checked in for the same
 /// reason.
@@ -269,7 +281,7 @@ pub fn echo_0_2_0_config() -> Config {
     demo_with_echo(ECHO_0_2_0_WASM)
 }
 
-/// The echo demo as built today (contract 0.2.2), and as built against
+/// The echo demo as built today (contract 0.2.3), and as built against
 /// 0.2.0 and 0.1.0: the echo end-to-end tests run on all three.
 pub fn echo_configs() -> [Config; 3] {
     [demo_config(), echo_0_2_0_config(), echo_0_1_0_config()]
@@ -680,6 +692,47 @@ pub async fn wait_for_log(needle: &str) -> String {
             panic!("log line containing {needle:?} never appeared");
         }
     }
+}
+
+/// Waits until a log line contains every one of `needles`; panics after
+/// [`WAIT`].
+pub async fn wait_for_log_all(needles: &[&str]) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let written = LOG_WRITTEN.notified();
+        if let Some(line) = logs()
+            .lines()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+        {
+            return line.to_string();
+        }
+        if tokio::time::timeout_at(deadline, written).await.is_err() {
+            panic!("log line containing all of {needles:?} never appeared");
+        }
+    }
+}
+
+/// Waits until at least `n` log lines contain every one of `needles`;
+/// panics after [`WAIT`].
+pub async fn wait_for_log_count(needles: &[&str], n: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let written = LOG_WRITTEN.notified();
+        if count_log_lines(needles) >= n {
+            return;
+        }
+        if tokio::time::timeout_at(deadline, written).await.is_err() {
+            panic!("fewer than {n} log lines contain all of {needles:?}");
+        }
+    }
+}
+
+/// How many log lines so far contain every one of `needles`.
+pub fn count_log_lines(needles: &[&str]) -> usize {
+    logs()
+        .lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .count()
 }
 
 /// The `wsbox` binary of this build: this package's `wsbox-under-test`,

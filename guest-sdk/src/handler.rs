@@ -121,4 +121,36 @@ pub trait WebSocketHandler: Default + 'static {
     fn on_close(&mut self, ws: &Ws, info: &CloseInfo) {
         let _ = (ws, info);
     }
+
+    /// Only for a handler exported with
+    /// [`export_handler!(Type, hibernate)`](crate::export_handler): whether
+    /// it may hibernate now, when its route's `hibernate_after` has passed
+    /// without messages. Writes made here go out.
+    ///
+    /// The default agrees.
+    fn may_hibernate(&mut self, ws: &Ws) -> bool {
+        let _ = ws;
+        true
+    }
+
+    /// Only for a hibernating handler: the value was restored from its
+    /// attachment in a fresh instance (perhaps of a newer version of the
+    /// module), just before the message or close that woke it.
+    ///
+    /// The default does nothing.
+    fn on_wake(&mut self, ws: &Ws) {
+        let _ = ws;
+    }
+
+    /// Only for a hibernating handler: its state serialized to `size`
+    /// bytes, over the route's `max_attachment`, so the host kept it
+    /// awake (it asks again after another `hibernate_after`).
+    ///
+    /// The default logs a warning.
+    fn on_attachment_too_large(&mut self, ws: &Ws, size: usize, max: usize) {
+        let _ = ws;
+        crate::log::warn(format!(
+            "wsbox-guest: state of {size} bytes is over the route's max_attachment of {max}; not hibernating"
+        ));
+    }
 }

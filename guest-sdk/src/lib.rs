@@ -131,9 +131,11 @@
 //! Keep the handler crate outside the wsbox checkout: inside it, cargo
 //! makes it part of wsbox's workspace.
 //!
-//! The component implements `wsbox:websocket@0.2.2` (`wit/websocket.wit`),
-//! world `websocket-batch-handler`: the SDK exports the batch interface, so
-//! messages that arrive together reach the instance in one call. A handler
+//! The component implements `wsbox:websocket@0.2.3` (`wit/websocket.wit`):
+//! the SDK exports the batch interface, so messages that arrive together
+//! reach the instance in one call, and the `hibernation` interface, which
+//! declines unless the handler opts in with
+//! [`export_handler!(Type, hibernate)`](export_handler). A handler
 //! that uses [`Ws::subscribe`], [`Ws::publish`] and the other pub/sub calls
 //! also imports `pubsub` (world `websocket-pubsub-handler`).
 //!
@@ -208,6 +210,9 @@ pub mod __private {
 
     pub use bindings::exports::wsbox::websocket::batch_handler::Guest as BatchGuest;
     pub use bindings::exports::wsbox::websocket::handler::Guest;
+    pub use bindings::exports::wsbox::websocket::hibernation::{
+        Guest as HibernationGuest, HibernateError,
+    };
     pub use bindings::wsbox::websocket::connection::Connection;
     pub use bindings::wsbox::websocket::types as wit;
 }
@@ -231,9 +236,95 @@ pub mod __private {
 /// wsbox_guest::export_handler!(Echo);
 /// # fn main() {}
 /// ```
+///
+/// # Hibernation
+///
+/// `export_handler!(Type, hibernate)` opts a handler whose type is
+/// `serde::Serialize + serde::Deserialize` into hibernation: on a route
+/// with `hibernate_after`, an idle connection's instance is dropped and the
+/// SDK keeps the handler value (as JSON, with the subprotocol and
+/// extensions in force) as the connection's attachment; the next message
+/// or the close restores it in a fresh instance, then calls
+/// [`WebSocketHandler::on_wake`]. The handler writes no hibernation code;
+/// [`WebSocketHandler::may_hibernate`] and
+/// [`WebSocketHandler::on_attachment_too_large`] are there if it wants a
+/// say. Without `hibernate` the component still exports the interface and
+/// declines every time, so its connections keep their instances.
+///
+/// ```no_run
+/// use wsbox_guest::{Message, WebSocketHandler, Ws};
+///
+/// #[derive(Default, serde::Serialize, serde::Deserialize)]
+/// struct Counter { count: u64 }
+///
+/// impl WebSocketHandler for Counter {
+///     fn on_message(&mut self, ws: &Ws, _message: Message) {
+///         self.count += 1;
+///         let _ = ws.write_message(self.count.to_string());
+///     }
+/// }
+///
+/// wsbox_guest::export_handler!(Counter, hibernate);
+/// # fn main() {}
+/// ```
 #[macro_export]
 macro_rules! export_handler {
     ($handler:ty) => {
+        $crate::export_handler!(@export $handler;
+            // Not opted in: the instance holds state the SDK cannot save,
+            // so it declines every hibernation.
+            impl $crate::__private::HibernationGuest for WsboxExport {
+                fn on_hibernate(
+                    _conn: &$crate::__private::Connection,
+                    _max_attachment: u32,
+                ) -> ::core::option::Option<::std::vec::Vec<u8>> {
+                    ::core::option::Option::None
+                }
+
+                fn on_hibernate_error(
+                    _conn: &$crate::__private::Connection,
+                    _error: $crate::__private::HibernateError,
+                ) {
+                }
+
+                // After a deploy from a version that hibernated: this one
+                // cannot read the attachment and starts from `Default`.
+                fn on_wake(
+                    _conn: &$crate::__private::Connection,
+                    _attachment: ::std::vec::Vec<u8>,
+                ) {
+                }
+            }
+        );
+    };
+    ($handler:ty, hibernate) => {
+        $crate::export_handler!(@export $handler;
+            impl $crate::__private::HibernationGuest for WsboxExport {
+                fn on_hibernate(
+                    conn: &$crate::__private::Connection,
+                    max_attachment: u32,
+                ) -> ::core::option::Option<::std::vec::Vec<u8>> {
+                    WSBOX_HANDLER.with(|slot| slot.on_hibernate(conn, max_attachment))
+                }
+
+                fn on_hibernate_error(
+                    conn: &$crate::__private::Connection,
+                    error: $crate::__private::HibernateError,
+                ) {
+                    let $crate::__private::HibernateError::AttachmentTooLarge(size) = error;
+                    WSBOX_HANDLER.with(|slot| slot.on_hibernate_error(conn, size))
+                }
+
+                fn on_wake(
+                    conn: &$crate::__private::Connection,
+                    attachment: ::std::vec::Vec<u8>,
+                ) {
+                    WSBOX_HANDLER.with(|slot| slot.on_wake(conn, attachment))
+                }
+            }
+        );
+    };
+    (@export $handler:ty; $($hibernation:item)*) => {
         /// The exported handler type, reachable in native builds too (where
         /// nothing is exported), so that it is not dead code there.
         #[doc(hidden)]
@@ -295,6 +386,8 @@ macro_rules! export_handler {
                     WSBOX_HANDLER.with(|slot| slot.on_messages(conn, batch))
                 }
             }
+
+            $($hibernation)*
 
             // Natively (unit tests with `wsbox_guest::testing`) there is
             // no component to export from, and a cdylib could not be

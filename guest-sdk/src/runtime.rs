@@ -18,6 +18,9 @@ use crate::ws::ConnData;
 pub struct Slot<H> {
     handler: RefCell<Option<H>>,
     conn: RefCell<ConnData>,
+    /// The `max-attachment` of the last `on-hibernate`, for the error that
+    /// may follow it.
+    max_attachment: std::cell::Cell<u32>,
 }
 
 impl<H: WebSocketHandler> Default for Slot<H> {
@@ -31,6 +34,7 @@ impl<H: WebSocketHandler> Slot<H> {
         Self {
             handler: RefCell::new(None),
             conn: RefCell::new(ConnData::new()),
+            max_attachment: std::cell::Cell::new(0),
         }
     }
 
@@ -142,6 +146,96 @@ impl<H: WebSocketHandler> Slot<H> {
             return;
         };
         self.with(|handler| handler.on_close(&ws, info));
+    }
+}
+
+/// What a hibernating SDK handler's attachment holds: its state and what
+/// the SDK keeps of the connection (the subprotocol and extensions in
+/// force), as JSON.
+#[derive(serde::Serialize)]
+struct AttachmentOut<'a, H> {
+    state: &'a H,
+    subprotocol: &'a Option<String>,
+    extensions: &'a str,
+}
+
+#[derive(serde::Deserialize)]
+struct AttachmentIn<H> {
+    state: H,
+    subprotocol: Option<String>,
+    extensions: String,
+}
+
+impl<H: WebSocketHandler + serde::Serialize + serde::de::DeserializeOwned> Slot<H> {
+    pub fn on_hibernate(&self, conn: &host::Connection, max_attachment: u32) -> Option<Vec<u8>> {
+        self.on_hibernate_with(&HostConnection(conn), max_attachment)
+    }
+
+    pub fn on_hibernate_error(&self, conn: &host::Connection, size: u32) {
+        self.on_hibernate_error_with(&HostConnection(conn), size);
+    }
+
+    pub fn on_wake(&self, conn: &host::Connection, attachment: Vec<u8>) {
+        self.on_wake_with(&HostConnection(conn), &attachment);
+    }
+
+    /// The handler's state as the attachment, unless it declines
+    /// ([`WebSocketHandler::may_hibernate`]).
+    pub(crate) fn on_hibernate_with(
+        &self,
+        backend: &dyn Backend,
+        max_attachment: u32,
+    ) -> Option<Vec<u8>> {
+        let conn = self.conn.borrow();
+        let ws = conn.ws(backend);
+        if !self.with(|handler| handler.may_hibernate(&ws)) {
+            return None;
+        }
+        let (subprotocol, extensions) = conn.opened_info();
+        let handler = self.handler.borrow();
+        let state = handler.as_ref()?;
+        match serde_json::to_vec(&AttachmentOut {
+            state,
+            subprotocol,
+            extensions,
+        }) {
+            // The host checks the size, and says so when it is over.
+            Ok(bytes) => {
+                self.max_attachment.set(max_attachment);
+                Some(bytes)
+            }
+            Err(e) => {
+                crate::log::warn(format!(
+                    "wsbox-guest: the handler's state cannot be serialized ({e}); staying awake"
+                ));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn on_hibernate_error_with(&self, backend: &dyn Backend, size: u32) {
+        let conn = self.conn.borrow();
+        let ws = conn.ws(backend);
+        let max = self.max_attachment.get() as usize;
+        self.with(|handler| handler.on_attachment_too_large(&ws, size as usize, max));
+    }
+
+    /// Restores the state from the attachment, then calls
+    /// [`WebSocketHandler::on_wake`]. An attachment that does not
+    /// deserialize (a new version changed the state's type incompatibly)
+    /// panics: the host closes the connection with 1011.
+    pub(crate) fn on_wake_with(&self, backend: &dyn Backend, attachment: &[u8]) {
+        let restored: AttachmentIn<H> = match serde_json::from_slice(attachment) {
+            Ok(r) => r,
+            Err(e) => panic!("wsbox-guest: the hibernated state cannot be restored: {e}"),
+        };
+        self.conn
+            .borrow_mut()
+            .opened(restored.subprotocol, restored.extensions);
+        *self.handler.borrow_mut() = Some(restored.state);
+        let conn = self.conn.borrow();
+        let ws = conn.ws(backend);
+        self.with(|handler| handler.on_wake(&ws));
     }
 }
 

@@ -133,6 +133,20 @@ pub struct Accepted {
     pub origin_allowed: bool,
 }
 
+/// Why [`TestConnection::hibernate`] left the handler awake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotHibernated {
+    /// The handler declined ([`WebSocketHandler::may_hibernate`]).
+    Declined,
+    /// Its attachment was this many bytes, over the limit; the handler was
+    /// told ([`WebSocketHandler::on_attachment_too_large`]).
+    TooLarge(usize),
+}
+
+/// Restores a hibernated handler in a fresh slot (set by
+/// [`TestConnection::hibernate`], which knows the handler is serde).
+type Restore<H> = fn(&Slot<H>, &dyn Backend, &[u8]);
+
 /// One connection to a handler of type `H`, driven by the test.
 pub struct TestConnection<H: WebSocketHandler> {
     slot: Slot<H>,
@@ -141,6 +155,8 @@ pub struct TestConnection<H: WebSocketHandler> {
     accepted: Option<Accepted>,
     opened: bool,
     closed: bool,
+    /// While hibernated: the attachment and how to restore it.
+    sleeping: Option<(Vec<u8>, Restore<H>)>,
 }
 
 impl<H: WebSocketHandler> TestConnection<H> {
@@ -169,6 +185,7 @@ impl<H: WebSocketHandler> TestConnection<H> {
             accepted: None,
             opened: false,
             closed: false,
+            sleeping: None,
         }
     }
 
@@ -240,6 +257,7 @@ impl<H: WebSocketHandler> TestConnection<H> {
         if self.fake.closing.get() {
             return;
         }
+        self.wake();
         let message = match message.into() {
             Message::Text(text) => wit::MessageResult::Text(text),
             Message::Binary(data) => wit::MessageResult::Binary(data),
@@ -255,6 +273,7 @@ impl<H: WebSocketHandler> TestConnection<H> {
         if self.fake.closing.get() {
             return;
         }
+        self.wake();
         let mut data = Vec::new();
         let mut spans = Vec::new();
         for message in messages {
@@ -274,13 +293,20 @@ impl<H: WebSocketHandler> TestConnection<H> {
     }
 
     /// Delivers a ping from the peer (the host has answered it already).
+    /// A hibernated handler is not woken: the host answers alone.
     pub fn ping(&mut self, data: &[u8]) {
+        if self.sleeping.is_some() {
+            return;
+        }
         self.slot.on_ping_with(&self.fake, data.to_vec());
         self.fake.settle();
     }
 
-    /// Delivers a pong from the peer.
+    /// Delivers a pong from the peer (not to a hibernated handler).
     pub fn pong(&mut self, data: &[u8]) {
+        if self.sleeping.is_some() {
+            return;
+        }
         self.slot.on_pong_with(&self.fake, data.to_vec());
         self.fake.settle();
     }
@@ -311,6 +337,8 @@ impl<H: WebSocketHandler> TestConnection<H> {
             return;
         }
         self.closed = true;
+        // A hibernated connection wakes for `on_close`, as on the host.
+        self.wake();
         self.fake.closing.set(true);
         // Its subscriptions end before `on_close`, as on the host.
         self.fake.hub.leave(self.fake.id);
@@ -331,6 +359,24 @@ impl<H: WebSocketHandler> TestConnection<H> {
             },
         };
         self.slot.on_close_with(&self.fake, info);
+        self.fake.settle();
+    }
+
+    /// Whether the connection is hibernated: its handler value is gone and
+    /// only its attachment is kept.
+    pub fn is_hibernated(&self) -> bool {
+        self.sleeping.is_some()
+    }
+
+    /// Wakes a hibernated connection now, as its next message would: a
+    /// fresh handler value restored from the attachment, then
+    /// [`on_wake`](WebSocketHandler::on_wake). Nothing when awake.
+    pub fn wake(&mut self) {
+        let Some((attachment, restore)) = self.sleeping.take() else {
+            return;
+        };
+        self.slot = Slot::new();
+        restore(&self.slot, &self.fake, &attachment);
         self.fake.settle();
     }
 
@@ -360,6 +406,42 @@ impl<H: WebSocketHandler> TestConnection<H> {
             h.as_ref()
                 .expect("no event has reached the handler yet: call upgrade or open first")
         })
+    }
+}
+
+impl<H> TestConnection<H>
+where
+    H: WebSocketHandler + serde::Serialize + serde::de::DeserializeOwned,
+{
+    /// Hibernates the connection as the host does for a handler exported
+    /// with `export_handler!(Type, hibernate)` once its route's
+    /// `hibernate_after` passed: the SDK serializes the handler value; within
+    /// `max_attachment` bytes the value is dropped and only the attachment
+    /// kept (its size is returned), and the next [`receive`](Self::receive),
+    /// [`receive_batch`](Self::receive_batch) or close restores it in a
+    /// fresh value. Pings and pongs do not wake it.
+    pub fn hibernate(&mut self, max_attachment: usize) -> Result<usize, NotHibernated> {
+        if self.sleeping.is_some() {
+            return Ok(self.sleeping.as_ref().map_or(0, |(a, _)| a.len()));
+        }
+        let max = u32::try_from(max_attachment).unwrap_or(u32::MAX);
+        let answer = self.slot.on_hibernate_with(&self.fake, max);
+        self.fake.settle();
+        let Some(attachment) = answer else {
+            return Err(NotHibernated::Declined);
+        };
+        if attachment.len() > max_attachment {
+            let size = u32::try_from(attachment.len()).unwrap_or(u32::MAX);
+            self.slot.on_hibernate_error_with(&self.fake, size);
+            self.fake.settle();
+            return Err(NotHibernated::TooLarge(attachment.len()));
+        }
+        let size = attachment.len();
+        self.slot = Slot::new();
+        self.sleeping = Some((attachment, |slot, backend, attachment| {
+            slot.on_wake_with(backend, attachment)
+        }));
+        Ok(size)
     }
 }
 

@@ -45,6 +45,11 @@ impl ConnData {
         self.request.get_or_init(|| request)
     }
 
+    /// What `opened` recorded: the subprotocol and extensions in force.
+    pub(crate) fn opened_info(&self) -> (&Option<String>, &str) {
+        (&self.subprotocol, &self.extensions)
+    }
+
     pub(crate) fn opened(&mut self, subprotocol: Option<String>, extensions: String) {
         self.subprotocol = subprotocol;
         self.extensions = extensions;

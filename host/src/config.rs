@@ -380,6 +380,52 @@ pub struct RouteConfig {
     /// permessage-deflate (Tornado's `get_compression_options()`): `None`
     /// means off, Tornado's default.
     pub compression: Option<DeflateConfig>,
+    /// Hibernation of idle connections (off by default).
+    pub hibernation: Hibernation,
+}
+
+/// The recommended `hibernate_after`: long enough that a connection in a
+/// conversation keeps its instance, short enough that idle ones give theirs
+/// back within seconds (Cloudflare evicts after about 10 s).
+pub const RECOMMENDED_HIBERNATE_AFTER: Duration = Duration::from_secs(10);
+
+/// The default (and recommended) largest attachment a hibernated
+/// connection keeps: Cloudflare's `serializeAttachment` limit.
+pub const DEFAULT_MAX_ATTACHMENT: usize = 16 * 1024;
+
+/// A route's hibernation settings: `hibernate_after`, `max_attachment`,
+/// `[route.auto_response]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hibernation {
+    /// Drop the instance of a connection that has had no events for this
+    /// long (when its handler exports `hibernation` and agrees); `None`
+    /// (the default) never does.
+    pub after: Option<Duration>,
+    /// The largest attachment kept per hibernated connection.
+    pub max_attachment: usize,
+    /// A text message answered by the host with a text, without creating
+    /// an instance while the connection hibernates (Cloudflare's
+    /// `setWebSocketAutoResponse`).
+    pub auto_response: Option<AutoResponse>,
+}
+
+impl Default for Hibernation {
+    fn default() -> Self {
+        Hibernation {
+            after: None,
+            max_attachment: DEFAULT_MAX_ATTACHMENT,
+            auto_response: None,
+        }
+    }
+}
+
+/// A request text and the host's response to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoResponse {
+    /// The whole text message to answer (compared exactly).
+    pub request: String,
+    /// The text message sent back.
+    pub response: String,
 }
 
 /// A route's origin policy (Tornado's `check_origin`).
@@ -623,6 +669,7 @@ impl Config {
                     keepalive: Keepalive::default(),
                     // The demo shows off compression: browsers always offer it.
                     compression: Some(DeflateConfig::default()),
+                    hibernation: Hibernation::default(),
                 },
                 RouteConfig {
                     pattern: r"/chat/(?P<room>[A-Za-z0-9_-]{1,32})".to_string(),
@@ -635,6 +682,7 @@ impl Config {
                     origin: OriginConfig::default(),
                     keepalive: Keepalive::default(),
                     compression: Some(DeflateConfig::default()),
+                    hibernation: Hibernation::default(),
                 },
             ],
             pages: vec![
@@ -1140,6 +1188,36 @@ impl Config {
                 None => None,
                 Some(c) => Some(located.compression(c, &key("compression"))?),
             };
+            let mut hibernation = Hibernation::default();
+            if let Some(d) = &r.hibernate_after {
+                let v = located.duration(d, &key("hibernate_after"))?;
+                // 0 leaves hibernation off, like an absent key.
+                hibernation.after = (!v.is_zero()).then_some(v);
+            }
+            if let Some(s) = &r.max_attachment {
+                let n = located.size(s, &key("max_attachment"))?;
+                if n > 1 << 20 {
+                    return Err(located.error(
+                        s.span().start,
+                        &key("max_attachment"),
+                        "must be at most 1MiB (a hibernated connection is meant to be small; the default is 16KiB)",
+                    ));
+                }
+                hibernation.max_attachment = usize::try_from(n).unwrap_or(usize::MAX);
+            }
+            if let Some(a) = &r.auto_response {
+                if a.request.is_empty() {
+                    return Err(located.error(
+                        r.path.span().start,
+                        &key("auto_response.request"),
+                        "must not be empty",
+                    ));
+                }
+                hibernation.auto_response = Some(AutoResponse {
+                    request: a.request.clone(),
+                    response: a.response.clone(),
+                });
+            }
             routes.push(RouteConfig {
                 pattern,
                 tenant,
@@ -1148,6 +1226,7 @@ impl Config {
                 origin,
                 keepalive,
                 compression,
+                hibernation,
             });
         }
         let mut pages: Vec<PageConfig> = Vec::with_capacity(raw.page.len());
@@ -1598,6 +1677,18 @@ struct RawRoute {
     slow_consumer: Option<Spanned<String>>,
     pubsub_fanout: Option<Spanned<String>>,
     compression: Option<RawCompression>,
+    hibernate_after: Option<Spanned<DurationValue>>,
+    max_attachment: Option<Spanned<SizeValue>>,
+    auto_response: Option<RawAutoResponse>,
+}
+
+/// `[route.auto_response]`: a text answered without waking a hibernated
+/// connection.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAutoResponse {
+    request: String,
+    response: String,
 }
 
 /// `[route.compression]`: present (even empty) turns permessage-deflate on.
@@ -2077,6 +2168,37 @@ module = "echo.wasm"
                 "{toml}: no line in {e}"
             );
         }
+    }
+
+    #[test]
+    fn hibernation_settings() {
+        let dir = temp_dir_with_module();
+        let cfg = parse_in(
+            &dir,
+            "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nhibernate_after = \"10s\"\nmax_attachment = \"4KiB\"\n[route.auto_response]\nrequest = \"ping\"\nresponse = \"pong\"\n",
+        )
+        .unwrap();
+        let h = &cfg.routes[0].hibernation;
+        assert_eq!(h.after, Some(Duration::from_secs(10)));
+        assert_eq!(h.max_attachment, 4096);
+        assert_eq!(
+            h.auto_response,
+            Some(AutoResponse {
+                request: "ping".into(),
+                response: "pong".into()
+            })
+        );
+        // Off by default, with the 16 KiB attachment limit.
+        let cfg = parse_in(&dir, "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n").unwrap();
+        assert_eq!(cfg.routes[0].hibernation, Hibernation::default());
+        assert_eq!(cfg.routes[0].hibernation.after, None);
+        assert_eq!(cfg.routes[0].hibernation.max_attachment, 16 * 1024);
+        let e =
+            err("[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\nmax_attachment = \"2MiB\"\n");
+        assert!(
+            e.contains("max_attachment") && e.contains("at most 1MiB"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -557,6 +557,7 @@ impl ControlPlane {
                 origin: Default::default(),
                 keepalive: Default::default(),
                 compression: None,
+                hibernation: Default::default(),
             };
             let share = self.server.tenant_share(&deployed.active.tenant);
             let built = Route::deployed(config, deployed, share)

@@ -3,40 +3,40 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Imported Functions from `wsbox:websocket/connection@0.2.2`
+// Imported Functions from `wsbox:websocket/connection@0.2.3`
 
-__attribute__((__import_module__("wsbox:websocket/connection@0.2.2"), __import_name__("[method]connection.id")))
+__attribute__((__import_module__("wsbox:websocket/connection@0.2.3"), __import_name__("[method]connection.id")))
 extern int64_t __wasm_import_wsbox_websocket_connection_method_connection_id(int32_t);
 
-__attribute__((__import_module__("wsbox:websocket/connection@0.2.2"), __import_name__("[method]connection.request")))
+__attribute__((__import_module__("wsbox:websocket/connection@0.2.3"), __import_name__("[method]connection.request")))
 extern void __wasm_import_wsbox_websocket_connection_method_connection_request(int32_t, uint8_t *);
 
-__attribute__((__import_module__("wsbox:websocket/connection@0.2.2"), __import_name__("[method]connection.write-message")))
+__attribute__((__import_module__("wsbox:websocket/connection@0.2.3"), __import_name__("[method]connection.write-message")))
 extern void __wasm_import_wsbox_websocket_connection_method_connection_write_message(int32_t, int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("wsbox:websocket/connection@0.2.2"), __import_name__("[method]connection.write-messages")))
+__attribute__((__import_module__("wsbox:websocket/connection@0.2.3"), __import_name__("[method]connection.write-messages")))
 extern void __wasm_import_wsbox_websocket_connection_method_connection_write_messages(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("wsbox:websocket/connection@0.2.2"), __import_name__("[method]connection.ping")))
+__attribute__((__import_module__("wsbox:websocket/connection@0.2.3"), __import_name__("[method]connection.ping")))
 extern void __wasm_import_wsbox_websocket_connection_method_connection_ping(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("wsbox:websocket/connection@0.2.2"), __import_name__("[method]connection.close")))
+__attribute__((__import_module__("wsbox:websocket/connection@0.2.3"), __import_name__("[method]connection.close")))
 extern void __wasm_import_wsbox_websocket_connection_method_connection_close(int32_t, int32_t, int32_t, int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("wsbox:websocket/connection@0.2.2"), __import_name__("[method]connection.set-nodelay")))
+__attribute__((__import_module__("wsbox:websocket/connection@0.2.3"), __import_name__("[method]connection.set-nodelay")))
 extern void __wasm_import_wsbox_websocket_connection_method_connection_set_nodelay(int32_t, int32_t);
 
-// Imported Functions from `wsbox:websocket/logging@0.2.2`
+// Imported Functions from `wsbox:websocket/logging@0.2.3`
 
-__attribute__((__import_module__("wsbox:websocket/logging@0.2.2"), __import_name__("log")))
+__attribute__((__import_module__("wsbox:websocket/logging@0.2.3"), __import_name__("log")))
 extern void __wasm_import_wsbox_websocket_logging_log(int32_t, uint8_t *, size_t);
 
-// Exported Functions from `wsbox:websocket/batch-handler@0.2.2`
+// Exported Functions from `wsbox:websocket/batch-handler@0.2.3`
 
 
-// Exported Functions from `wsbox:websocket/handler@0.2.2`
+// Exported Functions from `wsbox:websocket/handler@0.2.3`
 
-__attribute__((__weak__, __export_name__("cabi_post_wsbox:websocket/handler@0.2.2#upgrade")))
+__attribute__((__weak__, __export_name__("cabi_post_wsbox:websocket/handler@0.2.3#upgrade")))
 void __wasm_export_exports_wsbox_websocket_handler_upgrade_post_return(uint8_t * arg0) {
   switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + 0))) {
     case 0: {
@@ -288,7 +288,7 @@ void wsbox_websocket_connection_upgrade_request_free(wsbox_websocket_connection_
   wsbox_websocket_types_upgrade_request_free(ptr);
 }
 
-__attribute__((__import_module__("wsbox:websocket/connection@0.2.2"), __import_name__("[resource-drop]connection")))
+__attribute__((__import_module__("wsbox:websocket/connection@0.2.3"), __import_name__("[resource-drop]connection")))
 extern void __wasm_import_wsbox_websocket_connection_connection_drop(int32_t handle);
 
 void wsbox_websocket_connection_connection_drop_own(wsbox_websocket_connection_own_connection_t handle) {
@@ -595,7 +595,7 @@ void wsbox_websocket_logging_log(wsbox_websocket_logging_log_level_t level, webs
   __wasm_import_wsbox_websocket_logging_log((int32_t) level, (uint8_t *) (*message).ptr, (*message).len);
 }
 
-__attribute__((__export_name__("wsbox:websocket/batch-handler@0.2.2#on-messages")))
+__attribute__((__export_name__("wsbox:websocket/batch-handler@0.2.3#on-messages")))
 void __wasm_export_exports_wsbox_websocket_batch_handler_on_messages(int32_t arg, uint8_t * arg0, size_t arg1, uint8_t * arg2, size_t arg3) {
   exports_wsbox_websocket_batch_handler_message_batch_t arg4 = (wsbox_websocket_types_message_batch_t) {
     (websocket_batch_handler_list_u8_t) (websocket_batch_handler_list_u8_t) { (uint8_t*)(arg0), (arg1) },
@@ -604,7 +604,7 @@ void __wasm_export_exports_wsbox_websocket_batch_handler_on_messages(int32_t arg
   exports_wsbox_websocket_batch_handler_on_messages((exports_wsbox_websocket_batch_handler_borrow_connection_t) { arg }, &arg4);
 }
 
-__attribute__((__export_name__("wsbox:websocket/handler@0.2.2#upgrade")))
+__attribute__((__export_name__("wsbox:websocket/handler@0.2.3#upgrade")))
 uint8_t * __wasm_export_exports_wsbox_websocket_handler_upgrade(uint8_t * arg) {
   wsbox_websocket_types_ip_address_t variant;
   variant.tag = (int32_t) *((uint8_t*) (arg + (8+10*sizeof(void*))));
@@ -694,7 +694,7 @@ uint8_t * __wasm_export_exports_wsbox_websocket_handler_upgrade(uint8_t * arg) {
   return ptr;
 }
 
-__attribute__((__export_name__("wsbox:websocket/handler@0.2.2#on-open")))
+__attribute__((__export_name__("wsbox:websocket/handler@0.2.3#on-open")))
 void __wasm_export_exports_wsbox_websocket_handler_on_open(int32_t arg, int32_t arg0, uint8_t * arg1, size_t arg2, uint8_t * arg3, size_t arg4) {
   websocket_batch_handler_option_string_t option;
   switch (arg0) {
@@ -715,7 +715,7 @@ void __wasm_export_exports_wsbox_websocket_handler_on_open(int32_t arg, int32_t 
   exports_wsbox_websocket_handler_on_open((exports_wsbox_websocket_handler_borrow_connection_t) { arg }, &arg5);
 }
 
-__attribute__((__export_name__("wsbox:websocket/handler@0.2.2#on-message")))
+__attribute__((__export_name__("wsbox:websocket/handler@0.2.3#on-message")))
 void __wasm_export_exports_wsbox_websocket_handler_on_message(int32_t arg, int32_t arg0, uint8_t * arg1, size_t arg2) {
   wsbox_websocket_types_message_t variant;
   variant.tag = arg0;
@@ -733,19 +733,19 @@ void __wasm_export_exports_wsbox_websocket_handler_on_message(int32_t arg, int32
   exports_wsbox_websocket_handler_on_message((exports_wsbox_websocket_handler_borrow_connection_t) { arg }, &arg3);
 }
 
-__attribute__((__export_name__("wsbox:websocket/handler@0.2.2#on-ping")))
+__attribute__((__export_name__("wsbox:websocket/handler@0.2.3#on-ping")))
 void __wasm_export_exports_wsbox_websocket_handler_on_ping(int32_t arg, uint8_t * arg0, size_t arg1) {
   websocket_batch_handler_list_u8_t arg2 = (websocket_batch_handler_list_u8_t) { (uint8_t*)(arg0), (arg1) };
   exports_wsbox_websocket_handler_on_ping((exports_wsbox_websocket_handler_borrow_connection_t) { arg }, &arg2);
 }
 
-__attribute__((__export_name__("wsbox:websocket/handler@0.2.2#on-pong")))
+__attribute__((__export_name__("wsbox:websocket/handler@0.2.3#on-pong")))
 void __wasm_export_exports_wsbox_websocket_handler_on_pong(int32_t arg, uint8_t * arg0, size_t arg1) {
   websocket_batch_handler_list_u8_t arg2 = (websocket_batch_handler_list_u8_t) { (uint8_t*)(arg0), (arg1) };
   exports_wsbox_websocket_handler_on_pong((exports_wsbox_websocket_handler_borrow_connection_t) { arg }, &arg2);
 }
 
-__attribute__((__export_name__("wsbox:websocket/handler@0.2.2#on-close")))
+__attribute__((__export_name__("wsbox:websocket/handler@0.2.3#on-close")))
 void __wasm_export_exports_wsbox_websocket_handler_on_close(int32_t arg, int32_t arg0, int32_t arg1, uint8_t * arg2, size_t arg3, int32_t arg4) {
   websocket_batch_handler_option_u16_t option;
   switch (arg0) {

@@ -360,7 +360,7 @@ typedef wsbox_websocket_types_close_info_t exports_wsbox_websocket_handler_close
 
 typedef wsbox_websocket_connection_borrow_connection_t exports_wsbox_websocket_handler_borrow_connection_t;
 
-// Imported Functions from `wsbox:websocket/connection@0.2.2`
+// Imported Functions from `wsbox:websocket/connection@0.2.3`
 // The connection's host-wide unique id (the request's
 // `connection-id`).
 extern uint64_t wsbox_websocket_connection_method_connection_id(wsbox_websocket_connection_borrow_connection_t self);
@@ -387,17 +387,17 @@ extern bool wsbox_websocket_connection_method_connection_close(wsbox_websocket_c
 // coalesced. The host's default is off.
 extern void wsbox_websocket_connection_method_connection_set_nodelay(wsbox_websocket_connection_borrow_connection_t self, bool enabled);
 
-// Imported Functions from `wsbox:websocket/logging@0.2.2`
+// Imported Functions from `wsbox:websocket/logging@0.2.3`
 // Write a line to the host's log, tagged with the connection whose
 // event is running, the route and the module. Lines over 4 KiB are cut
 // and a handler logging faster than its route allows loses lines (the
 // host says how many).
 extern void wsbox_websocket_logging_log(wsbox_websocket_logging_log_level_t level, websocket_batch_handler_string_t *message);
 
-// Exported Functions from `wsbox:websocket/batch-handler@0.2.2`
+// Exported Functions from `wsbox:websocket/batch-handler@0.2.3`
 void exports_wsbox_websocket_batch_handler_on_messages(exports_wsbox_websocket_batch_handler_borrow_connection_t conn, exports_wsbox_websocket_batch_handler_message_batch_t *batch);
 
-// Exported Functions from `wsbox:websocket/handler@0.2.2`
+// Exported Functions from `wsbox:websocket/handler@0.2.3`
 void exports_wsbox_websocket_handler_upgrade(exports_wsbox_websocket_handler_upgrade_request_t *request, exports_wsbox_websocket_handler_upgrade_decision_t *ret);
 void exports_wsbox_websocket_handler_on_open(exports_wsbox_websocket_handler_borrow_connection_t conn, exports_wsbox_websocket_handler_open_info_t *info);
 void exports_wsbox_websocket_handler_on_message(exports_wsbox_websocket_handler_borrow_connection_t conn, exports_wsbox_websocket_handler_message_t *message);

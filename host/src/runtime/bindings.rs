@@ -1,9 +1,9 @@
 //! Host-side bindings generated from the WIT, one module per contract
-//! version the host runs: `wit/websocket.wit` (0.2.2, the current one;
-//! 0.2.0 and 0.2.1 components link to it through wasmtime's semver-compatible
+//! version the host runs: `wit/websocket.wit` (0.2.3, the current one;
+//! 0.2.0, 0.2.1 and 0.2.2 components link to it through wasmtime's semver-compatible
 //! lookup) and the frozen `wit/v0.1.0/websocket.wit`.
 
-/// `wsbox:websocket@0.2.2`. Its types are the ones the rest of the host
+/// `wsbox:websocket@0.2.3`. Its types are the ones the rest of the host
 /// uses; components of older versions are adapted to them.
 pub mod v0_2 {
     wasmtime::component::bindgen!({
@@ -39,7 +39,7 @@ pub mod v0_1 {
 /// (always 0 while an instance serves one connection).
 pub struct ConnectionResource;
 
-pub use v0_2::exports::wsbox::websocket::{batch_handler, handler};
+pub use v0_2::exports::wsbox::websocket::{batch_handler, handler, hibernation};
 pub use v0_2::wsbox::websocket::connection::{CloseError, PingError, WriteError};
 pub use v0_2::wsbox::websocket::pubsub::{
     BrokerError, BrokerPublishReport, PublishOptions, PublishReport, PubsubError,

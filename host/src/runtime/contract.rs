@@ -8,18 +8,19 @@ use wasmtime::component::{Component, Instance, InstancePre, Resource};
 
 use super::bindings::{
     self, CloseInfo, ConnectionResource, Message, MessageBatch, OpenInfo, UpgradeDecision,
-    UpgradeRequest, batch_handler, handler, v0_1,
+    UpgradeRequest, batch_handler, handler, hibernation, v0_1,
 };
 use super::instance::HostState;
 
 // Looked up with wasmtime's semver-compatible matching: these find a
-// 0.2.0 or 0.2.1 component's exports as well as a 0.2.2 one's.
-const HANDLER_0_2: &str = "wsbox:websocket/handler@0.2.2";
-const BATCH_HANDLER_0_2: &str = "wsbox:websocket/batch-handler@0.2.2";
+// 0.2.0, 0.2.1 or 0.2.2 component's exports as well as a 0.2.3 one's.
+const HANDLER_0_2: &str = "wsbox:websocket/handler@0.2.3";
+const BATCH_HANDLER_0_2: &str = "wsbox:websocket/batch-handler@0.2.3";
+const HIBERNATION_0_2: &str = "wsbox:websocket/hibernation@0.2.3";
 const PUBSUB_PREFIX: &str = "wsbox:websocket/pubsub@";
 const HANDLER_0_1: &str = "wsbox:websocket/handler@0.1.0";
 /// The versions of the `wsbox:websocket` package this host links.
-const SUPPORTED_VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.2.1", "0.2.2"];
+const SUPPORTED_VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.2.1", "0.2.2", "0.2.3"];
 
 /// The WASI 0.2 interfaces the host links (most of them with nothing
 /// behind: no files, no sockets, no environment).
@@ -40,8 +41,10 @@ pub(crate) enum Contract {
     V0_2 {
         handler: handler::GuestIndices,
         batch: Option<batch_handler::GuestIndices>,
+        /// The optional `hibernation` export (0.2.3).
+        hibernation: Option<hibernation::GuestIndices>,
         /// The version of the package the component was built against
-        /// (`0.2.0`, `0.2.1`, `0.2.2`), from its handler export's name.
+        /// (`0.2.0` to `0.2.3`), from its handler export's name.
         version: String,
         /// Whether it imports `pubsub`.
         pubsub: bool,
@@ -75,7 +78,7 @@ impl Contract {
         bail!(
             "it was built against wsbox:websocket@{}, which this wsbox does not support: it \
              supports {}; rebuild the handler against this wsbox's wit/websocket.wit \
-             (package wsbox:websocket@0.2.2)",
+             (package wsbox:websocket@0.2.3)",
             unsupported.join(", @"),
             SUPPORTED_VERSIONS.join(", ")
         )
@@ -115,6 +118,10 @@ impl Contract {
                 }
                 None => None,
             };
+            let hibernation = match component.get_export_index(None, HIBERNATION_0_2) {
+                Some(_) => Some(hibernation::GuestIndices::new(pre).map_err(anyhow::Error::from)?),
+                None => None,
+            };
             let version = component
                 .component_type()
                 .exports(pre.engine())
@@ -130,6 +137,7 @@ impl Contract {
             return Ok(Contract::V0_2 {
                 handler,
                 batch,
+                hibernation,
                 version,
                 pubsub,
             });
@@ -155,19 +163,25 @@ impl Contract {
     }
 
     /// The world the component was found to implement, for logs, e.g.
-    /// `wsbox:websocket/websocket-batch-handler@0.2.2 + pubsub`.
+    /// `wsbox:websocket/websocket-batch-handler@0.2.3 + pubsub + hibernation`.
     pub(crate) fn describe(&self) -> String {
         match self {
             Contract::V0_1(_) => "wsbox:websocket/websocket-handler@0.1.0 (adapted)".to_string(),
             Contract::V0_2 {
                 batch,
+                hibernation,
                 version,
                 pubsub,
                 ..
             } => format!(
-                "wsbox:websocket/websocket-{}handler@{version}{}",
+                "wsbox:websocket/websocket-{}handler@{version}{}{}",
                 if batch.is_some() { "batch-" } else { "" },
-                if *pubsub { " + pubsub" } else { "" }
+                if *pubsub { " + pubsub" } else { "" },
+                if hibernation.is_some() {
+                    " + hibernation"
+                } else {
+                    ""
+                }
             ),
         }
     }
@@ -184,12 +198,21 @@ impl Contract {
                     .load(&mut *store, instance)
                     .map_err(anyhow::Error::from)?,
             ),
-            Contract::V0_2 { handler, batch, .. } => Exports::V0_2 {
+            Contract::V0_2 {
+                handler,
+                batch,
+                hibernation,
+                ..
+            } => Exports::V0_2 {
                 handler: handler
                     .load(&mut *store, instance)
                     .map_err(anyhow::Error::from)?,
                 batch: match batch {
                     Some(b) => Some(b.load(&mut *store, instance).map_err(anyhow::Error::from)?),
+                    None => None,
+                },
+                hibernation: match hibernation {
+                    Some(h) => Some(h.load(&mut *store, instance).map_err(anyhow::Error::from)?),
                     None => None,
                 },
             },
@@ -213,6 +236,7 @@ pub(crate) enum Exports {
     V0_2 {
         handler: handler::Guest,
         batch: Option<batch_handler::Guest>,
+        hibernation: Option<hibernation::Guest>,
     },
 }
 
@@ -227,6 +251,67 @@ impl Exports {
         match self {
             Exports::V0_1(_) => true,
             Exports::V0_2 { batch, .. } => batch.is_some(),
+        }
+    }
+
+    /// Whether the handler exports `hibernation` (0.2.3).
+    pub(crate) fn hibernates(&self) -> bool {
+        matches!(
+            self,
+            Exports::V0_2 {
+                hibernation: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// `on-hibernate`: `Ok(None)` when the handler stays awake (or does not
+    /// export the interface).
+    pub(crate) async fn on_hibernate(
+        &self,
+        store: &mut Store<HostState>,
+        max_attachment: u32,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
+        match self {
+            Exports::V0_2 {
+                hibernation: Some(h),
+                ..
+            } => {
+                h.call_on_hibernate(&mut *store, conn(), max_attachment)
+                    .await
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// `on-hibernate-error`.
+    pub(crate) async fn on_hibernate_error(
+        &self,
+        store: &mut Store<HostState>,
+        error: hibernation::HibernateError,
+    ) -> wasmtime::Result<()> {
+        match self {
+            Exports::V0_2 {
+                hibernation: Some(h),
+                ..
+            } => h.call_on_hibernate_error(&mut *store, conn(), error).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// `on-wake`; nothing for a handler without the interface (a new
+    /// version deployed meanwhile may not export it: it starts afresh).
+    pub(crate) async fn on_wake(
+        &self,
+        store: &mut Store<HostState>,
+        attachment: &[u8],
+    ) -> wasmtime::Result<()> {
+        match self {
+            Exports::V0_2 {
+                hibernation: Some(h),
+                ..
+            } => h.call_on_wake(&mut *store, conn(), attachment).await,
+            _ => Ok(()),
         }
     }
 

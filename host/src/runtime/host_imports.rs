@@ -254,7 +254,7 @@ impl ConnState {
     }
 }
 
-/// `wsbox:websocket/pubsub@0.2.2`: topics of the connection's tenant.
+/// `wsbox:websocket/pubsub@0.2.3`: topics of the connection's tenant.
 impl pubsub::Host for HostState {
     fn subscribe(
         &mut self,

@@ -108,6 +108,15 @@ impl WasiView for HostState {
     }
 }
 
+/// What a hibernated connection keeps of its instance's host state for the
+/// next one.
+pub struct Resumable {
+    /// The request the connection was opened with (`connection.request`).
+    pub request: Option<Box<UpgradeRequest>>,
+    /// Its way to the pub/sub hub.
+    pub pubsub: Option<crate::server::pubsub::PubsubHandle>,
+}
+
 /// A live handler instance bound to one connection.
 pub struct HandlerInstance {
     store: Store<HostState>,
@@ -372,6 +381,62 @@ impl HandlerInstance {
         let call = self.exports.on_messages(&mut self.store, batch);
         let r = within(self.limits.wall_time_per_call, call).await;
         self.end_call(r)
+    }
+
+    /// Whether the handler exports `hibernation`: only such a handler is
+    /// ever hibernated.
+    pub fn hibernates(&self) -> bool {
+        self.exports.hibernates()
+    }
+
+    /// Calls `on-hibernate`: the attachment to keep, or `None` when the
+    /// handler stays awake.
+    pub async fn on_hibernate(
+        &mut self,
+        max_attachment: u32,
+    ) -> Result<Option<Vec<u8>>, CallError> {
+        self.begin_call().await?;
+        let call = self.exports.on_hibernate(&mut self.store, max_attachment);
+        let r = within(self.limits.wall_time_per_call, call).await;
+        self.end_call(r)
+    }
+
+    /// Calls `on-hibernate-error`: the attachment was `size` bytes, over
+    /// the limit.
+    pub async fn on_attachment_too_large(&mut self, size: usize) -> Result<(), CallError> {
+        self.begin_call().await?;
+        let error = super::bindings::hibernation::HibernateError::AttachmentTooLarge(
+            u32::try_from(size).unwrap_or(u32::MAX),
+        );
+        let call = self.exports.on_hibernate_error(&mut self.store, error);
+        let r = within(self.limits.wall_time_per_call, call).await;
+        self.end_call(r)
+    }
+
+    /// Calls `on-wake` with the attachment of the instance that hibernated.
+    pub async fn on_wake(&mut self, attachment: &[u8]) -> Result<(), CallError> {
+        self.begin_call().await?;
+        let call = self.exports.on_wake(&mut self.store, attachment);
+        let r = within(self.limits.wall_time_per_call, call).await;
+        self.end_call(r)
+    }
+
+    /// Takes what the connection's next instance needs from this one (the
+    /// request it was opened with, its way to the pub/sub hub) before this
+    /// one is dropped for hibernation.
+    pub fn take_resumable(&mut self) -> Resumable {
+        let conn = &mut self.store.data_mut().conn;
+        Resumable {
+            request: conn.request.take(),
+            pubsub: conn.pubsub.take(),
+        }
+    }
+
+    /// Gives a fresh instance what its hibernated predecessor kept.
+    pub fn resume(&mut self, resumable: Resumable) {
+        let conn = &mut self.store.data_mut().conn;
+        conn.request = resumable.request;
+        conn.pubsub = resumable.pubsub;
     }
 
     /// Calls `on-ping`.

@@ -34,7 +34,7 @@ pub use bindings::{
 };
 pub use bindings::{from_socket_address, to_socket_address};
 pub use effects::{BatchMessage, Effect, WriteBatch};
-pub use instance::{CallError, HandlerInstance, HostState};
+pub use instance::{CallError, HandlerInstance, HostState, Resumable};
 pub use limits::{InstanceLimits, TenantShare};
 
 use crate::config::{ModuleSource, RuntimeConfig};
@@ -141,7 +141,7 @@ impl Runtime {
             wasmtime::component::HasSelf<HostState>,
         >(&mut linker, |state| state)
         .map_err(anyhow::Error::from)
-        .context("linking the wsbox host interface 0.2.2")?;
+        .context("linking the wsbox host interface 0.2.3")?;
         bindings::v0_1::WebsocketHandler::add_to_linker::<
             HostState,
             wasmtime::component::HasSelf<HostState>,
@@ -401,7 +401,7 @@ impl HandlerModule {
     }
 
     /// The world the component implements, e.g.
-    /// `wsbox:websocket/websocket-batch-handler@0.2.2`.
+    /// `wsbox:websocket/websocket-batch-handler@0.2.3`.
     pub fn contract(&self) -> String {
         self.contract.describe()
     }

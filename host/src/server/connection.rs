@@ -18,6 +18,7 @@ use wsbox_protocol::deflate::Negotiated;
 use wsbox_protocol::timers::{Due, TimerConfig, Timers};
 use wsbox_protocol::{Config as EngineConfig, Connection, Event, Role, State};
 
+use super::hibernation::{Sleeping, WakeSource};
 use super::inbox::Inbox;
 use super::mailbox::{Command, Registration};
 use super::peer_watch::PeerWatch;
@@ -99,6 +100,9 @@ pub struct ConnectionSetup {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Its module version's counters (calls, messages, failures).
     pub module_metrics: Arc<ModuleMetrics>,
+    /// How to make a fresh instance after hibernating: `None` on a route
+    /// without `hibernate_after`.
+    pub wake: Option<Box<WakeSource>>,
 }
 
 /// The outcome of one wait on the socket.
@@ -132,6 +136,15 @@ struct Conn {
     /// The socket as seen while handler calls run.
     watch: PeerWatch,
     metrics: Arc<ModuleMetrics>,
+    /// The route's way to a fresh instance, when it hibernates.
+    wake: Option<Box<WakeSource>>,
+    /// While hibernated (no instance): what the next one gets.
+    sleeping: Option<Box<Sleeping>>,
+    /// When the handler last got a message (or woke, or was asked to
+    /// hibernate): `hibernate_after` counts from here.
+    last_event: Instant,
+    /// Pool pressure asked it to hibernate now.
+    hibernate_now: bool,
 }
 
 impl Conn {
@@ -197,6 +210,43 @@ impl Conn {
         }
     }
 
+    /// When to ask the handler to hibernate: `None` unless the route
+    /// hibernates, the connection is open and its handler is awake and
+    /// exports `hibernation`.
+    fn hibernate_at(&self) -> Option<Instant> {
+        let after = self.wake.as_ref()?.config.after?;
+        let instance = self.instance.as_ref()?;
+        let open = self.engine.state() == State::Open && !self.handler_closed;
+        (open && instance.hibernates() && !instance.is_dead())
+            .then(|| self.last_event.checked_add(after))
+            .flatten()
+    }
+
+    /// Whether `message` is the route's auto-response request, which the
+    /// host answers itself, awake or hibernated, without a handler call.
+    fn is_auto_request(&self, message: &wsbox_protocol::Message) -> bool {
+        let auto = self
+            .wake
+            .as_ref()
+            .and_then(|w| w.config.auto_response.as_ref());
+        matches!((auto, message), (Some(auto), wsbox_protocol::Message::Text(text)) if *text == auto.request)
+    }
+
+    /// Sends the route's auto-response.
+    fn auto_respond(&mut self) {
+        let Some(auto) = self
+            .wake
+            .as_ref()
+            .and_then(|w| w.config.auto_response.as_ref())
+        else {
+            return;
+        };
+        if self.engine.send_text(&auto.response).is_ok() {
+            self.metrics.messages_out.inc();
+        }
+        tracing::debug!(hibernated = self.sleeping.is_some(), "auto-response sent");
+    }
+
     /// The socket reached EOF: a connection not closed cleanly was lost.
     fn peer_eof(&mut self) {
         if !self.engine.receive_eof() {
@@ -252,6 +302,8 @@ impl Conn {
                     // The server (an operator, a backend) closed it.
                     self.close_with(code, &reason, CloseCause::ClosedByServer);
                 }
+                // Pool pressure: hibernate at the next turn of the loop.
+                Command::Hibernate => self.hibernate_now = true,
             }
         }
     }
@@ -337,6 +389,10 @@ pub async fn run<S: Transport>(
         close_info: None,
         watch: PeerWatch::default(),
         metrics: setup.module_metrics,
+        wake: setup.wake,
+        sleeping: None,
+        last_event: Instant::now(),
+        hibernate_now: false,
     });
     tracing::debug!(extensions = %setup.info.extensions, "connection open");
 
@@ -370,6 +426,9 @@ pub async fn run<S: Transport>(
         if registration.mailbox().take_posted() {
             conn.apply_mail(registration.mailbox().take());
         }
+        if std::mem::take(&mut conn.hibernate_now) {
+            hibernate(&mut conn, &mut stream, count_in).await;
+        }
 
         // Dispatch every complete event to the handler: consecutive
         // messages in batches, so a busy connection makes one call for many.
@@ -387,6 +446,13 @@ pub async fn run<S: Transport>(
             };
             let event = match event {
                 Event::Message(message) => {
+                    if conn.is_auto_request(&message) {
+                        // Answered by the host, after the replies to what
+                        // came before it; the handler never sees it.
+                        deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
+                        conn.auto_respond();
+                        continue;
+                    }
                     inbox.push(message);
                     if inbox.is_full() {
                         deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
@@ -426,9 +492,17 @@ pub async fn run<S: Transport>(
             break;
         }
         timers.observe(state, StdInstant::now());
-        let wake_at = timers.next_wake();
+        let hibernate_at = conn.hibernate_at();
+        // What pool pressure sees: whether it could hibernate, and since when.
+        registration
+            .mailbox()
+            .set_hibernatable(hibernate_at.map(|_| conn.last_event.into_std()));
+        let wake_at = [timers.next_wake().map(Instant::from_std), hibernate_at]
+            .into_iter()
+            .flatten()
+            .min();
         if let Some(at) = wake_at {
-            sleep.as_mut().reset(Instant::from_std(at));
+            sleep.as_mut().reset(at);
         }
 
         let reading = !eof && state != State::Closed && pending < OUTPUT_HIGH_WATER;
@@ -531,6 +605,9 @@ pub async fn run<S: Transport>(
                 if ended {
                     break;
                 }
+                if hibernate_at.is_some_and(|t| t <= Instant::now()) {
+                    hibernate(&mut conn, &mut stream, count_in).await;
+                }
             }
         }
     }
@@ -557,6 +634,21 @@ pub async fn run<S: Transport>(
         cause: CloseCause::ConnectionLost,
     });
     tracing::debug!(code = ?info.code, reason = %info.reason, cause = ?info.cause, "connection closed");
+    if conn.sleeping.is_some() {
+        // The close wakes a hibernated connection, for `on-close`. The
+        // socket is done: the call runs unwatched, like `on-close`.
+        if let Some(mut instance) = woken_instance(&mut conn).await {
+            let attachment = conn.sleeping.take().map(|s| s.attachment);
+            instance.set_connection(false, 0);
+            match instance
+                .on_wake(attachment.as_deref().unwrap_or_default())
+                .await
+            {
+                Ok(()) => conn.instance = Some(instance),
+                Err(e) => tracing::warn!(error = %e, "handler failed in on_wake before on_close"),
+            }
+        }
+    }
     if let Some(instance) = conn.instance.as_mut() {
         // Writes from `on_close` fail with `closed`.
         instance.set_connection(false, 0);
@@ -608,6 +700,147 @@ pub(crate) async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
     let _ = tokio::time::timeout(LINGER_TIMEOUT, drain).await;
 }
 
+/// `hibernate_after` passed without messages: asks the handler for its
+/// attachment and, when it gives one within the limit, drops the instance
+/// (freeing its pool slot) and keeps the attachment.
+async fn hibernate<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: impl Fn(usize)) {
+    if conn.hibernate_at().is_none() {
+        return;
+    }
+    try_hibernate(conn, stream, count_in).await;
+    // Whatever the outcome, an upgrade waiting under pool pressure may go on.
+    if let Some(source) = &conn.wake {
+        source.attempt_ended();
+    }
+}
+
+/// One hibernation attempt (see [`hibernate`]).
+async fn try_hibernate<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: impl Fn(usize)) {
+    conn.last_event = Instant::now();
+    let Some(max) = conn.wake.as_ref().map(|w| w.config.max_attachment) else {
+        return;
+    };
+    let Some((instance, watch)) = conn.ready_instance() else {
+        return;
+    };
+    let mut answer = None;
+    let result = watch
+        .run(stream, &count_in, async {
+            answer = instance
+                .on_hibernate(u32::try_from(max).unwrap_or(u32::MAX))
+                .await?;
+            Ok(())
+        })
+        .await;
+    conn.after_call(result);
+    if conn.instance.is_none() || conn.engine.state() != State::Open || conn.handler_closed {
+        return;
+    }
+    let Some(attachment) = answer else {
+        tracing::debug!("handler declined to hibernate; it stays awake");
+        return;
+    };
+    if attachment.len() > max {
+        tracing::info!(
+            size = attachment.len(),
+            max,
+            "hibernation refused: attachment too large; the handler stays awake"
+        );
+        if let Some((instance, watch)) = conn.ready_instance() {
+            let size = attachment.len();
+            let result = watch
+                .run(stream, &count_in, instance.on_attachment_too_large(size))
+                .await;
+            conn.after_call(result);
+        }
+        return;
+    }
+    let Some(mut instance) = conn.instance.take() else {
+        return;
+    };
+    let resumable = instance.take_resumable();
+    let dropped = instance.log_lines_dropped();
+    if dropped > 0 {
+        tracing::warn!(
+            dropped,
+            "guest log lines dropped over the rate limit on this connection"
+        );
+    }
+    drop(instance);
+    tracing::debug!(attachment = attachment.len(), "connection hibernated");
+    conn.sleeping = Some(Box::new(Sleeping {
+        attachment: attachment.into_boxed_slice(),
+        resumable,
+    }));
+    conn.engine.compact_idle();
+    super::memory::request_trim();
+}
+
+/// A fresh instance for a hibernated connection, of its route's version in
+/// force now, given what the old one kept; `None` (and the connection
+/// closing with 1011, or 1013 when there is no room for an instance) when
+/// there can be none.
+async fn woken_instance(conn: &mut Conn) -> Option<HandlerInstance> {
+    let source = conn.wake.as_ref()?;
+    let started = std::time::Instant::now();
+    match source.instantiate().await {
+        Ok(woken) => {
+            let mut instance = woken.instance;
+            if let Some(sleeping) = conn.sleeping.as_mut() {
+                instance.resume(std::mem::replace(
+                    &mut sleeping.resumable,
+                    crate::runtime::Resumable {
+                        request: None,
+                        pubsub: None,
+                    },
+                ));
+            }
+            conn.metrics = woken.metrics;
+            tracing::debug!(
+                module = %woken.module.name,
+                version = ?woken.module.version,
+                instantiate_us = started.elapsed().as_micros() as u64,
+                "hibernated connection woke"
+            );
+            Some(instance)
+        }
+        Err(e) => {
+            let code = match &e {
+                super::hibernation::WakeError::Instantiate {
+                    error: CallError::MemoryBudget(_) | CallError::Instantiate(_),
+                    ..
+                } => 1013,
+                _ => 1011,
+            };
+            tracing::warn!(error = %e, code, "hibernated connection cannot wake; closing it");
+            conn.sleeping = None;
+            conn.close_with(code, "handler unavailable", CloseCause::HandlerClosed);
+            None
+        }
+    }
+}
+
+/// Wakes a hibernated connection before its next event: a fresh instance,
+/// then `on-wake` with the attachment. A failing `on-wake` closes the
+/// connection with 1011, as any failed call does.
+async fn wake<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: &impl Fn(usize)) {
+    let Some(instance) = woken_instance(conn).await else {
+        return;
+    };
+    conn.instance = Some(instance);
+    let attachment = conn.sleeping.take().map(|s| s.attachment);
+    if let Some((instance, watch)) = conn.ready_instance() {
+        let result = watch
+            .run(
+                stream,
+                count_in,
+                instance.on_wake(attachment.as_deref().unwrap_or_default()),
+            )
+            .await;
+        conn.after_call(result);
+    }
+}
+
 /// Hands the gathered messages to the handler (or drops them when the
 /// handler is gone).
 async fn deliver<S: Transport>(
@@ -618,6 +851,10 @@ async fn deliver<S: Transport>(
 ) {
     if inbox.is_empty() {
         return;
+    }
+    conn.last_event = Instant::now();
+    if conn.sleeping.is_some() {
+        wake(conn, stream, &count_in).await;
     }
     // Counted here, once per batch: the counter is shared by the route.
     conn.metrics.messages_in.inc_by(inbox.len() as u64);

@@ -28,6 +28,9 @@ pub enum Command {
     /// Start the closing handshake with this code and reason (already
     /// validated: a sendable code, a reason of at most 123 bytes).
     Close { code: u16, reason: String },
+    /// Hibernate now if the connection can (pool pressure): its handler
+    /// exports `hibernation`, its route hibernates, and it is awake.
+    Hibernate,
 }
 
 /// A connection's queue of commands, with a wake-up for its task.
@@ -48,6 +51,17 @@ pub struct Mailbox {
     /// before the task stores is missed until the task applies it), which
     /// is fine for a slow-consumer bound.
     backlog: AtomicUsize,
+    /// While the connection could hibernate (awake, on a hibernating route,
+    /// its handler exports `hibernation`): when it last had a message, as
+    /// microseconds since [`clock_base`] plus one; 0 otherwise.
+    hibernatable_since: AtomicU64,
+}
+
+/// The base of the stamps in [`Mailbox::hibernatable_since`]: set before
+/// the first connection registers, so every stamp is after it.
+fn clock_base() -> Instant {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *BASE.get_or_init(Instant::now)
 }
 
 impl Mailbox {
@@ -75,6 +89,27 @@ impl Mailbox {
     }
 
     /// Counts bytes read from the peer.
+    /// Says whether the connection could hibernate now, and since when it
+    /// has had no messages (for pool pressure, which picks the least
+    /// recently active).
+    pub fn set_hibernatable(&self, since: Option<Instant>) {
+        let stamp = since.map_or(0, |t| {
+            u64::try_from(t.saturating_duration_since(clock_base()).as_micros())
+                .unwrap_or(u64::MAX - 1)
+                + 1
+        });
+        self.hibernatable_since.store(stamp, Ordering::Relaxed);
+    }
+
+    /// When the connection last had a message, if it could hibernate now
+    /// (an opaque stamp: smaller is earlier).
+    pub fn hibernatable_since(&self) -> Option<u64> {
+        match self.hibernatable_since.load(Ordering::Relaxed) {
+            0 => None,
+            stamp => Some(stamp),
+        }
+    }
+
     pub fn count_in(&self, n: usize) {
         self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -168,6 +203,7 @@ impl<M> Default for Registry<M> {
 impl<M> Registry<M> {
     /// Registers a connection; it is removed when the returned guard drops.
     pub fn register(self: &Arc<Self>, id: u64, meta: M) -> Registration<M> {
+        clock_base();
         let entry = Arc::new(Entry {
             mailbox: Arc::new(Mailbox::default()),
             meta,

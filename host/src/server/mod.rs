@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod connection;
+pub mod hibernation;
 mod inbox;
 pub mod mailbox;
 mod memory;
@@ -75,6 +76,9 @@ pub struct Shared {
     pub tenants: tenants::TenantGates,
     /// Topics and direct messages between a tenant's connections.
     pub pubsub: Arc<pubsub::Hub>,
+    /// Told each time a connection hibernates (its instance freed): an
+    /// upgrade waiting for room under pool pressure retries then.
+    pub(crate) hibernations: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -166,6 +170,7 @@ impl Server {
                 metrics,
                 tenants,
                 pubsub: hub,
+                hibernations: tokio::sync::Notify::new(),
             }),
         })
     }

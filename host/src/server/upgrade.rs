@@ -124,6 +124,55 @@ fn detach_leftover(read_buf: Bytes) -> Bytes {
     }
 }
 
+/// Whether instantiation failed for want of room (the pool's slots or a
+/// memory budget), which hibernating other connections can make.
+pub(super) fn is_pool_full(e: &CallError) -> bool {
+    match e {
+        CallError::MemoryBudget(_) => true,
+        // wasmtime's pooling allocator: "maximum concurrent ... limit of N reached".
+        CallError::Instantiate(why) => why.contains("concurrent") && why.contains("limit"),
+        _ => false,
+    }
+}
+
+/// A connection's instance limits (its route's, with its tenant's caps
+/// where they are tighter) and its largest message.
+pub(super) fn connection_limits<'r>(
+    shared: &Shared,
+    route: &'r super::routes::Route,
+    tenant: &str,
+) -> (std::borrow::Cow<'r, crate::runtime::InstanceLimits>, u64) {
+    // The tenant's caps, when tighter than the route's.
+    let caps = shared.tenants.connection_caps(tenant);
+    let max_message_size = route
+        .config
+        .limits
+        .max_message_size
+        .min(caps.max_message_size);
+    let route_limits = &route.instance_limits;
+    let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let max_pending_output = route_limits
+        .max_pending_output
+        .min(as_usize(caps.max_output_buffer));
+    let memory_limit = route_limits.memory_limit.min(as_usize(caps.memory_limit));
+    let cpu_time_per_event = route_limits
+        .cpu_time_per_event
+        .min(std::time::Duration::from_millis(caps.cpu_time_per_event_ms));
+    let instance_limits = if max_pending_output < route_limits.max_pending_output
+        || memory_limit < route_limits.memory_limit
+        || cpu_time_per_event < route_limits.cpu_time_per_event
+    {
+        let mut limits = route_limits.clone();
+        limits.max_pending_output = max_pending_output;
+        limits.memory_limit = memory_limit;
+        limits.cpu_time_per_event = cpu_time_per_event;
+        std::borrow::Cow::Owned(limits)
+    } else {
+        std::borrow::Cow::Borrowed(route_limits)
+    };
+    (instance_limits, max_message_size)
+}
+
 /// Answers one HTTP request.
 pub(super) async fn handle(
     shared: Arc<Shared>,
@@ -164,7 +213,8 @@ pub(super) async fn handle(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .or_else(|| query_value(req.uri().query().unwrap_or(""), super::routes::PIN));
-    let module = match route.choose(pin.as_deref(), rand::random_range(0..100)) {
+    let roll = rand::random_range(0..100);
+    let module = match route.choose(pin.as_deref(), roll) {
         Ok(m) => Arc::clone(m),
         Err(why) => return text_response(StatusCode::BAD_REQUEST, why),
     };
@@ -219,43 +269,32 @@ pub(super) async fn handle(
         }
     };
 
-    // The tenant's caps, when tighter than the route's.
-    let caps = shared.tenants.connection_caps(&module.tenant);
-    let max_message_size = route
-        .config
-        .limits
-        .max_message_size
-        .min(caps.max_message_size);
-    let route_limits = &route.instance_limits;
-    let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-    let max_pending_output = route_limits
-        .max_pending_output
-        .min(as_usize(caps.max_output_buffer));
-    let memory_limit = route_limits.memory_limit.min(as_usize(caps.memory_limit));
-    let cpu_time_per_event = route_limits
-        .cpu_time_per_event
-        .min(std::time::Duration::from_millis(caps.cpu_time_per_event_ms));
-    let capped;
-    let instance_limits = if max_pending_output < route_limits.max_pending_output
-        || memory_limit < route_limits.memory_limit
-        || cpu_time_per_event < route_limits.cpu_time_per_event
-    {
-        let mut limits = route_limits.clone();
-        limits.max_pending_output = max_pending_output;
-        limits.memory_limit = memory_limit;
-        limits.cpu_time_per_event = cpu_time_per_event;
-        capped = limits;
-        &capped
-    } else {
-        route_limits
-    };
+    let (instance_limits, max_message_size) = connection_limits(&shared, route, &module.tenant);
+    let instance_limits = &*instance_limits;
+    let max_pending_output = instance_limits.max_pending_output;
     let labels = crate::metrics::ModuleLabels::new(&route.pattern, &module);
     let started = std::time::Instant::now();
-    let instantiated = module
+    let mut instantiated = module
         .handler
         .instantiate(instance_limits, connection_id)
         .instrument(span.clone())
         .await;
+    // Pool pressure: idle connections that can hibernate make room
+    // before the upgrade is refused.
+    let mut attempts = 0;
+    while attempts < 3
+        && matches!(&instantiated, Err(e) if is_pool_full(e))
+        && super::hibernation::relieve_pressure(&shared)
+            .instrument(span.clone())
+            .await
+    {
+        attempts += 1;
+        instantiated = module
+            .handler
+            .instantiate(instance_limits, connection_id)
+            .instrument(span.clone())
+            .await;
+    }
     shared
         .metrics
         .instantiate_seconds
@@ -419,6 +458,19 @@ pub(super) async fn handle(
         registration,
         pubsub: membership,
         module_metrics: shared.metrics.for_module(&labels),
+        wake: (route.config.hibernation.after.is_some()
+            || route.config.hibernation.auto_response.is_some())
+        .then(|| {
+            Box::new(super::hibernation::WakeSource::new(
+                Arc::clone(&shared),
+                route.pattern.clone(),
+                route.config.tenant.clone(),
+                pin,
+                roll,
+                connection_id,
+                route.config.hibernation.clone(),
+            ))
+        }),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     // Captured boxed: a value captured by the task stays in it for the
