@@ -11,7 +11,10 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 # componentize-js takes one module: bundle the SDK and the handler.
 cp "$root/guest-sdk/javascript/wsbox.js" "$root/guest-sdk/javascript/wsbox.d.ts" "$here/echo.js" "$work/"
-"$bin/rolldown" "$work/echo.js" --format esm --external 'wsbox:websocket/logging@0.2.2' --file "$work/bundle.js" >/dev/null
+# The SDK imports the host's logging at the WIT package's version.
+version="$(sed -n 's/^package wsbox:websocket@\([0-9.]*\);/\1/p' "$root/wit/websocket.wit")"
+sed -i "s|wsbox:websocket/logging@[0-9.]*'|wsbox:websocket/logging@$version'|" "$work/wsbox.js"
+"$bin/rolldown" "$work/echo.js" --format esm --external "wsbox:websocket/logging@$version" --file "$work/bundle.js" >/dev/null
 # -d http -d fetch-event: wsbox grants no wasi:http, so the build must not import it.
 "$bin/jco" componentize "$work/bundle.js" --wit "$root/wit" -n websocket-batch-handler \
     -d http -d fetch-event -o "$out" >&2

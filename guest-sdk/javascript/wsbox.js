@@ -13,7 +13,7 @@
 // strings (binary ones as Uint8Array), everything is synchronous (sends are
 // queued and go out when the event handler returns), and `verifyClient`
 // calls its callback before returning.
-import { log as hostLog } from 'wsbox:websocket/logging@0.2.2';
+import { log as hostLog } from 'wsbox:websocket/logging@0.2.3';
 
 const te = new TextEncoder();
 const td = new TextDecoder();
