@@ -368,6 +368,13 @@ async fn rust_echo_passes_the_conformance_suite() {
     .await;
 }
 
+/// [`build_example`] off the test's runtime threads.
+async fn built_example(example: &'static str, sdk: &'static str) -> Option<PathBuf> {
+    tokio::task::spawn_blocking(move || build_example(example, sdk))
+        .await
+        .expect("build task")
+}
+
 /// Builds `examples/<example>` with its `build.sh` into this build's
 /// target directory and returns the component, or `None` when the
 /// polyglot tests are skipped. The build is skipped when its inputs (the
@@ -473,10 +480,7 @@ fn inputs_hash(roots: &[PathBuf]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_echo_passes_the_conformance_suite() {
-    let Some(wasm) = tokio::task::spawn_blocking(|| build_example("echo-python", "python"))
-        .await
-        .expect("build task")
-    else {
+    let Some(wasm) = built_example("echo-python", "python").await else {
         return;
     };
     conformance("python", ModuleSource::File(wasm)).await;
@@ -484,10 +488,7 @@ async fn python_echo_passes_the_conformance_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn javascript_echo_passes_the_conformance_suite() {
-    let Some(wasm) = tokio::task::spawn_blocking(|| build_example("echo-js", "javascript"))
-        .await
-        .expect("build task")
-    else {
+    let Some(wasm) = built_example("echo-js", "javascript").await else {
         return;
     };
     conformance("javascript", ModuleSource::File(wasm)).await;
@@ -593,10 +594,7 @@ fn the_committed_c_bindings_match_the_wit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c_echo_passes_the_conformance_suite() {
-    let Some(wasm) = tokio::task::spawn_blocking(|| build_example("echo-c", "c"))
-        .await
-        .expect("build task")
-    else {
+    let Some(wasm) = built_example("echo-c", "c").await else {
         return;
     };
     conformance("c", ModuleSource::File(wasm)).await;
@@ -604,10 +602,7 @@ async fn c_echo_passes_the_conformance_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn go_echo_passes_the_conformance_suite() {
-    let Some(wasm) = tokio::task::spawn_blocking(|| build_example("echo-go", "go"))
-        .await
-        .expect("build task")
-    else {
+    let Some(wasm) = built_example("echo-go", "go").await else {
         return;
     };
     // Known failure: a 1 MiB argument makes the host call the guest's
