@@ -234,6 +234,25 @@ async fn a_deploy_while_hibernated_wakes_into_the_new_version() {
     assert_eq!(ask(&mut ws, "id").await, format!("id {id}"));
     let line = wait_for_log_all(&[&span(P, id), "hibernated connection woke"]).await;
     assert!(line.contains("version=Some(2)"), "{line}");
+    // The registry (admin API, metrics) learns the version it woke into;
+    // it is told right after the call that answered, so poll briefly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let version = server
+            .handle
+            .connections()
+            .into_iter()
+            .find(|c| c.id == id)
+            .and_then(|c| c.version);
+        if version == Some(2) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the registry still says version {version:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ use super::hibernation::{Sleeping, WakeSource};
 use super::inbox::Inbox;
 use super::mailbox::{Command, Registration};
 use super::peer_watch::PeerWatch;
+use super::routes::ServedModule;
 use crate::config::Keepalive;
 use crate::engine_io::{SocketIo, poll_socket, write_all_output};
 use crate::metrics::{FailureKind, ModuleMetrics};
@@ -145,6 +146,8 @@ struct Conn {
     last_event: Instant,
     /// Pool pressure asked it to hibernate now.
     hibernate_now: bool,
+    /// The version it woke into, for the registry to learn.
+    woke_into: Option<Arc<ServedModule>>,
 }
 
 impl Conn {
@@ -393,6 +396,7 @@ pub async fn run<S: Transport>(
         sleeping: None,
         last_event: Instant::now(),
         hibernate_now: false,
+        woke_into: None,
     });
     tracing::debug!(extensions = %setup.info.extensions, "connection open");
 
@@ -471,6 +475,10 @@ pub async fn run<S: Transport>(
         }
         deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
         inbox.recycle();
+        if let Some(module) = conn.woke_into.take() {
+            // The registry (admin API, metrics) sees the version it woke into.
+            registration.meta().module.store(module);
+        }
         if conn.watch.gone {
             eof = true;
             conn.peer_eof();
@@ -614,7 +622,7 @@ pub async fn run<S: Transport>(
     // No more mail: the connection is ending.
     let meta = registration.meta();
     metrics.connection_closed(
-        crate::metrics::ModuleLabels::new(&meta.route, &meta.module),
+        crate::metrics::ModuleLabels::new(&meta.route, &meta.module.load()),
         registration.mailbox().traffic(),
     );
     // Its subscriptions end before `on_close`, which may still publish
@@ -796,6 +804,7 @@ async fn woken_instance(conn: &mut Conn) -> Option<HandlerInstance> {
                 ));
             }
             conn.metrics = woken.metrics;
+            conn.woke_into = Some(woken.module.clone());
             tracing::debug!(
                 module = %woken.module.name,
                 version = ?woken.module.version,

@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use futures_util::task::AtomicWaker;
 
 use super::routes::ServedModule;
@@ -174,7 +175,8 @@ pub struct ConnectionMeta {
     pub route: String,
     /// The module version it runs; held, so that version stays loaded
     /// while the connection lives even after a deploy replaced it.
-    pub module: Arc<ServedModule>,
+    /// Swapped when a hibernated connection wakes into another version.
+    pub module: ArcSwap<ServedModule>,
     pub remote: SocketAddr,
     pub opened: Instant,
     /// Its place in its tenant's connection count.

@@ -360,7 +360,7 @@ impl ServerHandle {
             .into_iter()
             .map(|(_, entry)| {
                 (
-                    crate::metrics::ModuleLabels::new(&entry.meta.route, &entry.meta.module),
+                    crate::metrics::ModuleLabels::new(&entry.meta.route, &entry.meta.module.load()),
                     entry.mailbox.traffic(),
                 )
             })
@@ -484,12 +484,13 @@ impl ServerHandle {
             .map(|(id, entry)| {
                 let (bytes_in, bytes_out) = entry.mailbox.traffic();
                 let meta = &entry.meta;
+                let module = meta.module.load();
                 ConnectionSummary {
                     id,
-                    tenant: meta.module.tenant.clone(),
+                    tenant: module.tenant.clone(),
                     route: meta.route.clone(),
-                    module: meta.module.name.clone(),
-                    version: meta.module.version,
+                    module: module.name.clone(),
+                    version: module.version,
                     remote_addr: meta.remote.to_string(),
                     age_ms: u64::try_from(meta.opened.elapsed().as_millis()).unwrap_or(u64::MAX),
                     bytes_in,

@@ -424,7 +424,7 @@ pub(super) async fn handle(
         connection_id,
         super::mailbox::ConnectionMeta {
             route: route.pattern.clone(),
-            module: Arc::clone(&module),
+            module: arc_swap::ArcSwap::from(Arc::clone(&module)),
             remote: peer,
             opened: std::time::Instant::now(),
             admission,
