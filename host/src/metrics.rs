@@ -284,9 +284,17 @@ impl Default for Metrics {
 }
 
 /// What a scrape reads from the live state.
+/// An open connection, as the metrics see it.
+pub struct LiveConnection {
+    pub labels: ModuleLabels,
+    /// (bytes in, bytes out).
+    pub traffic: (u64, u64),
+    /// Hibernated now: its instance was given back.
+    pub hibernated: bool,
+}
+
 pub struct LiveState {
-    /// Per open connection: its labels and (bytes in, bytes out).
-    pub connections: Vec<(ModuleLabels, (u64, u64))>,
+    pub connections: Vec<LiveConnection>,
     pub instance_memory_bytes: u64,
     /// Handler instances alive, and the pool's slots.
     pub pool: (u64, u64),
@@ -463,18 +471,32 @@ impl Metrics {
             slots,
         );
         let open: Family<ModuleLabels, Gauge> = Family::default();
+        let hibernated: Family<ModuleLabels, Gauge> = Family::default();
         let mut bytes: HashMap<ModuleLabels, (u64, u64)> = self
             .closed_bytes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        for (labels, (bytes_in, bytes_out)) in live.connections {
+        for connection in live.connections {
+            let LiveConnection {
+                labels,
+                traffic: (bytes_in, bytes_out),
+                hibernated: asleep,
+            } = connection;
             open.get_or_create(&labels).inc();
+            if asleep {
+                hibernated.get_or_create(&labels).inc();
+            }
             let entry = bytes.entry(labels).or_default();
             entry.0 += bytes_in;
             entry.1 += bytes_out;
         }
         registry.register("connections_open", "Open WebSocket connections", open);
+        registry.register(
+            "connections_hibernated",
+            "Open WebSocket connections that are hibernated (no handler instance; see hibernate_after)",
+            hibernated,
+        );
         let received: Family<ModuleLabels, Counter> = Family::default();
         let sent: Family<ModuleLabels, Counter> = Family::default();
         for (labels, (bytes_in, bytes_out)) in bytes {

@@ -496,6 +496,9 @@ pub async fn run<S: Transport>(
         let pending = conn.engine.pending_output_len();
         // What pub/sub's slow-consumer bound sees.
         registration.mailbox().set_backlog(pending);
+        registration
+            .mailbox()
+            .set_hibernated(conn.sleeping.is_some());
         if (state == State::Closed || eof) && pending == 0 {
             break;
         }

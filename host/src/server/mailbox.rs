@@ -56,6 +56,8 @@ pub struct Mailbox {
     /// its handler exports `hibernation`): when it last had a message, as
     /// microseconds since [`clock_base`] plus one; 0 otherwise.
     hibernatable_since: AtomicU64,
+    /// Hibernated now (no instance), for the metrics.
+    hibernated: AtomicBool,
 }
 
 /// The base of the stamps in [`Mailbox::hibernatable_since`]: set before
@@ -89,7 +91,6 @@ impl Mailbox {
         self.post(Command::Send(message));
     }
 
-    /// Counts bytes read from the peer.
     /// Says whether the connection could hibernate now, and since when it
     /// has had no messages (for pool pressure, which picks the least
     /// recently active).
@@ -111,6 +112,17 @@ impl Mailbox {
         }
     }
 
+    /// Says whether the connection is hibernated now.
+    pub fn set_hibernated(&self, hibernated: bool) {
+        self.hibernated.store(hibernated, Ordering::Relaxed);
+    }
+
+    /// Whether the connection is hibernated now.
+    pub fn is_hibernated(&self) -> bool {
+        self.hibernated.load(Ordering::Relaxed)
+    }
+
+    /// Counts bytes read from the peer.
     pub fn count_in(&self, n: usize) {
         self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
     }

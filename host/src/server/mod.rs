@@ -358,11 +358,13 @@ impl ServerHandle {
             .live
             .entries()
             .into_iter()
-            .map(|(_, entry)| {
-                (
-                    crate::metrics::ModuleLabels::new(&entry.meta.route, &entry.meta.module.load()),
-                    entry.mailbox.traffic(),
-                )
+            .map(|(_, entry)| crate::metrics::LiveConnection {
+                labels: crate::metrics::ModuleLabels::new(
+                    &entry.meta.route,
+                    &entry.meta.module.load(),
+                ),
+                traffic: entry.mailbox.traffic(),
+                hibernated: entry.mailbox.is_hibernated(),
             })
             .collect();
         Ok(self.shared.metrics.encode(crate::metrics::LiveState {
