@@ -12,10 +12,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use url::{Host, Url};
 use wsbox_protocol::deflate::{self, Negotiated};
-use wsbox_protocol::handshake::client::{
-    MAX_RESPONSE_HEAD, ResponseError, ResponseHead, encode_request, parse_response_head,
-};
-use wsbox_protocol::handshake::{client_request_headers, generate_key, validate_response};
+use wsbox_protocol::handshake::client::{ClientHandshake, ResponseError, ResponseHead};
+use wsbox_protocol::handshake::{client_request_headers, generate_key};
 
 use super::{ClientError, ClientOptions};
 
@@ -174,11 +172,11 @@ pub(super) fn parse_url(url: &str) -> Result<Target, ClientError> {
     })
 }
 
-/// The request head to send, and the key it carries.
+/// The handshake's client side, and the request head to send.
 pub(super) fn build_request(
     target: &Target,
     options: &ClientOptions,
-) -> Result<(Vec<u8>, String), ClientError> {
+) -> Result<(ClientHandshake, Vec<u8>), ClientError> {
     let key = generate_key();
     let offer = options.compression.as_ref().map(deflate::client_offer);
     let mut headers = client_request_headers(
@@ -216,13 +214,18 @@ pub(super) fn build_request(
             headers.append(header_name, header_value);
         }
     }
-    Ok((encode_request(&target.resource, &headers), key))
+    Ok(ClientHandshake::new(
+        &target.resource,
+        &headers,
+        key,
+        options.subprotocols.clone(),
+    ))
 }
 
 /// Connects, upgrades, and checks the answer, all within the connect timeout.
 pub(super) async fn open(url: &str, options: &ClientOptions) -> Result<Opened, ClientError> {
     let target = parse_url(url)?;
-    let (request, key) = build_request(&target, options)?;
+    let (mut opening, request) = build_request(&target, options)?;
     let connector = if target.tls {
         Some(crate::tls::connector(options.ca_file.as_deref()).map_err(ClientError::TlsSetup)?)
     } else {
@@ -253,8 +256,8 @@ pub(super) async fn open(url: &str, options: &ClientOptions) -> Result<Opened, C
         stream.write_all(&request).await.map_err(ClientError::Io)?;
         stream.flush().await.map_err(ClientError::Io)?;
         stage = "waiting for the response";
-        let response = read_response(&mut stream, deadline).await?;
-        finish(stream, response, &key, options)
+        let response = read_response(&mut stream, &mut opening, deadline).await?;
+        finish(stream, response, &opening, options)
     })
     .await;
     match result {
@@ -297,38 +300,30 @@ fn server_name(target: &Target) -> Result<ServerName<'static>, ClientError> {
 
 async fn read_response(
     stream: &mut MaybeTls,
+    opening: &mut ClientHandshake,
     deadline: Instant,
 ) -> Result<ResponseHead, ClientError> {
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
+    let mut received = false;
     loop {
         let n = stream.read(&mut chunk).await.map_err(ClientError::Io)?;
         if n == 0 {
-            return Err(if buf.is_empty() {
-                ClientError::NoResponse
-            } else {
+            return Err(if received {
                 ClientError::MalformedResponse(
                     "the connection closed in the middle of the response head".into(),
                 )
+            } else {
+                ClientError::NoResponse
             });
         }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(response) = parse_head(&buf)? {
-            let mut response = response;
+        received = true;
+        if let Some(mut response) = opening.receive(&chunk[..n]).map_err(malformed)? {
             if response.status != 101 {
                 read_body_snippet(stream, &mut response, deadline).await;
             }
             return Ok(response);
         }
-        if buf.len() > MAX_RESPONSE_HEAD {
-            return Err(malformed(ResponseError::TooLarge));
-        }
     }
-}
-
-/// The response head in `buf`, if complete.
-fn parse_head(buf: &[u8]) -> Result<Option<ResponseHead>, ClientError> {
-    parse_response_head(buf).map_err(malformed)
 }
 
 fn malformed(error: ResponseError) -> ClientError {
@@ -401,7 +396,7 @@ fn dechunk(mut data: &[u8]) -> (Vec<u8>, bool) {
 fn finish(
     stream: MaybeTls,
     response: ResponseHead,
-    key: &str,
+    opening: &ClientHandshake,
     options: &ClientOptions,
 ) -> Result<Opened, ClientError> {
     if response.status != 101 {
@@ -413,12 +408,7 @@ fn finish(
             body,
         });
     }
-    let info = validate_response(
-        response.status,
-        &response.headers,
-        key,
-        &options.subprotocols,
-    )?;
+    let info = opening.validate(&response)?;
     let negotiated = match &options.compression {
         Some(config) => deflate::negotiate_client_response(&info.extensions, config)?,
         None if !info.extensions.is_empty() => {
@@ -446,6 +436,7 @@ fn snippet(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wsbox_protocol::handshake::client::parse_response_head;
 
     #[test]
     fn urls() {
@@ -491,7 +482,8 @@ mod tests {
             .with_header("X-Test", "yes")
             .with_header("Host", "override.example")
             .with_compression(Default::default());
-        let (head, key) = build_request(&target, &options).unwrap();
+        let (opening, head) = build_request(&target, &options).unwrap();
+        let key = opening.key();
         let head = String::from_utf8(head).unwrap();
         assert!(head.starts_with("GET /chat?room=1 HTTP/1.1\r\n"), "{head}");
         assert!(
@@ -526,6 +518,10 @@ mod tests {
             build_request(&target, &bad),
             Err(ClientError::InvalidHeader { .. })
         ));
+    }
+
+    fn parse_head(buf: &[u8]) -> Result<Option<ResponseHead>, ClientError> {
+        parse_response_head(buf).map_err(malformed)
     }
 
     #[test]

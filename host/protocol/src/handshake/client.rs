@@ -100,6 +100,11 @@ impl ClientHandshake {
         (opening, request)
     }
 
+    /// The `Sec-WebSocket-Key` the request carries.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     /// Feeds bytes read from the server: `Ok(Some(head))` once the whole head
     /// is there (later bytes are in `head.rest`), `Ok(None)` while more is
     /// needed.
