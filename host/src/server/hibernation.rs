@@ -100,22 +100,11 @@ impl WakeSource {
         let (limits, _) = super::upgrade::connection_limits(&self.shared, route, &module.tenant);
         let labels = ModuleLabels::new(&route.pattern, &module);
         let started = std::time::Instant::now();
-        let mut instantiated = module
-            .handler
-            .instantiate(&limits, self.connection_id)
-            .await;
         // A wake under pool pressure makes room like an upgrade does.
-        let mut attempts = 0;
-        while attempts < 3
-            && matches!(&instantiated, Err(e) if super::upgrade::is_pool_full(e))
-            && relieve_pressure(&self.shared).await
-        {
-            attempts += 1;
-            instantiated = module
-                .handler
-                .instantiate(&limits, self.connection_id)
-                .await;
-        }
+        let instantiated = instantiate_making_room(&self.shared, || {
+            module.handler.instantiate(&limits, self.connection_id)
+        })
+        .await;
         self.shared
             .metrics
             .instantiate_seconds
@@ -140,6 +129,35 @@ impl WakeSource {
 const PRESSURE_BATCH: usize = 1;
 /// How long an upgrade waits for a hibernation to free room.
 const PRESSURE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long one instantiation may keep making room under pool pressure.
+/// Upgrades and wakes that run at once compete for the slots that
+/// hibernations free, so a fixed number of tries can lose every time while
+/// idle connections remain; a deadline cannot.
+const PRESSURE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// Runs `instantiate`; while the pool (or a memory budget) is full, asks an
+/// idle connection to hibernate ([`relieve_pressure`]) and tries again,
+/// until an attempt fits, nothing can hibernate, or [`PRESSURE_DEADLINE`]
+/// has passed. The last attempt's result is returned.
+pub(super) async fn instantiate_making_room<T, F, Fut>(
+    shared: &Shared,
+    mut instantiate: F,
+) -> Result<T, CallError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CallError>>,
+{
+    let deadline = std::time::Instant::now() + PRESSURE_DEADLINE;
+    let mut result = instantiate().await;
+    while matches!(&result, Err(e) if super::upgrade::is_pool_full(e))
+        && std::time::Instant::now() < deadline
+        && relieve_pressure(shared).await
+    {
+        result = instantiate().await;
+    }
+    result
+}
 
 /// The instance pool (or a memory budget) is full: asks the least recently
 /// active connection that could hibernate to do so now, and waits until it

@@ -274,27 +274,13 @@ pub(super) async fn handle(
     let max_pending_output = instance_limits.max_pending_output;
     let labels = crate::metrics::ModuleLabels::new(&route.pattern, &module);
     let started = std::time::Instant::now();
-    let mut instantiated = module
-        .handler
-        .instantiate(instance_limits, connection_id)
-        .instrument(span.clone())
-        .await;
     // Pool pressure: idle connections that can hibernate make room
     // before the upgrade is refused.
-    let mut attempts = 0;
-    while attempts < 3
-        && matches!(&instantiated, Err(e) if is_pool_full(e))
-        && super::hibernation::relieve_pressure(&shared)
-            .instrument(span.clone())
-            .await
-    {
-        attempts += 1;
-        instantiated = module
-            .handler
-            .instantiate(instance_limits, connection_id)
-            .instrument(span.clone())
-            .await;
-    }
+    let instantiated = super::hibernation::instantiate_making_room(&shared, || {
+        module.handler.instantiate(instance_limits, connection_id)
+    })
+    .instrument(span.clone())
+    .await;
     shared
         .metrics
         .instantiate_seconds
