@@ -1,4 +1,4 @@
-include!("../host/guest_build.rs");
+include!("../host/server/guest_build.rs");
 
 fn main() {
     rerun_if_guest_sources_change();

@@ -60,7 +60,7 @@ fn setup() -> Setup {
             .expect("bundled echo module");
         (runtime, module)
     });
-    let limits = InstanceLimits::for_route(&RouteLimits::default(), Default::default());
+    let limits = InstanceLimits::for_route(&RouteLimits::default().sandbox(), Default::default());
     // Warm the pool's slots first.
     rt.block_on(async {
         for i in 0..200 {

@@ -100,7 +100,7 @@ struct ServeArgs {
 }
 
 fn parse_message_size(s: &str) -> Result<u64, String> {
-    match wsbox::config::parse_size_text(s)? {
+    match wsbox::io::units::parse_size_text(s)? {
         0 => Err("must be greater than zero".into()),
         n if n > wsbox::config::MAX_MESSAGE_SIZE_LIMIT => {
             Err("must be at most 1GiB: a message has to fit in the handler's 32-bit memory".into())

@@ -1,0 +1,103 @@
+// Shared by the build scripts of `wsbox-server` (bundled demo) and `wsbox-tests`
+// (test guests): builds a guest crate of this workspace as a wasm32-wasip2
+// component with a nested cargo, the way wasmtime's test-programs artifacts do,
+// so that `cargo run` / `cargo test` need no extra command.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Builds `package` for wasm32-wasip2 with the `guest` profile and returns the
+/// path of the component it produced.
+fn build_guest(package: &str) -> PathBuf {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let workspace = find_workspace_root(&manifest_dir);
+    // A target dir of its own: the outer cargo holds the lock on its own.
+    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir).join("wasm-guests"),
+        None => workspace.join("target").join("wasm-guests"),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    ensure_wasm_target();
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&workspace)
+        .args(["build", "--target", "wasm32-wasip2", "--profile", "guest", "-p", package])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    // Flags meant for the outer (host) build must not leak into the guest build.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_PRIMARY_PACKAGE",
+        "RUSTC",
+        "RUSTDOC",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().unwrap_or_else(|e| panic!("running cargo to build guest {package}: {e}"));
+    assert!(status.success(), "building guest {package} for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)");
+    let artifact = target_dir
+        .join("wasm32-wasip2")
+        .join("guest")
+        .join(format!("{}.wasm", package.replace('-', "_")));
+    assert!(artifact.exists(), "guest {package} built but {} is missing", artifact.display());
+    artifact
+}
+
+const GUEST_TARGET: &str = "wasm32-wasip2";
+
+/// The pinned toolchain may be installed without the guest target (rustup
+/// installs `rust-toolchain.toml`'s targets only when it installs the
+/// toolchain itself). Add it through rustup, once, and say so.
+fn ensure_wasm_target() {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    if let Some(sysroot) = &sysroot
+        && sysroot.join("lib/rustlib").join(GUEST_TARGET).is_dir()
+    {
+        return;
+    }
+    println!("cargo:warning=the Rust target {GUEST_TARGET} is missing: installing it with `rustup target add {GUEST_TARGET}` (once)");
+    eprintln!("wsbox build: installing the Rust target {GUEST_TARGET} through rustup");
+    let mut cmd = Command::new("rustup");
+    cmd.args(["target", "add", GUEST_TARGET]);
+    if let Some(toolchain) = std::env::var_os("RUSTUP_TOOLCHAIN") {
+        cmd.arg("--toolchain").arg(toolchain);
+    }
+    match cmd.status() {
+        Ok(status) if status.success() => {}
+        Ok(status) => panic!(
+            "`rustup target add {GUEST_TARGET}` failed ({status}); the handlers need this target: install it by hand and build again"
+        ),
+        Err(e) => panic!(
+            "the Rust target {GUEST_TARGET} is missing and rustup could not be run ({e}): install the target for this toolchain (`rustup target add {GUEST_TARGET}`) and build again"
+        ),
+    }
+}
+
+fn find_workspace_root(start: &Path) -> PathBuf {
+    let mut dir = start;
+    loop {
+        if dir.join("rust-toolchain.toml").exists() && dir.join("wit").is_dir() {
+            return dir.to_path_buf();
+        }
+        dir = dir.parent().expect("the wsbox workspace root (with wit/ and rust-toolchain.toml) above the crate");
+    }
+}
+
+/// Rebuild when any guest-side source changes.
+fn rerun_if_guest_sources_change() {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let workspace = find_workspace_root(&manifest_dir);
+    for dir in ["wit", "guest-sdk", "examples", "tests/guests"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
+    }
+    println!("cargo:rerun-if-changed={}", workspace.join("Cargo.lock").display());
+}
