@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use wsbox::config::OriginConfig;
+use wsbox::config::origin::OriginPolicy;
 use wsbox_tests::*;
 
 const PAGE: &str = r#"<!doctype html>
@@ -164,10 +165,11 @@ async fn headless_chromium_round_trips_with_permessage_deflate() {
     let (page_port, mut results) = page_server().await;
     let mut config = demo_config();
     // The page comes from another port: a cross origin the route allows.
-    config.routes[0].origin = OriginConfig {
+    config.routes[0].origin = OriginPolicy::new(&OriginConfig {
         allowed: vec![format!("http://127.0.0.1:{page_port}")],
         enforce: true,
-    };
+    })
+    .expect("origin policy");
     enable_compression(&mut config);
     let server = TestServer::start(config).await;
     let url = format!(

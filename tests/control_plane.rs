@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use wsbox::config::AdminConfig;
+use wsbox::config::{AdminConfig, RoutePattern};
 use wsbox_tests::{
     CHAOS_WASM, Client, Peers, TestServer, WAIT, ask, chaos_config, expect_close, init_logging,
     next_message, promtool_check, skip_peers, test_limits, wait_for_log, wsbox_binary,
@@ -640,7 +640,7 @@ async fn config_file_tenants_have_namespaces_and_caps_and_are_read_only() {
     let mut config = chaos_config("/chaos", test_limits());
     let mut route = config.routes[0].clone();
     route.tenant = "acme".into();
-    route.pattern = "/acme/(?:chat)".into();
+    route.pattern = RoutePattern::new("/acme/(?:chat)").unwrap();
     config.routes.push(route);
     config.tenants.push(wsbox::config::TenantConfig {
         name: "acme".into(),

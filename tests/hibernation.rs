@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_util::SinkExt;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
-use wsbox::config::{AutoResponse, Config, ModuleSource, RouteConfig};
+use wsbox::config::{AutoResponse, Config, ModuleSource, RouteConfig, RoutePattern};
 use wsbox_tests::*;
 
 /// Short enough for tests; the deadlines (`WAIT`) are generous.
@@ -221,7 +221,7 @@ fn deployed_route(server: &TestServer, wasm: &str, version: u64) -> wsbox::serve
         version: Some(version),
     });
     let mut config = RouteConfig {
-        pattern: "/hib".to_string(),
+        pattern: RoutePattern::new("/hib").unwrap(),
         tenant: "default".to_string(),
         module: ModuleSource::File(PathBuf::from(wasm)),
         limits: test_limits(),
@@ -232,7 +232,6 @@ fn deployed_route(server: &TestServer, wasm: &str, version: u64) -> wsbox::serve
     };
     config.hibernation.after = Some(AFTER);
     wsbox::server::routes::Route::new(config, module, server.handle.tenant_share("default"))
-        .expect("route")
 }
 
 #[tokio::test]
@@ -323,7 +322,7 @@ async fn a_handler_that_declines_or_lacks_the_interface_is_never_hibernated() {
     // An SDK handler that does not opt in exports the interface and
     // declines each time.
     let mut config = hibernating(CHAOS_WASM, "/a-handler-that-declines-");
-    config.routes[0].pattern = "/chaos-hib".into();
+    config.routes[0].pattern = RoutePattern::new("/chaos-hib").unwrap();
     let server = TestServer::start(config).await;
     let mut ws = server.connect("/chaos-hib").await;
     ws.send(Message::Text("hello".into())).await.expect("send");

@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use wsbox::config::{Config, ModuleSource, RouteConfig, RouteLimits};
+use wsbox::config::{Config, ModuleSource, RouteConfig, RouteLimits, RoutePattern};
 use wsbox_tests::*;
 
 /// Limits for every language: generous CPU time, since an interpreter
@@ -44,7 +44,7 @@ fn echo_config(module: ModuleSource) -> Config {
     let mut config = module_config("/echo", "unused.wasm", polyglot_limits());
     config.runtime.max_memory_per_instance = 128 << 20;
     let route = |pattern: &str| RouteConfig {
-        pattern: pattern.to_string(),
+        pattern: RoutePattern::new(pattern).expect("route pattern"),
         tenant: "default".to_string(),
         module: module.clone(),
         limits: polyglot_limits(),

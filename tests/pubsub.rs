@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wsbox::config::{Config, PubsubLimits, RouteLimits, SlowConsumerPolicy};
+use wsbox::config::{Config, PubsubLimits, RouteLimits, RoutePattern, SlowConsumerPolicy};
 use wsbox_tests::*;
 
 const TOKEN: &str = "pubsub-test-token";
@@ -455,7 +455,7 @@ async fn no_context_takeover_subscribers_share_one_compressed_frame() {
         ..Default::default()
     });
     let mut takeover = config.routes[0].clone();
-    takeover.pattern = "/q(?:/(?P<topic>[a-z0-9]+))?".to_string();
+    takeover.pattern = RoutePattern::new("/q(?:/(?P<topic>[a-z0-9]+))?").unwrap();
     takeover.compression = Some(Default::default());
     config.routes.push(takeover);
     let server = TestServer::start(config).await;

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use wsbox::config::{Config, ModuleSource, RouteConfig, RouteLimits, RuntimeConfig};
+use wsbox::config::{Config, ModuleSource, RouteConfig, RouteLimits, RoutePattern, RuntimeConfig};
 
 /// The chaos test guest (tests/guests/chaos), built by this crate's build script.
 pub const CHAOS_WASM: &str = env!("WSBOX_CHAOS_WASM");
@@ -127,7 +127,7 @@ pub fn module_config(pattern: &str, path: &str, limits: RouteLimits) -> Config {
         tls: None,
         runtime: test_runtime(),
         routes: vec![RouteConfig {
-            pattern: pattern.to_string(),
+            pattern: RoutePattern::new(pattern).expect("route pattern"),
             tenant: "default".to_string(),
             module: ModuleSource::File(PathBuf::from(path)),
             limits,
@@ -199,7 +199,7 @@ pub fn add_tenant_route(server: &TestServer, tenant: &str, pattern: &str, wasm: 
     });
     let route = wsbox::server::routes::Route::new(
         RouteConfig {
-            pattern: pattern.to_string(),
+            pattern: RoutePattern::new(pattern).expect("route pattern"),
             tenant: tenant.to_string(),
             module: ModuleSource::File(PathBuf::from(wasm)),
             limits: test_limits(),
@@ -210,8 +210,7 @@ pub fn add_tenant_route(server: &TestServer, tenant: &str, pattern: &str, wasm: 
         },
         module,
         server.handle.tenant_share(tenant),
-    )
-    .expect("route");
+    );
     server
         .handle
         .install_routes(vec![route], &std::collections::HashMap::new())
@@ -264,7 +263,7 @@ pub const PUBSUB_0_2_1_WASM: &str = concat!(
 fn demo_with_echo(wasm: &str) -> Config {
     let mut config = demo_config();
     for route in &mut config.routes {
-        if route.pattern.starts_with("/echo") {
+        if route.pattern.as_str().starts_with("/echo") {
             route.module = wsbox::config::ModuleSource::File(wasm.into());
         }
     }

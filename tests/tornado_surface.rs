@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use wsbox::config::origin::OriginPolicy;
 use wsbox::config::{Keepalive, OriginConfig};
 use wsbox_tests::*;
 
@@ -29,13 +30,14 @@ async fn status_for(addr: SocketAddr, path: &str, host: &str, origin: &str) -> u
 #[tokio::test]
 async fn allowed_origins_exact_wildcard_and_forgeries() {
     let mut config = chaos_config("/chaos", test_limits());
-    config.routes[0].origin = OriginConfig {
+    config.routes[0].origin = OriginPolicy::new(&OriginConfig {
         allowed: vec![
             "https://app.example.com".into(),
             "https://*.example.org".into(),
         ],
         enforce: false,
-    };
+    })
+    .expect("origin policy");
     let server = TestServer::start(config).await;
     let (a, host) = (server.addr, "ws.internal:8080");
     assert_eq!(
@@ -90,10 +92,11 @@ async fn allowed_origins_exact_wildcard_and_forgeries() {
 #[tokio::test]
 async fn enforced_origin_policy_cannot_be_overridden() {
     let mut config = chaos_config("/chaos", test_limits());
-    config.routes[0].origin = OriginConfig {
+    config.routes[0].origin = OriginPolicy::new(&OriginConfig {
         allowed: vec![],
         enforce: true,
-    };
+    })
+    .expect("origin policy");
     let server = TestServer::start(config).await;
     let host = server.addr.to_string();
     assert_eq!(

@@ -242,7 +242,7 @@ async fn wsbox_broadcast_server(fanout: wsbox_server::config::Fanout) -> SocketA
     config.admin = None;
     config.pages.clear();
     let mut route = config.routes.remove(0);
-    route.pattern = "/broadcast".to_string();
+    route.pattern = wsbox_server::config::RoutePattern::new("/broadcast").unwrap();
     route.module = wsbox_server::config::ModuleSource::Bundled {
         name: "broadcast",
         bytes: wsbox_server::bundled::BROADCAST_WASM,

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::config::{ModuleSource, RouteConfig, TenantLimits};
+use crate::config::{ModuleSource, RouteConfig, RoutePattern, TenantLimits};
 use crate::registry::{self, ModuleRegistry, Recovery, RegistryError, TenantRecord, VersionRecord};
 use crate::server::ServerHandle;
 use crate::server::routes::{self, Canary, DEFAULT_TENANT, Deployed, Route, ServedModule};
@@ -537,6 +537,12 @@ impl ControlPlane {
                 );
                 continue;
             };
+            let pattern = RoutePattern::new(pattern).map_err(|e| {
+                RegistryError::Invalid(format!(
+                    "route `{}` is not a valid regular expression: {e}",
+                    route.pattern
+                ))
+            })?;
             let config = RouteConfig {
                 pattern,
                 tenant: route.tenant.clone(),
@@ -560,9 +566,7 @@ impl ControlPlane {
                 hibernation: Default::default(),
             };
             let share = self.server.tenant_share(&deployed.active.tenant);
-            let built = Route::deployed(config, deployed, share)
-                .map_err(|e| RegistryError::Invalid(format!("route `{}`: {e:#}", route.pattern)))?;
-            table.push(built);
+            table.push(Route::deployed(config, deployed, share));
         }
         self.server
             .install_routes(table, loaded)
@@ -680,7 +684,7 @@ impl ControlPlane {
         registry::check_name("tenant", tenant)?;
         registry::check_name("module", module)?;
         if let Some(pattern) = &route {
-            routes::check_pattern(pattern).map_err(|e| {
+            RoutePattern::new(pattern.as_str()).map_err(|e| {
                 RegistryError::Invalid(format!(
                     "route `{pattern}` is not a valid regular expression: {e}"
                 ))

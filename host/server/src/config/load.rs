@@ -26,28 +26,30 @@ impl Config {
             runtime: RuntimeConfig::default(),
             routes: vec![
                 RouteConfig {
-                    pattern: r"/echo(?:/(?P<room>[^/]+))?".to_string(),
+                    pattern: RoutePattern::new(r"/echo(?:/(?P<room>[^/]+))?")
+                        .expect("the demo's pattern compiles"),
                     tenant: DEFAULT_TENANT.to_string(),
                     module: ModuleSource::Bundled {
                         name: "echo",
                         bytes: crate::bundled::ECHO_WASM,
                     },
                     limits: RouteLimits::default(),
-                    origin: OriginConfig::default(),
+                    origin: origin::OriginPolicy::default(),
                     keepalive: Keepalive::default(),
                     // The demo shows off compression: browsers always offer it.
                     compression: Some(DeflateConfig::default()),
                     hibernation: Hibernation::default(),
                 },
                 RouteConfig {
-                    pattern: r"/chat/(?P<room>[A-Za-z0-9_-]{1,32})".to_string(),
+                    pattern: RoutePattern::new(r"/chat/(?P<room>[A-Za-z0-9_-]{1,32})")
+                        .expect("the demo's pattern compiles"),
                     tenant: DEFAULT_TENANT.to_string(),
                     module: ModuleSource::Bundled {
                         name: "chat",
                         bytes: crate::bundled::CHAT_WASM,
                     },
                     limits: RouteLimits::default(),
-                    origin: OriginConfig::default(),
+                    origin: origin::OriginPolicy::default(),
                     keepalive: Keepalive::default(),
                     compression: Some(DeflateConfig::default()),
                     hibernation: Hibernation::default(),
@@ -325,13 +327,13 @@ impl Config {
                     )
                 })?,
             };
-            if let Err(e) = regex::Regex::new(&anchor(&pattern)) {
-                return Err(located.error(
+            let pattern = RoutePattern::new(pattern).map_err(|e| {
+                located.error(
                     r.path.span().start,
                     &key("path"),
                     format!("invalid regular expression: {e}"),
-                ));
-            }
+                )
+            })?;
             let module_path = base.join(r.module.get_ref());
             if !module_path.is_file() {
                 return Err(located.error(
@@ -515,6 +517,10 @@ impl Config {
                     }
                 };
             }
+            let origin = origin::OriginPolicy::new(&origin).map_err(|m| {
+                let at = r.allowed_origins.as_ref().map_or(0, |l| l.span().start);
+                located.error(at, &key("allowed_origins"), m)
+            })?;
             let mut keepalive = Keepalive::default();
             if let Some(d) = &r.ping_interval {
                 let v = located.duration(d, &key("ping_interval"))?;

@@ -280,9 +280,39 @@ impl Default for ServerConfig {
     }
 }
 
-/// Compiles a route pattern as it will be matched, for validation.
-pub fn check_pattern(pattern: &str) -> Result<(), regex::Error> {
-    regex::Regex::new(&anchor(pattern)).map(drop)
+/// A route's path pattern, compiled once when the route is configured (or
+/// bound through the admin API): the regex as written, and its anchored
+/// form that must match the whole path (Tornado anchors its patterns the
+/// same way).
+#[derive(Debug, Clone)]
+pub struct RoutePattern {
+    source: String,
+    regex: regex::Regex,
+}
+
+impl RoutePattern {
+    /// Compiles `pattern`; the error says what is wrong with the regex.
+    pub fn new(pattern: impl Into<String>) -> Result<RoutePattern, regex::Error> {
+        let source = pattern.into();
+        let regex = regex::Regex::new(&anchor(&source))?;
+        Ok(RoutePattern { source, regex })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The anchored regex paths are matched with.
+    pub fn regex(&self) -> &regex::Regex {
+        &self.regex
+    }
+}
+
+impl std::fmt::Display for RoutePattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.source)
+    }
 }
 
 /// Anchors a route pattern so it must match the whole path, as Tornado does.
@@ -299,7 +329,7 @@ pub struct RouteConfig {
     /// The path regex as written; it must match the whole path (Tornado
     /// anchors its patterns the same way). A tenant's route is matched
     /// under its `path_prefix`.
-    pub pattern: String,
+    pub pattern: RoutePattern,
     /// The tenant the route belongs to (`default` unless it names one).
     pub tenant: String,
     /// The handler component.
@@ -307,7 +337,7 @@ pub struct RouteConfig {
     /// Limits for this route's connections.
     pub limits: RouteLimits,
     /// Which browser origins may connect.
-    pub origin: OriginConfig,
+    pub origin: origin::OriginPolicy,
     /// Keepalive pings.
     pub keepalive: Keepalive,
     /// permessage-deflate (Tornado's `get_compression_options()`): `None`

@@ -134,9 +134,9 @@ module = "echo.wasm"
         }
     );
     assert_eq!(cfg.routes[0].tenant, "acme");
-    assert_eq!(cfg.routes[0].pattern, r"/acme/(?:chat/(\w+))");
+    assert_eq!(cfg.routes[0].pattern.as_str(), r"/acme/(?:chat/(\w+))");
     assert_eq!(cfg.routes[1].tenant, "default");
-    assert_eq!(cfg.routes[1].pattern, "/e");
+    assert_eq!(cfg.routes[1].pattern.as_str(), "/e");
 
     let route = "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n";
     let e = err(&format!("{route}tenant = \"nobody\"\n"));
@@ -410,7 +410,19 @@ fn origin_and_keepalive_settings() {
         )
         .unwrap();
     let r = &cfg.routes[0];
-    assert_eq!(r.origin.allowed.len(), 2);
+    // Both entries were compiled into the policy, and nothing else.
+    assert!(
+        r.origin
+            .allows(Some("https://app.example.com"), Some("wsbox.test"))
+    );
+    assert!(
+        r.origin
+            .allows(Some("http://localhost:3000"), Some("wsbox.test"))
+    );
+    assert!(
+        !r.origin
+            .allows(Some("https://example.net"), Some("wsbox.test"))
+    );
     assert!(r.origin.enforce);
     assert_eq!(r.keepalive.ping_interval, Some(Duration::from_secs(20)));
     assert_eq!(

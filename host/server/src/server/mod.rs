@@ -117,7 +117,7 @@ impl Server {
                 }
             };
             let share = tenants.share(&module.tenant);
-            routes.push(Arc::new(Route::new(route.clone(), module, share)?));
+            routes.push(Arc::new(Route::new(route.clone(), module, share)));
         }
         let pages = config
             .pages
@@ -418,7 +418,7 @@ impl ServerHandle {
                     route.config.clone(),
                     deployed,
                     self.tenant_share(&deployed.active.tenant),
-                )?)),
+                ))),
                 None => table.push(Arc::clone(route)),
             }
         }
@@ -468,7 +468,7 @@ impl ServerHandle {
                 }
                 let module = ServedModule::from_config(Arc::clone(&handler), &route.config.tenant);
                 let share = self.tenant_share(&module.tenant);
-                *route = Arc::new(Route::new(route.config.clone(), module, share)?);
+                *route = Arc::new(Route::new(route.config.clone(), module, share));
                 changed.push(route.pattern.clone());
             }
         }

@@ -3,14 +3,12 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
-use regex::Regex;
+use anyhow::Result;
 
-use super::origin::OriginPolicy;
 use crate::config::RouteConfig;
 use wsbox_runtime::{HandlerModule, InstanceLimits, TenantShare};
 
-pub use crate::config::{DEFAULT_TENANT, anchor, check_pattern};
+pub use crate::config::{DEFAULT_TENANT, RoutePattern, anchor};
 
 /// A compiled module as a route serves it: which tenant's module, which
 /// version. Routes and live connections share it; an old version is freed
@@ -79,7 +77,6 @@ pub const PIN: &str = "wsbox-version";
 pub struct Route {
     /// The pattern as configured.
     pub pattern: String,
-    regex: Regex,
     /// The module (and version) serving it.
     pub module: Arc<ServedModule>,
     /// A version rolling out to a share of new connections.
@@ -88,46 +85,29 @@ pub struct Route {
     pub config: RouteConfig,
     /// The sandbox limits of each connection's instance.
     pub instance_limits: InstanceLimits,
-    /// Which origins the host allows.
-    pub origin: OriginPolicy,
 }
 
 impl Route {
     /// Builds a route for a module already compiled; its instances share
     /// `tenant` with the rest of their tenant.
-    pub fn new(
-        config: RouteConfig,
-        module: Arc<ServedModule>,
-        tenant: TenantShare,
-    ) -> Result<Route> {
-        let regex = Regex::new(&anchor(&config.pattern))
-            .with_context(|| format!("route pattern `{}`", config.pattern))?;
-        let origin = OriginPolicy::new(&config.origin)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("route `{}` allowed_origins", config.pattern))?;
-        Ok(Route {
-            pattern: config.pattern.clone(),
-            regex,
+    pub fn new(config: RouteConfig, module: Arc<ServedModule>, tenant: TenantShare) -> Route {
+        Route {
+            pattern: config.pattern.as_str().to_string(),
             module,
             canary: None,
             instance_limits: InstanceLimits::for_route(&config.limits.sandbox(), tenant),
-            origin,
             config,
-        })
+        }
     }
 }
 
 impl Route {
     /// Builds a route for a module's deployment (its active version and
     /// any version rolling out).
-    pub fn deployed(
-        config: RouteConfig,
-        deployed: &Deployed,
-        tenant: TenantShare,
-    ) -> Result<Route> {
-        let mut route = Route::new(config, Arc::clone(&deployed.active), tenant)?;
+    pub fn deployed(config: RouteConfig, deployed: &Deployed, tenant: TenantShare) -> Route {
+        let mut route = Route::new(config, Arc::clone(&deployed.active), tenant);
         route.canary = deployed.canary.clone();
-        Ok(route)
+        route
     }
 
     /// The module version a new connection gets: the version rolling out
@@ -193,10 +173,17 @@ impl RouteTable {
     /// The first route whose pattern matches the whole path.
     pub fn find(&self, path: &str) -> Option<RouteMatch<'_>> {
         self.routes.iter().find_map(|route| {
-            let caps = route.regex.captures(path)?;
+            let caps = route.config.pattern.regex().captures(path)?;
             let mut positional = Vec::new();
             let mut named = Vec::new();
-            for (i, name) in route.regex.capture_names().enumerate().skip(1) {
+            for (i, name) in route
+                .config
+                .pattern
+                .regex()
+                .capture_names()
+                .enumerate()
+                .skip(1)
+            {
                 let value = caps.get(i).map(|m| m.as_str().to_string());
                 match name {
                     Some(name) => {
@@ -219,6 +206,7 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use regex::Regex;
 
     #[test]
     fn anchoring_requires_a_whole_match() {

@@ -229,9 +229,10 @@ pub(super) async fn handle(
     );
 
     let host_verdict = route
+        .config
         .origin
         .allows(info.origin.as_deref(), info.host.as_deref());
-    if route.origin.enforce && !host_verdict {
+    if route.config.origin.enforce && !host_verdict {
         // The policy is pinned: no need to ask (or even create) the handler.
         tracing::info!(parent: &span, origin = ?info.origin, "cross-origin upgrade refused");
         return forbidden_origin();
@@ -351,7 +352,7 @@ pub(super) async fn handle(
     };
 
     let origin_ok = match accept.origin {
-        _ if route.origin.enforce => host_verdict,
+        _ if route.config.origin.enforce => host_verdict,
         OriginDecision::HostVerdict => host_verdict,
         OriginDecision::Allow => true,
         OriginDecision::Deny => false,
