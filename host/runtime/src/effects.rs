@@ -51,7 +51,7 @@ impl WriteBatch {
         for (i, span) in batch.spans.iter().enumerate() {
             let end = offset + span.len as usize;
             if span.kind == MessageKind::Text
-                && std::str::from_utf8(&batch.data[offset..end]).is_err()
+                && simdutf8::basic::from_utf8(&batch.data[offset..end]).is_err()
             {
                 return Err(format!("text span {i} is not valid UTF-8"));
             }

@@ -1248,10 +1248,7 @@ fn reading_straight_into_the_input_buffer_parses_as_receive_does() {
         input.extend_from_slice(piece);
         conn.input_appended();
     }
-    assert_eq!(
-        conn.next_event(),
-        Some(Event::Message(Message::Text(text)))
-    );
+    assert_eq!(conn.next_event(), Some(Event::Message(Message::Text(text))));
     // What it lends never needs more memory than it holds.
     assert!(conn.input_buffer(usize::MAX / 2).is_none());
     // Closed: input is ignored, so nothing is lent.
