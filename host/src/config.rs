@@ -856,6 +856,14 @@ impl Config {
             }
         }
 
+        if let Some(build) = &raw.build {
+            crate::scaffold::Language::parse(build.language.get_ref()).map_err(|e| {
+                located.error(build.language.span().start, "build.language", e.to_string())
+            })?;
+            crate::scaffold::project::check_name(build.name.get_ref())
+                .map_err(|e| located.error(build.name.span().start, "build.name", e.to_string()))?;
+        }
+
         let admin = match &raw.admin {
             None => None,
             Some(a) => {
@@ -1568,6 +1576,16 @@ struct RawConfig {
     page: Vec<RawPage>,
     admin: Option<RawAdmin>,
     pubsub: Option<RawPubsub>,
+    /// `[build]`: a handler project's (`wsbox new`), read by `wsbox
+    /// build`; serving checks it and otherwise ignores it.
+    build: Option<RawBuild>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuild {
+    language: Spanned<String>,
+    name: Spanned<String>,
 }
 
 /// `[pubsub]`: the default limits (a tenant's own are in its
@@ -1820,6 +1838,32 @@ mod tests {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);
         N.fetch_add(1, Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_build_section_is_checked_and_otherwise_ignored() {
+        let dir = temp_dir_with_module();
+        let route = "[[route]]\npath = \"/echo\"\nmodule = \"echo.wasm\"\n";
+        let ok = format!("[build]\nlanguage = \"python\"\nname = \"echo\"\n{route}");
+        assert_eq!(parse_in(&dir, &ok).unwrap().routes.len(), 1);
+        let bad = format!("[build]\nlanguage = \"cobol\"\nname = \"echo\"\n{route}");
+        assert_eq!(
+            parse_in(&dir, &bad).unwrap_err().to_string(),
+            format!(
+                "{}:2: `build.language`: unknown language `cobol`: wsbox supports rust, python, javascript, go, c",
+                dir.join("wsbox.toml").display()
+            )
+        );
+        let bad = format!("[build]\nlanguage = \"c\"\nname = \"a b\"\n{route}");
+        let e = parse_in(&dir, &bad).unwrap_err().to_string();
+        assert!(
+            e.contains(":3: `build.name`: `a b` cannot name a handler"),
+            "{e}"
+        );
+        let bad = format!("[build]\nlanguage = \"c\"\nname = \"x\"\nout = \"y\"\n{route}");
+        let e = parse_in(&dir, &bad).unwrap_err().to_string();
+        assert!(e.contains("unknown field `out`"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

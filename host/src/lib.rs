@@ -21,6 +21,7 @@ mod engine_io;
 pub mod metrics;
 pub mod registry;
 pub mod runtime;
+pub mod scaffold;
 pub mod server;
 pub mod tls;
 
