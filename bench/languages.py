@@ -97,6 +97,11 @@ class Server:
                 "[runtime]\n"
                 f"max_instances = {max(4096, args.idle * 2)}\n"
                 'max_memory_per_instance = "128MiB"\n'
+                # The budget charges each instance's linear memory size,
+                # not what is resident: 1,000 Python instances (tens of
+                # MiB of memory each, mostly untouched) would exceed the
+                # default (half the RAM).
+                'max_memory_total = "256GiB"\n'
                 f'compiled_cache = "{cache}"\n'
                 "[[route]]\n"
                 'path = "/echo"\n'

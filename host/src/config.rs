@@ -304,6 +304,10 @@ pub struct RuntimeConfig {
     /// engine's configuration (`runtime.compiled_cache`; `None` disables
     /// it). Default: `~/.cache/wsbox/compiled`.
     pub compiled_cache: Option<PathBuf>,
+    /// What the compiled-code cache's entries may take together; past it,
+    /// the least recently used go (`runtime.compiled_cache_max_size`,
+    /// default 2 GiB).
+    pub compiled_cache_max_size: u64,
 }
 
 /// The default compiled-code cache: `$XDG_CACHE_HOME/wsbox/compiled`, else
@@ -331,6 +335,7 @@ impl Default for RuntimeConfig {
             max_memories_per_component: DEFAULT_MAX_MEMORIES_PER_COMPONENT,
             max_tables_per_component: DEFAULT_MAX_TABLES_PER_COMPONENT,
             compiled_cache: default_compiled_cache(),
+            compiled_cache_max_size: crate::runtime::compiled_cache::DEFAULT_MAX_SIZE,
         }
     }
 }
@@ -843,6 +848,10 @@ impl Config {
                 } else {
                     Some(base.join(dir.get_ref()))
                 };
+            }
+            if let Some(size) = &rt.compiled_cache_max_size {
+                runtime.compiled_cache_max_size =
+                    located.size(size, "runtime.compiled_cache_max_size")?;
             }
             if let Some(tick) = &rt.epoch_tick {
                 runtime.epoch_tick = located.duration(tick, "runtime.epoch_tick")?;
@@ -1669,6 +1678,7 @@ struct RawRuntime {
     max_memories_per_component: Option<Spanned<u32>>,
     max_tables_per_component: Option<Spanned<u32>>,
     compiled_cache: Option<Spanned<String>>,
+    compiled_cache_max_size: Option<Spanned<SizeValue>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1838,6 +1848,21 @@ mod tests {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);
         N.fetch_add(1, Ordering::Relaxed)
+    }
+
+    #[test]
+    fn compiled_cache_max_size_takes_a_size() {
+        let dir = temp_dir_with_module();
+        let route = "[[route]]\npath = \"/echo\"\nmodule = \"echo.wasm\"\n";
+        let cfg = parse_in(&dir, route).unwrap();
+        assert_eq!(cfg.runtime.compiled_cache_max_size, 2 << 30);
+        let text = format!("[runtime]\ncompiled_cache_max_size = \"500MiB\"\n{route}");
+        let cfg = parse_in(&dir, &text).unwrap();
+        assert_eq!(cfg.runtime.compiled_cache_max_size, 500 << 20);
+        let text = format!("[runtime]\ncompiled_cache_max_size = \"lots\"\n{route}");
+        let e = parse_in(&dir, &text).unwrap_err().to_string();
+        assert!(e.contains(":2: `runtime.compiled_cache_max_size`"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

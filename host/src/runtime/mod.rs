@@ -4,6 +4,7 @@
 
 mod bindings;
 mod clocks;
+pub mod compiled_cache;
 mod contract;
 pub mod cpu_allowance;
 pub mod cpu_time;
@@ -65,6 +66,9 @@ pub struct Runtime {
     per_component: PerComponentLimits,
     /// Where compiled code of large module files is cached, if anywhere.
     compiled_cache: Option<std::path::PathBuf>,
+    /// What the cache's entries may take together
+    /// (`runtime.compiled_cache_max_size`).
+    compiled_cache_max_size: u64,
     _ticker: EpochTicker,
 }
 
@@ -158,6 +162,7 @@ impl Runtime {
             max_instances: n,
             per_component,
             compiled_cache: config.compiled_cache.clone(),
+            compiled_cache_max_size: config.compiled_cache_max_size,
             _ticker: ticker,
         })
     }
@@ -203,6 +208,7 @@ impl Runtime {
             // engine with the same fingerprint, which is part of the name.
             match unsafe { Component::deserialize_file(&self.engine, &cached) } {
                 Ok(component) => {
+                    compiled_cache::touch(&cached);
                     tracing::info!(module = %name, path = %cached.display(), "loaded from the compiled-code cache");
                     return Ok(component);
                 }
@@ -229,8 +235,23 @@ impl Runtime {
                     .map_err(|e| std::io::Error::other(format!("{e:#}")))
             })
             .and_then(|code| crate::registry::files::write_atomically(&cached, &code));
-        if let Err(e) = written {
-            tracing::warn!(path = %cached.display(), error = %e, "cannot cache compiled code");
+        match written {
+            Err(e) => {
+                tracing::warn!(path = %cached.display(), error = %e, "cannot cache compiled code")
+            }
+            Ok(()) => match compiled_cache::evict(dir, self.compiled_cache_max_size, &cached) {
+                Ok(evicted) if !evicted.files.is_empty() => tracing::info!(
+                    dir = %dir.display(),
+                    files = evicted.files.len(),
+                    bytes = evicted.bytes,
+                    max_size = self.compiled_cache_max_size,
+                    "compiled-code cache over compiled_cache_max_size: removed the least recently used entries"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot trim the compiled-code cache")
+                }
+            },
         }
         Ok(component)
     }
