@@ -146,15 +146,15 @@ async fn new_build_serve(lang: &'static str) {
     .expect("wsbox serve listens in time");
     tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
 
-    let connect = |path: String| async move {
-        tokio::time::timeout(
-            WAIT,
-            tokio_tungstenite::connect_async(format!("ws://{addr}{path}")),
-        )
-        .await
-        .expect("connect in time")
-        .expect("handshake succeeds")
-        .0
+    let connect = |path: String| {
+        let url = format!("ws://{addr}{path}");
+        async move {
+            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+                .await
+                .expect("connect in time")
+                .expect("handshake succeeds")
+                .0
+        }
     };
     let mut ws = connect(format!("/{name}/lobby")).await;
     assert_eq!(

@@ -368,8 +368,8 @@ mod tests {
             let project = Project::load(&dir).unwrap();
             assert_eq!(project.language, language);
             assert_eq!(project.name, format!("hello-{}", language.name()));
-            // The module file does not exist before the build: the config
-            // still parses (module files are read when serving).
+            // As after `wsbox build` (the config wants the module file).
+            std::fs::write(dir.join(project.output_name()), b"built").unwrap();
             let config = crate::config::Config::load(&dir.join(PROJECT_FILE))
                 .unwrap_or_else(|e| panic!("{}: {e}", language.name()));
             assert_eq!(config.routes.len(), 2);
