@@ -72,7 +72,9 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
         "wsbox: building {} ({}) in {}",
         project.output_name(),
         project.language.name(),
-        project.dir.display()
+        std::path::absolute(&project.dir)
+            .unwrap_or_else(|_| project.dir.clone())
+            .display()
     );
     let out = build_project(&project)?;
     let size = std::fs::metadata(&out)
