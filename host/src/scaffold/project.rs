@@ -231,12 +231,6 @@ fn project_file(name: &str, language: Language) -> String {
         }
         _ => "",
     };
-    let runtime = match language {
-        Language::Python | Language::JavaScript => {
-            "\n[runtime]\n# The most memory one instance may have (the routes' memory_limit fits in it).\nmax_memory_per_instance = \"128MiB\"\n"
-        }
-        _ => "",
-    };
     format!(
         r#"# The {name} handler project (made by `wsbox new`).
 #
@@ -249,7 +243,7 @@ listen = "127.0.0.1:8080"
 [build]
 language = "{lang}"
 name = "{name}"
-{runtime}
+
 [[route]]
 path = "/{name}"
 module = "{name}.wasm"
