@@ -34,6 +34,8 @@ pub const DEFAULT_LOG_LINES_PER_SECOND: u32 = 20;
 pub const DEFAULT_LOG_BYTES_PER_SECOND: u64 = 16 * 1024;
 /// The default number of live handler instances (one per connection).
 pub const DEFAULT_MAX_INSTANCES: u32 = 10_000;
+/// `runtime.memory_keep_resident`'s default.
+pub const DEFAULT_MEMORY_KEEP_RESIDENT: u64 = 64 * 1024;
 /// The default per-component pool limits: enough for the stock output of
 /// every supported toolchain (a `--stub-wasi` componentize-py build has 38
 /// core instances, a QuickJS build 3 memories), far above a Rust handler's
@@ -308,6 +310,11 @@ pub struct RuntimeConfig {
     /// the least recently used go (`runtime.compiled_cache_max_size`,
     /// default 2 GiB).
     pub compiled_cache_max_size: u64,
+    /// How much of a freed instance's dirtied linear memory is reset in
+    /// place and stays resident for the next instance (when the kernel has
+    /// PAGEMAP_SCAN); the rest is given back and faults in again
+    /// (`runtime.memory_keep_resident`, default 64 KiB).
+    pub memory_keep_resident: u64,
 }
 
 /// The default compiled-code cache: `$XDG_CACHE_HOME/wsbox/compiled`, else
@@ -336,6 +343,7 @@ impl Default for RuntimeConfig {
             max_tables_per_component: DEFAULT_MAX_TABLES_PER_COMPONENT,
             compiled_cache: default_compiled_cache(),
             compiled_cache_max_size: crate::runtime::compiled_cache::DEFAULT_MAX_SIZE,
+            memory_keep_resident: DEFAULT_MEMORY_KEEP_RESIDENT,
         }
     }
 }
@@ -852,6 +860,10 @@ impl Config {
             if let Some(size) = &rt.compiled_cache_max_size {
                 runtime.compiled_cache_max_size =
                     located.size(size, "runtime.compiled_cache_max_size")?;
+            }
+            if let Some(size) = &rt.memory_keep_resident {
+                runtime.memory_keep_resident =
+                    located.size(size, "runtime.memory_keep_resident")?;
             }
             if let Some(tick) = &rt.epoch_tick {
                 runtime.epoch_tick = located.duration(tick, "runtime.epoch_tick")?;
@@ -1679,6 +1691,7 @@ struct RawRuntime {
     max_tables_per_component: Option<Spanned<u32>>,
     compiled_cache: Option<Spanned<String>>,
     compiled_cache_max_size: Option<Spanned<SizeValue>>,
+    memory_keep_resident: Option<Spanned<SizeValue>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1859,6 +1872,11 @@ mod tests {
         let text = format!("[runtime]\ncompiled_cache_max_size = \"500MiB\"\n{route}");
         let cfg = parse_in(&dir, &text).unwrap();
         assert_eq!(cfg.runtime.compiled_cache_max_size, 500 << 20);
+        let text = format!("[runtime]\nmemory_keep_resident = \"4MiB\"\n{route}");
+        assert_eq!(
+            parse_in(&dir, &text).unwrap().runtime.memory_keep_resident,
+            4 << 20
+        );
         let text = format!("[runtime]\ncompiled_cache_max_size = \"lots\"\n{route}");
         let e = parse_in(&dir, &text).unwrap_err().to_string();
         assert!(e.contains(":2: `runtime.compiled_cache_max_size`"), "{e}");

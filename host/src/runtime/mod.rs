@@ -48,9 +48,9 @@ use contract::Contract;
 const CORE_INSTANCE_SLOTS_PER_INSTANCE: u32 = 8;
 const MEMORY_SLOTS_PER_INSTANCE: u32 = 2;
 const TABLE_SLOTS_PER_INSTANCE: u32 = 3;
-/// Dirty pages of a freed instance's linear memory (and tables) up to this
-/// much are reset in place and stay resident for the next instance.
-const MEMORY_KEEP_RESIDENT: usize = 64 * 1024;
+/// Dirty pages of a freed instance's tables up to this much are reset in
+/// place and stay resident for the next instance (linear memory:
+/// `runtime.memory_keep_resident`).
 const TABLE_KEEP_RESIDENT: usize = 16 * 1024;
 
 /// The process-wide wasm engine and linker.
@@ -117,7 +117,9 @@ impl Runtime {
         // guest uses, so it stays off there.
         if PoolingAllocationConfig::is_pagemap_scan_available() {
             pool.pagemap_scan(wasmtime::Enabled::Yes)
-                .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+                .linear_memory_keep_resident(
+                    usize::try_from(config.memory_keep_resident).unwrap_or(usize::MAX),
+                )
                 .table_keep_resident(TABLE_KEEP_RESIDENT);
         }
 
