@@ -42,19 +42,16 @@ pub struct Sdk {
 }
 
 impl Sdk {
-    /// The unpacked files: `$WSBOX_SDK_DIR`, else
-    /// `~/.cache/wsbox/sdk/<version>-<hash>`, unpacked there first if
+    /// The unpacked files: `~/.cache/wsbox/sdk/<version>-<hash>`
+    /// (`$XDG_CACHE_HOME/wsbox/...` when set), unpacked there first if
     /// missing (into a fresh directory renamed into place, so concurrent
     /// builds never see half of it).
     pub fn unpacked() -> anyhow::Result<Sdk> {
-        let root = match std::env::var_os("WSBOX_SDK_DIR").filter(|v| !v.is_empty()) {
-            Some(dir) => PathBuf::from(dir),
-            None => cache_base()?.join("sdk").join(format!(
-                "{}-{}",
-                env!("CARGO_PKG_VERSION"),
-                files_hash()
-            )),
-        };
+        let root = cache_base()?.join("sdk").join(format!(
+            "{}-{}",
+            env!("CARGO_PKG_VERSION"),
+            files_hash()
+        ));
         if !root.join(".complete").is_file() {
             unpack(&root)?;
         }
@@ -94,7 +91,7 @@ fn cache_base() -> anyhow::Result<PathBuf> {
                 .map(|h| PathBuf::from(h).join(".cache"))
         })
         .map(|base| base.join("wsbox"))
-        .context("no cache directory: set HOME or XDG_CACHE_HOME (or WSBOX_SDK_DIR)")
+        .context("no cache directory for the SDK files: set HOME or XDG_CACHE_HOME")
 }
 
 fn unpack(root: &Path) -> anyhow::Result<()> {
