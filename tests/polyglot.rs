@@ -686,3 +686,60 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
         }
     }
 }
+
+/// The compiled-code cache stays under `compiled_cache_max_size`: after
+/// compiling a large module (1 MiB and more) into it, the least recently
+/// used entries go, never the one just written.
+#[test]
+fn the_compiled_code_cache_keeps_under_its_cap() {
+    let dir = std::env::temp_dir().join(format!("wsbox-cache-cap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cache = dir.join("compiled");
+    std::fs::create_dir_all(&cache).expect("cache dir");
+    // Two old entries (the cap admits one of them beside the new one) and
+    // a file that is not an entry.
+    let aged = |name: &str, len: usize, age: u64| {
+        let path = cache.join(name);
+        std::fs::write(&path, vec![0u8; len]).expect("write entry");
+        std::fs::File::options()
+            .append(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now() - Duration::from_secs(age)))
+            .expect("age entry");
+        path
+    };
+    let oldest = aged("oldest.cwasm", 3 << 20, 300);
+    let older = aged("older.cwasm", 3 << 20, 200);
+    let other = aged("README", 10 << 20, 1000);
+    // A component over 1 MiB (a core module with a 1.5 MiB data segment):
+    // not a handler, but it is compiled, and cached, before that is checked.
+    let data = "a".repeat(1536 << 10);
+    let wat = format!("(component (core module (memory 32) (data (i32.const 0) \"{data}\")))");
+    let module = dir.join("large.wasm");
+    std::fs::write(&module, wat::parse_str(&wat).expect("wat")).expect("write module");
+    let runtime = wsbox::runtime::Runtime::new(&wsbox::config::RuntimeConfig {
+        max_instances: 4,
+        compiled_cache: Some(cache.clone()),
+        compiled_cache_max_size: 6 << 20,
+        ..wsbox::config::RuntimeConfig::default()
+    })
+    .expect("runtime");
+    let refused = runtime.load_module(&ModuleSource::File(module));
+    assert!(refused.is_err(), "not a handler");
+    let entries: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .expect("read cache")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    let new: Vec<&PathBuf> = entries
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm") && **p != oldest && **p != older)
+        .collect();
+    assert_eq!(new.len(), 1, "the new entry was written: {entries:?}");
+    assert!(!oldest.exists(), "the least recently used entry went");
+    assert!(
+        older.exists(),
+        "the cache fits the cap without removing more"
+    );
+    assert!(other.exists(), "files that are not entries stay");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,6 +15,10 @@
 //! - [`client`] (`wsbox-client`): a WebSocket client, Tornado's
 //!   `websocket_connect`, and `wsbox connect`.
 //! - [`bench`] (`wsbox-bench`): `wsbox bench`, the load generator.
+//! - [`scaffold`]: `wsbox new` and `wsbox build`, handler projects in every
+//!   supported language.
+
+pub mod scaffold;
 
 pub use wsbox_bench as bench;
 pub use wsbox_client as client;

@@ -23,6 +23,12 @@ enum Command {
     /// Serve WebSocket routes (the default). Without --config, serves the
     /// bundled echo demo at ws://127.0.0.1:8080/echo.
     Serve(ServeArgs),
+    /// Make a handler project in NAME/: a working echo in rust, python,
+    /// javascript, go or c, with a wsbox.toml to build and serve it.
+    New(wsbox::scaffold::NewArgs),
+    /// Build the handler project in this directory (its wsbox.toml says
+    /// the language) into NAME.wasm, installing the toolchain on first use.
+    Build(wsbox::scaffold::BuildArgs),
     /// Write a self-signed certificate and key for 127.0.0.1/localhost, to
     /// try `wss://` locally.
     Cert(CertArgs),
@@ -126,6 +132,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(args),
+        Command::New(args) => wsbox::scaffold::new(args),
+        Command::Build(args) => wsbox::scaffold::build(args),
         Command::Cert(args) => cert(args),
         Command::Bench(args) => wsbox::bench::run(args),
         Command::Connect(args) => wsbox::client::cli::run(args),

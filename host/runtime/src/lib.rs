@@ -4,6 +4,7 @@
 
 mod bindings;
 mod clocks;
+pub mod compiled_cache;
 mod contract;
 pub mod cpu_allowance;
 pub mod cpu_time;
@@ -51,9 +52,9 @@ pub use settings::{ModuleSource, RuntimeConfig};
 const CORE_INSTANCE_SLOTS_PER_INSTANCE: u32 = 8;
 const MEMORY_SLOTS_PER_INSTANCE: u32 = 2;
 const TABLE_SLOTS_PER_INSTANCE: u32 = 3;
-/// Dirty pages of a freed instance's linear memory (and tables) up to this
-/// much are reset in place and stay resident for the next instance.
-const MEMORY_KEEP_RESIDENT: usize = 64 * 1024;
+/// Dirty pages of a freed instance's tables up to this much are reset in
+/// place and stay resident for the next instance (linear memory:
+/// `runtime.memory_keep_resident`).
 const TABLE_KEEP_RESIDENT: usize = 16 * 1024;
 
 /// The process-wide wasm engine and linker.
@@ -69,6 +70,9 @@ pub struct Runtime {
     per_component: PerComponentLimits,
     /// Where compiled code of large module files is cached, if anywhere.
     compiled_cache: Option<std::path::PathBuf>,
+    /// What the cache's entries may take together
+    /// (`runtime.compiled_cache_max_size`).
+    compiled_cache_max_size: u64,
     _ticker: EpochTicker,
 }
 
@@ -117,7 +121,9 @@ impl Runtime {
         // guest uses, so it stays off there.
         if PoolingAllocationConfig::is_pagemap_scan_available() {
             pool.pagemap_scan(wasmtime::Enabled::Yes)
-                .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+                .linear_memory_keep_resident(
+                    usize::try_from(config.memory_keep_resident).unwrap_or(usize::MAX),
+                )
                 .table_keep_resident(TABLE_KEEP_RESIDENT);
         }
 
@@ -162,6 +168,7 @@ impl Runtime {
             max_instances: n,
             per_component,
             compiled_cache: config.compiled_cache.clone(),
+            compiled_cache_max_size: config.compiled_cache_max_size,
             _ticker: ticker,
         })
     }
@@ -207,6 +214,7 @@ impl Runtime {
             // engine with the same fingerprint, which is part of the name.
             match unsafe { Component::deserialize_file(&self.engine, &cached) } {
                 Ok(component) => {
+                    compiled_cache::touch(&cached);
                     tracing::info!(module = %name, path = %cached.display(), "loaded from the compiled-code cache");
                     return Ok(component);
                 }
@@ -233,8 +241,23 @@ impl Runtime {
                     .map_err(|e| std::io::Error::other(format!("{e:#}")))
             })
             .and_then(|code| crate::files::write_atomically(&cached, &code));
-        if let Err(e) = written {
-            tracing::warn!(path = %cached.display(), error = %e, "cannot cache compiled code");
+        match written {
+            Err(e) => {
+                tracing::warn!(path = %cached.display(), error = %e, "cannot cache compiled code")
+            }
+            Ok(()) => match compiled_cache::evict(dir, self.compiled_cache_max_size, &cached) {
+                Ok(evicted) if !evicted.files.is_empty() => tracing::info!(
+                    dir = %dir.display(),
+                    files = evicted.files.len(),
+                    bytes = evicted.bytes,
+                    max_size = self.compiled_cache_max_size,
+                    "compiled-code cache over compiled_cache_max_size: removed the least recently used entries"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot trim the compiled-code cache")
+                }
+            },
         }
         Ok(component)
     }

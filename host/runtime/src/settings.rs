@@ -8,6 +8,8 @@ use std::time::Duration;
 pub const DEFAULT_MAX_MEMORY_PER_INSTANCE: u64 = 128 * 1024 * 1024;
 /// The default number of live handler instances (one per connection).
 pub const DEFAULT_MAX_INSTANCES: u32 = 10_000;
+/// `runtime.memory_keep_resident`'s default.
+pub const DEFAULT_MEMORY_KEEP_RESIDENT: u64 = 64 * 1024;
 /// The default per-component pool limits: enough for the stock output of
 /// every supported toolchain (a `--stub-wasi` componentize-py build has 38
 /// core instances, a QuickJS build 3 memories), far above a Rust handler's
@@ -43,6 +45,15 @@ pub struct RuntimeConfig {
     /// engine's configuration (`runtime.compiled_cache`; `None` disables
     /// it). Default: `~/.cache/wsbox/compiled`.
     pub compiled_cache: Option<PathBuf>,
+    /// What the compiled-code cache's entries may take together; past it,
+    /// the least recently used go (`runtime.compiled_cache_max_size`,
+    /// default 2 GiB).
+    pub compiled_cache_max_size: u64,
+    /// How much of a freed instance's dirtied linear memory is reset in
+    /// place and stays resident for the next instance (when the kernel has
+    /// PAGEMAP_SCAN); the rest is given back and faults in again
+    /// (`runtime.memory_keep_resident`, default 64 KiB).
+    pub memory_keep_resident: u64,
 }
 
 /// The default compiled-code cache: `$XDG_CACHE_HOME/wsbox/compiled`, else
@@ -70,6 +81,8 @@ impl Default for RuntimeConfig {
             max_memories_per_component: DEFAULT_MAX_MEMORIES_PER_COMPONENT,
             max_tables_per_component: DEFAULT_MAX_TABLES_PER_COMPONENT,
             compiled_cache: default_compiled_cache(),
+            compiled_cache_max_size: crate::compiled_cache::DEFAULT_MAX_SIZE,
+            memory_keep_resident: DEFAULT_MEMORY_KEEP_RESIDENT,
         }
     }
 }

@@ -214,6 +214,14 @@ impl Config {
                     Some(base.join(dir.get_ref()))
                 };
             }
+            if let Some(size) = &rt.compiled_cache_max_size {
+                runtime.compiled_cache_max_size =
+                    located.size(size, "runtime.compiled_cache_max_size")?;
+            }
+            if let Some(size) = &rt.memory_keep_resident {
+                runtime.memory_keep_resident =
+                    located.size(size, "runtime.memory_keep_resident")?;
+            }
             if let Some(tick) = &rt.epoch_tick {
                 runtime.epoch_tick = located.duration(tick, "runtime.epoch_tick")?;
                 if runtime.epoch_tick.is_zero() {
@@ -224,6 +232,13 @@ impl Config {
                     ));
                 }
             }
+        }
+
+        if let Some(build) = &raw.build {
+            build::Language::parse(build.language.get_ref())
+                .map_err(|e| located.error(build.language.span().start, "build.language", e))?;
+            build::check_name(build.name.get_ref())
+                .map_err(|e| located.error(build.name.span().start, "build.name", e))?;
         }
 
         let admin = match &raw.admin {

@@ -5,6 +5,7 @@
 //! Every error names the file, the line and the key at fault, so that an
 //! operator can fix a config without reading the source.
 
+pub mod build;
 mod load;
 pub mod origin;
 pub mod pubsub;
@@ -23,7 +24,8 @@ use wsbox_runtime::limits::SandboxSettings;
 pub use wsbox_runtime::settings::{
     DEFAULT_MAX_CORE_INSTANCES_PER_COMPONENT, DEFAULT_MAX_INSTANCES,
     DEFAULT_MAX_MEMORIES_PER_COMPONENT, DEFAULT_MAX_MEMORY_PER_INSTANCE,
-    DEFAULT_MAX_TABLES_PER_COMPONENT, ModuleSource, RuntimeConfig, default_compiled_cache,
+    DEFAULT_MAX_TABLES_PER_COMPONENT, DEFAULT_MEMORY_KEEP_RESIDENT, ModuleSource, RuntimeConfig,
+    default_compiled_cache,
 };
 
 /// The default `max_message_size`, Tornado's `websocket_max_message_size`.

@@ -20,6 +20,16 @@ pub(super) struct RawConfig {
     pub(super) page: Vec<RawPage>,
     pub(super) admin: Option<RawAdmin>,
     pub(super) pubsub: Option<RawPubsub>,
+    /// `[build]`: a handler project's (`wsbox new`), read by `wsbox
+    /// build`; serving checks it and otherwise ignores it.
+    pub(super) build: Option<RawBuild>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBuild {
+    pub(super) language: Spanned<String>,
+    pub(super) name: Spanned<String>,
 }
 
 /// `[pubsub]`: the default limits (a tenant's own are in its
@@ -103,6 +113,8 @@ pub(super) struct RawRuntime {
     pub(super) max_memories_per_component: Option<Spanned<u32>>,
     pub(super) max_tables_per_component: Option<Spanned<u32>>,
     pub(super) compiled_cache: Option<Spanned<String>>,
+    pub(super) compiled_cache_max_size: Option<Spanned<SizeValue>>,
+    pub(super) memory_keep_resident: Option<Spanned<SizeValue>>,
 }
 
 #[derive(Debug, Deserialize)]

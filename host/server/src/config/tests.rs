@@ -496,3 +496,49 @@ fn memory_limit_must_fit_the_pool() {
         "{e}"
     );
 }
+
+#[test]
+fn compiled_cache_max_size_takes_a_size() {
+    let dir = temp_dir_with_module();
+    let route = "[[route]]\npath = \"/echo\"\nmodule = \"echo.wasm\"\n";
+    let cfg = parse_in(&dir, route).unwrap();
+    assert_eq!(cfg.runtime.compiled_cache_max_size, 2 << 30);
+    let text = format!("[runtime]\ncompiled_cache_max_size = \"500MiB\"\n{route}");
+    let cfg = parse_in(&dir, &text).unwrap();
+    assert_eq!(cfg.runtime.compiled_cache_max_size, 500 << 20);
+    let text = format!("[runtime]\nmemory_keep_resident = \"4MiB\"\n{route}");
+    assert_eq!(
+        parse_in(&dir, &text).unwrap().runtime.memory_keep_resident,
+        4 << 20
+    );
+    let text = format!("[runtime]\ncompiled_cache_max_size = \"lots\"\n{route}");
+    let e = parse_in(&dir, &text).unwrap_err().to_string();
+    assert!(e.contains(":2: `runtime.compiled_cache_max_size`"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_build_section_is_checked_and_otherwise_ignored() {
+    let dir = temp_dir_with_module();
+    let route = "[[route]]\npath = \"/echo\"\nmodule = \"echo.wasm\"\n";
+    let ok = format!("[build]\nlanguage = \"python\"\nname = \"echo\"\n{route}");
+    assert_eq!(parse_in(&dir, &ok).unwrap().routes.len(), 1);
+    let bad = format!("[build]\nlanguage = \"cobol\"\nname = \"echo\"\n{route}");
+    assert_eq!(
+        parse_in(&dir, &bad).unwrap_err().to_string(),
+        format!(
+            "{}:2: `build.language`: unknown language `cobol`: wsbox supports rust, python, javascript, go, c",
+            dir.join("wsbox.toml").display()
+        )
+    );
+    let bad = format!("[build]\nlanguage = \"c\"\nname = \"a b\"\n{route}");
+    let e = parse_in(&dir, &bad).unwrap_err().to_string();
+    assert!(
+        e.contains(":3: `build.name`: `a b` cannot name a handler"),
+        "{e}"
+    );
+    let bad = format!("[build]\nlanguage = \"c\"\nname = \"x\"\nout = \"y\"\n{route}");
+    let e = parse_in(&dir, &bad).unwrap_err().to_string();
+    assert!(e.contains("unknown field `out`"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
