@@ -39,8 +39,10 @@ fn polyglot_limits() -> RouteLimits {
 }
 
 /// The echo routes: `/echo` (no captures: a pure echo) and
-/// `/echo/<arg>/<room>` (one positional and one named capture).
-fn echo_config(module: ModuleSource) -> Config {
+/// `/echo/<arg>/<room>` (one positional and one named capture), and
+/// `/hib-<lang>`, which hibernates after 100 ms without messages (named
+/// after the language: the tests share one log).
+fn echo_config(module: ModuleSource, lang: &str) -> Config {
     let mut config = module_config("/echo", "unused.wasm", polyglot_limits());
     config.runtime.max_memory_per_instance = 128 << 20;
     let route = |pattern: &str| RouteConfig {
@@ -53,8 +55,18 @@ fn echo_config(module: ModuleSource) -> Config {
         compression: None,
         hibernation: Default::default(),
     };
-    config.routes = vec![route("/echo"), route("/echo/([a-z]+)/(?P<room>[a-z]+)")];
+    let mut hibernating = route(&hibernating_route(lang));
+    hibernating.hibernation.after = Some(Duration::from_millis(100));
+    config.routes = vec![
+        route("/echo"),
+        route("/echo/([a-z]+)/(?P<room>[a-z]+)"),
+        hibernating,
+    ];
     config
+}
+
+fn hibernating_route(lang: &str) -> String {
+    format!("/hib-{lang}")
 }
 
 type ScenarioFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -88,6 +100,9 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("a trap closes only its connection with 1011", |s, l| {
         Box::pin(trap(s, l))
     }),
+    ("state survives hibernate and wake", |s, l| {
+        Box::pin(hibernate_and_wake(s, l))
+    }),
 ];
 
 /// Runs every scenario against `module`, each in its own task, and fails
@@ -101,7 +116,7 @@ async fn conformance(lang: &'static str, module: ModuleSource) {
 /// list is kept true) as well as if any other scenario fails.
 async fn conformance_with_known_failures(lang: &'static str, module: ModuleSource, known: &[&str]) {
     let started = Instant::now();
-    let server = Arc::new(TestServer::start(echo_config(module)).await);
+    let server = Arc::new(TestServer::start(echo_config(module, lang)).await);
     announce(&format!(
         "polyglot {lang}: server up in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -149,6 +164,49 @@ async fn conformance_with_known_failures(lang: &'static str, module: ModuleSourc
         failed.len(),
         SCENARIOS.len()
     );
+}
+
+/// The SDK's hibernation: the echo's count survives a hibernation (the
+/// host's log and metrics say it happened) and comes back on the wake.
+async fn hibernate_and_wake(server: Arc<TestServer>, lang: &'static str) {
+    let route = hibernating_route(lang);
+    let span = format!("route={route} ");
+    let mut ws = server.connect(&route).await;
+    assert_eq!(ask(&mut ws, "one").await, "one");
+    assert_eq!(ask(&mut ws, "two").await, "two");
+    wait_for_log_all(&[&span, "connection hibernated"]).await;
+    hibernated_in_metrics(&server, &route).await;
+    let woken = count_log_lines(&[&span, "hibernated connection woke"]);
+    // A fresh instance answers, with the count the hibernated one had.
+    assert_eq!(ask(&mut ws, "wsbox:count").await, "echoed 2");
+    assert!(
+        count_log_lines(&[&span, "hibernated connection woke"]) > woken,
+        "the count came from a woken instance"
+    );
+}
+
+/// Waits (10 s at most) until the metrics count one hibernated
+/// connection on `route` (the connection task flags it on its next turn
+/// after the `connection hibernated` line).
+async fn hibernated_in_metrics(server: &TestServer, route: &str) {
+    let needle = format!(r#"route="{route}""#);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = server.handle.encode_metrics(0, 0).expect("metrics");
+        let count: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("wsbox_connections_hibernated{") && l.contains(&needle))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if count == 1 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the metrics count {count} hibernated connections on {route}, not 1"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 async fn greeting(server: Arc<TestServer>, _lang: &'static str) {
@@ -505,7 +563,7 @@ async fn a_stub_wasi_python_build_fits_the_default_pool_limits() {
     .expect("build task") else {
         return;
     };
-    let server = TestServer::start(echo_config(ModuleSource::File(wasm.clone()))).await;
+    let server = TestServer::start(echo_config(ModuleSource::File(wasm.clone()), "python-stub")).await;
     // The second load of the same large module takes its compiled code
     // from the cache (when the test runtime has one: by default it does).
     if server.handle.runtime().compiled_cache().is_some() {

@@ -462,55 +462,68 @@ pub(super) async fn handle(
     // Captured boxed: a value captured by the task stays in it for the
     // connection's lifetime, even once moved into the run future below.
     let pending = Box::new((instance, setup));
-    shared.connections.spawn(
-        async move {
-            let upgraded = match on_upgrade.await {
-                Ok(u) => u,
-                Err(e) => {
-                    tracing::debug!(error = %e, "upgrade did not complete");
-                    return;
-                }
-            };
-            // Unboxed in a block of its own, which frees the box right away.
-            let (instance, setup) = {
-                let pending = pending;
-                *pending
-            };
-            // Take the socket back from hyper: the connection task drives
-            // it directly, with any bytes hyper read past the request head.
-            // The `run` future is boxed, and `parts` stays inside this
-            // statement: whatever is in scope across the await below takes
-            // room in this task for the connection's lifetime (inline, the
-            // run futures and `parts` made it 9.9 KB).
-            let run: Pin<Box<dyn Future<Output = ()> + Send>> =
-                match upgraded.downcast::<TokioIo<TcpStream>>() {
+    let task = async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade did not complete");
+                return;
+            }
+        };
+        // Unboxed in a block of its own, which frees the box right away.
+        let (instance, setup) = {
+            let pending = pending;
+            *pending
+        };
+        // Take the socket back from hyper: the connection task drives
+        // it directly, with any bytes hyper read past the request head.
+        // The `run` future is boxed, and `parts` stays inside this
+        // statement: whatever is in scope across the await below takes
+        // room in this task for the connection's lifetime (inline, the
+        // run futures and `parts` made it 9.9 KB).
+        let run: Pin<Box<dyn Future<Output = ()> + Send>> =
+            match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => Box::pin(connection::run(
+                    parts.io.into_inner(),
+                    detach_leftover(parts.read_buf),
+                    instance,
+                    setup,
+                )),
+                Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
                     Ok(parts) => Box::pin(connection::run(
                         parts.io.into_inner(),
                         detach_leftover(parts.read_buf),
                         instance,
                         setup,
                     )),
-                    Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
-                        Ok(parts) => Box::pin(connection::run(
-                            parts.io.into_inner(),
-                            detach_leftover(parts.read_buf),
-                            instance,
-                            setup,
-                        )),
-                        Err(_) => {
-                            tracing::error!("upgraded connection is of an unknown stream type");
-                            return;
-                        }
-                    },
-                };
-            run.await;
-        }
-        .instrument(span),
-    );
+                    Err(_) => {
+                        tracing::error!("upgraded connection is of an unknown stream type");
+                        return;
+                    }
+                },
+            };
+        log_task_size("run", std::mem::size_of_val(&*run));
+        run.await;
+    }
+    .instrument(span);
+    log_task_size("task", std::mem::size_of_val(&task));
+    shared.connections.spawn(task);
     shared
         .metrics
         .connections_accepted
         .get_or_create(&labels)
         .inc();
     resp
+}
+
+/// Logs, once per process and kind, the size of a connection's futures:
+/// every connection keeps them for its lifetime, hibernated or not.
+fn log_task_size(kind: &'static str, bytes: usize) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static RUN: AtomicBool = AtomicBool::new(false);
+    static TASK: AtomicBool = AtomicBool::new(false);
+    let once = if kind == "run" { &RUN } else { &TASK };
+    if !once.swap(true, Ordering::Relaxed) {
+        tracing::debug!(kind, bytes, "connection task future size");
+    }
 }
