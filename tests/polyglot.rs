@@ -563,7 +563,8 @@ async fn a_stub_wasi_python_build_fits_the_default_pool_limits() {
     .expect("build task") else {
         return;
     };
-    let server = TestServer::start(echo_config(ModuleSource::File(wasm.clone()), "python-stub")).await;
+    let server =
+        TestServer::start(echo_config(ModuleSource::File(wasm.clone()), "python-stub")).await;
     // The second load of the same large module takes its compiled code
     // from the cache (when the test runtime has one: by default it does).
     if server.handle.runtime().compiled_cache().is_some() {
@@ -594,16 +595,16 @@ fn the_committed_c_bindings_match_the_wit() {
     };
     let out = std::env::temp_dir().join(format!("wsbox-c-bindings-{}", std::process::id()));
     let status = std::process::Command::new(&wit_bindgen)
-        .args(["c", "--world", "websocket-batch-handler", "--out-dir"])
+        .args(["c", "--world", "websocket-host", "--out-dir"])
         .arg(&out)
         .arg(workspace.join("wit"))
         .status()
         .expect("run wit-bindgen");
     assert!(status.success(), "wit-bindgen c failed");
     let names = [
-        "websocket_batch_handler.c",
-        "websocket_batch_handler.h",
-        "websocket_batch_handler_component_type.o",
+        "websocket_host.c",
+        "websocket_host.h",
+        "websocket_host_component_type.o",
     ];
     let fresh: Vec<Vec<u8>> = names
         .iter()
@@ -652,7 +653,7 @@ fn the_committed_go_bindings_match_the_wit() {
     let out = std::env::temp_dir().join(format!("wsbox-go-bindings-{}", std::process::id()));
     std::fs::create_dir_all(&out).expect("temp dir");
     let status = std::process::Command::new(&wit_bindgen)
-        .args(["go", "-w", "websocket-batch-handler"])
+        .args(["go", "-w", "websocket-host"])
         .arg(workspace.join("wit"))
         .current_dir(&out)
         .status()

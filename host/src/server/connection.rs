@@ -144,6 +144,11 @@ struct Conn {
     /// When the handler last got a message (or woke, or was asked to
     /// hibernate): `hibernate_after` counts from here.
     last_event: Instant,
+    /// How many times in a row the handler declined to hibernate (or gave
+    /// an attachment over the limit) since its last message: the next ask
+    /// waits `hibernate_after` doubled that many times (capped), so a
+    /// handler that keeps declining is not called every period.
+    declined: u32,
     /// Pool pressure asked it to hibernate now.
     hibernate_now: bool,
     /// The version it woke into, for the registry to learn.
@@ -221,7 +226,10 @@ impl Conn {
         let instance = self.instance.as_ref()?;
         let open = self.engine.state() == State::Open && !self.handler_closed;
         (open && instance.hibernates() && !instance.is_dead())
-            .then(|| self.last_event.checked_add(after))
+            .then(|| {
+                self.last_event
+                    .checked_add(declined_backoff(after, self.declined))
+            })
             .flatten()
     }
 
@@ -312,6 +320,17 @@ impl Conn {
     }
 }
 
+/// The most times `hibernate_after` is doubled for a handler that keeps
+/// declining: 64 periods (10 s becomes about 11 minutes).
+const MAX_DECLINED_DOUBLINGS: u32 = 6;
+
+/// How long after its last ask a handler that declined `declined` times
+/// in a row is asked again: `after`, doubled per refusal, at most
+/// 2^[`MAX_DECLINED_DOUBLINGS`] times `after`.
+fn declined_backoff(after: Duration, declined: u32) -> Duration {
+    after.saturating_mul(1 << declined.min(MAX_DECLINED_DOUBLINGS))
+}
+
 /// Applies one effect of a handler call to the engine. Returns how many
 /// messages it queued.
 fn apply(
@@ -395,6 +414,7 @@ pub async fn run<S: Transport>(
         wake: setup.wake,
         sleeping: None,
         last_event: Instant::now(),
+        declined: 0,
         hibernate_now: false,
         woke_into: None,
     });
@@ -403,9 +423,9 @@ pub async fn run<S: Transport>(
     let registration = setup.registration;
     let count_in = |n: usize| registration.mailbox().count_in(n);
     if let Some((instance, watch)) = conn.ready_instance() {
-        let result = watch
-            .run(&mut stream, count_in, instance.on_open(&setup.info))
-            .await;
+        // Boxed: needed once (see `close_handler`).
+        let result =
+            Box::pin(watch.run(&mut stream, count_in, instance.on_open(&setup.info))).await;
         conn.after_call(result);
     }
     drop(setup.info);
@@ -431,7 +451,7 @@ pub async fn run<S: Transport>(
             conn.apply_mail(registration.mailbox().take());
         }
         if std::mem::take(&mut conn.hibernate_now) {
-            hibernate(&mut conn, &mut stream, count_in).await;
+            Box::pin(hibernate(&mut conn, &mut stream, count_in)).await;
         }
 
         // Dispatch every complete event to the handler: consecutive
@@ -617,7 +637,7 @@ pub async fn run<S: Transport>(
                     break;
                 }
                 if hibernate_at.is_some_and(|t| t <= Instant::now()) {
-                    hibernate(&mut conn, &mut stream, count_in).await;
+                    Box::pin(hibernate(&mut conn, &mut stream, count_in)).await;
                 }
             }
         }
@@ -645,10 +665,19 @@ pub async fn run<S: Transport>(
         cause: CloseCause::ConnectionLost,
     });
     tracing::debug!(code = ?info.code, reason = %info.reason, cause = ?info.cause, "connection closed");
+    // Boxed, like the other calls made once per connection (or per wake or
+    // hibernation): the run future, which every connection keeps for its
+    // lifetime, hibernated ones too, is as large as its largest await.
+    Box::pin(close_handler(&mut conn, info)).await;
+}
+
+/// Tells the handler how the connection ended (`on-close`), waking a
+/// hibernated one for it first.
+async fn close_handler(conn: &mut Conn, info: CloseInfo) {
     if conn.sleeping.is_some() {
         // The close wakes a hibernated connection, for `on-close`. The
         // socket is done: the call runs unwatched, like `on-close`.
-        if let Some(mut instance) = woken_instance(&mut conn).await {
+        if let Some(mut instance) = woken_instance(conn).await {
             let attachment = conn.sleeping.take().map(|s| s.attachment);
             instance.set_connection(false, 0);
             match instance
@@ -748,10 +777,15 @@ async fn try_hibernate<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: 
         return;
     }
     let Some(attachment) = answer else {
-        tracing::debug!("handler declined to hibernate; it stays awake");
+        conn.declined = conn.declined.saturating_add(1);
+        tracing::debug!(
+            declined = conn.declined,
+            "handler declined to hibernate; it stays awake"
+        );
         return;
     };
     if attachment.len() > max {
+        conn.declined = conn.declined.saturating_add(1);
         tracing::info!(
             size = attachment.len(),
             max,
@@ -779,10 +813,11 @@ async fn try_hibernate<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: 
     }
     drop(instance);
     tracing::debug!(attachment = attachment.len(), "connection hibernated");
-    conn.sleeping = Some(Box::new(Sleeping {
-        attachment: attachment.into_boxed_slice(),
+    conn.declined = 0;
+    conn.sleeping = Some(Box::new(Sleeping::new(
+        attachment.into_boxed_slice(),
         resumable,
-    }));
+    )));
     conn.engine.compact_idle();
     super::memory::request_trim();
 }
@@ -798,13 +833,7 @@ async fn woken_instance(conn: &mut Conn) -> Option<HandlerInstance> {
         Ok(woken) => {
             let mut instance = woken.instance;
             if let Some(sleeping) = conn.sleeping.as_mut() {
-                instance.resume(std::mem::replace(
-                    &mut sleeping.resumable,
-                    crate::runtime::Resumable {
-                        request: None,
-                        pubsub: None,
-                    },
-                ));
+                instance.resume(sleeping.take_resumable());
             }
             conn.metrics = woken.metrics;
             conn.woke_into = Some(woken.module.clone());
@@ -865,8 +894,12 @@ async fn deliver<S: Transport>(
         return;
     }
     conn.last_event = Instant::now();
+    // Activity: a handler that declined is asked again after one period.
+    conn.declined = 0;
     if conn.sleeping.is_some() {
-        wake(conn, stream, &count_in).await;
+        // Boxed: once per wake, and the largest future here (it makes an
+        // instance), which the run future would otherwise keep inline.
+        Box::pin(wake(conn, stream, &count_in)).await;
     }
     // Counted here, once per batch: the counter is shared by the route.
     conn.metrics.messages_in.inc_by(inbox.len() as u64);
@@ -936,5 +969,26 @@ async fn dispatch<S: Transport>(
                 },
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_declining_handler_is_asked_again_later_and_later_up_to_a_cap() {
+        let after = Duration::from_secs(10);
+        assert_eq!(declined_backoff(after, 0), after);
+        assert_eq!(declined_backoff(after, 1), after * 2);
+        assert_eq!(declined_backoff(after, 3), after * 8);
+        assert_eq!(declined_backoff(after, 6), after * 64);
+        assert_eq!(declined_backoff(after, 7), after * 64);
+        assert_eq!(declined_backoff(after, u32::MAX), after * 64);
+        assert_eq!(
+            declined_backoff(Duration::MAX, 6),
+            Duration::MAX,
+            "saturates"
+        );
     }
 }
