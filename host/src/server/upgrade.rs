@@ -17,7 +17,7 @@ use tracing::Instrument;
 use wsbox_protocol::handshake;
 
 use super::Shared;
-use super::connection::{self, ConnectionSetup};
+use super::connection::{self, BoxedCalls, ConnectionSetup, InlineCalls};
 use crate::runtime::{
     CallError, Header, NamedCapture, OpenInfo, OriginDecision, UpgradeDecision, UpgradeRequest,
     to_socket_address,
@@ -470,38 +470,12 @@ pub(super) async fn handle(
                 return;
             }
         };
-        // Unboxed in a block of its own, which frees the box right away.
-        let (instance, setup) = {
-            let pending = pending;
-            *pending
+        // Made in a function of its own: what it needs (`parts`, the
+        // unboxed setup) then takes no room in this task, which every
+        // connection keeps for its lifetime.
+        let Some(run) = start_run(upgraded, pending) else {
+            return;
         };
-        // Take the socket back from hyper: the connection task drives
-        // it directly, with any bytes hyper read past the request head.
-        // The `run` future is boxed, and `parts` stays inside this
-        // statement: whatever is in scope across the await below takes
-        // room in this task for the connection's lifetime (inline, the
-        // run futures and `parts` made it 9.9 KB).
-        let run: Pin<Box<dyn Future<Output = ()> + Send>> =
-            match upgraded.downcast::<TokioIo<TcpStream>>() {
-                Ok(parts) => Box::pin(connection::run(
-                    parts.io.into_inner(),
-                    detach_leftover(parts.read_buf),
-                    instance,
-                    setup,
-                )),
-                Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
-                    Ok(parts) => Box::pin(connection::run(
-                        parts.io.into_inner(),
-                        detach_leftover(parts.read_buf),
-                        instance,
-                        setup,
-                    )),
-                    Err(_) => {
-                        tracing::error!("upgraded connection is of an unknown stream type");
-                        return;
-                    }
-                },
-            };
         log_task_size("run", std::mem::size_of_val(&*run));
         run.await;
     }
@@ -526,4 +500,56 @@ fn log_task_size(kind: &'static str, bytes: usize) {
     if !once.swap(true, Ordering::Relaxed) {
         tracing::debug!(kind, bytes, "connection task future size");
     }
+}
+
+/// The connection's run future, boxed, over the socket taken back from
+/// hyper; `None` for a stream type it does not know.
+fn start_run(
+    upgraded: hyper::upgrade::Upgraded,
+    pending: Box<(crate::runtime::HandlerInstance, ConnectionSetup)>,
+) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+    // Unboxed in a block of its own, which frees the box right away.
+    let (instance, setup) = {
+        let pending = pending;
+        *pending
+    };
+    // Take the socket back from hyper: the connection task drives
+    // it directly, with any bytes hyper read past the request head.
+    // Hibernating routes box their handler calls, so that the run
+    // future a hibernated connection keeps is small (`connection::Calls`).
+    let hibernates = setup.wake.is_some();
+    let run: Pin<Box<dyn Future<Output = ()> + Send>> =
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let (io, leftover) = (parts.io.into_inner(), detach_leftover(parts.read_buf));
+                if hibernates {
+                    Box::pin(connection::run::<_, BoxedCalls>(
+                        io, leftover, instance, setup,
+                    ))
+                } else {
+                    Box::pin(connection::run::<_, InlineCalls>(
+                        io, leftover, instance, setup,
+                    ))
+                }
+            }
+            Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+                Ok(parts) => {
+                    let (io, leftover) = (parts.io.into_inner(), detach_leftover(parts.read_buf));
+                    if hibernates {
+                        Box::pin(connection::run::<_, BoxedCalls>(
+                            io, leftover, instance, setup,
+                        ))
+                    } else {
+                        Box::pin(connection::run::<_, InlineCalls>(
+                            io, leftover, instance, setup,
+                        ))
+                    }
+                }
+                Err(_) => {
+                    tracing::error!("upgraded connection is of an unknown stream type");
+                    return None;
+                }
+            },
+        };
+    Some(run)
 }
