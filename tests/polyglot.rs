@@ -733,3 +733,81 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
         }
     }
 }
+
+/// Wake latency with a large module: message in -> reply out on a
+/// hibernated connection of the Python echo (~18 MB component) and of the
+/// Rust one (~100 KB), against a live connection's reply, in one server.
+/// Ignored by default (about a minute):
+/// `cargo test -p wsbox-tests --test polyglot wake_latency -- --ignored --nocapture`
+/// (`WSBOX_WAKE_N` wakes per module, 100 by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark; run by hand"]
+async fn wake_latency_python_and_rust_against_live() {
+    let Some(python) = built_example("echo-python", "python").await else {
+        return;
+    };
+    let n: usize = std::env::var("WSBOX_WAKE_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let rust = ModuleSource::Bundled {
+        name: "echo",
+        bytes: wsbox::bundled::ECHO_WASM,
+    };
+    let mut config = echo_config(ModuleSource::File(python.clone()), "wake-bench");
+    let route = |pattern: &str, module: ModuleSource, hibernate: bool| {
+        let mut route = config.routes[0].clone();
+        route.pattern = pattern.to_string();
+        route.module = module;
+        route.hibernation.after = hibernate.then_some(Duration::from_millis(100));
+        route
+    };
+    config.routes = vec![
+        route("/wake-python", ModuleSource::File(python.clone()), true),
+        route("/wake-rust", rust.clone(), true),
+        route("/live-python", ModuleSource::File(python), false),
+        route("/live-rust", rust, false),
+    ];
+    let server = TestServer::start(config).await;
+    let mut rows = Vec::new();
+    for lang in ["python", "rust"] {
+        // N connections, one message each, then all hibernated...
+        let path = format!("/wake-{lang}");
+        let mut clients = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut ws = server.connect(&path).await;
+            assert_eq!(ask(&mut ws, &format!("m{i}")).await, format!("m{i}"));
+            clients.push(ws);
+        }
+        wait_for_log_count(&[&format!("route={path} "), "connection hibernated"], n).await;
+        // ...then one round trip on each: a wake.
+        let mut wake = Vec::with_capacity(n);
+        for ws in &mut clients {
+            let started = Instant::now();
+            assert_eq!(ask(ws, "wsbox:count").await, "echoed 1");
+            wake.push(started.elapsed());
+        }
+        // The live baseline: the same module, never hibernated.
+        let mut ws = server.connect(&format!("/live-{lang}")).await;
+        assert_eq!(ask(&mut ws, "warm").await, "warm");
+        let mut live = Vec::with_capacity(n);
+        for i in 0..n {
+            let started = Instant::now();
+            assert_eq!(ask(&mut ws, &format!("l{i}")).await, format!("l{i}"));
+            live.push(started.elapsed());
+        }
+        rows.push((lang, wake, live));
+    }
+    for (lang, mut wake, mut live) in rows {
+        wake.sort();
+        live.sort();
+        let at = |v: &[Duration], p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        println!(
+            "WAKE {lang} ({n} wakes): p50 {:?} p99 {:?}; LIVE {lang}: p50 {:?} p99 {:?}",
+            at(&wake, 0.5),
+            at(&wake, 0.99),
+            at(&live, 0.5),
+            at(&live, 0.99)
+        );
+    }
+}
