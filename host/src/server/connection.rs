@@ -123,8 +123,9 @@ enum Io {
 struct Conn {
     engine: Connection,
     /// `None` once a call failed (the instance is dropped at once, which
-    /// frees its pool slot).
-    instance: Option<HandlerInstance>,
+    /// frees its pool slot), and while hibernated. Boxed: a hibernated
+    /// connection keeps this struct, and the instance takes ~400 bytes.
+    instance: Option<Box<HandlerInstance>>,
     /// The handler closed the connection (its `close` effect was applied).
     handler_closed: bool,
     /// The handler overflowed its output cap and the close for it was sent.
@@ -161,7 +162,7 @@ impl Conn {
     fn ready_instance(&mut self) -> Option<(&mut HandlerInstance, &mut PeerWatch)> {
         let open = self.engine.state() == State::Open && !self.handler_closed;
         let queued = self.engine.pending_output_len();
-        let instance = self.instance.as_mut()?;
+        let instance = self.instance.as_deref_mut()?;
         instance.set_connection(open, queued);
         Some((instance, &mut self.watch))
     }
@@ -439,7 +440,7 @@ pub async fn run<S: Transport, M: Calls>(
             engine.receive(&leftover);
             engine
         },
-        instance: Some(instance),
+        instance: Some(Box::new(instance)),
         handler_closed: false,
         overflow_closed: false,
         nodelay: None,
@@ -720,7 +721,7 @@ async fn close_handler(conn: &mut Conn, info: CloseInfo) {
                 .on_wake(attachment.as_deref().unwrap_or_default())
                 .await
             {
-                Ok(()) => conn.instance = Some(instance),
+                Ok(()) => conn.instance = Some(Box::new(instance)),
                 Err(e) => tracing::warn!(error = %e, "handler failed in on_wake before on_close"),
             }
         }
@@ -904,7 +905,7 @@ async fn wake<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: &impl Fn(
     let Some(instance) = woken_instance(conn).await else {
         return;
     };
-    conn.instance = Some(instance);
+    conn.instance = Some(Box::new(instance));
     let attachment = conn.sleeping.take().map(|s| s.attachment);
     if let Some((instance, watch)) = conn.ready_instance() {
         let result = watch
