@@ -423,9 +423,13 @@ impl Calls for BoxedCalls {
 pub async fn run<S: Transport, M: Calls>(
     mut stream: S,
     leftover: Bytes,
-    instance: HandlerInstance,
-    setup: ConnectionSetup,
+    instance: Box<HandlerInstance>,
+    setup: Box<ConnectionSetup>,
 ) {
+    // Boxed arguments, unboxed here: an async fn keeps room for its
+    // arguments for its whole life (the instance alone is ~400 bytes), and
+    // every connection, hibernated ones too, keeps this future.
+    let setup = *setup;
     // Built in a block so that the moved-out `engine` takes no room in this
     // future, which every connection keeps for its lifetime.
     let mut conn = Box::new(Conn {
@@ -440,7 +444,7 @@ pub async fn run<S: Transport, M: Calls>(
             engine.receive(&leftover);
             engine
         },
-        instance: Some(Box::new(instance)),
+        instance: Some(instance),
         handler_closed: false,
         overflow_closed: false,
         nodelay: None,

@@ -461,7 +461,7 @@ pub(super) async fn handle(
     let on_upgrade = hyper::upgrade::on(&mut req);
     // Captured boxed: a value captured by the task stays in it for the
     // connection's lifetime, even once moved into the run future below.
-    let pending = Box::new((instance, setup));
+    let pending = (Box::new(instance), Box::new(setup));
     let task = async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
@@ -506,13 +506,9 @@ fn log_task_size(kind: &'static str, bytes: usize) {
 /// hyper; `None` for a stream type it does not know.
 fn start_run(
     upgraded: hyper::upgrade::Upgraded,
-    pending: Box<(crate::runtime::HandlerInstance, ConnectionSetup)>,
+    pending: (Box<crate::runtime::HandlerInstance>, Box<ConnectionSetup>),
 ) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
-    // Unboxed in a block of its own, which frees the box right away.
-    let (instance, setup) = {
-        let pending = pending;
-        *pending
-    };
+    let (instance, setup) = pending;
     // Take the socket back from hyper: the connection task drives
     // it directly, with any bytes hyper read past the request head.
     // Hibernating routes box their handler calls, so that the run
