@@ -104,6 +104,8 @@ async fn round_trip(stream: &mut TcpStream) -> Duration {
 struct Trim {
     in_use: u64,
     free: u64,
+    /// Bytes in chunks malloc maps on their own (large tables).
+    mmapped: u64,
     /// How many hibernations the log had reported before this trim.
     after_hibernations: usize,
 }
@@ -120,6 +122,7 @@ impl Trim {
         Some(Trim {
             in_use: field("heap_in_use")?,
             free: field("heap_free")?,
+            mmapped: field("mmapped")?,
             after_hibernations: 0,
         })
     }
@@ -288,8 +291,10 @@ async fn hold_many_hibernated_connections() {
     let held_per_conn = (heap_after.in_use + heap_after.free)
         .saturating_sub(heap_before.in_use + heap_before.free) as f64
         / n as f64;
+    let mmapped_per_conn = heap_after.mmapped.saturating_sub(heap_before.mmapped) as f64 / n as f64;
     println!(
         "HEAP N={n}: live heap {heap_per_conn:.0} B per hibernated connection; heap held (live + free in arenas) {held_per_conn:.0} B; \
+         in chunks mapped on their own {mmapped_per_conn:.0} B; \
          before {heap_before:?}, after {heap_after:?}"
     );
     let per_conn_bytes = (rss_after.saturating_sub(rss_before) * 1024) as f64 / n as f64;

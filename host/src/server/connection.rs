@@ -223,7 +223,7 @@ impl Conn {
     /// hibernates, the connection is open and its handler is awake and
     /// exports `hibernation`.
     fn hibernate_at(&self) -> Option<Instant> {
-        let after = self.wake.as_ref()?.config.after?;
+        let after = self.wake.as_ref()?.config().after?;
         let instance = self.instance.as_ref()?;
         let open = self.engine.state() == State::Open && !self.handler_closed;
         (open && instance.hibernates() && !instance.is_dead())
@@ -240,7 +240,7 @@ impl Conn {
         let auto = self
             .wake
             .as_ref()
-            .and_then(|w| w.config.auto_response.as_ref());
+            .and_then(|w| w.config().auto_response.as_ref());
         matches!((auto, message), (Some(auto), wsbox_protocol::Message::Text(text)) if *text == auto.request)
     }
 
@@ -249,7 +249,7 @@ impl Conn {
         let Some(auto) = self
             .wake
             .as_ref()
-            .and_then(|w| w.config.auto_response.as_ref())
+            .and_then(|w| w.config().auto_response.as_ref())
         else {
             return;
         };
@@ -798,7 +798,7 @@ async fn hibernate<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: impl
 /// One hibernation attempt (see [`hibernate`]).
 async fn try_hibernate<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: impl Fn(usize)) {
     conn.last_event = Instant::now();
-    let Some(max) = conn.wake.as_ref().map(|w| w.config.max_attachment) else {
+    let Some(max) = conn.wake.as_ref().map(|w| w.config().max_attachment) else {
         return;
     };
     let Some((instance, watch)) = conn.ready_instance() else {

@@ -167,20 +167,27 @@ impl PackedRequest {
     }
 }
 
+/// A hibernating route as its connections know it: shared by all of them
+/// (one copy per route, not per connection).
+pub struct WakeRoute {
+    /// The route, found again by pattern and tenant in the table in force
+    /// at wake time (a deploy may have replaced it).
+    pub pattern: String,
+    pub tenant: String,
+    /// The route's hibernation settings.
+    pub config: Hibernation,
+}
+
 /// How a connection of a hibernating route makes its next instance.
 pub struct WakeSource {
     shared: Arc<Shared>,
-    /// The route, found again by pattern and tenant in the table in force
-    /// at wake time (a deploy may have replaced it).
-    pattern: String,
-    tenant: String,
+    /// The route when the connection opened.
+    route: Arc<WakeRoute>,
     /// The connection's version pin and its rollout roll, so that it wakes
     /// into the same side of a canary rollout that is still going on.
     pin: Option<String>,
     roll: u8,
     connection_id: u64,
-    /// The route's hibernation settings when the connection opened.
-    pub config: Hibernation,
 }
 
 /// A fresh instance for a waking connection.
@@ -202,22 +209,23 @@ pub(super) enum WakeError {
 impl WakeSource {
     pub(super) fn new(
         shared: Arc<Shared>,
-        pattern: String,
-        tenant: String,
+        route: Arc<WakeRoute>,
         pin: Option<String>,
         roll: u8,
         connection_id: u64,
-        config: Hibernation,
     ) -> WakeSource {
         WakeSource {
             shared,
-            pattern,
-            tenant,
+            route,
             pin,
             roll,
             connection_id,
-            config,
         }
+    }
+
+    /// The route's hibernation settings when the connection opened.
+    pub fn config(&self) -> &Hibernation {
+        &self.route.config
     }
 
     /// Tells upgrades waiting under pool pressure that a hibernation
@@ -232,8 +240,8 @@ impl WakeSource {
         let route = table
             .routes()
             .iter()
-            .find(|r| r.pattern == self.pattern && r.config.tenant == self.tenant)
-            .ok_or_else(|| WakeError::RouteGone(self.pattern.clone()))?;
+            .find(|r| r.pattern == self.route.pattern && r.config.tenant == self.route.tenant)
+            .ok_or_else(|| WakeError::RouteGone(self.route.pattern.clone()))?;
         // A pin the rollout no longer serves falls back to the active version.
         let module = Arc::clone(
             route

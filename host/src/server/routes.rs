@@ -101,6 +101,9 @@ pub struct Route {
     pub instance_limits: InstanceLimits,
     /// Which origins the host allows.
     pub origin: OriginPolicy,
+    /// What its hibernating connections need to find it again, shared by
+    /// all of them.
+    pub wake: Arc<super::hibernation::WakeRoute>,
 }
 
 impl Route {
@@ -118,6 +121,11 @@ impl Route {
             .with_context(|| format!("route `{}` allowed_origins", config.pattern))?;
         Ok(Route {
             pattern: config.pattern.clone(),
+            wake: Arc::new(super::hibernation::WakeRoute {
+                pattern: config.pattern.clone(),
+                tenant: config.tenant.clone(),
+                config: config.hibernation.clone(),
+            }),
             regex,
             module,
             canary: None,

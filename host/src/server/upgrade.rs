@@ -449,12 +449,10 @@ pub(super) async fn handle(
         .then(|| {
             Box::new(super::hibernation::WakeSource::new(
                 Arc::clone(&shared),
-                route.pattern.clone(),
-                route.config.tenant.clone(),
+                Arc::clone(&route.wake),
                 pin,
                 roll,
                 connection_id,
-                route.config.hibernation.clone(),
             ))
         }),
     };
