@@ -294,15 +294,13 @@ export class WebSocketServer extends Emitter {
       },
     };
     const hibernation = {
-      onHibernate(conn, maxAttachment) {
+      onHibernate(conn, _maxAttachment) {
         const ws = server.clients.get(conn.id());
         if (!ws) return undefined;
-        const attachment = server._attachment(ws);
-        if (attachment !== undefined && attachment.length <= maxAttachment) {
-          // The instance is dropped after this call.
-          server.clients.delete(conn.id());
-        }
-        return attachment;
+        // The WebSocket stays: the host drops the whole instance when it
+        // hibernates, and keeps it (awake, with its state) when it does
+        // not (an attachment over maxAttachment, a close meanwhile).
+        return server._attachment(ws);
       },
       onHibernateError(conn, error) {
         log(`hibernation refused: attachment of ${error.val} bytes is too large`, 'warn');

@@ -268,7 +268,9 @@ _SDK_ATTRIBUTES = frozenset({"request", "_conn", "_closing", "_headers"})
 
 
 def _attachment(h: WebSocketHandler, max_size: int) -> Optional[bytes]:
-    """The handler's state as JSON bytes, or ``None`` to stay awake."""
+    """The handler's state as JSON bytes, or ``None`` to stay awake (over
+    ``max_size`` bytes the host refuses it and says so in
+    ``on_hibernate_error``)."""
     if not type(h).hibernate or h._closing or not h.may_hibernate():
         return None
     state = {k: v for k, v in h.__dict__.items() if k not in _SDK_ATTRIBUTES}
@@ -305,11 +307,10 @@ def exports_hibernating(cls: Type[WebSocketHandler]) -> Tuple[type, type, type]:
             h = handlers.get(conn.id())
             if h is None:
                 return None
-            data = _attachment(h, max_attachment)
-            if data is not None and len(data) <= max_attachment:
-                # The instance is dropped after this call.
-                handlers.pop(conn.id(), None)
-            return data
+            # The handler object stays: the host drops the whole instance
+            # when it hibernates, and keeps it (awake, with its state)
+            # when it does not (an attachment over the limit, a close).
+            return _attachment(h, max_attachment)
 
         def on_hibernate_error(self, conn: "_conn.Connection", error: Any) -> None:
             log(f"hibernation refused: attachment of {error.value} bytes is too large", "warn")
