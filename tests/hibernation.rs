@@ -332,6 +332,25 @@ async fn a_handler_that_declines_or_lacks_the_interface_is_never_hibernated() {
         count_log_lines(&["route=/chaos-hib", "connection hibernated"]),
         0
     );
+    // Each refusal doubles the wait before the next ask (100, 200, 400 ms
+    // ...), and a message starts it over at one period.
+    wait_for_log_all(&[
+        "route=/chaos-hib",
+        "handler declined to hibernate",
+        "declined=3",
+    ])
+    .await;
+    ws.send(Message::Text("again".into())).await.expect("send");
+    let _ = next_message(&mut ws).await;
+    wait_for_log_count(
+        &[
+            "route=/chaos-hib",
+            "handler declined to hibernate",
+            "declined=1",
+        ],
+        2,
+    )
+    .await;
 
     // A 0.2.2 component has no hibernation export: the host never asks it.
     // The server's keepalive ping, sent well after `hibernate_after`, is

@@ -99,6 +99,35 @@ async fn round_trip(stream: &mut TcpStream) -> Duration {
     }
 }
 
+/// What the server's allocator reported after a trim (`malloc trimmed`).
+#[derive(Debug, Clone, Copy)]
+struct Trim {
+    in_use: u64,
+    free: u64,
+    /// Bytes in chunks malloc maps on their own (large tables).
+    mmapped: u64,
+    /// How many hibernations the log had reported before this trim.
+    after_hibernations: usize,
+}
+
+impl Trim {
+    fn parse(line: &str) -> Option<Trim> {
+        let field = |name: &str| -> Option<u64> {
+            let rest = &line[line.find(&format!("{name}="))? + name.len() + 1..];
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        };
+        Some(Trim {
+            in_use: field("heap_in_use")?,
+            free: field("heap_free")?,
+            mmapped: field("mmapped")?,
+            after_hibernations: 0,
+        })
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -128,7 +157,7 @@ async fn hold_many_hibernated_connections() {
     let mut child = tokio::process::Command::new(wsbox_binary())
         .args(["serve", "--no-admin", "--config"])
         .arg(&config)
-        .env("RUST_LOG", "warn,wsbox::server::connection=debug")
+        .env("RUST_LOG", "warn,wsbox::server::connection=debug,wsbox::server::memory=debug,wsbox::server::upgrade=debug")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -148,24 +177,61 @@ async fn hold_many_hibernated_connections() {
     };
     tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
     let _ = std::fs::remove_dir_all(&dir);
-    // Count hibernations from the server's log.
+    // Count hibernations and allocator trims from the server's log.
     let hibernated = Arc::new(AtomicUsize::new(0));
     let notify = Arc::new(tokio::sync::Notify::new());
+    let trims = Arc::new(std::sync::Mutex::new(Vec::<Trim>::new()));
+    let trimmed = Arc::new(tokio::sync::Notify::new());
     {
         let hibernated = Arc::clone(&hibernated);
         let notify = Arc::clone(&notify);
+        let trims = Arc::clone(&trims);
+        let trimmed = Arc::clone(&trimmed);
         let mut stderr = BufReader::new(child.stderr.take().expect("piped")).lines();
         tokio::spawn(async move {
             while let Ok(Some(line)) = stderr.next_line().await {
                 if line.contains("connection hibernated") {
                     hibernated.fetch_add(1, Ordering::Relaxed);
                     notify.notify_waiters();
+                } else if line.contains("malloc trimmed") {
+                    if let Some(mut trim) = Trim::parse(&line) {
+                        trim.after_hibernations = hibernated.load(Ordering::Relaxed);
+                        trims.lock().expect("trims").push(trim);
+                        trimmed.notify_waiters();
+                    }
+                } else if line.contains("connection task") {
+                    println!("server: {line}");
                 } else if line.contains("WARN") || line.contains("ERROR") {
                     eprintln!("server: {line}");
                 }
             }
         });
     }
+    // The first allocator trim after `target` hibernations (each
+    // hibernation asks for one; the server trims at most every 5 s): what
+    // it reports, with RSS settled.
+    let wait_trim = |target: usize| {
+        let trims = Arc::clone(&trims);
+        let trimmed = Arc::clone(&trimmed);
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let woken = trimmed.notified();
+                let found = trims
+                    .lock()
+                    .expect("trims")
+                    .iter()
+                    .find(|t| t.after_hibernations >= target)
+                    .copied();
+                if let Some(trim) = found {
+                    return trim;
+                }
+                if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                    panic!("no allocator trim reported within 60 s");
+                }
+            }
+        }
+    };
     let wait_hibernated = |target: usize| {
         let hibernated = Arc::clone(&hibernated);
         let notify = Arc::clone(&notify);
@@ -195,7 +261,7 @@ async fn hold_many_hibernated_connections() {
         warm.push(s);
     }
     wait_hibernated(64).await;
-    tokio::time::sleep(Duration::from_secs(1)).await; // let the trim settle (not a sync point)
+    let heap_before = wait_trim(64).await;
     let rss_before = rss_kib(pid);
     let maps_before = mappings(pid);
     let tcp_before = tcp_mem_pages();
@@ -216,11 +282,21 @@ async fn hold_many_hibernated_connections() {
         .await;
     let opened_in = started.elapsed();
     wait_hibernated(64 + n).await;
-    tokio::time::sleep(Duration::from_secs(2)).await; // let the trim settle (not a sync point)
+    let heap_after = wait_trim(64 + n).await;
     let rss_after = rss_kib(pid);
     let maps_after = mappings(pid);
     let tcp_after = tcp_mem_pages();
 
+    let heap_per_conn = heap_after.in_use.saturating_sub(heap_before.in_use) as f64 / n as f64;
+    let held_per_conn = (heap_after.in_use + heap_after.free)
+        .saturating_sub(heap_before.in_use + heap_before.free) as f64
+        / n as f64;
+    let mmapped_per_conn = heap_after.mmapped.saturating_sub(heap_before.mmapped) as f64 / n as f64;
+    println!(
+        "HEAP N={n}: live heap {heap_per_conn:.0} B per hibernated connection; heap held (live + free in arenas) {held_per_conn:.0} B; \
+         in chunks mapped on their own {mmapped_per_conn:.0} B; \
+         before {heap_before:?}, after {heap_after:?}"
+    );
     let per_conn_bytes = (rss_after.saturating_sub(rss_before) * 1024) as f64 / n as f64;
     let maps_per_conn = maps_after.saturating_sub(maps_before) as f64 / n as f64;
     let tcp_per_conn = (tcp_after.saturating_sub(tcp_before) * 4096) as f64 / n as f64;

@@ -39,8 +39,10 @@ fn polyglot_limits() -> RouteLimits {
 }
 
 /// The echo routes: `/echo` (no captures: a pure echo) and
-/// `/echo/<arg>/<room>` (one positional and one named capture).
-fn echo_config(module: ModuleSource) -> Config {
+/// `/echo/<arg>/<room>` (one positional and one named capture), and
+/// `/hib-<lang>`, which hibernates after 100 ms without messages (named
+/// after the language: the tests share one log).
+fn echo_config(module: ModuleSource, lang: &str) -> Config {
     let mut config = module_config("/echo", "unused.wasm", polyglot_limits());
     config.runtime.max_memory_per_instance = 128 << 20;
     let route = |pattern: &str| RouteConfig {
@@ -53,8 +55,18 @@ fn echo_config(module: ModuleSource) -> Config {
         compression: None,
         hibernation: Default::default(),
     };
-    config.routes = vec![route("/echo"), route("/echo/([a-z]+)/(?P<room>[a-z]+)")];
+    let mut hibernating = route(&hibernating_route(lang));
+    hibernating.hibernation.after = Some(Duration::from_millis(100));
+    config.routes = vec![
+        route("/echo"),
+        route("/echo/([a-z]+)/(?P<room>[a-z]+)"),
+        hibernating,
+    ];
     config
+}
+
+fn hibernating_route(lang: &str) -> String {
+    format!("/hib-{lang}")
 }
 
 type ScenarioFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -88,6 +100,9 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("a trap closes only its connection with 1011", |s, l| {
         Box::pin(trap(s, l))
     }),
+    ("state survives hibernate and wake", |s, l| {
+        Box::pin(hibernate_and_wake(s, l))
+    }),
 ];
 
 /// Runs every scenario against `module`, each in its own task, and fails
@@ -101,7 +116,7 @@ async fn conformance(lang: &'static str, module: ModuleSource) {
 /// list is kept true) as well as if any other scenario fails.
 async fn conformance_with_known_failures(lang: &'static str, module: ModuleSource, known: &[&str]) {
     let started = Instant::now();
-    let server = Arc::new(TestServer::start(echo_config(module)).await);
+    let server = Arc::new(TestServer::start(echo_config(module, lang)).await);
     announce(&format!(
         "polyglot {lang}: server up in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -149,6 +164,49 @@ async fn conformance_with_known_failures(lang: &'static str, module: ModuleSourc
         failed.len(),
         SCENARIOS.len()
     );
+}
+
+/// The SDK's hibernation: the echo's count survives a hibernation (the
+/// host's log and metrics say it happened) and comes back on the wake.
+async fn hibernate_and_wake(server: Arc<TestServer>, lang: &'static str) {
+    let route = hibernating_route(lang);
+    let span = format!("route={route} ");
+    let mut ws = server.connect(&route).await;
+    assert_eq!(ask(&mut ws, "one").await, "one");
+    assert_eq!(ask(&mut ws, "two").await, "two");
+    wait_for_log_all(&[&span, "connection hibernated"]).await;
+    hibernated_in_metrics(&server, &route).await;
+    let woken = count_log_lines(&[&span, "hibernated connection woke"]);
+    // A fresh instance answers, with the count the hibernated one had.
+    assert_eq!(ask(&mut ws, "wsbox:count").await, "echoed 2");
+    assert!(
+        count_log_lines(&[&span, "hibernated connection woke"]) > woken,
+        "the count came from a woken instance"
+    );
+}
+
+/// Waits (10 s at most) until the metrics count one hibernated
+/// connection on `route` (the connection task flags it on its next turn
+/// after the `connection hibernated` line).
+async fn hibernated_in_metrics(server: &TestServer, route: &str) {
+    let needle = format!(r#"route="{route}""#);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = server.handle.encode_metrics(0, 0).expect("metrics");
+        let count: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("wsbox_connections_hibernated{") && l.contains(&needle))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if count == 1 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the metrics count {count} hibernated connections on {route}, not 1"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 async fn greeting(server: Arc<TestServer>, _lang: &'static str) {
@@ -505,7 +563,8 @@ async fn a_stub_wasi_python_build_fits_the_default_pool_limits() {
     .expect("build task") else {
         return;
     };
-    let server = TestServer::start(echo_config(ModuleSource::File(wasm.clone()))).await;
+    let server =
+        TestServer::start(echo_config(ModuleSource::File(wasm.clone()), "python-stub")).await;
     // The second load of the same large module takes its compiled code
     // from the cache (when the test runtime has one: by default it does).
     if server.handle.runtime().compiled_cache().is_some() {
@@ -536,16 +595,16 @@ fn the_committed_c_bindings_match_the_wit() {
     };
     let out = std::env::temp_dir().join(format!("wsbox-c-bindings-{}", std::process::id()));
     let status = std::process::Command::new(&wit_bindgen)
-        .args(["c", "--world", "websocket-batch-handler", "--out-dir"])
+        .args(["c", "--world", "websocket-host", "--out-dir"])
         .arg(&out)
         .arg(workspace.join("wit"))
         .status()
         .expect("run wit-bindgen");
     assert!(status.success(), "wit-bindgen c failed");
     let names = [
-        "websocket_batch_handler.c",
-        "websocket_batch_handler.h",
-        "websocket_batch_handler_component_type.o",
+        "websocket_host.c",
+        "websocket_host.h",
+        "websocket_host_component_type.o",
     ];
     let fresh: Vec<Vec<u8>> = names
         .iter()
@@ -594,7 +653,7 @@ fn the_committed_go_bindings_match_the_wit() {
     let out = std::env::temp_dir().join(format!("wsbox-go-bindings-{}", std::process::id()));
     std::fs::create_dir_all(&out).expect("temp dir");
     let status = std::process::Command::new(&wit_bindgen)
-        .args(["go", "-w", "websocket-batch-handler"])
+        .args(["go", "-w", "websocket-host"])
         .arg(workspace.join("wit"))
         .current_dir(&out)
         .status()
@@ -742,4 +801,82 @@ fn the_compiled_code_cache_keeps_under_its_cap() {
     );
     assert!(other.exists(), "files that are not entries stay");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Wake latency with a large module: message in -> reply out on a
+/// hibernated connection of the Python echo (~18 MB component) and of the
+/// Rust one (~100 KB), against a live connection's reply, in one server.
+/// Ignored by default (about a minute):
+/// `cargo test -p wsbox-tests --test polyglot wake_latency -- --ignored --nocapture`
+/// (`WSBOX_WAKE_N` wakes per module, 100 by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark; run by hand"]
+async fn wake_latency_python_and_rust_against_live() {
+    let Some(python) = built_example("echo-python", "python").await else {
+        return;
+    };
+    let n: usize = std::env::var("WSBOX_WAKE_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let rust = ModuleSource::Bundled {
+        name: "echo",
+        bytes: wsbox::bundled::ECHO_WASM,
+    };
+    let mut config = echo_config(ModuleSource::File(python.clone()), "wake-bench");
+    let route = |pattern: &str, module: ModuleSource, hibernate: bool| {
+        let mut route = config.routes[0].clone();
+        route.pattern = RoutePattern::new(pattern).expect("route pattern");
+        route.module = module;
+        route.hibernation.after = hibernate.then_some(Duration::from_millis(100));
+        route
+    };
+    config.routes = vec![
+        route("/wake-python", ModuleSource::File(python.clone()), true),
+        route("/wake-rust", rust.clone(), true),
+        route("/live-python", ModuleSource::File(python), false),
+        route("/live-rust", rust, false),
+    ];
+    let server = TestServer::start(config).await;
+    let mut rows = Vec::new();
+    for lang in ["python", "rust"] {
+        // N connections, one message each, then all hibernated...
+        let path = format!("/wake-{lang}");
+        let mut clients = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut ws = server.connect(&path).await;
+            assert_eq!(ask(&mut ws, &format!("m{i}")).await, format!("m{i}"));
+            clients.push(ws);
+        }
+        wait_for_log_count(&[&format!("route={path} "), "connection hibernated"], n).await;
+        // ...then one round trip on each: a wake.
+        let mut wake = Vec::with_capacity(n);
+        for ws in &mut clients {
+            let started = Instant::now();
+            assert_eq!(ask(ws, "wsbox:count").await, "echoed 1");
+            wake.push(started.elapsed());
+        }
+        // The live baseline: the same module, never hibernated.
+        let mut ws = server.connect(&format!("/live-{lang}")).await;
+        assert_eq!(ask(&mut ws, "warm").await, "warm");
+        let mut live = Vec::with_capacity(n);
+        for i in 0..n {
+            let started = Instant::now();
+            assert_eq!(ask(&mut ws, &format!("l{i}")).await, format!("l{i}"));
+            live.push(started.elapsed());
+        }
+        rows.push((lang, wake, live));
+    }
+    for (lang, mut wake, mut live) in rows {
+        wake.sort();
+        live.sort();
+        let at = |v: &[Duration], p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        println!(
+            "WAKE {lang} ({n} wakes): p50 {:?} p99 {:?}; LIVE {lang}: p50 {:?} p99 {:?}",
+            at(&wake, 0.5),
+            at(&wake, 0.99),
+            at(&live, 0.5),
+            at(&live, 0.99)
+        );
+    }
 }

@@ -13,8 +13,8 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 clang --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wno-unused-function \
     -I "$sdk" -I "$sdk/bindings" \
-    "$here/echo.c" "$sdk/wsbox.c" "$sdk/bindings/websocket_batch_handler.c" \
-    "$sdk/bindings/websocket_batch_handler_component_type.o" \
+    "$here/echo.c" "$sdk/wsbox.c" "$sdk/bindings/websocket_host.c" \
+    "$sdk/bindings/websocket_host_component_type.o" \
     -Wl,--strip-debug -o "$work/core.wasm"
 # A core module importing wasi_snapshot_preview1: wrap it as a component
 # with the reactor adapter (wasm-tools component new --adapt).

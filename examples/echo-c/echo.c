@@ -75,6 +75,10 @@ static void command(wsbox_ws *ws, const char *cmd) {
     } else if (IS("hooks")) {
         hooks = true;
         wsbox_write_text(ws, "hooks on", 8);
+    } else if (IS("count")) {
+        char line[64];
+        int n = snprintf(line, sizeof line, "echoed %lu", echoed);
+        wsbox_write_text(ws, line, (size_t)n);
     } else if (IS("ping")) {
         wsbox_ping(ws, (const uint8_t *)rest, strlen(rest));
     } else if (IS("write-after-close")) {
@@ -119,6 +123,32 @@ static void on_close(wsbox_ws *ws, int code, const char *reason) {
     wsbox_log(WSBOX_INFO, line);
 }
 
+/* Hibernation (on a route with hibernate_after): the state is the echo
+ * count and the hooks flag, as text "COUNT HOOKS". */
+static bool save_state(wsbox_ws *ws, uint8_t **state, size_t *len, size_t max_len) {
+    (void)ws;
+    char *buf = malloc(32);
+    if (!buf) return false;
+    int n = snprintf(buf, 32, "%lu %d", echoed, hooks ? 1 : 0);
+    if (n < 0 || (size_t)n > max_len) {
+        free(buf);
+        return false;
+    }
+    *state = (uint8_t *)buf;
+    *len = (size_t)n;
+    return true;
+}
+
+static void load_state(wsbox_ws *ws, const uint8_t *state, size_t len) {
+    (void)ws;
+    char buf[32];
+    if (len >= sizeof buf) len = sizeof buf - 1;
+    memcpy(buf, state, len);
+    buf[len] = 0;
+    int h = 0;
+    if (sscanf(buf, "%lu %d", &echoed, &h) == 2) hooks = h != 0;
+}
+
 static const wsbox_handler echo = {
     .prepare = prepare,
     .select_subprotocol = select_subprotocol,
@@ -127,6 +157,8 @@ static const wsbox_handler echo = {
     .on_ping = on_ping,
     .on_pong = on_pong,
     .on_close = on_close,
+    .save_state = save_state,
+    .load_state = load_state,
 };
 
 WSBOX_EXPORT_HANDLER(echo)

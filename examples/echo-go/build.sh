@@ -19,7 +19,8 @@ trap 'rm -rf "$work"' EXIT
 # go.bytecodealliance.org/pkg from guest-sdk/go/pkg (no network).
 cp -r "$sdk/bindings/." "$work/"
 rm -f "$work/WIT_SHA256" "$work/GENERATED_BY"
-cp -r "$sdk/wsbox" "$sdk/export_wsbox_websocket_handler" "$sdk/export_wsbox_websocket_batch_handler" "$work/"
+cp -r "$sdk/wsbox" "$sdk/export_wsbox_websocket_handler" "$sdk/export_wsbox_websocket_batch_handler" \
+    "$sdk/export_wsbox_websocket_hibernation" "$work/"
 cp -r "$sdk/pkg" "$work/gopkg"
 cp -r "$here/app" "$work/app"
 printf '\nreplace go.bytecodealliance.org/pkg => ./gopkg\n' >> "$work/go.mod"
@@ -27,5 +28,5 @@ cache="${WSBOX_TOOLCHAINS:-${XDG_CACHE_HOME:-$HOME/.cache}/wsbox/toolchains}/go-
 (cd "$work" && GOCACHE="$cache" GOPROXY=off GOFLAGS=-mod=mod GOTOOLCHAIN=local GOOS=wasip1 GOARCH=wasm \
     "$go" build -buildmode=c-shared -ldflags=-checklinkname=0 -o core.wasm .)
 node "$root/guest-sdk/toolchains/embed.mjs" "$jco_bin/../.." "$work/core.wasm" "$root/wit" \
-    websocket-batch-handler "$work/embedded.wasm"
+    websocket-host "$work/embedded.wasm"
 "$jco_bin/jco" new "$work/embedded.wasm" --wasi-reactor -o "$out" >&2

@@ -16,5 +16,5 @@ version="$(sed -n 's/^package wsbox:websocket@\([0-9.]*\);/\1/p' "$root/wit/webs
 sed -i "s|wsbox:websocket/logging@[0-9.]*'|wsbox:websocket/logging@$version'|" "$work/wsbox.js"
 "$bin/rolldown" "$work/echo.js" --format esm --external "wsbox:websocket/logging@$version" --file "$work/bundle.js" >/dev/null
 # -d http -d fetch-event: wsbox grants no wasi:http, so the build must not import it.
-"$bin/jco" componentize "$work/bundle.js" --wit "$root/wit" -n websocket-batch-handler \
+"$bin/jco" componentize "$work/bundle.js" --wit "$root/wit" -n websocket-host \
     -d http -d fetch-event -o "$out" >&2

@@ -9,13 +9,17 @@ const wss = new WebSocketServer({
     else done(true);
   },
   handleProtocols: (protocols) => (protocols.has('echo.v1') ? 'echo.v1' : false),
+  // On a route with hibernate_after, an idle connection hibernates: ws.data
+  // is saved and comes back on wake.
+  hibernate: true,
 });
 
 wss.on('connection', (ws, request) => {
-  let echoed = 0;
-  let hooks = false;
+  // Again after a wake, with ws.data restored: then no greeting.
+  if (!ws.resumed) ws.data = { echoed: 0, hooks: false };
+  const state = ws.data;
   const kwargs = Object.entries(request.pathKwargs);
-  if (request.pathArgs.length > 0 || kwargs.length > 0) {
+  if (!ws.resumed && (request.pathArgs.length > 0 || kwargs.length > 0)) {
     const named = kwargs.map(([k, v]) => `${k}: ${v}`).join(', ');
     ws.send(`hello from wsbox echo: args=[${request.pathArgs.join(', ')}] kwargs={${named}}`);
   }
@@ -26,12 +30,12 @@ wss.on('connection', (ws, request) => {
       return;
     }
     ws.send(data, { binary: isBinary });
-    echoed += 1;
+    state.echoed += 1;
   });
-  ws.on('ping', (data) => { if (hooks) ws.send('on_ping: ' + new TextDecoder().decode(data)); });
-  ws.on('pong', (data) => { if (hooks) ws.send('on_pong: ' + new TextDecoder().decode(data)); });
+  ws.on('ping', (data) => { if (state.hooks) ws.send('on_ping: ' + new TextDecoder().decode(data)); });
+  ws.on('pong', (data) => { if (state.hooks) ws.send('on_pong: ' + new TextDecoder().decode(data)); });
   ws.on('close', (code, reason) => {
-    log(`echo closed: code=${code === 1005 ? 'none' : code} reason=${reason} echoed=${echoed} messages`);
+    log(`echo closed: code=${code === 1005 ? 'none' : code} reason=${reason} echoed=${state.echoed} messages`);
   });
 
   function command(text) {
@@ -48,8 +52,11 @@ wss.on('connection', (ws, request) => {
         break;
       }
       case 'hooks':
-        hooks = true;
+        state.hooks = true;
         ws.send('hooks on');
+        break;
+      case 'count':
+        ws.send(`echoed ${state.echoed}`);
         break;
       case 'ping':
         ws.ping(rest);
@@ -66,4 +73,4 @@ wss.on('connection', (ws, request) => {
   }
 });
 
-export const { handler, batchHandler } = wss.exports();
+export const { handler, batchHandler, hibernation } = wss.exports();

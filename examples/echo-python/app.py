@@ -1,10 +1,14 @@
 """The echo example in Python: the same behaviour as examples/echo (Rust),
 checked by the same conformance suite (tests/polyglot.rs)."""
 
-from wsbox import HTTPError, WebSocketClosedError, WebSocketHandler, exports, log
+from wsbox import HTTPError, WebSocketClosedError, WebSocketHandler, exports_hibernating, log
 
 
 class Echo(WebSocketHandler):
+    # On a route with hibernate_after, an idle connection hibernates: its
+    # attributes (echoed, hooks) are saved and come back on wake.
+    hibernate = True
+
     def prepare(self):
         token = self.request.get_query_argument("token")
         if token is not None and token != "letmein":
@@ -49,6 +53,8 @@ class Echo(WebSocketHandler):
         elif name == "hooks":
             self.hooks = True
             self.write_message("hooks on")
+        elif name == "count":
+            self.write_message(f"echoed {self.echoed}")
         elif name == "ping":
             self.ping(rest)
         elif name == "write-after-close":
@@ -63,4 +69,4 @@ class Echo(WebSocketHandler):
             self.write_message(f"unknown command: {name}")
 
 
-Handler, BatchHandler = exports(Echo)
+Handler, BatchHandler, Hibernation = exports_hibernating(Echo)

@@ -10,5 +10,5 @@ componentize_py="$(sh "$root/guest-sdk/toolchains/ensure.sh" python)"
 # WSBOX_STUB_WASI=1 builds with --stub-wasi (no WASI imports at all).
 stub=""
 [ "${WSBOX_STUB_WASI:-}" = 1 ] && stub="--stub-wasi"
-"$componentize_py" -d "$root/wit" -w websocket-batch-handler \
+"$componentize_py" -d "$root/wit" -w websocket-host \
     componentize $stub app -p "$here" -p "$root/guest-sdk/python" -o "$out" >&2

@@ -3,10 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "websocket_batch_handler.h"
+#include "websocket_host.h"
 #include "wsbox.h"
 
-typedef websocket_batch_handler_string_t str_t;
+typedef websocket_host_string_t str_t;
 typedef wsbox_websocket_types_upgrade_request_t raw_request_t;
 
 struct wsbox_ws {
@@ -75,7 +75,7 @@ static str_t borrowed_str(const char *s) {
 
 static str_t owned_str(const char *s) {
     str_t out;
-    websocket_batch_handler_string_dup(&out, s);
+    websocket_host_string_dup(&out, s);
     return out;
 }
 
@@ -111,7 +111,7 @@ int wsbox_write_binary(wsbox_ws *ws, const uint8_t *data, size_t len) {
 
 int wsbox_ping(wsbox_ws *ws, const uint8_t *data, size_t len) {
     if (ws->closing || closing) return WSBOX_CLOSED;
-    websocket_batch_handler_list_u8_t payload = {(uint8_t *)data, len};
+    websocket_host_list_u8_t payload = {(uint8_t *)data, len};
     wsbox_websocket_connection_ping_error_t err;
     if (!wsbox_websocket_connection_method_connection_ping(ws->conn, &payload, &err))
         return err == WSBOX_WEBSOCKET_CONNECTION_PING_ERROR_CLOSED ? WSBOX_CLOSED : WSBOX_INVALID;
@@ -120,8 +120,8 @@ int wsbox_ping(wsbox_ws *ws, const uint8_t *data, size_t len) {
 
 int wsbox_close(wsbox_ws *ws, int code, const char *reason) {
     if (ws->closing || closing) return WSBOX_OK;
-    websocket_batch_handler_option_u16_t c = {code >= 0, (uint16_t)(code >= 0 ? code : 0)};
-    websocket_batch_handler_option_string_t r;
+    websocket_host_option_u16_t c = {code >= 0, (uint16_t)(code >= 0 ? code : 0)};
+    websocket_host_option_string_t r;
     r.is_some = reason != NULL;
     if (reason) r.val = borrowed_str(reason);
     wsbox_websocket_connection_close_error_t err;
@@ -228,19 +228,19 @@ void exports_wsbox_websocket_batch_handler_on_messages(exports_wsbox_websocket_b
 }
 
 void exports_wsbox_websocket_handler_on_ping(exports_wsbox_websocket_handler_borrow_connection_t conn,
-                                             websocket_batch_handler_list_u8_t *data) {
+                                             websocket_host_list_u8_t *data) {
     wsbox_ws ws = {conn, false};
     if (wsbox_the_handler->on_ping) wsbox_the_handler->on_ping(&ws, data->ptr, data->len);
-    websocket_batch_handler_list_u8_free(data);
+    websocket_host_list_u8_free(data);
     /* The generated bindings leave dropping the lent connection to us. */
     wsbox_websocket_connection_connection_drop_borrow(conn);
 }
 
 void exports_wsbox_websocket_handler_on_pong(exports_wsbox_websocket_handler_borrow_connection_t conn,
-                                             websocket_batch_handler_list_u8_t *data) {
+                                             websocket_host_list_u8_t *data) {
     wsbox_ws ws = {conn, false};
     if (wsbox_the_handler->on_pong) wsbox_the_handler->on_pong(&ws, data->ptr, data->len);
-    websocket_batch_handler_list_u8_free(data);
+    websocket_host_list_u8_free(data);
     /* The generated bindings leave dropping the lent connection to us. */
     wsbox_websocket_connection_connection_drop_borrow(conn);
 }
@@ -255,5 +255,44 @@ void exports_wsbox_websocket_handler_on_close(exports_wsbox_websocket_handler_bo
     if (wsbox_the_handler->on_close) wsbox_the_handler->on_close(&ws, code, reason);
     free(reason);
     /* The generated bindings leave dropping the lent connection to us. */
+    wsbox_websocket_connection_connection_drop_borrow(conn);
+}
+
+/* ---- hibernation ------------------------------------------------------ */
+
+bool exports_wsbox_websocket_hibernation_on_hibernate(exports_wsbox_websocket_hibernation_borrow_connection_t conn,
+                                                      uint32_t max_attachment, websocket_host_list_u8_t *ret) {
+    wsbox_ws ws = {conn, false};
+    bool hibernate = false;
+    if (!closing && wsbox_the_handler->save_state) {
+        uint8_t *state = NULL;
+        size_t len = 0;
+        hibernate = wsbox_the_handler->save_state(&ws, &state, &len, max_attachment);
+        if (hibernate) {
+            /* Handed over: the bindings' post-return frees it. */
+            ret->ptr = state;
+            ret->len = len;
+        } else {
+            free(state);
+        }
+    }
+    /* The generated bindings leave dropping the lent connection to us. */
+    wsbox_websocket_connection_connection_drop_borrow(conn);
+    return hibernate;
+}
+
+void exports_wsbox_websocket_hibernation_on_hibernate_error(exports_wsbox_websocket_hibernation_borrow_connection_t conn,
+                                                            exports_wsbox_websocket_hibernation_hibernate_error_t *error) {
+    (void)error;
+    wsbox_log(WSBOX_WARN, "hibernation refused: the state is over max_attachment");
+    wsbox_websocket_connection_connection_drop_borrow(conn);
+}
+
+void exports_wsbox_websocket_hibernation_on_wake(exports_wsbox_websocket_hibernation_borrow_connection_t conn,
+                                                 websocket_host_list_u8_t *attachment) {
+    ensure_request(conn);
+    wsbox_ws ws = {conn, false};
+    if (wsbox_the_handler->load_state) wsbox_the_handler->load_state(&ws, attachment->ptr, attachment->len);
+    websocket_host_list_u8_free(attachment);
     wsbox_websocket_connection_connection_drop_borrow(conn);
 }

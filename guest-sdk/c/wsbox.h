@@ -1,5 +1,5 @@
 /* wsbox handlers in C: a small layer over the bindings `wit-bindgen c`
- * generates from wit/websocket.wit (world websocket-batch-handler,
+ * generates from wit/websocket.wit (world websocket-host,
  * committed in guest-sdk/c/bindings/).
  *
  * Define one `wsbox_handler` and name it with WSBOX_EXPORT_HANDLER:
@@ -12,7 +12,15 @@
  *     WSBOX_EXPORT_HANDLER(echo)
  *
  * Every callback is optional. The host makes one instance per connection,
- * so globals are per-connection state. Strings passed to callbacks are
+ * so globals are per-connection state.
+ *
+ * Hibernation: a handler with `save_state` (and `load_state`) may hibernate
+ * on a route with `hibernate_after`. When the connection has been idle
+ * that long, `save_state` returns the handler's state as bytes it
+ * malloc'd (the SDK hands them to the host, which frees them), or false to
+ * stay awake; the instance is then dropped, globals and all. The next
+ * message wakes a fresh instance: `load_state` gets those bytes back
+ * (`open` is not called again), then the message is delivered. Strings passed to callbacks are
  * NUL-terminated and valid for the call only; the SDK frees what the host
  * passed in (the generated bindings make each export free its arguments).
  */
@@ -71,6 +79,11 @@ typedef struct {
     void (*on_pong)(wsbox_ws *ws, const uint8_t *data, size_t len);
     /* code is -1 when the close frame carried none. */
     void (*on_close)(wsbox_ws *ws, int code, const char *reason);
+    /* Hibernation: fill *state (malloc'd, at most max_len bytes) and *len
+     * and return true to hibernate; false to stay awake for now. */
+    bool (*save_state)(wsbox_ws *ws, uint8_t **state, size_t *len, size_t max_len);
+    /* A fresh instance after a hibernation: the bytes save_state gave. */
+    void (*load_state)(wsbox_ws *ws, const uint8_t *state, size_t len);
 } wsbox_handler;
 
 /* Results of the actions. */

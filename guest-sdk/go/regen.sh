@@ -10,6 +10,6 @@ root="$here/../.."
 wit_bindgen="${WIT_BINDGEN:-wit-bindgen}"
 rm -rf "$here/bindings"
 mkdir -p "$here/bindings"
-(cd "$here/bindings" && "$wit_bindgen" go -w websocket-batch-handler "$root/wit")
+(cd "$here/bindings" && "$wit_bindgen" go -w websocket-host "$root/wit")
 sha256sum "$root/wit/websocket.wit" | cut -d' ' -f1 > "$here/bindings/WIT_SHA256"
 "$wit_bindgen" --version > "$here/bindings/GENERATED_BY"

@@ -48,6 +48,10 @@ export class WebSocket {
   /** The selected subprotocol, or ''. */
   readonly protocol: string;
   readonly extensions: string;
+  /** Per-connection state: saved as JSON while the connection hibernates. */
+  data: Record<string, unknown>;
+  /** True on a WebSocket made again after a hibernation ('connection' is emitted again). */
+  readonly resumed: boolean;
   on<E extends keyof WebSocketEvents>(event: E, listener: WebSocketEvents[E]): this;
   once<E extends keyof WebSocketEvents>(event: E, listener: WebSocketEvents[E]): this;
   off<E extends keyof WebSocketEvents>(event: E, listener: WebSocketEvents[E]): this;
@@ -78,12 +82,18 @@ export interface ServerOptions {
   handleProtocols?: (protocols: Set<string>, request: UpgradeRequest) => string | false;
   /** Extra headers for the 101 response. */
   headers?: (request: UpgradeRequest) => Record<string, string>;
+  /** Let an idle connection hibernate on a route with `hibernate_after` (`ws.data` is kept). */
+  hibernate?: boolean;
+  /** Asked before each hibernation: false keeps the connection awake for now. */
+  mayHibernate?: (ws: WebSocket) => boolean;
 }
 
-/** The component's exports, for `export const { handler, batchHandler } = wss.exports();`. */
+/** The component's exports, for `export const { handler, batchHandler, hibernation } = wss.exports();`
+ * (`hibernation` for the world `websocket-host`). */
 export interface Exports {
   handler: object;
   batchHandler: object;
+  hibernation: object;
 }
 
 export class WebSocketServer {

@@ -13,6 +13,20 @@
 // strings (binary ones as Uint8Array), everything is synchronous (sends are
 // queued and go out when the event handler returns), and `verifyClient`
 // calls its callback before returning.
+//
+// Hibernation: `new WebSocketServer({ hibernate: true })` opts in. Keep a
+// connection's state in `ws.data` (an object, saved as JSON): on a route
+// with `hibernate_after`, an idle connection's `ws.data` is saved, its
+// instance dropped, and the next message wakes a fresh one, where the SDK
+// makes a new WebSocket with `ws.data` restored and `ws.resumed === true`
+// and emits 'connection' again (so listeners are attached again; skip
+// one-time work such as greetings when `ws.resumed`), then delivers the
+// message. State kept elsewhere (closures, module variables) is lost. A
+// connection stays awake when `ws.data` is not JSON, or while an
+// `options.mayHibernate(ws)` returns false. Export `hibernation` too and
+// build with the world `websocket-host`:
+//
+//   export const { handler, batchHandler, hibernation } = wss.exports();
 import { log as hostLog } from 'wsbox:websocket/logging@0.2.3';
 
 const te = new TextEncoder();
@@ -101,6 +115,10 @@ export class WebSocket extends Emitter {
     this.readyState = WebSocket.CONNECTING;
     this.protocol = '';
     this.extensions = '';
+    /** Per-connection state, saved as JSON across hibernations. */
+    this.data = {};
+    /** True on a WebSocket made again after a hibernation. */
+    this.resumed = false;
     this._conn = null;
   }
 
@@ -201,7 +219,36 @@ export class WebSocketServer extends Emitter {
     return { tag: 'accept', val: { subprotocol, headers, origin: 'host-verdict' } };
   }
 
-  /** The component's exports: `export const { handler, batchHandler } = wss.exports();` */
+  /** The handler's state as JSON bytes, or undefined to stay awake. */
+  _attachment(ws) {
+    if (!this.options.hibernate || ws.readyState !== WebSocket.OPEN) return undefined;
+    if (this.options.mayHibernate && !this.options.mayHibernate(ws)) return undefined;
+    let json;
+    try {
+      json = JSON.stringify({ data: ws.data, protocol: ws.protocol, extensions: ws.extensions });
+    } catch (e) {
+      log(`ws.data is not JSON, so the connection stays awake: ${e}`, 'warn');
+      return undefined;
+    }
+    return te.encode(json);
+  }
+
+  /** A WebSocket made again from its attachment, announced with 'connection'. */
+  _wake(conn, attachment) {
+    const ws = new WebSocket(new UpgradeRequest(conn.request()));
+    const saved = attachment.length > 0 ? JSON.parse(td.decode(toBytes(attachment))) : {};
+    ws.data = saved.data ?? {};
+    ws.protocol = saved.protocol ?? '';
+    ws.extensions = saved.extensions ?? '';
+    ws.readyState = WebSocket.OPEN;
+    ws.resumed = true;
+    ws._conn = conn;
+    this.clients.set(conn.id(), ws);
+    this.emit('connection', ws, ws.request);
+  }
+
+  /** The component's exports: `export const { handler, batchHandler, hibernation } = wss.exports();`
+   * (`hibernation` only with the world `websocket-host`). */
   exports() {
     const server = this;
     const handler = {
@@ -246,6 +293,20 @@ export class WebSocketServer extends Emitter {
         }
       },
     };
-    return { handler, batchHandler };
+    const hibernation = {
+      onHibernate(conn, _maxAttachment) {
+        const ws = server.clients.get(conn.id());
+        if (!ws) return undefined;
+        // The WebSocket stays: the host drops the whole instance when it
+        // hibernates, and keeps it (awake, with its state) when it does
+        // not (an attachment over maxAttachment, a close meanwhile).
+        return server._attachment(ws);
+      },
+      onHibernateError(conn, error) {
+        log(`hibernation refused: attachment of ${error.val} bytes is too large`, 'warn');
+      },
+      onWake(conn, attachment) { server._wake(conn, attachment); },
+    };
+    return { handler, batchHandler, hibernation };
   }
 }

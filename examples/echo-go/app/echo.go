@@ -3,6 +3,7 @@
 package app
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -16,6 +17,26 @@ type Echo struct {
 }
 
 func init() { wsbox.Register(func() any { return &Echo{} }) }
+
+// echoState is what survives a hibernation (on a route with hibernate_after).
+type echoState struct {
+	Echoed int  `json:"echoed"`
+	Hooks  bool `json:"hooks"`
+}
+
+func (e *Echo) SaveState() ([]byte, bool) {
+	b, err := json.Marshal(echoState{Echoed: e.echoed, Hooks: e.hooks})
+	return b, err == nil
+}
+
+func (e *Echo) LoadState(ws *wsbox.Ws, state []byte) error {
+	var s echoState
+	if err := json.Unmarshal(state, &s); err != nil {
+		return err
+	}
+	e.echoed, e.hooks = s.Echoed, s.Hooks
+	return nil
+}
 
 func (e *Echo) Prepare(r *wsbox.Request) *wsbox.Reject {
 	if token, ok := r.QueryArg("token"); ok && token != "letmein" {
@@ -93,6 +114,8 @@ func (e *Echo) command(ws *wsbox.Ws, cmd string) {
 	case "hooks":
 		e.hooks = true
 		ws.WriteText("hooks on")
+	case "count":
+		ws.WriteText("echoed " + strconv.Itoa(e.echoed))
 	case "ping":
 		ws.Ping([]byte(rest))
 	case "write-after-close":

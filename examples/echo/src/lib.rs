@@ -20,12 +20,17 @@
 //!   `wsbox:write-after-close TAG` closes with 4001 and writes, and logs
 //!   `write after close TAG: closed` when the write failed as it must;
 //!   `wsbox:trap` traps (a panic);
-//! - `on_close` logs `echo closed: code=CODE reason=REASON`.
+//!   `wsbox:count` answers `echoed N`, the messages echoed so far;
+//! - `on_close` logs `echo closed: code=CODE reason=REASON`;
+//! - on a route with `hibernate_after` an idle connection hibernates, and
+//!   its state (the echo count, the hooks flag) survives to the wake, with
+//!   each SDK's own hibernation support.
 
 use wsbox_guest::{CloseInfo, Message, Reject, UpgradeRequest, WebSocketHandler, Ws, log};
 
-/// Per-connection state: the host runs one instance per connection.
-#[derive(Default)]
+/// Per-connection state: the host runs one instance per connection. Saved
+/// (as JSON, by the SDK) while the connection hibernates.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Echo {
     echoed: u64,
     hooks: bool,
@@ -112,6 +117,9 @@ impl Echo {
                 self.hooks = true;
                 let _ = ws.write_message("hooks on");
             }
+            "count" => {
+                let _ = ws.write_message(format!("echoed {}", self.echoed));
+            }
             "ping" => {
                 let _ = ws.ping(rest);
             }
@@ -129,7 +137,7 @@ impl Echo {
     }
 }
 
-wsbox_guest::export_handler!(Echo);
+wsbox_guest::export_handler!(Echo, hibernate);
 
 #[cfg(test)]
 mod tests {

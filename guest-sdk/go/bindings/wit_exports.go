@@ -9,7 +9,9 @@ import (
         "runtime"
         "wit_component/export_wsbox_websocket_batch_handler"
 "wit_component/export_wsbox_websocket_handler"
+"wit_component/export_wsbox_websocket_hibernation"
 "wit_component/wsbox_websocket_connection"
+"wit_component/wsbox_websocket_hibernation"
 "wit_component/wsbox_websocket_types"
 witRuntime "go.bytecodealliance.org/pkg/wit/runtime"
 witTypes "go.bytecodealliance.org/pkg/wit/types"
@@ -20,6 +22,69 @@ var staticPinner = runtime.Pinner{}
 var exportReturnArea = uintptr(witRuntime.Allocate(&staticPinner, (7*4), 4))
 var syncExportPinner = runtime.Pinner{}
 
+
+//go:wasmexport wsbox:websocket/hibernation@0.2.3#on-hibernate
+func wasm_export_wsbox_websocket_hibernation_on_hibernate(arg0 int32, arg1 int32) uintptr {
+        
+        pinner := &syncExportPinner
+        result := export_wsbox_websocket_hibernation.OnHibernate(wsbox_websocket_connection.ConnectionFromBorrowHandle(int32(uintptr(arg0))), uint32(arg1))
+
+switch result.Tag() {
+case witTypes.OptionNone:
+        *(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = int8(int32(0))
+
+        
+case witTypes.OptionSome:
+        payload := result.Some()
+        *(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = int8(int32(1))
+data := unsafe.Pointer(unsafe.SliceData(payload))
+pinner.Pin(data)
+*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (2*4))) = uint32(uint32(len(payload)))
+*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), 4)) = uint32(uintptr(uintptr(data)))
+
+        
+default:
+        panic("unreachable")
+}
+return exportReturnArea
+
+        
+}
+
+//go:wasmexport cabi_post_wsbox:websocket/hibernation@0.2.3#on-hibernate
+func wasm_export_post_return_wsbox_websocket_hibernation_on_hibernate(result uintptr) {
+        syncExportPinner.Unpin()
+}
+
+
+//go:wasmexport wsbox:websocket/hibernation@0.2.3#on-hibernate-error
+func wasm_export_wsbox_websocket_hibernation_on_hibernate_error(arg0 int32, arg1 int32, arg2 int32)  {
+        
+        
+        var variant wsbox_websocket_hibernation.HibernateError
+switch arg1 {
+case 0:
+        
+        variant = wsbox_websocket_hibernation.MakeHibernateErrorAttachmentTooLarge(uint32(arg2))
+
+default:
+        panic("unreachable")
+}
+export_wsbox_websocket_hibernation.OnHibernateError(wsbox_websocket_connection.ConnectionFromBorrowHandle(int32(uintptr(arg0))), variant)
+
+        
+}
+
+//go:wasmexport wsbox:websocket/hibernation@0.2.3#on-wake
+func wasm_export_wsbox_websocket_hibernation_on_wake(arg0 int32, arg1 uintptr, arg2 uint32)  {
+        
+        
+        value := unsafe.Slice((*uint8)(unsafe.Pointer(arg1)), arg2)
+witRuntime.Unpin()
+export_wsbox_websocket_hibernation.OnWake(wsbox_websocket_connection.ConnectionFromBorrowHandle(int32(uintptr(arg0))), value)
+
+        
+}
 
 //go:wasmexport wsbox:websocket/batch-handler@0.2.3#on-messages
 func wasm_export_wsbox_websocket_batch_handler_on_messages(arg0 int32, arg1 uintptr, arg2 uint32, arg3 uintptr, arg4 uint32)  {

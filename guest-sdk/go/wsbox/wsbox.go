@@ -10,11 +10,23 @@
 //
 // The host makes one instance per connection, so one handler value lives
 // per connection.
+//
+// Hibernation: a handler that implements StateSaver (and StateLoader) may
+// hibernate on a route with `hibernate_after`. When the connection has
+// been idle that long, SaveState gives the handler's state as bytes (ok
+// false keeps it awake); the instance is dropped. The next message wakes
+// a fresh instance: the SDK makes a new handler with the registered
+// constructor, calls LoadState with those bytes (Open is not called
+// again), then delivers the message. JSON is the easy choice:
+//
+//	func (e *Echo) SaveState() ([]byte, bool) { b, err := json.Marshal(e); return b, err == nil }
+//	func (e *Echo) LoadState(ws *wsbox.Ws, state []byte) error { return json.Unmarshal(state, e) }
 package wsbox
 
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 
 	witTypes "go.bytecodealliance.org/pkg/wit/types"
@@ -77,6 +89,16 @@ type (
 	CloseHandler interface {
 		// code is -1 when the close frame carried none.
 		OnClose(ws *Ws, code int, reason string)
+	}
+	// StateSaver lets a connection hibernate: SaveState returns the
+	// handler's state (at most the route's max_attachment bytes), or ok
+	// false to stay awake for now.
+	StateSaver interface{ SaveState() (state []byte, ok bool) }
+	// StateLoader restores what SaveState gave on a fresh handler, before
+	// the message (or close) that woke the connection. An error traps the
+	// instance (the connection closes with 1011).
+	StateLoader interface {
+		LoadState(ws *Ws, state []byte) error
 	}
 )
 
@@ -298,3 +320,39 @@ func OnClose(c *conn.Connection, info types.CloseInfo) {
 		}
 	})
 }
+
+// OnHibernate: the connection has been idle for the route's
+// hibernate_after. The state to keep, or ok false to stay awake.
+func OnHibernate(c *conn.Connection, maxAttachment uint32) (state []byte, ok bool) {
+	defer c.Drop()
+	if closing {
+		return nil, false
+	}
+	s, isSaver := current().(StateSaver)
+	if !isSaver {
+		return nil, false
+	}
+	state, ok = s.SaveState()
+	if state == nil {
+		state = []byte{}
+	}
+	return state, ok
+}
+
+// OnHibernateError: the state was over max_attachment; the handler stays awake.
+func OnHibernateError(c *conn.Connection, size uint32) {
+	defer c.Drop()
+	Log("hibernation refused: the state is too large (" + strconv.Itoa(int(size)) + " bytes)")
+}
+
+// OnWake: a fresh instance for a hibernated connection.
+func OnWake(c *conn.Connection, state []byte) {
+	with(c, func(h any, ws *Ws) {
+		if l, ok := h.(StateLoader); ok {
+			if err := l.LoadState(ws, state); err != nil {
+				panic("wsbox: LoadState: " + err.Error())
+			}
+		}
+	})
+}
+

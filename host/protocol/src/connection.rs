@@ -449,6 +449,11 @@ impl Connection {
             self.input_peak = 0;
         }
         self.output.compact();
+        if self.events.is_empty() {
+            // Its buffer outlives the events: a few small allocations that
+            // an idle (or hibernated) connection need not keep.
+            self.events = VecDeque::new();
+        }
         let Some(deflate) = self.deflate.as_mut() else {
             return;
         };

@@ -121,8 +121,9 @@ enum Io {
 struct Conn {
     engine: Connection,
     /// `None` once a call failed (the instance is dropped at once, which
-    /// frees its pool slot).
-    instance: Option<HandlerInstance>,
+    /// frees its pool slot), and while hibernated. Boxed: a hibernated
+    /// connection keeps this struct, and the instance takes ~400 bytes.
+    instance: Option<Box<HandlerInstance>>,
     /// The handler closed the connection (its `close` effect was applied).
     handler_closed: bool,
     /// The handler overflowed its output cap and the close for it was sent.
@@ -142,6 +143,11 @@ struct Conn {
     /// When the handler last got a message (or woke, or was asked to
     /// hibernate): `hibernate_after` counts from here.
     last_event: Instant,
+    /// How many times in a row the handler declined to hibernate (or gave
+    /// an attachment over the limit) since its last message: the next ask
+    /// waits `hibernate_after` doubled that many times (capped), so a
+    /// handler that keeps declining is not called every period.
+    declined: u32,
     /// Pool pressure asked it to hibernate now.
     hibernate_now: bool,
     /// The version it woke into, for the registry to learn.
@@ -154,7 +160,7 @@ impl Conn {
     fn ready_instance(&mut self) -> Option<(&mut HandlerInstance, &mut PeerWatch)> {
         let open = self.engine.state() == State::Open && !self.handler_closed;
         let queued = self.engine.pending_output_len();
-        let instance = self.instance.as_mut()?;
+        let instance = self.instance.as_deref_mut()?;
         instance.set_connection(open, queued);
         Some((instance, &mut self.watch))
     }
@@ -215,11 +221,14 @@ impl Conn {
     /// hibernates, the connection is open and its handler is awake and
     /// exports `hibernation`.
     fn hibernate_at(&self) -> Option<Instant> {
-        let after = self.wake.as_ref()?.config.after?;
+        let after = self.wake.as_ref()?.config().after?;
         let instance = self.instance.as_ref()?;
         let open = self.engine.state() == State::Open && !self.handler_closed;
         (open && instance.hibernates() && !instance.is_dead())
-            .then(|| self.last_event.checked_add(after))
+            .then(|| {
+                self.last_event
+                    .checked_add(declined_backoff(after, self.declined))
+            })
             .flatten()
     }
 
@@ -229,7 +238,7 @@ impl Conn {
         let auto = self
             .wake
             .as_ref()
-            .and_then(|w| w.config.auto_response.as_ref());
+            .and_then(|w| w.config().auto_response.as_ref());
         matches!((auto, message), (Some(auto), wsbox_protocol::Message::Text(text)) if *text == auto.request)
     }
 
@@ -238,7 +247,7 @@ impl Conn {
         let Some(auto) = self
             .wake
             .as_ref()
-            .and_then(|w| w.config.auto_response.as_ref())
+            .and_then(|w| w.config().auto_response.as_ref())
         else {
             return;
         };
@@ -310,6 +319,17 @@ impl Conn {
     }
 }
 
+/// The most times `hibernate_after` is doubled for a handler that keeps
+/// declining: 64 periods (10 s becomes about 11 minutes).
+const MAX_DECLINED_DOUBLINGS: u32 = 6;
+
+/// How long after its last ask a handler that declined `declined` times
+/// in a row is asked again: `after`, doubled per refusal, at most
+/// 2^[`MAX_DECLINED_DOUBLINGS`] times `after`.
+fn declined_backoff(after: Duration, declined: u32) -> Duration {
+    after.saturating_mul(1 << declined.min(MAX_DECLINED_DOUBLINGS))
+}
+
 /// Applies one effect of a handler call to the engine. Returns how many
 /// messages it queued.
 fn apply(
@@ -361,13 +381,53 @@ fn apply(
     0
 }
 
+/// How the connection task awaits its handler calls for messages and
+/// control frames.
+///
+/// A future is as large as its largest await, and every connection keeps
+/// its run future for its lifetime: inline, the handler-call futures make
+/// it ~3.8 KB, which a hibernated connection (no instance, nothing to
+/// call) holds for nothing. [`BoxedCalls`] allocates each such call's
+/// future instead (one allocation per delivered batch, small next to a
+/// wasm call), which leaves the run future a few hundred bytes: hibernating
+/// routes use it. Other routes use [`InlineCalls`]: their live path is
+/// unchanged, with no allocation per message.
+pub trait Calls: Send + 'static {
+    type Wrapped<F: Future>: Future<Output = F::Output>;
+    fn call<F: Future>(f: F) -> Self::Wrapped<F>;
+}
+
+/// Handler calls inline in the run future (routes that never hibernate).
+pub struct InlineCalls;
+
+impl Calls for InlineCalls {
+    type Wrapped<F: Future> = F;
+    fn call<F: Future>(f: F) -> F {
+        f
+    }
+}
+
+/// Handler calls boxed (hibernating routes): see [`Calls`].
+pub struct BoxedCalls;
+
+impl Calls for BoxedCalls {
+    type Wrapped<F: Future> = std::pin::Pin<Box<F>>;
+    fn call<F: Future>(f: F) -> std::pin::Pin<Box<F>> {
+        Box::pin(f)
+    }
+}
+
 /// Serves one upgraded connection until it is closed.
-pub async fn run<S: Transport>(
+pub async fn run<S: Transport, M: Calls>(
     mut stream: S,
     leftover: Bytes,
-    instance: HandlerInstance,
-    setup: ConnectionSetup,
+    instance: Box<HandlerInstance>,
+    setup: Box<ConnectionSetup>,
 ) {
+    // Boxed arguments, unboxed here: an async fn keeps room for its
+    // arguments for its whole life (the instance alone is ~400 bytes), and
+    // every connection, hibernated ones too, keeps this future.
+    let setup = *setup;
     // Built in a block so that the moved-out `engine` takes no room in this
     // future, which every connection keeps for its lifetime.
     let mut conn = Box::new(Conn {
@@ -393,6 +453,7 @@ pub async fn run<S: Transport>(
         wake: setup.wake,
         sleeping: None,
         last_event: Instant::now(),
+        declined: 0,
         hibernate_now: false,
         woke_into: None,
     });
@@ -401,9 +462,9 @@ pub async fn run<S: Transport>(
     let registration = setup.registration;
     let count_in = |n: usize| registration.mailbox().count_in(n);
     if let Some((instance, watch)) = conn.ready_instance() {
-        let result = watch
-            .run(&mut stream, count_in, instance.on_open(&setup.info))
-            .await;
+        // Boxed: needed once (see `close_handler`).
+        let result =
+            Box::pin(watch.run(&mut stream, count_in, instance.on_open(&setup.info))).await;
         conn.after_call(result);
     }
     drop(setup.info);
@@ -429,7 +490,7 @@ pub async fn run<S: Transport>(
             conn.apply_mail(registration.mailbox().take());
         }
         if std::mem::take(&mut conn.hibernate_now) {
-            hibernate(&mut conn, &mut stream, count_in).await;
+            Box::pin(hibernate(&mut conn, &mut stream, count_in)).await;
         }
 
         // Dispatch every complete event to the handler: consecutive
@@ -441,7 +502,7 @@ pub async fn run<S: Transport>(
             // close), so they are handed over first unless it is another
             // plain message.
             if !inbox.is_empty() && !conn.engine.next_is_plain_message() {
-                deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
+                M::call(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
             }
             let Some(event) = conn.engine.next_event() else {
                 break;
@@ -451,27 +512,27 @@ pub async fn run<S: Transport>(
                     if conn.is_auto_request(&message) {
                         // Answered by the host, after the replies to what
                         // came before it; the handler never sees it.
-                        deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
+                        M::call(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
                         conn.auto_respond();
                         continue;
                     }
                     inbox.push(message);
                     if inbox.is_full() {
-                        deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
+                        M::call(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
                     }
                     continue;
                 }
                 other => other,
             };
-            deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
+            M::call(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
             if matches!(event, Event::Pong(_)) {
                 timers.pong_received();
             }
-            if let Some(info) = dispatch(&mut conn, event, &mut stream, count_in).await {
+            if let Some(info) = M::call(dispatch(&mut conn, event, &mut stream, count_in)).await {
                 conn.close_info.get_or_insert(info);
             }
         }
-        deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
+        M::call(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
         inbox.recycle();
         if let Some(module) = conn.woke_into.take() {
             // The registry (admin API, metrics) sees the version it woke into.
@@ -615,7 +676,7 @@ pub async fn run<S: Transport>(
                     break;
                 }
                 if hibernate_at.is_some_and(|t| t <= Instant::now()) {
-                    hibernate(&mut conn, &mut stream, count_in).await;
+                    Box::pin(hibernate(&mut conn, &mut stream, count_in)).await;
                 }
             }
         }
@@ -643,17 +704,26 @@ pub async fn run<S: Transport>(
         cause: CloseCause::ConnectionLost,
     });
     tracing::debug!(code = ?info.code, reason = %info.reason, cause = ?info.cause, "connection closed");
+    // Boxed, like the other calls made once per connection (or per wake or
+    // hibernation): the run future, which every connection keeps for its
+    // lifetime, hibernated ones too, is as large as its largest await.
+    Box::pin(close_handler(&mut conn, info)).await;
+}
+
+/// Tells the handler how the connection ended (`on-close`), waking a
+/// hibernated one for it first.
+async fn close_handler(conn: &mut Conn, info: CloseInfo) {
     if conn.sleeping.is_some() {
         // The close wakes a hibernated connection, for `on-close`. The
         // socket is done: the call runs unwatched, like `on-close`.
-        if let Some(mut instance) = woken_instance(&mut conn).await {
+        if let Some(mut instance) = woken_instance(conn).await {
             let attachment = conn.sleeping.take().map(|s| s.attachment);
             instance.set_connection(false, 0);
             match instance
                 .on_wake(attachment.as_deref().unwrap_or_default())
                 .await
             {
-                Ok(()) => conn.instance = Some(instance),
+                Ok(()) => conn.instance = Some(Box::new(instance)),
                 Err(e) => tracing::warn!(error = %e, "handler failed in on_wake before on_close"),
             }
         }
@@ -710,7 +780,7 @@ async fn hibernate<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: impl
 /// One hibernation attempt (see [`hibernate`]).
 async fn try_hibernate<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: impl Fn(usize)) {
     conn.last_event = Instant::now();
-    let Some(max) = conn.wake.as_ref().map(|w| w.config.max_attachment) else {
+    let Some(max) = conn.wake.as_ref().map(|w| w.config().max_attachment) else {
         return;
     };
     let Some((instance, watch)) = conn.ready_instance() else {
@@ -730,10 +800,15 @@ async fn try_hibernate<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: 
         return;
     }
     let Some(attachment) = answer else {
-        tracing::debug!("handler declined to hibernate; it stays awake");
+        conn.declined = conn.declined.saturating_add(1);
+        tracing::debug!(
+            declined = conn.declined,
+            "handler declined to hibernate; it stays awake"
+        );
         return;
     };
     if attachment.len() > max {
+        conn.declined = conn.declined.saturating_add(1);
         tracing::info!(
             size = attachment.len(),
             max,
@@ -761,10 +836,11 @@ async fn try_hibernate<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: 
     }
     drop(instance);
     tracing::debug!(attachment = attachment.len(), "connection hibernated");
-    conn.sleeping = Some(Box::new(Sleeping {
-        attachment: attachment.into_boxed_slice(),
+    conn.declined = 0;
+    conn.sleeping = Some(Box::new(Sleeping::new(
+        attachment.into_boxed_slice(),
         resumable,
-    }));
+    )));
     conn.engine.compact_idle();
     super::memory::request_trim();
 }
@@ -780,13 +856,7 @@ async fn woken_instance(conn: &mut Conn) -> Option<HandlerInstance> {
         Ok(woken) => {
             let mut instance = woken.instance;
             if let Some(sleeping) = conn.sleeping.as_mut() {
-                instance.resume(std::mem::replace(
-                    &mut sleeping.resumable,
-                    wsbox_runtime::Resumable {
-                        request: None,
-                        pubsub: None,
-                    },
-                ));
+                instance.resume(sleeping.take_resumable());
             }
             conn.metrics = woken.metrics;
             conn.woke_into = Some(woken.module.clone());
@@ -821,7 +891,7 @@ async fn wake<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: &impl Fn(
     let Some(instance) = woken_instance(conn).await else {
         return;
     };
-    conn.instance = Some(instance);
+    conn.instance = Some(Box::new(instance));
     let attachment = conn.sleeping.take().map(|s| s.attachment);
     if let Some((instance, watch)) = conn.ready_instance() {
         let result = watch
@@ -847,8 +917,12 @@ async fn deliver<S: Transport>(
         return;
     }
     conn.last_event = Instant::now();
+    // Activity: a handler that declined is asked again after one period.
+    conn.declined = 0;
     if conn.sleeping.is_some() {
-        wake(conn, stream, &count_in).await;
+        // Boxed: once per wake, and the largest future here (it makes an
+        // instance), which the run future would otherwise keep inline.
+        Box::pin(wake(conn, stream, &count_in)).await;
     }
     // Counted here, once per batch: the counter is shared by the route.
     conn.metrics.messages_in.inc_by(inbox.len() as u64);
@@ -918,5 +992,26 @@ async fn dispatch<S: Transport>(
                 },
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_declining_handler_is_asked_again_later_and_later_up_to_a_cap() {
+        let after = Duration::from_secs(10);
+        assert_eq!(declined_backoff(after, 0), after);
+        assert_eq!(declined_backoff(after, 1), after * 2);
+        assert_eq!(declined_backoff(after, 3), after * 8);
+        assert_eq!(declined_backoff(after, 6), after * 64);
+        assert_eq!(declined_backoff(after, 7), after * 64);
+        assert_eq!(declined_backoff(after, u32::MAX), after * 64);
+        assert_eq!(
+            declined_backoff(Duration::MAX, 6),
+            Duration::MAX,
+            "saturates"
+        );
     }
 }

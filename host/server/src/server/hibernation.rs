@@ -13,31 +13,181 @@ use super::Shared;
 use super::routes::ServedModule;
 use crate::config::Hibernation;
 use crate::metrics::{ModuleLabels, ModuleMetrics};
-use wsbox_runtime::{CallError, HandlerInstance, Resumable};
+use wsbox_runtime::{
+    CallError, HandlerInstance, Header, NamedCapture, Resumable, SocketAddress, UpgradeRequest,
+};
 
 /// What a hibernated connection keeps of its handler: the attachment and
 /// the host state a fresh instance needs.
 pub(super) struct Sleeping {
     /// What `on-hibernate` returned; `on-wake` gets it.
     pub attachment: Box<[u8]>,
-    /// The request and the pub/sub handle of the instance that hibernated.
-    pub resumable: Resumable,
+    /// The request the connection was opened with, packed.
+    pub request: Option<PackedRequest>,
+    /// The pub/sub handle of the instance that hibernated.
+    pub pubsub: Option<std::sync::Arc<dyn wsbox_runtime::pubsub::PubsubPort>>,
+}
+
+impl Sleeping {
+    pub(super) fn new(attachment: Box<[u8]>, resumable: Resumable) -> Sleeping {
+        Sleeping {
+            attachment,
+            request: resumable.request.as_deref().map(PackedRequest::pack),
+            pubsub: resumable.pubsub,
+        }
+    }
+
+    /// What a fresh instance takes over (the request unpacked).
+    pub(super) fn take_resumable(&mut self) -> Resumable {
+        Resumable {
+            request: self
+                .request
+                .take()
+                .and_then(|packed| packed.unpack())
+                .map(Box::new),
+            pubsub: self.pubsub.take(),
+        }
+    }
+}
+
+/// A hibernated connection's request in one allocation of its strings'
+/// bytes (each length-prefixed), instead of a string or vector per header,
+/// capture and subprotocol: unpacked it takes two to three times as much
+/// (allocator overhead, vector headers), for every hibernated connection.
+pub(super) struct PackedRequest {
+    strings: Box<[u8]>,
+    connection_id: u64,
+    remote_address: SocketAddress,
+    origin_allowed: bool,
+}
+
+impl PackedRequest {
+    fn pack(request: &UpgradeRequest) -> PackedRequest {
+        let mut out = Vec::new();
+        let put = |out: &mut Vec<u8>, bytes: &[u8]| {
+            out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+            out.extend_from_slice(&bytes[..bytes.len().min(u32::MAX as usize)]);
+        };
+        let count = |out: &mut Vec<u8>, n: usize| {
+            out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+        };
+        put(&mut out, request.path.as_bytes());
+        put(&mut out, request.query.as_bytes());
+        count(&mut out, request.headers.len());
+        for header in &request.headers {
+            put(&mut out, header.name.as_bytes());
+            put(&mut out, &header.value);
+        }
+        count(&mut out, request.positional_captures.len());
+        for capture in &request.positional_captures {
+            put(&mut out, capture.as_bytes());
+        }
+        count(&mut out, request.named_captures.len());
+        for capture in &request.named_captures {
+            put(&mut out, capture.name.as_bytes());
+            put(&mut out, capture.value.as_bytes());
+        }
+        count(&mut out, request.subprotocols.len());
+        for protocol in &request.subprotocols {
+            put(&mut out, protocol.as_bytes());
+        }
+        match &request.origin {
+            Some(origin) => {
+                count(&mut out, 1);
+                put(&mut out, origin.as_bytes());
+            }
+            None => count(&mut out, 0),
+        }
+        PackedRequest {
+            strings: out.into_boxed_slice(),
+            connection_id: request.connection_id,
+            remote_address: request.remote_address,
+            origin_allowed: request.origin_allowed,
+        }
+    }
+
+    /// The request again; `None` if the bytes do not parse (they always
+    /// do: [`PackedRequest::pack`] wrote them).
+    fn unpack(self) -> Option<UpgradeRequest> {
+        let mut at: &[u8] = &self.strings;
+        fn number(at: &mut &[u8]) -> Option<usize> {
+            let (n, rest) = at.split_first_chunk::<4>()?;
+            *at = rest;
+            usize::try_from(u32::from_le_bytes(*n)).ok()
+        }
+        fn bytes(at: &mut &[u8]) -> Option<Vec<u8>> {
+            let n = number(at)?;
+            let (b, rest) = at.split_at_checked(n)?;
+            *at = rest;
+            Some(b.to_vec())
+        }
+        fn string(at: &mut &[u8]) -> Option<String> {
+            String::from_utf8(bytes(at)?).ok()
+        }
+        let path = string(&mut at)?;
+        let query = string(&mut at)?;
+        let headers = (0..number(&mut at)?)
+            .map(|_| {
+                Some(Header {
+                    name: string(&mut at)?,
+                    value: bytes(&mut at)?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let positional_captures = (0..number(&mut at)?)
+            .map(|_| string(&mut at))
+            .collect::<Option<Vec<_>>>()?;
+        let named_captures = (0..number(&mut at)?)
+            .map(|_| {
+                Some(NamedCapture {
+                    name: string(&mut at)?,
+                    value: string(&mut at)?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let subprotocols = (0..number(&mut at)?)
+            .map(|_| string(&mut at))
+            .collect::<Option<Vec<_>>>()?;
+        let origin = match number(&mut at)? {
+            0 => None,
+            _ => Some(string(&mut at)?),
+        };
+        Some(UpgradeRequest {
+            connection_id: self.connection_id,
+            path,
+            query,
+            headers,
+            positional_captures,
+            named_captures,
+            remote_address: self.remote_address,
+            subprotocols,
+            origin,
+            origin_allowed: self.origin_allowed,
+        })
+    }
+}
+
+/// A hibernating route as its connections know it: shared by all of them
+/// (one copy per route, not per connection).
+pub struct WakeRoute {
+    /// The route, found again by pattern and tenant in the table in force
+    /// at wake time (a deploy may have replaced it).
+    pub pattern: String,
+    pub tenant: String,
+    /// The route's hibernation settings.
+    pub config: Hibernation,
 }
 
 /// How a connection of a hibernating route makes its next instance.
 pub struct WakeSource {
     shared: Arc<Shared>,
-    /// The route, found again by pattern and tenant in the table in force
-    /// at wake time (a deploy may have replaced it).
-    pattern: String,
-    tenant: String,
+    /// The route when the connection opened.
+    route: Arc<WakeRoute>,
     /// The connection's version pin and its rollout roll, so that it wakes
     /// into the same side of a canary rollout that is still going on.
     pin: Option<String>,
     roll: u8,
     connection_id: u64,
-    /// The route's hibernation settings when the connection opened.
-    pub config: Hibernation,
 }
 
 /// A fresh instance for a waking connection.
@@ -59,22 +209,23 @@ pub(super) enum WakeError {
 impl WakeSource {
     pub(super) fn new(
         shared: Arc<Shared>,
-        pattern: String,
-        tenant: String,
+        route: Arc<WakeRoute>,
         pin: Option<String>,
         roll: u8,
         connection_id: u64,
-        config: Hibernation,
     ) -> WakeSource {
         WakeSource {
             shared,
-            pattern,
-            tenant,
+            route,
             pin,
             roll,
             connection_id,
-            config,
         }
+    }
+
+    /// The route's hibernation settings when the connection opened.
+    pub fn config(&self) -> &Hibernation {
+        &self.route.config
     }
 
     /// Tells upgrades waiting under pool pressure that a hibernation
@@ -89,8 +240,8 @@ impl WakeSource {
         let route = table
             .routes()
             .iter()
-            .find(|r| r.pattern == self.pattern && r.config.tenant == self.tenant)
-            .ok_or_else(|| WakeError::RouteGone(self.pattern.clone()))?;
+            .find(|r| r.pattern == self.route.pattern && r.config.tenant == self.route.tenant)
+            .ok_or_else(|| WakeError::RouteGone(self.route.pattern.clone()))?;
         // A pin the rollout no longer serves falls back to the active version.
         let module = Arc::clone(
             route
@@ -191,4 +342,47 @@ pub(super) async fn relieve_pressure(shared: &Shared) -> bool {
         "instance pool or memory budget full: hibernating the least recently active connections"
     );
     tokio::time::timeout(PRESSURE_WAIT, freed).await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wsbox_runtime::to_socket_address;
+
+    #[test]
+    fn a_packed_request_unpacks_to_the_same_request() {
+        let request = UpgradeRequest {
+            connection_id: 42,
+            path: "/rooms/lobby".into(),
+            query: "token=x&é=1".into(),
+            headers: vec![
+                Header {
+                    name: "host".into(),
+                    value: b"example.com".to_vec(),
+                },
+                Header {
+                    name: "x-bin".into(),
+                    value: vec![0, 255, 10],
+                },
+            ],
+            positional_captures: vec!["lobby".into(), String::new()],
+            named_captures: vec![NamedCapture {
+                name: "room".into(),
+                value: "lobby".into(),
+            }],
+            remote_address: to_socket_address("[::1]:8080".parse().expect("address")),
+            subprotocols: vec!["chat.v1".into()],
+            origin: Some("https://example.com".into()),
+            origin_allowed: true,
+        };
+        let unpacked = PackedRequest::pack(&request).unpack().expect("unpacks");
+        assert_eq!(format!("{unpacked:?}"), format!("{request:?}"));
+        let no_origin = UpgradeRequest {
+            origin: None,
+            headers: Vec::new(),
+            ..request
+        };
+        let unpacked = PackedRequest::pack(&no_origin).unpack().expect("unpacks");
+        assert_eq!(format!("{unpacked:?}"), format!("{no_origin:?}"));
+    }
 }

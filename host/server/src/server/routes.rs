@@ -85,6 +85,9 @@ pub struct Route {
     pub config: RouteConfig,
     /// The sandbox limits of each connection's instance.
     pub instance_limits: InstanceLimits,
+    /// What its hibernating connections need to find it again, shared by
+    /// all of them.
+    pub wake: Arc<super::hibernation::WakeRoute>,
 }
 
 impl Route {
@@ -93,6 +96,11 @@ impl Route {
     pub fn new(config: RouteConfig, module: Arc<ServedModule>, tenant: TenantShare) -> Route {
         Route {
             pattern: config.pattern.as_str().to_string(),
+            wake: Arc::new(super::hibernation::WakeRoute {
+                pattern: config.pattern.as_str().to_string(),
+                tenant: config.tenant.clone(),
+                config: config.hibernation.clone(),
+            }),
             module,
             canary: None,
             instance_limits: InstanceLimits::for_route(&config.limits.sandbox(), tenant),

@@ -17,7 +17,7 @@ use tracing::Instrument;
 use wsbox_protocol::handshake;
 
 use super::Shared;
-use super::connection::{self, ConnectionSetup};
+use super::connection::{self, BoxedCalls, ConnectionSetup, InlineCalls};
 use wsbox_runtime::{
     CallError, Header, NamedCapture, OpenInfo, OriginDecision, UpgradeDecision, UpgradeRequest,
     to_socket_address,
@@ -450,68 +450,101 @@ pub(super) async fn handle(
         .then(|| {
             Box::new(super::hibernation::WakeSource::new(
                 Arc::clone(&shared),
-                route.pattern.clone(),
-                route.config.tenant.clone(),
+                Arc::clone(&route.wake),
                 pin,
                 roll,
                 connection_id,
-                route.config.hibernation.clone(),
             ))
         }),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     // Captured boxed: a value captured by the task stays in it for the
     // connection's lifetime, even once moved into the run future below.
-    let pending = Box::new((instance, setup));
-    shared.connections.spawn(
-        async move {
-            let upgraded = match on_upgrade.await {
-                Ok(u) => u,
-                Err(e) => {
-                    tracing::debug!(error = %e, "upgrade did not complete");
-                    return;
-                }
-            };
-            // Unboxed in a block of its own, which frees the box right away.
-            let (instance, setup) = {
-                let pending = pending;
-                *pending
-            };
-            // Take the socket back from hyper: the connection task drives
-            // it directly, with any bytes hyper read past the request head.
-            // The `run` future is boxed, and `parts` stays inside this
-            // statement: whatever is in scope across the await below takes
-            // room in this task for the connection's lifetime (inline, the
-            // run futures and `parts` made it 9.9 KB).
-            let run: Pin<Box<dyn Future<Output = ()> + Send>> =
-                match upgraded.downcast::<TokioIo<TcpStream>>() {
-                    Ok(parts) => Box::pin(connection::run(
-                        parts.io.into_inner(),
-                        detach_leftover(parts.read_buf),
-                        instance,
-                        setup,
-                    )),
-                    Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
-                        Ok(parts) => Box::pin(connection::run(
-                            parts.io.into_inner(),
-                            detach_leftover(parts.read_buf),
-                            instance,
-                            setup,
-                        )),
-                        Err(_) => {
-                            tracing::error!("upgraded connection is of an unknown stream type");
-                            return;
-                        }
-                    },
-                };
-            run.await;
-        }
-        .instrument(span),
-    );
+    let pending = (Box::new(instance), Box::new(setup));
+    let task = async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade did not complete");
+                return;
+            }
+        };
+        // Made in a function of its own: what it needs (`parts`, the
+        // unboxed setup) then takes no room in this task, which every
+        // connection keeps for its lifetime.
+        let Some(run) = start_run(upgraded, pending) else {
+            return;
+        };
+        log_task_size("run", std::mem::size_of_val(&*run));
+        run.await;
+    }
+    .instrument(span);
+    log_task_size("task", std::mem::size_of_val(&task));
+    shared.connections.spawn(task);
     shared
         .metrics
         .connections_accepted
         .get_or_create(&labels)
         .inc();
     resp
+}
+
+/// Logs, once per process and kind, the size of a connection's futures:
+/// every connection keeps them for its lifetime, hibernated or not.
+fn log_task_size(kind: &'static str, bytes: usize) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static RUN: AtomicBool = AtomicBool::new(false);
+    static TASK: AtomicBool = AtomicBool::new(false);
+    let once = if kind == "run" { &RUN } else { &TASK };
+    if !once.swap(true, Ordering::Relaxed) {
+        tracing::debug!(kind, bytes, "connection task future size");
+    }
+}
+
+/// The connection's run future, boxed, over the socket taken back from
+/// hyper; `None` for a stream type it does not know.
+fn start_run(
+    upgraded: hyper::upgrade::Upgraded,
+    pending: (Box<wsbox_runtime::HandlerInstance>, Box<ConnectionSetup>),
+) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+    let (instance, setup) = pending;
+    // Take the socket back from hyper: the connection task drives
+    // it directly, with any bytes hyper read past the request head.
+    // Hibernating routes box their handler calls, so that the run
+    // future a hibernated connection keeps is small (`connection::Calls`).
+    let hibernates = setup.wake.is_some();
+    let run: Pin<Box<dyn Future<Output = ()> + Send>> =
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let (io, leftover) = (parts.io.into_inner(), detach_leftover(parts.read_buf));
+                if hibernates {
+                    Box::pin(connection::run::<_, BoxedCalls>(
+                        io, leftover, instance, setup,
+                    ))
+                } else {
+                    Box::pin(connection::run::<_, InlineCalls>(
+                        io, leftover, instance, setup,
+                    ))
+                }
+            }
+            Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+                Ok(parts) => {
+                    let (io, leftover) = (parts.io.into_inner(), detach_leftover(parts.read_buf));
+                    if hibernates {
+                        Box::pin(connection::run::<_, BoxedCalls>(
+                            io, leftover, instance, setup,
+                        ))
+                    } else {
+                        Box::pin(connection::run::<_, InlineCalls>(
+                            io, leftover, instance, setup,
+                        ))
+                    }
+                }
+                Err(_) => {
+                    tracing::error!("upgraded connection is of an unknown stream type");
+                    return None;
+                }
+            },
+        };
+    Some(run)
 }
