@@ -304,7 +304,7 @@ mod tests {
             "guest-sdk/javascript/wsbox.js",
             "guest-sdk/javascript/wsbox.d.ts",
             "guest-sdk/c/wsbox.h",
-            "guest-sdk/c/bindings/websocket_batch_handler_component_type.o",
+            "guest-sdk/c/bindings/websocket_host_component_type.o",
             "guest-sdk/go/wsbox/wsbox.go",
             "guest-sdk/go/pkg/go.mod",
             "guest-sdk/toolchains/ensure.sh",

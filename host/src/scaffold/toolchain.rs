@@ -308,8 +308,8 @@ fn c(project: &Project, sdk: &Sdk, out: &Path) -> anyhow::Result<()> {
             .arg(&project.dir)
             .args(&handler_sources)
             .arg(c_sdk.join("wsbox.c"))
-            .arg(bindings.join("websocket_batch_handler.c"))
-            .arg(bindings.join("websocket_batch_handler_component_type.o"))
+            .arg(bindings.join("websocket_host.c"))
+            .arg(bindings.join("websocket_host_component_type.o"))
             .arg("-Wl,--strip-debug")
             .arg("-o")
             .arg(&core),
@@ -353,6 +353,7 @@ fn go(project: &Project, sdk: &Sdk, out: &Path) -> anyhow::Result<()> {
         "wsbox",
         "export_wsbox_websocket_handler",
         "export_wsbox_websocket_batch_handler",
+        "export_wsbox_websocket_hibernation",
     ] {
         copy_tree(&go_sdk.join(package), &w.join(package))?;
     }
@@ -390,7 +391,7 @@ fn go(project: &Project, sdk: &Sdk, out: &Path) -> anyhow::Result<()> {
             .arg(&jco_dir)
             .arg(w.join("core.wasm"))
             .arg(sdk.wit())
-            .arg("websocket-batch-handler")
+            .arg("websocket-host")
             .arg(w.join("embedded.wasm")),
         "embedding the WIT (node embed.mjs)",
     )?;
