@@ -48,12 +48,6 @@ pub enum SocketIo {
     Failed(io::Error),
 }
 
-/// Reads go straight into the engine's input buffer when it has at least
-/// this much room (it keeps its buffer while the connection is busy, up to
-/// the engine's limit, and frees it when idle); below it they go through the
-/// caller's shared `read_buf`, so idle connections hold no read buffer.
-const DIRECT_READ_MIN: usize = 16 * 1024;
-
 /// One step of a connection's socket I/O: writes the engine's pending output
 /// if there is some and the socket takes it now; otherwise, given a
 /// `read_buf`, reads into it and feeds the engine. Pending when neither can
@@ -78,19 +72,6 @@ pub fn poll_socket<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
     let Some(read_buf) = read_buf else {
         return Poll::Pending;
     };
-    if let Some(input) = engine.input_buffer(DIRECT_READ_MIN) {
-        // A busy connection's engine has room of its own: read into it and
-        // skip the copy out of `read_buf`.
-        return match tokio_util::io::poll_read_buf(Pin::new(stream), cx, input) {
-            Poll::Ready(Ok(0)) => Poll::Ready(SocketIo::Eof),
-            Poll::Ready(Ok(n)) => {
-                engine.input_appended();
-                Poll::Ready(SocketIo::Read(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(SocketIo::Failed(e)),
-            Poll::Pending => Poll::Pending,
-        };
-    }
     let mut buf = ReadBuf::new(read_buf);
     match Pin::new(stream).poll_read(cx, &mut buf) {
         Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(SocketIo::Eof),

@@ -303,30 +303,6 @@ impl Connection {
         self.parse();
     }
 
-    /// The input buffer, for a transport that reads straight into it
-    /// instead of copying through [`Connection::receive`] (for example with
-    /// `tokio_util::io::poll_read_buf`): given when the engine holds a buffer
-    /// with at least `min` bytes of room, reclaiming the consumed space at
-    /// its front if needed but never allocating. So a busy connection reads
-    /// into the buffer it keeps anyway, and an idle one (which holds none)
-    /// gets `None` and reads through a shared buffer into `receive`. `None`
-    /// once Closed, when input is ignored. Bytes may only be appended; then
-    /// call [`Connection::input_appended`].
-    pub fn input_buffer(&mut self, min: usize) -> Option<&mut BytesMut> {
-        if self.state == State::Closed {
-            return None;
-        }
-        let room = self.input.capacity() - self.input.len() >= min;
-        (room || self.input.try_reclaim(min)).then_some(&mut self.input)
-    }
-
-    /// Parses what was appended to [`Connection::input_buffer`], as
-    /// [`Connection::receive`] does with the bytes it is given.
-    pub fn input_appended(&mut self) {
-        self.input_peak = self.input_peak.max(self.input.len());
-        self.parse();
-    }
-
     /// Parses input up to the next event. Parsing stops at each event so that
     /// the host reacts to it (say, queues an echo) before a later frame is
     /// judged: a protocol error then closes *after* the replies to the valid

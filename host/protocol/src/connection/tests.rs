@@ -1224,36 +1224,3 @@ fn shared_encoded_frames_keep_their_place_in_the_output() {
     conn.close(Some(1000), "").unwrap();
     assert_eq!(conn.send_encoded(encoded), Err(SendError::Closed));
 }
-
-#[test]
-fn reading_straight_into_the_input_buffer_parses_as_receive_does() {
-    let mut conn = server();
-    // A fresh (or idle) connection holds no buffer: its transport reads
-    // through a shared one and `receive`.
-    assert!(conn.input_buffer(16 * 1024).is_none());
-    let text = "é".repeat(40_000);
-    let wire = masked(true, 0x1, text.as_bytes());
-    let (first, rest) = wire.split_at(70_000);
-    conn.receive(first);
-    assert_eq!(conn.next_event(), None);
-    // Its buffer is exactly full: receiving more grows it.
-    let (grow, rest) = rest.split_at(1000);
-    assert!(conn.input_buffer(grow.len()).is_none());
-    conn.receive(grow);
-    // Busy with a large frame: the engine lends its buffer, in pieces.
-    for piece in rest.chunks(1000) {
-        let input = conn
-            .input_buffer(piece.len())
-            .expect("a busy engine lends its input buffer");
-        input.extend_from_slice(piece);
-        conn.input_appended();
-    }
-    assert_eq!(conn.next_event(), Some(Event::Message(Message::Text(text))));
-    // What it lends never needs more memory than it holds.
-    assert!(conn.input_buffer(usize::MAX / 2).is_none());
-    // Closed: input is ignored, so nothing is lent.
-    conn.receive(&masked(true, 0x8, &close_payload(1000, "")));
-    while conn.next_event().is_some() {}
-    assert_eq!(conn.state(), State::Closed);
-    assert!(conn.input_buffer(1).is_none());
-}
