@@ -157,7 +157,7 @@ async fn hold_many_hibernated_connections() {
     let mut child = tokio::process::Command::new(wsbox_binary())
         .args(["serve", "--no-admin", "--config"])
         .arg(&config)
-        .env("RUST_LOG", "warn,wsbox::server::connection=debug,wsbox::server::memory=debug,wsbox::server::upgrade=debug")
+        .env("RUST_LOG", "warn,wsbox_server::server::connection=debug,wsbox_server::server::memory=debug,wsbox_server::server::upgrade=debug")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
