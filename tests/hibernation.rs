@@ -54,29 +54,6 @@ async fn hibernated(pattern: &str, id: u64) {
     wait_for_log_all(&[&span(pattern, id), "connection hibernated"]).await;
 }
 
-/// Waits (10 s at most) until the metrics count `n` hibernated
-/// connections on `route`.
-async fn metrics_count_hibernated(server: &TestServer, route: &str, n: u64) {
-    let needle = format!(r#"route="{route}""#);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let text = server.handle.encode_metrics(0, 0).expect("metrics");
-        let count: u64 = text
-            .lines()
-            .filter(|l| l.starts_with("wsbox_connections_hibernated{") && l.contains(&needle))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum();
-        if count == n {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the metrics count {count} hibernated connections on {route}, not {n}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-}
-
 fn wakes(pattern: &str, id: u64) -> usize {
     count_log_lines(&[&span(pattern, id), "hibernated connection woke"])
 }

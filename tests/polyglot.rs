@@ -175,7 +175,9 @@ async fn hibernate_and_wake(server: Arc<TestServer>, lang: &'static str) {
     assert_eq!(ask(&mut ws, "one").await, "one");
     assert_eq!(ask(&mut ws, "two").await, "two");
     wait_for_log_all(&[&span, "connection hibernated"]).await;
-    hibernated_in_metrics(&server, &route).await;
+    // The connection task flags it on its next turn after the
+    // `connection hibernated` line.
+    metrics_count_hibernated(&server, &route, 1).await;
     let woken = count_log_lines(&[&span, "hibernated connection woke"]);
     // A fresh instance answers, with the count the hibernated one had.
     assert_eq!(ask(&mut ws, "wsbox:count").await, "echoed 2");
@@ -183,30 +185,6 @@ async fn hibernate_and_wake(server: Arc<TestServer>, lang: &'static str) {
         count_log_lines(&[&span, "hibernated connection woke"]) > woken,
         "the count came from a woken instance"
     );
-}
-
-/// Waits (10 s at most) until the metrics count one hibernated
-/// connection on `route` (the connection task flags it on its next turn
-/// after the `connection hibernated` line).
-async fn hibernated_in_metrics(server: &TestServer, route: &str) {
-    let needle = format!(r#"route="{route}""#);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = server.handle.encode_metrics(0, 0).expect("metrics");
-        let count: u64 = text
-            .lines()
-            .filter(|l| l.starts_with("wsbox_connections_hibernated{") && l.contains(&needle))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum();
-        if count == 1 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the metrics count {count} hibernated connections on {route}, not 1"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 async fn greeting(server: Arc<TestServer>, _lang: &'static str) {

@@ -56,9 +56,9 @@ pub struct RuntimeConfig {
     pub memory_keep_resident: u64,
 }
 
-/// The default compiled-code cache: `$XDG_CACHE_HOME/wsbox/compiled`, else
-/// `~/.cache/wsbox/compiled`; none without a home directory.
-pub fn default_compiled_cache() -> Option<PathBuf> {
+/// wsbox's cache directory: `$XDG_CACHE_HOME/wsbox`, else
+/// `~/.cache/wsbox`; none without a home directory.
+pub fn cache_home() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -67,7 +67,12 @@ pub fn default_compiled_cache() -> Option<PathBuf> {
                 .filter(|v| !v.is_empty())
                 .map(|h| PathBuf::from(h).join(".cache"))
         })?;
-    Some(base.join("wsbox").join("compiled"))
+    Some(base.join("wsbox"))
+}
+
+/// The default compiled-code cache: `compiled` in [`cache_home`].
+pub fn default_compiled_cache() -> Option<PathBuf> {
+    cache_home().map(|home| home.join("compiled"))
 }
 
 impl Default for RuntimeConfig {

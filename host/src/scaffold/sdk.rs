@@ -82,15 +82,7 @@ impl Sdk {
 }
 
 fn cache_base() -> anyhow::Result<PathBuf> {
-    std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".cache"))
-        })
-        .map(|base| base.join("wsbox"))
+    wsbox_runtime::settings::cache_home()
         .context("no cache directory for the SDK files: set HOME or XDG_CACHE_HOME")
 }
 

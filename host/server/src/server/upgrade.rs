@@ -501,6 +501,26 @@ fn log_task_size(kind: &'static str, bytes: usize) {
     }
 }
 
+/// The connection task over `io`. Hibernating routes box their handler
+/// calls, so that the run future a hibernated connection keeps is small
+/// (`connection::Calls`).
+fn boxed_run<S: connection::Transport + 'static>(
+    io: S,
+    leftover: Bytes,
+    instance: Box<wsbox_runtime::HandlerInstance>,
+    setup: Box<ConnectionSetup>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    if setup.wake.is_some() {
+        Box::pin(connection::run::<_, BoxedCalls>(
+            io, leftover, instance, setup,
+        ))
+    } else {
+        Box::pin(connection::run::<_, InlineCalls>(
+            io, leftover, instance, setup,
+        ))
+    }
+}
+
 /// The connection's run future, boxed, over the socket taken back from
 /// hyper; `None` for a stream type it does not know.
 fn start_run(
@@ -510,35 +530,16 @@ fn start_run(
     let (instance, setup) = pending;
     // Take the socket back from hyper: the connection task drives
     // it directly, with any bytes hyper read past the request head.
-    // Hibernating routes box their handler calls, so that the run
-    // future a hibernated connection keeps is small (`connection::Calls`).
-    let hibernates = setup.wake.is_some();
     let run: Pin<Box<dyn Future<Output = ()> + Send>> =
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let (io, leftover) = (parts.io.into_inner(), detach_leftover(parts.read_buf));
-                if hibernates {
-                    Box::pin(connection::run::<_, BoxedCalls>(
-                        io, leftover, instance, setup,
-                    ))
-                } else {
-                    Box::pin(connection::run::<_, InlineCalls>(
-                        io, leftover, instance, setup,
-                    ))
-                }
+                boxed_run(io, leftover, instance, setup)
             }
             Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
                 Ok(parts) => {
                     let (io, leftover) = (parts.io.into_inner(), detach_leftover(parts.read_buf));
-                    if hibernates {
-                        Box::pin(connection::run::<_, BoxedCalls>(
-                            io, leftover, instance, setup,
-                        ))
-                    } else {
-                        Box::pin(connection::run::<_, InlineCalls>(
-                            io, leftover, instance, setup,
-                        ))
-                    }
+                    boxed_run(io, leftover, instance, setup)
                 }
                 Err(_) => {
                     tracing::error!("upgraded connection is of an unknown stream type");
