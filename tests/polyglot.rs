@@ -612,8 +612,9 @@ async fn go_echo_passes_the_conformance_suite() {
         return;
     };
     // Known failure: a 1 MiB argument makes the host call the guest's
-    // `cabi_realloc`, whose Go allocation may run a garbage collection,
-    // which reads the clock: an import call from inside `cabi_realloc`,
+    // `cabi_realloc`, whose Go allocation may finish a garbage collection,
+    // which reads the wall clock (the pkg pauses only the adapter's
+    // monotonic clock there): an import call from inside `cabi_realloc`,
     // which the component model forbids ("cannot leave component
     // instance"), so the instance traps and the connection gets 1011.
     // The fix belongs in go.bytecodealliance.org/pkg's cabiRealloc.
