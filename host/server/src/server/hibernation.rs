@@ -240,7 +240,7 @@ impl WakeSource {
         let route = table
             .routes()
             .iter()
-            .find(|r| r.pattern == self.route.pattern && r.config.tenant == self.route.tenant)
+            .find(|r| r.pattern() == self.route.pattern && r.config.tenant == self.route.tenant)
             .ok_or_else(|| WakeError::RouteGone(self.route.pattern.clone()))?;
         // A pin the rollout no longer serves falls back to the active version.
         let module = Arc::clone(
@@ -249,7 +249,7 @@ impl WakeSource {
                 .unwrap_or(&route.module),
         );
         let (limits, _) = super::upgrade::connection_limits(&self.shared, route, &module.tenant);
-        let labels = ModuleLabels::new(&route.pattern, &module);
+        let labels = ModuleLabels::new(route.pattern(), &module);
         let started = std::time::Instant::now();
         // A wake under pool pressure makes room like an upgrade does.
         let instantiated = instantiate_making_room(&self.shared, || {

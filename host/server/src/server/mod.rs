@@ -383,7 +383,7 @@ impl ServerHandle {
             .load()
             .routes()
             .iter()
-            .map(|r| (r.pattern.clone(), Arc::clone(&r.module)))
+            .map(|r| (r.pattern().to_string(), Arc::clone(&r.module)))
             .collect()
     }
 
@@ -469,7 +469,7 @@ impl ServerHandle {
                 let module = ServedModule::from_config(Arc::clone(&handler), &route.config.tenant);
                 let share = self.tenant_share(&module.tenant);
                 *route = Arc::new(Route::new(route.config.clone(), module, share));
-                changed.push(route.pattern.clone());
+                changed.push(route.pattern().to_string());
             }
         }
         self.rebuild(&installed)?;

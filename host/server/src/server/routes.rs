@@ -75,8 +75,6 @@ pub const PIN: &str = "wsbox-version";
 
 /// One route, ready to serve.
 pub struct Route {
-    /// The pattern as configured.
-    pub pattern: String,
     /// The module (and version) serving it.
     pub module: Arc<ServedModule>,
     /// A version rolling out to a share of new connections.
@@ -95,7 +93,6 @@ impl Route {
     /// `tenant` with the rest of their tenant.
     pub fn new(config: RouteConfig, module: Arc<ServedModule>, tenant: TenantShare) -> Route {
         Route {
-            pattern: config.pattern.as_str().to_string(),
             wake: Arc::new(super::hibernation::WakeRoute {
                 pattern: config.pattern.as_str().to_string(),
                 tenant: config.tenant.clone(),
@@ -110,6 +107,11 @@ impl Route {
 }
 
 impl Route {
+    /// The pattern as configured.
+    pub fn pattern(&self) -> &str {
+        self.config.pattern.as_str()
+    }
+
     /// Builds a route for a module's deployment (its active version and
     /// any version rolling out).
     pub fn deployed(config: RouteConfig, deployed: &Deployed, tenant: TenantShare) -> Route {

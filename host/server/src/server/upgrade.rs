@@ -222,7 +222,7 @@ pub(super) async fn handle(
     let span = tracing::info_span!(
         "conn",
         id = connection_id,
-        route = %route.pattern,
+        route = %route.pattern(),
         tenant = %module.tenant,
         module = %module.name,
         version = module.version,
@@ -273,7 +273,7 @@ pub(super) async fn handle(
     let (instance_limits, max_message_size) = connection_limits(&shared, route, &module.tenant);
     let instance_limits = &*instance_limits;
     let max_pending_output = instance_limits.max_pending_output;
-    let labels = crate::metrics::ModuleLabels::new(&route.pattern, &module);
+    let labels = crate::metrics::ModuleLabels::new(route.pattern(), &module);
     let started = std::time::Instant::now();
     // Pool pressure: idle connections that can hibernate make room
     // before the upgrade is refused.
@@ -410,7 +410,7 @@ pub(super) async fn handle(
     let registration = shared.live.register(
         connection_id,
         super::mailbox::ConnectionMeta {
-            route: route.pattern.clone(),
+            route: route.pattern().to_string(),
             module: arc_swap::ArcSwap::from(Arc::clone(&module)),
             remote: peer,
             opened: std::time::Instant::now(),
