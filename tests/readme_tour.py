@@ -122,7 +122,10 @@ def main():
         env.pop("RUSTUP_TOOLCHAIN", None)
         env.pop("CARGO_TARGET_DIR", None)
 
-        run_block(install[0], ROOT, env, "the install step")
+        # The install step builds into the checkout's own target directory,
+        # where .ci/run's release build already is: a third full build in a
+        # temporary directory costs minutes and gigabytes of disk.
+        run_block(install[0], ROOT, dict(env, CARGO_TARGET_DIR=os.path.join(ROOT, "target")), "the install step")
 
         env["HOME"] = home
         # One shell state across blocks: each block starts where the last
