@@ -611,14 +611,39 @@ async fn go_echo_passes_the_conformance_suite() {
     let Some(wasm) = built_example("echo-go", "go").await else {
         return;
     };
-    // Known failure: a 1 MiB argument makes the host call the guest's
-    // `cabi_realloc`, whose Go allocation may finish a garbage collection,
-    // which reads the wall clock (the pkg pauses only the adapter's
-    // monotonic clock there): an import call from inside `cabi_realloc`,
-    // which the component model forbids ("cannot leave component
-    // instance"), so the instance traps and the connection gets 1011.
-    // The fix belongs in go.bytecodealliance.org/pkg's cabiRealloc.
-    conformance_with_known_failures("go", ModuleSource::File(wasm), &["1 MiB messages"]).await;
+    conformance("go", ModuleSource::File(wasm.clone())).await;
+    go_garbage_is_collected_between_events(wasm).await;
+}
+
+/// The Go SDK turns Go's automatic GC off (an allocation in `cabi_realloc`
+/// must not run a collection: it reads the clock, an import the component
+/// model forbids there) and collects at the end of events instead. Fifty
+/// 1 MiB messages, text and binary, echo one by one under a 32 MiB
+/// `memory_limit`: without those collections their garbage (at least the
+/// 50 MiB the host lowers into the instance) would outgrow the limit and
+/// the instance would trap (1011).
+async fn go_garbage_is_collected_between_events(wasm: PathBuf) {
+    let mut config = echo_config(ModuleSource::File(wasm), "go-gc");
+    for route in &mut config.routes {
+        route.limits.memory_limit = 32 << 20;
+    }
+    let server = TestServer::start(config).await;
+    let mut ws = server.connect("/echo").await;
+    for i in 0..50u32 {
+        let sent = if i % 2 == 0 {
+            WsMessage::text(char::from(b'a' + (i % 26) as u8).to_string().repeat(1 << 20))
+        } else {
+            WsMessage::binary(vec![i as u8; 1 << 20])
+        };
+        ws.send(sent.clone()).await.expect("send");
+        let got = next_message(&mut ws).await;
+        assert!(
+            got == sent,
+            "1 MiB message {i} under a 32 MiB memory_limit: expected its echo ({}), got {} (a close here means the instance ran out of memory: garbage not collected)",
+            kind(&sent),
+            kind(&got)
+        );
+    }
 }
 
 /// The committed Go bindings were generated from this WIT: the hash

@@ -21,11 +21,27 @@
 //
 //	func (e *Echo) SaveState() ([]byte, bool) { b, err := json.Marshal(e); return b, err == nil }
 //	func (e *Echo) LoadState(ws *wsbox.Ws, state []byte) error { return json.Unmarshal(state, e) }
+//
+// Garbage collection: the SDK turns Go's automatic GC off
+// (debug.SetGCPercent(-1)) and collects itself at the end of every event,
+// when the heap allocated since the last collection exceeds what was live
+// after it (at least 4 MiB): GOGC=100's pacing, at points of its choosing.
+// Why: the host passes a message (or any list or string) into the
+// instance through the guest's cabi_realloc, whose allocation could
+// otherwise start or finish a collection, and a collection reads the
+// clock, an import call that the component model forbids there (the
+// instance traps; 1 MiB messages did). Garbage made during one event is
+// collected after it (in a batch, also between messages), so a handler
+// that allocates a lot within one event may call runtime.GC() itself;
+// there, as anywhere in a handler, it is safe. Don't turn the GC back on.
 package wsbox
 
 import (
 	"encoding/json"
 	"errors"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 
@@ -93,7 +109,9 @@ type (
 	// StateSaver lets a connection hibernate: SaveState returns the
 	// handler's state (at most the route's max_attachment bytes), or ok
 	// false to stay awake for now.
-	StateSaver interface{ SaveState() (state []byte, ok bool) }
+	StateSaver interface {
+		SaveState() (state []byte, ok bool)
+	}
 	// StateLoader restores what SaveState gave on a fresh handler, before
 	// the message (or close) that woke the connection. An error traps the
 	// instance (the connection closes with 1011).
@@ -221,10 +239,49 @@ func convert(raw types.UpgradeRequest) *Request {
 	return r
 }
 
+// ---- garbage collection (see the package comment) ----
+
+// gcMinimum is the least heap growth that makes a collection, as Go's
+// own 4 MiB minimum heap.
+const gcMinimum = 4 << 20
+
+var (
+	// Heap bytes allocated so far, and live after the last collection.
+	gcSamples      = []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/live:bytes"}}
+	allocsAtLastGC uint64
+)
+
+func init() { debug.SetGCPercent(-1) }
+
+// collect runs a collection when the heap allocated since the last one
+// exceeds max(live heap after it, gcMinimum). Only where imports are
+// allowed: in an export's body, never from cabi_realloc.
+func collect() {
+	metrics.Read(gcSamples)
+	if gcSamples[0].Value.Kind() != metrics.KindUint64 || gcSamples[1].Value.Kind() != metrics.KindUint64 {
+		// A runtime without these metrics: collect every time.
+		runtime.GC()
+		return
+	}
+	allocated := gcSamples[0].Value.Uint64() - allocsAtLastGC
+	if allocated < max(gcSamples[1].Value.Uint64(), gcMinimum) {
+		return
+	}
+	runtime.GC()
+	metrics.Read(gcSamples[:1])
+	allocsAtLastGC = gcSamples[0].Value.Uint64()
+}
+
 // ---- called by the export packages ----
 
 // Upgrade decides the handshake.
 func Upgrade(raw types.UpgradeRequest) types.UpgradeDecision {
+	decision := upgrade(raw)
+	collect()
+	return decision
+}
+
+func upgrade(raw types.UpgradeRequest) types.UpgradeDecision {
 	request = convert(raw)
 	h := current()
 	if p, ok := h.(Preparer); ok {
@@ -249,6 +306,7 @@ func with(c *conn.Connection, f func(h any, ws *Ws)) {
 	// The lent connection must be dropped before the export returns.
 	defer c.Drop()
 	f(current(), &Ws{c})
+	collect()
 }
 
 // OnOpen: the connection is open.
@@ -282,7 +340,10 @@ func OnMessage(c *conn.Connection, m types.Message) {
 func OnMessages(c *conn.Connection, batch types.MessageBatch) {
 	with(c, func(h any, ws *Ws) {
 		at := uint32(0)
-		for _, span := range batch.Spans {
+		for i, span := range batch.Spans {
+			if i > 0 {
+				collect()
+			}
 			deliver(h, ws, batch.Data[at:at+span.Len], span.Kind == types.MessageKindText)
 			at += span.Len
 		}
@@ -325,6 +386,12 @@ func OnClose(c *conn.Connection, info types.CloseInfo) {
 // hibernate_after. The state to keep, or ok false to stay awake.
 func OnHibernate(c *conn.Connection, maxAttachment uint32) (state []byte, ok bool) {
 	defer c.Drop()
+	state, ok = hibernate()
+	collect()
+	return state, ok
+}
+
+func hibernate() (state []byte, ok bool) {
 	if closing {
 		return nil, false
 	}
@@ -343,6 +410,7 @@ func OnHibernate(c *conn.Connection, maxAttachment uint32) (state []byte, ok boo
 func OnHibernateError(c *conn.Connection, size uint32) {
 	defer c.Drop()
 	Log("hibernation refused: the state is too large (" + strconv.Itoa(int(size)) + " bytes)")
+	collect()
 }
 
 // OnWake: a fresh instance for a hibernated connection.
@@ -355,4 +423,3 @@ func OnWake(c *conn.Connection, state []byte) {
 		}
 	})
 }
-
