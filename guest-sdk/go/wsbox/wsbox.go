@@ -241,22 +241,38 @@ func convert(raw types.UpgradeRequest) *Request {
 
 // ---- garbage collection (see the package comment) ----
 
-// gcMinimum is the least heap growth that makes a collection, as Go's
-// own 4 MiB minimum heap.
-const gcMinimum = 4 << 20
+const (
+	// gcMinimum is the least heap growth that makes a collection, as Go's
+	// own 4 MiB minimum heap.
+	gcMinimum = 4 << 20
+	// Reading the heap's size costs about as much as echoing a small
+	// message, so it is read once this many events, or this many bytes of
+	// messages, have come in since the last reading.
+	gcCheckEvents = 16
+	gcCheckBytes  = 256 << 10
+)
 
 var (
 	// Heap bytes allocated so far, and live after the last collection.
 	gcSamples      = []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/live:bytes"}}
 	allocsAtLastGC uint64
+	// Events and message bytes since the heap was last read.
+	gcEvents, gcBytes int
 )
 
 func init() { debug.SetGCPercent(-1) }
 
-// collect runs a collection when the heap allocated since the last one
-// exceeds max(live heap after it, gcMinimum). Only where imports are
-// allowed: in an export's body, never from cabi_realloc.
-func collect() {
+// collect ends an event that brought `in` bytes into the instance: it
+// runs a collection when the heap allocated since the last one exceeds
+// max(live heap after it, gcMinimum). Only where imports are allowed: in
+// an export's body, never from cabi_realloc.
+func collect(in int) {
+	gcEvents++
+	gcBytes += in
+	if gcEvents < gcCheckEvents && gcBytes < gcCheckBytes {
+		return
+	}
+	gcEvents, gcBytes = 0, 0
 	metrics.Read(gcSamples)
 	if gcSamples[0].Value.Kind() != metrics.KindUint64 || gcSamples[1].Value.Kind() != metrics.KindUint64 {
 		// A runtime without these metrics: collect every time.
@@ -277,7 +293,7 @@ func collect() {
 // Upgrade decides the handshake.
 func Upgrade(raw types.UpgradeRequest) types.UpgradeDecision {
 	decision := upgrade(raw)
-	collect()
+	collect(0)
 	return decision
 }
 
@@ -302,16 +318,17 @@ func upgrade(raw types.UpgradeRequest) types.UpgradeDecision {
 	return types.MakeUpgradeDecisionAccept(types.Accept{Subprotocol: sub, Origin: types.OriginDecisionHostVerdict})
 }
 
-func with(c *conn.Connection, f func(h any, ws *Ws)) {
+// with runs one event, which brought `in` bytes, on the handler.
+func with(c *conn.Connection, in int, f func(h any, ws *Ws)) {
 	// The lent connection must be dropped before the export returns.
 	defer c.Drop()
 	f(current(), &Ws{c})
-	collect()
+	collect(in)
 }
 
 // OnOpen: the connection is open.
 func OnOpen(c *conn.Connection, _ types.OpenInfo) {
-	with(c, func(h any, ws *Ws) {
+	with(c, 0, func(h any, ws *Ws) {
 		ws.Request()
 		if o, ok := h.(Opener); ok {
 			o.Open(ws)
@@ -327,32 +344,31 @@ func deliver(h any, ws *Ws, data []byte, text bool) {
 
 // OnMessage: one message.
 func OnMessage(c *conn.Connection, m types.Message) {
-	with(c, func(h any, ws *Ws) {
-		if m.Tag() == types.MessageText {
-			deliver(h, ws, []byte(m.Text()), true)
-		} else {
-			deliver(h, ws, m.Binary(), false)
-		}
-	})
+	text := m.Tag() == types.MessageText
+	var data []byte
+	if text {
+		data = []byte(m.Text())
+	} else {
+		data = m.Binary()
+	}
+	with(c, len(data), func(h any, ws *Ws) { deliver(h, ws, data, text) })
 }
 
-// OnMessages: a batch.
+// OnMessages: a batch (each message counts as an event, the batch as one more).
 func OnMessages(c *conn.Connection, batch types.MessageBatch) {
-	with(c, func(h any, ws *Ws) {
+	with(c, 0, func(h any, ws *Ws) {
 		at := uint32(0)
-		for i, span := range batch.Spans {
-			if i > 0 {
-				collect()
-			}
+		for _, span := range batch.Spans {
 			deliver(h, ws, batch.Data[at:at+span.Len], span.Kind == types.MessageKindText)
 			at += span.Len
+			collect(int(span.Len))
 		}
 	})
 }
 
 // OnPing: a ping arrived.
 func OnPing(c *conn.Connection, data []byte) {
-	with(c, func(h any, ws *Ws) {
+	with(c, len(data), func(h any, ws *Ws) {
 		if p, ok := h.(PingHandler); ok {
 			p.OnPing(ws, data)
 		}
@@ -361,7 +377,7 @@ func OnPing(c *conn.Connection, data []byte) {
 
 // OnPong: a pong arrived.
 func OnPong(c *conn.Connection, data []byte) {
-	with(c, func(h any, ws *Ws) {
+	with(c, len(data), func(h any, ws *Ws) {
 		if p, ok := h.(PongHandler); ok {
 			p.OnPong(ws, data)
 		}
@@ -370,7 +386,7 @@ func OnPong(c *conn.Connection, data []byte) {
 
 // OnClose: the connection closed.
 func OnClose(c *conn.Connection, info types.CloseInfo) {
-	with(c, func(h any, ws *Ws) {
+	with(c, len(info.Reason), func(h any, ws *Ws) {
 		closing = true
 		code := -1
 		if info.Code.IsSome() {
@@ -387,7 +403,7 @@ func OnClose(c *conn.Connection, info types.CloseInfo) {
 func OnHibernate(c *conn.Connection, maxAttachment uint32) (state []byte, ok bool) {
 	defer c.Drop()
 	state, ok = hibernate()
-	collect()
+	collect(0)
 	return state, ok
 }
 
@@ -410,12 +426,12 @@ func hibernate() (state []byte, ok bool) {
 func OnHibernateError(c *conn.Connection, size uint32) {
 	defer c.Drop()
 	Log("hibernation refused: the state is too large (" + strconv.Itoa(int(size)) + " bytes)")
-	collect()
+	collect(0)
 }
 
 // OnWake: a fresh instance for a hibernated connection.
 func OnWake(c *conn.Connection, state []byte) {
-	with(c, func(h any, ws *Ws) {
+	with(c, len(state), func(h any, ws *Ws) {
 		if l, ok := h.(StateLoader); ok {
 			if err := l.LoadState(ws, state); err != nil {
 				panic("wsbox: LoadState: " + err.Error())
