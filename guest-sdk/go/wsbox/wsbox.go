@@ -23,17 +23,17 @@
 //	func (e *Echo) LoadState(ws *wsbox.Ws, state []byte) error { return json.Unmarshal(state, e) }
 //
 // Garbage collection: the SDK turns Go's automatic GC off
-// (debug.SetGCPercent(-1)) and collects itself at the end of every event,
-// when the heap allocated since the last collection exceeds what was live
-// after it (at least 4 MiB): GOGC=100's pacing, at points of its choosing.
-// Why: the host passes a message (or any list or string) into the
-// instance through the guest's cabi_realloc, whose allocation could
-// otherwise start or finish a collection, and a collection reads the
+// (debug.SetGCPercent(-1)) and collects itself between events (and between
+// the messages of a batch) when the heap allocated since the last
+// collection exceeds what was live after it, and at least 4 MiB: GOGC=100's
+// pacing. It reads the heap every 16 events, or sooner once 256 KiB of
+// messages came in. Why: the host passes a message (any list or string)
+// into the instance through the guest's cabi_realloc, whose allocation
+// could otherwise start or finish a collection, and a collection reads the
 // clock, an import call that the component model forbids there (the
-// instance traps; 1 MiB messages did). Garbage made during one event is
-// collected after it (in a batch, also between messages), so a handler
-// that allocates a lot within one event may call runtime.GC() itself;
-// there, as anywhere in a handler, it is safe. Don't turn the GC back on.
+// instance trapped; 1 MiB messages did). So garbage made within one event
+// waits for its end: a handler that allocates a lot in one event may call
+// runtime.GC() itself (in a handler, it is safe). Don't turn the GC back on.
 package wsbox
 
 import (
