@@ -128,6 +128,25 @@ impl Trim {
     }
 }
 
+/// Slots of the server's instance pool (`max_instances` in its config).
+const POOL_SLOTS: usize = 256;
+/// Live connections held at once to use every pool slot (a few short of
+/// all, so that no upgrade waits for room).
+const POOL_WARM: usize = POOL_SLOTS - 8;
+/// Hibernated connections opened before the measurement starts.
+const WARM: usize = 64;
+
+/// Closes with 1000 and waits for the server's answer and end of stream:
+/// once the server has closed, its handler instance is gone.
+async fn close_and_wait(stream: &mut TcpStream) {
+    stream
+        .write_all(&client_frame(true, 0x8, &[0x03, 0xe8], Some([1, 2, 3, 4])))
+        .await
+        .expect("write close");
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest).await;
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -147,7 +166,7 @@ async fn hold_many_hibernated_connections() {
         &config,
         format!(
             "listen = \"127.0.0.1:0\"\n\
-             [runtime]\nmax_instances = 256\nmax_memory_per_instance = \"64MiB\"\n\
+             [runtime]\nmax_instances = {POOL_SLOTS}\nmax_memory_per_instance = \"64MiB\"\n\
              [[route]]\npath = \"/live\"\nmodule = {HIBERNATE_WASM:?}\nmemory_limit = \"32MiB\"\n\
              [[route]]\npath = \"/hib\"\nmodule = {HIBERNATE_WASM:?}\nmemory_limit = \"32MiB\"\n\
              hibernate_after = \"50ms\"\n{compression}"
@@ -252,16 +271,39 @@ async fn hold_many_hibernated_connections() {
         }
     };
 
-    // Warm-up: the first connections set up the runtime's and allocator's
-    // per-thread state, which is not per connection.
+    let rss_start = rss_kib(pid);
+    // Warm-up, first the pool: every instance slot used once, by as many
+    // live connections at a time as there are slots. A freed slot's pages
+    // stay resident for the next instance (`runtime.memory_keep_resident`,
+    // fiber stacks), so without this the opening of N connections below,
+    // dozens of them live at any moment, would first-touch up to all 256
+    // slots and count those ~12 MB (bounded by `max_instances`, not by N)
+    // as the hibernated connections' cost.
+    let pool_warm: Vec<TcpStream> = futures_util::stream::iter(0..POOL_WARM)
+        .map(|_| {
+            let addr = addr.clone();
+            async move {
+                let mut s = open(&addr, "/live", false).await;
+                round_trip(&mut s).await;
+                s
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    for mut s in pool_warm {
+        close_and_wait(&mut s).await;
+    }
+    // Then the runtime's and allocator's per-thread state, which is not per
+    // connection either.
     let mut warm = Vec::new();
-    for _ in 0..64 {
+    for _ in 0..WARM {
         let mut s = open(&addr, "/hib", deflate).await;
         round_trip(&mut s).await;
         warm.push(s);
     }
-    wait_hibernated(64).await;
-    let heap_before = wait_trim(64).await;
+    wait_hibernated(WARM).await;
+    let heap_before = wait_trim(WARM).await;
     let rss_before = rss_kib(pid);
     let maps_before = mappings(pid);
     let tcp_before = tcp_mem_pages();
@@ -281,8 +323,8 @@ async fn hold_many_hibernated_connections() {
         .collect()
         .await;
     let opened_in = started.elapsed();
-    wait_hibernated(64 + n).await;
-    let heap_after = wait_trim(64 + n).await;
+    wait_hibernated(WARM + n).await;
+    let heap_after = wait_trim(WARM + n).await;
     let rss_after = rss_kib(pid);
     let maps_after = mappings(pid);
     let tcp_after = tcp_mem_pages();
@@ -298,11 +340,14 @@ async fn hold_many_hibernated_connections() {
          before {heap_before:?}, after {heap_after:?}"
     );
     let per_conn_bytes = (rss_after.saturating_sub(rss_before) * 1024) as f64 / n as f64;
+    let with_warmup_bytes = (rss_after.saturating_sub(rss_start) * 1024) as f64 / n as f64;
     let maps_per_conn = maps_after.saturating_sub(maps_before) as f64 / n as f64;
     let tcp_per_conn = (tcp_after.saturating_sub(tcp_before) * 4096) as f64 / n as f64;
     println!(
         "HIBERNATION N={n} deflate={deflate}: opened in {opened_in:?}; server RSS {rss_before} KiB -> {rss_after} KiB = {per_conn_bytes:.0} B per hibernated connection; \
-         mappings {maps_before} -> {maps_after} ({maps_per_conn:.4} per connection); kernel TCP memory (both ends, loopback) {tcp_per_conn:.0} B per connection"
+         mappings {maps_before} -> {maps_after} ({maps_per_conn:.4} per connection); kernel TCP memory (both ends, loopback) {tcp_per_conn:.0} B per connection; \
+         from before the warm-up ({rss_start} KiB: the pool's {POOL_WARM} slots first used, {} warm-up connections) {with_warmup_bytes:.0} B per connection",
+        WARM
     );
 
     // Wake latency: message in -> reply out on a hibernated connection, vs
@@ -338,7 +383,7 @@ async fn hold_many_hibernated_connections() {
     // by the pool (its slots' mappings split as they are first used, a few
     // per slot, 256 slots here), not by N.
     assert!(
-        maps_after <= maps_before + 8 * 256,
+        maps_after <= maps_before + 8 * POOL_SLOTS,
         "mappings grew from {maps_before} to {maps_after}"
     );
     let _ = child.kill().await;

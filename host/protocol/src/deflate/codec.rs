@@ -90,7 +90,8 @@ impl PerMessageDeflate {
 
 /// Our side's deflate stream.
 pub(crate) struct Compressor {
-    stream: Option<Deflate>,
+    /// Boxed: a stream is ~130 B and an idle connection holds none.
+    stream: Option<Box<Deflate>>,
     level: i32,
     mem_level: i32,
     /// What zlib-rs is given: 9-15 (see `strategy`).
@@ -201,7 +202,7 @@ impl Compressor {
             if !self.history.is_empty() {
                 stream.set_dictionary(self.history.make_contiguous()).ok()?;
             }
-            self.stream = Some(stream);
+            self.stream = Some(Box::new(stream));
         }
         let stream = self.stream.as_mut()?;
         let mut out = Vec::with_capacity(data.len() / 2 + 64);
@@ -251,7 +252,8 @@ impl Compressor {
 
 /// The inflater for the peer's messages.
 pub(crate) struct Decompressor {
-    stream: Option<Inflate>,
+    /// Boxed, as the compressor's.
+    stream: Option<Box<Inflate>>,
     window_bits: u8,
     /// The peer's no_context_takeover: its messages never refer to earlier ones.
     reset_after_message: bool,
@@ -316,7 +318,7 @@ impl Decompressor {
             }
             self.primed = self.history.len() as u64;
             self.history = Vec::new();
-            self.stream = Some(stream);
+            self.stream = Some(Box::new(stream));
         }
         let stream = self.stream.as_mut().ok_or(InflateError::Corrupt)?;
         let limit = max.saturating_add(1);

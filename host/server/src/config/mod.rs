@@ -288,20 +288,29 @@ impl Default for ServerConfig {
 /// same way).
 #[derive(Debug, Clone)]
 pub struct RoutePattern {
-    source: String,
+    /// Shared with every connection's registry entry.
+    source: std::sync::Arc<str>,
     regex: regex::Regex,
 }
 
 impl RoutePattern {
     /// Compiles `pattern`; the error says what is wrong with the regex.
     pub fn new(pattern: impl Into<String>) -> Result<RoutePattern, regex::Error> {
-        let source = pattern.into();
+        let source: String = pattern.into();
         let regex = regex::Regex::new(&anchor(&source))?;
-        Ok(RoutePattern { source, regex })
+        Ok(RoutePattern {
+            source: source.into(),
+            regex,
+        })
     }
 
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The pattern as written, shared.
+    pub fn shared(&self) -> &std::sync::Arc<str> {
         &self.source
     }
 

@@ -856,7 +856,8 @@ async fn woken_instance(conn: &mut Conn) -> Option<HandlerInstance> {
         Ok(woken) => {
             let mut instance = woken.instance;
             if let Some(sleeping) = conn.sleeping.as_mut() {
-                instance.resume(sleeping.take_resumable());
+                instance
+                    .resume(sleeping.take_resumable(source.pubsub_handle(&woken.module.tenant)));
             }
             conn.metrics = woken.metrics;
             conn.woke_into = Some(woken.module.clone());

@@ -22,10 +22,9 @@ use wsbox_runtime::{
 pub(super) struct Sleeping {
     /// What `on-hibernate` returned; `on-wake` gets it.
     pub attachment: Box<[u8]>,
-    /// The request the connection was opened with, packed.
+    /// The request the connection was opened with, packed. (The pub/sub
+    /// handle is not kept: the wake makes a new one.)
     pub request: Option<PackedRequest>,
-    /// The pub/sub handle of the instance that hibernated.
-    pub pubsub: Option<std::sync::Arc<dyn wsbox_runtime::pubsub::PubsubPort>>,
 }
 
 impl Sleeping {
@@ -33,19 +32,22 @@ impl Sleeping {
         Sleeping {
             attachment,
             request: resumable.request.as_deref().map(PackedRequest::pack),
-            pubsub: resumable.pubsub,
         }
     }
 
-    /// What a fresh instance takes over (the request unpacked).
-    pub(super) fn take_resumable(&mut self) -> Resumable {
+    /// What a fresh instance takes over (the request unpacked), with its
+    /// new pub/sub handle.
+    pub(super) fn take_resumable(
+        &mut self,
+        pubsub: std::sync::Arc<dyn wsbox_runtime::pubsub::PubsubPort>,
+    ) -> Resumable {
         Resumable {
             request: self
                 .request
                 .take()
                 .and_then(|packed| packed.unpack())
                 .map(Box::new),
-            pubsub: self.pubsub.take(),
+            pubsub: Some(pubsub),
         }
     }
 }
@@ -232,6 +234,14 @@ impl WakeSource {
     /// attempt ended (an instance freed, or the handler stayed awake).
     pub(super) fn attempt_ended(&self) {
         self.shared.hibernations.notify_waiters();
+    }
+
+    /// The connection's pub/sub handle, for a woken instance.
+    pub(super) fn pubsub_handle(
+        &self,
+        tenant: &str,
+    ) -> std::sync::Arc<dyn wsbox_runtime::pubsub::PubsubPort> {
+        Arc::new(self.shared.pubsub.handle(self.connection_id, tenant))
     }
 
     /// Creates an instance of the route's version in force now.

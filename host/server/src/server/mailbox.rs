@@ -184,7 +184,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What the server shows about a live connection (the admin API lists it).
 pub struct ConnectionMeta {
     /// The route pattern it matched.
-    pub route: String,
+    pub route: std::sync::Arc<str>,
     /// The module version it runs; held, so that version stays loaded
     /// while the connection lives even after a deploy replaced it.
     /// Swapped when a hibernated connection wakes into another version.

@@ -490,7 +490,7 @@ impl ServerHandle {
                 ConnectionSummary {
                     id,
                     tenant: module.tenant.clone(),
-                    route: meta.route.clone(),
+                    route: meta.route.to_string(),
                     module: module.name.clone(),
                     version: module.version,
                     remote_addr: meta.remote.to_string(),

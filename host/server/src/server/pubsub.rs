@@ -99,6 +99,19 @@ struct State {
     members: HashMap<u64, MemberEntry>,
     /// tenant → topic → subscribers.
     topics: HashMap<Arc<str>, HashMap<String, Subscribers>>,
+    /// Each tenant's name once, shared by its connections' members.
+    tenant_names: HashSet<Arc<str>>,
+}
+
+impl State {
+    fn tenant_name(&mut self, tenant: &str) -> Arc<str> {
+        if let Some(name) = self.tenant_names.get(tenant) {
+            return Arc::clone(name);
+        }
+        let name: Arc<str> = Arc::from(tenant);
+        self.tenant_names.insert(Arc::clone(&name));
+        name
+    }
 }
 
 /// A tenant's publishes in the current one-second window.
@@ -320,7 +333,8 @@ impl Hub {
         backpressure: Backpressure,
         shared_compression: Option<SharedCompression>,
     ) -> (Membership, PubsubHandle) {
-        let tenant: Arc<str> = Arc::from(tenant);
+        let mut state = lock(&self.state);
+        let tenant = state.tenant_name(tenant);
         let member = Arc::new(Member {
             tenant: Arc::clone(&tenant),
             mailbox,
@@ -328,13 +342,14 @@ impl Hub {
             shared_compression,
             slow_closed: AtomicBool::new(false),
         });
-        lock(&self.state).members.insert(
+        state.members.insert(
             id,
             MemberEntry {
                 member,
                 topics: HashSet::new(),
             },
         );
+        drop(state);
         (
             Membership {
                 hub: Arc::clone(self),
@@ -346,6 +361,16 @@ impl Hub {
                 tenant,
             },
         )
+    }
+
+    /// The handle of connection `id` (already joined): a woken instance of
+    /// a hibernated connection gets a new one.
+    pub fn handle(self: &Arc<Self>, id: u64, tenant: &str) -> PubsubHandle {
+        PubsubHandle {
+            hub: Arc::clone(self),
+            id,
+            tenant: lock(&self.state).tenant_name(tenant),
+        }
     }
 
     fn leave(&self, id: u64) {

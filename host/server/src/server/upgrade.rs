@@ -410,7 +410,7 @@ pub(super) async fn handle(
     let registration = shared.live.register(
         connection_id,
         super::mailbox::ConnectionMeta {
-            route: route.pattern().to_string(),
+            route: std::sync::Arc::clone(route.config.pattern.shared()),
             module: arc_swap::ArcSwap::from(Arc::clone(&module)),
             remote: peer,
             opened: std::time::Instant::now(),

@@ -249,3 +249,15 @@ fn compacting_an_unused_codec_is_harmless() {
     let data = b"after the empty one, after the empty one".to_vec();
     assert_eq!(inflate_message(&mut d, &c.compress(&data).unwrap()), data);
 }
+
+/// Every connection that negotiated permessage-deflate keeps this struct for
+/// its lifetime, hibernated ones included: the zlib streams (~130 B each
+/// even when dropped, if held inline) stay boxed.
+#[test]
+fn idle_codec_state_is_small() {
+    assert!(
+        std::mem::size_of::<PerMessageDeflate>() <= 128,
+        "PerMessageDeflate is {} B",
+        std::mem::size_of::<PerMessageDeflate>()
+    );
+}
