@@ -2062,6 +2062,66 @@ async fn zero_config_serve_and_the_cli_deploy_and_reach_connections() {
         "refused before uploading: {err}"
     );
 
+    // A bound route's hibernation settings from the CLI: the server checks
+    // them (400 for a bad one), and the deploy shows them.
+    let (ok, _, err) = cli(
+        &[
+            "deploy",
+            CHAOS_WASM,
+            "--module",
+            "hib",
+            "--hibernate-after",
+            "10s",
+        ],
+        &env,
+    )
+    .await;
+    assert!(
+        !ok && err.contains("--route"),
+        "refused before uploading: {err}"
+    );
+    let (ok, _, err) = cli(
+        &[
+            "deploy",
+            CHAOS_WASM,
+            "--module",
+            "hib",
+            "--route",
+            "/hib",
+            "--max-attachment",
+            "2MiB",
+        ],
+        &env,
+    )
+    .await;
+    assert!(
+        !ok && err.contains("HTTP 400") && err.contains("`max_attachment`: must be at most 1MiB"),
+        "{err}"
+    );
+    let (ok, out, err) = cli(
+        &[
+            "deploy",
+            CHAOS_WASM,
+            "--module",
+            "hib",
+            "--route",
+            "/hib",
+            "--hibernate-after",
+            "10s",
+            "--auto-response",
+            "ping",
+            "pong",
+        ],
+        &env,
+    )
+    .await;
+    assert!(
+        ok && out.contains(
+            r#"route /hib: hibernate_after 10s, max_attachment 16KiB, auto_response "ping" -> "pong""#
+        ),
+        "{out} {err}"
+    );
+
     // A tenant token from the CLI: it lists its tenant's versions, cannot
     // make tokens, and is refused once revoked.
     let (ok, out, err) = cli(&["token", "create", "--tenant", "default", "ci"], &env).await;

@@ -44,6 +44,23 @@ pub fn document() -> Value {
         "Topic name, 1 to 256 bytes, percent-encoded (`/` as %2F)",
         "string",
     );
+    // Apart from the document: one json! of it all passes the macro's
+    // recursion limit.
+    let deploy_request = json!({
+        "type": "object", "required": ["module"],
+        "properties": {"module": {"type": "string"}, "version": {"type": "integer"},
+                       "route": {"type": "string", "description": "Path regex, matched whole"},
+                       "drain": {"description": "Close older versions' connections with 1012 spread over this window (\"30s\"), or true for 30 s",
+                                 "oneOf": [{"type": "string"}, {"type": "boolean"}]},
+                       "split": {"type": "integer", "minimum": 1, "maximum": 99,
+                           "description": "Gradual rollout: `version` gets this percent of new connections beside the active version (again with another percent to change it; a deploy without split promotes a version to all; rollback ends the rollout)"},
+                       "pinning": {"type": "boolean",
+                           "description": "With split: a client may choose one of the two versions with a `wsbox-version` header or query parameter (400 for another version)"},
+                       "hibernate_after": {"oneOf": [{"type": "string", "example": "10s"}, {"type": "number", "minimum": 0}],
+                           "description": "With route: hibernate a connection after this long without messages, when its handler exports `hibernation` and agrees: a duration (\"10s\", \"500ms\") or seconds; 0 or absent = off (recommended \"10s\")"},
+                       "max_attachment": {"oneOf": [{"type": "string", "example": "16KiB"}, {"type": "integer", "minimum": 0, "maximum": 1048576}],
+                           "description": "With route: the largest attachment a hibernated connection keeps: a size (\"16KiB\") or bytes, at most 1MiB; default 16KiB"},
+                       "auto_response": {"$ref": "#/components/schemas/AutoResponse"}}});
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -157,21 +174,7 @@ pub fn document() -> Value {
             "/v1/tenants/{tenant}/deployments": {
                 "post": {"summary": "Activate a version (the latest by default); with `route`, bind that path regex to the module, with the route's hibernation settings (`hibernate_after`, `max_attachment`, `auto_response`: the config file's keys, units and rules; a binding is replaced whole, so settings left out take their defaults, and a deploy without `route` leaves the module's bindings as they are); with `split`, roll it out to a share of new connections. A bad setting is 400 and changes nothing",
                     "parameters": [tenant],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["module"],
-                        "properties": {"module": {"type": "string"}, "version": {"type": "integer"},
-                                       "route": {"type": "string", "description": "Path regex, matched whole"},
-                                       "drain": {"description": "Close older versions' connections with 1012 spread over this window (\"30s\"), or true for 30 s",
-                                                 "oneOf": [{"type": "string"}, {"type": "boolean"}]},
-                                       "split": {"type": "integer", "minimum": 1, "maximum": 99,
-                                           "description": "Gradual rollout: `version` gets this percent of new connections beside the active version (again with another percent to change it; a deploy without split promotes a version to all; rollback ends the rollout)"},
-                                       "pinning": {"type": "boolean",
-                                           "description": "With split: a client may choose one of the two versions with a `wsbox-version` header or query parameter (400 for another version)"},
-                                       "hibernate_after": {"oneOf": [{"type": "string", "example": "10s"}, {"type": "number", "minimum": 0}],
-                                           "description": "With route: hibernate a connection after this long without messages, when its handler exports `hibernation` and agrees: a duration (\"10s\", \"500ms\") or seconds; 0 or absent = off (recommended \"10s\")"},
-                                       "max_attachment": {"oneOf": [{"type": "string", "example": "16KiB"}, {"type": "integer", "minimum": 0, "maximum": 1048576}],
-                                           "description": "With route: the largest attachment a hibernated connection keeps: a size (\"16KiB\") or bytes, at most 1MiB; default 16KiB"},
-                                       "auto_response": {"$ref": "#/components/schemas/AutoResponse"}}}}}},
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": deploy_request}}},
                     "responses": with_errors("200", "The deployment", json!({"$ref": "#/components/schemas/Deployment"}))},
                 "get": {"summary": "Active deployments of a tenant", "parameters": [tenant],
                     "responses": with_errors("200", "Deployments", json!({"type": "object",
