@@ -426,9 +426,9 @@ pub fn format_duration(d: Duration) -> String {
 
 /// A size as users write it: `"16KiB"`, `"1MiB"`, else bytes (`"1000B"`).
 pub fn format_size(n: u64) -> String {
-    if n != 0 && n % (1 << 20) == 0 {
+    if n != 0 && n.is_multiple_of(1 << 20) {
         format!("{}MiB", n >> 20)
-    } else if n != 0 && n % (1 << 10) == 0 {
+    } else if n != 0 && n.is_multiple_of(1 << 10) {
         format!("{}KiB", n >> 10)
     } else {
         format!("{n}B")
