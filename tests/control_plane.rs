@@ -18,8 +18,9 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wsbox::config::{AdminConfig, RoutePattern};
 use wsbox_tests::{
-    CHAOS_WASM, Client, Peers, TestServer, WAIT, ask, chaos_config, expect_close, init_logging,
-    next_message, promtool_check, skip_peers, test_limits, wait_for_log, wsbox_binary,
+    CHAOS_WASM, Client, HIBERNATE_WASM, Peers, TestServer, WAIT, ask, chaos_config,
+    count_log_lines, expect_close, init_logging, metrics_count_hibernated, next_message,
+    promtool_check, skip_peers, test_limits, wait_for_log, wait_for_log_all, wsbox_binary,
 };
 
 const TOKEN: &str = "test-operator-token";
@@ -393,6 +394,150 @@ async fn a_config_route_is_served_by_the_deployed_module_of_its_name() {
     );
     before.close(None).await.expect("close");
     after.close(None).await.expect("close");
+    plane.stop().await;
+}
+
+/// `POST /v1/tenants/default/deployments` with `body`: the status and answer.
+async fn deploy(plane: &Plane, body: &Value) -> (u16, Value) {
+    plane
+        .api(
+            "POST",
+            "/v1/tenants/default/deployments",
+            body.to_string().as_bytes(),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_bound_through_the_api_hibernates_and_wakes_with_its_state() {
+    // Unique to this test: its log needles name it.
+    const P: &str = "/api-bound-hibernates";
+    let dir = TempDir::new("hibernate");
+    let plane = Plane::start(&dir.0, 8 << 20).await;
+    let counter = std::fs::read(HIBERNATE_WASM).expect("the hibernate guest is built");
+    let v = plane.upload("counter", &counter, "hibernating").await;
+
+    // Bad values are refused with 400 saying what is wrong; nothing is
+    // deployed or bound.
+    for (extra, needle) in [
+        (
+            json!({"hibernate_after": "5 fortnights"}),
+            "`hibernate_after`: unknown duration unit `fortnights`",
+        ),
+        (
+            json!({"hibernate_after": [10]}),
+            "`hibernate_after` must be a duration",
+        ),
+        (
+            json!({"max_attachment": "2MiB"}),
+            "`max_attachment`: must be at most 1MiB",
+        ),
+        (
+            json!({"auto_response": {"request": "", "response": "x"}}),
+            "`auto_response.request`: must not be empty",
+        ),
+    ] {
+        let mut body = json!({"module": "counter", "version": v, "route": P});
+        for (k, value) in extra.as_object().expect("an object") {
+            body[k] = value.clone();
+        }
+        let (status, answer) = deploy(&plane, &body).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains(needle), "{body}: {error}");
+    }
+    let (status, answer) = deploy(
+        &plane,
+        &json!({"module": "counter", "version": v, "hibernate_after": "10s"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("give `route`")),
+        "{answer}"
+    );
+    let (_, listed) = plane
+        .api("GET", "/v1/tenants/default/deployments", b"")
+        .await;
+    assert_eq!(listed["deployments"], json!([]), "{listed}");
+
+    // Bound with the settings a config route would have.
+    let (status, d) = deploy(
+        &plane,
+        &json!({"module": "counter", "version": v, "route": P, "hibernate_after": "100ms",
+                "max_attachment": 4096, "auto_response": {"request": "ping?", "response": "pong!"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{d}");
+    let settings = json!([{"route": P, "hibernate_after": "100ms", "max_attachment": "4KiB",
+        "auto_response": {"request": "ping?", "response": "pong!"}}]);
+    assert_eq!(d["bound_routes"], settings, "{d}");
+    let (_, listed) = plane
+        .api("GET", "/v1/tenants/default/deployments", b"")
+        .await;
+    assert_eq!(
+        listed["deployments"][0]["bound_routes"], settings,
+        "{listed}"
+    );
+    let _ = wait_for_log_all(&[
+        "audit=\"deploy\"",
+        &format!("route=\"{P}\""),
+        "hibernate_after=100ms",
+    ])
+    .await;
+
+    let mut ws = connect(plane.server.addr, P).await;
+    assert_eq!(ask(&mut ws, "count").await, "count 1 messages 1 wakes 0");
+    let answer = ask(&mut ws, "id").await;
+    let id: u64 = answer
+        .strip_prefix("counter-id ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected answer to id: {answer}"));
+    let span = format!("conn{{id={id} route={P} tenant=default module=counter version=1}}");
+    wait_for_log_all(&[&span, "connection hibernated"]).await;
+    metrics_count_hibernated(&plane.server, P, 1).await;
+    // The host answers the auto-response without waking it...
+    assert_eq!(ask(&mut ws, "ping?").await, "pong!");
+    assert_eq!(count_log_lines(&[&span, "hibernated connection woke"]), 0);
+    // ...and the next message wakes it with its state.
+    assert_eq!(ask(&mut ws, "count").await, "count 2 messages 3 wakes 1");
+    let woke = wait_for_log_all(&[&span, "hibernated connection woke"]).await;
+    assert!(woke.contains("version=Some(1)"), "{woke}");
+    ws.close(None).await.expect("close");
+    plane.stop().await;
+
+    // A restart builds the route from the stored binding, settings and all
+    // (checked on the new server's metrics: connection ids start over).
+    let plane = Plane::start(&dir.0, 8 << 20).await;
+    let (_, listed) = plane
+        .api("GET", "/v1/tenants/default/deployments", b"")
+        .await;
+    assert_eq!(
+        listed["deployments"][0]["bound_routes"], settings,
+        "{listed}"
+    );
+    let mut ws = connect(plane.server.addr, P).await;
+    assert_eq!(ask(&mut ws, "count").await, "count 1 messages 1 wakes 0");
+    metrics_count_hibernated(&plane.server, P, 1).await;
+    assert_eq!(ask(&mut ws, "count").await, "count 2 messages 2 wakes 1");
+    ws.close(None).await.expect("close");
+
+    // Bound again without settings: the binding is replaced whole, so
+    // hibernation is off for new connections.
+    let (status, d) = deploy(
+        &plane,
+        &json!({"module": "counter", "version": v, "route": P}),
+    )
+    .await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(
+        d["bound_routes"],
+        json!([{"route": P, "hibernate_after": null, "max_attachment": "16KiB",
+                "auto_response": null}]),
+        "{d}"
+    );
     plane.stop().await;
 }
 
@@ -1915,6 +2060,66 @@ async fn zero_config_serve_and_the_cli_deploy_and_reach_connections() {
     assert!(
         !ok && err.contains("1..=99"),
         "refused before uploading: {err}"
+    );
+
+    // A bound route's hibernation settings from the CLI: the server checks
+    // them (400 for a bad one), and the deploy shows them.
+    let (ok, _, err) = cli(
+        &[
+            "deploy",
+            CHAOS_WASM,
+            "--module",
+            "hib",
+            "--hibernate-after",
+            "10s",
+        ],
+        &env,
+    )
+    .await;
+    assert!(
+        !ok && err.contains("--route"),
+        "refused before uploading: {err}"
+    );
+    let (ok, _, err) = cli(
+        &[
+            "deploy",
+            CHAOS_WASM,
+            "--module",
+            "hib",
+            "--route",
+            "/hib",
+            "--max-attachment",
+            "2MiB",
+        ],
+        &env,
+    )
+    .await;
+    assert!(
+        !ok && err.contains("HTTP 400") && err.contains("`max_attachment`: must be at most 1MiB"),
+        "{err}"
+    );
+    let (ok, out, err) = cli(
+        &[
+            "deploy",
+            CHAOS_WASM,
+            "--module",
+            "hib",
+            "--route",
+            "/hib",
+            "--hibernate-after",
+            "10s",
+            "--auto-response",
+            "ping",
+            "pong",
+        ],
+        &env,
+    )
+    .await;
+    assert!(
+        ok && out.contains(
+            r#"route /hib: hibernate_after 10s, max_attachment 16KiB, auto_response "ping" -> "pong""#
+        ),
+        "{out} {err}"
     );
 
     // A tenant token from the CLI: it lists its tenant's versions, cannot

@@ -11,7 +11,10 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::config::{ModuleSource, RouteConfig, RoutePattern, TenantLimits};
+use crate::config::{
+    AutoResponse, Hibernation, ModuleSource, RouteConfig, RoutePattern, TenantLimits,
+    format_duration, format_size,
+};
 use crate::registry::{self, ModuleRegistry, Recovery, RegistryError, TenantRecord, VersionRecord};
 use crate::server::ServerHandle;
 use crate::server::routes::{self, Canary, DEFAULT_TENANT, Deployed, Route, ServedModule};
@@ -49,11 +52,59 @@ pub struct Deployment {
     /// The routes this module serves (bound through the API, and config
     /// routes of the same module name in the default tenant).
     pub routes: Vec<String>,
+    /// The routes bound to this module through the API, as bound, with
+    /// their hibernation settings.
+    pub bound_routes: Vec<BoundRoute>,
     /// Connections of older versions being closed with 1012 (`drain`).
     pub draining: usize,
     /// A version rolling out to a share of new connections, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+}
+
+/// A route to bind with a deploy: its path regex and hibernation
+/// settings (validated: see [`Hibernation`]).
+#[derive(Debug, Clone)]
+pub struct RouteBinding {
+    pub pattern: String,
+    pub hibernation: Hibernation,
+}
+
+/// A route bound through the API as the API shows it: the settings in the
+/// config file's names and units (`"10s"`, `"16KiB"`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BoundRoute {
+    /// The path regex as bound (a tenant's is matched under its
+    /// `path_prefix`, as `routes` shows).
+    pub route: String,
+    /// `None` (null): hibernation off.
+    pub hibernate_after: Option<String>,
+    pub max_attachment: String,
+    pub auto_response: Option<AutoResponse>,
+}
+
+impl BoundRoute {
+    fn new(pattern: &str, h: &Hibernation) -> BoundRoute {
+        BoundRoute {
+            route: pattern.to_string(),
+            hibernate_after: h.after.map(format_duration),
+            max_attachment: format_size(u64::try_from(h.max_attachment).unwrap_or(u64::MAX)),
+            auto_response: h.auto_response.clone(),
+        }
+    }
+}
+
+/// The routes of `module` of `tenant` among the bound ones.
+fn bound_routes_of(
+    routes: &[registry::RouteRecord],
+    tenant: &str,
+    module: &str,
+) -> Vec<BoundRoute> {
+    routes
+        .iter()
+        .filter(|r| r.tenant == tenant && r.module == module)
+        .map(|r| BoundRoute::new(&r.pattern, &r.hibernation))
+        .collect()
 }
 
 /// A gradual rollout as the API shows it.
@@ -563,7 +614,8 @@ impl ControlPlane {
                 origin: Default::default(),
                 keepalive: Default::default(),
                 compression: None,
-                hibernation: Default::default(),
+                // Its connections hibernate and wake as a config route's.
+                hibernation: route.hibernation.clone(),
             };
             let share = self.server.tenant_share(&deployed.active.tenant);
             table.push(Route::deployed(config, deployed, share));
@@ -672,18 +724,20 @@ impl ControlPlane {
     }
 
     /// Makes a version (the latest when `None`) serve the module's routes,
-    /// and binds `route` to the module when given.
+    /// and binds `route` to the module when given, with its hibernation
+    /// settings (replacing those of an earlier binding of the pattern;
+    /// the module's other routes keep theirs).
     pub async fn activate(
         &self,
         tenant: &str,
         module: &str,
         version: Option<u64>,
-        route: Option<String>,
+        route: Option<RouteBinding>,
         by: &str,
     ) -> Result<Deployment, RegistryError> {
         registry::check_name("tenant", tenant)?;
         registry::check_name("module", module)?;
-        if let Some(pattern) = &route {
+        if let Some(RouteBinding { pattern, .. }) = &route {
             RoutePattern::new(pattern.as_str()).map_err(|e| {
                 RegistryError::Invalid(format!(
                     "route `{pattern}` is not a valid regular expression: {e}"
@@ -691,7 +745,7 @@ impl ControlPlane {
             })?;
         }
         let mut loaded = self.loaded.lock().await;
-        if let Some(pattern) = &route
+        if let Some(RouteBinding { pattern, .. }) = &route
             && tenant != DEFAULT_TENANT
         {
             let has_prefix = self
@@ -889,9 +943,12 @@ impl ControlPlane {
     ) -> Result<Deployment, RegistryError> {
         let registry = Arc::clone(&self.registry);
         let (t, m) = (tenant.to_string(), module.to_string());
-        let active = blocking(move || Ok(registry.db().active_of(&t, &m)?))
-            .await?
-            .ok_or_else(|| not_found_module(tenant, module))?;
+        let (active, bound) = blocking(move || {
+            let db = registry.db();
+            Ok((db.active_of(&t, &m)?, db.routes()?))
+        })
+        .await?;
+        let active = active.ok_or_else(|| not_found_module(tenant, module))?;
         let rollout = loaded
             .get(&(tenant.to_string(), module.to_string()))
             .and_then(|d| d.canary.as_ref())
@@ -907,6 +964,7 @@ impl ControlPlane {
             previous_version: active.previous_version,
             activated_at_ms: active.activated_at_ms,
             routes: self.routes_of(tenant, module),
+            bound_routes: bound_routes_of(&bound, tenant, module),
             draining: 0,
             rollout,
         })
@@ -956,7 +1014,7 @@ impl ControlPlane {
         tenant: &str,
         module: &str,
         version: u64,
-        route: Option<String>,
+        route: Option<RouteBinding>,
         action: &'static str,
         by: &str,
     ) -> Result<Deployment, RegistryError> {
@@ -966,8 +1024,17 @@ impl ControlPlane {
         let served = self.load(&record).await?;
         let registry = Arc::clone(&self.registry);
         let (t, m, r) = (tenant.to_string(), module.to_string(), route.clone());
-        let active =
-            blocking(move || Ok(registry.db().activate(&t, &m, version, r.as_deref())?)).await?;
+        let (active, bound) = blocking(move || {
+            let mut db = registry.db();
+            let active = db.activate(
+                &t,
+                &m,
+                version,
+                r.as_ref().map(|r| (r.pattern.as_str(), &r.hibernation)),
+            )?;
+            Ok((active, db.routes()?))
+        })
+        .await?;
         let previous = loaded.insert(
             (tenant.to_string(), module.to_string()),
             Deployed::new(served),
@@ -982,13 +1049,19 @@ impl ControlPlane {
             return Err(e);
         }
         self.count_action(tenant, module, action);
+        let hibernation = route.as_ref().map(|r| &r.hibernation);
         tracing::info!(
             audit = action,
             tenant = %tenant,
             module = %module,
             version,
             previous_version = active.previous_version,
-            route = route.as_deref().unwrap_or(""),
+            route = route.as_ref().map(|r| r.pattern.as_str()).unwrap_or(""),
+            hibernate_after = hibernation
+                .and_then(|h| h.after)
+                .map(|d| tracing::field::display(format_duration(d))),
+            max_attachment = hibernation.map(|h| h.max_attachment),
+            auto_response = hibernation.is_some_and(|h| h.auto_response.is_some()),
             by = %by,
             "module version activated"
         );
@@ -999,6 +1072,7 @@ impl ControlPlane {
             previous_version: active.previous_version,
             activated_at_ms: active.activated_at_ms,
             routes: self.routes_of(tenant, module),
+            bound_routes: bound_routes_of(&bound, tenant, module),
             draining: 0,
             rollout: None,
         })
@@ -1058,9 +1132,9 @@ impl ControlPlane {
     pub async fn deployments(&self, tenant: &str) -> Result<Vec<Deployment>, RegistryError> {
         registry::check_name("tenant", tenant)?;
         let registry = Arc::clone(&self.registry);
-        let (active, canaries) = blocking(move || {
+        let (active, canaries, bound) = blocking(move || {
             let db = registry.db();
-            Ok((db.active()?, db.canaries()?))
+            Ok((db.active()?, db.canaries()?, db.routes()?))
         })
         .await?;
         Ok(active
@@ -1076,6 +1150,7 @@ impl ControlPlane {
                         pinning: c.pinning,
                     }),
                 routes: self.routes_of(&a.tenant, &a.module),
+                bound_routes: bound_routes_of(&bound, &a.tenant, &a.module),
                 tenant: a.tenant,
                 module: a.module,
                 version: a.version,

@@ -18,7 +18,7 @@
 //! endpoints (`status`, `metrics`, tenant settings, tokens) 403.
 //! | `POST /v1/tenants/{t}/modules/{m}/versions?note=` | upload (body: the component) |
 //! | `GET /v1/tenants/{t}/modules/{m}/versions` | versions, active one, live connections each |
-//! | `POST /v1/tenants/{t}/deployments` | activate `{module, version?, route?}` |
+//! | `POST /v1/tenants/{t}/deployments` | activate `{module, version?, route?}`; a `route` may carry `hibernate_after`, `max_attachment`, `auto_response` |
 //! | `GET /v1/tenants/{t}/deployments` | active deployments |
 //! | `POST /v1/tenants/{t}/modules/{m}/rollback` | back to the previous version |
 //! | `GET /v1/connections` | live connections |
@@ -167,6 +167,103 @@ struct ActivateRequest {
     /// Close older versions' connections with 1012 over this window
     /// (`"30s"`, `"500ms"`; `true` for the default 30 s).
     drain: Option<DrainRequest>,
+    /// With `route`: its hibernation settings, as a config route's
+    /// (`"10s"` or seconds; 0 = off).
+    hibernate_after: Option<serde_json::Value>,
+    /// With `route`: the largest attachment (`"16KiB"` or bytes, at most 1 MiB).
+    max_attachment: Option<serde_json::Value>,
+    /// With `route`: `{"request": "ping", "response": "pong"}`.
+    auto_response: Option<serde_json::Value>,
+}
+
+impl ActivateRequest {
+    /// The route to bind, with its hibernation settings validated by the
+    /// config file's rules; an error names the field and what is wrong.
+    fn binding(&self) -> Result<Option<crate::control::RouteBinding>, ApiError> {
+        let given = [
+            ("hibernate_after", self.hibernate_after.is_some()),
+            ("max_attachment", self.max_attachment.is_some()),
+            ("auto_response", self.auto_response.is_some()),
+        ];
+        let Some(pattern) = &self.route else {
+            if let Some((key, _)) = given.iter().find(|(_, set)| *set) {
+                return Err(ApiError::bad_request(format!(
+                    "`{key}` is a setting of the route being bound: give `route` with it \
+                     (a deploy without `route` leaves the module's routes and their settings as they are)"
+                )));
+            }
+            return Ok(None);
+        };
+        Ok(Some(crate::control::RouteBinding {
+            pattern: pattern.clone(),
+            hibernation: hibernation_settings(
+                self.hibernate_after.as_ref(),
+                self.max_attachment.as_ref(),
+                self.auto_response.as_ref(),
+            )?,
+        }))
+    }
+}
+
+/// A route's hibernation settings from a request, read as the config file
+/// reads `hibernate_after`, `max_attachment` and `[route.auto_response]`
+/// (same units, same rules); what is left out takes its default.
+fn hibernation_settings(
+    hibernate_after: Option<&serde_json::Value>,
+    max_attachment: Option<&serde_json::Value>,
+    auto_response: Option<&serde_json::Value>,
+) -> Result<crate::config::Hibernation, ApiError> {
+    use crate::config::{AutoResponse, Hibernation};
+    use serde_json::Value;
+    use wsbox_io::units::{DurationValue, SizeValue};
+    let mut h = Hibernation::default();
+    if let Some(v) = hibernate_after {
+        let value = match v {
+            Value::String(s) => DurationValue::Text(s.clone()),
+            Value::Number(n) => DurationValue::Seconds(n.as_f64().unwrap_or(f64::NAN)),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "`hibernate_after` must be a duration such as \"10s\" or \"500ms\", or a number \
+                     of seconds (0 = off), not {other}"
+                )));
+            }
+        };
+        h.after = Hibernation::parse_after(&value)
+            .map_err(|m| ApiError::bad_request(format!("`hibernate_after`: {m}")))?;
+    }
+    if let Some(v) = max_attachment {
+        let value = match v {
+            Value::String(s) => SizeValue::Text(s.clone()),
+            // Past i64 is still a whole number: too large, said as such below.
+            Value::Number(n) => match n.as_i64().or_else(|| n.as_u64().map(|_| i64::MAX)) {
+                Some(n) => SizeValue::Bytes(n),
+                None => {
+                    return Err(ApiError::bad_request(format!(
+                        "`max_attachment`: {n} is not a whole number of bytes (or a size such as \"16KiB\")"
+                    )));
+                }
+            },
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "`max_attachment` must be a size such as \"16KiB\" or a number of bytes, not {other}"
+                )));
+            }
+        };
+        h.max_attachment = Hibernation::parse_max_attachment(&value)
+            .map_err(|m| ApiError::bad_request(format!("`max_attachment`: {m}")))?;
+    }
+    if let Some(v) = auto_response {
+        let pair: AutoResponse = serde_json::from_value(v.clone()).map_err(|e| {
+            ApiError::bad_request(format!(
+                "`auto_response` must be {{\"request\": \"ping\", \"response\": \"pong\"}}: {e}"
+            ))
+        })?;
+        h.auto_response = Some(
+            AutoResponse::new(&pair.request, &pair.response)
+                .map_err(|(key, m)| ApiError::bad_request(format!("`auto_response.{key}`: {m}")))?,
+        );
+    }
+    Ok(h)
 }
 
 #[derive(Deserialize)]
@@ -474,6 +571,8 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
             scope.tenant(tenant)?;
             let tenant = tenant.to_string();
             let request: ActivateRequest = read_json(req, "deployment request").await?;
+            // Checked first: a bad setting changes nothing.
+            let binding = request.binding()?;
             let drain = match &request.drain {
                 None | Some(DrainRequest::Default(false)) => None,
                 Some(DrainRequest::Default(true)) => Some(DEFAULT_DRAIN),
@@ -508,7 +607,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
                 return ok(StatusCode::OK, &deployment);
             }
             let mut deployment = plane
-                .activate(&tenant, &request.module, request.version, request.route, by)
+                .activate(&tenant, &request.module, request.version, binding, by)
                 .await?;
             if let Some(window) = drain {
                 deployment.draining =
@@ -634,5 +733,110 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Response<Bo
             StatusCode::NOT_FOUND,
             format!("no endpoint {method} {path}: GET /openapi.json lists them"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn request(body: serde_json::Value) -> ActivateRequest {
+        serde_json::from_value(body).expect("the request's shape")
+    }
+
+    fn refused(body: serde_json::Value) -> String {
+        match request(body).binding() {
+            Err(ApiError(status, message)) => {
+                assert_eq!(status, StatusCode::BAD_REQUEST, "{message}");
+                message
+            }
+            Ok(b) => panic!("accepted: {b:?}"),
+        }
+    }
+
+    #[test]
+    fn route_settings_are_read_as_the_config_file_reads_them() {
+        let b = request(
+            json!({"module": "m", "route": "/r", "hibernate_after": "10s",
+            "max_attachment": "4KiB", "auto_response": {"request": "ping", "response": "pong"}}),
+        )
+        .binding()
+        .ok()
+        .flatten()
+        .expect("a binding");
+        assert_eq!(b.pattern, "/r");
+        assert_eq!(b.hibernation.after, Some(Duration::from_secs(10)));
+        assert_eq!(b.hibernation.max_attachment, 4096);
+        assert_eq!(
+            b.hibernation.auto_response,
+            Some(crate::config::AutoResponse {
+                request: "ping".into(),
+                response: "pong".into()
+            })
+        );
+        // Numbers are seconds and bytes; 0 is off; null is left out.
+        let b = request(
+            json!({"module": "m", "route": "/r", "hibernate_after": 0.25,
+            "max_attachment": 1024}),
+        )
+        .binding()
+        .ok()
+        .flatten()
+        .expect("a binding");
+        assert_eq!(b.hibernation.after, Some(Duration::from_millis(250)));
+        assert_eq!(b.hibernation.max_attachment, 1024);
+        let b = request(json!({"module": "m", "route": "/r", "hibernate_after": 0,
+            "max_attachment": null, "auto_response": null}))
+        .binding()
+        .ok()
+        .flatten()
+        .expect("a binding");
+        assert_eq!(b.hibernation, crate::config::Hibernation::default());
+        // No route, no settings: nothing to bind.
+        assert!(matches!(
+            request(json!({"module": "m"})).binding(),
+            Ok(None)
+        ));
+    }
+
+    #[test]
+    fn bad_route_settings_are_refused_with_what_is_wrong() {
+        let m = refused(json!({"module": "m", "route": "/r", "hibernate_after": "5 fortnights"}));
+        assert!(
+            m.contains("`hibernate_after`") && m.contains("unknown duration unit"),
+            "{m}"
+        );
+        let m = refused(json!({"module": "m", "route": "/r", "hibernate_after": -1}));
+        assert!(
+            m.contains("`hibernate_after`") && m.contains("out of range"),
+            "{m}"
+        );
+        let m = refused(json!({"module": "m", "route": "/r", "hibernate_after": true}));
+        assert!(m.contains("must be a duration such as"), "{m}");
+        let m = refused(json!({"module": "m", "route": "/r", "max_attachment": "2MiB"}));
+        assert!(
+            m.contains("`max_attachment`") && m.contains("at most 1MiB"),
+            "{m}"
+        );
+        let m = refused(json!({"module": "m", "route": "/r", "max_attachment": -5}));
+        assert!(m.contains("must not be negative"), "{m}");
+        let m = refused(json!({"module": "m", "route": "/r", "max_attachment": 1.5}));
+        assert!(m.contains("whole number of bytes"), "{m}");
+        let m = refused(json!({"module": "m", "route": "/r", "max_attachment": "lots"}));
+        assert!(m.contains("is not a size"), "{m}");
+        let m = refused(json!({"module": "m", "route": "/r",
+            "auto_response": {"request": "", "response": "x"}}));
+        assert!(
+            m.contains("`auto_response.request`") && m.contains("must not be empty"),
+            "{m}"
+        );
+        let m = refused(json!({"module": "m", "route": "/r", "auto_response": {"request": "x"}}));
+        assert!(m.contains("missing field `response`"), "{m}");
+        let m = refused(json!({"module": "m", "route": "/r", "auto_response": "ping"}));
+        assert!(m.contains("`auto_response` must be"), "{m}");
+        // Settings belong to the route being bound.
+        let m = refused(json!({"module": "m", "hibernate_after": "10s"}));
+        assert!(m.contains("give `route`"), "{m}");
     }
 }

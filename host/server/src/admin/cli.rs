@@ -92,6 +92,21 @@ pub struct DeployArgs {
     /// header or query parameter (for testers).
     #[arg(long, requires = "split")]
     pub pinning: bool,
+    /// With --route: hibernate the route's connections after this long
+    /// without messages (e.g. 10s; 0 = off), when their handler exports
+    /// `hibernation` and agrees, like a config route's `hibernate_after`.
+    /// A binding is replaced whole: binding a route again without it turns
+    /// hibernation off.
+    #[arg(long, value_name = "DURATION", requires = "route")]
+    pub hibernate_after: Option<String>,
+    /// With --route: the largest attachment a hibernated connection keeps
+    /// (e.g. 16KiB, the default; at most 1MiB).
+    #[arg(long, value_name = "SIZE", requires = "route")]
+    pub max_attachment: Option<String>,
+    /// With --route: a text message the host answers itself with RESPONSE,
+    /// without a handler call and without waking a hibernated connection.
+    #[arg(long, num_args = 2, value_names = ["REQUEST", "RESPONSE"], requires = "route")]
+    pub auto_response: Option<Vec<String>>,
     #[command(flatten)]
     pub target: AdminTarget,
 }
@@ -318,8 +333,18 @@ pub fn deploy(args: DeployArgs) -> Result<()> {
         "  stored as version {number} in {:.1} s (upload, validation, compile)",
         started.elapsed().as_secs_f64()
     );
-    let request = json!({"module": module, "version": number, "route": args.route,
+    let mut request = json!({"module": module, "version": number, "route": args.route,
         "drain": args.drain, "split": args.split, "pinning": args.pinning});
+    // Sent as written: the server reads them as the config file does.
+    if let Some(after) = &args.hibernate_after {
+        request["hibernate_after"] = json!(after);
+    }
+    if let Some(size) = &args.max_attachment {
+        request["max_attachment"] = json!(size);
+    }
+    if let Some([req, resp]) = args.auto_response.as_deref() {
+        request["auto_response"] = json!({"request": req, "response": resp});
+    }
     let deployment = post_deployment(&client, &args.tenant, &request)?;
     match args.split {
         Some(percent) => println!(
@@ -336,6 +361,16 @@ pub fn deploy(args: DeployArgs) -> Result<()> {
             join(&deployment["routes"])
         ),
     }
+    if let Some(route) = &args.route {
+        let bound = deployment["bound_routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|b| b["route"].as_str() == Some(route.as_str()));
+        if let Some(b) = bound {
+            println!("route {route}: {}", hibernation_summary(b));
+        }
+    }
     if let Some(window) = &args.drain {
         println!(
             "draining {} older connections with 1012 over {window}",
@@ -343,6 +378,25 @@ pub fn deploy(args: DeployArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A bound route's hibernation settings in a line.
+fn hibernation_summary(bound: &Value) -> String {
+    let mut line = match bound["hibernate_after"].as_str() {
+        Some(after) => format!(
+            "hibernate_after {after}, max_attachment {}",
+            bound["max_attachment"].as_str().unwrap_or("?")
+        ),
+        None => "no hibernation".to_string(),
+    };
+    if let Some(a) = bound["auto_response"].as_object() {
+        line.push_str(&format!(
+            ", auto_response {} -> {}",
+            a.get("request").unwrap_or(&Value::Null),
+            a.get("response").unwrap_or(&Value::Null)
+        ));
+    }
+    line
 }
 
 /// `POST /v1/tenants/{t}/deployments`.

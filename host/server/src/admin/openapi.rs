@@ -44,6 +44,23 @@ pub fn document() -> Value {
         "Topic name, 1 to 256 bytes, percent-encoded (`/` as %2F)",
         "string",
     );
+    // Apart from the document: one json! of it all passes the macro's
+    // recursion limit.
+    let deploy_request = json!({
+        "type": "object", "required": ["module"],
+        "properties": {"module": {"type": "string"}, "version": {"type": "integer"},
+                       "route": {"type": "string", "description": "Path regex, matched whole"},
+                       "drain": {"description": "Close older versions' connections with 1012 spread over this window (\"30s\"), or true for 30 s",
+                                 "oneOf": [{"type": "string"}, {"type": "boolean"}]},
+                       "split": {"type": "integer", "minimum": 1, "maximum": 99,
+                           "description": "Gradual rollout: `version` gets this percent of new connections beside the active version (again with another percent to change it; a deploy without split promotes a version to all; rollback ends the rollout)"},
+                       "pinning": {"type": "boolean",
+                           "description": "With split: a client may choose one of the two versions with a `wsbox-version` header or query parameter (400 for another version)"},
+                       "hibernate_after": {"oneOf": [{"type": "string", "example": "10s"}, {"type": "number", "minimum": 0}],
+                           "description": "With route: hibernate a connection after this long without messages, when its handler exports `hibernation` and agrees: a duration (\"10s\", \"500ms\") or seconds; 0 or absent = off (recommended \"10s\")"},
+                       "max_attachment": {"oneOf": [{"type": "string", "example": "16KiB"}, {"type": "integer", "minimum": 0, "maximum": 1048576}],
+                           "description": "With route: the largest attachment a hibernated connection keeps: a size (\"16KiB\") or bytes, at most 1MiB; default 16KiB"},
+                       "auto_response": {"$ref": "#/components/schemas/AutoResponse"}}});
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -155,18 +172,9 @@ pub fn document() -> Value {
                 "parameters": [tenant, module],
                 "responses": with_errors("200", "The deployment", json!({"$ref": "#/components/schemas/Deployment"}))}},
             "/v1/tenants/{tenant}/deployments": {
-                "post": {"summary": "Activate a version (the latest by default); with `route`, bind that path regex to the module; with `split`, roll it out to a share of new connections",
+                "post": {"summary": "Activate a version (the latest by default); with `route`, bind that path regex to the module, with the route's hibernation settings (`hibernate_after`, `max_attachment`, `auto_response`: the config file's keys, units and rules; a binding is replaced whole, so settings left out take their defaults, and a deploy without `route` leaves the module's bindings as they are); with `split`, roll it out to a share of new connections. A bad setting is 400 and changes nothing",
                     "parameters": [tenant],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["module"],
-                        "properties": {"module": {"type": "string"}, "version": {"type": "integer"},
-                                       "route": {"type": "string", "description": "Path regex, matched whole"},
-                                       "drain": {"description": "Close older versions' connections with 1012 spread over this window (\"30s\"), or true for 30 s",
-                                                 "oneOf": [{"type": "string"}, {"type": "boolean"}]},
-                                       "split": {"type": "integer", "minimum": 1, "maximum": 99,
-                                           "description": "Gradual rollout: `version` gets this percent of new connections beside the active version (again with another percent to change it; a deploy without split promotes a version to all; rollback ends the rollout)"},
-                                       "pinning": {"type": "boolean",
-                                           "description": "With split: a client may choose one of the two versions with a `wsbox-version` header or query parameter (400 for another version)"}}}}}},
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": deploy_request}}},
                     "responses": with_errors("200", "The deployment", json!({"$ref": "#/components/schemas/Deployment"}))},
                 "get": {"summary": "Active deployments of a tenant", "parameters": [tenant],
                     "responses": with_errors("200", "Deployments", json!({"type": "object",
@@ -217,11 +225,24 @@ pub fn document() -> Value {
                     "tenant": {"type": "string"}, "module": {"type": "string"},
                     "version": {"type": "integer"}, "previous_version": {"type": "integer", "nullable": true},
                     "activated_at_ms": {"type": "integer"},
-                    "routes": {"type": "array", "items": {"type": "string"}},
+                    "routes": {"type": "array", "items": {"type": "string"},
+                        "description": "Patterns it serves, as matched (a tenant's under its path_prefix)"},
+                    "bound_routes": {"type": "array", "items": {"$ref": "#/components/schemas/BoundRoute"},
+                        "description": "Routes bound to it through the API, with their hibernation settings"},
                     "draining": {"type": "integer"},
                     "rollout": {"type": "object", "description": "A version rolling out beside the active one",
                         "properties": {"version": {"type": "integer"}, "percent": {"type": "integer"},
                             "pinning": {"type": "boolean"}}}}},
+                "AutoResponse": {"type": "object", "required": ["request", "response"],
+                    "description": "A text message (request, not empty, compared whole) the host answers with response itself, without a handler call and without waking a hibernated connection",
+                    "properties": {"request": {"type": "string", "example": "ping"},
+                                   "response": {"type": "string", "example": "pong"}}},
+                "BoundRoute": {"type": "object", "properties": {
+                    "route": {"type": "string", "description": "The path regex as bound"},
+                    "hibernate_after": {"type": "string", "nullable": true, "example": "10s",
+                        "description": "null: hibernation off"},
+                    "max_attachment": {"type": "string", "example": "16KiB"},
+                    "auto_response": {"allOf": [{"$ref": "#/components/schemas/AutoResponse"}], "nullable": true}}},
                 "Tenant": {"type": "object", "properties": {
                     "name": {"type": "string"}, "modules": {"type": "array", "items": {"type": "string"}},
                     "path_prefix": {"type": "string", "nullable": true},

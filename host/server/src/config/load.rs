@@ -577,33 +577,19 @@ impl Config {
             };
             let mut hibernation = Hibernation::default();
             if let Some(d) = &r.hibernate_after {
-                let v = located.duration(d, &key("hibernate_after"))?;
-                // 0 leaves hibernation off, like an absent key.
-                hibernation.after = (!v.is_zero()).then_some(v);
+                hibernation.after = Hibernation::parse_after(d.get_ref())
+                    .map_err(|m| located.error(d.span().start, &key("hibernate_after"), m))?;
             }
             if let Some(s) = &r.max_attachment {
-                let n = located.size(s, &key("max_attachment"))?;
-                if n > 1 << 20 {
-                    return Err(located.error(
-                        s.span().start,
-                        &key("max_attachment"),
-                        "must be at most 1MiB (a hibernated connection is meant to be small; the default is 16KiB)",
-                    ));
-                }
-                hibernation.max_attachment = usize::try_from(n).unwrap_or(usize::MAX);
+                hibernation.max_attachment = Hibernation::parse_max_attachment(s.get_ref())
+                    .map_err(|m| located.error(s.span().start, &key("max_attachment"), m))?;
             }
             if let Some(a) = &r.auto_response {
-                if a.request.is_empty() {
-                    return Err(located.error(
-                        r.path.span().start,
-                        &key("auto_response.request"),
-                        "must not be empty",
-                    ));
-                }
-                hibernation.auto_response = Some(AutoResponse {
-                    request: a.request.clone(),
-                    response: a.response.clone(),
-                });
+                hibernation.auto_response = Some(
+                    AutoResponse::new(&a.request, &a.response).map_err(|(k, m)| {
+                        located.error(r.path.span().start, &key(&format!("auto_response.{k}")), m)
+                    })?,
+                );
             }
             routes.push(RouteConfig {
                 pattern,

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 pub use pubsub::{Fanout, PubsubLimits, SlowConsumerPolicy};
 use serde::{Deserialize, Serialize};
+use wsbox_io::units::{DurationValue, SizeValue, parse_duration, parse_size};
 pub use wsbox_protocol::deflate::DeflateConfig;
 use wsbox_runtime::limits::SandboxSettings;
 pub use wsbox_runtime::settings::{
@@ -367,8 +368,14 @@ pub const RECOMMENDED_HIBERNATE_AFTER: Duration = Duration::from_secs(10);
 /// connection keeps: Cloudflare's `serializeAttachment` limit.
 pub const DEFAULT_MAX_ATTACHMENT: usize = 16 * 1024;
 
+/// The largest `max_attachment` a route may set.
+pub const MAX_ATTACHMENT_LIMIT: u64 = 1 << 20;
+
 /// A route's hibernation settings: `hibernate_after`, `max_attachment`,
-/// `[route.auto_response]`.
+/// `[route.auto_response]`. Config routes read them from the file, routes
+/// bound through the admin API from the deployment request (the same
+/// names, units and rules: [`Hibernation::parse_after`],
+/// [`Hibernation::parse_max_attachment`], [`AutoResponse::new`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hibernation {
     /// Drop the instance of a connection that has had no events for this
@@ -393,13 +400,72 @@ impl Default for Hibernation {
     }
 }
 
+impl Hibernation {
+    /// `hibernate_after` as written (`"10s"`, `"500ms"`, `2.5` seconds);
+    /// 0 leaves hibernation off, like an absent key. The error says what
+    /// is wrong with the value, without the key.
+    pub fn parse_after(value: &DurationValue) -> Result<Option<Duration>, String> {
+        let v = parse_duration(value)?;
+        Ok((!v.is_zero()).then_some(v))
+    }
+
+    /// `max_attachment` as written (`"16KiB"`, `4096`): at most 1 MiB.
+    pub fn parse_max_attachment(value: &SizeValue) -> Result<usize, String> {
+        let n = parse_size(value)?;
+        if n > MAX_ATTACHMENT_LIMIT {
+            return Err(
+                "must be at most 1MiB (a hibernated connection is meant to be small; the default is 16KiB)"
+                    .into(),
+            );
+        }
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}
+
+/// `hibernate_after` as users write it: `"10s"`, `"100ms"`, `"1.5ms"`
+/// (`units::parse_duration` reads it back).
+pub fn format_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        // f64 prints the shortest form: 100, 1.5, 0.001.
+        format!("{}ms", d.as_nanos() as f64 / 1e6)
+    }
+}
+
+/// A size as users write it: `"16KiB"`, `"1MiB"`, else bytes (`"1000B"`).
+pub fn format_size(n: u64) -> String {
+    if n != 0 && n.is_multiple_of(1 << 20) {
+        format!("{}MiB", n >> 20)
+    } else if n != 0 && n.is_multiple_of(1 << 10) {
+        format!("{}KiB", n >> 10)
+    } else {
+        format!("{n}B")
+    }
+}
+
 /// A request text and the host's response to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AutoResponse {
     /// The whole text message to answer (compared exactly).
     pub request: String,
     /// The text message sent back.
     pub response: String,
+}
+
+impl AutoResponse {
+    /// A pair as written: the request may not be empty (the error names
+    /// which of the two keys is wrong: `request`).
+    pub fn new(request: &str, response: &str) -> Result<AutoResponse, (&'static str, String)> {
+        if request.is_empty() {
+            return Err(("request", "must not be empty".into()));
+        }
+        Ok(AutoResponse {
+            request: request.to_string(),
+            response: response.to_string(),
+        })
+    }
 }
 
 /// A route's origin policy (Tornado's `check_origin`).

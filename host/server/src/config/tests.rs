@@ -402,6 +402,80 @@ fn hibernation_settings() {
 }
 
 #[test]
+fn hibernation_values_are_checked_by_one_set_of_rules() {
+    // The rules config routes and admin-bound routes share.
+    use wsbox_io::units::{DurationValue, SizeValue};
+    assert_eq!(
+        Hibernation::parse_after(&DurationValue::Text("100ms".into())),
+        Ok(Some(Duration::from_millis(100)))
+    );
+    assert_eq!(
+        Hibernation::parse_after(&DurationValue::Seconds(2.5)),
+        Ok(Some(Duration::from_millis(2500)))
+    );
+    assert_eq!(
+        Hibernation::parse_after(&DurationValue::Seconds(0.0)),
+        Ok(None),
+        "0 = off"
+    );
+    assert!(Hibernation::parse_after(&DurationValue::Text("10 parsecs".into())).is_err());
+    assert_eq!(
+        Hibernation::parse_max_attachment(&SizeValue::Text("1MiB".into())),
+        Ok(1 << 20)
+    );
+    assert_eq!(
+        Hibernation::parse_max_attachment(&SizeValue::Bytes(0)),
+        Ok(0)
+    );
+    let e = Hibernation::parse_max_attachment(&SizeValue::Bytes((1 << 20) + 1)).unwrap_err();
+    assert!(e.contains("at most 1MiB"), "{e}");
+    assert!(Hibernation::parse_max_attachment(&SizeValue::Bytes(-1)).is_err());
+    assert_eq!(
+        AutoResponse::new("", "pong"),
+        Err(("request", "must not be empty".to_string()))
+    );
+    assert_eq!(
+        AutoResponse::new("ping", ""),
+        Ok(AutoResponse {
+            request: "ping".into(),
+            response: String::new()
+        })
+    );
+    // The config file names the key at fault.
+    let e = err(
+        "[[route]]\npath = \"/e\"\nmodule = \"echo.wasm\"\n[route.auto_response]\nrequest = \"\"\nresponse = \"x\"\n",
+    );
+    assert!(
+        e.contains("route[0].auto_response.request") && e.contains("must not be empty"),
+        "{e}"
+    );
+}
+
+#[test]
+fn hibernation_values_are_shown_as_users_write_them() {
+    use wsbox_io::units::{parse_duration_text, parse_size_text};
+    for (d, text) in [
+        (Duration::from_secs(10), "10s"),
+        (Duration::from_millis(100), "100ms"),
+        (Duration::from_millis(1500), "1500ms"),
+        (Duration::from_micros(500), "0.5ms"),
+    ] {
+        assert_eq!(format_duration(d), text);
+        assert_eq!(parse_duration_text(text), Ok(d), "{text} reads back");
+    }
+    for (n, text) in [
+        (16 * 1024, "16KiB"),
+        (1 << 20, "1MiB"),
+        (1000, "1000B"),
+        (0, "0B"),
+        (1536, "1536B"),
+    ] {
+        assert_eq!(format_size(n), text);
+        assert_eq!(parse_size_text(text), Ok(n), "{text} reads back");
+    }
+}
+
+#[test]
 fn origin_and_keepalive_settings() {
     let dir = temp_dir_with_module();
     let cfg = parse_in(

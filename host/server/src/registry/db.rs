@@ -1,8 +1,15 @@
 //! The registry's metadata in SQLite: module versions, which version of
-//! each module is active, and the routes bound through the admin API.
+//! each module is active, and the routes bound through the admin API (with
+//! their hibernation settings).
 //!
 //! Every change is one transaction in WAL mode with `synchronous=FULL`: a
 //! crash leaves the state before or after it, never in between.
+//!
+//! The schema is versioned with SQLite's `user_version`: [`SCHEMA`] creates
+//! the tables as the first release had them, and [`migrate`] brings any
+//! older database up to date, one step per version, each in a transaction
+//! of its own. Columns are only ever added (nullable), so an older wsbox
+//! can still read and write a migrated database.
 
 use std::path::Path;
 
@@ -10,6 +17,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 pub use crate::config::TenantLimits;
+use crate::config::{AutoResponse, DEFAULT_MAX_ATTACHMENT, Hibernation};
 
 /// One uploaded, immutable version of a module.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -39,11 +47,16 @@ pub struct ActiveRecord {
 }
 
 /// A route bound to a module through the admin API.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteRecord {
     pub tenant: String,
+    /// The path regex as bound (a tenant's is matched under its prefix).
     pub pattern: String,
     pub module: String,
+    /// `hibernate_after`, `max_attachment` and `auto_response`, as a
+    /// config route's (the defaults, hibernation off, for routes bound
+    /// before they could be set).
+    pub hibernation: Hibernation,
 }
 
 /// A tenant's settings, set through the admin API.
@@ -157,8 +170,18 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// The schema version [`migrate`] brings a database to.
+pub const SCHEMA_VERSION: i64 = 2;
+
 /// Brings a database written by an older wsbox up to date, one step per
-/// `user_version`.
+/// `user_version`:
+///
+/// 1. `tenants.limits`: tenants' shared limits, as JSON.
+/// 2. `routes.hibernate_after_ns`, `max_attachment`,
+///    `auto_response_request`, `auto_response_response`: the hibernation
+///    settings of routes bound through the API. NULL (every route bound
+///    before) means the defaults: hibernation off, a 16 KiB attachment
+///    limit, no auto-response.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version < 1 {
@@ -169,6 +192,22 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              PRAGMA user_version = 1;
              COMMIT;",
         )?;
+    }
+    if version < 2 {
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE routes ADD COLUMN hibernate_after_ns INTEGER;
+             ALTER TABLE routes ADD COLUMN max_attachment INTEGER;
+             ALTER TABLE routes ADD COLUMN auto_response_request TEXT;
+             ALTER TABLE routes ADD COLUMN auto_response_response TEXT;
+             PRAGMA user_version = 2;
+             COMMIT;",
+        )?;
+        tracing::info!(
+            from = version,
+            to = SCHEMA_VERSION,
+            "registry schema migrated: routes bound through the API can hibernate"
+        );
     }
     Ok(())
 }
@@ -272,14 +311,37 @@ impl Db {
 
     /// Every route bound through the API, in binding order.
     pub fn routes(&self) -> rusqlite::Result<Vec<RouteRecord>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT tenant, pattern, module FROM routes ORDER BY position")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT tenant, pattern, module, hibernate_after_ns, max_attachment,
+                    auto_response_request, auto_response_response
+             FROM routes ORDER BY position",
+        )?;
         stmt.query_map([], |r| {
+            let after = r
+                .get::<_, Option<i64>>(3)?
+                .map(to_u64)
+                .filter(|&ns| ns > 0)
+                .map(std::time::Duration::from_nanos);
+            let max_attachment = r
+                .get::<_, Option<i64>>(4)?
+                .map(|n| usize::try_from(to_u64(n)).unwrap_or(usize::MAX))
+                .unwrap_or(DEFAULT_MAX_ATTACHMENT);
+            let auto_response = match (
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+            ) {
+                (Some(request), Some(response)) => Some(AutoResponse { request, response }),
+                _ => None,
+            };
             Ok(RouteRecord {
                 tenant: r.get(0)?,
                 pattern: r.get(1)?,
                 module: r.get(2)?,
+                hibernation: Hibernation {
+                    after,
+                    max_attachment,
+                    auto_response,
+                },
             })
         })?
         .collect()
@@ -438,13 +500,15 @@ impl Db {
     }
 
     /// Makes `version` the active one (and optionally binds `route` to the
-    /// module), in one transaction. The version must exist.
+    /// module with its hibernation settings, replacing those of an earlier
+    /// binding of the same pattern), in one transaction. The version must
+    /// exist.
     pub fn activate(
         &mut self,
         tenant: &str,
         module: &str,
         version: u64,
-        route: Option<&str>,
+        route: Option<(&str, &Hibernation)>,
     ) -> rusqlite::Result<ActiveRecord> {
         let tx = self.conn.transaction()?;
         let record = activate_in(&tx, tenant, module, version)?;
@@ -453,11 +517,34 @@ impl Db {
             "DELETE FROM canaries WHERE tenant = ?1 AND module = ?2",
             params![tenant, module],
         )?;
-        if let Some(pattern) = route {
+        if let Some((pattern, hibernation)) = route {
+            let after_ns = hibernation
+                .after
+                .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+            let max_attachment =
+                to_i64(u64::try_from(hibernation.max_attachment).unwrap_or(u64::MAX));
+            let (request, response) = match &hibernation.auto_response {
+                Some(a) => (Some(a.request.as_str()), Some(a.response.as_str())),
+                None => (None, None),
+            };
             tx.execute(
-                "INSERT INTO routes (tenant, pattern, module) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (tenant, pattern) DO UPDATE SET module = excluded.module",
-                params![tenant, pattern, module],
+                "INSERT INTO routes (tenant, pattern, module, hibernate_after_ns, max_attachment,
+                                     auto_response_request, auto_response_response)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (tenant, pattern) DO UPDATE SET module = excluded.module,
+                     hibernate_after_ns = excluded.hibernate_after_ns,
+                     max_attachment = excluded.max_attachment,
+                     auto_response_request = excluded.auto_response_request,
+                     auto_response_response = excluded.auto_response_response",
+                params![
+                    tenant,
+                    pattern,
+                    module,
+                    after_ns,
+                    max_attachment,
+                    request,
+                    response
+                ],
             )?;
         }
         tx.commit()?;
@@ -552,8 +639,9 @@ mod tests {
             db.activate("default", "m", 9, None).is_err(),
             "unknown version"
         );
-        db.activate("default", "m", 1, Some("/m")).unwrap();
-        let a = db.activate("default", "m", 2, Some("/m")).unwrap();
+        let off = Hibernation::default();
+        db.activate("default", "m", 1, Some(("/m", &off))).unwrap();
+        let a = db.activate("default", "m", 2, Some(("/m", &off))).unwrap();
         assert_eq!(a.previous_version, Some(1));
         assert_eq!(db.routes().unwrap().len(), 1);
         assert_eq!(db.active_of("default", "m").unwrap().unwrap().version, 2);
@@ -587,6 +675,133 @@ mod tests {
         // Reopening runs no migration twice.
         let db = Db::open(&path).unwrap();
         assert_eq!(db.tenant_settings().unwrap(), vec![changed]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A database as the release before route hibernation left it: the
+    /// first schema, migrated to `user_version` 1, with a tenant, two
+    /// versions, an active deployment and two bound routes.
+    fn schema_1_database(path: &Path) {
+        let old = Connection::open(path).unwrap();
+        old.execute_batch(SCHEMA).unwrap();
+        old.execute_batch(
+            "ALTER TABLE tenants ADD COLUMN limits TEXT;
+             PRAGMA user_version = 1;
+             INSERT INTO tenants (name, path_prefix, max_connections) VALUES ('acme', '/acme', 5);
+             INSERT INTO versions VALUES ('default', 'm', 1, 'aa', 3, 'operator', 10, NULL);
+             INSERT INTO versions VALUES ('acme', 'chat', 1, 'bb', 4, 'operator', 11, 'n');
+             INSERT INTO active VALUES ('default', 'm', 1, NULL, 12);
+             INSERT INTO active VALUES ('acme', 'chat', 1, NULL, 13);
+             INSERT INTO routes (tenant, pattern, module) VALUES ('default', '/m', 'm');
+             INSERT INTO routes (tenant, pattern, module) VALUES ('acme', '/chat', 'chat');",
+        )
+        .unwrap();
+    }
+
+    fn user_version(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_database_from_before_route_hibernation_is_migrated_and_keeps_its_routes() {
+        let dir = std::env::temp_dir().join(format!("wsbox-db-mig2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("registry.sqlite3");
+        schema_1_database(&path);
+        assert_eq!(user_version(&path), 1);
+
+        let mut db = Db::open(&path).unwrap();
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
+        // Every route is still there, in order, with hibernation off.
+        let routes = db.routes().unwrap();
+        let bound: Vec<(&str, &str, &str)> = routes
+            .iter()
+            .map(|r| (r.tenant.as_str(), r.pattern.as_str(), r.module.as_str()))
+            .collect();
+        assert_eq!(bound, [("default", "/m", "m"), ("acme", "/chat", "chat")]);
+        assert!(
+            routes
+                .iter()
+                .all(|r| r.hibernation == Hibernation::default())
+        );
+        // And the rest of the registry with them.
+        assert_eq!(db.active().unwrap().len(), 2);
+        assert_eq!(
+            db.versions("acme", "chat").unwrap()[0].note.as_deref(),
+            Some("n")
+        );
+        assert_eq!(db.tenant_settings().unwrap()[0].max_connections, Some(5));
+
+        // Re-binding a route stores its settings; a new binding too.
+        let on = Hibernation {
+            after: Some(std::time::Duration::from_millis(1500)),
+            max_attachment: 4096,
+            auto_response: Some(AutoResponse {
+                request: "ping".into(),
+                response: "pong".into(),
+            }),
+        };
+        db.activate("default", "m", 1, Some(("/m", &on))).unwrap();
+        let sub_ms = Hibernation {
+            after: Some(std::time::Duration::from_micros(500)),
+            ..Hibernation::default()
+        };
+        db.activate("default", "m", 1, Some(("/m2", &sub_ms)))
+            .unwrap();
+        drop(db);
+
+        // Reopening migrates nothing twice and reads the settings back.
+        let mut db = Db::open(&path).unwrap();
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
+        let routes = db.routes().unwrap();
+        assert_eq!(routes.len(), 3);
+        assert_eq!(routes[0].pattern, "/m");
+        assert_eq!(routes[0].hibernation, on, "binding order kept");
+        assert_eq!(routes[1].hibernation, Hibernation::default());
+        assert_eq!(routes[2].hibernation, sub_ms, "exact to the nanosecond");
+
+        // Binding again without settings turns them off (a binding is
+        // replaced whole, like a config route rewritten).
+        db.activate("default", "m", 1, Some(("/m", &Hibernation::default())))
+            .unwrap();
+        assert_eq!(db.routes().unwrap()[0].hibernation, Hibernation::default());
+
+        // An older wsbox (schema 1) still inserts into the migrated table;
+        // its rows read back with the defaults.
+        db.conn
+            .execute(
+                "INSERT INTO routes (tenant, pattern, module) VALUES ('default', '/old', 'm')",
+                [],
+            )
+            .unwrap();
+        let old = db.routes().unwrap();
+        assert_eq!(old[3].pattern, "/old");
+        assert_eq!(old[3].hibernation, Hibernation::default());
+        drop(db);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_new_database_is_created_at_the_current_schema() {
+        let dir = std::env::temp_dir().join(format!("wsbox-db-new-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("registry.sqlite3");
+        let mut db = Db::open(&path).unwrap();
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
+        db.insert_version("default", "m", "aa", 3, "operator", None)
+            .unwrap();
+        let h = Hibernation {
+            after: Some(std::time::Duration::from_secs(10)),
+            ..Hibernation::default()
+        };
+        db.activate("default", "m", 1, Some(("/m", &h))).unwrap();
+        assert_eq!(db.routes().unwrap()[0].hibernation, h);
+        drop(db);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
