@@ -558,6 +558,9 @@ pub async fn run<S: Transport, M: Calls>(
         registration
             .mailbox()
             .set_hibernated(conn.sleeping.is_some());
+        if conn.sleeping.is_some() {
+            super::traced::may_drop_span(registration.mailbox());
+        }
         if (state == State::Closed || eof) && pending == 0 {
             break;
         }
@@ -604,6 +607,12 @@ pub async fn run<S: Transport, M: Calls>(
             Poll::Pending
         })
         .await;
+        // A hibernated connection has no span (see `traced`): it gets it
+        // back for what may wake or close it, not for frames delivered to
+        // it and written out.
+        if conn.sleeping.is_some() && !matches!(io, Io::Mail | Io::Socket(SocketIo::Wrote(_))) {
+            super::traced::ensure_span(registration.mailbox()).await;
+        }
 
         match io {
             Io::Socket(SocketIo::Read(_) | SocketIo::Wrote(_)) => {
@@ -682,6 +691,9 @@ pub async fn run<S: Transport, M: Calls>(
         }
     }
     // No more mail: the connection is ending.
+    if conn.sleeping.is_some() {
+        super::traced::ensure_span(registration.mailbox()).await;
+    }
     let meta = registration.meta();
     metrics.connection_closed(
         crate::metrics::ModuleLabels::new(&meta.route, &meta.module.load()),

@@ -4,7 +4,7 @@
 //! posted here goes straight to the peer: the handler is not called.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -58,7 +58,17 @@ pub struct Mailbox {
     hibernatable_since: AtomicU64,
     /// Hibernated now (no instance), for the metrics.
     hibernated: AtomicBool,
+    /// What the task wants done with its tracing span between polls (see
+    /// `traced::InConnSpan`): one of the `SPAN_*` values.
+    span: AtomicU8,
 }
+
+/// Keep the span (the default).
+pub const SPAN_KEEP: u8 = 0;
+/// The connection hibernated and waits: the span may go.
+pub const SPAN_MAY_DROP: u8 = 1;
+/// Make the span again and poll the task in it.
+pub const SPAN_WANTED: u8 = 2;
 
 /// The base of the stamps in [`Mailbox::hibernatable_since`]: set before
 /// the first connection registers, so every stamp is after it.
@@ -115,6 +125,16 @@ impl Mailbox {
     /// Says whether the connection is hibernated now.
     pub fn set_hibernated(&self, hibernated: bool) {
         self.hibernated.store(hibernated, Ordering::Relaxed);
+    }
+
+    /// Tells the task's span wrapper what to do with the span (`SPAN_*`).
+    pub fn set_span(&self, what: u8) {
+        self.span.store(what, Ordering::Relaxed);
+    }
+
+    /// What the task last asked for its span (`SPAN_*`).
+    pub fn span(&self) -> u8 {
+        self.span.load(Ordering::Relaxed)
     }
 
     /// Whether the connection is hibernated now.
@@ -268,6 +288,11 @@ impl<M> Registration<M> {
 
     pub fn meta(&self) -> &M {
         &self.entry.meta
+    }
+
+    /// The entry (mailbox and facts), to be shared.
+    pub fn shared_entry(&self) -> Arc<Entry<M>> {
+        Arc::clone(&self.entry)
     }
 }
 

@@ -14,6 +14,7 @@ mod peer_watch;
 pub mod pubsub;
 pub mod routes;
 pub mod tenants;
+mod traced;
 mod upgrade;
 pub mod watch;
 

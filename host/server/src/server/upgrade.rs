@@ -219,14 +219,7 @@ pub(super) async fn handle(
         Err(why) => return text_response(StatusCode::BAD_REQUEST, why),
     };
     let connection_id = shared.next_connection_id();
-    let span = tracing::info_span!(
-        "conn",
-        id = connection_id,
-        route = %route.pattern(),
-        tenant = %module.tenant,
-        module = %module.name,
-        version = module.version,
-    );
+    let span = conn_span(connection_id, route.pattern(), &module);
 
     let host_verdict = route
         .config
@@ -417,6 +410,7 @@ pub(super) async fn handle(
             admission,
         },
     );
+    let entry = registration.shared_entry();
     let (membership, pubsub) = shared.pubsub.join(
         connection_id,
         &module.tenant,
@@ -477,8 +471,8 @@ pub(super) async fn handle(
         };
         log_task_size("run", std::mem::size_of_val(&*run));
         run.await;
-    }
-    .instrument(span);
+    };
+    let task = super::traced::InConnSpan::new(task, span, connection_id, entry);
     log_task_size("task", std::mem::size_of_val(&task));
     shared.connections.spawn(task);
     shared
@@ -548,4 +542,20 @@ fn start_run(
             },
         };
     Some(run)
+}
+
+/// A connection's span: every log line about it carries these fields.
+pub(super) fn conn_span(
+    id: u64,
+    route: &str,
+    module: &super::routes::ServedModule,
+) -> tracing::Span {
+    tracing::info_span!(
+        "conn",
+        id,
+        route = %route,
+        tenant = %module.tenant,
+        module = %module.name,
+        version = module.version,
+    )
 }
