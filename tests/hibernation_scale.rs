@@ -82,6 +82,25 @@ async fn open(addr: &str, path: &str, deflate: bool) -> TcpStream {
     stream
 }
 
+/// Opens `n` connections, `at_once` at a time, each with one round trip.
+async fn open_many(
+    addr: &str,
+    path: &str,
+    deflate: bool,
+    n: usize,
+    at_once: usize,
+) -> Vec<TcpStream> {
+    futures_util::stream::iter(0..n)
+        .map(|_| async move {
+            let mut s = open(addr, path, deflate).await;
+            round_trip(&mut s).await;
+            s
+        })
+        .buffer_unordered(at_once)
+        .collect()
+        .await
+}
+
 /// Sends `count` and reads the reply (uncompressed: the counter's replies
 /// are under the route's compression threshold).
 async fn round_trip(stream: &mut TcpStream) -> Duration {
@@ -279,19 +298,7 @@ async fn hold_many_hibernated_connections() {
     // dozens of them live at any moment, would first-touch up to all 256
     // slots and count those ~12 MB (bounded by `max_instances`, not by N)
     // as the hibernated connections' cost.
-    let pool_warm: Vec<TcpStream> = futures_util::stream::iter(0..POOL_WARM)
-        .map(|_| {
-            let addr = addr.clone();
-            async move {
-                let mut s = open(&addr, "/live", false).await;
-                round_trip(&mut s).await;
-                s
-            }
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    for mut s in pool_warm {
+    for mut s in open_many(&addr, "/live", false, POOL_WARM, 64).await {
         close_and_wait(&mut s).await;
     }
     // Then the runtime's and allocator's per-thread state, which is not per
@@ -309,19 +316,7 @@ async fn hold_many_hibernated_connections() {
     let tcp_before = tcp_mem_pages();
 
     let started = Instant::now();
-    let addr2 = addr.clone();
-    let clients: Vec<TcpStream> = futures_util::stream::iter(0..n)
-        .map(|_| {
-            let addr = addr2.clone();
-            async move {
-                let mut s = open(&addr, "/hib", deflate).await;
-                round_trip(&mut s).await;
-                s
-            }
-        })
-        .buffer_unordered(32)
-        .collect()
-        .await;
+    let clients = open_many(&addr, "/hib", deflate, n, 32).await;
     let opened_in = started.elapsed();
     wait_hibernated(WARM + n).await;
     let heap_after = wait_trim(WARM + n).await;

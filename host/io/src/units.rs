@@ -98,6 +98,29 @@ pub fn parse_duration(value: &DurationValue) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("`{original}` is out of range"))
 }
 
+/// A duration as users write it: `"10s"`, `"100ms"`, `"1.5ms"`
+/// ([`parse_duration_text`] reads it back).
+pub fn format_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        // f64 prints the shortest form: 100, 1.5, 0.001.
+        format!("{}ms", d.as_nanos() as f64 / 1e6)
+    }
+}
+
+/// A size as users write it: `"16KiB"`, `"1MiB"`, else bytes (`"1000B"`)
+/// ([`parse_size_text`] reads it back).
+pub fn format_size(n: u64) -> String {
+    if n != 0 && n.is_multiple_of(1 << 20) {
+        format!("{}MiB", n >> 20)
+    } else if n != 0 && n.is_multiple_of(1 << 10) {
+        format!("{}KiB", n >> 10)
+    } else {
+        format!("{n}B")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +141,28 @@ mod tests {
         );
         assert!(parse_duration(&DurationValue::Seconds(-1.0)).is_err());
         assert!(parse_duration(&DurationValue::Text("5 fortnights".into())).is_err());
+    }
+
+    #[test]
+    fn formatted_values_read_back() {
+        for (d, text) in [
+            (Duration::from_secs(10), "10s"),
+            (Duration::from_millis(100), "100ms"),
+            (Duration::from_millis(1500), "1500ms"),
+            (Duration::from_micros(500), "0.5ms"),
+        ] {
+            assert_eq!(format_duration(d), text);
+            assert_eq!(parse_duration_text(text), Ok(d), "{text} reads back");
+        }
+        for (n, text) in [
+            (16 * 1024, "16KiB"),
+            (1 << 20, "1MiB"),
+            (1000, "1000B"),
+            (0, "0B"),
+            (1536, "1536B"),
+        ] {
+            assert_eq!(format_size(n), text);
+            assert_eq!(parse_size_text(text), Ok(n), "{text} reads back");
+        }
     }
 }

@@ -13,11 +13,11 @@ use tokio::sync::{Mutex, Semaphore};
 
 use crate::config::{
     AutoResponse, Hibernation, ModuleSource, RouteConfig, RoutePattern, TenantLimits,
-    format_duration, format_size,
 };
 use crate::registry::{self, ModuleRegistry, Recovery, RegistryError, TenantRecord, VersionRecord};
 use crate::server::ServerHandle;
 use crate::server::routes::{self, Canary, DEFAULT_TENANT, Deployed, Route, ServedModule};
+use wsbox_io::units::{format_duration, format_size};
 
 /// The deployed module versions (active, and rolling out), by (tenant,
 /// module).

@@ -422,28 +422,6 @@ impl Hibernation {
     }
 }
 
-/// `hibernate_after` as users write it: `"10s"`, `"100ms"`, `"1.5ms"`
-/// (`units::parse_duration` reads it back).
-pub fn format_duration(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        // f64 prints the shortest form: 100, 1.5, 0.001.
-        format!("{}ms", d.as_nanos() as f64 / 1e6)
-    }
-}
-
-/// A size as users write it: `"16KiB"`, `"1MiB"`, else bytes (`"1000B"`).
-pub fn format_size(n: u64) -> String {
-    if n != 0 && n.is_multiple_of(1 << 20) {
-        format!("{}MiB", n >> 20)
-    } else if n != 0 && n.is_multiple_of(1 << 10) {
-        format!("{}KiB", n >> 10)
-    } else {
-        format!("{n}B")
-    }
-}
-
 /// A request text and the host's response to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

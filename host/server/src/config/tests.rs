@@ -452,30 +452,6 @@ fn hibernation_values_are_checked_by_one_set_of_rules() {
 }
 
 #[test]
-fn hibernation_values_are_shown_as_users_write_them() {
-    use wsbox_io::units::{parse_duration_text, parse_size_text};
-    for (d, text) in [
-        (Duration::from_secs(10), "10s"),
-        (Duration::from_millis(100), "100ms"),
-        (Duration::from_millis(1500), "1500ms"),
-        (Duration::from_micros(500), "0.5ms"),
-    ] {
-        assert_eq!(format_duration(d), text);
-        assert_eq!(parse_duration_text(text), Ok(d), "{text} reads back");
-    }
-    for (n, text) in [
-        (16 * 1024, "16KiB"),
-        (1 << 20, "1MiB"),
-        (1000, "1000B"),
-        (0, "0B"),
-        (1536, "1536B"),
-    ] {
-        assert_eq!(format_size(n), text);
-        assert_eq!(parse_size_text(text), Ok(n), "{text} reads back");
-    }
-}
-
-#[test]
 fn origin_and_keepalive_settings() {
     let dir = temp_dir_with_module();
     let cfg = parse_in(

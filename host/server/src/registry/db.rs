@@ -623,11 +623,33 @@ fn active_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ActiveRecord> {
 mod tests {
     use super::*;
 
+    /// A directory of its own for a test's database, removed when the test
+    /// ends, failed or not.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("wsbox-db-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        fn db_path(&self) -> std::path::PathBuf {
+            self.0.join("registry.sqlite3")
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     #[test]
     fn versions_number_up_and_activation_remembers_the_previous() {
-        let dir = std::env::temp_dir().join(format!("wsbox-db-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut db = Db::open(&dir.join("registry.sqlite3")).unwrap();
+        let dir = Scratch::new("versions");
+        let mut db = Db::open(&dir.db_path()).unwrap();
         let v1 = db
             .insert_version("default", "m", "aa", 3, "operator", None)
             .unwrap();
@@ -646,14 +668,12 @@ mod tests {
         assert_eq!(db.routes().unwrap().len(), 1);
         assert_eq!(db.active_of("default", "m").unwrap().unwrap().version, 2);
         assert_eq!(db.versions("default", "m").unwrap(), vec![v1, v2]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_database_from_before_tenant_limits_is_migrated_and_keeps_its_tenants() {
-        let dir = std::env::temp_dir().join(format!("wsbox-db-mig-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("registry.sqlite3");
+        let dir = Scratch::new("mig");
+        let path = dir.db_path();
         {
             let old = Connection::open(&path).unwrap();
             old.execute_batch(
@@ -675,7 +695,6 @@ mod tests {
         // Reopening runs no migration twice.
         let db = Db::open(&path).unwrap();
         assert_eq!(db.tenant_settings().unwrap(), vec![changed]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A database as the release before route hibernation left it: the
@@ -707,10 +726,8 @@ mod tests {
 
     #[test]
     fn a_database_from_before_route_hibernation_is_migrated_and_keeps_its_routes() {
-        let dir = std::env::temp_dir().join(format!("wsbox-db-mig2-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("registry.sqlite3");
+        let dir = Scratch::new("mig2");
+        let path = dir.db_path();
         schema_1_database(&path);
         assert_eq!(user_version(&path), 1);
 
@@ -781,16 +798,12 @@ mod tests {
         let old = db.routes().unwrap();
         assert_eq!(old[3].pattern, "/old");
         assert_eq!(old[3].hibernation, Hibernation::default());
-        drop(db);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_new_database_is_created_at_the_current_schema() {
-        let dir = std::env::temp_dir().join(format!("wsbox-db-new-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("registry.sqlite3");
+        let dir = Scratch::new("new");
+        let path = dir.db_path();
         let mut db = Db::open(&path).unwrap();
         assert_eq!(user_version(&path), SCHEMA_VERSION);
         db.insert_version("default", "m", "aa", 3, "operator", None)
@@ -801,7 +814,5 @@ mod tests {
         };
         db.activate("default", "m", 1, Some(("/m", &h))).unwrap();
         assert_eq!(db.routes().unwrap()[0].hibernation, h);
-        drop(db);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
