@@ -15,6 +15,10 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wsbox::config::{Config, ModuleSource, RouteConfig, RouteLimits, RoutePattern, RuntimeConfig};
 
+#[path = "support/examples.rs"]
+pub mod examples;
+pub use examples::*;
+
 /// The chaos test guest (tests/guests/chaos), built by this crate's build script.
 pub const CHAOS_WASM: &str = env!("WSBOX_CHAOS_WASM");
 /// A handler on the bare 0.2.0 bindings, without the batch interface.
@@ -25,6 +29,10 @@ pub const PUBSUB_WASM: &str = env!("WSBOX_PUBSUB_WASM");
 
 /// A counter on the SDK that opts into hibernation (tests/guests/hibernate).
 pub const HIBERNATE_WASM: &str = env!("WSBOX_HIBERNATE_WASM");
+
+/// The echo example built with its `hibernate` feature: the bundled echo
+/// (`wsbox::bundled::ECHO_WASM`) does not export hibernation.
+pub const ECHO_HIBERNATE_WASM: &str = env!("WSBOX_ECHO_HIBERNATE_WASM");
 
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);

@@ -9,6 +9,14 @@ use std::process::Command;
 /// Builds `package` for wasm32-wasip2 with the `guest` profile and returns the
 /// path of the component it produced.
 fn build_guest(package: &str) -> PathBuf {
+    build_guest_with(package, &[])
+}
+
+/// [`build_guest`] with some of the package's cargo features. Cargo writes
+/// every feature set of a package to the same file, and the build scripts
+/// of this workspace run concurrently: each component is copied out, under
+/// a name of its own (package and features), while a lock is held.
+fn build_guest_with(package: &str, features: &[&str]) -> PathBuf {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = find_workspace_root(&manifest_dir);
     // A target dir of its own: the outer cargo holds the lock on its own.
@@ -23,6 +31,9 @@ fn build_guest(package: &str) -> PathBuf {
         .args(["build", "--target", "wasm32-wasip2", "--profile", "guest", "-p", package])
         .arg("--target-dir")
         .arg(&target_dir);
+    if !features.is_empty() {
+        cmd.arg("--features").arg(features.join(","));
+    }
     // Flags meant for the outer (host) build must not leak into the guest build.
     for var in [
         "CARGO_ENCODED_RUSTFLAGS",
@@ -36,14 +47,30 @@ fn build_guest(package: &str) -> PathBuf {
     ] {
         cmd.env_remove(var);
     }
+    let components = target_dir.join("components");
+    std::fs::create_dir_all(&components).unwrap_or_else(|e| panic!("creating {}: {e}", components.display()));
+    let lock_path = target_dir.join("wsbox-guest-build.lock");
+    let lock = std::fs::File::create(&lock_path).unwrap_or_else(|e| panic!("creating {}: {e}", lock_path.display()));
+    lock.lock().unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
     let status = cmd.status().unwrap_or_else(|e| panic!("running cargo to build guest {package}: {e}"));
     assert!(status.success(), "building guest {package} for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)");
     let artifact = target_dir
         .join("wasm32-wasip2")
         .join("guest")
         .join(format!("{}.wasm", package.replace('-', "_")));
-    assert!(artifact.exists(), "guest {package} built but {} is missing", artifact.display());
-    artifact
+    let bytes = std::fs::read(&artifact).unwrap_or_else(|e| panic!("guest {package} built but {} cannot be read: {e}", artifact.display()));
+    let mut name = package.replace('-', "_");
+    for feature in features {
+        name.push('+');
+        name.push_str(feature);
+    }
+    let out = components.join(format!("{name}.wasm"));
+    // Written only when it changed, so that what includes it is not rebuilt.
+    if std::fs::read(&out).ok().as_deref() != Some(bytes.as_slice()) {
+        std::fs::write(&out, &bytes).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
+    }
+    drop(lock);
+    out
 }
 
 const GUEST_TARGET: &str = "wasm32-wasip2";

@@ -24,12 +24,17 @@
 //! - `on_close` logs `echo closed: code=CODE reason=REASON`;
 //! - on a route with `hibernate_after` an idle connection hibernates, and
 //!   its state (the echo count, the hooks flag) survives to the wake, with
-//!   each SDK's own hibernation support.
+//!   each SDK's own hibernation support. In Rust that is the `hibernate`
+//!   feature: the bundled demo is built without it, since saving the state
+//!   as JSON makes the component half as big again, and every live
+//!   instance maps that much more of it (12.8 KiB more memory per idle
+//!   connection, measured: `bench/ANALYSIS.md`).
 
 use wsbox_guest::{CloseInfo, Message, Reject, UpgradeRequest, WebSocketHandler, Ws, log};
 
 /// Per-connection state: the host runs one instance per connection. Saved
-/// (as JSON, by the SDK) while the connection hibernates.
+/// (as JSON, by the SDK) while the connection hibernates (with the
+/// `hibernate` feature).
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Echo {
     echoed: u64,
@@ -137,7 +142,10 @@ impl Echo {
     }
 }
 
+#[cfg(feature = "hibernate")]
 wsbox_guest::export_handler!(Echo, hibernate);
+#[cfg(not(feature = "hibernate"))]
+wsbox_guest::export_handler!(Echo);
 
 #[cfg(test)]
 mod tests {
