@@ -25,6 +25,13 @@ with_lock() {
     fi
 }
 
+# The C and Go toolchains also need the JavaScript one: the nested call
+# takes the lock itself, so this one lets it go first (a held lock would
+# deadlock it on a fresh machine).
+unlock() {
+    exec 9>&-
+}
+
 case "$lang" in
 python)
     dir="$root/componentize-py-$COMPONENTIZE_PY_VERSION"
@@ -72,6 +79,7 @@ c)
         apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
             clang lld wasi-libc libclang-rt-dev-wasm32 >&2
     fi
+    unlock
     bin="$(sh "$0" javascript)"
     echo "$bin"
     ;;
@@ -88,6 +96,7 @@ go)
             touch "$dir/.complete"
         fi
     fi
+    unlock
     bin="$(sh "$0" javascript)"
     echo "$dir/bin/go:$bin"
     ;;
