@@ -151,6 +151,13 @@ pub async fn run(target: Target, args: EchoArgs) -> anyhow::Result<Report> {
         f("messages_per_s"),
         f("mb_per_s")
     ));
+    if let Some(spread) = shared.connection_spread() {
+        report.text.push(format!(
+            "  per connection  {} / {} / {} messages (min / median / max), Jain's fairness index {}",
+            spread["min"], spread["p50"], spread["max"], spread["jain"]
+        ));
+        report.set("per_connection_messages", spread);
+    }
     Ok(report)
 }
 
@@ -167,6 +174,8 @@ pub(super) struct InFlight {
     samples: Vec<u64>,
     next_seq: u64,
     expect: u64,
+    /// Echoes received in the measured phase.
+    measured: u64,
 }
 
 impl InFlight {
@@ -176,6 +185,7 @@ impl InFlight {
             samples: Vec::with_capacity(SAMPLE_BATCH),
             next_seq: 0,
             expect: 0,
+            measured: 0,
         }
     }
 
@@ -207,6 +217,7 @@ impl InFlight {
         }
         self.expect += 1;
         if shared.event(data.len()) {
+            self.measured += 1;
             self.samples.push(sent.elapsed().as_nanos() as u64);
             if self.samples.len() >= SAMPLE_BATCH {
                 shared.record_latencies(&mut self.samples);
@@ -240,6 +251,7 @@ async fn connection(mut conn: Conn, payload: Arc<Payload>, shared: Arc<Shared>, 
         }
     };
     shared.record_latencies(&mut in_flight.samples);
+    shared.record_connection_events(in_flight.measured);
     match result {
         Ok(()) => {
             let closed = match conn {

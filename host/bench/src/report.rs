@@ -45,6 +45,8 @@ pub struct Shared {
     pub all_events: AtomicU64,
     errors: [AtomicU64; ErrorKind::ALL.len()],
     histogram: Mutex<Histogram<u64>>,
+    /// Measured events of each connection that has finished (echo runs).
+    per_connection: Mutex<Vec<u64>>,
     /// Becomes `true` when the run stops.
     stopped: tokio::sync::watch::Sender<bool>,
 }
@@ -65,6 +67,7 @@ impl Shared {
             all_events: AtomicU64::new(0),
             errors: Default::default(),
             histogram: Mutex::new(histogram),
+            per_connection: Mutex::new(Vec::new()),
             stopped: tokio::sync::watch::Sender::new(false),
         }
     }
@@ -140,6 +143,38 @@ impl Shared {
             self.stop();
         }
         true
+    }
+
+    /// One connection's count of measured events, once it is done.
+    pub fn record_connection_events(&self, n: u64) {
+        if let Ok(mut all) = self.per_connection.lock() {
+            all.push(n);
+        }
+    }
+
+    /// How evenly the measured events were spread over the connections:
+    /// the least, median and most any connection got, and Jain's fairness
+    /// index ((sum x)^2 / (n * sum x^2): 1 when all got the same, 1/n when
+    /// one got everything). `None` before any connection reported.
+    pub fn connection_spread(&self) -> Option<Value> {
+        let mut all = self.per_connection.lock().ok()?.clone();
+        if all.is_empty() {
+            return None;
+        }
+        all.sort_unstable();
+        let sum: f64 = all.iter().map(|&x| x as f64).sum();
+        let squares: f64 = all.iter().map(|&x| (x as f64) * (x as f64)).sum();
+        let jain = if squares > 0.0 {
+            sum * sum / (all.len() as f64 * squares)
+        } else {
+            1.0
+        };
+        Some(json!({
+            "min": all[0],
+            "p50": all[all.len() / 2],
+            "max": all[all.len() - 1],
+            "jain": round3(jain),
+        }))
     }
 
     /// Adds latencies (ns) recorded by one connection.
@@ -393,6 +428,29 @@ mod tests {
         assert_eq!(s.events.load(Ordering::Relaxed), 2);
         assert_eq!(s.bytes.load(Ordering::Relaxed), 20);
         assert_eq!(s.all_events.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn connection_spread_measures_fairness() {
+        let s = Shared::new(None);
+        assert!(s.connection_spread().is_none(), "nothing reported yet");
+        for n in [10, 10, 10, 10] {
+            s.record_connection_events(n);
+        }
+        let even = s.connection_spread().unwrap();
+        assert_eq!(even["jain"], json!(1.0));
+        assert_eq!(
+            (even["min"].clone(), even["max"].clone()),
+            (json!(10), json!(10))
+        );
+        let s = Shared::new(None);
+        for n in [40, 0, 0, 0] {
+            s.record_connection_events(n);
+        }
+        let skewed = s.connection_spread().unwrap();
+        assert_eq!(skewed["jain"], json!(0.25), "one of four got everything");
+        assert_eq!(skewed["p50"], json!(0));
+        assert_eq!(skewed["max"], json!(40));
     }
 
     #[test]
