@@ -215,8 +215,25 @@ func (w *Ws) Close(code int, reason string) error {
 	return nil
 }
 
-// Log writes a line to the host's log.
-func Log(message string) { wsbox_websocket_logging.Log(types.LogLevelInfo, message) }
+// Log writes a line to the host's log at level Info.
+func Log(message string) { LogAt(LevelInfo, message) }
+
+// LogLevel is the severity of a log line.
+type LogLevel uint8
+
+// The log levels, as the WIT's `log-level`.
+const (
+	LevelTrace LogLevel = iota
+	LevelDebug
+	LevelInfo
+	LevelWarn
+	LevelError
+)
+
+// LogAt writes a line to the host's log at the given level.
+func LogAt(level LogLevel, message string) {
+	wsbox_websocket_logging.Log(types.LogLevel(level), message)
+}
 
 func convert(raw types.UpgradeRequest) *Request {
 	r := &Request{
