@@ -11,6 +11,11 @@
 // The host makes one instance per connection, so one handler value lives
 // per connection.
 //
+// Pub/sub (topics and direct messages between the connections of a
+// tenant, the host doing the fan-out) is on Ws: Subscribe, Publish,
+// PublishToOthers, SubscriberCount, SendTo, ... (pubsub.go; see
+// examples/chat-go).
+//
 // Hibernation: a handler that implements StateSaver (and StateLoader) may
 // hibernate on a route with `hibernate_after`. When the connection has
 // been idle that long, SaveState gives the handler's state as bytes (ok
