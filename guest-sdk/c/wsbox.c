@@ -145,6 +145,106 @@ void wsbox_log(int level, const char *message) {
     wsbox_websocket_logging_log((wsbox_websocket_logging_log_level_t)level, &m);
 }
 
+/* ---- pub/sub ----------------------------------------------------------- */
+
+const char *wsbox_pubsub_error_str(wsbox_pubsub_error error) {
+    switch (error) {
+    case WSBOX_PUBSUB_OK: return "ok";
+    case WSBOX_PUBSUB_EMPTY_TOPIC: return "the topic is empty";
+    case WSBOX_PUBSUB_TOPIC_TOO_LONG: return "the topic is longer than 256 bytes";
+    case WSBOX_PUBSUB_TOO_MANY_SUBSCRIPTIONS: return "the connection has as many subscriptions as its tenant allows";
+    case WSBOX_PUBSUB_RATE_EXCEEDED: return "the tenant is over its publishes per second";
+    case WSBOX_PUBSUB_UNKNOWN_CONNECTION: return "no open connection of this tenant has that id";
+    case WSBOX_PUBSUB_CLOSED: return "the WebSocket connection is not open";
+    }
+    return "unknown pub/sub error";
+}
+
+const char *wsbox_broker_error_str(wsbox_broker_error error) {
+    switch (error) {
+    case WSBOX_BROKER_OK: return "ok";
+    case WSBOX_BROKER_UNAVAILABLE:
+        return "the pub/sub broker is unreachable: the other nodes did not get the message";
+    case WSBOX_BROKER_BACKLOG:
+        return "too many messages wait for the pub/sub broker: the other nodes did not get the message";
+    }
+    return "unknown pub/sub broker error";
+}
+
+/* The WIT's pubsub-error (0-5) as the SDK's enum (1-6). */
+static wsbox_pubsub_error pubsub_error(wsbox_websocket_pubsub_pubsub_error_t err) {
+    return (wsbox_pubsub_error)(err + 1);
+}
+
+/* A borrowed message over the caller's bytes: nothing to free. */
+static wsbox_websocket_types_message_t borrowed_message(const uint8_t *data, size_t len, int flags) {
+    wsbox_websocket_types_message_t m;
+    if (flags & WSBOX_MSG_BINARY) {
+        m.tag = WSBOX_WEBSOCKET_TYPES_MESSAGE_BINARY;
+        m.val.binary.ptr = (uint8_t *)data;
+        m.val.binary.len = len;
+    } else {
+        m.tag = WSBOX_WEBSOCKET_TYPES_MESSAGE_TEXT;
+        m.val.text.ptr = (uint8_t *)data;
+        m.val.text.len = len;
+    }
+    return m;
+}
+
+wsbox_pubsub_error wsbox_subscribe(wsbox_ws *ws, const char *topic) {
+    str_t t = borrowed_str(topic);
+    wsbox_websocket_pubsub_pubsub_error_t err;
+    if (!wsbox_websocket_pubsub_subscribe(ws->conn, &t, &err)) return pubsub_error(err);
+    return WSBOX_PUBSUB_OK;
+}
+
+wsbox_pubsub_error wsbox_unsubscribe(wsbox_ws *ws, const char *topic, bool *was_subscribed) {
+    str_t t = borrowed_str(topic);
+    bool was = false;
+    wsbox_websocket_pubsub_pubsub_error_t err;
+    bool ok = wsbox_websocket_pubsub_unsubscribe(ws->conn, &t, &was, &err);
+    if (was_subscribed) *was_subscribed = ok && was;
+    return ok ? WSBOX_PUBSUB_OK : pubsub_error(err);
+}
+
+wsbox_pubsub_error wsbox_publish(wsbox_ws *ws, const char *topic, const uint8_t *data, size_t len,
+                                 int flags, wsbox_published *published) {
+    str_t t = borrowed_str(topic);
+    wsbox_websocket_types_message_t m = borrowed_message(data, len, flags);
+    wsbox_websocket_pubsub_publish_options_t options = {(flags & WSBOX_EXCLUDE_SELF) != 0};
+    wsbox_websocket_pubsub_broker_publish_report_t report;
+    wsbox_websocket_pubsub_pubsub_error_t err;
+    if (published) memset(published, 0, sizeof *published);
+    if (!wsbox_websocket_pubsub_publish_with_broker_report(ws->conn, &t, &m, &options, &report, &err))
+        return pubsub_error(err);
+    if (published) {
+        published->delivered = report.here.delivered;
+        published->skipped = report.here.skipped;
+        published->broker_error =
+            report.broker_error.is_some ? (wsbox_broker_error)(report.broker_error.val + 1) : WSBOX_BROKER_OK;
+    }
+    return WSBOX_PUBSUB_OK;
+}
+
+wsbox_pubsub_error wsbox_subscriber_count(wsbox_ws *ws, const char *topic, uint32_t *count) {
+    str_t t = borrowed_str(topic);
+    uint32_t n = 0;
+    wsbox_websocket_pubsub_pubsub_error_t err;
+    bool ok = wsbox_websocket_pubsub_subscriber_count(ws->conn, &t, &n, &err);
+    if (count) *count = ok ? n : 0;
+    return ok ? WSBOX_PUBSUB_OK : pubsub_error(err);
+}
+
+wsbox_pubsub_error wsbox_send_to(wsbox_ws *ws, uint64_t connection_id, const uint8_t *data, size_t len,
+                                 int flags, bool *queued) {
+    wsbox_websocket_types_message_t m = borrowed_message(data, len, flags);
+    bool q = false;
+    wsbox_websocket_pubsub_pubsub_error_t err;
+    bool ok = wsbox_websocket_pubsub_send_to(ws->conn, connection_id, &m, &q, &err);
+    if (queued) *queued = ok && q;
+    return ok ? WSBOX_PUBSUB_OK : pubsub_error(err);
+}
+
 /* ---- exports ---------------------------------------------------------- */
 
 void exports_wsbox_websocket_handler_upgrade(exports_wsbox_websocket_handler_upgrade_request_t *request,

@@ -104,6 +104,118 @@ const wsbox_request *wsbox_request_of(wsbox_ws *ws);
 enum { WSBOX_TRACE, WSBOX_DEBUG, WSBOX_INFO, WSBOX_WARN, WSBOX_ERROR };
 void wsbox_log(int level, const char *message);
 
+/* ---- pub/sub ------------------------------------------------------------
+ *
+ * Topics and direct messages between the connections of one tenant, over
+ * the host's `pubsub` interface (wit/websocket.wit). The host does the
+ * fan-out: a message published to a topic is framed once and queued on
+ * every subscriber's socket; the subscribers' handlers are not called.
+ * A connection's subscriptions end when it closes. A message published to
+ * a topic the publisher subscribes to reaches it after the messages it
+ * wrote before publishing.
+ *
+ * Memory: every argument is borrowed for the call only (the SDK copies
+ * nothing and keeps nothing; the caller frees its own buffers, before or
+ * after the call as it likes). Results are written to caller-provided
+ * out-parameters (each may be NULL when not wanted), plain values with
+ * nothing to free. The strings of wsbox_pubsub_error_str and
+ * wsbox_broker_error_str are static: never free them.
+ *
+ * Topics are NUL-terminated UTF-8, 1 to 256 bytes. Text messages must be
+ * valid UTF-8 (the host traps the instance otherwise); binary ones are any
+ * bytes. Pub/sub may be used from `open`, the message callbacks and
+ * `on_close` (a leave notice reaches the others), not from `prepare`. */
+
+/* Why a pub/sub call failed: WSBOX_PUBSUB_OK (0) when it did not, else one
+ * case of the WIT's `pubsub-error`. Nothing was done when it failed. */
+typedef enum {
+    WSBOX_PUBSUB_OK = 0,
+    /* A topic is 1 to 256 bytes; this one is empty. */
+    WSBOX_PUBSUB_EMPTY_TOPIC,
+    /* The topic is longer than 256 bytes. */
+    WSBOX_PUBSUB_TOPIC_TOO_LONG,
+    /* The connection has as many subscriptions as its tenant allows. */
+    WSBOX_PUBSUB_TOO_MANY_SUBSCRIPTIONS,
+    /* The tenant published more this second than it may (a send counts
+     * as a publish). */
+    WSBOX_PUBSUB_RATE_EXCEEDED,
+    /* No open connection of this tenant has that id (wsbox_send_to). */
+    WSBOX_PUBSUB_UNKNOWN_CONNECTION,
+    /* The connection is closing or closed, or not open yet (`prepare`). */
+    WSBOX_PUBSUB_CLOSED,
+} wsbox_pubsub_error;
+
+/* A sentence describing the error (the Rust SDK's words), e.g. "the tenant
+ * is over its publishes per second"; "ok" for WSBOX_PUBSUB_OK. Static. */
+const char *wsbox_pubsub_error_str(wsbox_pubsub_error error);
+
+/* Why a published message did not go to the other nodes (several nodes
+ * share topics through a broker). This node's subscribers got it anyway;
+ * nothing is retried (at most once). */
+typedef enum {
+    /* It went (and always on a single node). */
+    WSBOX_BROKER_OK = 0,
+    /* The broker is unreachable; the node is reconnecting to it. */
+    WSBOX_BROKER_UNAVAILABLE,
+    /* Too many messages are waiting for the broker. */
+    WSBOX_BROKER_BACKLOG,
+} wsbox_broker_error;
+
+/* A sentence describing the broker error; "ok" for WSBOX_BROKER_OK. Static. */
+const char *wsbox_broker_error_str(wsbox_broker_error error);
+
+/* What a publish did. */
+typedef struct {
+    /* Subscribers on this server the message was queued on. */
+    uint32_t delivered;
+    /* Subscribers skipped as slow consumers (over their route's
+     * max_backpressure). */
+    uint32_t skipped;
+    /* With several nodes: why the message did not go to the other nodes,
+     * WSBOX_BROKER_OK when it went. */
+    wsbox_broker_error broker_error;
+} wsbox_published;
+
+/* Flags of wsbox_publish and wsbox_send_to; 0 is a text message. */
+enum {
+    /* The message is binary, not text. */
+    WSBOX_MSG_BINARY = 1,
+    /* wsbox_publish only: do not deliver to this connection even if it
+     * subscribes to the topic. */
+    WSBOX_EXCLUDE_SELF = 2,
+};
+
+/* Subscribes this connection to a topic of its tenant: messages published
+ * to it reach the peer straight from the host. Subscribing again changes
+ * nothing. */
+wsbox_pubsub_error wsbox_subscribe(wsbox_ws *ws, const char *topic);
+
+/* Unsubscribes this connection from a topic; *was_subscribed (if not
+ * NULL) says whether it was subscribed. */
+wsbox_pubsub_error wsbox_unsubscribe(wsbox_ws *ws, const char *topic, bool *was_subscribed);
+
+/* Publishes the message (len bytes of data; text unless flags has
+ * WSBOX_MSG_BINARY) to every subscriber of a topic of this tenant, this
+ * connection included if it subscribes unless flags has
+ * WSBOX_EXCLUDE_SELF. *published (if not NULL) is filled on success (and
+ * zeroed on failure). Counts against the tenant's publish rate
+ * (WSBOX_PUBSUB_RATE_EXCEEDED). */
+wsbox_pubsub_error wsbox_publish(wsbox_ws *ws, const char *topic, const uint8_t *data, size_t len,
+                                 int flags, wsbox_published *published);
+
+/* How many connections of this tenant subscribe to a topic on this
+ * server, in *count (if not NULL; 0 on failure). */
+wsbox_pubsub_error wsbox_subscriber_count(wsbox_ws *ws, const char *topic, uint32_t *count);
+
+/* Sends a message (text unless flags has WSBOX_MSG_BINARY) to another
+ * connection of this tenant by its id (wsbox_connection_id), without
+ * calling its handler. *queued (if not NULL) is false when the receiver
+ * was skipped as a slow consumer (or, with a broker, is on another node
+ * and the broker is unreachable). Counts against the tenant's publish
+ * rate like a publish. */
+wsbox_pubsub_error wsbox_send_to(wsbox_ws *ws, uint64_t connection_id, const uint8_t *data, size_t len,
+                                 int flags, bool *queued);
+
 /* Registers the handler the exports dispatch to. */
 extern const wsbox_handler *const wsbox_the_handler;
 #define WSBOX_EXPORT_HANDLER(h) const wsbox_handler *const wsbox_the_handler = &(h);

@@ -11,6 +11,11 @@
 // The host makes one instance per connection, so one handler value lives
 // per connection.
 //
+// Pub/sub (topics and direct messages between the connections of a
+// tenant, the host doing the fan-out) is on Ws: Subscribe, Publish,
+// PublishToOthers, SubscriberCount, SendTo, ... (pubsub.go; see
+// examples/chat-go).
+//
 // Hibernation: a handler that implements StateSaver (and StateLoader) may
 // hibernate on a route with `hibernate_after`. When the connection has
 // been idle that long, SaveState gives the handler's state as bytes (ok
@@ -215,8 +220,25 @@ func (w *Ws) Close(code int, reason string) error {
 	return nil
 }
 
-// Log writes a line to the host's log.
-func Log(message string) { wsbox_websocket_logging.Log(types.LogLevelInfo, message) }
+// Log writes a line to the host's log at level Info.
+func Log(message string) { LogAt(LevelInfo, message) }
+
+// LogLevel is the severity of a log line.
+type LogLevel uint8
+
+// The log levels, as the WIT's `log-level`.
+const (
+	LevelTrace LogLevel = iota
+	LevelDebug
+	LevelInfo
+	LevelWarn
+	LevelError
+)
+
+// LogAt writes a line to the host's log at the given level.
+func LogAt(level LogLevel, message string) {
+	wsbox_websocket_logging.Log(types.LogLevel(level), message)
+}
 
 func convert(raw types.UpgradeRequest) *Request {
 	r := &Request{
