@@ -37,6 +37,59 @@ export interface WebSocketEvents {
   pong: (data: Uint8Array) => void;
 }
 
+/** The WIT name of a pub/sub refusal. */
+export type PubsubErrorKind =
+  | 'empty-topic'
+  | 'topic-too-long'
+  | 'too-many-subscriptions'
+  | 'rate-exceeded'
+  | 'unknown-connection'
+  | 'closed';
+
+/** The host refused a pub/sub call; nothing was done. */
+export class PubsubError extends Error {
+  /** A topic is 1 to 256 bytes of UTF-8; this one is empty. */
+  static readonly EMPTY_TOPIC: 'empty-topic';
+  /** The topic is longer than 256 bytes. */
+  static readonly TOPIC_TOO_LONG: 'topic-too-long';
+  /** The connection has as many subscriptions as its tenant allows. */
+  static readonly TOO_MANY_SUBSCRIPTIONS: 'too-many-subscriptions';
+  /** The tenant published more messages this second than it may. */
+  static readonly RATE_EXCEEDED: 'rate-exceeded';
+  /** No open connection of this tenant has that id (`sendTo`). */
+  static readonly UNKNOWN_CONNECTION: 'unknown-connection';
+  /** The connection is not open. */
+  static readonly CLOSED: 'closed';
+  constructor(kind: PubsubErrorKind);
+  readonly kind: PubsubErrorKind;
+}
+
+/** Why a published message did not go to the other nodes (with a broker). */
+export type BrokerError = 'unavailable' | 'backlog';
+
+/** What `publish` did, counting the subscribers on this server. */
+export interface Published {
+  /** Subscribers the message was queued on. */
+  delivered: number;
+  /** Subscribers skipped as slow consumers (over their route's `max_backpressure`). */
+  skipped: number;
+  /** With several nodes sharing topics through a broker: why the message did not go
+   * to the other nodes; undefined when it went (always on a single node). */
+  brokerError: BrokerError | undefined;
+  /** `brokerError` explained, for a user. */
+  brokerErrorMessage: string | undefined;
+}
+
+export interface PublishOptions {
+  /** Do not deliver to this connection even if it subscribes to the topic. */
+  excludeSelf?: boolean;
+  /** As `send`'s option: a string as binary, or bytes as text with `false`. */
+  binary?: boolean;
+}
+
+/** Called by `wsbox-pubsub.js` with the host's pubsub interface. */
+export function usePubsub(host: object): void;
+
 /** One connection, like `ws`'s WebSocket. */
 export class WebSocket {
   static readonly CONNECTING: 0;
@@ -64,6 +117,19 @@ export class WebSocket {
   close(code?: number, reason?: string): void;
   terminate(): void;
   setNoDelay(enabled?: boolean): void;
+
+  // Pub/sub: import './wsbox-pubsub.js' and build against `websocket-pubsub-handler`
+  // (or `websocket-host`); without it these throw an Error saying so.
+  /** Subscribe this connection to a topic: published messages reach the peer from the host. */
+  subscribe(topic: string): void;
+  /** True if the connection was subscribed. */
+  unsubscribe(topic: string): boolean;
+  /** Publish to every subscriber of a topic of this tenant (this connection too unless `excludeSelf`). */
+  publish(topic: string, data: string | Uint8Array | ArrayBuffer, options?: PublishOptions): Published;
+  /** How many connections of this tenant subscribe to the topic, on this server. */
+  subscriberCount(topic: string): number;
+  /** Send to one connection of this tenant by id; false when skipped as a slow consumer. */
+  sendTo(connectionId: bigint | number, data: string | Uint8Array | ArrayBuffer, options?: { binary?: boolean }): boolean;
 }
 
 export interface VerifyClientInfo {

@@ -27,6 +27,28 @@
 // build with the world `websocket-host`:
 //
 //   export const { handler, batchHandler, hibernation } = wss.exports();
+//
+// Pub/sub: the host's topics and direct messages between the connections of
+// one tenant. `ws.subscribe(topic)`, `ws.unsubscribe(topic)`,
+// `ws.publish(topic, data, { excludeSelf, binary })` (returns a Published:
+// `{ delivered, skipped, brokerError, brokerErrorMessage }`),
+// `ws.subscriberCount(topic)` and `ws.sendTo(connectionId, data)`; the host
+// delivers to every subscriber's socket itself (their handlers are not
+// called), and a refusal throws a PubsubError with `.kind` (e.g.
+// 'rate-exceeded'). They work in the 'connection' listener and every event
+// up to 'close' included (a publish from 'close' reaches the others: the
+// subscriptions have ended). The host's pub/sub is an import this module
+// does not make, so that handlers without it build against worlds without
+// it: a handler that uses pub/sub imports './wsbox-pubsub.js' once and is
+// built against the world `websocket-pubsub-handler` (or `websocket-host`);
+// examples/chat-js is a whole chat on it.
+//
+//   import './wsbox-pubsub.js';
+//   wss.on('connection', (ws, request) => {
+//     const topic = `room:${request.pathKwargs.room}`;
+//     ws.subscribe(topic);
+//     ws.on('message', (data) => ws.publish(topic, data, { excludeSelf: true }));
+//   });
 import { log as hostLog } from 'wsbox:websocket/logging@0.2.3';
 
 const te = new TextEncoder();
@@ -64,6 +86,64 @@ class Emitter {
     for (const fn of [...list]) fn(...args);
     return true;
   }
+}
+
+/** A string as a text message (binary with `{ binary: true }`), bytes as binary
+ * (text with `{ binary: false }`), anything else as its string's text. */
+function toMessage(data, options = {}) {
+  if (typeof data === 'string') {
+    return options.binary ? { tag: 'binary', val: te.encode(data) } : { tag: 'text', val: data };
+  }
+  if (ArrayBuffer.isView(data) || data instanceof ArrayBuffer || Array.isArray(data)) {
+    const bytes = toBytes(data);
+    return options.binary === false ? { tag: 'text', val: td.decode(bytes) } : { tag: 'binary', val: bytes };
+  }
+  return { tag: 'text', val: String(data) };
+}
+
+const PUBSUB_ERRORS = {
+  'empty-topic': 'the topic is empty',
+  'topic-too-long': 'the topic is longer than 256 bytes',
+  'too-many-subscriptions': 'the connection has as many subscriptions as its tenant allows',
+  'rate-exceeded': 'the tenant is over its publishes per second',
+  'unknown-connection': 'no open connection of this tenant has that id',
+  closed: 'the WebSocket connection is not open',
+};
+
+const BROKER_ERRORS = {
+  unavailable: 'the pub/sub broker is unreachable: the other nodes did not get the message',
+  backlog: 'too many messages wait for the pub/sub broker: the other nodes did not get the message',
+};
+
+/** The host refused a pub/sub call; nothing was done. `kind` is the reason's
+ * WIT name (one of the static constants), `message` explains it. */
+export class PubsubError extends Error {
+  /** A topic is 1 to 256 bytes of UTF-8; this one is empty. */
+  static EMPTY_TOPIC = 'empty-topic';
+  /** The topic is longer than 256 bytes. */
+  static TOPIC_TOO_LONG = 'topic-too-long';
+  /** The connection has as many subscriptions as its tenant allows. */
+  static TOO_MANY_SUBSCRIPTIONS = 'too-many-subscriptions';
+  /** The tenant published more messages this second than it may. */
+  static RATE_EXCEEDED = 'rate-exceeded';
+  /** No open connection of this tenant has that id (`sendTo`). */
+  static UNKNOWN_CONNECTION = 'unknown-connection';
+  /** The connection is not open (in `verifyClient`, or after 'close'). */
+  static CLOSED = 'closed';
+
+  constructor(kind) {
+    super(PUBSUB_ERRORS[kind] ?? String(kind));
+    this.name = 'PubsubError';
+    this.kind = kind;
+  }
+}
+
+/** The host's pub/sub import, given by './wsbox-pubsub.js'. */
+let pubsubHost = null;
+
+/** Called by './wsbox-pubsub.js' with the host's `pubsub` interface. */
+export function usePubsub(host) {
+  pubsubHost = host;
 }
 
 /** Write a line to the host's log: level is trace, debug, info, warn or error. */
@@ -126,16 +206,7 @@ export class WebSocket extends Emitter {
    * On a closing or closed connection, `cb` gets an Error (like `ws`); without `cb` it throws. */
   send(data, options, cb) {
     if (typeof options === 'function') { cb = options; options = {}; }
-    options = options || {};
-    let message;
-    if (typeof data === 'string') {
-      message = options.binary ? { tag: 'binary', val: te.encode(data) } : { tag: 'text', val: data };
-    } else if (ArrayBuffer.isView(data) || data instanceof ArrayBuffer || Array.isArray(data)) {
-      const bytes = toBytes(data);
-      message = options.binary === false ? { tag: 'text', val: td.decode(bytes) } : { tag: 'binary', val: bytes };
-    } else {
-      message = { tag: 'text', val: String(data) };
-    }
+    const message = toMessage(data, options || {});
     let error = null;
     if (this.readyState !== WebSocket.OPEN || !this._conn) {
       error = new Error('WebSocket is not open: readyState ' + this.readyState);
@@ -168,6 +239,70 @@ export class WebSocket extends Emitter {
   terminate() { this.close(1000); }
 
   setNoDelay(enabled = true) { if (this._conn) this._conn.setNodelay(enabled); }
+
+  // ---- pub/sub (import './wsbox-pubsub.js' to use these) ----
+
+  /** Subscribe this connection to a topic of its tenant: messages published to it
+   * reach the peer straight from the host. Subscribing again changes nothing;
+   * subscriptions end when the connection closes. Throws a PubsubError. */
+  subscribe(topic) {
+    this._pubsub((host, conn) => host.subscribe(conn, topic));
+  }
+
+  /** Unsubscribe from a topic: true if the connection was subscribed. Throws a PubsubError. */
+  unsubscribe(topic) {
+    return this._pubsub((host, conn) => host.unsubscribe(conn, topic));
+  }
+
+  /** Publish `data` (as `send` takes it, `options.binary` too) to every subscriber of a
+   * topic of this tenant: this connection too if it subscribes (after this event's own
+   * sends), unless `options.excludeSelf`. Returns a Published. Counts against the
+   * tenant's publish rate: over it, throws a PubsubError of kind 'rate-exceeded'. */
+  publish(topic, data, options = {}) {
+    const message = toMessage(data, options);
+    const report = this._pubsub((host, conn) =>
+      host.publishWithBrokerReport(conn, topic, message, { excludeSelf: Boolean(options.excludeSelf) }));
+    const brokerError = report.brokerError ?? undefined;
+    return {
+      delivered: report.here.delivered,
+      skipped: report.here.skipped,
+      brokerError,
+      brokerErrorMessage: brokerError === undefined ? undefined : BROKER_ERRORS[brokerError] ?? String(brokerError),
+    };
+  }
+
+  /** How many connections of this tenant subscribe to a topic, on this server.
+   * Throws a PubsubError. */
+  subscriberCount(topic) {
+    return this._pubsub((host, conn) => host.subscriberCount(conn, topic));
+  }
+
+  /** Send `data` to one connection of this tenant by its id (`request.connectionId`,
+   * a bigint; a number is taken too), without calling its handler. False when it was
+   * skipped as a slow consumer (or, with a broker, could not reach another node's
+   * connection). Counts against the publish rate. Throws a PubsubError
+   * ('unknown-connection' when no open connection of the tenant has that id). */
+  sendTo(connectionId, data, options = {}) {
+    const message = toMessage(data, options);
+    return this._pubsub((host, conn) => host.sendTo(conn, BigInt(connectionId), message));
+  }
+
+  /** `call(host, conn)`, its refusal as a PubsubError. */
+  _pubsub(call) {
+    if (!pubsubHost) {
+      throw new Error("pub/sub is not in this component: import './wsbox-pubsub.js' in the handler "
+        + 'and build it against the world `websocket-pubsub-handler` (or `websocket-host`)');
+    }
+    if (!this._conn) throw new PubsubError(PubsubError.CLOSED);
+    try {
+      return call(pubsubHost, this._conn);
+    } catch (e) {
+      // The bindings throw the WIT error (a string enum) as `payload`.
+      const kind = e && Object.prototype.hasOwnProperty.call(e, 'payload') ? e.payload : e;
+      if (typeof kind === 'string' && kind in PUBSUB_ERRORS) throw new PubsubError(kind);
+      throw e;
+    }
+  }
 }
 
 /** The handler: `new WebSocketServer(options)`, then `on('connection', ...)` and `exports()`.
