@@ -213,6 +213,10 @@ async fn nick(server: Arc<TestServer>, lang: &'static str) {
         text(&mut fay).await,
         "! a nickname is 1 to 24 letters, digits, _ or -"
     );
+    // Taking the name one has keeps it.
+    say(&mut fay, "/nick fayette").await;
+    assert_eq!(text(&mut fay).await, "* fayette is now known as fayette");
+    assert_eq!(text(&mut gus).await, "* fayette is now known as fayette");
     // The private topic moved with the name.
     say(&mut gus, "/msg fayette hi").await;
     assert_eq!(text(&mut fay).await, "[private] gus: hi");

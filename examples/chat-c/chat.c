@@ -160,9 +160,12 @@ static void rename_to(wsbox_ws *ws, const char *name, size_t len) {
         free(new_nick);
         return;
     }
-    topic = user_topic(nick);
-    wsbox_unsubscribe(ws, topic, NULL);
-    free(topic);
+    /* Renaming to the same name keeps its private topic. */
+    if (strcmp(nick, new_nick) != 0) {
+        topic = user_topic(nick);
+        wsbox_unsubscribe(ws, topic, NULL);
+        free(topic);
+    }
     char *old = nick;
     nick = new_nick;
     notice(ws, cat(old, " is now known as ", nick, NULL));

@@ -60,10 +60,13 @@ wss.on('connection', (ws, request) => {
       tell(`! cannot take that nickname: ${e.message}`);
       return;
     }
-    try {
-      ws.unsubscribe(userTopic(nick));
-    } catch (e) {
-      if (!(e instanceof PubsubError)) throw e;
+    // Renaming to the same name keeps its private topic.
+    if (name !== nick) {
+      try {
+        ws.unsubscribe(userTopic(nick));
+      } catch (e) {
+        if (!(e instanceof PubsubError)) throw e;
+      }
     }
     const old = nick;
     nick = name;

@@ -111,10 +111,12 @@ class Chat(WebSocketHandler):
         except PubsubError as e:
             self.tell(f"! cannot take that nickname: {e}")
             return
-        try:
-            self.unsubscribe(user_topic(self.nick))
-        except PubsubError:
-            pass
+        # Renaming to the same name keeps its private topic.
+        if nick != self.nick:
+            try:
+                self.unsubscribe(user_topic(self.nick))
+            except PubsubError:
+                pass
         old, self.nick = self.nick, nick
         self.notice(f"{old} is now known as {nick}")
 

@@ -67,7 +67,10 @@ func (c *Chat) rename(ws *wsbox.Ws, nick string) {
 		ws.WriteText("! cannot take that nickname: " + err.Error())
 		return
 	}
-	ws.Unsubscribe(userTopic(c.nick))
+	// Renaming to the same name keeps its private topic.
+	if c.nick != nick {
+		ws.Unsubscribe(userTopic(c.nick))
+	}
 	old := c.nick
 	c.nick = nick
 	c.notice(ws, old+" is now known as "+nick)

@@ -57,7 +57,10 @@ impl Chat {
             let _ = ws.write_message(format!("! cannot take that nickname: {e}"));
             return;
         }
-        let _ = ws.unsubscribe(&user_topic(&self.nick));
+        // Renaming to the same name keeps its private topic.
+        if self.nick != nick {
+            let _ = ws.unsubscribe(&user_topic(&self.nick));
+        }
         let old = std::mem::replace(&mut self.nick, nick.to_owned());
         self.notice(ws, &format!("{old} is now known as {nick}"));
     }
