@@ -78,24 +78,53 @@ async fn new_build_serve(lang: &'static str) {
     init_logging();
     let name = format!("hello-{lang}");
     let root = TempDir::new(lang);
-    let project = root.0.join(&name);
+    let project = new_project(&root, lang, &name);
+    let (mut server, addr) = build_and_serve(lang, &project, &name).await;
 
-    // wsbox new
-    let printed = wsbox(&root.0, &["new", "--lang", lang, &name], &[]);
+    let mut ws = connect(&addr, format!("/{name}/lobby")).await;
+    assert_eq!(
+        text(&mut ws).await,
+        format!("hello from {name}: args=[] kwargs={{room: lobby}}")
+    );
+    assert_eq!(ask(&mut ws, "héllo ✓").await, "héllo ✓");
+    let bytes = vec![0u8, 1, 2, 255];
+    ws.send(WsMessage::binary(bytes.clone()))
+        .await
+        .expect("send");
+    assert_eq!(next_message(&mut ws).await, WsMessage::binary(bytes));
+    // Without a capture, no greeting: the first answer is the echo.
+    let mut ws = connect(&addr, format!("/{name}")).await;
+    assert_eq!(ask(&mut ws, "first").await, "first");
+
+    let _ = server.kill().await;
+}
+
+/// `wsbox new --lang LANG NAME` in `root`: the project's directory.
+fn new_project(root: &TempDir, lang: &str, name: &str) -> PathBuf {
+    let printed = wsbox(&root.0, &["new", "--lang", lang, name], &[]);
     assert!(
         printed.contains("wsbox build") && printed.contains("wsbox serve --config wsbox.toml"),
         "`wsbox new` says how to build and serve: {printed}"
     );
+    let project = root.0.join(name);
     assert!(project.join("wsbox.toml").is_file());
+    project
+}
 
-    // wsbox build, in the project (the binary alone: no checkout).
+/// `wsbox build` in `project` (the binary alone: no checkout), then the
+/// serve command it prints, on a free port: the server and its address.
+async fn build_and_serve(
+    lang: &str,
+    project: &Path,
+    name: &str,
+) -> (tokio::process::Child, String) {
     let started = Instant::now();
     let env = if lang == "rust" {
         vec![("CARGO_TARGET_DIR", rust_target_dir())]
     } else {
         Vec::new()
     };
-    let dir = project.clone();
+    let dir = project.to_path_buf();
     let printed = tokio::task::spawn_blocking(move || {
         let env: Vec<(&str, PathBuf)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
         wsbox(&dir, &["build"], &env)
@@ -104,7 +133,7 @@ async fn new_build_serve(lang: &'static str) {
     .expect("build task");
     let wasm = project.join(format!("{name}.wasm"));
     announce(&format!(
-        "scaffold {lang}: built in {:.1}s ({} bytes)",
+        "scaffold {lang}: built {name} in {:.1}s ({} bytes)",
         started.elapsed().as_secs_f64(),
         std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0)
     ));
@@ -115,11 +144,10 @@ async fn new_build_serve(lang: &'static str) {
         .unwrap_or_else(|| panic!("`wsbox build` prints how to serve: {printed}"))
         .to_string();
 
-    // The printed command, on a free port.
     let mut words = serve.split_whitespace();
     assert_eq!(words.next(), Some("wsbox"), "{serve}");
     let mut server = tokio::process::Command::new(wsbox_binary())
-        .current_dir(&project)
+        .current_dir(project)
         .args(words)
         .args(["--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
@@ -145,31 +173,64 @@ async fn new_build_serve(lang: &'static str) {
     .await
     .expect("wsbox serve listens in time");
     tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+    (server, addr)
+}
 
-    let connect = |path: String| {
-        let url = format!("ws://{addr}{path}");
-        async move {
-            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-                .await
-                .expect("connect in time")
-                .expect("handshake succeeds")
-                .0
-        }
-    };
-    let mut ws = connect(format!("/{name}/lobby")).await;
-    assert_eq!(
-        text(&mut ws).await,
-        format!("hello from {name}: args=[] kwargs={{room: lobby}}")
-    );
-    assert_eq!(ask(&mut ws, "héllo ✓").await, "héllo ✓");
-    let bytes = vec![0u8, 1, 2, 255];
-    ws.send(WsMessage::binary(bytes.clone()))
+async fn connect(addr: &str, path: String) -> Client {
+    let url = format!("ws://{addr}{path}");
+    tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
         .await
-        .expect("send");
-    assert_eq!(next_message(&mut ws).await, WsMessage::binary(bytes));
-    // Without a capture, no greeting: the first answer is the echo.
-    let mut ws = connect(format!("/{name}")).await;
-    assert_eq!(ask(&mut ws, "first").await, "first");
+        .expect("connect in time")
+        .expect("handshake succeeds")
+        .0
+}
+
+/// A project whose `[build] world` is `websocket-pubsub-handler`, with the
+/// language's chat example as its handler: `wsbox build` builds against
+/// the pub/sub world and the chat works.
+async fn pubsub_project(lang: &'static str, example: &str, source: &str) {
+    if skip_peers(Peers::Polyglot) {
+        return;
+    }
+    init_logging();
+    let name = format!("chat-{lang}");
+    let root = TempDir::new(&format!("pubsub-{lang}"));
+    let project = new_project(&root, lang, &name);
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace");
+    std::fs::copy(
+        workspace.join("examples").join(example),
+        project.join(source),
+    )
+    .expect("copy the chat");
+    let file = project.join("wsbox.toml");
+    let config = std::fs::read_to_string(&file).expect("read wsbox.toml");
+    let named = format!("name = \"{name}\"\n");
+    assert!(config.contains(&named), "{config}");
+    let config = config.replacen(
+        &named,
+        &format!("{named}world = \"websocket-pubsub-handler\"\n"),
+        1,
+    );
+    std::fs::write(&file, config).expect("write wsbox.toml");
+    let (mut server, addr) = build_and_serve(lang, &project, &name).await;
+
+    let mut ann = connect(&addr, format!("/{name}/lobby?nick=ann")).await;
+    assert_eq!(
+        text(&mut ann).await,
+        "welcome to lobby, ann: /nick <name>, /msg <name> <text>, /who"
+    );
+    assert_eq!(text(&mut ann).await, "* ann joined lobby (1 here)");
+    let mut bo = connect(&addr, format!("/{name}/lobby?nick=bo")).await;
+    assert_eq!(
+        text(&mut bo).await.split(':').next(),
+        Some("welcome to lobby, bo")
+    );
+    assert_eq!(text(&mut ann).await, "* bo joined lobby (2 here)");
+    ann.send(WsMessage::text("hi")).await.expect("send");
+    assert_eq!(text(&mut bo).await, "* bo joined lobby (2 here)");
+    assert_eq!(text(&mut bo).await, "ann: hi");
 
     let _ = server.kill().await;
 }
@@ -227,4 +288,14 @@ fn new_and_build_explain_their_errors() {
         e.contains("no wsbox project here: looked for") && e.contains("wsbox.toml"),
         "{e}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_project_builds_against_the_pubsub_world() {
+    pubsub_project("python", "chat-python/app.py", "app.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_project_builds_against_the_pubsub_world() {
+    pubsub_project("javascript", "chat-js/chat.js", "handler.js").await;
 }

@@ -43,6 +43,8 @@ pub struct Project {
     /// The handler's name: the output is `NAME.wasm`.
     pub name: String,
     pub language: Language,
+    /// `[build] world` (Python and JavaScript), if set.
+    pub world: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +57,7 @@ struct ProjectFile {
 struct BuildSection {
     language: String,
     name: String,
+    world: Option<String>,
 }
 
 impl Project {
@@ -82,11 +85,25 @@ impl Project {
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("{}: [build] language", shown.display()))?;
         check_name(&build.name).with_context(|| format!("{}: [build] name", shown.display()))?;
+        if let Some(world) = &build.world {
+            wsbox_server::config::build::check_world(language, world)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("{}: [build] world", shown.display()))?;
+        }
         Ok(Project {
             dir: dir.to_path_buf(),
             name: build.name,
             language,
+            world: build.world,
         })
+    }
+
+    /// The world a Python or JavaScript build targets: `[build] world`,
+    /// or the batch handler's.
+    pub fn world(&self) -> &str {
+        self.world
+            .as_deref()
+            .unwrap_or(wsbox_server::config::build::WORLDS[0])
     }
 
     /// `NAME.wasm`.
@@ -161,6 +178,7 @@ pub fn create(dir: &Path, language: Language) -> anyhow::Result<Project> {
         dir: dir.to_path_buf(),
         name,
         language,
+        world: None,
     })
 }
 
@@ -289,6 +307,41 @@ mod tests {
         let e = format!("{:#}", Project::load(&dir).unwrap_err());
         assert!(
             e.contains("[build] language") && e.contains("wsbox supports rust, python"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_world_picks_what_python_and_javascript_build_against() {
+        let dir = temp("world");
+        std::fs::create_dir_all(&dir).unwrap();
+        let project = |language: &str, world: &str| {
+            std::fs::write(
+                dir.join(PROJECT_FILE),
+                format!("[build]\nlanguage = \"{language}\"\nname = \"x\"\n{world}"),
+            )
+            .unwrap();
+            Project::load(&dir).map_err(|e| format!("{e:#}"))
+        };
+        let default = project("python", "").unwrap();
+        assert_eq!(default.world(), "websocket-batch-handler");
+        let pubsub = project("javascript", "world = \"websocket-pubsub-handler\"\n").unwrap();
+        assert_eq!(pubsub.world(), "websocket-pubsub-handler");
+        let e = project("python", "world = \"pubsub\"\n").unwrap_err();
+        assert!(
+            e.contains("[build] world") && e.contains("unknown world `pubsub`"),
+            "{e}"
+        );
+        let e = project("go", "world = \"websocket-host\"\n").unwrap_err();
+        assert!(e.contains("only Python and JavaScript"), "{e}");
+        // `wsbox serve` reads the same file and checks the key the same way.
+        std::fs::write(dir.join("x.wasm"), b"built").unwrap();
+        let e = crate::config::Config::load(&dir.join(PROJECT_FILE))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("build.world") && e.contains("only Python"),
             "{e}"
         );
         std::fs::remove_dir_all(&dir).unwrap();

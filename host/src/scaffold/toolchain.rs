@@ -218,7 +218,7 @@ fn python(project: &Project, sdk: &Sdk, out: &Path) -> anyhow::Result<()> {
         Command::new(&componentize_py)
             .arg("-d")
             .arg(sdk.wit())
-            .args(["-w", "websocket-batch-handler", "componentize", "app", "-p"])
+            .args(["-w", project.world(), "componentize", "app", "-p"])
             .arg(&project.dir)
             .arg("-p")
             .arg(sdk.guest_sdk("python"))
@@ -246,15 +246,27 @@ fn javascript(project: &Project, sdk: &Sdk, out: &Path) -> anyhow::Result<()> {
         &[
             sdk.guest_sdk("javascript/wsbox.js"),
             sdk.guest_sdk("javascript/wsbox.d.ts"),
+            sdk.guest_sdk("javascript/wsbox-pubsub.js"),
+            sdk.guest_sdk("javascript/wsbox-pubsub.d.ts"),
         ],
         work.path(),
     )?;
-    let logging = format!("wsbox:websocket/logging@{}", Sdk::wit_version()?);
+    let version = Sdk::wit_version()?;
+    let logging = format!("wsbox:websocket/logging@{version}");
+    let pubsub = format!("wsbox:websocket/pubsub@{version}");
     let bundle = work.path().join("bundle.js");
     run(
         Command::new(bin.join("rolldown"))
             .arg(work.path().join("handler.js"))
-            .args(["--format", "esm", "--external", &logging, "--file"])
+            .args([
+                "--format",
+                "esm",
+                "--external",
+                &logging,
+                "--external",
+                &pubsub,
+            ])
+            .arg("--file")
             .arg(&bundle),
         "rolldown (bundling handler.js with the SDK)",
     )?;
@@ -267,7 +279,7 @@ fn javascript(project: &Project, sdk: &Sdk, out: &Path) -> anyhow::Result<()> {
             .arg(sdk.wit())
             .args([
                 "-n",
-                "websocket-batch-handler",
+                project.world(),
                 "-d",
                 "http",
                 "-d",

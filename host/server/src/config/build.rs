@@ -1,6 +1,7 @@
 //! `[build]`: what makes a `wsbox.toml` a handler project (`wsbox new`,
-//! `wsbox build`): its language and its name. `wsbox serve` checks the
-//! section and otherwise ignores it.
+//! `wsbox build`): its language, its name and, for Python and JavaScript,
+//! the WIT world it is built against. `wsbox serve` checks the section and
+//! otherwise ignores it.
 
 /// A guest language `wsbox new` and `wsbox build` support.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,5 +69,59 @@ pub fn check_name(name: &str) -> Result<(), String> {
         Err(format!(
             "`{name}` cannot name a handler: use letters, digits, `-` and `_`, starting with a letter (at most 64)"
         ))
+    }
+}
+
+/// The worlds of `wit/websocket.wit` a Python or JavaScript handler can be
+/// built against (`[build] world`), the default first: its exports must be
+/// the world's (componentize-py and componentize-js build one world).
+pub const WORLDS: [&str; 5] = [
+    "websocket-batch-handler",
+    "websocket-handler",
+    "websocket-pubsub-handler",
+    "websocket-hibernating-handler",
+    "websocket-host",
+];
+
+/// Checks `[build] world` for `language`: only Python and JavaScript
+/// builds pick a world (Go and C use bindings for every interface, Rust's
+/// SDK exports what `export_handler!` names).
+pub fn check_world(language: Language, world: &str) -> Result<(), String> {
+    if !matches!(language, Language::Python | Language::JavaScript) {
+        return Err(format!(
+            "only Python and JavaScript builds take a world: {} handlers import every interface they use without one (remove `world`)",
+            language.name()
+        ));
+    }
+    if WORLDS.contains(&world) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown world `{world}`: use one of {} (`websocket-pubsub-handler` for pub/sub)",
+            WORLDS.join(", ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_world_is_in_the_wit() {
+        let wit = include_str!("../../../../wit/websocket.wit");
+        for world in WORLDS {
+            assert!(wit.contains(&format!("world {world} {{")), "{world}");
+        }
+    }
+
+    #[test]
+    fn a_world_is_checked() {
+        assert!(check_world(Language::Python, "websocket-pubsub-handler").is_ok());
+        assert!(check_world(Language::JavaScript, "websocket-host").is_ok());
+        let unknown = check_world(Language::Python, "pubsub").unwrap_err();
+        assert!(unknown.contains("websocket-pubsub-handler"), "{unknown}");
+        let go = check_world(Language::Go, "websocket-host").unwrap_err();
+        assert!(go.contains("only Python and JavaScript"), "{go}");
     }
 }

@@ -235,10 +235,14 @@ impl Config {
         }
 
         if let Some(build) = &raw.build {
-            build::Language::parse(build.language.get_ref())
+            let language = build::Language::parse(build.language.get_ref())
                 .map_err(|e| located.error(build.language.span().start, "build.language", e))?;
             build::check_name(build.name.get_ref())
                 .map_err(|e| located.error(build.name.span().start, "build.name", e))?;
+            if let Some(world) = &build.world {
+                build::check_world(language, world.get_ref())
+                    .map_err(|e| located.error(world.span().start, "build.world", e))?;
+            }
         }
 
         let admin = match &raw.admin {

@@ -30,6 +30,7 @@ pub(super) struct RawConfig {
 pub(super) struct RawBuild {
     pub(super) language: Spanned<String>,
     pub(super) name: Spanned<String>,
+    pub(super) world: Option<Spanned<String>>,
 }
 
 /// `[pubsub]`: the default limits (a tenant's own are in its

@@ -22,4 +22,7 @@ class Echo(WebSocketHandler):
 
 
 # componentize-py looks for these two names in module `app`.
+# For pub/sub (self.subscribe, self.publish, ...), build against the world
+# that imports it: `world = "websocket-pubsub-handler"` under [build] in
+# wsbox.toml (examples/chat-python in the wsbox repository is a chat).
 Handler, BatchHandler = exports(Echo)

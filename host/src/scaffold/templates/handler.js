@@ -19,4 +19,8 @@ wss.on('connection', (ws, request) => {
   ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
 });
 
+// For pub/sub (ws.subscribe, ws.publish, ...), `import './wsbox-pubsub.js'`,
+// set `world = "websocket-pubsub-handler"` under [build] in wsbox.toml and
+// export only `handler` (that world has no batches; examples/chat-js in
+// the wsbox repository is a chat).
 export const { handler, batchHandler } = wss.exports();
