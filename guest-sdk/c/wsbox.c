@@ -81,18 +81,24 @@ static str_t owned_str(const char *s) {
 
 /* ---- actions ---------------------------------------------------------- */
 
-static int write(wsbox_ws *ws, bool text, const uint8_t *data, size_t len) {
-    if (ws->closing || closing) return WSBOX_CLOSED;
+/* A borrowed message over the caller's bytes: nothing to free. */
+static wsbox_websocket_types_message_t borrowed_message(const uint8_t *data, size_t len, int flags) {
     wsbox_websocket_types_message_t m;
-    if (text) {
-        m.tag = WSBOX_WEBSOCKET_TYPES_MESSAGE_TEXT;
-        m.val.text.ptr = (uint8_t *)data;
-        m.val.text.len = len;
-    } else {
+    if (flags & WSBOX_MSG_BINARY) {
         m.tag = WSBOX_WEBSOCKET_TYPES_MESSAGE_BINARY;
         m.val.binary.ptr = (uint8_t *)data;
         m.val.binary.len = len;
+    } else {
+        m.tag = WSBOX_WEBSOCKET_TYPES_MESSAGE_TEXT;
+        m.val.text.ptr = (uint8_t *)data;
+        m.val.text.len = len;
     }
+    return m;
+}
+
+static int write(wsbox_ws *ws, bool text, const uint8_t *data, size_t len) {
+    if (ws->closing || closing) return WSBOX_CLOSED;
+    wsbox_websocket_types_message_t m = borrowed_message(data, len, text ? 0 : WSBOX_MSG_BINARY);
     wsbox_websocket_connection_write_error_t err;
     if (!wsbox_websocket_connection_method_connection_write_message(ws->conn, &m, &err)) {
         ws->closing = closing = true;
@@ -174,21 +180,6 @@ const char *wsbox_broker_error_str(wsbox_broker_error error) {
 /* The WIT's pubsub-error (0-5) as the SDK's enum (1-6). */
 static wsbox_pubsub_error pubsub_error(wsbox_websocket_pubsub_pubsub_error_t err) {
     return (wsbox_pubsub_error)(err + 1);
-}
-
-/* A borrowed message over the caller's bytes: nothing to free. */
-static wsbox_websocket_types_message_t borrowed_message(const uint8_t *data, size_t len, int flags) {
-    wsbox_websocket_types_message_t m;
-    if (flags & WSBOX_MSG_BINARY) {
-        m.tag = WSBOX_WEBSOCKET_TYPES_MESSAGE_BINARY;
-        m.val.binary.ptr = (uint8_t *)data;
-        m.val.binary.len = len;
-    } else {
-        m.tag = WSBOX_WEBSOCKET_TYPES_MESSAGE_TEXT;
-        m.val.text.ptr = (uint8_t *)data;
-        m.val.text.len = len;
-    }
-    return m;
 }
 
 wsbox_pubsub_error wsbox_subscribe(wsbox_ws *ws, const char *topic) {
