@@ -172,6 +172,12 @@ async fn silent_subscriber(addr: SocketAddr, topic: &str) -> TcpStream {
     raw
 }
 
+/// The CPU time the flooding handler may take for one call: 2,000
+/// publishes of 16 KiB, each lowered into the host, take longer than the
+/// tests' usual 300 ms in a debug build on a busy machine, and the flood
+/// tests are about backpressure, not the CPU limit.
+const FLOOD_CPU_TIME: Duration = Duration::from_secs(10);
+
 /// Parses `flooded <delivered> <skipped> <errors>`.
 fn flooded(answer: &str) -> (u32, u32, u32) {
     let n: Vec<u32> = answer
@@ -188,6 +194,7 @@ async fn a_slow_consumer_is_skipped_under_drop_and_the_publisher_is_told() {
     let server = TestServer::start(pubsub_config(RouteLimits {
         max_backpressure: 64 * 1024,
         slow_consumer: SlowConsumerPolicy::Drop,
+        cpu_time_per_event: FLOOD_CPU_TIME,
         ..limits()
     }))
     .await;
@@ -247,6 +254,7 @@ async fn a_slow_consumer_is_closed_with_1008_under_close() {
     let server = TestServer::start(pubsub_config(RouteLimits {
         max_backpressure: 64 * 1024,
         slow_consumer: SlowConsumerPolicy::Close,
+        cpu_time_per_event: FLOOD_CPU_TIME,
         ..limits()
     }))
     .await;
