@@ -604,10 +604,9 @@ impl Connection {
                     if let Some(key) = f.mask {
                         frame::apply_mask(chunk, key, f.done);
                     }
-                    // Fail fast on invalid UTF-8 in a message that is not complete yet.
-                    // The chunk that completes the message is checked with the whole
-                    // message when it is converted to a String, so it is skipped here.
-                    if f.check_utf8 && !(f.fin && available == f.len) {
+                    // Fail fast on invalid UTF-8 in a message that is not complete
+                    // yet; finish_text checks only that nothing is left cut off.
+                    if f.check_utf8 {
                         self.utf8
                             .feed(chunk)
                             .map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -757,6 +756,9 @@ impl Connection {
                 let mut data = Vec::new();
                 self.inflate_frame(f.len, &mut data, true)?;
                 let message = if f.opcode == OpCode::Text {
+                    self.utf8
+                        .feed(&data)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
                     self.finish_text(data)?
                 } else {
                     Message::Binary(Bytes::from(data))
@@ -789,9 +791,8 @@ impl Connection {
                 if message.compressed {
                     let before = message.data.len();
                     self.inflate_frame(f.len, &mut message.data, f.fin)?;
-                    // Fail fast on invalid UTF-8, as for uncompressed text; the whole
-                    // message is checked again by finish_text.
-                    if message.text && !f.fin {
+                    // Fail fast on invalid UTF-8, as for uncompressed text.
+                    if message.text {
                         self.utf8
                             .feed(message.data.get(before..).unwrap_or_default())
                             .map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -841,14 +842,13 @@ impl Connection {
         })
     }
 
+    /// The text message `data`, every byte of which went through `self.utf8` (as
+    /// it arrived, or as it was inflated).
     fn finish_text(&mut self, data: Vec<u8>) -> Result<Message, ProtocolError> {
-        self.utf8.reset();
-        // Parts of the message may have been checked incrementally already, but the
-        // last chunk was not (see process_input): this check covers the whole message.
-        if simdutf8::basic::from_utf8(&data).is_err() {
-            return Err(ProtocolError::InvalidUtf8);
-        }
-        // SAFETY: `data` was just checked to be valid UTF-8.
+        self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+        debug_assert!(std::str::from_utf8(&data).is_ok());
+        // SAFETY: the validator accepted every byte of `data`, in order, and no
+        // sequence is left cut off at its end: it is valid UTF-8.
         Ok(Message::Text(unsafe { String::from_utf8_unchecked(data) }))
     }
 

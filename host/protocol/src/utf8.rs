@@ -1,10 +1,12 @@
 //! Incremental, fail-fast UTF-8 validation for text messages that arrive in pieces.
 //!
 //! RFC 6455 §8.1 asks endpoints to fail a connection on invalid UTF-8 as soon as it is
-//! seen, not only when the message is complete (Autobahn 6.4.x). std's `from_utf8`
-//! already reports an error only when the bytes seen so far cannot start a valid
-//! sequence (`error_len() == Some`); `None` means "valid, but cut off". So a chunked
-//! validator only has to carry the (at most 3) bytes of a cut-off sequence over.
+//! seen, not only when the message is complete (Autobahn 6.4.x). `from_utf8` (std's, and
+//! `simdutf8::compat`'s, which is used here for speed) already reports an error only
+//! when the bytes seen so far cannot start a valid sequence (`error_len() == Some`);
+//! `None` means "valid, but cut off". So a chunked validator only has to carry the (at
+//! most 3) bytes of a cut-off sequence over. Every byte of a text message goes through
+//! it once: [`Utf8Validator::finish`] at the message's end is the whole check.
 
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Utf8Validator {
@@ -35,7 +37,7 @@ impl Utf8Validator {
             let end = self.partial_len + take;
             let (filled, rest) = input.split_at(take);
             self.partial[self.partial_len..end].copy_from_slice(filled);
-            match std::str::from_utf8(&self.partial[..end]) {
+            match simdutf8::compat::from_utf8(&self.partial[..end]) {
                 Ok(_) => self.partial_len = 0,
                 Err(e) if e.error_len().is_some() => return Err(InvalidUtf8),
                 Err(_) => {
@@ -46,7 +48,7 @@ impl Utf8Validator {
             }
             input = rest;
         }
-        match std::str::from_utf8(input) {
+        match simdutf8::compat::from_utf8(input) {
             Ok(_) => Ok(()),
             Err(e) if e.error_len().is_some() => Err(InvalidUtf8),
             Err(e) => {
@@ -62,6 +64,14 @@ impl Utf8Validator {
     #[cfg(test)]
     pub(crate) fn is_complete(&self) -> bool {
         self.partial_len == 0
+    }
+
+    /// The message ends here: `Ok` when everything fed since the last reset is
+    /// valid UTF-8 (no sequence left cut off). Resets for the next message.
+    pub(crate) fn finish(&mut self) -> Result<(), InvalidUtf8> {
+        let complete = self.partial_len == 0;
+        self.reset();
+        if complete { Ok(()) } else { Err(InvalidUtf8) }
     }
 
     pub(crate) fn reset(&mut self) {
@@ -101,6 +111,20 @@ mod tests {
         // Byte by byte.
         let all: Vec<usize> = (1..bytes.len()).collect();
         assert_eq!(feed_split(bytes, &all), Ok(true));
+    }
+
+    #[test]
+    fn finish_rejects_a_message_that_ends_inside_a_sequence_and_resets() {
+        let mut v = Utf8Validator::default();
+        assert_eq!(v.feed("ok ✓".as_bytes()), Ok(()));
+        assert_eq!(v.finish(), Ok(()));
+        assert_eq!(v.feed(&[b'a', 0xE2, 0x9C]), Ok(()));
+        assert_eq!(v.finish(), Err(InvalidUtf8));
+        // The next message starts clean: the cut-off bytes are gone.
+        assert_eq!(v.feed(&[0x93]), Err(InvalidUtf8));
+        v.reset();
+        assert_eq!(v.feed(b"next"), Ok(()));
+        assert_eq!(v.finish(), Ok(()));
     }
 
     #[test]
