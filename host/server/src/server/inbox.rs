@@ -14,8 +14,6 @@ const BATCH_MAX_BYTES: usize = 64 * 1024;
 const BATCH_MAX_MESSAGES: usize = 256;
 /// A batch buffer larger than this is not kept for reuse.
 const BATCH_KEEP_BYTES: usize = 256 * 1024;
-/// A first message at least this large lends the batch its buffer.
-const LEND_BUFFER_MIN: usize = 4096;
 
 thread_local! {
     // Connections own no batch buffer: one takes this while it dispatches
@@ -87,10 +85,11 @@ impl Inbox {
         };
         // Lengths fit: max_message_size is at most 1 GiB.
         let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-        if batch.spans.is_empty()
-            && (bytes.len() >= LEND_BUFFER_MIN || bytes.len() > batch.data.capacity())
-        {
-            // No copy: the batch grows from the first message's buffer.
+        if batch.spans.is_empty() && bytes.len() > batch.data.capacity() {
+            // The reused buffer is too small: the batch grows from the first
+            // message's buffer instead (a batch always gets a second message,
+            // so lending an exact-size buffer otherwise only moves the copy
+            // into a reallocation, and drops the reused buffer).
             batch.data = bytes;
         } else {
             batch.data.extend_from_slice(&bytes);
