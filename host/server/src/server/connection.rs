@@ -381,44 +381,14 @@ fn apply(
     0
 }
 
-/// How the connection task awaits its handler calls for messages and
-/// control frames.
-///
-/// A future is as large as its largest await, and every connection keeps
-/// its run future for its lifetime: inline, the handler-call futures make
-/// it ~3.8 KB, which a hibernated connection (no instance, nothing to
-/// call) holds for nothing. [`BoxedCalls`] allocates each such call's
-/// future instead (one allocation per delivered batch, small next to a
-/// wasm call), which leaves the run future a few hundred bytes: hibernating
-/// routes use it. Other routes use [`InlineCalls`]: their live path is
-/// unchanged, with no allocation per message.
-pub trait Calls: Send + 'static {
-    type Wrapped<F: Future>: Future<Output = F::Output>;
-    fn call<F: Future>(f: F) -> Self::Wrapped<F>;
-}
-
-/// Handler calls inline in the run future (routes that never hibernate).
-pub struct InlineCalls;
-
-impl Calls for InlineCalls {
-    type Wrapped<F: Future> = F;
-    fn call<F: Future>(f: F) -> F {
-        f
-    }
-}
-
-/// Handler calls boxed (hibernating routes): see [`Calls`].
-pub struct BoxedCalls;
-
-impl Calls for BoxedCalls {
-    type Wrapped<F: Future> = std::pin::Pin<Box<F>>;
-    fn call<F: Future>(f: F) -> std::pin::Pin<Box<F>> {
-        Box::pin(f)
-    }
-}
-
 /// Serves one upgraded connection until it is closed.
-pub async fn run<S: Transport, M: Calls>(
+///
+/// Handler calls (`deliver`, `dispatch`) are awaited boxed: a future is as
+/// large as its largest await, and every connection keeps its run future
+/// for its lifetime, idle or hibernated. Inline, the call futures made it
+/// ~3.2 KB; boxed, each call allocates its future once (per delivered
+/// batch, not per message: small next to a wasm call).
+pub async fn run<S: Transport>(
     mut stream: S,
     leftover: Bytes,
     instance: Box<HandlerInstance>,
@@ -502,7 +472,7 @@ pub async fn run<S: Transport, M: Calls>(
             // close), so they are handed over first unless it is another
             // plain message.
             if !inbox.is_empty() && !conn.engine.next_is_plain_message() {
-                M::call(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
+                Box::pin(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
             }
             let Some(event) = conn.engine.next_event() else {
                 break;
@@ -512,27 +482,33 @@ pub async fn run<S: Transport, M: Calls>(
                     if conn.is_auto_request(&message) {
                         // Answered by the host, after the replies to what
                         // came before it; the handler never sees it.
-                        M::call(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
+                        if !inbox.is_empty() {
+                            Box::pin(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
+                        }
                         conn.auto_respond();
                         continue;
                     }
                     inbox.push(message);
                     if inbox.is_full() {
-                        M::call(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
+                        Box::pin(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
                     }
                     continue;
                 }
                 other => other,
             };
-            M::call(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
+            if !inbox.is_empty() {
+                Box::pin(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
+            }
             if matches!(event, Event::Pong(_)) {
                 timers.pong_received();
             }
-            if let Some(info) = M::call(dispatch(&mut conn, event, &mut stream, count_in)).await {
+            if let Some(info) = Box::pin(dispatch(&mut conn, event, &mut stream, count_in)).await {
                 conn.close_info.get_or_insert(info);
             }
         }
-        M::call(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
+        if !inbox.is_empty() {
+            Box::pin(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
+        }
         inbox.recycle();
         if let Some(module) = conn.woke_into.take() {
             // The registry (admin API, metrics) sees the version it woke into.

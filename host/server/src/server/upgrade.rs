@@ -17,7 +17,7 @@ use tracing::Instrument;
 use wsbox_protocol::handshake;
 
 use super::Shared;
-use super::connection::{self, BoxedCalls, ConnectionSetup, InlineCalls};
+use super::connection::{self, ConnectionSetup};
 use wsbox_runtime::{
     CallError, Header, NamedCapture, OpenInfo, OriginDecision, UpgradeDecision, UpgradeRequest,
     to_socket_address,
@@ -495,24 +495,14 @@ fn log_task_size(kind: &'static str, bytes: usize) {
     }
 }
 
-/// The connection task over `io`. Hibernating routes box their handler
-/// calls, so that the run future a hibernated connection keeps is small
-/// (`connection::Calls`).
+/// The connection task over `io`.
 fn boxed_run<S: connection::Transport + 'static>(
     io: S,
     leftover: Bytes,
     instance: Box<wsbox_runtime::HandlerInstance>,
     setup: Box<ConnectionSetup>,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    if setup.wake.is_some() {
-        Box::pin(connection::run::<_, BoxedCalls>(
-            io, leftover, instance, setup,
-        ))
-    } else {
-        Box::pin(connection::run::<_, InlineCalls>(
-            io, leftover, instance, setup,
-        ))
-    }
+    Box::pin(connection::run(io, leftover, instance, setup))
 }
 
 /// The connection's run future, boxed, over the socket taken back from
