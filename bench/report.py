@@ -408,10 +408,10 @@ def main():
               f"{meta.get('mem_gib', '?')} GiB RAM; Linux {meta.get('kernel', '?')}; "
               f"vm.max_map_count {meta.get('max_map_count', '?')}; open files {meta.get('nofile', '?')}")
     md.append(f"- **Load** average {meta.get('loadavg_start', '?')} at the start, "
-              f"{timing.get('loadavg_end', '?')} at the end. **This is a shared, busy 2-core "
-              "virtual machine**: other sessions were compiling Rust on it while these numbers "
-              "were taken, so absolute numbers are noisy and pessimistic; ratios between peers "
-              "measured in the same interleaved rounds are the meaningful part.")
+              f"{timing.get('loadavg_end', '?')} at the end (the benchmark's own load included). "
+              "**This is a shared 2-core virtual machine**: other work on it can slow any run, so "
+              "absolute numbers are noisy; ratios between peers measured in the same interleaved "
+              "rounds are the meaningful part.")
     md.append(f"- **Software** {meta.get('rustc', '?')}; {meta.get('python', '?')} with Tornado "
               f"{meta.get('tornado', '?')} and websockets {meta.get('websockets', '?')}; Node "
               f"{meta.get('node', '?')} with ws {meta.get('ws', '?')}.")
