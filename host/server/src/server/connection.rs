@@ -383,7 +383,7 @@ fn apply(
 
 /// Serves one upgraded connection until it is closed.
 ///
-/// Handler calls (`deliver`, `dispatch`) are awaited boxed: a future is as
+/// Handler calls (`deliver`, `dispatch`) box their futures: a future is as
 /// large as its largest await, and every connection keeps its run future
 /// for its lifetime, idle or hibernated. Inline, the call futures made it
 /// ~3.2 KB; boxed, each call allocates its future once (per delivered
@@ -472,7 +472,7 @@ pub async fn run<S: Transport>(
             // close), so they are handed over first unless it is another
             // plain message.
             if !inbox.is_empty() && !conn.engine.next_is_plain_message() {
-                Box::pin(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
+                deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
             }
             let Some(event) = conn.engine.next_event() else {
                 break;
@@ -482,23 +482,19 @@ pub async fn run<S: Transport>(
                     if conn.is_auto_request(&message) {
                         // Answered by the host, after the replies to what
                         // came before it; the handler never sees it.
-                        if !inbox.is_empty() {
-                            Box::pin(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
-                        }
+                        deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
                         conn.auto_respond();
                         continue;
                     }
                     inbox.push(message);
                     if inbox.is_full() {
-                        Box::pin(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
+                        deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
                     }
                     continue;
                 }
                 other => other,
             };
-            if !inbox.is_empty() {
-                Box::pin(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
-            }
+            deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
             if matches!(event, Event::Pong(_)) {
                 timers.pong_received();
             }
@@ -506,9 +502,7 @@ pub async fn run<S: Transport>(
                 conn.close_info.get_or_insert(info);
             }
         }
-        if !inbox.is_empty() {
-            Box::pin(deliver(&mut conn, &mut inbox, &mut stream, count_in)).await;
-        }
+        deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
         inbox.recycle();
         if let Some(module) = conn.woke_into.take() {
             // The registry (admin API, metrics) sees the version it woke into.
@@ -894,17 +888,26 @@ async fn wake<S: Transport>(conn: &mut Conn, stream: &mut S, count_in: &impl Fn(
     }
 }
 
-/// Hands the gathered messages to the handler (or drops them when the
-/// handler is gone).
+/// Hands the gathered messages, if any, to the handler (or drops them when
+/// the handler is gone). The call's future is boxed (see [`run`]) and only
+/// made when there is something to hand over.
 async fn deliver<S: Transport>(
     conn: &mut Conn,
     inbox: &mut Inbox,
     stream: &mut S,
     count_in: impl Fn(usize),
 ) {
-    if inbox.is_empty() {
-        return;
+    if !inbox.is_empty() {
+        Box::pin(deliver_batch(conn, inbox, stream, count_in)).await;
     }
+}
+
+async fn deliver_batch<S: Transport>(
+    conn: &mut Conn,
+    inbox: &mut Inbox,
+    stream: &mut S,
+    count_in: impl Fn(usize),
+) {
     conn.last_event = Instant::now();
     // Activity: a handler that declined is asked again after one period.
     conn.declined = 0;
