@@ -19,10 +19,10 @@ pub(crate) trait Backend {
     fn ping(&self, data: &[u8]) -> Result<(), PingError>;
     fn close(&self, code: Option<u16>, reason: Option<&str>) -> Result<(), CloseError>;
     fn set_nodelay(&self, enabled: bool);
-    // Pub/sub, for backends without a host resource (the test fake). With
-    // the host's resource, `Ws` calls the host's `pubsub` functions below
-    // directly, so a component imports `pubsub` only if its handler uses
-    // it (through the trait object, every handler would).
+    // Pub/sub, for the test fake. With the host's resource, `Ws` calls the
+    // host's `pubsub` functions below directly, so a component imports
+    // `pubsub` only if its handler uses it (through the trait object,
+    // every handler would).
     fn subscribe(&self, _topic: &str) -> Result<(), PubsubError> {
         Err(PubsubError::Closed)
     }
@@ -43,9 +43,68 @@ pub(crate) trait Backend {
     fn send_to(&self, _connection_id: u64, _message: &OutMessage<'_>) -> Result<bool, PubsubError> {
         Err(PubsubError::Closed)
     }
+}
+
+/// What a [`Ws`](crate::Ws) talks to. The host's connection is called
+/// directly, not through the trait object: in a component a call through a
+/// vtable is a `call_indirect`, whose first use writes the instance's
+/// function table, one more 4 KiB page for every live instance (measured
+/// with the idle benchmark: `bench/ANALYSIS.md`).
+#[derive(Clone, Copy)]
+pub(crate) enum Conn<'a> {
+    Host(&'a host::Connection),
+    /// The native test fake ([`testing`](crate::testing)).
+    Fake(&'a dyn Backend),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $method:ident($($arg:expr),*)) => {
+        match $self {
+            Conn::Host(conn) => HostConnection(conn).$method($($arg),*),
+            Conn::Fake(backend) => backend.$method($($arg),*),
+        }
+    };
+}
+
+impl<'a> Conn<'a> {
+    pub(crate) fn id(self) -> u64 {
+        dispatch!(self, id())
+    }
+
+    pub(crate) fn request(self) -> UpgradeRequest {
+        dispatch!(self, request())
+    }
+
+    pub(crate) fn write_message(self, message: &OutMessage<'_>) -> Result<(), Closed> {
+        dispatch!(self, write_message(message))
+    }
+
+    pub(crate) fn write_messages(
+        self,
+        data: &[u8],
+        spans: &[wit::MessageSpan],
+    ) -> Result<(), Closed> {
+        dispatch!(self, write_messages(data, spans))
+    }
+
+    pub(crate) fn ping(self, data: &[u8]) -> Result<(), PingError> {
+        dispatch!(self, ping(data))
+    }
+
+    pub(crate) fn close(self, code: Option<u16>, reason: Option<&str>) -> Result<(), CloseError> {
+        dispatch!(self, close(code, reason))
+    }
+
+    pub(crate) fn set_nodelay(self, enabled: bool) {
+        dispatch!(self, set_nodelay(enabled))
+    }
+
     /// The host's resource itself, when there is one.
-    fn host(&self) -> Option<&host::Connection> {
-        None
+    pub(crate) fn host(self) -> Option<&'a host::Connection> {
+        match self {
+            Conn::Host(conn) => Some(conn),
+            Conn::Fake(_) => None,
+        }
     }
 }
 
@@ -90,10 +149,6 @@ impl Backend for HostConnection<'_> {
 
     fn set_nodelay(&self, enabled: bool) {
         self.0.set_nodelay(enabled);
-    }
-
-    fn host(&self) -> Option<&host::Connection> {
-        Some(self.0)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 
-use crate::backend::{Backend, HostConnection};
+use crate::backend::Conn;
 use crate::bindings::wsbox::websocket::connection as host;
 use crate::bindings::wsbox::websocket::types as wit;
 use crate::handler::WebSocketHandler;
@@ -53,27 +53,27 @@ impl<H: WebSocketHandler> Slot<H> {
     }
 
     pub fn on_open(&self, conn: &host::Connection, info: wit::OpenInfo) {
-        self.on_open_with(&HostConnection(conn), info);
+        self.on_open_with(Conn::Host(conn), info);
     }
 
     pub fn on_message(&self, conn: &host::Connection, message: wit::MessageResult) {
-        self.on_message_with(&HostConnection(conn), message);
+        self.on_message_with(Conn::Host(conn), message);
     }
 
     pub fn on_messages(&self, conn: &host::Connection, batch: wit::MessageBatchResult) {
-        self.on_messages_with(&HostConnection(conn), batch);
+        self.on_messages_with(Conn::Host(conn), batch);
     }
 
     pub fn on_ping(&self, conn: &host::Connection, data: Vec<u8>) {
-        self.on_ping_with(&HostConnection(conn), data);
+        self.on_ping_with(Conn::Host(conn), data);
     }
 
     pub fn on_pong(&self, conn: &host::Connection, data: Vec<u8>) {
-        self.on_pong_with(&HostConnection(conn), data);
+        self.on_pong_with(Conn::Host(conn), data);
     }
 
     pub fn on_close(&self, conn: &host::Connection, info: wit::CloseInfo) {
-        self.on_close_with(&HostConnection(conn), info);
+        self.on_close_with(Conn::Host(conn), info);
     }
 
     pub(crate) fn upgrade_with(&self, request: UpgradeRequest) -> wit::UpgradeDecision {
@@ -82,7 +82,7 @@ impl<H: WebSocketHandler> Slot<H> {
         self.with(|handler| decide(handler, request))
     }
 
-    pub(crate) fn on_open_with(&self, backend: &dyn Backend, info: wit::OpenInfo) {
+    pub(crate) fn on_open_with(&self, backend: Conn<'_>, info: wit::OpenInfo) {
         self.conn
             .borrow_mut()
             .opened(info.subprotocol, info.extensions);
@@ -91,7 +91,7 @@ impl<H: WebSocketHandler> Slot<H> {
         self.with(|handler| handler.open(&ws));
     }
 
-    pub(crate) fn on_message_with(&self, backend: &dyn Backend, message: wit::MessageResult) {
+    pub(crate) fn on_message_with(&self, backend: Conn<'_>, message: wit::MessageResult) {
         let message = match message {
             wit::MessageResult::Text(text) => Message::Text(text),
             wit::MessageResult::Binary(data) => Message::Binary(data),
@@ -101,7 +101,7 @@ impl<H: WebSocketHandler> Slot<H> {
         self.with(|handler| handler.on_message(&ws, message));
     }
 
-    pub(crate) fn on_messages_with(&self, backend: &dyn Backend, batch: wit::MessageBatchResult) {
+    pub(crate) fn on_messages_with(&self, backend: Conn<'_>, batch: wit::MessageBatchResult) {
         let conn = self.conn.borrow();
         conn.begin_batch();
         let ws = conn.ws(backend);
@@ -126,19 +126,19 @@ impl<H: WebSocketHandler> Slot<H> {
         conn.end_batch(backend);
     }
 
-    pub(crate) fn on_ping_with(&self, backend: &dyn Backend, data: Vec<u8>) {
+    pub(crate) fn on_ping_with(&self, backend: Conn<'_>, data: Vec<u8>) {
         let conn = self.conn.borrow();
         let ws = conn.ws(backend);
         self.with(|handler| handler.on_ping(&ws, &data));
     }
 
-    pub(crate) fn on_pong_with(&self, backend: &dyn Backend, data: Vec<u8>) {
+    pub(crate) fn on_pong_with(&self, backend: Conn<'_>, data: Vec<u8>) {
         let conn = self.conn.borrow();
         let ws = conn.ws(backend);
         self.with(|handler| handler.on_pong(&ws, &data));
     }
 
-    pub(crate) fn on_close_with(&self, backend: &dyn Backend, info: wit::CloseInfo) {
+    pub(crate) fn on_close_with(&self, backend: Conn<'_>, info: wit::CloseInfo) {
         self.conn.borrow_mut().closed(info.into());
         let conn = self.conn.borrow();
         let ws = conn.ws(backend);
@@ -168,22 +168,22 @@ struct AttachmentIn<H> {
 
 impl<H: WebSocketHandler + serde::Serialize + serde::de::DeserializeOwned> Slot<H> {
     pub fn on_hibernate(&self, conn: &host::Connection, max_attachment: u32) -> Option<Vec<u8>> {
-        self.on_hibernate_with(&HostConnection(conn), max_attachment)
+        self.on_hibernate_with(Conn::Host(conn), max_attachment)
     }
 
     pub fn on_hibernate_error(&self, conn: &host::Connection, size: u32) {
-        self.on_hibernate_error_with(&HostConnection(conn), size);
+        self.on_hibernate_error_with(Conn::Host(conn), size);
     }
 
     pub fn on_wake(&self, conn: &host::Connection, attachment: Vec<u8>) {
-        self.on_wake_with(&HostConnection(conn), &attachment);
+        self.on_wake_with(Conn::Host(conn), &attachment);
     }
 
     /// The handler's state as the attachment, unless it declines
     /// ([`WebSocketHandler::may_hibernate`]).
     pub(crate) fn on_hibernate_with(
         &self,
-        backend: &dyn Backend,
+        backend: Conn<'_>,
         max_attachment: u32,
     ) -> Option<Vec<u8>> {
         let conn = self.conn.borrow();
@@ -213,7 +213,7 @@ impl<H: WebSocketHandler + serde::Serialize + serde::de::DeserializeOwned> Slot<
         }
     }
 
-    pub(crate) fn on_hibernate_error_with(&self, backend: &dyn Backend, size: u32) {
+    pub(crate) fn on_hibernate_error_with(&self, backend: Conn<'_>, size: u32) {
         let conn = self.conn.borrow();
         let ws = conn.ws(backend);
         let max = self.max_attachment.get() as usize;
@@ -224,7 +224,7 @@ impl<H: WebSocketHandler + serde::Serialize + serde::de::DeserializeOwned> Slot<
     /// [`WebSocketHandler::on_wake`]. An attachment that does not
     /// deserialize (a new version changed the state's type incompatibly)
     /// panics: the host closes the connection with 1011.
-    pub(crate) fn on_wake_with(&self, backend: &dyn Backend, attachment: &[u8]) {
+    pub(crate) fn on_wake_with(&self, backend: Conn<'_>, attachment: &[u8]) {
         let restored: AttachmentIn<H> = match serde_json::from_slice(attachment) {
             Ok(r) => r,
             Err(e) => panic!("wsbox-guest: the hibernated state cannot be restored: {e}"),

@@ -38,7 +38,7 @@ use std::cell::{Cell, Ref, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Conn};
 use crate::bindings::wsbox::websocket::types as wit;
 use crate::errors::{CloseError, Closed, PingError, PubsubError};
 use crate::handler::WebSocketHandler;
@@ -145,7 +145,7 @@ pub enum NotHibernated {
 
 /// Restores a hibernated handler in a fresh slot (set by
 /// [`TestConnection::hibernate`], which knows the handler is serde).
-type Restore<H> = fn(&Slot<H>, &dyn Backend, &[u8]);
+type Restore<H> = fn(&Slot<H>, Conn<'_>, &[u8]);
 
 /// One connection to a handler of type `H`, driven by the test.
 pub struct TestConnection<H: WebSocketHandler> {
@@ -242,7 +242,7 @@ impl<H: WebSocketHandler> TestConnection<H> {
         self.fake.hub.join(self.fake.id, Rc::clone(&self.fake.sent));
         self.fake.member.set(true);
         self.slot.on_open_with(
-            &self.fake,
+            Conn::Fake(&self.fake),
             wit::OpenInfo {
                 subprotocol,
                 extensions: String::new(),
@@ -262,7 +262,7 @@ impl<H: WebSocketHandler> TestConnection<H> {
             Message::Text(text) => wit::MessageResult::Text(text),
             Message::Binary(data) => wit::MessageResult::Binary(data),
         };
-        self.slot.on_message_with(&self.fake, message);
+        self.slot.on_message_with(Conn::Fake(&self.fake), message);
         self.fake.settle();
     }
 
@@ -287,8 +287,10 @@ impl<H: WebSocketHandler> TestConnection<H> {
                 len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
             });
         }
-        self.slot
-            .on_messages_with(&self.fake, wit::MessageBatchResult { data, spans });
+        self.slot.on_messages_with(
+            Conn::Fake(&self.fake),
+            wit::MessageBatchResult { data, spans },
+        );
         self.fake.settle();
     }
 
@@ -298,7 +300,8 @@ impl<H: WebSocketHandler> TestConnection<H> {
         if self.sleeping.is_some() {
             return;
         }
-        self.slot.on_ping_with(&self.fake, data.to_vec());
+        self.slot
+            .on_ping_with(Conn::Fake(&self.fake), data.to_vec());
         self.fake.settle();
     }
 
@@ -307,7 +310,8 @@ impl<H: WebSocketHandler> TestConnection<H> {
         if self.sleeping.is_some() {
             return;
         }
-        self.slot.on_pong_with(&self.fake, data.to_vec());
+        self.slot
+            .on_pong_with(Conn::Fake(&self.fake), data.to_vec());
         self.fake.settle();
     }
 
@@ -358,7 +362,7 @@ impl<H: WebSocketHandler> TestConnection<H> {
                 CloseCause::ClosedByServer => wit::CloseCause::ClosedByServer,
             },
         };
-        self.slot.on_close_with(&self.fake, info);
+        self.slot.on_close_with(Conn::Fake(&self.fake), info);
         self.fake.settle();
     }
 
@@ -376,7 +380,7 @@ impl<H: WebSocketHandler> TestConnection<H> {
             return;
         };
         self.slot = Slot::new();
-        restore(&self.slot, &self.fake, &attachment);
+        restore(&self.slot, Conn::Fake(&self.fake), &attachment);
         self.fake.settle();
     }
 
@@ -425,14 +429,15 @@ where
             return Ok(self.sleeping.as_ref().map_or(0, |(a, _)| a.len()));
         }
         let max = u32::try_from(max_attachment).unwrap_or(u32::MAX);
-        let answer = self.slot.on_hibernate_with(&self.fake, max);
+        let answer = self.slot.on_hibernate_with(Conn::Fake(&self.fake), max);
         self.fake.settle();
         let Some(attachment) = answer else {
             return Err(NotHibernated::Declined);
         };
         if attachment.len() > max_attachment {
             let size = u32::try_from(attachment.len()).unwrap_or(u32::MAX);
-            self.slot.on_hibernate_error_with(&self.fake, size);
+            self.slot
+                .on_hibernate_error_with(Conn::Fake(&self.fake), size);
             self.fake.settle();
             return Err(NotHibernated::TooLarge(attachment.len()));
         }

@@ -4,7 +4,7 @@
 
 use std::cell::{OnceCell, RefCell};
 
-use crate::backend::Backend;
+use crate::backend::Conn;
 use crate::bindings::wsbox::websocket::types as wit;
 use crate::errors::{CloseError, Closed, JsonError, PingError, PubsubError};
 use crate::types::{CloseInfo, OutMessage, Published, UpgradeRequest};
@@ -16,7 +16,7 @@ use crate::types::{CloseInfo, OutMessage, Published, UpgradeRequest};
 /// Every handler method after the upgrade gets one; it is valid for that
 /// call. Writes are queued and go out, in order, when the call returns.
 pub struct Ws<'a> {
-    backend: &'a dyn Backend,
+    backend: Conn<'a>,
     conn: &'a ConnData,
 }
 
@@ -67,7 +67,7 @@ impl ConnData {
     }
 
     /// Hands what the batch wrote to the host.
-    pub(crate) fn end_batch(&self, backend: &dyn Backend) {
+    pub(crate) fn end_batch(&self, backend: Conn<'_>) {
         let mut out = self.outbox.borrow_mut();
         // A failure marks the outbox closed; the handler learns of it on
         // its next write.
@@ -82,7 +82,7 @@ impl ConnData {
         self.outbox.borrow().closed
     }
 
-    pub(crate) fn ws<'a>(&'a self, backend: &'a dyn Backend) -> Ws<'a> {
+    pub(crate) fn ws<'a>(&'a self, backend: Conn<'a>) -> Ws<'a> {
         Ws {
             backend,
             conn: self,
@@ -224,17 +224,17 @@ impl Ws<'_> {
     /// calling this handler. Subscribing again changes nothing.
     /// Subscriptions end when the connection closes.
     pub fn subscribe(&self, topic: &str) -> Result<(), PubsubError> {
-        match self.backend.host() {
-            Some(conn) => crate::backend::host_subscribe(conn, topic),
-            None => self.backend.subscribe(topic),
+        match self.backend {
+            Conn::Host(conn) => crate::backend::host_subscribe(conn, topic),
+            Conn::Fake(fake) => fake.subscribe(topic),
         }
     }
 
     /// Unsubscribes from a topic; `Ok(true)` if it was subscribed.
     pub fn unsubscribe(&self, topic: &str) -> Result<bool, PubsubError> {
-        match self.backend.host() {
-            Some(conn) => crate::backend::host_unsubscribe(conn, topic),
-            None => self.backend.unsubscribe(topic),
+        match self.backend {
+            Conn::Host(conn) => crate::backend::host_unsubscribe(conn, topic),
+            Conn::Fake(fake) => fake.unsubscribe(topic),
         }
     }
 
@@ -269,18 +269,18 @@ impl Ws<'_> {
     ) -> Result<Published, PubsubError> {
         // This call's writes go out before its own copy of the message.
         self.flush();
-        match self.backend.host() {
-            Some(conn) => crate::backend::host_publish(conn, topic, message, exclude_self),
-            None => self.backend.publish(topic, message, exclude_self),
+        match self.backend {
+            Conn::Host(conn) => crate::backend::host_publish(conn, topic, message, exclude_self),
+            Conn::Fake(fake) => fake.publish(topic, message, exclude_self),
         }
     }
 
     /// How many connections of this tenant subscribe to a topic on this
     /// server.
     pub fn subscriber_count(&self, topic: &str) -> Result<u32, PubsubError> {
-        match self.backend.host() {
-            Some(conn) => crate::backend::host_subscriber_count(conn, topic),
-            None => self.backend.subscriber_count(topic),
+        match self.backend {
+            Conn::Host(conn) => crate::backend::host_subscriber_count(conn, topic),
+            Conn::Fake(fake) => fake.subscriber_count(topic),
         }
     }
 
@@ -293,9 +293,9 @@ impl Ws<'_> {
         message: impl Into<OutMessage<'m>>,
     ) -> Result<bool, PubsubError> {
         let message = message.into();
-        match self.backend.host() {
-            Some(conn) => crate::backend::host_send_to(conn, connection_id, &message),
-            None => self.backend.send_to(connection_id, &message),
+        match self.backend {
+            Conn::Host(conn) => crate::backend::host_send_to(conn, connection_id, &message),
+            Conn::Fake(fake) => fake.send_to(connection_id, &message),
         }
     }
 
@@ -339,7 +339,7 @@ impl Outbox {
         }
     }
 
-    fn flush(&mut self, backend: &dyn Backend) -> Result<(), Closed> {
+    fn flush(&mut self, backend: Conn<'_>) -> Result<(), Closed> {
         if self.spans.is_empty() {
             return Ok(());
         }
