@@ -484,7 +484,12 @@ def main():
             md.append(f"| {scn}: wsbox / Tornado messages/s | >= 20x | {r:.1f}x | {'yes' if r >= 20 else 'no'} |")
     idle = all_medians.get("idle", {}).get("wsbox")
     if idle is not None:
-        md.append(f"| idle: RSS per connection incl. instance | <= 48 KiB | {idle:.1f} KiB | {'yes' if idle <= 48 else 'no'} |")
+        # The platform-core issue asks <= 40 KiB, the speed issue <= 32 KiB.
+        for goal in (40, 32):
+            md.append(f"| idle: RSS per live connection incl. instance | <= {goal} KiB | {idle:.1f} KiB | {'yes' if idle <= goal else 'no'} |")
+    r = ratio("connect", "wsbox", "native")
+    if r is not None:
+        md.append(f"| connect churn: wsbox / native connections/s | >= 1.0x | {r:.2f}x | {'yes' if r >= 1.0 else 'no'} |")
     conn = all_medians.get("connect", {}).get("wsbox")
     if conn is not None:
         md.append(f"| connect churn, server on one core | >= 20,000/s | {conn:,.0f}/s | {'yes' if conn >= 20000 else 'no'} |")

@@ -53,7 +53,11 @@ pub enum CallError {
 
 /// The host side of one instance: what the host imports act on.
 pub struct HostState {
-    wasi: WasiCtx,
+    /// Made by the guest's first WASI call (most handlers make none after
+    /// instantiation): about ten allocations and two random generators'
+    /// seeding that an instance would otherwise pay for nothing.
+    wasi: Option<Box<WasiCtx>>,
+    wasi_setup: WasiSetup,
     table: ResourceTable,
     limiter: InstanceLimiter,
     /// The CPU time the current call may use, and what it used so far.
@@ -101,10 +105,51 @@ pub(crate) struct ConnState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let setup = &self.wasi_setup;
+        let log_budget = &self.log_budget;
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self
+                .wasi
+                .get_or_insert_with(|| Box::new(setup.build(log_budget))),
             table: &mut self.table,
         }
+    }
+}
+
+/// What an instance's WASI context is made of. No WASI capability is
+/// granted: no files, no sockets, no environment; stdout and stderr go to
+/// the log.
+struct WasiSetup {
+    connection_id: u64,
+    clock_resolution: std::time::Duration,
+    /// The monotonic clock counts from the instance's creation.
+    start: std::time::Instant,
+}
+
+impl WasiSetup {
+    fn build(&self, log_budget: &Arc<LogBudget>) -> WasiCtx {
+        WasiCtx::builder()
+            .stdout(GuestLog {
+                connection_id: self.connection_id,
+                stream: GuestStream::Stdout,
+                budget: Arc::clone(log_budget),
+            })
+            .stderr(GuestLog {
+                connection_id: self.connection_id,
+                stream: GuestStream::Stderr,
+                budget: Arc::clone(log_budget),
+            })
+            .wall_clock(CoarseWallClock {
+                resolution: self.clock_resolution,
+            })
+            .monotonic_clock(CoarseMonotonicClock {
+                resolution: self.clock_resolution,
+                start: self.start,
+            })
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build()
     }
 }
 
@@ -131,8 +176,7 @@ pub struct HandlerInstance {
 
 impl HandlerModule {
     /// Creates the instance for a new connection. No WASI capability is
-    /// granted: no files, no sockets, no environment; stdout and stderr go
-    /// to the log.
+    /// granted (see `WasiSetup`).
     pub async fn instantiate(
         &self,
         limits: &InstanceLimits,
@@ -143,30 +187,14 @@ impl HandlerModule {
             limits.log_bytes_per_second,
             limits.tenant.log.clone(),
         ));
-        let wasi = WasiCtx::builder()
-            .stdout(GuestLog {
-                connection_id,
-                stream: GuestStream::Stdout,
-                budget: Arc::clone(&log_budget),
-            })
-            .stderr(GuestLog {
-                connection_id,
-                stream: GuestStream::Stderr,
-                budget: Arc::clone(&log_budget),
-            })
-            .wall_clock(CoarseWallClock {
-                resolution: limits.effective_clock_resolution(),
-            })
-            .monotonic_clock(CoarseMonotonicClock {
-                resolution: limits.effective_clock_resolution(),
-                start: std::time::Instant::now(),
-            })
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+        let wasi = WasiSetup {
+            connection_id,
+            clock_resolution: limits.effective_clock_resolution(),
+            start: std::time::Instant::now(),
+        };
         let state = HostState {
-            wasi,
+            wasi: None,
+            wasi_setup: wasi,
             table: ResourceTable::new(),
             limiter: InstanceLimiter::new(
                 StoreLimitsBuilder::new()
