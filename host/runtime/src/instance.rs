@@ -106,11 +106,12 @@ pub(crate) struct ConnState {
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         let setup = &self.wasi_setup;
+        let connection_id = self.conn.id;
         let log_budget = &self.log_budget;
         WasiCtxView {
             ctx: self
                 .wasi
-                .get_or_insert_with(|| Box::new(setup.build(log_budget))),
+                .get_or_insert_with(|| Box::new(setup.build(connection_id, log_budget))),
             table: &mut self.table,
         }
     }
@@ -120,22 +121,21 @@ impl WasiView for HostState {
 /// granted: no files, no sockets, no environment; stdout and stderr go to
 /// the log.
 struct WasiSetup {
-    connection_id: u64,
     clock_resolution: std::time::Duration,
     /// The monotonic clock counts from the instance's creation.
     start: std::time::Instant,
 }
 
 impl WasiSetup {
-    fn build(&self, log_budget: &Arc<LogBudget>) -> WasiCtx {
+    fn build(&self, connection_id: u64, log_budget: &Arc<LogBudget>) -> WasiCtx {
         WasiCtx::builder()
             .stdout(GuestLog {
-                connection_id: self.connection_id,
+                connection_id,
                 stream: GuestStream::Stdout,
                 budget: Arc::clone(log_budget),
             })
             .stderr(GuestLog {
-                connection_id: self.connection_id,
+                connection_id,
                 stream: GuestStream::Stderr,
                 budget: Arc::clone(log_budget),
             })
@@ -187,14 +187,13 @@ impl HandlerModule {
             limits.log_bytes_per_second,
             limits.tenant.log.clone(),
         ));
-        let wasi = WasiSetup {
-            connection_id,
+        let wasi_setup = WasiSetup {
             clock_resolution: limits.effective_clock_resolution(),
             start: std::time::Instant::now(),
         };
         let state = HostState {
             wasi: None,
-            wasi_setup: wasi,
+            wasi_setup,
             table: ResourceTable::new(),
             limiter: InstanceLimiter::new(
                 StoreLimitsBuilder::new()
