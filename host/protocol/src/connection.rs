@@ -194,6 +194,10 @@ pub enum CloseError {
 /// input buffer). Smaller ones are copied so a long-lived small message does not pin
 /// a large receive buffer, and so the buffer stays unshared and reusable.
 const ZERO_COPY_MIN: usize = 4096;
+/// At most this many messages are taken from one read without buffering: a
+/// read full of tiny messages would otherwise queue thousands of events at
+/// once (and keep the queue's capacity).
+const TAKE_MAX_MESSAGES: usize = 64;
 
 /// Buffers that grew beyond this are released as soon as they are empty, so a
 /// connection does not keep the memory of its largest message. Smaller ones are kept
@@ -298,9 +302,78 @@ impl Connection {
         if self.state == State::Closed {
             return;
         }
-        self.input.extend_from_slice(data);
+        let rest = self.take_plain_messages(data);
+        if rest.is_empty() && self.input.is_empty() {
+            return;
+        }
+        self.input.extend_from_slice(rest);
         self.input_peak = self.input_peak.max(self.input.len());
         self.parse();
+    }
+
+    /// Takes the whole plain messages at the front of `data` straight from it,
+    /// without copying them into the input buffer first, and returns the rest.
+    ///
+    /// Only when nothing is buffered, and only frames whose parsing can have no
+    /// other effect (up to [`TAKE_MAX_MESSAGES`]): a whole single-frame,
+    /// uncompressed text or binary message
+    /// that passes the header checks and, for text, holds valid UTF-8. The
+    /// first frame that is anything else (a control frame, a fragment, a bad
+    /// frame, a cut-off one) and all that follows go through the input buffer
+    /// and are parsed one event at a time as before, so a reply or an error
+    /// close still follows the messages before it.
+    fn take_plain_messages<'a>(&mut self, mut data: &'a [u8]) -> &'a [u8] {
+        if !self.input.is_empty()
+            || self.state != State::Open
+            || self.frame.is_some()
+            || self.message.is_some()
+        {
+            return data;
+        }
+        let mut taken = 0;
+        while taken < TAKE_MAX_MESSAGES {
+            let Ok(Some((h, header_len))) = frame::parse_header(data) else {
+                break;
+            };
+            let opcode = OpCode::from_u8(h.opcode);
+            let masked_as_required = match self.role {
+                Role::Server => h.mask.is_some(),
+                Role::Client => h.mask.is_none(),
+            };
+            if !h.fin
+                || !matches!(opcode, Some(OpCode::Text | OpCode::Binary))
+                || h.rsv1
+                || h.rsv2
+                || h.rsv3
+                || !masked_as_required
+            {
+                break;
+            }
+            let Ok(len) = self.checked_size(0, h.payload_len, false) else {
+                break;
+            };
+            let Some(payload) = data.get(header_len..).and_then(|rest| rest.get(..len)) else {
+                break;
+            };
+            let bytes = match h.mask {
+                Some(key) => frame::unmasked_copy(payload, key),
+                None => payload.to_vec(),
+            };
+            let message = if opcode == Some(OpCode::Text) {
+                if simdutf8::basic::from_utf8(&bytes).is_err() {
+                    // Parsed again from the buffer, where it fails.
+                    break;
+                }
+                // SAFETY: validated just above.
+                Message::Text(unsafe { String::from_utf8_unchecked(bytes) })
+            } else {
+                Message::Binary(Bytes::from(bytes))
+            };
+            self.events.push_back(Event::Message(message));
+            taken += 1;
+            data = &data[header_len + len..];
+        }
+        data
     }
 
     /// Parses input up to the next event. Parsing stops at each event so that

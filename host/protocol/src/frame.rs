@@ -203,6 +203,31 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
+/// A copy of `src` XORed with the masking `key` (from the payload's start): one
+/// pass over the bytes instead of a copy and then [`apply_mask`].
+pub fn unmasked_copy(src: &[u8], key: [u8; 4]) -> Vec<u8> {
+    let word = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    let mut out = Vec::with_capacity(src.len());
+    let spare = &mut out.spare_capacity_mut()[..src.len()];
+    let (words, tail) = src.as_chunks::<8>();
+    let (out_words, out_tail) = spare.split_at_mut(words.len() * 8);
+    for (dst, chunk) in out_words.chunks_exact_mut(8).zip(words) {
+        let unmasked = (u64::from_ne_bytes(*chunk) ^ word).to_ne_bytes();
+        for (d, b) in dst.iter_mut().zip(unmasked) {
+            d.write(b);
+        }
+    }
+    // The word part has a length divisible by 4, so the tail starts at key[0] again.
+    for ((d, b), k) in out_tail.iter_mut().zip(tail).zip(key.iter().cycle()) {
+        d.write(b ^ k);
+    }
+    // SAFETY: the loops above wrote all of the first `src.len()` bytes.
+    unsafe { out.set_len(src.len()) };
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +256,25 @@ mod tests {
             apply_mask(&mut fast[start..], key, offset);
             naive_mask(&mut slow[start..], key, offset);
             assert_eq!(fast, slow, "len {len} start {start} offset {offset}");
+        }
+    }
+
+    #[test]
+    fn unmasked_copy_matches_naive_xor() {
+        let mut rng = StdRng::seed_from_u64(0xc0de);
+        for _ in 0..2000 {
+            let len = rng.random_range(0..200);
+            let start = rng.random_range(0..8);
+            let mut data = vec![0u8; start + len];
+            rng.fill(&mut data[..]);
+            let key: [u8; 4] = rng.random();
+            let mut slow = data[start..].to_vec();
+            naive_mask(&mut slow, key, 0);
+            assert_eq!(
+                unmasked_copy(&data[start..], key),
+                slow,
+                "len {len} start {start}"
+            );
         }
     }
 

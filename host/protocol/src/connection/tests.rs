@@ -1045,7 +1045,10 @@ fn large_buffers_are_released_when_drained() {
 #[test]
 fn small_buffers_are_kept_until_compacted() {
     let mut conn = server();
-    conn.receive(&masked(true, 2, &[7u8; 50_000]));
+    // In two reads: a whole message in one read is not buffered at all.
+    let frame = masked(true, 2, &[7u8; 50_000]);
+    conn.receive(&frame[..100]);
+    conn.receive(&frame[100..]);
     assert_eq!(events(&mut conn).len(), 1);
     conn.send_binary(&[7u8; 50_000]).unwrap();
     let n = conn.pending_output_len();
@@ -1074,6 +1077,73 @@ fn replies_to_valid_messages_go_out_before_the_error_close() {
     let out = frames(&conn.take_output());
     assert_eq!(out[0], (true, 1, b"first".to_vec()));
     assert_eq!(out[1].1, 8, "then the close");
+}
+
+#[test]
+fn whole_messages_in_one_read_are_taken_without_buffering_and_keep_their_order() {
+    // Whole plain messages are taken straight from the read; a ping, a
+    // cut-off frame and a bad frame after them still wait for their turn.
+    let mut conn = server();
+    let input = [
+        masked(true, 1, b"one"),
+        masked(true, 2, b"two"),
+        masked(true, 9, b"ping"),
+        masked(true, 1, b"three"),
+        masked(true, 1, b"bad \xff"),
+        masked(true, 1, b"never"),
+    ]
+    .concat();
+    conn.receive(&input);
+    assert_eq!(
+        conn.input.len(),
+        input.len() - 2 * 9,
+        "two taken, the rest buffered"
+    );
+    assert_eq!(conn.next_event(), Some(text("one")));
+    assert_eq!(conn.next_event(), Some(binary(b"two")));
+    assert!(
+        !conn.has_pending_output(),
+        "no pong before the host's replies"
+    );
+    assert_eq!(
+        conn.next_event(),
+        Some(Event::Ping(Bytes::from_static(b"ping")))
+    );
+    assert_eq!(conn.next_event(), Some(text("three")));
+    assert_eq!(
+        conn.next_event(),
+        Some(Event::ProtocolError(PE::InvalidUtf8))
+    );
+    assert_eq!(conn.next_event(), None);
+    let out = take_frames(&mut conn);
+    assert_eq!(out[0], (true, 10, b"ping".to_vec()));
+    assert_eq!(out[1].1, 8, "then the error close");
+
+    // Invalid UTF-8 at the front is not taken either: it fails as before,
+    // after the valid message in front of it.
+    let mut conn = server();
+    conn.receive(&[masked(true, 1, b"ok"), masked(true, 1, b"\xc0\xaf")].concat());
+    assert_eq!(
+        events(&mut conn),
+        [text("ok"), Event::ProtocolError(PE::InvalidUtf8)]
+    );
+
+    // A read full of tiny messages queues a bounded number of events at once.
+    let mut conn = server();
+    conn.receive(&masked(true, 1, b"x").repeat(TAKE_MAX_MESSAGES + 36));
+    assert_eq!(conn.input.len(), 36 * 7);
+    assert_eq!(events(&mut conn).len(), TAKE_MAX_MESSAGES + 36);
+
+    // A client takes unmasked frames the same way; the cut-off tail waits.
+    let mut conn = client();
+    let frame = unmasked(true, 1, b"from the server");
+    conn.receive(&[&frame[..], &frame[..5]].concat());
+    assert_eq!(conn.input.len(), 5);
+    conn.receive(&frame[5..]);
+    assert_eq!(
+        events(&mut conn),
+        [text("from the server"), text("from the server")]
+    );
 }
 
 mod deflate;
