@@ -198,12 +198,26 @@ const ZERO_COPY_MIN: usize = 4096;
 /// read full of tiny messages would otherwise queue thousands of events at
 /// once (and keep the queue's capacity).
 const TAKE_MAX_MESSAGES: usize = 64;
+/// A message being filled reserves at most this much before its bytes come:
+/// a header alone must not make the connection allocate up to the limit.
+const FILL_RESERVE_MAX: usize = 1024 * 1024;
 
 /// Buffers that grew beyond this are released as soon as they are empty, so a
 /// connection does not keep the memory of its largest message. Smaller ones are kept
 /// for the next messages (growing a buffer from nothing for each burst costs a copy
 /// per doubling) until [`Connection::compact_idle`] frees them.
 const KEEP_CAPACITY: usize = 1024 * 1024;
+
+/// A whole-message frame copied into its message as its bytes come: see
+/// [`Connection::fill`].
+#[derive(Debug)]
+struct Filling {
+    data: Vec<u8>,
+    /// The payload's length.
+    len: usize,
+    mask: Option<[u8; 4]>,
+    text: bool,
+}
 
 /// The frame whose payload is being received. Its received payload bytes sit at the
 /// front of `Connection::input`, already unmasked (unless the frame is discarded).
@@ -247,6 +261,12 @@ pub struct Connection {
     input: BytesMut,
     frame: Option<IncomingFrame>,
     message: Option<IncomingMessage>,
+    /// A whole-message frame that arrives over several reads, copied
+    /// straight into its message (see `take_plain_messages`).
+    filling: Option<Box<Filling>>,
+    /// A message being filled held invalid UTF-8 while events before it
+    /// were still queued: the connection fails once they are taken.
+    invalid_utf8_after_events: bool,
     utf8: Utf8Validator,
     events: VecDeque<Event>,
     output: Output,
@@ -276,6 +296,8 @@ impl Connection {
             input: BytesMut::new(),
             frame: None,
             message: None,
+            filling: None,
+            invalid_utf8_after_events: false,
             utf8: Utf8Validator::default(),
             events: VecDeque::new(),
             output: Output::default(),
@@ -299,10 +321,13 @@ impl Connection {
     /// Feed bytes read from the transport. Never panics; errors become
     /// [`Event::ProtocolError`]. Ignored once the connection is Closed.
     pub fn receive(&mut self, data: &[u8]) {
-        if self.state == State::Closed {
+        if self.state == State::Closed || self.invalid_utf8_after_events {
             return;
         }
-        let rest = self.take_plain_messages(data);
+        let mut rest = self.fill(data);
+        if self.filling.is_none() {
+            rest = self.take_plain_messages(rest);
+        }
         if rest.is_empty() && self.input.is_empty() {
             return;
         }
@@ -316,17 +341,19 @@ impl Connection {
     ///
     /// Only when nothing is buffered, and only frames whose parsing can have no
     /// other effect (up to [`TAKE_MAX_MESSAGES`]): a whole single-frame,
-    /// uncompressed text or binary message
-    /// that passes the header checks and, for text, holds valid UTF-8. The
-    /// first frame that is anything else (a control frame, a fragment, a bad
-    /// frame, a cut-off one) and all that follows go through the input buffer
-    /// and are parsed one event at a time as before, so a reply or an error
-    /// close still follows the messages before it.
+    /// uncompressed text or binary message that passes the header checks and,
+    /// for text, holds valid UTF-8. Such a frame cut off by the end of `data`
+    /// is copied into its message as its bytes come (`fill`). The first frame
+    /// that is anything else (a control frame, a fragment, a bad frame) and
+    /// all that follows go through the input buffer and are parsed one event
+    /// at a time as before, so a reply or an error close still follows the
+    /// messages before it.
     fn take_plain_messages<'a>(&mut self, mut data: &'a [u8]) -> &'a [u8] {
         if !self.input.is_empty()
             || self.state != State::Open
             || self.frame.is_some()
             || self.message.is_some()
+            || self.filling.is_some()
         {
             return data;
         }
@@ -353,7 +380,15 @@ impl Connection {
                 break;
             };
             let Some(payload) = data.get(header_len..).and_then(|rest| rest.get(..len)) else {
-                break;
+                // Cut off: the rest of it comes in later reads.
+                self.utf8.reset();
+                self.filling = Some(Box::new(Filling {
+                    data: Vec::with_capacity(len.min(FILL_RESERVE_MAX)),
+                    len,
+                    mask: h.mask,
+                    text: opcode == Some(OpCode::Text),
+                }));
+                return self.fill(data.get(header_len..).unwrap_or_default());
             };
             let bytes = match h.mask {
                 Some(key) => frame::unmasked_copy(payload, key),
@@ -374,6 +409,56 @@ impl Connection {
             data = &data[header_len + len..];
         }
         data
+    }
+
+    /// Copies the next bytes of the message being filled (if any) into it,
+    /// unmasked and (text) validated as they come, and queues the message
+    /// once whole. Returns what follows it in `data`.
+    fn fill<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
+        let Some(filling) = self.filling.as_mut() else {
+            return data;
+        };
+        let (chunk, rest) = data.split_at((filling.len - filling.data.len()).min(data.len()));
+        let start = filling.data.len();
+        filling.data.extend_from_slice(chunk);
+        let new = &mut filling.data[start..];
+        if let Some(key) = filling.mask {
+            frame::apply_mask(new, key, start);
+        }
+        // Fail fast on invalid UTF-8, as for a frame parsed from the buffer,
+        // but after the messages queued before this one.
+        if filling.text && self.utf8.feed(new).is_err() {
+            self.filling = None;
+            if self.events.is_empty() {
+                self.fail(ProtocolError::InvalidUtf8);
+            } else {
+                self.invalid_utf8_after_events = true;
+            }
+            return &[];
+        }
+        if filling.data.len() < filling.len {
+            return rest;
+        }
+        let Some(filling) = self.filling.take() else {
+            return rest;
+        };
+        let message = if filling.text {
+            match self.finish_text(filling.data) {
+                Ok(message) => message,
+                Err(error) => {
+                    if self.events.is_empty() {
+                        self.fail(error);
+                    } else {
+                        self.invalid_utf8_after_events = true;
+                    }
+                    return &[];
+                }
+            }
+        } else {
+            Message::Binary(Bytes::from(filling.data))
+        };
+        self.events.push_back(Event::Message(message));
+        rest
     }
 
     /// Parses input up to the next event. Parsing stops at each event so that
@@ -404,6 +489,9 @@ impl Connection {
 
     /// Next parsed event, if any.
     pub fn next_event(&mut self) -> Option<Event> {
+        if self.events.is_empty() && std::mem::take(&mut self.invalid_utf8_after_events) {
+            self.fail(ProtocolError::InvalidUtf8);
+        }
         if self.events.is_empty() && self.state != State::Closed && !self.input.is_empty() {
             self.parse();
         }
@@ -426,6 +514,9 @@ impl Connection {
         }
         if let Some(event) = self.events.front() {
             return matches!(event, Event::Message(_));
+        }
+        if self.filling.is_some() || self.invalid_utf8_after_events {
+            return false;
         }
         let Ok(Some((h, _))) = frame::parse_header(&self.input) else {
             return false;
@@ -962,6 +1053,7 @@ impl Connection {
         self.input_peak = 0;
         self.frame = None;
         self.message = None;
+        self.filling = None;
         self.utf8.reset();
     }
 

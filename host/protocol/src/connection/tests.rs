@@ -1045,10 +1045,11 @@ fn large_buffers_are_released_when_drained() {
 #[test]
 fn small_buffers_are_kept_until_compacted() {
     let mut conn = server();
-    // In two reads: a whole message in one read is not buffered at all.
-    let frame = masked(true, 2, &[7u8; 50_000]);
-    conn.receive(&frame[..100]);
-    conn.receive(&frame[100..]);
+    // A fragment goes through the buffer (a whole message in one read, or
+    // one cut off after its header, is not buffered at all).
+    let frame = masked(false, 2, &[7u8; 50_000]);
+    conn.receive(&frame);
+    conn.receive(&masked(true, 0, b""));
     assert_eq!(events(&mut conn).len(), 1);
     conn.send_binary(&[7u8; 50_000]).unwrap();
     let n = conn.pending_output_len();
@@ -1134,16 +1135,73 @@ fn whole_messages_in_one_read_are_taken_without_buffering_and_keep_their_order()
     assert_eq!(conn.input.len(), 36 * 7);
     assert_eq!(events(&mut conn).len(), TAKE_MAX_MESSAGES + 36);
 
-    // A client takes unmasked frames the same way; the cut-off tail waits.
+    // A client takes unmasked frames the same way; a cut-off header waits in
+    // the buffer.
     let mut conn = client();
     let frame = unmasked(true, 1, b"from the server");
-    conn.receive(&[&frame[..], &frame[..5]].concat());
-    assert_eq!(conn.input.len(), 5);
-    conn.receive(&frame[5..]);
+    conn.receive(&[&frame[..], &frame[..1]].concat());
+    assert_eq!(conn.input.len(), 1);
+    conn.receive(&frame[1..]);
     assert_eq!(
         events(&mut conn),
         [text("from the server"), text("from the server")]
     );
+}
+
+#[test]
+fn a_message_cut_off_by_reads_is_filled_without_buffering() {
+    let payload = "é".repeat(40_000);
+    let frame = masked(true, 1, payload.as_bytes());
+    // Cut after the header, inside a two-byte character, and with the next
+    // message's start in the last read.
+    let next = masked(true, 2, b"next");
+    let last = [&frame[20_001..], &next[..3]].concat();
+    let mut conn = server();
+    for read in [&frame[..20], &frame[20..20_001], &last[..]] {
+        conn.receive(read);
+    }
+    assert_eq!(
+        (conn.input.len(), conn.input_peak),
+        (3, 3),
+        "only the next header's start is buffered"
+    );
+    conn.receive(&next[3..]);
+    assert_eq!(events(&mut conn), [text(&payload), binary(b"next")]);
+}
+
+#[test]
+fn invalid_utf8_in_a_message_being_filled_fails_fast_after_the_messages_before_it() {
+    let frame = masked(
+        true,
+        1,
+        &[b"valid, then \xff".as_slice(), &[b'x'; 1000]].concat(),
+    );
+    // Nothing queued before it: the connection fails at once, before the
+    // rest of the message comes.
+    let mut conn = server();
+    conn.receive(&frame[..30]);
+    assert_eq!(events(&mut conn), [Event::ProtocolError(PE::InvalidUtf8)]);
+    assert_eq!(sent_close_codes(&mut conn), [Some(1007)]);
+    conn.receive(&frame[30..]);
+    assert_eq!(events(&mut conn), []);
+
+    // A message before it: its reply goes out first, then the close.
+    let mut conn = server();
+    conn.receive(&[&masked(true, 1, b"first")[..], &frame[..30]].concat());
+    assert!(conn.next_is_plain_message());
+    assert_eq!(conn.next_event(), Some(text("first")));
+    assert!(!conn.has_pending_output(), "no close before the reply");
+    assert!(!conn.next_is_plain_message());
+    conn.receive(&frame[30..]);
+    conn.send_text("first").unwrap();
+    assert_eq!(
+        conn.next_event(),
+        Some(Event::ProtocolError(PE::InvalidUtf8))
+    );
+    let out = take_frames(&mut conn);
+    assert_eq!(out[0], (true, 1, b"first".to_vec()));
+    assert_eq!(out[1].1, 8, "then the close");
+    assert_eq!(conn.next_event(), None);
 }
 
 mod deflate;
