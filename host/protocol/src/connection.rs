@@ -1054,6 +1054,7 @@ impl Connection {
         self.frame = None;
         self.message = None;
         self.filling = None;
+        self.invalid_utf8_after_events = false;
         self.utf8.reset();
     }
 

@@ -1202,6 +1202,13 @@ fn invalid_utf8_in_a_message_being_filled_fails_fast_after_the_messages_before_i
     assert_eq!(out[0], (true, 1, b"first".to_vec()));
     assert_eq!(out[1].1, 8, "then the close");
     assert_eq!(conn.next_event(), None);
+
+    // The peer goes away first: an abnormal closure, as when the bad frame
+    // waits in the buffer.
+    let mut conn = server();
+    conn.receive(&[&masked(true, 1, b"first")[..], &frame[..30]].concat());
+    assert!(!conn.receive_eof());
+    assert_eq!(events(&mut conn), [text("first")]);
 }
 
 mod deflate;
