@@ -264,6 +264,13 @@ pub struct Connection {
     /// A whole-message frame that arrives over several reads, copied
     /// straight into its message (see `take_plain_messages`).
     filling: Option<Box<Filling>>,
+    /// Payloads of messages taken straight from reads, back to back
+    /// (unmasked, text validated), from `taken_read` on: they come before
+    /// everything in `events`.
+    taken: Vec<u8>,
+    /// Each one's (text, length), oldest first.
+    taken_spans: VecDeque<(bool, usize)>,
+    taken_read: usize,
     /// A message being filled held invalid UTF-8 while events before it
     /// were still queued: the connection fails once they are taken.
     invalid_utf8_after_events: bool,
@@ -297,6 +304,9 @@ impl Connection {
             frame: None,
             message: None,
             filling: None,
+            taken: Vec::new(),
+            taken_spans: VecDeque::new(),
+            taken_read: 0,
             invalid_utf8_after_events: false,
             utf8: Utf8Validator::default(),
             events: VecDeque::new(),
@@ -390,21 +400,43 @@ impl Connection {
                 }));
                 return self.fill(data.get(header_len..).unwrap_or_default());
             };
-            let bytes = match h.mask {
-                Some(key) => frame::unmasked_copy(payload, key),
-                None => payload.to_vec(),
-            };
-            let message = if opcode == Some(OpCode::Text) {
-                if simdutf8::basic::from_utf8(&bytes).is_err() {
-                    // Parsed again from the buffer, where it fails.
-                    break;
+            let text = opcode == Some(OpCode::Text);
+            // Into the taken buffer while nothing else is queued (so that
+            // they all come before the events), as events otherwise.
+            let into_buffer = self.events.is_empty();
+            let mut bytes = if into_buffer {
+                if self.taken.capacity() == 0 {
+                    self.taken.reserve(data.len());
                 }
-                // SAFETY: validated just above.
-                Message::Text(unsafe { String::from_utf8_unchecked(bytes) })
+                std::mem::take(&mut self.taken)
             } else {
-                Message::Binary(Bytes::from(bytes))
+                Vec::new()
             };
-            self.events.push_back(Event::Message(message));
+            let start = bytes.len();
+            match h.mask {
+                Some(key) => frame::extend_unmasked(&mut bytes, payload, key),
+                None => bytes.extend_from_slice(payload),
+            }
+            if text && simdutf8::basic::from_utf8(&bytes[start..]).is_err() {
+                // Parsed again from the buffer, where it fails.
+                bytes.truncate(start);
+                if into_buffer {
+                    self.taken = bytes;
+                }
+                break;
+            }
+            if into_buffer {
+                self.taken = bytes;
+                self.taken_spans.push_back((text, len));
+            } else {
+                let message = if text {
+                    // SAFETY: validated just above.
+                    Message::Text(unsafe { String::from_utf8_unchecked(bytes) })
+                } else {
+                    Message::Binary(Bytes::from(bytes))
+                };
+                self.events.push_back(Event::Message(message));
+            }
             taken += 1;
             data = &data[header_len + len..];
         }
@@ -429,7 +461,7 @@ impl Connection {
         // but after the messages queued before this one.
         if filling.text && self.utf8.feed(new).is_err() {
             self.filling = None;
-            if self.events.is_empty() {
+            if self.events.is_empty() && self.taken_spans.is_empty() {
                 self.fail(ProtocolError::InvalidUtf8);
             } else {
                 self.invalid_utf8_after_events = true;
@@ -446,7 +478,7 @@ impl Connection {
             match self.finish_text(filling.data) {
                 Ok(message) => message,
                 Err(error) => {
-                    if self.events.is_empty() {
+                    if self.events.is_empty() && self.taken_spans.is_empty() {
                         self.fail(error);
                     } else {
                         self.invalid_utf8_after_events = true;
@@ -489,6 +521,25 @@ impl Connection {
 
     /// Next parsed event, if any.
     pub fn next_event(&mut self) -> Option<Event> {
+        if let Some((text, len)) = self.taken_spans.pop_front() {
+            let end = self.taken_read + len;
+            let bytes = self
+                .taken
+                .get(self.taken_read..end)
+                .unwrap_or_default()
+                .to_vec();
+            self.taken_read = end;
+            if self.taken_spans.is_empty() {
+                self.taken.clear();
+                self.taken_read = 0;
+            }
+            return Some(Event::Message(if text {
+                // SAFETY: taken text was validated as it was taken.
+                Message::Text(unsafe { String::from_utf8_unchecked(bytes) })
+            } else {
+                Message::Binary(Bytes::from(bytes))
+            }));
+        }
         if self.events.is_empty() && std::mem::take(&mut self.invalid_utf8_after_events) {
             self.fail(ProtocolError::InvalidUtf8);
         }
@@ -496,6 +547,34 @@ impl Connection {
             self.parse();
         }
         self.events.pop_front()
+    }
+
+    /// How many messages taken straight from reads come next (see
+    /// [`Self::drain_taken`]).
+    pub fn taken_messages(&self) -> usize {
+        self.taken_spans.len()
+    }
+
+    /// Hands over the messages taken straight from reads, which are the next
+    /// events: their payloads are appended to `data` back to back (when
+    /// `data` is empty, the engine's buffer becomes it, without a copy), and
+    /// `span(text, length)` is called for each, oldest first. A caller that
+    /// gathers messages into one buffer (the wsbox host's batches) saves an
+    /// allocation and a copy per message over [`Self::next_event`].
+    pub fn drain_taken(&mut self, data: &mut Vec<u8>, mut span: impl FnMut(bool, usize)) {
+        if self.taken_spans.is_empty() {
+            return;
+        }
+        if data.is_empty() && self.taken_read == 0 {
+            *data = std::mem::take(&mut self.taken);
+        } else {
+            data.extend_from_slice(self.taken.get(self.taken_read..).unwrap_or_default());
+            self.taken = Vec::new();
+        }
+        self.taken_read = 0;
+        for (text, len) in self.taken_spans.drain(..) {
+            span(text, len);
+        }
     }
 
     /// Whether the next event is a message whose parsing has no other effect:
@@ -511,6 +590,9 @@ impl Connection {
     pub fn next_is_plain_message(&self) -> bool {
         if self.state != State::Open || self.frame.is_some() || self.message.is_some() {
             return false;
+        }
+        if !self.taken_spans.is_empty() {
+            return true;
         }
         if let Some(event) = self.events.front() {
             return matches!(event, Event::Message(_));
@@ -589,6 +671,9 @@ impl Connection {
             self.input_peak = 0;
         }
         self.output.compact();
+        if self.taken_spans.is_empty() {
+            self.taken = Vec::new();
+        }
         if self.events.is_empty() {
             // Its buffer outlives the events: a few small allocations that
             // an idle (or hibernated) connection need not keep.
@@ -743,7 +828,7 @@ impl Connection {
                 self.drop_input();
                 return Ok(());
             }
-            if !self.events.is_empty() {
+            if !self.events.is_empty() || !self.taken_spans.is_empty() {
                 return Ok(());
             }
             let mut f = match self.frame.take() {

@@ -203,13 +203,14 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
-/// A copy of `src` XORed with the masking `key` (from the payload's start): one
-/// pass over the bytes instead of a copy and then [`apply_mask`].
-pub fn unmasked_copy(src: &[u8], key: [u8; 4]) -> Vec<u8> {
+/// Appends `src` XORed with the masking `key` (from the payload's start) to
+/// `out`: one pass over the bytes instead of a copy and then [`apply_mask`].
+pub fn extend_unmasked(out: &mut Vec<u8>, src: &[u8], key: [u8; 4]) {
     let word = u64::from_ne_bytes([
         key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
     ]);
-    let mut out = Vec::with_capacity(src.len());
+    let old_len = out.len();
+    out.reserve(src.len());
     let spare = &mut out.spare_capacity_mut()[..src.len()];
     let (words, tail) = src.as_chunks::<8>();
     let (out_words, out_tail) = spare.split_at_mut(words.len() * 8);
@@ -223,9 +224,8 @@ pub fn unmasked_copy(src: &[u8], key: [u8; 4]) -> Vec<u8> {
     for ((d, b), k) in out_tail.iter_mut().zip(tail).zip(key.iter().cycle()) {
         d.write(b ^ k);
     }
-    // SAFETY: the loops above wrote all of the first `src.len()` bytes.
-    unsafe { out.set_len(src.len()) };
-    out
+    // SAFETY: the loops above wrote the `src.len()` bytes after `old_len`.
+    unsafe { out.set_len(old_len + src.len()) };
 }
 
 #[cfg(test)]
@@ -258,8 +258,10 @@ mod tests {
             assert_eq!(fast, slow, "len {len} start {start} offset {offset}");
             let mut from_start = data[start..].to_vec();
             naive_mask(&mut from_start, key, 0);
-            let copy = unmasked_copy(&data[start..], key);
-            assert_eq!(copy, from_start, "copy: len {len} start {start}");
+            let mut copy = b"kept".to_vec();
+            extend_unmasked(&mut copy, &data[start..], key);
+            assert_eq!(copy[4..], from_start, "copy: len {len} start {start}");
+            assert_eq!(&copy[..4], b"kept");
         }
     }
 

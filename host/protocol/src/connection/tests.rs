@@ -1149,6 +1149,69 @@ fn whole_messages_in_one_read_are_taken_without_buffering_and_keep_their_order()
 }
 
 #[test]
+fn taken_messages_are_drained_into_one_buffer_in_order() {
+    let mut conn = server();
+    conn.receive(
+        &[
+            masked(true, 1, b"one"),
+            masked(true, 2, b"two"),
+            masked(true, 9, b"ping"),
+            masked(true, 1, b"three"),
+        ]
+        .concat(),
+    );
+    assert_eq!(conn.taken_messages(), 2);
+    assert!(conn.next_is_plain_message());
+    // Into an empty buffer: the engine's own buffer, no copy.
+    let mut data = Vec::new();
+    let mut spans = Vec::new();
+    conn.drain_taken(&mut data, |text, len| spans.push((text, len)));
+    assert_eq!(
+        (data.as_slice(), spans.as_slice()),
+        (&b"onetwo"[..], &[(true, 3), (false, 3)][..])
+    );
+    assert_eq!(conn.taken_messages(), 0);
+    assert!(
+        !conn.has_pending_output(),
+        "no pong before the host's replies"
+    );
+    assert_eq!(
+        conn.next_event(),
+        Some(Event::Ping(Bytes::from_static(b"ping")))
+    );
+    assert_eq!(conn.next_event(), Some(text("three")));
+
+    // Into a buffer that holds something: appended after it; next_event
+    // hands out what drain_taken did not take.
+    let mut conn = server();
+    conn.receive(
+        &[
+            masked(true, 1, b"a"),
+            masked(true, 1, b"b"),
+            masked(true, 1, b"c"),
+        ]
+        .concat(),
+    );
+    assert_eq!(conn.next_event(), Some(text("a")));
+    let mut data = b"x".to_vec();
+    let mut spans = Vec::new();
+    conn.drain_taken(&mut data, |text, len| spans.push((text, len)));
+    assert_eq!(
+        (data.as_slice(), spans.as_slice()),
+        (&b"xbc"[..], &[(true, 1), (true, 1)][..])
+    );
+    assert_eq!(conn.next_event(), None);
+
+    // Messages taken while events are queued come after them.
+    let mut conn = server();
+    let big = masked(true, 2, &[5u8; 3000]);
+    conn.receive(&big[..100]);
+    conn.receive(&[&big[100..], &masked(true, 1, b"after")[..]].concat());
+    assert_eq!(conn.taken_messages(), 0, "queued behind the filled message");
+    assert_eq!(events(&mut conn), [binary(&[5u8; 3000]), text("after")]);
+}
+
+#[test]
 fn a_message_cut_off_by_reads_is_filled_without_buffering() {
     let payload = "é".repeat(40_000);
     let frame = masked(true, 1, payload.as_bytes());

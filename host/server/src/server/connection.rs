@@ -232,6 +232,13 @@ impl Conn {
             .flatten()
     }
 
+    /// Whether the route answers a text request itself (`auto_response`).
+    fn has_auto_response(&self) -> bool {
+        self.wake
+            .as_ref()
+            .is_some_and(|w| w.config().auto_response.is_some())
+    }
+
     /// Whether `message` is the route's auto-response request, which the
     /// host answers itself, awake or hibernated, without a handler call.
     fn is_auto_request(&self, message: &wsbox_protocol::Message) -> bool {
@@ -473,6 +480,17 @@ pub async fn run<S: Transport>(
             // plain message.
             if !inbox.is_empty() && !conn.engine.next_is_plain_message() {
                 deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
+            }
+            // Messages taken straight from reads go into the batch in one
+            // move (unless the route answers some text itself); a lone one
+            // goes on its own, as a message.
+            let taken = conn.engine.taken_messages();
+            if (taken > 1 || (taken == 1 && !inbox.is_empty())) && !conn.has_auto_response() {
+                inbox.take_from(&mut conn.engine);
+                if inbox.is_full() {
+                    deliver(&mut conn, &mut inbox, &mut stream, count_in).await;
+                }
+                continue;
             }
             let Some(event) = conn.engine.next_event() else {
                 break;

@@ -77,6 +77,26 @@ impl Inbox {
         self.append(message);
     }
 
+    /// Moves the messages the engine took straight from reads into the
+    /// batch (the engine's buffer itself when the batch is empty).
+    pub(super) fn take_from(&mut self, engine: &mut wsbox_protocol::Connection) {
+        if let Some(first) = self.first.take() {
+            self.append(first);
+        }
+        let MessageBatch { data, spans } = &mut self.batch;
+        engine.drain_taken(data, |text, len| {
+            spans.push(MessageSpan {
+                kind: if text {
+                    MessageKind::Text
+                } else {
+                    MessageKind::Binary
+                },
+                // Lengths fit: max_message_size is at most 1 GiB.
+                len: u32::try_from(len).unwrap_or(u32::MAX),
+            });
+        });
+    }
+
     fn append(&mut self, message: wsbox_protocol::Message) {
         let batch = &mut self.batch;
         let (kind, bytes) = match message {
