@@ -1080,16 +1080,38 @@ fn replies_to_valid_messages_go_out_before_the_error_close() {
     assert_eq!(out[1].1, 8, "then the close");
 }
 
+/// "one", b"two", a ping, "three": whole plain messages, then a control frame.
+fn two_messages_then_a_ping() -> Vec<u8> {
+    [
+        masked(true, 1, b"one"),
+        masked(true, 2, b"two"),
+        masked(true, 9, b"ping"),
+        masked(true, 1, b"three"),
+    ]
+    .concat()
+}
+
+/// After the two messages of [`two_messages_then_a_ping`]: no pong queued
+/// before the host replied to them, then the ping and "three".
+fn expect_the_ping_then_three(conn: &mut Connection) {
+    assert!(
+        !conn.has_pending_output(),
+        "no pong before the host's replies"
+    );
+    assert_eq!(
+        conn.next_event(),
+        Some(Event::Ping(Bytes::from_static(b"ping")))
+    );
+    assert_eq!(conn.next_event(), Some(text("three")));
+}
+
 #[test]
 fn whole_messages_in_one_read_are_taken_without_buffering_and_keep_their_order() {
     // Whole plain messages are taken straight from the read; a ping, a
     // cut-off frame and a bad frame after them still wait for their turn.
     let mut conn = server();
     let input = [
-        masked(true, 1, b"one"),
-        masked(true, 2, b"two"),
-        masked(true, 9, b"ping"),
-        masked(true, 1, b"three"),
+        two_messages_then_a_ping(),
         masked(true, 1, b"bad \xff"),
         masked(true, 1, b"never"),
     ]
@@ -1102,15 +1124,7 @@ fn whole_messages_in_one_read_are_taken_without_buffering_and_keep_their_order()
     );
     assert_eq!(conn.next_event(), Some(text("one")));
     assert_eq!(conn.next_event(), Some(binary(b"two")));
-    assert!(
-        !conn.has_pending_output(),
-        "no pong before the host's replies"
-    );
-    assert_eq!(
-        conn.next_event(),
-        Some(Event::Ping(Bytes::from_static(b"ping")))
-    );
-    assert_eq!(conn.next_event(), Some(text("three")));
+    expect_the_ping_then_three(&mut conn);
     assert_eq!(
         conn.next_event(),
         Some(Event::ProtocolError(PE::InvalidUtf8))
@@ -1151,15 +1165,7 @@ fn whole_messages_in_one_read_are_taken_without_buffering_and_keep_their_order()
 #[test]
 fn taken_messages_are_drained_into_one_buffer_in_order() {
     let mut conn = server();
-    conn.receive(
-        &[
-            masked(true, 1, b"one"),
-            masked(true, 2, b"two"),
-            masked(true, 9, b"ping"),
-            masked(true, 1, b"three"),
-        ]
-        .concat(),
-    );
+    conn.receive(&two_messages_then_a_ping());
     assert_eq!(conn.taken_messages(), 2);
     assert!(conn.next_is_plain_message());
     // Into an empty buffer: the engine's own buffer, no copy.
@@ -1171,15 +1177,7 @@ fn taken_messages_are_drained_into_one_buffer_in_order() {
         (&b"onetwo"[..], &[(true, 3), (false, 3)][..])
     );
     assert_eq!(conn.taken_messages(), 0);
-    assert!(
-        !conn.has_pending_output(),
-        "no pong before the host's replies"
-    );
-    assert_eq!(
-        conn.next_event(),
-        Some(Event::Ping(Bytes::from_static(b"ping")))
-    );
-    assert_eq!(conn.next_event(), Some(text("three")));
+    expect_the_ping_then_three(&mut conn);
 
     // Into a buffer that holds something: appended after it; next_event
     // hands out what drain_taken did not take.
