@@ -372,23 +372,14 @@ impl Connection {
             let Ok(Some((h, header_len))) = frame::parse_header(data) else {
                 break;
             };
-            let opcode = OpCode::from_u8(h.opcode);
-            let masked_as_required = match self.role {
-                Role::Server => h.mask.is_some(),
-                Role::Client => h.mask.is_none(),
-            };
-            if !h.fin
-                || !matches!(opcode, Some(OpCode::Text | OpCode::Binary))
-                || h.rsv1
-                || h.rsv2
-                || h.rsv3
-                || !masked_as_required
-            {
+            // Compressed messages are inflated from the buffer.
+            if h.rsv1 {
                 break;
             }
-            let Ok(len) = self.checked_size(0, h.payload_len, false) else {
+            let Some(len) = self.plain_message_len(&h) else {
                 break;
             };
+            let text = h.opcode == OpCode::Text as u8;
             let Some(payload) = data.get(header_len..).and_then(|rest| rest.get(..len)) else {
                 // Cut off: the rest of it comes in later reads.
                 self.utf8.reset();
@@ -396,11 +387,10 @@ impl Connection {
                     data: Vec::with_capacity(len.min(FILL_RESERVE_MAX)),
                     len,
                     mask: h.mask,
-                    text: opcode == Some(OpCode::Text),
+                    text,
                 }));
                 return self.fill(data.get(header_len..).unwrap_or_default());
             };
-            let text = opcode == Some(OpCode::Text);
             // Into the taken buffer while nothing else is queued (so that
             // they all come before the events), as events otherwise.
             let into_buffer = self.events.is_empty();
@@ -429,13 +419,8 @@ impl Connection {
                 self.taken = bytes;
                 self.taken_spans.push_back((text, len));
             } else {
-                let message = if text {
-                    // SAFETY: validated just above.
-                    Message::Text(unsafe { String::from_utf8_unchecked(bytes) })
-                } else {
-                    Message::Binary(Bytes::from(bytes))
-                };
-                self.events.push_back(Event::Message(message));
+                self.events
+                    .push_back(Event::Message(validated_message(text, bytes)));
             }
             taken += 1;
             data = &data[header_len + len..];
@@ -461,11 +446,7 @@ impl Connection {
         // but after the messages queued before this one.
         if filling.text && self.utf8.feed(new).is_err() {
             self.filling = None;
-            if self.events.is_empty() && self.taken_spans.is_empty() {
-                self.fail(ProtocolError::InvalidUtf8);
-            } else {
-                self.invalid_utf8_after_events = true;
-            }
+            self.fail_on_invalid_utf8_in_order();
             return &[];
         }
         if filling.data.len() < filling.len {
@@ -477,12 +458,8 @@ impl Connection {
         let message = if filling.text {
             match self.finish_text(filling.data) {
                 Ok(message) => message,
-                Err(error) => {
-                    if self.events.is_empty() && self.taken_spans.is_empty() {
-                        self.fail(error);
-                    } else {
-                        self.invalid_utf8_after_events = true;
-                    }
+                Err(_) => {
+                    self.fail_on_invalid_utf8_in_order();
                     return &[];
                 }
             }
@@ -491,6 +468,17 @@ impl Connection {
         };
         self.events.push_back(Event::Message(message));
         rest
+    }
+
+    /// Fails the connection for invalid UTF-8 in the message being filled:
+    /// at once when nothing is queued before it, otherwise once the queued
+    /// messages are taken.
+    fn fail_on_invalid_utf8_in_order(&mut self) {
+        if self.events.is_empty() && self.taken_spans.is_empty() {
+            self.fail(ProtocolError::InvalidUtf8);
+        } else {
+            self.invalid_utf8_after_events = true;
+        }
     }
 
     /// Parses input up to the next event. Parsing stops at each event so that
@@ -533,12 +521,7 @@ impl Connection {
                 self.taken.clear();
                 self.taken_read = 0;
             }
-            return Some(Event::Message(if text {
-                // SAFETY: taken text was validated as it was taken.
-                Message::Text(unsafe { String::from_utf8_unchecked(bytes) })
-            } else {
-                Message::Binary(Bytes::from(bytes))
-            }));
+            return Some(Event::Message(validated_message(text, bytes)));
         }
         if self.events.is_empty() && std::mem::take(&mut self.invalid_utf8_after_events) {
             self.fail(ProtocolError::InvalidUtf8);
@@ -603,11 +586,19 @@ impl Connection {
         let Ok(Some((h, _))) = frame::parse_header(&self.input) else {
             return false;
         };
+        self.plain_message_len(&h).is_some()
+    }
+
+    /// The payload length of a frame with header `h` if it is a whole
+    /// single-frame text or binary message that passes the header checks
+    /// (opcode, reserved bits, masking, size): one whose parsing can have no
+    /// effect but the message.
+    fn plain_message_len(&self, h: &frame::FrameHeader) -> Option<usize> {
         let masked_as_required = match self.role {
             Role::Server => h.mask.is_some(),
             Role::Client => h.mask.is_none(),
         };
-        h.fin
+        let plain = h.fin
             && matches!(
                 OpCode::from_u8(h.opcode),
                 Some(OpCode::Text | OpCode::Binary)
@@ -615,8 +606,10 @@ impl Connection {
             && !h.rsv2
             && !h.rsv3
             && (!h.rsv1 || self.deflate.is_some())
-            && masked_as_required
-            && self.checked_size(0, h.payload_len, h.rsv1).is_ok()
+            && masked_as_required;
+        plain
+            .then(|| self.checked_size(0, h.payload_len, h.rsv1).ok())
+            .flatten()
     }
 
     /// Send a complete message as a single frame.
@@ -1260,3 +1253,15 @@ fn short_reason(error: &ProtocolError) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// A received message from payload bytes already checked: text was validated
+/// as UTF-8 when it was taken.
+fn validated_message(text: bool, bytes: Vec<u8>) -> Message {
+    if text {
+        debug_assert!(std::str::from_utf8(&bytes).is_ok());
+        // SAFETY: the caller validated `bytes` as UTF-8.
+        Message::Text(unsafe { String::from_utf8_unchecked(bytes) })
+    } else {
+        Message::Binary(Bytes::from(bytes))
+    }
+}
