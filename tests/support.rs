@@ -823,6 +823,24 @@ impl WsboxProcess {
     }
 }
 
+/// Waits (10 s at most) until at most `n` handler instances are alive in
+/// the server's pool: a client that drops its connection does not wait
+/// for the server to free the instance's slot.
+pub async fn pool_holds_at_most(server: &TestServer, n: u64) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (live, _) = server.handle.runtime().pool_usage();
+        if live <= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{live} handler instances still alive, not at most {n}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// Waits (10 s at most) until the metrics count `n` hibernated
 /// connections on `route`.
 pub async fn metrics_count_hibernated(server: &TestServer, route: &str, n: u64) {
