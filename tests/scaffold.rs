@@ -138,6 +138,10 @@ async fn build_and_serve(
         std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0)
     ));
     assert!(wasm.is_file(), "{} was built", wasm.display());
+    if lang == "rust" {
+        let bytes = std::fs::read(&wasm).expect("read the component");
+        assert_packed_layout(name, &bytes);
+    }
     let serve = printed
         .lines()
         .find_map(|l| l.strip_prefix("serve it: "))
@@ -298,4 +302,24 @@ async fn a_python_project_builds_against_the_pubsub_world() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_javascript_project_builds_against_the_pubsub_world() {
     pubsub_project("javascript", "chat-js/chat.js", "handler.js").await;
+}
+
+/// The guests this workspace builds (the bundled demos, the test guests)
+/// are linked with the same packed layout as `wsbox build`'s
+/// (`host/server/guest_build.rs`).
+#[test]
+fn workspace_guests_are_linked_with_the_packed_memory_layout() {
+    assert_packed_layout("bundled echo", wsbox::bundled::ECHO_WASM);
+    assert_packed_layout("bundled chat", wsbox::bundled::CHAT_WASM);
+    assert_packed_layout("bundled broadcast", wsbox::bundled::BROADCAST_WASM);
+    for path in [
+        ECHO_HIBERNATE_WASM,
+        CHAOS_WASM,
+        BASIC_WASM,
+        PUBSUB_WASM,
+        HIBERNATE_WASM,
+    ] {
+        let bytes = std::fs::read(path).expect("a built test guest");
+        assert_packed_layout(path, &bytes);
+    }
 }

@@ -863,3 +863,70 @@ pub async fn metrics_count_hibernated(server: &TestServer, route: &str, n: u64) 
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// Where a guest's main core module puts its stack and data, read from
+/// the component: `(stack top, end of the initialised data, end of the
+/// initial memory)`.
+pub fn guest_memory_layout(component: &[u8]) -> (u64, u64, u64) {
+    use wasmparser::{Operator, Parser, Payload};
+    let const_i32 = |expr: wasmparser::ConstExpr| match expr.get_operators_reader().read() {
+        Ok(Operator::I32Const { value }) => u64::try_from(value).ok(),
+        _ => None,
+    };
+    let (mut modules, mut stack, mut data_end, mut memory_end) = (0, None, 0, None);
+    for payload in Parser::new(0).parse_all(component) {
+        match payload.expect("a valid component") {
+            Payload::ModuleSection { .. } => modules += 1,
+            // The first core module is the guest's own; the rest are shims.
+            _ if modules != 1 => {}
+            Payload::GlobalSection(globals) => {
+                let first = globals
+                    .into_iter()
+                    .next()
+                    .expect("a global")
+                    .expect("valid");
+                assert!(first.ty.mutable, "global 0 is the stack pointer");
+                stack = const_i32(first.init_expr);
+            }
+            Payload::MemorySection(memories) => {
+                let memory = memories
+                    .into_iter()
+                    .next()
+                    .expect("a memory")
+                    .expect("valid");
+                memory_end = Some(memory.initial * 65536);
+            }
+            Payload::DataSection(segments) => {
+                for segment in segments {
+                    let segment = segment.expect("valid");
+                    if let wasmparser::DataKind::Active { offset_expr, .. } = segment.kind {
+                        let start = const_i32(offset_expr).expect("a constant offset");
+                        data_end = data_end.max(start + segment.data.len() as u64);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (
+        stack.expect("a stack pointer"),
+        data_end,
+        memory_end.expect("a memory"),
+    )
+}
+
+/// Checks that a Rust guest was linked with the packed memory layout of
+/// `wsbox build` and this workspace's guest builds: a stack of at least
+/// 1 MiB, and data that ends in the initial memory's last 4 KiB page (where
+/// malloc writes its first heap's footer) with room for a heap after it.
+pub fn assert_packed_layout(name: &str, component: &[u8]) {
+    let (stack, data_end, memory_end) = guest_memory_layout(component);
+    assert!(
+        stack >= 1 << 20,
+        "{name}: a stack of {stack} bytes, less than Rust's 1 MiB"
+    );
+    assert!(
+        data_end > memory_end - 4096 && data_end + 1024 <= memory_end,
+        "{name}: the data ends at {data_end}, not inside the last page before {memory_end} with room for a heap"
+    );
+}

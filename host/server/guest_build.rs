@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+include!("guest_layout.rs");
+
 /// Builds `package` for wasm32-wasip2 with the `guest` profile and returns the
 /// path of the component it produced.
 fn build_guest(package: &str) -> PathBuf {
@@ -24,15 +26,66 @@ fn build_guest_with(package: &str, features: &[&str]) -> PathBuf {
         Some(dir) => PathBuf::from(dir).join("wasm-guests"),
         None => workspace.join("target").join("wasm-guests"),
     };
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     ensure_wasm_target();
+    let components = target_dir.join("components");
+    std::fs::create_dir_all(&components).unwrap_or_else(|e| panic!("creating {}: {e}", components.display()));
+    let mut name = package.replace('-', "_");
+    for feature in features {
+        name.push('+');
+        name.push_str(feature);
+    }
+    let lock_path = target_dir.join("wsbox-guest-build.lock");
+    let lock = std::fs::File::create(&lock_path).unwrap_or_else(|e| panic!("creating {}: {e}", lock_path.display()));
+    lock.lock().unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
+    // Linked twice: once with the default layout and a link map, then with
+    // the stack size that map calls for (see `packed_stack_size`). Only the
+    // guest crate itself is linked again; its dependencies are built once.
+    let map = components.join(format!("{name}.map"));
+    let map_arg = format!("-Map={}", map.display());
+    link_guest(&workspace, &target_dir, package, features, &[&map_arg]);
+    let layout = read_link_map(&map).unwrap_or_else(|e| panic!("guest {package}: reading the link map {}: {e}", map.display()));
+    match packed_stack_size(&layout) {
+        Some(stack) => {
+            link_guest(&workspace, &target_dir, package, features, &[&format!("-zstack-size={stack}"), &map_arg]);
+            let packed = read_link_map(&map).unwrap_or_else(|e| panic!("guest {package}: reading the link map {}: {e}", map.display()));
+            if !packed.is_packed() {
+                println!("cargo:warning=guest {package}: the packed memory layout did not come out as planned ({packed:?}); it still works, but idle instances touch more pages");
+            }
+        }
+        None => println!(
+            "cargo:warning=guest {package}: {} bytes of zero-initialised data leave no room for a packed memory layout; linked with the default one",
+            layout.bss
+        ),
+    }
+    let artifact = target_dir
+        .join("wasm32-wasip2")
+        .join("guest")
+        .join(format!("{}.wasm", package.replace('-', "_")));
+    let bytes = std::fs::read(&artifact).unwrap_or_else(|e| panic!("guest {package} built but {} cannot be read: {e}", artifact.display()));
+    let out = components.join(format!("{name}.wasm"));
+    // Written only when it changed, so that what includes it is not rebuilt.
+    if std::fs::read(&out).ok().as_deref() != Some(bytes.as_slice()) {
+        std::fs::write(&out, &bytes).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
+    }
+    drop(lock);
+    out
+}
+
+/// Runs `cargo rustc` for the guest crate with `link_args` for its linker
+/// (wasm-component-ld, which hands them to wasm-ld).
+fn link_guest(workspace: &Path, target_dir: &Path, package: &str, features: &[&str], link_args: &[&str]) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&workspace)
-        .args(["build", "--target", "wasm32-wasip2", "--profile", "guest", "-p", package])
+    cmd.current_dir(workspace)
+        .args(["rustc", "--lib", "--target", GUEST_TARGET, "--profile", "guest", "-p", package])
         .arg("--target-dir")
-        .arg(&target_dir);
+        .arg(target_dir);
     if !features.is_empty() {
         cmd.arg("--features").arg(features.join(","));
+    }
+    cmd.arg("--");
+    for arg in link_args {
+        cmd.arg("-C").arg(format!("link-arg={arg}"));
     }
     // Flags meant for the outer (host) build must not leak into the guest build.
     for var in [
@@ -47,30 +100,8 @@ fn build_guest_with(package: &str, features: &[&str]) -> PathBuf {
     ] {
         cmd.env_remove(var);
     }
-    let components = target_dir.join("components");
-    std::fs::create_dir_all(&components).unwrap_or_else(|e| panic!("creating {}: {e}", components.display()));
-    let lock_path = target_dir.join("wsbox-guest-build.lock");
-    let lock = std::fs::File::create(&lock_path).unwrap_or_else(|e| panic!("creating {}: {e}", lock_path.display()));
-    lock.lock().unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
     let status = cmd.status().unwrap_or_else(|e| panic!("running cargo to build guest {package}: {e}"));
-    assert!(status.success(), "building guest {package} for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)");
-    let artifact = target_dir
-        .join("wasm32-wasip2")
-        .join("guest")
-        .join(format!("{}.wasm", package.replace('-', "_")));
-    let bytes = std::fs::read(&artifact).unwrap_or_else(|e| panic!("guest {package} built but {} cannot be read: {e}", artifact.display()));
-    let mut name = package.replace('-', "_");
-    for feature in features {
-        name.push('+');
-        name.push_str(feature);
-    }
-    let out = components.join(format!("{name}.wasm"));
-    // Written only when it changed, so that what includes it is not rebuilt.
-    if std::fs::read(&out).ok().as_deref() != Some(bytes.as_slice()) {
-        std::fs::write(&out, &bytes).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
-    }
-    drop(lock);
-    out
+    assert!(status.success(), "building guest {package} for {GUEST_TARGET} failed (is the target installed? `rustup target add {GUEST_TARGET}`)");
 }
 
 const GUEST_TARGET: &str = "wasm32-wasip2";

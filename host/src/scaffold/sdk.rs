@@ -223,7 +223,7 @@ edition = "2024"
 publish = false
 
 [lib]
-# A component, built by `wsbox build` (cargo build --release --target wasm32-wasip2).
+# A component, built by `wsbox build` (or cargo build --release --target wasm32-wasip2).
 crate-type = ["cdylib"]
 
 [dependencies]
