@@ -2,6 +2,7 @@
 //! exports for each version. The rest of the host speaks 0.2.0's types;
 //! a 0.1.0 component's calls are adapted here.
 
+use crate::PackedRequest;
 use anyhow::{Result, bail};
 use wasmtime::Store;
 use wasmtime::component::{Component, Instance, InstancePre, Resource};
@@ -331,7 +332,7 @@ impl Exports {
             }
             Exports::V0_2 { handler, .. } => handler.call_upgrade(&mut *store, &request).await?,
         };
-        store.data_mut().conn.request = Some(Box::new(request));
+        store.data_mut().conn.request = Some(PackedRequest::pack(&request));
         Ok(decision)
     }
 
@@ -349,6 +350,7 @@ impl Exports {
                     .conn
                     .request
                     .take()
+                    .and_then(|packed| packed.unpack())
                     .map(|r| v0_1_adapt::request(&r))
                     .unwrap_or_else(|| v0_1_adapt::request(&super::host_imports::empty_request(0)));
                 let info = v0_1::wsbox::websocket::types::ConnectionInfo {

@@ -146,10 +146,11 @@ impl connection::HostConnection for HostState {
     }
 
     fn request(&mut self, _conn: Resource<ConnectionResource>) -> UpgradeRequest {
-        match &self.conn.request {
-            Some(request) => UpgradeRequest::clone(request),
-            None => empty_request(self.conn.id),
-        }
+        self.conn
+            .request
+            .as_ref()
+            .and_then(|packed| packed.unpack())
+            .unwrap_or_else(|| empty_request(self.conn.id))
     }
 
     fn write_message(

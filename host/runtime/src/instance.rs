@@ -7,6 +7,7 @@ use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::HandlerModule;
+use super::PackedRequest;
 use super::bindings::{
     CloseInfo, Message, MessageBatch, OpenInfo, UpgradeDecision, UpgradeRequest,
 };
@@ -95,9 +96,9 @@ pub(crate) struct ConnState {
     pub max_pending_output: usize,
     /// What the handler asked for, not yet applied.
     pub effects: Vec<Effect>,
-    /// The request the connection was opened with, kept after `upgrade`
-    /// for `connection.request` (0.2) or `on-open` (0.1).
-    pub request: Option<Box<UpgradeRequest>>,
+    /// The request the connection was opened with, kept (packed) after
+    /// `upgrade` for `connection.request` (0.2) or `on-open` (0.1).
+    pub request: Option<PackedRequest>,
     /// The connection's way to the pub/sub hub, once it is accepted
     /// (`None` during `upgrade`).
     pub pubsub: Option<Arc<dyn crate::pubsub::PubsubPort>>,
@@ -157,7 +158,7 @@ impl WasiSetup {
 /// next one.
 pub struct Resumable {
     /// The request the connection was opened with (`connection.request`).
-    pub request: Option<Box<UpgradeRequest>>,
+    pub request: Option<PackedRequest>,
     /// Its way to the pub/sub hub.
     pub pubsub: Option<Arc<dyn crate::pubsub::PubsubPort>>,
 }

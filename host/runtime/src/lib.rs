@@ -17,6 +17,7 @@ mod instance;
 pub mod limits;
 pub mod log_budget;
 pub mod memory_budget;
+mod packed_request;
 pub mod pubsub;
 pub mod settings;
 pub mod turns;
@@ -41,6 +42,7 @@ pub use bindings::{from_socket_address, to_socket_address};
 pub use effects::{BatchMessage, Effect, WriteBatch};
 pub use instance::{CallError, HandlerInstance, HostState, Resumable};
 pub use limits::{InstanceLimits, TenantShare};
+pub use packed_request::PackedRequest;
 
 use contract::Contract;
 pub use settings::{ModuleSource, RuntimeConfig};
