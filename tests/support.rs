@@ -823,45 +823,45 @@ impl WsboxProcess {
     }
 }
 
+/// Polls server state that nothing notifies about, every 10 ms, until
+/// `check` returns `None`; fails with its last description of the state
+/// (`Some`) after [`WAIT`].
+async fn poll_until(mut check: impl FnMut() -> Option<String>) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let Some(state) = check() else { return };
+        assert!(std::time::Instant::now() < deadline, "{state}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// Waits (10 s at most) until at most `n` handler instances are alive in
 /// the server's pool: a client that drops its connection does not wait
 /// for the server to free the instance's slot.
 pub async fn pool_holds_at_most(server: &TestServer, n: u64) {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
+    poll_until(|| {
         let (live, _) = server.handle.runtime().pool_usage();
-        if live <= n {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{live} handler instances still alive, not at most {n}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+        (live > n).then(|| format!("{live} handler instances still alive, not at most {n}"))
+    })
+    .await
 }
 
 /// Waits (10 s at most) until the metrics count `n` hibernated
 /// connections on `route`.
 pub async fn metrics_count_hibernated(server: &TestServer, route: &str, n: u64) {
     let needle = format!(r#"route="{route}""#);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    poll_until(|| {
         let text = server.handle.encode_metrics(0, 0).expect("metrics");
         let count: u64 = text
             .lines()
             .filter(|l| l.starts_with("wsbox_connections_hibernated{") && l.contains(&needle))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum();
-        if count == n {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the metrics count {count} hibernated connections on {route}, not {n}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+        (count != n).then(|| {
+            format!("the metrics count {count} hibernated connections on {route}, not {n}")
+        })
+    })
+    .await
 }
 
 /// Where a guest's main core module puts its stack and data, read from
