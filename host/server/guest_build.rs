@@ -37,25 +37,22 @@ fn build_guest_with(package: &str, features: &[&str]) -> PathBuf {
     let lock_path = target_dir.join("wsbox-guest-build.lock");
     let lock = std::fs::File::create(&lock_path).unwrap_or_else(|e| panic!("creating {}: {e}", lock_path.display()));
     lock.lock().unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
-    // Linked twice: once with the default layout and a link map, then with
-    // the stack size that map calls for (see `packed_stack_size`). Only the
-    // guest crate itself is linked again; its dependencies are built once.
+    // Linked twice, the second time with the packed layout (`guest_layout.rs`).
     let map = components.join(format!("{name}.map"));
-    let map_arg = format!("-Map={}", map.display());
-    link_guest(&workspace, &target_dir, package, features, &[&map_arg]);
-    let layout = read_link_map(&map).unwrap_or_else(|e| panic!("guest {package}: reading the link map {}: {e}", map.display()));
-    match packed_stack_size(&layout) {
-        Some(stack) => {
-            link_guest(&workspace, &target_dir, package, features, &[&format!("-zstack-size={stack}"), &map_arg]);
-            let packed = read_link_map(&map).unwrap_or_else(|e| panic!("guest {package}: reading the link map {}: {e}", map.display()));
-            if !packed.is_packed() {
-                println!("cargo:warning=guest {package}: the packed memory layout did not come out as planned ({packed:?}); it still works, but idle instances touch more pages");
-            }
-        }
-        None => println!(
-            "cargo:warning=guest {package}: {} bytes of zero-initialised data leave no room for a packed memory layout; linked with the default one",
-            layout.bss
+    let packing = link_packed(&map, |link_args| {
+        link_guest(&workspace, &target_dir, package, features, link_args);
+        Ok::<(), std::convert::Infallible>(())
+    });
+    match packing {
+        Ok(Packing::Packed) => {}
+        Ok(Packing::NoMap(e)) => panic!("guest {package}: reading the link map {}: {e}", map.display()),
+        Ok(Packing::NoRoom(bss)) => println!(
+            "cargo:warning=guest {package}: {bss} bytes of zero-initialised data leave no room for a packed memory layout; linked with the default one"
         ),
+        Ok(Packing::NotAsPlanned(layout)) => println!(
+            "cargo:warning=guest {package}: the packed memory layout did not come out as planned ({layout}); it still works, but idle instances touch more pages"
+        ),
+        Err(never) => match never {},
     }
     let artifact = target_dir
         .join("wasm32-wasip2")

@@ -104,3 +104,38 @@ fn read_link_map(path: &std::path::Path) -> Result<GuestLayout, String> {
     })
 }
 
+
+/// How [`link_packed`] went.
+enum Packing {
+    /// Linked with the packed layout, checked against the second map.
+    Packed,
+    /// The first link wrote no map that could be read (why).
+    NoMap(String),
+    /// `.bss` (this many bytes) leaves no room: the default layout is kept.
+    NoRoom(u64),
+    /// Linked with the packed stack size, but the data did not end where
+    /// planned (the layout as linked, or why its map could not be read).
+    NotAsPlanned(String),
+}
+
+/// Links a guest twice through `link` (which runs the build with extra
+/// linker arguments): once with a link map written to `map`, then with the
+/// stack size that map calls for ([`packed_stack_size`]). Only the guest
+/// crate itself is linked again; its dependencies are built once.
+fn link_packed<E>(map: &std::path::Path, mut link: impl FnMut(&[&str]) -> Result<(), E>) -> Result<Packing, E> {
+    let map_arg = format!("-Map={}", map.display());
+    link(&[&map_arg])?;
+    let layout = match read_link_map(map) {
+        Ok(layout) => layout,
+        Err(e) => return Ok(Packing::NoMap(e)),
+    };
+    let Some(stack) = packed_stack_size(&layout) else {
+        return Ok(Packing::NoRoom(layout.bss));
+    };
+    link(&[&format!("-zstack-size={stack}"), &map_arg])?;
+    Ok(match read_link_map(map) {
+        Ok(packed) if packed.is_packed() => Packing::Packed,
+        Ok(packed) => Packing::NotAsPlanned(format!("{packed:?}")),
+        Err(e) => Packing::NotAsPlanned(e),
+    })
+}

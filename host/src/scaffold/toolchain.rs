@@ -133,39 +133,28 @@ fn rust(project: &Project, out: &Path) -> anyhow::Result<()> {
     // instance touches into one page fewer (`guest_layout.rs`). Only the
     // crate itself is linked again.
     let map = std::env::temp_dir().join(format!("wsbox-link-{}.map", std::process::id()));
-    let map_arg = format!("-Map={}", map.display());
-    let built = link_packed(project, &map, &map_arg);
+    let mut artifact = None;
+    let packing = link_packed(&map, |link_args| {
+        artifact = Some(cargo_rustc(project, link_args)?);
+        anyhow::Ok(())
+    });
     let _ = std::fs::remove_file(&map);
-    let artifact = built?;
+    match packing? {
+        Packing::Packed => {}
+        Packing::NoMap(e) => eprintln!(
+            "wsbox: note: no link map to pack the memory layout with ({e}); linked with the default one"
+        ),
+        Packing::NoRoom(bss) => eprintln!(
+            "wsbox: note: {bss} bytes of zero-initialised data leave no room for a packed memory layout; linked with the default one"
+        ),
+        Packing::NotAsPlanned(layout) => eprintln!(
+            "wsbox: note: the packed memory layout did not come out as planned ({layout}); the handler works, but each idle instance touches one page more"
+        ),
+    }
+    let artifact = artifact.context("cargo built no component")?;
     std::fs::copy(&artifact, out)
         .with_context(|| format!("copying {} to {}", artifact.display(), out.display()))?;
     Ok(())
-}
-
-/// The two links of [`rust`]; the second only when the first's map leaves
-/// room for a packed layout.
-fn link_packed(project: &Project, map: &Path, map_arg: &str) -> anyhow::Result<PathBuf> {
-    let mut artifact = cargo_rustc(project, &[map_arg])?;
-    match read_link_map(map) {
-        Ok(layout) => match packed_stack_size(&layout) {
-            Some(stack) => {
-                artifact = cargo_rustc(project, &[&format!("-zstack-size={stack}"), map_arg])?;
-                if !read_link_map(map).is_ok_and(|packed| packed.is_packed()) {
-                    eprintln!(
-                        "wsbox: note: the packed memory layout did not come out as planned; the handler works, but each idle instance touches one page more"
-                    );
-                }
-            }
-            None => eprintln!(
-                "wsbox: note: {} bytes of zero-initialised data leave no room for a packed memory layout; linked with the default one",
-                layout.bss
-            ),
-        },
-        Err(e) => eprintln!(
-            "wsbox: note: no link map to pack the memory layout with ({e}); linked with the default one"
-        ),
-    }
-    Ok(artifact)
 }
 
 /// Builds the project's crate with `link_args` for its linker and returns
